@@ -1,0 +1,1 @@
+"""costs layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""mobility layer (see docs/ARCHITECTURE.md)."""

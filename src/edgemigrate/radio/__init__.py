@@ -1,0 +1,1 @@
+"""radio layer (see docs/ARCHITECTURE.md)."""
