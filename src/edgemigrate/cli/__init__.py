@@ -1,7 +1,7 @@
 """The ``edgemigrate`` command. Nothing imports this package.
 
-Each command group lives in its own module (``cli/sim.py``, ``cli/data.py``, ``cli/engine.py``,
-``cli/experiment.py``) and is attached here. User mistakes (:class:`EdgeMigrateError`) are printed as
+Each command group lives in its own module (``cli/sim.py``, ``cli/data.py``, ``cli/testbed.py``,
+``cli/engine.py``, ``cli/experiment.py``) and is attached here. User mistakes (:class:`EdgeMigrateError`) are printed as
 one line and exit with status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -22,8 +22,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edgemigrate.cli.sim", "run"),
     "scenarios": ("edgemigrate.cli.sim", "scenarios"),
     "data": ("edgemigrate.cli.data", "data"),
-    "doctor": ("edgemigrate.cli.engine", "doctor"),
-    "testbed": ("edgemigrate.cli.engine", "testbed"),
+    "doctor": ("edgemigrate.cli.testbed", "doctor"),
+    "testbed": ("edgemigrate.cli.testbed", "testbed"),
     "agent": ("edgemigrate.cli.engine", "agent"),
     "migrate": ("edgemigrate.cli.engine", "migrate"),
     "experiment": ("edgemigrate.cli.experiment", "experiment"),
