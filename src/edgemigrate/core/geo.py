@@ -45,3 +45,41 @@ def haversine_m(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLi
     dl = (np.asarray(lon2) - np.asarray(lon1)) * k
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """An axis-aligned rectangle in local metres (x east, y north)."""
+
+    xmin_m: float
+    ymin_m: float
+    xmax_m: float
+    ymax_m: float
+
+    def __post_init__(self) -> None:
+        if not (self.xmax_m > self.xmin_m and self.ymax_m > self.ymin_m):
+            raise ValueError(f"empty area {self}")
+
+    @property
+    def width_m(self) -> float:
+        return self.xmax_m - self.xmin_m
+
+    @property
+    def height_m(self) -> float:
+        return self.ymax_m - self.ymin_m
+
+    def contains(self, xy: ArrayLike) -> NDArray[np.bool_]:
+        xy = np.asarray(xy, dtype=np.float64)
+        return (
+            (xy[..., 0] >= self.xmin_m)
+            & (xy[..., 0] <= self.xmax_m)
+            & (xy[..., 1] >= self.ymin_m)
+            & (xy[..., 1] <= self.ymax_m)
+        )
+
+    def clip(self, xy: ArrayLike) -> NDArray[np.float64]:
+        xy = np.asarray(xy, dtype=np.float64)
+        return np.stack(
+            [np.clip(xy[..., 0], self.xmin_m, self.xmax_m), np.clip(xy[..., 1], self.ymin_m, self.ymax_m)],
+            axis=-1,
+        )
