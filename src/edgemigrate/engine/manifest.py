@@ -1,0 +1,408 @@
+"""Per-round checkpoint manifests: what a pre-copy round sends, with per-chunk hashes.
+
+The source describes each round as a :class:`Manifest`: every file of the CRIU image directory is
+``full`` (sent whole), ``same`` (byte-identical to the previous round's file of that name, not sent) or
+``pages`` (a ``pages-*.img`` sent as a delta against the previous round: a bitmap of changed pages and the
+changed pages, seed 002 section IV-B). The wire payload of every file is cut into chunks of at most
+:data:`CHUNK_SIZE_BYTES`, each with its SHA-256. The destination (:class:`RoundReceiver`) refuses any chunk
+whose hash or placement is wrong, verifies whole-file hashes where the manifest carries them, rebuilds the
+full image and only then lets the restore run.
+
+A manifest comes from the network, so :meth:`Manifest.from_dict` treats it as hostile: file names must be
+plain CRIU image names (no ``/``, no ``..``, nothing absolute, never a bundle ``config.json`` - mounts and
+security settings always come from the destination's own bundle), and every declared size is bounded.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemigrate.core.errors import DataFormatError, EngineError
+from edgemigrate.engine import delta
+from edgemigrate.engine.delta import PAGE_SIZE_BYTES
+
+MANIFEST_VERSION = 1
+CHUNK_SIZE_BYTES = 1 << 20
+MAX_CHUNK_SIZE_BYTES = 8 << 20
+MAX_IMAGE_SIZE_BYTES = 64 << 30
+MAX_FILES = 4096
+# CRIU image files and runc's descriptors.json; nothing else may travel (no config.json, no paths)
+_NAME_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.img|descriptors\.json)$")
+
+
+class IntegrityError(EngineError):
+    """A received checkpoint does not match its manifest; the restore is refused."""
+
+
+class ManifestError(EngineError):
+    """A manifest is malformed, names an unsafe path or declares sizes beyond the limits."""
+
+
+class FileKind(enum.Enum):
+    FULL = "full"
+    SAME = "same"
+    PAGES = "pages"
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """One file of the image directory as a round describes it."""
+
+    name: str
+    kind: FileKind
+    size_bytes: int  # size of the rebuilt file at the destination
+    payload_bytes: int  # bytes sent on the data connection for this file
+    sha256: str | None  # whole-file hash; None only for pages files of a final round (see module doc)
+    pagemap: str | None = None  # PAGES: the pagemap image (in this round) describing this pages file
+    base: str | None = None  # PAGES: the pages file of the previous round it is a delta against
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    index: int
+    file: str
+    offset: int  # into the file's payload
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    service: str
+    round_index: int
+    final: bool
+    files: tuple[FileSpec, ...]
+    chunks: tuple[ChunkSpec, ...]
+    version: int = MANIFEST_VERSION
+
+    @property
+    def image_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.files)
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(f.payload_bytes for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "service": self.service,
+            "round": self.round_index,
+            "final": self.final,
+            "files": [
+                {
+                    "name": f.name,
+                    "kind": f.kind.value,
+                    "size_bytes": f.size_bytes,
+                    "payload_bytes": f.payload_bytes,
+                    "sha256": f.sha256,
+                    "pagemap": f.pagemap,
+                    "base": f.base,
+                }
+                for f in self.files
+            ],
+            "chunks": [[c.index, c.file, c.offset, c.size_bytes, c.sha256] for c in self.chunks],
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any, limit_bytes: int = MAX_IMAGE_SIZE_BYTES) -> Manifest:
+        """Validate an untrusted decoded manifest; raise :class:`ManifestError` naming the bad key."""
+        if not isinstance(obj, dict):
+            raise ManifestError("manifest: expected a JSON object")
+        version = _get(obj, "version", int, "manifest")
+        if version != MANIFEST_VERSION:
+            raise ManifestError(f"manifest: version {version} unsupported (expected {MANIFEST_VERSION})")
+        service = _get(obj, "service", str, "manifest")
+        round_index = _get(obj, "round", int, "manifest")
+        if round_index < 1:
+            raise ManifestError("manifest.round: must be >= 1")
+        final = _get(obj, "final", bool, "manifest")
+        raw_files = _get(obj, "files", list, "manifest")
+        if len(raw_files) > MAX_FILES:
+            raise ManifestError(f"manifest.files: {len(raw_files)} files exceed the limit of {MAX_FILES}")
+        files: list[FileSpec] = []
+        seen: set[str] = set()
+        for i, rf in enumerate(raw_files):
+            where = f"manifest.files[{i}]"
+            if not isinstance(rf, dict):
+                raise ManifestError(f"{where}: expected an object")
+            name = _check_name(_get(rf, "name", str, where), f"{where}.name")
+            if name in seen:
+                raise ManifestError(f"{where}.name: duplicate file {name!r}")
+            seen.add(name)
+            kind_s = _get(rf, "kind", str, where)
+            try:
+                kind = FileKind(kind_s)
+            except ValueError:
+                raise ManifestError(f"{where}.kind: {kind_s!r} is not one of full/same/pages") from None
+            size = _size(_get(rf, "size_bytes", int, where), f"{where}.size_bytes", limit_bytes)
+            payload = _size(_get(rf, "payload_bytes", int, where), f"{where}.payload_bytes", limit_bytes)
+            digest = rf.get("sha256")
+            if digest is not None and (not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest)):
+                raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
+            pagemap = rf.get("pagemap")
+            base = rf.get("base")
+            if kind is FileKind.PAGES:
+                if not isinstance(pagemap, str):
+                    raise ManifestError(f"{where}.pagemap: a pages file needs its pagemap")
+                _check_name(pagemap, f"{where}.pagemap")
+                if base is not None:
+                    _check_name(_expect(base, str, f"{where}.base"), f"{where}.base")
+                if size % PAGE_SIZE_BYTES:
+                    raise ManifestError(f"{where}.size_bytes: not a multiple of the page size")
+            else:
+                if digest is None:
+                    raise ManifestError(f"{where}.sha256: required for {kind.value} files")
+                if pagemap is not None or base is not None:
+                    raise ManifestError(f"{where}: pagemap/base only apply to pages files")
+                expected_payload = size if kind is FileKind.FULL else 0
+                if payload != expected_payload:
+                    raise ManifestError(f"{where}.payload_bytes: must be {expected_payload} for a {kind.value} file")
+            files.append(FileSpec(name, kind, size, payload, digest, pagemap, base))
+        for f in files:
+            if f.kind is FileKind.PAGES and f.pagemap not in seen:
+                raise ManifestError(f"manifest: pages file {f.name} names pagemap {f.pagemap} not in the manifest")
+        total = sum(f.size_bytes for f in files)
+        if total > limit_bytes:
+            raise ManifestError(f"manifest: declared image size {total} bytes exceeds the limit {limit_bytes}")
+        raw_chunks = _get(obj, "chunks", list, "manifest")
+        chunks: list[ChunkSpec] = []
+        by_name = {f.name: f for f in files}
+        next_offset = {f.name: 0 for f in files}
+        for i, rc in enumerate(raw_chunks):
+            where = f"manifest.chunks[{i}]"
+            if not (isinstance(rc, list) and len(rc) == 5):
+                raise ManifestError(f"{where}: expected [index, file, offset, size_bytes, sha256]")
+            index, fname, offset, size, digest = rc
+            if index != i or isinstance(index, bool):
+                raise ManifestError(f"{where}: index must be {i}")
+            if not isinstance(fname, str) or fname not in by_name:
+                raise ManifestError(f"{where}: unknown file {fname!r}")
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHUNK_SIZE_BYTES:
+                raise ManifestError(f"{where}: size_bytes must be in 1..{MAX_CHUNK_SIZE_BYTES}")
+            if offset != next_offset[fname]:
+                raise ManifestError(f"{where}: offset {offset} leaves a gap or overlap in {fname}")
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
+            next_offset[fname] = offset + size
+            if next_offset[fname] > by_name[fname].payload_bytes:
+                raise ManifestError(f"{where}: chunk runs past the declared payload of {fname}")
+            chunks.append(ChunkSpec(index, fname, offset, size, digest))
+        for f in files:
+            if next_offset[f.name] != f.payload_bytes:
+                raise ManifestError(f"manifest: chunks cover {next_offset[f.name]} of {f.payload_bytes} payload bytes of {f.name}")
+        return cls(service, round_index, final, tuple(files), tuple(chunks), version)
+
+
+def _expect(value: Any, typ: type, where: str) -> Any:
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ManifestError(f"{where}: expected {typ.__name__}")
+    return value
+
+
+def _get(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
+    if key not in obj:
+        raise ManifestError(f"{where}.{key}: missing")
+    return _expect(obj[key], typ, f"{where}.{key}")
+
+
+def _size(value: int, where: str, limit: int) -> int:
+    if value < 0 or value > limit:
+        raise ManifestError(f"{where}: {value} outside 0..{limit}")
+    return value
+
+
+def _check_name(name: str, where: str) -> str:
+    if not _NAME_RE.fullmatch(name) or ".." in name:
+        raise ManifestError(f"{where}: {name!r} is not a plain CRIU image file name")
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(4 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- source
+
+
+@dataclass(slots=True)
+class RoundPlan:
+    """A manifest plus the payload bytes of every file to send (kept until the round is acknowledged)."""
+
+    manifest: Manifest
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    changed_pages: int = 0
+    stored_pages: int = 0
+
+    def iter_chunks(self) -> Iterator[tuple[ChunkSpec, memoryview]]:
+        views = {name: memoryview(data) for name, data in self.payloads.items()}
+        for c in self.manifest.chunks:
+            yield c, views[c.file][c.offset : c.offset + c.size_bytes]
+
+
+def plan_round(
+    service: str,
+    round_index: int,
+    final: bool,
+    cur_dir: Path,
+    prev_dir: Path | None,
+    chunk_size_bytes: int = CHUNK_SIZE_BYTES,
+) -> RoundPlan:
+    """Describe ``cur_dir`` as a round against ``prev_dir`` (the previous round, already at the destination).
+
+    Pages files become deltas (changed pages only); other files are sent whole unless byte-identical to the
+    previous round. Final rounds skip the whole-file hash of pages files to keep the frozen time short; their
+    integrity rests on per-chunk hashes plus the previous round's verified file.
+    """
+    names = sorted(p.name for p in cur_dir.iterdir() if p.is_file())
+    for n in names:
+        _check_name(n, f"{cur_dir}/{n}")
+    pagemap_of: dict[str, tuple[str, delta.Pagemap]] = {}
+    for pm_name in delta.pagemap_files(cur_dir):
+        pm = delta.read_pagemap(cur_dir / pm_name)
+        pagemap_of[pm.pages_name] = (pm_name, pm)
+    files: list[FileSpec] = []
+    payloads: dict[str, bytes] = {}
+    changed_total = 0
+    stored_total = 0
+    for name in names:
+        path = cur_dir / name
+        size = path.stat().st_size
+        if name in pagemap_of:
+            pm_name, pm = pagemap_of[name]
+            prev_pm = prev_pages = None
+            base = None
+            if prev_dir is not None and (prev_dir / pm_name).exists():
+                prev_pm = delta.read_pagemap(prev_dir / pm_name)
+                if (prev_dir / prev_pm.pages_name).exists():
+                    prev_pages = prev_dir / prev_pm.pages_name
+                    base = prev_pm.pages_name
+                else:
+                    prev_pm = None
+            changed = delta.changed_pages(prev_pm, prev_pages, pm, path)
+            payload = np.packbits(changed).tobytes() + delta.read_changed(path, changed)
+            changed_total += int(changed.sum())
+            stored_total += int(changed.size)
+            digest = None if final else sha256_file(path)
+            files.append(FileSpec(name, FileKind.PAGES, size, len(payload), digest, pm_name, base))
+            payloads[name] = payload
+        else:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            prev = prev_dir / name if prev_dir is not None else None
+            if prev is not None and prev.exists() and prev.stat().st_size == size and prev.read_bytes() == data:
+                files.append(FileSpec(name, FileKind.SAME, size, 0, digest))
+            else:
+                files.append(FileSpec(name, FileKind.FULL, size, size, digest))
+                payloads[name] = data
+    chunks: list[ChunkSpec] = []
+    for f in files:
+        data = payloads.get(f.name, b"")
+        for off in range(0, len(data), chunk_size_bytes):
+            piece = data[off : off + chunk_size_bytes]
+            chunks.append(ChunkSpec(len(chunks), f.name, off, len(piece), hashlib.sha256(piece).hexdigest()))
+    manifest = Manifest(service, round_index, final, tuple(files), tuple(chunks))
+    return RoundPlan(manifest, payloads, changed_total, stored_total)
+
+
+# ------------------------------------------------------------------------------------------ destination
+
+
+class RoundReceiver:
+    """Destination side of one round: verify chunks as they arrive, then rebuild the full image directory."""
+
+    def __init__(self, manifest: Manifest, round_dir: Path, prev_dir: Path | None) -> None:
+        self.manifest = manifest
+        self.round_dir = round_dir
+        self.prev_dir = prev_dir
+        round_dir.mkdir(parents=True, exist_ok=False)
+        self._received = np.zeros(len(manifest.chunks), dtype=bool)
+        self._buffers: dict[str, bytearray] = {
+            f.name: bytearray(f.payload_bytes) for f in manifest.files if f.payload_bytes
+        }
+        self.received_bytes = 0
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._received.all())
+
+    def accept_chunk(self, index: int, data: bytes | memoryview) -> None:
+        m = self.manifest
+        if not 0 <= index < len(m.chunks):
+            raise IntegrityError(f"round {m.round_index}: chunk index {index} outside 0..{len(m.chunks) - 1}")
+        spec = m.chunks[index]
+        if self._received[index]:
+            raise IntegrityError(f"round {m.round_index}: chunk {index} of {spec.file} received twice")
+        if len(data) != spec.size_bytes:
+            raise IntegrityError(
+                f"round {m.round_index}: chunk {index} of {spec.file} has {len(data)} bytes, manifest says {spec.size_bytes}"
+            )
+        if hashlib.sha256(data).hexdigest() != spec.sha256:
+            raise IntegrityError(f"round {m.round_index}: chunk {index} of {spec.file} fails its sha256 check")
+        self._buffers[spec.file][spec.offset : spec.offset + spec.size_bytes] = data
+        self._received[index] = True
+        self.received_bytes += spec.size_bytes
+
+    def finish(self) -> Path:
+        """Rebuild and verify the image directory; returns it. Raises :class:`IntegrityError` on mismatch."""
+        m = self.manifest
+        if not self.complete:
+            missing = int((~self._received).sum())
+            raise IntegrityError(f"round {m.round_index}: {missing} chunks never arrived")
+        order = [f for f in m.files if f.kind is not FileKind.PAGES] + [
+            f for f in m.files if f.kind is FileKind.PAGES
+        ]
+        for f in order:
+            out = self.round_dir / f.name
+            if f.kind is FileKind.FULL:
+                out.write_bytes(self._buffers.pop(f.name, b""))
+            elif f.kind is FileKind.SAME:
+                src = self._prev(f.name, f"same-as-previous file {f.name}")
+                os.link(src, out)
+            else:
+                self._rebuild_pages(f, out)
+            if f.sha256 is not None and sha256_file(out) != f.sha256:
+                raise IntegrityError(f"round {m.round_index}: {f.name} fails its whole-file sha256 check")
+            if out.stat().st_size != f.size_bytes:
+                raise IntegrityError(f"round {m.round_index}: {f.name} rebuilt to the wrong size")
+        return self.round_dir
+
+    def _prev(self, name: str, what: str) -> Path:
+        if self.prev_dir is None or not (self.prev_dir / name).exists():
+            raise IntegrityError(f"round {self.manifest.round_index}: {what} is missing from the previous round")
+        return self.prev_dir / name
+
+    def _rebuild_pages(self, f: FileSpec, out: Path) -> None:
+        assert f.pagemap is not None  # guaranteed by Manifest.from_dict
+        try:
+            pm = delta.read_pagemap(self.round_dir / f.pagemap)
+        except DataFormatError as exc:
+            raise IntegrityError(f"round {self.manifest.round_index}: {exc}") from None
+        n = pm.n_stored_pages
+        bitmap_len = math.ceil(n / 8)
+        payload = self._buffers.pop(f.name, bytearray())
+        if len(payload) < bitmap_len:
+            raise IntegrityError(f"round {self.manifest.round_index}: {f.name} delta shorter than its bitmap")
+        changed = np.unpackbits(np.frombuffer(bytes(payload[:bitmap_len]), dtype=np.uint8), count=n).astype(bool)
+        prev_pm = prev_pages = None
+        try:
+            if f.base is not None:
+                prev_pages = self._prev(f.base, f"base pages file {f.base}")
+                prev_pm = delta.read_pagemap(self._prev(f.pagemap, f"base pagemap {f.pagemap}"))
+            delta.rebuild_pages(prev_pm, prev_pages, pm, changed, memoryview(payload)[bitmap_len:], out)
+        except DataFormatError as exc:
+            raise IntegrityError(f"round {self.manifest.round_index}: {exc}") from None
