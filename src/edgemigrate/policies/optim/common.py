@@ -1,0 +1,101 @@
+"""Pieces shared by GA, DE and PSO: result type, greedy-seeded populations, random keys, local search.
+
+Issue 5 measured that off-the-shelf GA/DE/PSO (pymoo, DEAP, scipy) all lose to a plain greedy heuristic on a
+tight 50 x 10 assignment. What makes them competitive here:
+
+1. a problem-specific integer encoding (``a[k]`` = choice of task ``k``) with discrete variation operators
+   for all three (DE's difference and PSO's attraction act gene-wise; random-key variants were tried and never
+   beat the greedy seed);
+2. a greedy-seeded initial population (the greedy solution plus mutants of it);
+3. the problem's ``repair`` after every variation step (the repaired solution replaces the raw one);
+4. elitism, so the result is never worse than the greedy seed;
+5. an optional final polish by best-improvement local search over single-task moves and pairwise swaps
+   (a memetic step; switch it off with ``polish=False`` to see the bare metaheuristic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgemigrate.policies.optim.problem import AssignmentProblem
+
+
+@dataclass(frozen=True, slots=True)
+class OptimResult:
+    """Best assignment found, its cost, and the best cost after each generation (index 0 = initial)."""
+
+    assignment: NDArray[np.int64]
+    cost: float
+    greedy_cost: float
+    history: NDArray[np.float64]
+    evaluations: int
+    algo: str
+
+
+class _Counter:
+    """Wraps ``problem.evaluate`` to count evaluated solutions."""
+
+    __slots__ = ("n", "problem")
+
+    def __init__(self, problem: AssignmentProblem) -> None:
+        self.problem = problem
+        self.n = 0
+
+    def __call__(self, pop: NDArray[np.int64]) -> NDArray[np.float64]:
+        self.n += int(pop.shape[0])
+        return np.asarray(self.problem.evaluate(pop), dtype=np.float64)
+
+
+def initial_population(
+    problem: AssignmentProblem, size: int, rng: np.random.Generator, greedy_share: float
+) -> NDArray[np.int64]:
+    """Row 0 = greedy; the next ``greedy_share`` of rows = greedy with ~10 % of genes re-drawn; rest random.
+
+    All rows are repaired.
+    """
+    k, m = problem.n_tasks, problem.n_choices
+    g = np.asarray(problem.greedy(), dtype=np.int64)
+    pop = rng.integers(0, m, size=(size, k), dtype=np.int64)
+    n_mutants = int(round(greedy_share * size))
+    pop[: max(1, n_mutants)] = g
+    if n_mutants > 1:
+        flip = rng.random((n_mutants - 1, k)) < 0.1
+        pop[1:n_mutants] = np.where(flip, rng.integers(0, m, size=(n_mutants - 1, k)), g)
+    return problem.repair(pop)
+
+
+def local_search(
+    problem: AssignmentProblem,
+    x: NDArray[np.int64],
+    cost: float,
+    evaluate: _Counter,
+    max_rounds: int = 50,
+) -> tuple[NDArray[np.int64], float]:
+    """Best-improvement descent over all single-task moves and all pairwise swaps (each round one batch).
+
+    Infeasible neighbours are priced by the problem's penalty (or repaired away by it) and so never win.
+    """
+    k, m = problem.n_tasks, problem.n_choices
+    iu, ju = np.triu_indices(k, 1)
+    x = x.copy()
+    for _ in range(max_rounds):
+        moves = np.repeat(x[None, :], k * m, axis=0)
+        moves[np.arange(k * m), np.repeat(np.arange(k), m)] = np.tile(np.arange(m), k)
+        keep = moves[np.arange(k * m), np.repeat(np.arange(k), m)] != x[np.repeat(np.arange(k), m)]
+        moves = moves[keep]
+        differ = x[iu] != x[ju]
+        si, sj = iu[differ], ju[differ]
+        swaps = np.repeat(x[None, :], si.size, axis=0)
+        rows = np.arange(si.size)
+        swaps[rows, si], swaps[rows, sj] = x[sj], x[si]
+        cand = np.concatenate([moves, swaps]) if si.size else moves
+        cand = problem.repair(cand)
+        c = evaluate(cand)
+        best = int(np.argmin(c))
+        if not c[best] < cost - 1e-12:
+            break
+        x, cost = cand[best].copy(), float(c[best])
+    return x, cost
