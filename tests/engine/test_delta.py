@@ -107,3 +107,16 @@ def test_block_boundaries_large_dump(tmp_path: Path, monkeypatch: pytest.MonkeyP
     out = tmp_path / "o.img"
     delta.rebuild_pages(pa, tmp_path / "a/pages-1.img", pb, changed, delta.read_changed(tmp_path / "b/pages-1.img", changed), out)
     assert out.read_bytes() == cur.tobytes()
+
+
+def test_old_format_without_field5_and_flags() -> None:
+    def entry(fields: list[tuple[int, int]]) -> bytes:
+        body = b"".join(delta.encode_varint(n << 3) + delta.encode_varint(v) for n, v in fields)
+        return len(body).to_bytes(4, "little") + body
+
+    head = (delta.IMG_COMMON_MAGIC).to_bytes(4, "little") + (delta.PAGEMAP_MAGIC).to_bytes(4, "little")
+    data = head + entry([(1, 2)]) + entry([(1, 0x2000), (2, 3)]) + entry([(1, 0x9000), (2, 1), (3, 1)])
+    with pytest.raises(DataFormatError, match="parent"):
+        delta.parse_pagemap(data)
+    pm = delta.parse_pagemap(head + entry([(1, 2)]) + entry([(1, 0x2000), (2, 3)]))
+    assert pm.n_stored_pages == 3 and pm.pages_id == 2

@@ -7,8 +7,9 @@ page by page in user space:
 
 * a ``pagemap-*.img`` file is a CRIU image: two little-endian u32 magics (``IMG_COMMON_MAGIC`` then
   ``PAGEMAP_MAGIC``), then entries, each a u32 length followed by a protobuf message. The first entry is
-  ``pagemap_head {pages_id = 1}``, the others ``pagemap_entry {vaddr = 1, nr_pages = 2, in_parent = 3,
-  flags = 4}`` (CRIU ``images/pagemap.proto``);
+  ``pagemap_head {pages_id = 1}``, the others ``pagemap_entry {vaddr = 1, compat_nr_pages = 2,
+  in_parent = 3, flags = 4, nr_pages = 5}`` (CRIU ``images/pagemap.proto``; CRIU 4.x writes the page count
+  in field 5 and 0 in field 2, older versions only field 2);
 * ``pages-<pages_id>.img`` holds the raw 4 KiB pages of the entries flagged ``PE_PRESENT``, in order.
 
 :func:`changed_pages` marks the pages of the new dump whose virtual address was absent from the previous
@@ -166,13 +167,15 @@ def parse_pagemap(data: bytes, path: str | os.PathLike[str] = "<pagemap>") -> Pa
                     raise ValueError("pagemap_head without pages_id")
                 pages_id = fields[1]
             else:
-                if 1 not in fields or 2 not in fields:
+                if 1 not in fields or (2 not in fields and 5 not in fields):
                     raise ValueError(f"entry {index} lacks vaddr or nr_pages")
+                # CRIU >= 4.0 writes the 64-bit nr_pages as field 5 and leaves compat_nr_pages (2) at 0
+                nr_pages = fields[5] if 5 in fields else fields[2]
                 if 4 in fields:
                     flags = fields[4]
                 else:  # old images: no flags field, in_parent bool instead
                     flags = PE_PARENT if fields.get(3, 0) else PE_PRESENT
-                entries.append((fields[1], fields[2], flags))
+                entries.append((fields[1], nr_pages, flags))
             index += 1
     except ValueError as exc:
         raise DataFormatError(path, None, f"malformed pagemap: {exc}") from None
@@ -198,7 +201,7 @@ def encode_pagemap(pages_id: int, entries: list[tuple[int, int, int]]) -> bytes:
         return _U32.pack(len(body)) + body
 
     out = [struct.pack("<II", IMG_COMMON_MAGIC, PAGEMAP_MAGIC), entry([(1, pages_id)])]
-    out += [entry([(1, v), (2, n), (4, f)]) for v, n, f in entries]
+    out += [entry([(1, v), (2, 0), (4, f), (5, n)]) for v, n, f in entries]
     return b"".join(out)
 
 
