@@ -31,7 +31,9 @@ def test_vectorised_over_bandwidths_and_configs() -> None:
     bw = np.array([1.0, 10.0, 100.0]) * MB
     p = np.array([[1e-8], [2e-8]])  # two configurations x one stage
     r = np.array([[0.5], [0.25]])
-    tps = cm.system_throughput_Bps(cm.processing_throughput_Bps(p)[:, None], cm.transfer_throughput_Bps(bw, r[:, None, :]))
+    tps = cm.system_throughput_Bps(
+        cm.processing_throughput_Bps(p)[:, None], cm.transfer_throughput_Bps(bw, r[:, None, :])
+    )
     expected = np.array([[2.0, 20.0, 100.0], [4.0, 40.0, 50.0]]) * MB
     np.testing.assert_allclose(tps, expected)
 

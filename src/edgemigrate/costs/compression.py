@@ -60,7 +60,9 @@ def migration_time_serial_s(processing_s: ArrayLike, transfer_s: ArrayLike) -> F
 
 def system_throughput_Bps(processing_Bps: ArrayLike, transfer_Bps: ArrayLike) -> F:
     """Eq. 8: ``TPS_system = min(TPS_processing, TPS_transfer)``."""
-    return np.minimum(np.asarray(processing_Bps, dtype=np.float64), np.asarray(transfer_Bps, dtype=np.float64))
+    return np.minimum(
+        np.asarray(processing_Bps, dtype=np.float64), np.asarray(transfer_Bps, dtype=np.float64)
+    )
 
 
 def compressed_transfer_time_s(
@@ -68,12 +70,14 @@ def compressed_transfer_time_s(
 ) -> F:
     """Left side of eq. 10: compress then send, ``D / V_compress + D * C_ratio / V_network``."""
     d = np.asarray(data_bytes, dtype=np.float64)
-    return d / np.asarray(compress_Bps, dtype=np.float64) + d * np.asarray(ratio, dtype=np.float64) / np.asarray(
-        bandwidth_Bps, dtype=np.float64
-    )
+    return d / np.asarray(compress_Bps, dtype=np.float64) + d * np.asarray(
+        ratio, dtype=np.float64
+    ) / np.asarray(bandwidth_Bps, dtype=np.float64)
 
 
-def compression_pays_off(compress_Bps: ArrayLike, ratio: ArrayLike, bandwidth_Bps: ArrayLike) -> NDArray[np.bool_]:
+def compression_pays_off(
+    compress_Bps: ArrayLike, ratio: ArrayLike, bandwidth_Bps: ArrayLike
+) -> NDArray[np.bool_]:
     """Eq. 11: serial compression beats sending raw iff ``V_compress * (1 - C_ratio) >= V_network``.
 
     Derived from eq. 9/10 (``T_compressing + T_transfer <= T_non-compression``) by dividing by

@@ -16,7 +16,9 @@ def _sample(n: int = 200_000) -> bytes:
     return (text + noise + bytes(n // 4))[:n]
 
 
-ALL = [(name, level) for name in ["none", "lz4", "zstd", "zlib", "wkdm"] for level in codec_spec(name).levels()]
+ALL = [
+    (name, level) for name in ["none", "lz4", "zstd", "zlib", "wkdm"] for level in codec_spec(name).levels()
+]
 
 
 @pytest.mark.parametrize(("name", "level"), ALL)

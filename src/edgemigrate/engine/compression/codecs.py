@@ -21,6 +21,7 @@ corrupt or hostile payload can never make the receiver allocate more than it agr
 
 from __future__ import annotations
 
+import functools
 import threading
 import zlib
 from collections.abc import Callable
@@ -74,7 +75,9 @@ class CodecSpec:
 
 def _check_size(out: bytes, raw_size_bytes: int, name: str) -> bytes:
     if len(out) != raw_size_bytes:
-        raise CorruptDataError(f"{name}: payload decodes to {len(out)} bytes, frame declared {raw_size_bytes}")
+        raise CorruptDataError(
+            f"{name}: payload decodes to {len(out)} bytes, frame declared {raw_size_bytes}"
+        )
     return out
 
 
@@ -258,3 +261,12 @@ def _ensure_wkdm_registered() -> None:
     # import graph acyclic (wkdm imports this module).
     if "wkdm" not in CODECS:
         from edgemigrate.engine.compression import wkdm  # noqa: F401
+
+
+@functools.lru_cache(maxsize=128)
+def shared_codec(name: str, level: int) -> Codec:
+    """A process-wide codec instance for ``(name, level)``; safe to share between threads (see module doc).
+
+    Reusing one instance keeps zstd's per-thread contexts alive across chunks instead of rebuilding them.
+    """
+    return make_codec(name, level)

@@ -146,7 +146,9 @@ def wkdm_compress(data: bytes | bytearray | memoryview) -> bytes:
     """Compress ``data`` page by page (4096-byte pages; a trailing partial page is stored raw)."""
     buf = memoryview(data).cast("B")
     n_pages, tail = divmod(len(buf), PAGE_SIZE_BYTES)
-    all_words = np.frombuffer(buf, dtype="<u4", count=n_pages * WORDS_PER_PAGE).reshape(n_pages, WORDS_PER_PAGE)
+    all_words = np.frombuffer(buf, dtype="<u4", count=n_pages * WORDS_PER_PAGE).reshape(
+        n_pages, WORDS_PER_PAGE
+    )
     tag_parts, slot_parts, low_parts, full_parts = [], [], [], []
     for start in range(0, n_pages, _BATCH_PAGES):
         tags, slots, lows, fulls = _encode_batch(all_words[start : start + _BATCH_PAGES])
@@ -200,7 +202,9 @@ def _parse_header(buf: memoryview, raw_size_bytes: int) -> _Layout:
         raise CorruptDataError(f"wkdm: bad magic/version {magic!r}/{version}")
     lay = _Layout(n_pages, tail, n_index, n_low, n_full)
     if tail >= PAGE_SIZE_BYTES or lay.raw_size_bytes != raw_size_bytes:
-        raise CorruptDataError(f"wkdm: header describes {lay.raw_size_bytes} raw bytes, frame declared {raw_size_bytes}")
+        raise CorruptDataError(
+            f"wkdm: header describes {lay.raw_size_bytes} raw bytes, frame declared {raw_size_bytes}"
+        )
     words = n_pages * WORDS_PER_PAGE
     if n_index > words or n_low > n_index or n_full > words - n_index:
         raise CorruptDataError("wkdm: record counts exceed the number of words")
@@ -251,7 +255,11 @@ def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int) -
     n_idx_pp = ((tags_all == TAG_EXACT) | (tags_all == TAG_PARTIAL)).sum(axis=1)
     n_low_pp = (tags_all == TAG_PARTIAL).sum(axis=1)
     n_full_pp = (tags_all == TAG_MISS).sum(axis=1)
-    if (int(n_idx_pp.sum()), int(n_low_pp.sum()), int(n_full_pp.sum())) != (lay.n_index, lay.n_low, lay.n_full):
+    if (int(n_idx_pp.sum()), int(n_low_pp.sum()), int(n_full_pp.sum())) != (
+        lay.n_index,
+        lay.n_low,
+        lay.n_full,
+    ):
         raise CorruptDataError("wkdm: tag counts disagree with the header")
     slots_all = _unpack_nibbles(sec[1], lay.n_index)
     lows_all = _unpack_low10(sec[2], lay.n_low)

@@ -1,0 +1,316 @@
+"""Per-chunk codec/level selection while a transfer runs (seed 001, sec. III-C and V-B).
+
+A :class:`Selector` is asked :meth:`~Selector.choose` for every chunk just before that chunk is
+compressed, with the latest :class:`~edgemigrate.engine.compression.netstate.NetworkState`, and is told
+:meth:`~Selector.observe` what each compression actually achieved. Three implementations:
+
+* :class:`FixedSelector` - one codec and level throughout (the "fixed level" baselines);
+* :class:`RuleSelector` - the seed's rule, eq. 2: the RTT ratio and the loss rate select one of nine
+  regions, each region adds a level delta to the current lz4 level (default 4, clamped to 1..9);
+* :class:`ModelSelector` - picks the codec/level that maximises the effective transfer rate
+  ``min(cores * V_compress, B / C_ratio, cores_dst * V_decompress)`` from measured per-level profiles
+  (seed 001 eqs. 6, 8 and the trade-off of eqs. 9-11).
+
+Selectors are called from the sending thread only; they need no locking.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from edgemigrate.core.errors import ValidationError
+from edgemigrate.engine.compression.codecs import codec_spec, shared_codec
+from edgemigrate.engine.compression.netstate import Ewma, NetworkState
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A codec family and level for the next chunk."""
+
+    codec: str
+    level: int
+
+
+class Selector(Protocol):
+    """Chooses the codec/level of the next chunk; learns from what each chunk achieved."""
+
+    @property
+    def name(self) -> str: ...
+
+    def choose(self, state: NetworkState) -> Choice: ...
+
+    def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedSelector:
+    """Always the same codec and level."""
+
+    codec: str = "lz4"
+    level: int = 1
+
+    def __post_init__(self) -> None:
+        spec = codec_spec(self.codec)
+        if self.level not in spec.levels():
+            raise ValidationError(
+                f"selector: {self.codec} level {self.level} outside {spec.min_level}..{spec.max_level}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"fixed-{self.codec}-{self.level}"
+
+    def choose(self, state: NetworkState) -> Choice:
+        return Choice(self.codec, self.level)
+
+    def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None:
+        return None
+
+
+# Rows: RTT ratio region (<= 0.85, <= 1.05, > 1.05); columns: loss region (<= 0.2, <= 0.5, > 0.5).
+SEED_RULE_TABLE: tuple[tuple[int, int, int], ...] = (
+    (+4, +3, -2),
+    (+2, +1, -3),
+    (0, -1, -4),
+)
+
+
+def region(value: float, low: float, high: float) -> int:
+    """0 if ``value <= low``, 1 if ``value <= high``, else 2 (a threshold value belongs to the better region,
+    as the seed's closed intervals ``[0, 0.85]``, ``[0, 0.2]`` list it first)."""
+    return 0 if value <= low else (1 if value <= high else 2)
+
+
+class RuleSelector:
+    """Seed 001's adaptive rule (eq. 1 ``Netstate = State(RTT, packetLoss)`` and eq. 2 ``Delta_level``).
+
+    On every *new* network sample (``state.sample_id`` changed) the level moves by
+    ``table[rtt_region][loss_region]`` and is clamped to ``[min_level, max_level]``; between samples the
+    level is held, so choosing per chunk does not re-apply one measurement many times.
+
+    The 3x3 table. Eq. 2 lists nine cases but names the region ``RTT in [0.85, 1.05], loss in [0.2, 0.5]``
+    twice (for +1 and for -1) and never names ``RTT > 1.05, loss in [0.2, 0.5]``. We give -1 to that
+    missing region, because (a) it is the only region left, so every listed delta keeps exactly one
+    region, and (b) it is the only placement that keeps the table monotone: the delta then never
+    increases when the RTT ratio grows (per loss column: +4, +2, 0 / +3, +1, -1 / -2, -3, -4) nor when
+    the loss grows (per RTT row: +4, +3, -2 / +2, +1, -3 / 0, -1, -4). The other reading (-1 in the
+    duplicated cell, +1 in the missing one) would give the mid-loss column +3, -1, +1: a *worse* RTT
+    (mid -> high) would raise the level, against the seed's ordering of the regions from good to bad.
+
+    The sign convention is the seed's: a better network raises the level (stronger lz4), a worse one
+    lowers it. :class:`ModelSelector` derives its choice from measured rates instead.
+    """
+
+    def __init__(
+        self,
+        codec: str = "lz4",
+        default_level: int = 4,
+        min_level: int = 1,
+        max_level: int = 9,
+        rtt_thresholds: tuple[float, float] = (0.85, 1.05),
+        loss_thresholds: tuple[float, float] = (0.2, 0.5),
+        table: Sequence[Sequence[int]] = SEED_RULE_TABLE,
+    ) -> None:
+        spec = codec_spec(codec)
+        if not spec.min_level <= min_level <= default_level <= max_level <= spec.max_level:
+            raise ValidationError(
+                f"rule selector: need {spec.min_level} <= min_level <= default_level <= max_level <= {spec.max_level}"
+                f" for {codec}, got {min_level}, {default_level}, {max_level}"
+            )
+        if len(table) != 3 or any(len(row) != 3 for row in table):
+            raise ValidationError("rule selector: table must be 3x3 (RTT region x loss region)")
+        for lo, hi, what in (rtt_thresholds + ("rtt_thresholds",), loss_thresholds + ("loss_thresholds",)):
+            if not 0 <= lo < hi:
+                raise ValidationError(f"rule selector: {what} must satisfy 0 <= low < high, got ({lo}, {hi})")
+        self.codec = codec
+        self.min_level, self.max_level = min_level, max_level
+        self.rtt_thresholds, self.loss_thresholds = rtt_thresholds, loss_thresholds
+        self.table = tuple(tuple(int(x) for x in row) for row in table)
+        self.level = default_level
+        self._last_sample = 0
+        self.history: list[tuple[int, int, int, int]] = []  # (sample_id, rtt_region, loss_region, level)
+
+    @property
+    def name(self) -> str:
+        return "rule"
+
+    def regions(self, state: NetworkState) -> tuple[int, int]:
+        return region(state.rtt_ratio, *self.rtt_thresholds), region(state.loss_rate, *self.loss_thresholds)
+
+    def choose(self, state: NetworkState) -> Choice:
+        if state.sample_id > 0 and state.sample_id != self._last_sample:
+            self._last_sample = state.sample_id
+            r, l_ = self.regions(state)
+            self.level = min(self.max_level, max(self.min_level, self.level + self.table[r][l_]))
+            self.history.append((state.sample_id, r, l_, self.level))
+        return Choice(self.codec, self.level)
+
+    def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CodecProfile:
+    """Measured behaviour of one codec/level on representative data (single core).
+
+    ``ratio`` is output/input (the seed's ``C_ratio``/``R_i``: smaller is better).
+    """
+
+    codec: str
+    level: int
+    compress_Bps: float
+    decompress_Bps: float
+    ratio: float
+
+    @property
+    def choice(self) -> Choice:
+        return Choice(self.codec, self.level)
+
+
+def measure_profiles(
+    sample: bytes, candidates: Iterable[tuple[str, int]], min_time_s: float = 0.02
+) -> tuple[CodecProfile, ...]:
+    """Time every candidate's compression and decompression of ``sample`` on one core.
+
+    Each measurement repeats until at least ``min_time_s`` has passed, to get above timer resolution.
+    """
+    if not sample:
+        raise ValidationError("measure_profiles: the sample is empty")
+    out = []
+    for name, level in candidates:
+        codec = shared_codec(name, level)
+        comp_s, reps, t0 = 0.0, 0, time.perf_counter()
+        while True:
+            z = codec.compress(sample)
+            reps += 1
+            comp_s = time.perf_counter() - t0
+            if comp_s >= min_time_s:
+                break
+        dec_s, dreps, t0 = 0.0, 0, time.perf_counter()
+        while True:
+            codec.decompress(z, len(sample))
+            dreps += 1
+            dec_s = time.perf_counter() - t0
+            if dec_s >= min_time_s:
+                break
+        out.append(
+            CodecProfile(
+                name, level, len(sample) * reps / comp_s, len(sample) * dreps / dec_s, len(z) / len(sample)
+            )
+        )
+    return tuple(out)
+
+
+def effective_rate_Bps(
+    compress_Bps: np.ndarray | float,
+    decompress_Bps: np.ndarray | float,
+    ratio: np.ndarray | float,
+    bandwidth_Bps: float,
+    compress_cores: float,
+    decompress_cores: float,
+) -> np.ndarray:
+    """Raw bytes per second a pipelined compressed transfer sustains (seed 001 eqs. 6 and 8).
+
+    ``TPS_system = min(TPS_processing, TPS_transfer)`` with ``TPS_processing`` the compress (and, at the
+    destination, decompress) throughput of all cores and ``TPS_transfer = B / R`` (eq. 6). Eq. 11
+    (``V_compress (1 - C_ratio) >= V_network``) is the serial version of the same trade-off; with
+    pipelining a codec pays off as soon as this rate exceeds ``B``.
+    """
+    return np.minimum(
+        np.minimum(
+            np.asarray(compress_Bps, dtype=float) * compress_cores,
+            bandwidth_Bps / np.asarray(ratio, dtype=float),
+        ),
+        np.asarray(decompress_Bps, dtype=float) * decompress_cores,
+    )
+
+
+class ModelSelector:
+    """Chooses the codec/level with the highest :func:`effective_rate_Bps` at the current bandwidth.
+
+    ``profiles`` come from :func:`measure_profiles` (include ``("none", 0)`` to allow sending raw) and are
+    refined online by :meth:`observe` (EWMA of each level's measured speed and ratio on the real chunks).
+    ``hysteresis``: keep the current choice unless another is that fraction faster, so noise in the
+    bandwidth estimate does not make the level flap. Before any bandwidth is measured the fastest
+    compressor is used (it measures the link quickest and never starves it).
+    """
+
+    def __init__(
+        self,
+        profiles: Sequence[CodecProfile],
+        compress_cores: float,
+        decompress_cores: float | None = None,
+        hysteresis: float = 0.05,
+        alpha: float = 0.3,
+    ) -> None:
+        if not profiles:
+            raise ValidationError("model selector: no codec profiles given")
+        if compress_cores <= 0:
+            raise ValidationError(f"model selector: compress_cores must be > 0, got {compress_cores}")
+        if not 0 <= hysteresis < 1:
+            raise ValidationError(f"model selector: hysteresis must be in [0, 1), got {hysteresis}")
+        for p in profiles:
+            if p.compress_Bps <= 0 or p.decompress_Bps <= 0 or p.ratio <= 0:
+                raise ValidationError(
+                    f"model selector: profile {p.codec}-{p.level} has a non-positive rate or ratio"
+                )
+        self.profiles = list(profiles)
+        self.compress_cores = compress_cores
+        self.decompress_cores = compress_cores if decompress_cores is None else decompress_cores
+        self.hysteresis = hysteresis
+        self._index = {p.choice: i for i, p in enumerate(self.profiles)}
+        self._speed = [Ewma(alpha) for _ in self.profiles]
+        self._ratio = [Ewma(alpha) for _ in self.profiles]
+        for i, p in enumerate(self.profiles):
+            self._speed[i].update(p.compress_Bps)
+            self._ratio[i].update(p.ratio)
+        self.current: int | None = None
+
+    @property
+    def name(self) -> str:
+        return "model"
+
+    def rates_Bps(self, bandwidth_Bps: float) -> np.ndarray:
+        """Effective rate of every profile at ``bandwidth_Bps`` (same order as ``profiles``)."""
+        speed = np.array([e.value for e in self._speed], dtype=float)
+        ratio = np.array([e.value for e in self._ratio], dtype=float)
+        dec = np.array([p.decompress_Bps for p in self.profiles], dtype=float)
+        return effective_rate_Bps(
+            speed, dec, ratio, bandwidth_Bps, self.compress_cores, self.decompress_cores
+        )
+
+    def choose(self, state: NetworkState) -> Choice:
+        bw = state.bandwidth_Bps
+        if bw is None or bw <= 0:
+            compressing = [i for i, p in enumerate(self.profiles) if p.codec != "none"] or list(
+                range(len(self.profiles))
+            )
+            best = max(compressing, key=lambda i: self._speed[i].value or 0.0)
+        else:
+            rates = self.rates_Bps(bw)
+            best = int(np.argmax(rates))
+            cur = self.current
+            if cur is not None and rates[cur] >= (1.0 - self.hysteresis) * rates[best]:
+                best = cur
+        self.current = best
+        return self.profiles[best].choice
+
+    def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None:
+        i = self._index.get(choice)
+        if i is None or raw_bytes <= 0:
+            return
+        self._ratio[i].update(compressed_bytes / raw_bytes)
+        if compress_s > 0:
+            self._speed[i].update(raw_bytes / compress_s)
+
+    def profile(self, choice: Choice) -> CodecProfile:
+        """The current (online-refined) estimate for ``choice``."""
+        i = self._index[choice]
+        return replace(
+            self.profiles[i], compress_Bps=float(self._speed[i].value), ratio=float(self._ratio[i].value)
+        )

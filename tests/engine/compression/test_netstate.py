@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import dataclasses
+import socket
+import struct
+import threading
+
+import pytest
+
+from edgemigrate.engine.compression.netstate import (
+    TCP_ESTABLISHED,
+    Ewma,
+    NetworkMonitor,
+    TcpInfo,
+    parse_tcp_info,
+    read_tcp_info,
+)
+
+
+def _raw_tcp_info(**fields: int) -> bytes:
+    buf = bytearray(232)
+    layout = {
+        "rtt_us": (68, "I"),
+        "total_retrans": (100, "I"),
+        "segs_out": (136, "I"),
+        "delivery_rate_Bps": (160, "Q"),
+        "bytes_acked": (120, "Q"),
+        "state": (0, "B"),
+    }
+    for k, v in fields.items():
+        off, fmt = layout[k]
+        struct.pack_into("<" + fmt, buf, off, v)
+    return bytes(buf)
+
+
+def test_parse_offsets() -> None:
+    raw = bytearray(
+        _raw_tcp_info(
+            state=1,
+            rtt_us=12345,
+            total_retrans=7,
+            segs_out=1000,
+            delivery_rate_Bps=5_000_000,
+            bytes_acked=1 << 40,
+        )
+    )
+    raw[7] = 1  # delivery_rate_app_limited bit
+    info = parse_tcp_info(bytes(raw))
+    assert (info.state, info.rtt_us, info.total_retrans, info.segs_out) == (1, 12345, 7, 1000)
+    assert info.delivery_rate_Bps == 5_000_000 and info.bytes_acked == 1 << 40
+    assert info.delivery_rate_app_limited
+    short = parse_tcp_info(bytes(raw[:104]))  # an old kernel: later fields read as 0
+    assert short.rtt_us == 12345 and short.segs_out == 0
+    with pytest.raises(ValueError):
+        parse_tcp_info(bytes(50))
+
+
+def test_real_loopback_socket() -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    got = bytearray()
+
+    def drain() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                got.extend(chunk)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    cli = socket.create_connection(("127.0.0.1", port))
+    payload = b"x" * (4 << 20)
+    cli.sendall(payload)
+    info = read_tcp_info(cli)
+    cli.close()
+    t.join()
+    srv.close()
+    assert info.state == TCP_ESTABLISHED
+    assert info.snd_mss > 0 and info.rtt_us > 0
+    assert info.bytes_sent >= len(payload) or info.bytes_acked > 0
+    assert info.segs_out > 0
+    assert len(got) == len(payload)
+
+
+def _info(**kw: int) -> TcpInfo:
+    base = parse_tcp_info(_raw_tcp_info(state=1))
+    return dataclasses.replace(base, **kw)
+
+
+def test_monitor_rtt_ratio_loss_and_bandwidth() -> None:
+    mon = NetworkMonitor(bandwidth_alpha=0.5)
+    s1 = mon.sample(_info(rtt_us=10_000, segs_out=100, total_retrans=0))
+    assert (s1.sample_id, s1.rtt_ratio, s1.loss_rate, s1.bandwidth_Bps) == (1, 1.0, 0.0, None)
+    mon.observe_send(1_000_000, 0.5)  # 2 MB/s while blocked on the link
+    s2 = mon.sample(
+        _info(
+            rtt_us=12_000,
+            segs_out=300,
+            total_retrans=50,
+            delivery_rate_app_limited=True,
+            delivery_rate_Bps=9_999_999,
+        )
+    )
+    assert s2.rtt_ratio == pytest.approx(1.2)
+    assert s2.loss_rate == pytest.approx(50 / 200)
+    assert s2.bandwidth_Bps == pytest.approx(2e6)  # app-limited kernel estimate ignored
+    s3 = mon.sample(_info(rtt_us=6_000, segs_out=300, total_retrans=50, delivery_rate_Bps=4_000_000))
+    assert s3.rtt_ratio == pytest.approx(0.5)
+    assert s3.loss_rate == 0.0  # nothing sent in the interval
+    assert s3.bandwidth_Bps == pytest.approx(3e6)  # EWMA(0.5) of 2e6 and the kernel's 4e6
+    s4 = mon.sample_explicit(rtt_s=0.009, loss_rate=0.4)
+    assert s4.sample_id == 4 and s4.rtt_ratio == pytest.approx(1.5) and s4.bandwidth_Bps == pytest.approx(3e6)
+
+
+def test_ewma() -> None:
+    e = Ewma(0.25)
+    assert e.value is None
+    assert e.update(8.0) == 8.0
+    assert e.update(0.0) == 6.0
+    with pytest.raises(ValueError):
+        Ewma(0.0)
