@@ -1,0 +1,215 @@
+"""Raw fixes -> :class:`Trajectories`: drop GPS glitches, cut gaps, resample, project, clip.
+
+:func:`to_trajectories` does, per track:
+
+1. **Glitches.** A speed between consecutive fixes above ``max_speed_mps`` (default
+   :data:`MAX_PLAUSIBLE_SPEED_MPS` = 50 m/s = 180 km/h; FORMATS.md reports GPS glitches with > 100 m/s in the
+   real cabspotting traces) is implausible. First, isolated spikes (a fix whose incoming AND outgoing speeds are
+   implausible, or an end fix whose only segment is implausible while its neighbour's is not) are removed,
+   repeatedly, vectorised. Then a forward pass drops any fix still implausible from the last kept one; when
+   more than :data:`MAX_GLITCH_RUN` fixes in a row would be dropped, the first of them is kept instead and
+   treated as a relocation (a *break*: no interpolation across the jump).
+2. **Gaps.** Consecutive fixes further apart than ``max_gap_s`` (default :data:`DEFAULT_MAX_GAP_S`) are also a
+   break: the user is inactive in between (a taxi with its GPS off is not known to be anywhere).
+3. **Resampling** on the grid ``t0_s + k * dt_s`` by linear interpolation of the projected positions; no
+   extrapolation: outside a user's first..last fix the user is inactive (positions are held, see
+   :class:`Trajectories`).
+4. **Projection** with :class:`~edgemigrate.core.geo.LocalProjection` about ``projection`` or, if None, the
+   centroid (mean lat, mean lon) of all kept fixes.
+5. **Area.** Positions outside ``area`` (local metres) are inactive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgemigrate.core.errors import ValidationError
+from edgemigrate.core.geo import Area, LocalProjection, haversine_m
+from edgemigrate.mobility.traces import RawTraces, TimeLike, Trajectories, parse_time
+
+MAX_PLAUSIBLE_SPEED_MPS = 50.0
+"""Speeds between fixes above this (180 km/h) are GPS glitches (FORMATS.md: glitches show > 100 m/s)."""
+
+MAX_GLITCH_RUN = 5
+"""More consecutive implausible fixes than this are taken as a real relocation, not a glitch."""
+
+DEFAULT_MAX_GAP_S = 600.0
+"""Fixes further apart than this (10 min; cabspotting samples every ~58 s, Rome every ~7 s) are not bridged."""
+
+MAX_TRAJECTORY_BYTES = 4 << 30
+"""Refuse to build a (T, U, 2) float64 array larger than this; cut the time window or raise dt_s instead."""
+
+_SPIKE_PASSES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TrackCleaning:
+    """Result of :func:`clean_track`: which fixes to keep and where interpolation must not bridge."""
+
+    keep: NDArray[np.bool_]
+    break_after: NDArray[np.bool_]
+    """For the KEPT fixes: True at i when the segment (i, i+1) must not be interpolated."""
+    glitches_dropped: int
+    relocations: int
+
+
+def _speeds(t: NDArray[np.float64], lat: NDArray[np.float64], lon: NDArray[np.float64]) -> NDArray[np.float64]:
+    d_m = haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:])
+    dt = np.diff(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dt > 0, d_m / np.where(dt > 0, dt, 1.0), np.inf)
+
+
+def clean_track(
+    t_s: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    *,
+    max_speed_mps: float = MAX_PLAUSIBLE_SPEED_MPS,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+) -> TrackCleaning:
+    """Glitch removal and break detection for one ascending-time track (see module docstring)."""
+    n = t_s.size
+    keep = np.ones(n, dtype=bool)
+    if n >= 3:
+        for _ in range(_SPIKE_PASSES):
+            idx = np.flatnonzero(keep)
+            if idx.size < 3:
+                break
+            fast = _speeds(t_s[idx], lat[idx], lon[idx]) > max_speed_mps
+            if not fast.any():
+                break
+            fast_in = np.concatenate([[fast[0] and not fast[1]], fast])
+            fast_out = np.concatenate([fast, [fast[-1] and not fast[-2]]])
+            spike = fast_in & fast_out
+            if not spike.any():
+                break
+            keep[idx[spike]] = False
+    relocations = 0
+    idx = np.flatnonzero(keep)
+    breaks: set[int] = set()  # original index j: a break precedes kept fix j
+    if idx.size >= 2 and (_speeds(t_s[idx], lat[idx], lon[idx]) > max_speed_mps).any():
+        keep[:] = False
+        keep[idx[0]] = True
+        anchor, pos, run_start = idx[0], 1, -1
+        while pos < idx.size:
+            j = idx[pos]
+            dt = t_s[j] - t_s[anchor]
+            d_m = float(haversine_m(lat[anchor], lon[anchor], lat[j], lon[j]))
+            if dt > 0 and d_m / dt <= max_speed_mps:
+                keep[j] = True
+                anchor, run_start = j, -1
+                pos += 1
+                continue
+            if run_start < 0:
+                run_start = pos
+            if pos - run_start + 1 > MAX_GLITCH_RUN:
+                j0 = idx[run_start]
+                keep[j0] = True
+                breaks.add(int(j0))
+                relocations += 1
+                anchor, pos, run_start = j0, run_start + 1, -1
+            else:
+                pos += 1
+        # a trailing run shorter than MAX_GLITCH_RUN stays dropped (glitches at the end of a track)
+    kept = np.flatnonzero(keep)
+    break_after = np.zeros(kept.size, dtype=bool)
+    if kept.size >= 2:
+        break_after[:-1] = np.diff(t_s[kept]) > max_gap_s
+        if breaks:
+            starts = np.isin(kept, np.fromiter(breaks, dtype=np.int64))
+            break_after[:-1] |= starts[1:]
+    return TrackCleaning(keep, break_after, int(n - kept.size), relocations)
+
+
+def to_trajectories(
+    raw: RawTraces,
+    *,
+    dt_s: float,
+    projection: LocalProjection | None = None,
+    area: Area | None = None,
+    max_speed_mps: float = MAX_PLAUSIBLE_SPEED_MPS,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    start: TimeLike = None,
+    end: TimeLike = None,
+) -> Trajectories:
+    """Clean, resample on a ``dt_s`` grid, project and clip ``raw`` (see module docstring).
+
+    The grid runs from ``start`` (default: the first fix) to ``end`` (default: the last fix) inclusive. Ids
+    without any fix left after cleaning are dropped (counted in ``metadata['cleaning']['users_dropped']``).
+    """
+    if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
+        raise ValidationError(f"dt_s must be a positive number of seconds, got {dt_s!r}")
+    if not (max_speed_mps > 0 and max_gap_s > 0):
+        raise ValidationError("max_speed_mps and max_gap_s must be positive")
+    cleaned = []
+    glitches = relocations = 0
+    for i in range(raw.n_ids):
+        c = clean_track(raw.t_s[i], raw.lat[i], raw.lon[i], max_speed_mps=max_speed_mps, max_gap_s=max_gap_s)
+        glitches += c.glitches_dropped
+        relocations += c.relocations
+        if c.keep.any():
+            cleaned.append((raw.ids[i], raw.t_s[i][c.keep], raw.lat[i][c.keep], raw.lon[i][c.keep], c.break_after))
+    if not cleaned:
+        raise ValidationError(f"{raw.source or 'traces'}: no fixes to build trajectories from")
+    if projection is None:
+        all_lat = np.concatenate([c[2] for c in cleaned])
+        all_lon = np.concatenate([c[3] for c in cleaned])
+        projection = LocalProjection(float(all_lat.mean()), float(all_lon.mean()))
+    start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
+    t0 = start_s if start_s is not None else min(float(c[1][0]) for c in cleaned)
+    t_last = end_s if end_s is not None else max(float(c[1][-1]) for c in cleaned)
+    if t_last < t0:
+        raise ValidationError(f"time window is empty: end ({t_last}) is before start ({t0})")
+    n_steps = int(math.floor((t_last - t0) / dt_s + 1e-9)) + 1
+    n_users = len(cleaned)
+    size_bytes = n_steps * n_users * 2 * 8
+    if size_bytes > MAX_TRAJECTORY_BYTES:
+        raise ValidationError(
+            f"{n_steps} steps x {n_users} users would need {size_bytes / (1 << 30):.1f} GiB; "
+            "cut the time window (start/end) or the ids, or raise dt_s"
+        )
+    grid = t0 + dt_s * np.arange(n_steps, dtype=np.float64)
+    xy = np.empty((n_steps, n_users, 2), dtype=np.float64)
+    active = np.empty((n_steps, n_users), dtype=bool)
+    for u, (_, t, lat, lon, break_after) in enumerate(cleaned):
+        pts = projection.to_xy(lat, lon)
+        xy[:, u, 0] = np.interp(grid, t, pts[:, 0])
+        xy[:, u, 1] = np.interp(grid, t, pts[:, 1])
+        act = (grid >= t[0]) & (grid <= t[-1])
+        if break_after.any():
+            seg = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 1)
+            act &= ~(break_after[seg] & (grid > t[seg]))
+        active[:, u] = act
+    if area is not None:
+        active &= area.contains(xy)
+    metadata = {
+        "source": raw.source,
+        "sha256": raw.sha256,
+        "reader": raw.reader,
+        "reader_options": dict(raw.options),
+        "lines_read": raw.lines_read,
+        "skipped_lines": raw.skipped_lines,
+        "cleaning": {
+            "fixes_in": raw.n_fixes,
+            "glitches_dropped": glitches,
+            "relocations": relocations,
+            "users_dropped": raw.n_ids - n_users,
+            "max_speed_mps": max_speed_mps,
+            "max_gap_s": max_gap_s,
+            "area": None if area is None else [area.xmin_m, area.ymin_m, area.xmax_m, area.ymax_m],
+        },
+    }
+    return Trajectories(
+        ids=tuple(c[0] for c in cleaned),
+        t0_s=float(t0),
+        dt_s=float(dt_s),
+        xy_m=xy,
+        active=active,
+        projection=projection,
+        metadata=metadata,
+    )

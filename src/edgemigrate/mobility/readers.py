@@ -1,0 +1,457 @@
+"""Readers for real GPS trace formats (see ``shared/data/traces/FORMATS.md``) -> :class:`RawTraces`.
+
+- :func:`read_cabspotting`: San Francisco cabspotting (CRAWDAD epfl/mobility, doi:10.15783/C7J010), one file
+  ``new_<cab>.txt`` per cab, lines ``lat lon occupancy unix_time`` NEWEST FIRST, optional ``_cabs.txt`` index.
+- :func:`read_roma`: Rome taxis (CRAWDAD roma/taxi, doi:10.15783/C7QC7M), one big file of
+  ``ID;YYYY-MM-DD HH:MM:SS[.ffffff]+01;POINT(LAT LON)`` lines sorted by time. Streamed in fixed 4 MiB chunks:
+  memory is bounded by the fixes KEPT (taxi-id and time-window cut), never by the file size. Because the file
+  is sorted by time, reading stops once a line is more than :data:`ROMA_SORT_SLACK_S` past ``end``
+  (``stop_after_end=False`` reads to the end, e.g. to hash the whole file).
+- :func:`read_csv`: a generic ``id,t,lat,lon`` CSV (header required, extra columns ignored, ``t`` in UNIX
+  seconds or ISO-8601).
+
+A malformed line raises :class:`DataFormatError` ``path:line: reason``; with ``lenient=True`` it is skipped
+and counted (``RawTraces.skipped_lines``, first reasons in ``RawTraces.skip_reasons``). Times are UNIX
+seconds (UTC). ``progress`` callbacks receive the number of bytes just consumed (for a progress bar).
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import hashlib
+import io
+import re
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from edgemigrate.core.errors import DataFormatError, ValidationError
+from edgemigrate.core.registry import suggest
+from edgemigrate.mobility.traces import MAX_REASONS_KEPT, RawTraces, TimeLike, check_window, parse_time
+
+Progress = Callable[[int], None]
+
+CHUNK_BYTES = 4 << 20
+"""Read size of the streaming readers; with the kept fixes this bounds the memory of a read."""
+
+ROMA_SORT_SLACK_S = 600.0
+"""The Rome file is sorted by time; a reader stops this long after ``end`` (guards against slight disorder)."""
+
+
+class _Faults:
+    """Raise on the first malformed line, or count and remember a few when lenient."""
+
+    __slots__ = ("lenient", "path", "count", "reasons")
+
+    def __init__(self, path: Path, lenient: bool) -> None:
+        self.path, self.lenient = path, lenient
+        self.count = 0
+        self.reasons: list[str] = []
+
+    def bad(self, line_no: int | None, reason: str, path: Path | None = None) -> None:
+        err = DataFormatError(path or self.path, line_no, reason)
+        if not self.lenient:
+            raise err
+        self.count += 1
+        if len(self.reasons) < MAX_REASONS_KEPT:
+            self.reasons.append(str(err))
+
+
+def _iter_lines(fh: BinaryIO, hasher: hashlib._Hash, progress: Progress | None) -> Iterator[bytes]:
+    """Yield lines (without ``\\n``) of a binary stream read in :data:`CHUNK_BYTES` chunks, hashing every byte."""
+    tail = b""
+    while True:
+        chunk = fh.read(CHUNK_BYTES)
+        if not chunk:
+            break
+        hasher.update(chunk)
+        if progress is not None:
+            progress(len(chunk))
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        yield from lines
+    if tail:
+        yield tail
+
+
+def _check_latlon(lat: float, lon: float) -> str | None:
+    if not (-90.0 <= lat <= 90.0):
+        return f"latitude {lat} outside [-90, 90]"
+    if not (-180.0 <= lon <= 180.0):
+        return f"longitude {lon} outside [-180, 180]"
+    return None
+
+
+def _normalise_ids(ids: Iterable[str | int] | None, what: str) -> set[str] | None:
+    if ids is None:
+        return None
+    if isinstance(ids, (str, int)):
+        ids = [ids]
+    out = {str(i).strip() for i in ids}
+    out.discard("")
+    if not out:
+        raise ValidationError(f"{what}: empty id list")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- cabspotting
+
+_CAB_ENTRY = re.compile(r'<cab\s+id="([^"]+)"')
+
+
+def _read_cab_index(path: Path, faults: _Faults) -> list[str]:
+    cabs: list[str] = []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            m = _CAB_ENTRY.search(line)
+            if m is None:
+                faults.bad(line_no, f"expected <cab id=\"...\" updates=\"...\"/>, got {line.strip()[:60]!r}", path)
+                continue
+            cabs.append(m.group(1))
+    return cabs
+
+
+def read_cabspotting(
+    folder: str | Path,
+    *,
+    cab_ids: Iterable[str] | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    lenient: bool = False,
+    progress: Progress | None = None,
+) -> RawTraces:
+    """Read a cabspotting folder (``new_<cab>.txt`` files, optional ``_cabs.txt``) into :class:`RawTraces`.
+
+    ``cab_ids`` selects cabs (unknown ones are an error with a suggestion); ``start``/``end`` keep fixes with
+    ``start <= t < end``. Cabs are listed from ``_cabs.txt`` when present (a listed cab without its file is a
+    malformed index line), else from the ``new_*.txt`` files, in sorted order. ``sha256`` hashes the names
+    and contents of the files read.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, None, "not a directory (expected the cabspotting folder with new_<cab>.txt files)")
+    start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
+    check_window(start_s, end_s)
+    faults = _Faults(folder, lenient)
+    files = {p.name[4:-4]: p for p in folder.glob("new_*.txt") if p.is_file()}
+    index = folder / "_cabs.txt"
+    if index.is_file():
+        cabs = []
+        for cab in _read_cab_index(index, faults):
+            if cab in files:
+                cabs.append(cab)
+            else:
+                faults.bad(None, f"cab '{cab}' is listed but new_{cab}.txt is missing", index)
+    else:
+        cabs = sorted(files)
+    if not cabs:
+        raise DataFormatError(folder, None, "no cab files (new_<cab>.txt) found")
+    wanted = _normalise_ids(cab_ids, "cab_ids")
+    if wanted is not None:
+        unknown = sorted(wanted - set(cabs))
+        if unknown:
+            raise ValidationError(f"{folder}: unknown cab '{unknown[0]}'{suggest(unknown[0], cabs)}")
+        cabs = [c for c in cabs if c in wanted]
+
+    folder_hash = hashlib.sha256()
+    tracks: dict[str, tuple[array, array, array]] = {}
+    lines_read = 0
+    for cab in cabs:
+        path = files[cab]
+        t_arr, lat_arr, lon_arr = array("d"), array("d"), array("d")
+        file_hash = hashlib.sha256()
+        with path.open("rb") as fh:
+            for line_no, raw in enumerate(_iter_lines(fh, file_hash, progress), 1):
+                lines_read += 1
+                parts = raw.split()
+                if not parts:
+                    continue
+                if len(parts) != 4:
+                    faults.bad(line_no, f"expected 4 fields 'lat lon occupancy unix_time', got {len(parts)}", path)
+                    continue
+                try:
+                    lat, lon, t = float(parts[0]), float(parts[1]), float(int(parts[3]))
+                    occupancy = int(parts[2])
+                except ValueError:
+                    faults.bad(line_no, f"non-numeric field in {raw.decode(errors='replace').strip()[:60]!r}", path)
+                    continue
+                if occupancy not in (0, 1):
+                    faults.bad(line_no, f"occupancy must be 0 or 1, got {occupancy}", path)
+                    continue
+                problem = _check_latlon(lat, lon)
+                if problem:
+                    faults.bad(line_no, problem, path)
+                    continue
+                if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
+                    continue
+                t_arr.append(t)
+                lat_arr.append(lat)
+                lon_arr.append(lon)
+        folder_hash.update(f"{path.name}\0{file_hash.hexdigest()}\n".encode())
+        tracks[cab] = (t_arr, lat_arr, lon_arr)
+    return RawTraces.from_lists(
+        tracks,
+        source=str(folder),
+        sha256=folder_hash.hexdigest(),
+        reader="cabspotting",
+        options={"cab_ids": sorted(wanted) if wanted else None, "start_s": start_s, "end_s": end_s,
+                 "lenient": lenient},
+        skipped_lines=faults.count,
+        skip_reasons=tuple(faults.reasons),
+        lines_read=lines_read,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- roma
+
+_ROMA_LINE = re.compile(
+    rb"^\s*([^;\s]+);(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(\.\d{1,9})?([+-])(\d\d)(?::?(\d\d))?;"
+    rb"POINT\(\s*([^\s()]+)\s+([^\s()]+)\s*\)\s*$"
+)
+
+
+def _roma_reason(raw: bytes) -> str:
+    text = raw.decode(errors="replace").strip()
+    fields = text.split(";")
+    if len(fields) != 3:
+        return f"expected 3 ';'-separated fields 'ID;TIME;POINT(LAT LON)', got {len(fields)}"
+    if not fields[2].startswith("POINT("):
+        return f"third field must be POINT(LAT LON), got {fields[2][:40]!r}"
+    if not re.match(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d(:?\d\d)?$", fields[1]):
+        return f"time must be YYYY-MM-DD HH:MM:SS[.ffffff]+HH, got {fields[1][:40]!r}"
+    return f"malformed line {text[:80]!r}"
+
+
+def read_roma(
+    path: str | Path,
+    *,
+    taxi_ids: Iterable[str | int] | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    lenient: bool = False,
+    stop_after_end: bool = True,
+    progress: Progress | None = None,
+) -> RawTraces:
+    """Stream the Rome taxi file into :class:`RawTraces`, keeping ``taxi_ids`` within ``start <= t < end``.
+
+    Every line read is validated (id, time incl. its UTC offset, POINT with LATITUDE first). Memory holds
+    one 4 MiB chunk plus the kept fixes (3 float64 per fix). ``sha256`` covers the bytes read; the options
+    record ``bytes_read`` and ``complete`` (False when reading stopped after ``end``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, None, "no such file")
+    start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
+    check_window(start_s, end_s)
+    wanted = _normalise_ids(taxi_ids, "taxi_ids")
+    wanted_b = {w.encode() for w in wanted} if wanted is not None else None
+    stop_s = end_s + ROMA_SORT_SLACK_S if (end_s is not None and stop_after_end) else None
+    faults = _Faults(path, lenient)
+    day_cache: dict[bytes, int] = {}
+    tracks: dict[str, tuple[array, array, array]] = {}
+    hasher = hashlib.sha256()
+    bytes_read = 0
+    complete = True
+    line_no = 0
+
+    def count(n: int) -> None:
+        nonlocal bytes_read
+        bytes_read += n
+        if progress is not None:
+            progress(n)
+
+    match = _ROMA_LINE.match
+    with path.open("rb") as fh:
+        for raw in _iter_lines(fh, hasher, count):
+            line_no += 1
+            m = match(raw)
+            if m is None:
+                if raw.strip():
+                    faults.bad(line_no, _roma_reason(raw))
+                continue
+            ident, year, month, day, hh, mm, ss, frac, sign, oh, om, a, b = m.groups()
+            key = year + month + day
+            midnight = day_cache.get(key)
+            if midnight is None:
+                try:
+                    midnight = calendar.timegm((int(year), int(month), int(day), 0, 0, 0))
+                    if calendar.monthrange(int(year), int(month))[1] < int(day) or int(day) < 1:
+                        raise ValueError
+                except (ValueError, IndexError, calendar.IllegalMonthError):
+                    faults.bad(line_no, f"invalid date {key.decode()!r}")
+                    continue
+                day_cache[key] = midnight
+            h, mi, s = int(hh), int(mm), int(ss)
+            if h > 23 or mi > 59 or s > 60:
+                faults.bad(line_no, f"invalid time of day {h:02d}:{mi:02d}:{s:02d}")
+                continue
+            offset = int(oh) * 3600 + (int(om) * 60 if om else 0)
+            t = midnight + h * 3600 + mi * 60 + s - (offset if sign == b"+" else -offset)
+            if frac:
+                t += float(frac)
+            if stop_s is not None and t > stop_s:
+                complete = False
+                break
+            if wanted_b is not None and ident not in wanted_b:
+                continue
+            if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
+                continue
+            try:
+                lat, lon = float(a), float(b)
+            except ValueError:
+                faults.bad(line_no, f"non-numeric coordinate in POINT({a.decode(errors='replace')} "
+                                    f"{b.decode(errors='replace')})")
+                continue
+            problem = _check_latlon(lat, lon)
+            if problem:
+                faults.bad(line_no, problem + " (POINT holds LATITUDE first)")
+                continue
+            name = ident.decode(errors="replace")
+            track = tracks.get(name)
+            if track is None:
+                track = tracks[name] = (array("d"), array("d"), array("d"))
+            track[0].append(t)
+            track[1].append(lat)
+            track[2].append(lon)
+    if wanted is not None:
+        missing = sorted(wanted - set(tracks))
+        if missing:
+            raise ValidationError(
+                f"{path}: taxi id(s) {', '.join(missing[:5])} have no fix"
+                + (" in the time window" if start_s is not None or end_s is not None else "")
+                + suggest(missing[0], tracks)
+            )
+    ordered = dict(sorted(tracks.items(), key=lambda kv: (len(kv[0]), kv[0])))
+    return RawTraces.from_lists(
+        ordered,
+        source=str(path),
+        sha256=hasher.hexdigest(),
+        reader="roma",
+        options={"taxi_ids": sorted(wanted) if wanted else None, "start_s": start_s, "end_s": end_s,
+                 "lenient": lenient, "bytes_read": bytes_read, "complete": complete},
+        skipped_lines=faults.count,
+        skip_reasons=tuple(faults.reasons),
+        lines_read=line_no,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- csv
+
+CSV_COLUMNS = ("id", "t", "lat", "lon")
+
+
+def read_csv(
+    path: str | Path,
+    *,
+    ids: Iterable[str] | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    lenient: bool = False,
+    progress: Progress | None = None,
+) -> RawTraces:
+    """Read a generic ``id,t,lat,lon`` CSV (header required, any column order, extra columns ignored).
+
+    ``t`` is UNIX seconds or ISO-8601 (no offset = UTC). Rows may come in any order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, None, "no such file")
+    start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
+    check_window(start_s, end_s)
+    wanted = _normalise_ids(ids, "ids")
+    faults = _Faults(path, lenient)
+    hasher = hashlib.sha256()
+    tracks: dict[str, tuple[array, array, array]] = {}
+    line_no = 0
+    with path.open("rb") as fb:
+        text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")
+        lines = _HashingLines(text, hasher, progress)
+        reader = csv.reader(lines)
+        header = next(reader, None)
+        line_no = 1
+        if header is None:
+            raise DataFormatError(path, 1, "empty file (expected header id,t,lat,lon)")
+        cols = [h.strip().lower() for h in header]
+        missing = [c for c in CSV_COLUMNS if c not in cols]
+        if missing:
+            raise DataFormatError(path, 1, f"header lacks column(s) {', '.join(missing)} (expected id,t,lat,lon)")
+        pos = [cols.index(c) for c in CSV_COLUMNS]
+        width = max(pos) + 1
+        for row in reader:
+            line_no = lines.line_no
+            if not row or all(not f.strip() for f in row):
+                continue
+            if len(row) < width:
+                faults.bad(line_no, f"expected at least {width} fields, got {len(row)}")
+                continue
+            ident, t_text, lat_text, lon_text = (row[i].strip() for i in pos)
+            if not ident:
+                faults.bad(line_no, "empty id")
+                continue
+            try:
+                t = _csv_time(t_text)
+                lat, lon = float(lat_text), float(lon_text)
+            except (ValidationError, ValueError) as exc:
+                faults.bad(line_no, str(exc) if isinstance(exc, ValidationError) else f"non-numeric lat/lon ({exc})")
+                continue
+            problem = _check_latlon(lat, lon)
+            if problem:
+                faults.bad(line_no, problem)
+                continue
+            if wanted is not None and ident not in wanted:
+                continue
+            if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
+                continue
+            track = tracks.get(ident)
+            if track is None:
+                track = tracks[ident] = (array("d"), array("d"), array("d"))
+            track[0].append(t)
+            track[1].append(lat)
+            track[2].append(lon)
+    if wanted is not None:
+        missing_ids = sorted(wanted - set(tracks))
+        if missing_ids:
+            raise ValidationError(f"{path}: id(s) {', '.join(missing_ids[:5])} have no fix{suggest(missing_ids[0], tracks)}")
+    return RawTraces.from_lists(
+        tracks,
+        source=str(path),
+        sha256=hasher.hexdigest(),
+        reader="csv",
+        options={"ids": sorted(wanted) if wanted else None, "start_s": start_s, "end_s": end_s, "lenient": lenient},
+        skipped_lines=faults.count,
+        skip_reasons=tuple(faults.reasons),
+        lines_read=line_no,
+    )
+
+
+def _csv_time(text: str) -> float:
+    t = parse_time(text, what="t")
+    if t is None:  # pragma: no cover - parse_time only returns None for None
+        raise ValidationError("t: empty")
+    return t
+
+
+class _HashingLines:
+    """Iterate text lines while hashing their UTF-8 bytes and tracking the physical line number."""
+
+    def __init__(self, text: io.TextIOWrapper, hasher: hashlib._Hash, progress: Progress | None) -> None:
+        self._text, self._hasher, self._progress = text, hasher, progress
+        self.line_no = 0
+
+    def __iter__(self) -> _HashingLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline()
+        if not line:
+            raise StopIteration
+        self.line_no += 1
+        data = line.encode("utf-8")
+        self._hasher.update(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return line
