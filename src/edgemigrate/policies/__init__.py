@@ -1,1 +1,7 @@
-"""policies layer (see docs/ARCHITECTURE.md)."""
+"""Decision policies: one protocol (``base.Policy``), heuristics, optimisation and RL."""
+
+from __future__ import annotations
+
+from edgemigrate.policies.base import POLICIES, BatchPolicy, Policy, make_policy
+
+__all__ = ["POLICIES", "BatchPolicy", "Policy", "make_policy"]

@@ -1,0 +1,259 @@
+"""Scenarios: TOML files -> a :class:`Scenario` config tree -> a ready :class:`~edgemigrate.sim.Simulator`.
+
+Bundled scenarios live in ``edgemigrate/scenarios/*.toml`` (``edgemigrate scenarios`` lists them); a path to
+any TOML file works too. Every table and key is documented by the dataclass fields below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edgemigrate.core.errors import ConfigError, EdgeMigrateError
+from edgemigrate.core.geo import Area, LocalProjection
+from edgemigrate.core.registry import suggest
+from edgemigrate.core.seeding import SeedTree
+from edgemigrate.experiments.config import apply_overrides, load_into, read_toml
+from edgemigrate.model.images import ImageCatalog
+from edgemigrate.model.nodes import BaseStations, CloudNode, EdgeNodes
+from edgemigrate.model.topology import Backhaul, manhattan_grid, mst, three_tier
+from edgemigrate.model.workload import WorkloadSpec
+from edgemigrate.radio.association import HandoverConfig
+from edgemigrate.radio.pathloss import LogDistancePathLoss
+from edgemigrate.radio.uplink import PAPER_UPLINK_MBIT
+from edgemigrate.sim import SimParams, Simulator, World, zipf_probs
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class AreaConfig:
+    """The simulated area: a box of ``width_m`` x ``height_m`` centred on (``origin_lat``, ``origin_lon``)."""
+
+    origin_lat: float = 37.7649
+    origin_lon: float = -122.4294
+    width_m: float = 8000.0
+    height_m: float = 8000.0
+
+    def area(self) -> Area:
+        return Area(-self.width_m / 2, -self.height_m / 2, self.width_m / 2, self.height_m / 2)
+
+    def projection(self) -> LocalProjection:
+        return LocalProjection(self.origin_lat, self.origin_lon)
+
+
+@dataclass(frozen=True, slots=True)
+class NodesConfig:
+    """Edge nodes. ``source = "towers"`` clusters real cell sites of ``towers`` (a bundled name: sf, rome, or a
+    CSV path) and picks ``count`` spread-out sites; ``source = "grid"`` puts one node in the centre of each
+    ``cell_m`` grid cell (seed 000 VI-A: 1 km cells). Ranges are uniform [low, high] per node."""
+
+    source: Literal["towers", "grid"] = "towers"
+    towers: str = "sf"
+    cluster_radius_m: float = 200.0
+    count: int = 25
+    cell_m: float = 1000.0
+    cpu_hz: Range = (128e9, 128e9)
+    memory_bytes: Range = (64e9, 64e9)
+    storage_bytes: Range = (30e9, 100e9)
+    wired_mbit: Range = (800.0, 1024.0)
+    backhaul_mbit: Range = (400.0, 600.0)
+    max_containers: int = 30
+    coverage_m: float = 1200.0
+    idle_power_w: float = 100.0
+    max_power_w: float = 250.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackhaulConfig:
+    """Backhaul between nodes: ``manhattan`` (seed 000), ``mst`` (seed 003) or ``three_tier`` (seed 002)."""
+
+    kind: Literal["manhattan", "mst", "three_tier"] = "mst"
+    cell_m: float = 1000.0
+    regions: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConfig:
+    cpu_hz: float = 1e12
+    wired_mbit: float = 100.0
+    backhaul_mbit: float = 100.0
+    hops: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class RadioConfig:
+    tx_power_dbm: float = 43.0
+    exponent: float = 3.5
+    hysteresis_db: float = 7.0
+    handover_time_s: float = 0.5
+    uplink_mbit: tuple[float, ...] = PAPER_UPLINK_MBIT
+
+
+@dataclass(frozen=True, slots=True)
+class UsersConfig:
+    """Users: ``model`` = taxi_like | random_waypoint | manhattan_grid | trace (``trace`` = an imported .npz)."""
+
+    model: Literal["taxi_like", "random_waypoint", "manhattan_grid", "trace"] = "taxi_like"
+    count: int = 300
+    trace: str = ""
+    speed_mps: Range = (1.0, 15.0)
+    block_m: float = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesConfig:
+    """Container images: ``source = "dockerhub"`` (bundled real Docker Hub layer lists) or a JSON/CSV path."""
+
+    source: str = "dockerhub"
+    zipf_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str = "unnamed"
+    description: str = ""
+    seed: int = 0
+    policy: str = "nearest"
+    sim: SimParams = field(default_factory=SimParams)
+    area: AreaConfig = field(default_factory=AreaConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    backhaul: BackhaulConfig = field(default_factory=BackhaulConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    radio: RadioConfig = field(default_factory=RadioConfig)
+    users: UsersConfig = field(default_factory=UsersConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+
+
+# ---------------------------------------------------------------------------- finding and loading
+def bundled_scenarios() -> dict[str, str]:
+    """Name -> first line of the description, for every bundled scenario."""
+    out = {}
+    for entry in sorted(resources.files("edgemigrate.scenarios").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            table = read_toml(Path(str(entry)))
+            out[entry.name[:-5]] = str(table.get("description", "")).strip().splitlines()[0:1]
+    return {k: (v[0] if v else "") for k, v in out.items()}
+
+
+def scenario_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise ConfigError(f"{path}: no such scenario file")
+        return path
+    names = bundled_scenarios()
+    if name_or_path not in names:
+        raise ConfigError(f"unknown scenario '{name_or_path}'{suggest(name_or_path, names)}")
+    return Path(str(resources.files("edgemigrate.scenarios").joinpath(f"{name_or_path}.toml")))
+
+
+def load_scenario(name_or_path: str, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
+    path = scenario_path(name_or_path)
+    table = read_toml(path)
+    table = apply_overrides(table, list(overrides or []), Scenario)
+    if seed is not None:
+        table["seed"] = seed
+    try:
+        return load_into(Scenario, table)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- building
+def _uniform(rng: np.random.Generator, r: Range, n: int) -> np.ndarray:
+    return rng.uniform(r[0], r[1], n) if r[1] > r[0] else np.full(n, float(r[0]))
+
+
+def _node_positions(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
+    area = sc.area.area()
+    nc = sc.nodes
+    if nc.source == "grid":
+        nx = max(1, int(area.width_m // nc.cell_m))
+        ny = max(1, int(area.height_m // nc.cell_m))
+        ij = np.stack(np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij"), -1).reshape(-1, 2)
+        xy = np.column_stack([area.xmin_m + (ij[:, 0] + 0.5) * nc.cell_m, area.ymin_m + (ij[:, 1] + 0.5) * nc.cell_m])
+        if nc.count < len(xy):
+            xy = xy[np.sort(rng.choice(len(xy), nc.count, replace=False))]
+        return xy
+    from edgemigrate.datasets import towers as tw
+
+    table = tw.bundled_towers(nc.towers) if not nc.towers.endswith(".csv") else tw.read_opencellid(nc.towers)
+    proj = sc.area.projection()
+    sites, _cells = tw.cluster_sites(table.lat, table.lon, proj, radius_m=nc.cluster_radius_m)
+    inside = sites[area.contains(sites)]
+    if len(inside) < nc.count:
+        raise ConfigError(f"nodes.count = {nc.count} but only {len(inside)} tower sites lie in the area "
+                          f"({area.width_m:.0f} x {area.height_m:.0f} m); lower nodes.count or enlarge the area")
+    return tw.pick_sites(inside, nc.count, rng)
+
+
+def _catalog(sc: Scenario) -> ImageCatalog:
+    from edgemigrate.datasets import layers
+
+    if sc.images.source == "dockerhub":
+        return layers.bundled_catalog()
+    return layers.read_dockerhub(sc.images.source)
+
+
+def build_world(sc: Scenario) -> World:
+    seeds = SeedTree(sc.seed)
+    rng = seeds.rng("world")
+    xy = _node_positions(sc, rng)
+    n = len(xy)
+    nc = sc.nodes
+    nodes = EdgeNodes(
+        xy_m=xy, cpu_hz=_uniform(rng, nc.cpu_hz, n), memory_bytes=_uniform(rng, nc.memory_bytes, n),
+        storage_bytes=_uniform(rng, nc.storage_bytes, n), wired_bps=_uniform(rng, nc.wired_mbit, n) * 1e6,
+        backhaul_bps=_uniform(rng, nc.backhaul_mbit, n) * 1e6, max_containers=np.full(n, nc.max_containers),
+        coverage_m=np.full(n, nc.coverage_m), idle_power_w=np.full(n, nc.idle_power_w),
+        max_power_w=np.full(n, nc.max_power_w))
+    stations = BaseStations(xy_m=xy, coverage_m=np.full(n, nc.coverage_m), max_users=np.full(n, 10_000),
+                            node=np.arange(n))
+    bc = sc.backhaul
+    backhaul: Backhaul
+    if bc.kind == "manhattan":
+        backhaul = manhattan_grid(xy - xy.min(axis=0), bc.cell_m)
+    elif bc.kind == "mst":
+        backhaul = mst(xy)
+    else:
+        backhaul = three_tier(xy, bc.regions)
+    cc = sc.cloud
+    cloud = CloudNode(cpu_hz=cc.cpu_hz, wired_bps=cc.wired_mbit * 1e6, backhaul_bps=cc.backhaul_mbit * 1e6,
+                      hops=cc.hops)
+    catalog = _catalog(sc)
+    rc = sc.radio
+    return World(nodes=nodes, stations=stations, cloud=cloud, backhaul=backhaul, catalog=catalog,
+                 workload=sc.workload, image_probs=zipf_probs(catalog.n_images, sc.images.zipf_s, rng),
+                 pathloss=LogDistancePathLoss(tx_power_dbm=rc.tx_power_dbm, exponent=rc.exponent),
+                 handover=HandoverConfig(rc.hysteresis_db, rc.handover_time_s), uplink_mbit=rc.uplink_mbit)
+
+
+def build_mobility(sc: Scenario) -> Any:
+    from edgemigrate import mobility as mob
+
+    uc, area = sc.users, sc.area.area()
+    if uc.model == "taxi_like":
+        return mob.TaxiLike(uc.count, area)
+    if uc.model == "random_waypoint":
+        return mob.RandomWaypoint(uc.count, area, speed_mps=uc.speed_mps)
+    if uc.model == "manhattan_grid":
+        return mob.ManhattanGrid(uc.count, area, block_m=uc.block_m, speed_mps=uc.speed_mps)
+    if not uc.trace:
+        raise ConfigError("users.trace: set the path of an imported trace (.npz) when users.model = 'trace'")
+    traj = mob.Trajectories.load(uc.trace)
+    return mob.TraceMobility(traj)
+
+
+def build_simulator(sc: Scenario) -> Simulator:
+    try:
+        return Simulator(build_world(sc), build_mobility(sc), sc.sim, seed=sc.seed)
+    except EdgeMigrateError:
+        raise
+    except ValueError as exc:  # a model-level range check we did not wrap
+        raise ConfigError(f"scenario '{sc.name}': {exc}") from None

@@ -1,0 +1,61 @@
+"""Simulator parameters and the enums naming its phases and task events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from edgemigrate.core.errors import ValidationError
+
+
+class Phase(enum.IntEnum):
+    """The fixed order of work inside one tick (see ``sim/engine.py``)."""
+
+    MOVE = 0
+    ASSOCIATE = 1
+    ARRIVE = 2
+    DECIDE = 3
+    APPLY = 4
+    DOWNLOAD = 5
+    COST = 6
+    RECORD = 7
+
+
+class DecisionKind(enum.IntEnum):
+    """Why a task is in the queue: a new arrival or one of the two migration triggers of seed 000 III-B."""
+
+    ARRIVAL = 0
+    PROACTIVE = 1  # its node fell below the resource threshold (eq. 12)
+    PASSIVE = 2  # its user left the node's coverage
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    """Engine parameters.
+
+    ``sigma_storage``/``sigma_cpu`` are the thresholds of seed 000 eq. (12) (0.2 in VI-A: migrate when less
+    than 20 % of a resource is free); ``wait_factor`` is sigma^wait of eq. (5); ``backhaul_s_per_hop`` is
+    sigma^bh of eq. (9) (0.02 s/hop in VI-A). ``max_decisions_per_step`` (0 = unlimited) bounds how many
+    queued tasks are placed per tick; the rest wait, which eq. (4) charges.
+    """
+
+    dt_s: float = 5.0
+    n_steps: int = 360
+    sigma_storage: float = 0.2
+    sigma_cpu: float = 0.2
+    wait_factor: float = 1.0
+    backhaul_s_per_hop: float = 0.02
+    max_decisions_per_step: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dt_s <= 0:
+            raise ValidationError("sim.dt_s must be > 0")
+        if self.n_steps < 1:
+            raise ValidationError("sim.n_steps must be >= 1")
+        for name in ("sigma_storage", "sigma_cpu"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValidationError(f"sim.{name} must be in [0, 1)")
+        if self.wait_factor < 0 or self.backhaul_s_per_hop < 0:
+            raise ValidationError("sim.wait_factor and sim.backhaul_s_per_hop must be >= 0")
+        if self.max_decisions_per_step < 0:
+            raise ValidationError("sim.max_decisions_per_step must be >= 0")

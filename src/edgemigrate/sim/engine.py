@@ -1,0 +1,448 @@
+"""The discrete-time simulator.
+
+Phase order inside one tick ``t`` (time ``t * dt_s``); every phase is vectorised over users/tasks/nodes
+except APPLY, which places queued tasks one after another because each placement changes the node state
+the next one sees:
+
+1. MOVE       users advance one tick on their mobility model (traces or generators).
+2. ASSOCIATE  strongest-station association with hysteresis; handovers counted.
+3. ARRIVE     finished tasks leave; running tasks' CPU demand fluctuates; tasks whose user left their node's
+              coverage are queued for PASSIVE migration and tasks on nodes above the resource threshold
+              (seed 000 eq. 12) for PROACTIVE migration (newest first, until the node is below it again);
+              then new tasks arrive (Poisson per active user). All queued tasks are timestamped.
+4. DECIDE     the decider picks, for each queued task, an edge node or the cloud (index N).
+5. APPLY      placements in queue order; an infeasible choice falls back to the cloud (seed 000 VI-A);
+              missing layers join the node's FIFO download queue (eqs. 2-3), evicting unused cached
+              layers in LRU order when storage is short.
+6. DOWNLOAD   layer downloads advance to the end of the tick (bytes completed counted).
+7. COST       the four delays of each decision (eqs. 1-10) are computed, vectorised, at APPLY time and
+              summed for the tick here.
+8. RECORD     one row of per-tick metrics; per-decision rows were appended in APPLY.
+
+Randomness comes only from generators named in a :class:`SeedTree`, so two simulators in one process
+never share state and the same seed gives identical results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgemigrate.core.errors import ValidationError
+from edgemigrate.core.seeding import SeedTree
+from edgemigrate.costs import four_delay as fd
+from edgemigrate.radio.association import Associator
+from edgemigrate.radio.uplink import ring_uplink_bps
+from edgemigrate.sim.config import DecisionKind, SimParams
+from edgemigrate.sim.recorder import Recorder
+from edgemigrate.sim.state import NodeState, TaskTable
+from edgemigrate.sim.view import SimView
+from edgemigrate.sim.world import World
+
+CPU_FLUCTUATION_SIGMA = 0.05  # log-normal step of a running task's CPU demand per tick (drives eq. 12)
+
+
+class Mobility(Protocol):
+    """What the engine needs of a mobility model (see ``edgemigrate.mobility``)."""
+
+    n_users: int
+    active: NDArray[np.bool_]
+
+    def reset(self, rng: np.random.Generator) -> NDArray[np.float64]: ...
+
+    def step(self, dt_s: float) -> NDArray[np.float64]: ...
+
+
+class Decider(Protocol):
+    """Picks a node (0..N-1) or the cloud (N) for each queued task; see :class:`edgemigrate.sim.view.SimView`."""
+
+    def decide(self, view: SimView, tasks: NDArray[np.int64]) -> NDArray[np.int64]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """The cost components of a batch of decisions (seconds), eqs. (1)-(10) of seed 000."""
+
+    move_s: NDArray[np.float64]
+    download_s: NDArray[np.float64]
+    wait_s: NDArray[np.float64]
+    migration_s: NDArray[np.float64]
+    computation_s: NDArray[np.float64]
+    deployment_s: NDArray[np.float64]
+    backhaul_s: NDArray[np.float64]
+    total_s: NDArray[np.float64]
+
+
+class Simulator:
+    def __init__(self, world: World, mobility: Mobility, params: SimParams, seed: int = 0) -> None:
+        self.world = world
+        self.mobility = mobility
+        self.params = params
+        self.seed = seed
+        st = world.stations
+        self.associator = Associator(st.xy_m, st.coverage_m, world.pathloss, world.handover)
+        n = world.n_nodes
+        nodes, cloud = world.nodes, world.cloud
+        # per-row constants with the cloud as row N
+        self.cpu_hz = np.append(nodes.cpu_hz, cloud.cpu_hz)
+        self.wired_bps = np.append(nodes.wired_bps, cloud.wired_bps)
+        self.backhaul_bps = np.append(nodes.backhaul_bps, cloud.backhaul_bps)
+        self.storage_bytes = np.append(nodes.storage_bytes, np.inf)
+        self.max_containers = np.append(nodes.max_containers, np.iinfo(np.int64).max)
+        hops = np.full((n + 1, n + 1), cloud.hops, dtype=np.int64)
+        hops[:n, :n] = world.backhaul.hops
+        hops[n, n] = 0
+        self.hops = hops
+        self.layer_sizes = world.catalog.layer_size_bytes.astype(np.float64)
+        self.image_layers = world.catalog.image_layers
+        self.image_matrix = world.catalog.matrix
+        self._n = n
+        self._cpu_cap = (1 - params.sigma_cpu) * self.cpu_hz
+        self._storage_cap = (1 - params.sigma_storage) * self.storage_bytes
+        self.view = _make_view(self)
+        self.reset(seed)
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+        seeds = SeedTree(self.seed)
+        self.rng_tasks = seeds.rng("tasks")
+        self.rng_dynamics = seeds.rng("dynamics")
+        n_users = self.mobility.n_users
+        self.user_xy = np.asarray(self.mobility.reset(seeds.rng("mobility")), dtype=np.float64)
+        if self.user_xy.shape != (n_users, 2):
+            raise ValidationError(f"mobility returned positions of shape {self.user_xy.shape}, expected ({n_users}, 2)")
+        self.station = np.full(n_users, -1, dtype=np.int64)
+        self.station, _, self.station_dist_m = self.associator.step(self.user_xy, self.station)
+        self.tasks = TaskTable()
+        self.nodes = NodeState(self.world.n_nodes, self.world.catalog.n_layers)
+        self.queue = np.zeros(0, dtype=np.int64)
+        self.step_index = 0
+        self.recorder = Recorder(self.params.n_steps)
+        self._tick: dict[str, float] = {}
+
+    @property
+    def now_s(self) -> float:
+        return self.step_index * self.params.dt_s
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.params.n_steps
+
+    def run(self, decider: Decider, progress: Callable[[int], None] | None = None) -> Recorder:
+        """Run all remaining ticks with ``decider``; ``progress(i)`` is called after each tick."""
+        while not self.done:
+            self.step(decider)
+            if progress is not None:
+                progress(self.step_index)
+        return self.recorder
+
+    def step(self, decider: Decider) -> None:
+        queued = self.begin_tick()
+        if queued.size:
+            actions = np.asarray(decider.decide(self.view, queued), dtype=np.int64)
+            if actions.shape != queued.shape:
+                raise ValidationError(f"decider returned {actions.shape[0]} actions for {queued.shape[0]} tasks")
+            self.apply(queued, actions)
+        self.end_tick()
+
+    # ------------------------------------------------------------------ phases 1-3
+    def begin_tick(self) -> NDArray[np.int64]:
+        """Phases MOVE, ASSOCIATE, ARRIVE; returns the tasks to decide this tick, in queue order."""
+        p = self.params
+        now = self.now_s
+        tick = dict.fromkeys(("handovers", "arrivals", "completions", "migrations_passive",
+                              "migrations_proactive", "decisions", "fallbacks_to_cloud", "download_bytes",
+                              "migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"), 0.0)
+        # 1. MOVE
+        if self.step_index > 0:
+            self.user_xy = np.asarray(self.mobility.step(p.dt_s), dtype=np.float64)
+        # 2. ASSOCIATE
+        self.station, handed, self.station_dist_m = self.associator.step(self.user_xy, self.station)
+        tick["handovers"] = int(handed.sum())
+        # 3. ARRIVE: departures, fluctuation, migration triggers, arrivals
+        t = self.tasks
+        alive = t.alive_ids()
+        placed = alive[t.node[alive] >= 0]
+        done = placed[t.end_s[placed] <= now]
+        if done.size:
+            self._release(done)
+            t.free(done)
+            tick["completions"] = done.size
+        placed = placed[t.end_s[placed] > now]
+        self._fluctuate(placed)
+        n = self.world.n_nodes
+        on_edge = placed[t.node[placed] < n]
+        if on_edge.size:
+            node = t.node[on_edge]
+            d = np.hypot(*(self.user_xy[t.user[on_edge]] - self.world.nodes.xy_m[node]).T)
+            left = on_edge[d > self.world.nodes.coverage_m[node]]
+            if left.size:
+                self._requeue(left, DecisionKind.PASSIVE, now)
+                tick["migrations_passive"] = left.size
+        tick["migrations_proactive"] = self._proactive(now)
+        tick["arrivals"] = self._arrive(now)
+        self._tick = tick
+        k = p.max_decisions_per_step or len(self.queue)
+        return self.queue[:k].copy()
+
+    def _fluctuate(self, placed: NDArray[np.int64]) -> None:
+        """Running tasks' CPU demand drifts (log-normal steps clipped to the workload range)."""
+        if placed.size == 0 or CPU_FLUCTUATION_SIGMA == 0:
+            return
+        t = self.tasks
+        lo, hi = self.world.workload.cpu_request_hz
+        old = t.cpu_hz[placed]
+        new = np.clip(old * np.exp(self.rng_dynamics.normal(0.0, CPU_FLUCTUATION_SIGMA, placed.size)), lo, hi)
+        t.cpu_hz[placed] = new
+        np.add.at(self.nodes.cpu_used_hz, t.node[placed], new - old)
+
+    def _proactive(self, now: float) -> int:
+        """Queue tasks off nodes whose free CPU or storage fell below sigma (seed 000 eq. 12), newest first."""
+        p, ns, n = self.params, self.nodes, self.world.n_nodes
+        cpu_cap = (1 - p.sigma_cpu) * self.cpu_hz[:n]
+        sto_cap = (1 - p.sigma_storage) * self.storage_bytes[:n]
+        over = np.flatnonzero((ns.cpu_used_hz[:n] > cpu_cap * (1 + 1e-12)) | (ns.active_bytes[:n] > sto_cap))
+        moved = 0
+        t = self.tasks
+        for node in over:
+            alive = t.alive_ids()
+            here = alive[t.node[alive] == node]
+            here = here[np.argsort(-t.queued_at_s[here], kind="stable")]  # newest placement first
+            for task in here:
+                if ns.cpu_used_hz[node] <= cpu_cap[node] and ns.active_bytes[node] <= sto_cap[node]:
+                    break
+                self._requeue(np.array([task]), DecisionKind.PROACTIVE, now)
+                moved += 1
+        return moved
+
+    def _requeue(self, ids: NDArray[np.int64], kind: DecisionKind, now: float) -> None:
+        t = self.tasks
+        self._release(ids)
+        t.prev_node[ids] = t.node[ids]
+        t.node[ids] = -1
+        t.kind[ids] = kind
+        t.queued_at_s[ids] = now
+        self.queue = np.concatenate([self.queue, ids])
+
+    def _arrive(self, now: float) -> int:
+        w, rng = self.world.workload, self.rng_tasks
+        active = np.asarray(self.mobility.active, dtype=bool)
+        counts = rng.poisson(w.arrival_rate_per_user_s * self.params.dt_s, active.size) * active
+        k = int(counts.sum())
+        if k == 0:
+            return 0
+        users = np.repeat(np.arange(active.size), counts)
+        ids = self.tasks.allocate(k)
+        t = self.tasks
+        t.user[ids] = users
+        t.image[ids] = rng.choice(self.world.catalog.n_images, size=k, p=self.world.image_probs)
+        t.data_bytes[ids] = rng.uniform(*w.data_bytes, k)
+        t.density_cpb[ids] = rng.uniform(*w.density_cycles_per_bit, k)
+        t.cycles[ids] = t.data_bytes[ids] * 8.0 * t.density_cpb[ids]
+        t.cpu_hz[ids] = rng.uniform(*w.cpu_request_hz, k)
+        t.service_bytes[ids] = rng.uniform(*w.service_bytes, k)
+        t.migration_s_per_hop[ids] = rng.uniform(*w.migration_s_per_hop, k)
+        t.end_s[ids] = now + rng.exponential(w.mean_duration_s, k)
+        t.kind[ids] = DecisionKind.ARRIVAL
+        t.queued_at_s[ids] = now
+        self.queue = np.concatenate([self.queue, ids])
+        return k
+
+    # ------------------------------------------------------------------ phases 4-5
+    def feasible(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Whether each task may be placed on the paired node now (eq. 11 and the eq. 12 thresholds)."""
+        tasks = np.asarray(tasks, dtype=np.int64)
+        nodes = np.asarray(nodes, dtype=np.int64)
+        ns, n, t = self.nodes, self._n, self.tasks
+        edge = nodes < n
+        e = np.where(edge, nodes, 0)
+        ok = ns.containers[e] < self.max_containers[e]
+        ok &= ns.cpu_used_hz[e] + t.cpu_hz[tasks] <= self._cpu_cap[e]
+        need = self.image_matrix[t.image[tasks]] & (ns.refcount[e] == 0)
+        new_active = need.astype(np.float64) @ self.layer_sizes
+        ok &= ns.active_bytes[e] + new_active <= self._storage_cap[e]
+        return np.where(edge, ok, nodes == n)
+
+    def apply(self, tasks: NDArray[np.int64], actions: NDArray[np.int64]) -> Costs:
+        """Place ``tasks`` on ``actions`` in order (phase APPLY) and return their costs (phase COST)."""
+        tasks = np.asarray(tasks, dtype=np.int64)
+        actions = np.asarray(actions, dtype=np.int64)
+        n = self._n
+        if ((actions < 0) | (actions > n)).any():
+            raise ValidationError(f"action out of range 0..{n}: {actions[(actions < 0) | (actions > n)][:3]}")
+        now = self.now_s
+        t = self.tasks
+        k = tasks.size
+        download = np.zeros(k)
+        load_before = np.zeros(k)
+        fallback = np.zeros(k, dtype=bool)
+        nodes_out = actions.copy()
+        for i in range(k):
+            task, node = int(tasks[i]), int(actions[i])
+            if node < n and not self._feasible_one(task, node):
+                node, fallback[i] = n, True
+            nodes_out[i] = node
+            download[i], load_before[i] = self._place(task, node, now)
+        costs = self._costs(tasks, nodes_out, download, load_before, now)
+        prev = t.prev_node[tasks].copy()
+        moved = (prev >= 0) & (prev != nodes_out)
+        t.migrations[tasks] += moved
+        t.total_s[tasks] += costs.total_s
+        t.queued_at_s[tasks] = now
+        # drop decided tasks from the queue (they are its head, in order)
+        self.queue = self.queue[np.isin(self.queue, tasks, invert=True)] if k < len(self.queue) else self.queue[:0]
+        self.recorder.record_decisions({
+            "step": np.full(k, self.step_index), "task": tasks, "user": t.user[tasks], "kind": t.kind[tasks],
+            "prev_node": prev, "node": nodes_out, "fallback": fallback, "wait_s": costs.wait_s,
+            "move_s": costs.move_s, "download_s": costs.download_s, "migration_s": costs.migration_s,
+            "computation_s": costs.computation_s, "deployment_s": costs.deployment_s,
+            "backhaul_s": costs.backhaul_s, "total_s": costs.total_s,
+        })
+        tick = self._tick
+        tick["decisions"] += k
+        tick["fallbacks_to_cloud"] += int(fallback.sum())
+        for name in ("migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"):
+            tick[name] += float(getattr(costs, name).sum())
+        return costs
+
+    def _feasible_one(self, task: int, node: int) -> bool:
+        """Scalar fast path of :meth:`feasible` for one edge node (the APPLY loop calls this per task)."""
+        ns, t = self.nodes, self.tasks
+        if ns.containers[node] >= self.max_containers[node]:
+            return False
+        if ns.cpu_used_hz[node] + t.cpu_hz[task] > self._cpu_cap[node]:
+            return False
+        layers = self.image_layers[t.image[task]]
+        new_active = self.layer_sizes[layers] @ (ns.refcount[node, layers] == 0)
+        return bool(ns.active_bytes[node] + new_active <= self._storage_cap[node])
+
+    def _place(self, task: int, node: int, now: float) -> tuple[float, float]:
+        """Place one task; returns (download delay D of eq. 3, node workload before it, eq. 6)."""
+        t, ns, edge = self.tasks, self.nodes, node < self._n
+        layers = self.image_layers[t.image[task]]
+        comp = ns.completion_s[node]
+        absent = layers[np.isinf(comp[layers])]
+        if absent.size:
+            need = float(self.layer_sizes[absent].sum())
+            short = ns.stored_bytes[node] + need - self.storage_bytes[node]
+            if short > 0:
+                self._evict(node, short, layers)
+            times = fd.fifo_completion_s(ns.queue_free_at_s[node], now, self.layer_sizes[absent],
+                                         self.wired_bps[node])
+            comp[absent] = times
+            ns.queue_free_at_s[node] = times[-1]
+            ns.stored_bytes[node] += need
+        download = max(float(comp[layers].max()) - now, 0.0)
+        rc = ns.refcount[node]
+        fresh = layers[rc[layers] == 0]
+        ns.active_bytes[node] += float(self.layer_sizes[fresh].sum())
+        rc[layers] += 1
+        ns.last_used_s[node, layers] = now
+        load = float(ns.load_cycles[node]) if edge else 0.0
+        if edge:
+            ns.load_cycles[node] += t.cycles[task]
+        ns.containers[node] += 1
+        ns.cpu_used_hz[node] += t.cpu_hz[task]
+        t.node[task] = node
+        return download, load
+
+    def _evict(self, node: int, short: float, protect: NDArray[np.int64]) -> None:
+        """Free at least ``short`` bytes on ``node`` by dropping unused cached layers, least recently used first."""
+        ns = self.nodes
+        cand = np.flatnonzero((ns.refcount[node] == 0) & np.isfinite(ns.completion_s[node]))
+        cand = cand[~np.isin(cand, protect)]
+        order = cand[np.argsort(ns.last_used_s[node, cand], kind="stable")]
+        freed = np.cumsum(self.layer_sizes[order])
+        cut = int(np.searchsorted(freed, short - 1e-6)) + 1
+        drop = order[:cut]
+        ns.completion_s[node, drop] = np.inf
+        ns.stored_bytes[node] -= float(self.layer_sizes[drop].sum())
+        if ns.stored_bytes[node] + 1e-6 < 0:
+            raise RuntimeError("layer cache accounting went negative")  # an engine bug, not a user error
+
+    def _release(self, ids: NDArray[np.int64]) -> None:
+        """Free the resources of placed tasks (they finished or are being migrated)."""
+        t, ns = self.tasks, self.nodes
+        ids = ids[t.node[ids] >= 0]
+        if ids.size == 0:
+            return
+        nodes = t.node[ids]
+        n = self.world.n_nodes
+        np.subtract.at(ns.containers, nodes, 1)
+        np.subtract.at(ns.cpu_used_hz, nodes, t.cpu_hz[ids])
+        edge = nodes < n
+        np.subtract.at(ns.load_cycles, nodes[edge], t.cycles[ids[edge]])
+        rows = np.repeat(nodes, [self.image_layers[i].size for i in t.image[ids]])
+        cols = np.concatenate([self.image_layers[i] for i in t.image[ids]])
+        np.subtract.at(ns.refcount, (rows, cols), 1)
+        for node in np.unique(nodes):
+            ns.active_bytes[node] = float((ns.refcount[node] > 0) @ self.layer_sizes)
+        idle = ns.containers[nodes] == 0
+        ns.load_cycles[nodes[idle]] = 0.0  # clear float drift when a node empties
+        ns.cpu_used_hz[nodes[idle]] = 0.0
+
+    def _costs(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64], download: NDArray[np.float64],
+               load_before: NDArray[np.float64], now: float) -> Costs:
+        """Seed 000 eqs. (1)-(10) for a batch of decisions, vectorised."""
+        t, p = self.tasks, self.params
+        prev = t.prev_node[tasks]
+        mig_hops = np.where(prev >= 0, self.hops[np.maximum(prev, 0), nodes], 0)
+        mig_bps = np.minimum(self.backhaul_bps[np.maximum(prev, 0)], self.backhaul_bps[nodes])
+        move = fd.migration_move_s(t.service_bytes[tasks], mig_bps, t.migration_s_per_hop[tasks], mig_hops)
+        wait = now - t.queued_at_s[tasks]
+        s = fd.migration_delay_s(move, download, wait, p.wait_factor)
+        c = fd.computation_delay_s(t.data_bytes[tasks], t.density_cpb[tasks], load_before, self.cpu_hz[nodes])
+        users = t.user[tasks]
+        access_node = self.access_node(users)
+        uplink = ring_uplink_bps(self.station_dist_m[users], self._station_coverage(users), self.world.uplink_mbit)
+        a = fd.access_delay_s(t.data_bytes[tasks], uplink)
+        pd = fd.deployment_delay_s(a, download)
+        b = fd.backhaul_delay_s(t.data_bytes[tasks], self.backhaul_bps[nodes], p.backhaul_s_per_hop,
+                                self.hops[access_node, nodes])
+        return Costs(move, download, wait, s, c, pd, b, fd.total_delay_s(s, c, pd, b))
+
+    # ------------------------------------------------------------------ helpers used by views
+    def access_node(self, users: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Edge node behind each user's station; users out of coverage use the nearest station's node."""
+        st = self.station[users]
+        missing = st < 0
+        if missing.any():
+            st = st.copy()
+            st[missing] = self.associator.nearest(self.user_xy[users[missing]])[0]
+        return self.world.stations.node[st]
+
+    def _station_coverage(self, users: NDArray[np.int64]) -> NDArray[np.float64]:
+        st = self.station[users]
+        cov = self.world.stations.coverage_m[np.maximum(st, 0)]
+        return np.where(st >= 0, cov, np.inf)  # out of coverage: beyond every ring -> lowest rate
+
+    # ------------------------------------------------------------------ phases 6-8
+    def end_tick(self) -> None:
+        p, ns, n = self.params, self.nodes, self.world.n_nodes
+        now, nxt = self.now_s, self.now_s + p.dt_s
+        # 6. DOWNLOAD: layers whose completion falls inside this tick finish now
+        comp = ns.completion_s
+        finishing = (comp > now) & (comp <= nxt)
+        tick = self._tick
+        tick["download_bytes"] = float(finishing.astype(np.float64).sum(axis=0) @ self.layer_sizes)
+        # 7. COST was accumulated by apply(); 8. RECORD
+        cpu = ns.cpu_used_hz[:n] / self.cpu_hz[:n]
+        tick.update(
+            step=self.step_index, time_s=now, users_active=int(np.asarray(self.mobility.active).sum()),
+            queued=len(self.queue), tasks_edge=int(ns.containers[:n].sum()), tasks_cloud=int(ns.containers[n]),
+            cpu_util_mean=float(cpu.mean()), cpu_util_max=float(cpu.max()),
+            storage_util_mean=float((ns.stored_bytes[:n] / self.storage_bytes[:n]).mean()),
+            containers_mean=float(ns.containers[:n].mean()),
+        )
+        self.recorder.record_step(self.step_index, tick)
+        self.step_index += 1
+
+
+def _make_view(sim: Simulator) -> SimView:
+    return SimView(sim)
