@@ -1,0 +1,499 @@
+"""Emulated edge hosts as network namespaces with shaped links (``edgemigrate testbed up|down|status``).
+
+Topology: a routed star. Every host namespace (``<name>-<host>``, visible as ``/run/netns/<name>-<host>``) has one
+veth ``eth0`` to a per-testbed router namespace. In the router, packets that arrive from host ``i`` are looked up in
+routing table ``1000 + i`` (an ``ip rule iif h<i>``), which sends traffic for host ``j`` - or for a service IP that
+currently lives on host ``j`` - into the TUN device ``t<i>x<j>``: the directed link ``i -> j``. Its ``tbf`` qdisc
+limits the rate (``tc qdisc replace``, so it can change mid-transfer); the user-space emulator
+(:mod:`edgemigrate.testbed.forwarder`) adds the one-way delay and loss and writes the packet back, and the main
+table delivers it to host ``j``. A per-pair link is thus a real queue, not an aggregate per host; a bridge
+could not shape host pairs separately without classifiers.
+
+A service IP is a /32 on the ``eth0`` of the host that runs the service. :meth:`Testbed.move_service_ip` removes it
+at the source, adds it at the destination and updates the router's routes in one step; established TCP connections
+survive because the client's packets simply follow the new route (the peer socket is restored by CRIU on the
+destination). ``down`` removes the namespaces (with every veth, TUN, qdisc, rule and iptables rule in them), the
+management veth in the root namespace, processes left in the namespaces and the forwarder.
+
+API (all methods need root)::
+
+    tb = Testbed.up(load_config("scenarios/testbed-default.toml"), name="em")
+    tb = Testbed.load("em")                      # from another process
+    tb.host_ip("edge2"); tb.netns_path("edge2")  # -> /run/netns/em-edge2
+    tb.exec_in("edge1", ["redis-cli", "ping"])
+    tb.add_service_ip(tb.service_ip(0), "edge1"); tb.move_service_ip(ip, "edge1", "edge2")
+    tb.set_link("edge1", "edge2", rate_mbit=10, rtt_ms=50, loss=0.01)
+    tb.down()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.core.errors import ConfigError, EngineError
+from edgemigrate.core.registry import suggest
+from edgemigrate.testbed import netops
+from edgemigrate.testbed.capabilities import detect
+from edgemigrate.testbed.config import (
+    Emulator,
+    LinkSpec,
+    TestbedConfig,
+    config_from_mapping,
+    config_to_mapping,
+)
+from edgemigrate.testbed.plan import HostInfo, Plan
+
+STATE_ROOT = Path(os.environ.get("EDGEMIGRATE_TESTBED_DIR", "/run/edgemigrate/testbed"))
+STATE_VERSION = 1
+FORWARDER_READY_TIMEOUT_S = 20.0
+TBF_BURST_S = 0.004  # bucket depth: 4 ms of the rate (>= one timer tick at HZ=250), at least two MTUs
+TBF_QUEUE_MIN_S = 0.02  # queue limit: one bandwidth-delay product of the link, at least 20 ms of the rate
+
+
+def tbf_args(spec: LinkSpec, mtu_bytes: int) -> list[str]:
+    rate_bytes_per_s = spec.rate_bps / 8.0
+    burst = max(int(rate_bytes_per_s * TBF_BURST_S), 2 * mtu_bytes + 128)
+    limit = max(int(rate_bytes_per_s * max(spec.rtt_ms / 1000.0, TBF_QUEUE_MIN_S)), 4 * mtu_bytes)
+    return ["tbf", "rate", f"{int(spec.rate_bps)}bit", "burst", str(burst), "limit", str(limit)]
+
+
+def _pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+class Testbed:
+    """A running testbed (create with :meth:`up`, reattach with :meth:`load`)."""
+
+    __test__ = False
+
+    def __init__(self, name: str, config: TestbedConfig, state: dict[str, Any]) -> None:
+        self.plan = Plan(name, config)
+        self.name = name
+        self.config = config
+        self._state = state
+        self._hosts = {h.name: h for h in self.plan.hosts()}
+
+    # ------------------------------------------------------------------ locating
+    @staticmethod
+    def state_dir(name: str) -> Path:
+        return STATE_ROOT / name
+
+    @classmethod
+    def names(cls) -> list[str]:
+        if not STATE_ROOT.is_dir():
+            return []
+        return sorted(p.parent.name for p in STATE_ROOT.glob("*/state.json"))
+
+    @classmethod
+    def load(cls, name_or_state: str | Path) -> Testbed:
+        """Reattach to a testbed by name or by the path of its ``state.json``."""
+        p = Path(name_or_state)
+        path = p if p.suffix == ".json" else cls.state_dir(str(name_or_state)) / "state.json"
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            known = cls.names()
+            hint = suggest(str(name_or_state), known) if known else " (no testbed is up)"
+            raise ConfigError(f"no testbed '{name_or_state}'{hint}") from None
+        if state.get("version") != STATE_VERSION:
+            raise EngineError(f"{path}: unsupported state version {state.get('version')!r}")
+        return cls(state["name"], config_from_mapping(state["config"], where=f"{path}: config"), state)
+
+    # ------------------------------------------------------------------ queries
+    def hosts(self) -> list[HostInfo]:
+        return list(self._hosts.values())
+
+    def host(self, name: str) -> HostInfo:
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise ConfigError(f"testbed '{self.name}' has no host '{name}'{suggest(name, self._hosts)}") from None
+
+    def host_ip(self, name: str) -> str:
+        return self.host(name).ip
+
+    def netns(self, host: str) -> str:
+        return self.host(host).netns
+
+    def netns_path(self, host: str) -> str:
+        return str(netns_path_of(self.netns(host)))
+
+    def service_ip(self, k: int = 0) -> str:
+        return self.plan.service_ip(k)
+
+    def services(self) -> dict[str, str]:
+        """Service IP -> host currently holding it."""
+        return dict(self._state["services"])
+
+    def link(self, a: str, b: str) -> LinkSpec:
+        raw = self._state["links"][_pair_key(self.host(a).name, self.host(b).name)]
+        return LinkSpec(**raw)
+
+    @property
+    def emulator(self) -> Emulator:
+        return Emulator(self._state["emulator"])
+
+    @property
+    def mgmt_ip(self) -> str | None:
+        return self.plan.mgmt_ip if self.config.mgmt_link else None
+
+    def status(self) -> dict[str, Any]:
+        pid = self._state.get("forwarder_pid")
+        return {
+            "name": self.name,
+            "emulator": self._state["emulator"],
+            "congestion_control": self._state.get("congestion_control"),
+            "forwarder": {"pid": pid, "alive": _forwarder_alive(pid, self.state_dir(self.name))},
+            "mgmt_ip": self.mgmt_ip,
+            "hosts": [{"name": h.name, "kind": h.kind.value, "ip": h.ip, "netns": h.netns,
+                       "exists": netops.netns_exists(h.netns)} for h in self.hosts()],
+            "links": dict(self._state["links"]),
+            "services": self.services(),
+        }
+
+    # ------------------------------------------------------------------ processes in hosts
+    def exec_in(self, host: str, argv: Sequence[str], *, check: bool = False, timeout_s: float | None = None,
+                input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run ``argv`` inside ``host``'s network namespace and wait (captured stdout/stderr)."""
+        cmd = netops.in_ns(self.netns(host), argv)
+        proc = subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout_s, check=False)
+        if check and proc.returncode != 0:
+            raise EngineError(f"in {host}: '{' '.join(argv)}' failed ({proc.returncode}): "
+                              f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+        return proc
+
+    def popen_in(self, host: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` inside ``host``'s network namespace (``kwargs`` go to :class:`subprocess.Popen`)."""
+        return subprocess.Popen(netops.in_ns(self.netns(host), argv), **kwargs)
+
+    # ------------------------------------------------------------------ service IPs
+    def add_service_ip(self, ip: str, host: str) -> None:
+        ip = self.plan.check_service_ip(ip)
+        with self._locked():
+            if ip in self._state["services"]:
+                raise ConfigError(f"service IP {ip} is already on host '{self._state['services'][ip]}'")
+            h = self.host(host)
+            netops.ip(h.netns, "addr", "add", f"{ip}/32", "dev", "eth0")
+            self._route_service(ip, h)
+            self._state["services"][ip] = h.name
+            self._save()
+
+    def move_service_ip(self, ip: str, src: str, dst: str) -> None:
+        """Move ``ip`` from ``src`` to ``dst``: address and router routes change together."""
+        ip = self.plan.check_service_ip(ip)
+        s, d = self.host(src), self.host(dst)
+        with self._locked():
+            where = self._state["services"].get(ip)
+            if where != s.name:
+                raise ConfigError(f"service IP {ip} is on {where or 'no host'}, not on '{src}'")
+            if s.name == d.name:
+                return
+            netops.ip(s.netns, "addr", "del", f"{ip}/32", "dev", "eth0", check=False)
+            netops.ip(d.netns, "addr", "add", f"{ip}/32", "dev", "eth0")
+            self._route_service(ip, d)
+            netops.ip(self.plan.router_ns, "neigh", "del", ip, "dev", s.router_if, check=False)
+            self._state["services"][ip] = d.name
+            self._save()
+
+    def remove_service_ip(self, ip: str) -> None:
+        ip = self.plan.check_service_ip(ip)
+        with self._locked():
+            where = self._state["services"].pop(ip, None)
+            if where is None:
+                return
+            netops.ip(self.netns(where), "addr", "del", f"{ip}/32", "dev", "eth0", check=False)
+            lines = [f"route del {ip}/32"] + [f"route del {ip}/32 table {self.plan.table(h.index)}"
+                                               for h in self.hosts()]
+            netops.ip_batch(self.plan.router_ns, lines, force=True)
+            self._save()
+
+    def _route_service(self, ip: str, h: HostInfo) -> None:
+        lines = [f"route replace {ip}/32 dev {h.router_if} src {self.plan.gw_ip}"]
+        for o in self.hosts():
+            if o.index == h.index:
+                lines.append(f"route del {ip}/32 table {self.plan.table(o.index)}")
+            else:
+                lines.append(f"route replace {ip}/32 dev {self.plan.tun(o.index, h.index)} "
+                             f"table {self.plan.table(o.index)}")
+        netops.ip_batch(self.plan.router_ns, lines, force=True)
+
+    # ------------------------------------------------------------------ links
+    def set_link(self, a: str, b: str, *, rate_mbit: float | None = None, rtt_ms: float | None = None,
+                 delay_ms: float | None = None, loss: float | None = None) -> LinkSpec:
+        """Change the link between ``a`` and ``b`` (both directions) while traffic flows.
+
+        ``rtt_ms`` is the round-trip latency; ``delay_ms`` is the one-way delay (``rtt_ms = 2 * delay_ms``);
+        give at most one of them. ``rate_mbit=0`` removes the rate limit. Returns the new link.
+        """
+        ha, hb = self.host(a), self.host(b)
+        if ha.name == hb.name:
+            raise ConfigError(f"set_link needs two different hosts, got '{a}' twice")
+        if rtt_ms is not None and delay_ms is not None:
+            raise ConfigError("give rtt_ms or delay_ms, not both")
+        if delay_ms is not None:
+            rtt_ms = 2.0 * delay_ms
+        with self._locked():
+            old = self.link(a, b)
+            changes = {k: float(v) for k, v in (("rate_mbit", rate_mbit), ("rtt_ms", rtt_ms), ("loss", loss))
+                       if v is not None}
+            new = replace(old, **changes)
+            if (new.rtt_ms > 0 or new.loss > 0) and self.emulator is not Emulator.TUN:
+                raise EngineError(f"emulator {self.emulator.value} cannot delay/drop packets")
+            for i, j in ((ha.index, hb.index), (hb.index, ha.index)):
+                self._apply_rate(self.plan.tun(i, j), new)
+            self._state["links"][_pair_key(ha.name, hb.name)] = {
+                "rate_mbit": new.rate_mbit, "rtt_ms": new.rtt_ms, "loss": new.loss}
+            self._write_forwarder_params()
+            self._save()
+            self._signal_forwarder(signal.SIGHUP)
+        return new
+
+    def _apply_rate(self, dev: str, spec: LinkSpec) -> None:
+        ns = self.plan.router_ns
+        if spec.rate_mbit > 0:
+            netops.tc(ns, "qdisc", "replace", "dev", dev, "root", *tbf_args(spec, self.config.mtu_bytes))
+        else:
+            netops.tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
+
+    def _forwarder_params(self) -> dict[str, Any]:
+        devices = {}
+        for a in self.hosts():
+            for b in self.hosts():
+                if a.index != b.index:
+                    spec = self.link(a.name, b.name)
+                    devices[self.plan.tun(a.index, b.index)] = {"delay_s": spec.one_way_delay_s,
+                                                                "loss": spec.loss}
+        return {"seed": self.config.seed, "devices": devices}
+
+    def _write_forwarder_params(self) -> None:
+        path = self.state_dir(self.name) / "forwarder.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._forwarder_params(), indent=1))
+        tmp.replace(path)
+
+    def _signal_forwarder(self, sig: int) -> None:
+        pid = self._state.get("forwarder_pid")
+        if _forwarder_alive(pid, self.state_dir(self.name)):
+            os.kill(int(pid), sig)
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self) -> None:
+        d = self.state_dir(self.name)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "state.json.tmp"
+        tmp.write_text(json.dumps(self._state, indent=1, sort_keys=True))
+        tmp.replace(d / "state.json")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise changes across processes and re-read the state written by others."""
+        d = self.state_dir(self.name)
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / "lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                sp = d / "state.json"
+                if sp.exists():
+                    self._state = json.loads(sp.read_text())
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def up(cls, config: TestbedConfig, name: str = "em") -> Testbed:
+        """Create the namespaces, links, shaping and forwarder. Cleans up after itself on failure."""
+        if not netops.is_root():
+            raise EngineError("testbed up needs root (network namespaces, TUN devices, tc)")
+        plan = Plan(name, config)
+        if (cls.state_dir(name) / "state.json").exists():
+            raise ConfigError(f"testbed '{name}' is already up (run: edgemigrate testbed down --name {name})")
+        clash = [ns for ns in plan.namespaces() if netops.netns_exists(ns)]
+        if clash:
+            raise ConfigError(f"network namespace {clash[0]} already exists; choose another --name")
+        caps = detect()
+        emulator = config.emulator
+        if emulator is Emulator.AUTO:
+            emulator = Emulator.TUN  # the TUN emulator works everywhere; netem only adds kernel-side timing
+        if emulator is Emulator.NETEM:
+            raise ConfigError("emulator = \"netem\" is not implemented by this testbed; use \"tun\" or \"auto\"")
+        if not caps.tun:
+            raise EngineError("/dev/net/tun is missing: the link emulator needs TUN devices")
+        cc = config.congestion_control
+        if cc not in caps.congestion_controls:
+            raise ConfigError(f"congestion control '{cc}' is not available in this kernel"
+                              f"{suggest(cc, caps.congestion_controls)}")
+        hosts = plan.hosts()
+        links = {}
+        for a in hosts:
+            for b in hosts:
+                if a.index < b.index:
+                    spec = config.link_between(config.hosts()[a.index], config.hosts()[b.index])
+                    links[_pair_key(a.name, b.name)] = {"rate_mbit": spec.rate_mbit, "rtt_ms": spec.rtt_ms,
+                                                        "loss": spec.loss}
+        state: dict[str, Any] = {
+            "version": STATE_VERSION, "name": name, "config": config_to_mapping(config),
+            "emulator": emulator.value, "congestion_control": cc, "links": links, "services": {},
+            "forwarder_pid": None, "namespaces": plan.namespaces(),
+            "mgmt_if": plan.mgmt_if if config.mgmt_link else None, "created_unix_s": time.time(),
+        }
+        tb = cls(name, config, state)
+        tb._save()  # first, so that `down` can clean up a half-built testbed
+        try:
+            tb._build()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                tb.down()
+            raise
+        return tb
+
+    def _build(self) -> None:
+        p, cfg, mtu = self.plan, self.config, str(self.config.mtu_bytes)
+        r = p.router_ns
+        for ns in p.namespaces():
+            netops.run(["ip", "netns", "add", ns])
+        off_v6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+        netops.sysctl(r, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
+                         "net.ipv4.conf.default.rp_filter": "0", **off_v6})
+        rlines = ["link set lo up"]
+        for h in self.hosts():
+            netops.ip(r, "link", "add", h.router_if, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
+                     "mtu", mtu, "netns", h.netns)
+            rlines += [f"addr add {p.gw_ip}/32 dev {h.router_if}", f"link set {h.router_if} up",
+                       f"route add {h.ip}/32 dev {h.router_if} src {p.gw_ip}",
+                       f"rule add iif {h.router_if} lookup {p.table(h.index)} pref {p.table(h.index)}"]
+            for o in self.hosts():
+                if o.index != h.index:
+                    t = p.tun(h.index, o.index)
+                    rlines += [f"tuntap add dev {t} mode tun", f"link set {t} mtu {mtu} up",
+                               f"route add {o.ip}/32 dev {t} table {p.table(h.index)}"]
+            netops.sysctl(h.netns, {
+                "net.ipv4.tcp_congestion_control": cfg.congestion_control, "net.ipv4.tcp_no_metrics_save": "1",
+                "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0", **off_v6})
+            netops.ip_batch(h.netns, [
+                "link set lo up", "link set eth0 up", f"addr add {h.ip}/32 dev eth0",
+                f"route add {p.gw_ip}/32 dev eth0 scope link",
+                f"route add default via {p.gw_ip} dev eth0 src {h.ip}"])
+        if cfg.mgmt_link:
+            mif = p.mgmt_if
+            if Path(f"/sys/class/net/{mif}").exists():
+                raise ConfigError(f"interface {mif} already exists in the root namespace; choose another --name")
+            netops.ip(None, "link", "add", mif, "type", "veth", "peer", "name", "m0", "netns", r)
+            rlines += [f"addr add {p.gw_ip}/32 dev m0", "link set m0 up",
+                       f"route add {p.mgmt_ip}/32 dev m0 src {p.gw_ip}"]
+            netops.ip_batch(None, [f"addr add {p.mgmt_ip}/32 dev {mif}", f"link set {mif} up",
+                                  f"route add {p.gw_ip}/32 dev {mif} scope link"])
+            try:
+                netops.ip(None, "route", "add", cfg.subnet, "via", p.gw_ip, "dev", mif, "src", p.mgmt_ip)
+            except EngineError:
+                raise ConfigError(f"subnet {cfg.subnet} is already routed in the root namespace (another "
+                                  f"testbed?); set testbed.subnet or mgmt_link = false") from None
+        netops.ip_batch(r, rlines)
+        netops.sysctl(r, {f"net.ipv4.conf.{p.tun(a.index, b.index)}.rp_filter": "0"
+                         for a in self.hosts() for b in self.hosts() if a.index != b.index})
+        for a in self.hosts():
+            for b in self.hosts():
+                if a.index != b.index:
+                    self._apply_rate(p.tun(a.index, b.index), self.link(a.name, b.name))
+        self._start_forwarder()
+        self._state["status"] = "up"
+        self._save()
+
+    def _start_forwarder(self) -> None:
+        d = self.state_dir(self.name)
+        self._write_forwarder_params()
+        log = open(d / "forwarder.log", "ab")
+        proc = subprocess.Popen(
+            netops.in_ns(self.plan.router_ns, [sys.executable, "-m", "edgemigrate.testbed.forwarder",
+                                              str(d / "forwarder.json")]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        log.close()
+        self._state["forwarder_pid"] = proc.pid  # nsenter execs the program: same pid
+        self._save()
+        assert proc.stdout is not None
+        deadline = time.monotonic() + FORWARDER_READY_TIMEOUT_S
+        line = b""
+        while time.monotonic() < deadline and not line:
+            line = proc.stdout.readline()
+            if proc.poll() is not None and not line:
+                break
+        proc.stdout.close()
+        if line.strip() != b"ready":
+            err = (d / "forwarder.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise EngineError(f"link emulator did not start: {err[0] if err else 'no output'}")
+
+    def down(self) -> list[str]:
+        """Remove everything this testbed created; returns what was removed (for `status`/logs)."""
+        removed: list[str] = []
+        d = self.state_dir(self.name)
+        pid = self._state.get("forwarder_pid")
+        if _forwarder_alive(pid, d):
+            _terminate([int(pid)])
+            removed.append(f"forwarder pid {pid}")
+        for ns in self._state.get("namespaces", self.plan.namespaces()):
+            if netops.netns_exists(ns):
+                pids = netops.netns_pids(ns)
+                if pids:
+                    _terminate(pids)
+                    removed.append(f"{len(pids)} process(es) in {ns}")
+                netops.run(["ip", "netns", "del", ns], check=False)
+                removed.append(f"netns {ns}")
+        mif = self._state.get("mgmt_if")
+        if mif and Path(f"/sys/class/net/{mif}").exists():
+            netops.ip(None, "link", "del", mif, check=False)
+            removed.append(f"link {mif}")
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            STATE_ROOT.rmdir()
+            STATE_ROOT.parent.rmdir()
+        return removed
+
+
+def netns_path_of(ns: str) -> Path:
+    return netops.netns_path(ns)
+
+
+def _forwarder_alive(pid: object, state_dir: Path) -> bool:
+    """True if ``pid`` is our forwarder (checked by its command line, never just by the number)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"edgemigrate.testbed.forwarder" in cmd and str(state_dir / "forwarder.json").encode() in cmd
+
+
+def _terminate(pids: list[int], grace_s: float = 3.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _is_zombie(p)]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
