@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from edgemigrate.engine.manifest import ChunkSpec, FileKind, FileSpec, Manifest
+from edgemigrate.engine.protocol import codec
+from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
+from edgemigrate.engine.protocol.session import (
+    Aborted,
+    Committed,
+    DestSession,
+    DestState,
+    Failed,
+    Finished,
+    HelloReceived,
+    PeerReady,
+    Restored,
+    RestoreRequested,
+    RoundAnnounced,
+    RoundVerified,
+    SourceSession,
+    SourceState,
+)
+
+SPEC = {"name": "counter", "kind": "counter"}
+
+
+def _manifest(round_index: int, final: bool) -> Manifest:
+    f = FileSpec("core-1.img", FileKind.FULL, 4, 4, "a" * 64)
+    return Manifest("counter", round_index, final, (f,), (ChunkSpec(0, "core-1.img", 0, 4, "b" * 64),))
+
+
+def _pump(src: SourceSession, dst: DestSession) -> tuple[list, list]:
+    """Deliver queued bytes both ways until quiet; returns (source events, destination events)."""
+    s_ev: list = []
+    d_ev: list = []
+    while True:
+        a = src.data_to_send()
+        if a:
+            d_ev += dst.receive_data(a)
+        b = dst.data_to_send()
+        if b:
+            s_ev += src.receive_data(b)
+        if not a and not b:
+            return s_ev, d_ev
+
+
+def _to_ready(n_rounds: int = 0) -> tuple[SourceSession, DestSession]:
+    src, dst = SourceSession("s1"), DestSession("?")
+    src.hello(SPEC, "edge-a", "precopy")
+    s_ev, d_ev = _pump(src, dst)
+    assert d_ev == [HelloReceived("s1", SPEC, "edge-a", "precopy")] and s_ev == []
+    dst.accept()
+    s_ev, _ = _pump(src, dst)
+    assert s_ev == [PeerReady("s1")] and src.state is SourceState.READY
+    for r in range(1, n_rounds + 1):
+        src.send_round(_manifest(r, False))
+        _, d_ev = _pump(src, dst)
+        assert isinstance(d_ev[0], RoundAnnounced)
+        dst.round_verified(100, 0.01)
+        s_ev, _ = _pump(src, dst)
+        assert s_ev == [RoundVerified(r, 100, 0.01, False)]
+    return src, dst
+
+
+def _to_state(target: SourceState) -> tuple[SourceSession, DestSession]:
+    src, dst = _to_ready(1)
+    steps = [SourceState.READY, SourceState.FINAL_SENT, SourceState.FINAL_VERIFIED, SourceState.RESTORE_SENT,
+             SourceState.COMMITTED, SourceState.DONE]
+    for st in steps:
+        if src.state is target:
+            return src, dst
+        if st is SourceState.READY:
+            src.send_round(_manifest(2, True))
+            _pump(src, dst)
+        elif st is SourceState.FINAL_SENT:
+            dst.round_verified(4, 0.0)
+            _pump(src, dst)
+        elif st is SourceState.FINAL_VERIFIED:
+            src.send_restore(["-A INPUT -j DROP"])
+            _pump(src, dst)
+        elif st is SourceState.RESTORE_SENT:
+            dst.restored(42, 0.08)
+            # deliver only RESTORED to the source, keep COMMIT queued
+            src.receive_data(dst.data_to_send())
+        elif st is SourceState.COMMITTED:
+            _pump(src, dst)
+    assert src.state is target
+    return src, dst
+
+
+def test_full_precopy_session_reaches_done_through_point_of_no_return() -> None:
+    src, dst = _to_ready(3)
+    src.send_round(_manifest(4, True))
+    assert src.frozen and src.state is SourceState.FINAL_SENT
+    _, d_ev = _pump(src, dst)
+    assert d_ev[0].manifest.final
+    dst.round_verified(4, 0.0)
+    s_ev, _ = _pump(src, dst)
+    assert s_ev == [RoundVerified(4, 4, 0.0, True)]
+    src.send_restore(["-A INPUT -s 10.0.0.1/32 -j DROP"])
+    _, d_ev = _pump(src, dst)
+    assert d_ev == [RestoreRequested(4, ("-A INPUT -s 10.0.0.1/32 -j DROP",))]
+    assert not src.past_point_of_no_return
+    dst.restored(1234, 0.05)
+    s_ev, d_ev = _pump(src, dst)
+    assert s_ev == [Restored(1234, 0.05), Finished("s1")]
+    assert d_ev == [Committed("s1")]
+    assert src.state is SourceState.DONE and dst.state is DestState.DONE and src.past_point_of_no_return
+
+
+@pytest.mark.parametrize(
+    ("state", "resume", "in_doubt"),
+    [
+        (SourceState.READY, False, False),
+        (SourceState.FINAL_SENT, True, False),
+        (SourceState.FINAL_VERIFIED, True, False),
+        (SourceState.RESTORE_SENT, True, True),
+    ],
+)
+def test_source_connection_loss_before_point_of_no_return_rolls_back(state, resume, in_doubt) -> None:
+    src, _ = _to_state(state)
+    (ev,) = src.connection_lost()
+    assert ev == Failed("control connection lost", resume_at_source=resume, in_doubt=in_doubt)
+    assert src.state is SourceState.ABORTED
+    assert src.connection_lost() == []
+
+
+def test_source_connection_loss_after_point_of_no_return_is_only_logged() -> None:
+    src, _ = _to_state(SourceState.COMMITTED)
+    (ev,) = src.connection_lost()
+    assert ev.after_point_of_no_return and not ev.resume_at_source
+
+
+@pytest.mark.parametrize("state", [SourceState.READY, SourceState.FINAL_SENT, SourceState.FINAL_VERIFIED, SourceState.RESTORE_SENT])
+def test_source_local_abort_notifies_destination(state) -> None:
+    src, dst = _to_state(state)
+    (ev,) = src.abort("criu dump failed")
+    assert isinstance(ev, Failed) and ev.resume_at_source == src.frozen
+    _, d_ev = _pump(src, dst)
+    (dev,) = d_ev
+    assert isinstance(dev, Aborted) and "criu dump failed" in dev.reason
+    assert dev.kill_restored == (state is SourceState.RESTORE_SENT)
+    assert dst.state is DestState.ABORTED
+
+
+def test_abort_after_point_of_no_return_does_not_roll_back() -> None:
+    src, _ = _to_state(SourceState.COMMITTED)
+    (ev,) = src.abort("late failure")
+    assert ev.after_point_of_no_return and src.state is SourceState.COMMITTED
+
+
+@pytest.mark.parametrize("state", [SourceState.READY, SourceState.FINAL_SENT, SourceState.RESTORE_SENT])
+def test_destination_abort_makes_source_roll_back(state) -> None:
+    src, dst = _to_state(state)
+    if dst.state is DestState.RESTORING:
+        (dev,) = dst.abort("restore failed")
+        assert dev.kill_restored
+    else:
+        dst.abort("chunk 3 fails its sha256 check")
+    (ev,) = _pump(src, dst)[0]
+    assert isinstance(ev, Failed) and ev.resume_at_source == src.frozen and not ev.in_doubt
+    assert src.state is SourceState.ABORTED
+
+
+@pytest.mark.parametrize(
+    ("dest_state", "kill", "keep"),
+    [(DestState.READY, False, False), (DestState.FINAL_VERIFIED, False, False),
+     (DestState.RESTORING, False, True), (DestState.RESTORED, False, True)],
+)
+def test_destination_connection_loss(dest_state, kill, keep) -> None:
+    target = {DestState.READY: SourceState.READY, DestState.FINAL_VERIFIED: SourceState.FINAL_VERIFIED,
+              DestState.RESTORING: SourceState.RESTORE_SENT, DestState.RESTORED: SourceState.RESTORE_SENT}[dest_state]
+    src, dst = _to_state(target)
+    if dest_state is DestState.RESTORED:
+        dst.restored(9, 0.1)
+    assert dst.state is dest_state
+    (ev,) = dst.connection_lost()
+    assert ev.kill_restored == kill and ev.keep_running_in_doubt == keep
+
+
+def test_in_doubt_resolution() -> None:
+    src, _ = _to_state(SourceState.RESTORE_SENT)
+    (ev,) = src.connection_lost()
+    assert ev.in_doubt
+    assert src.resolve_in_doubt(True) == [Finished("s1")]
+    src2, _ = _to_state(SourceState.RESTORE_SENT)
+    src2.connection_lost()
+    (ev2,) = src2.resolve_in_doubt(False)
+    assert isinstance(ev2, Failed) and ev2.resume_at_source
+
+
+def test_protocol_violations_abort_cleanly() -> None:
+    src, dst = _to_ready(0)
+    # destination sends RESTORED before any restore was requested
+    ev = src.receive_data(codec.encode(MsgType.RESTORED, session="s1", pid=1, restore_s=0.0))
+    assert isinstance(ev[0], Failed) and "unexpected RESTORED" in ev[0].reason
+    # wrong session id
+    src2, _ = _to_ready(0)
+    ev = src2.receive_data(codec.encode(MsgType.DONE, session="other"))
+    assert "session 'other'" in ev[0].reason
+    # garbage bytes
+    src3, _ = _to_ready(0)
+    ev = src3.receive_data(b"XX\x01\x01\x00\x00\x00\x00")
+    assert "bad frame magic" in ev[0].reason
+    # destination: first message not HELLO, then a malicious manifest
+    d = DestSession("?")
+    (ev_d,) = d.receive_data(codec.encode(MsgType.COMMIT, session="x"))
+    assert isinstance(ev_d, Aborted) and "expected HELLO" in ev_d.reason
+    src4, dst4 = _to_ready(0)
+    bad = _manifest(1, False).to_dict()
+    bad["files"][0]["name"] = "../../etc/passwd"
+    (ev_d,) = dst4.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=bad))
+    assert isinstance(ev_d, Aborted) and "plain CRIU image file name" in ev_d.reason
+    # round out of order
+    src5, dst5 = _to_ready(0)
+    (ev_d,) = dst5.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(3, False).to_dict()))
+    assert "out of order" in ev_d.reason
+
+
+def test_caller_misuse_raises() -> None:
+    src = SourceSession("s")
+    with pytest.raises(ProtocolError, match="cannot send a round"):
+        src.send_round(_manifest(1, False))
+    src2, _ = _to_ready(0)
+    with pytest.raises(ProtocolError, match="out of order"):
+        src2.send_round(_manifest(2, False))
+    with pytest.raises(ProtocolError, match="cannot request the restore"):
+        src2.send_restore([])
+
+
+def test_codec_roundtrip_split_feeds_and_limits() -> None:
+    dec = codec.FrameDecoder()
+    frames = codec.encode(MsgType.OK, detail="x") + codec.encode_chunk(2, 5, b"abcdef")
+    out = []
+    for i in range(len(frames)):  # one byte at a time
+        out += dec.feed(frames[i : i + 1])
+    assert out[0] == codec.Message(MsgType.OK, {"detail": "x"})
+    assert out[1] == codec.Chunk(2, 5, b"abcdef")
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.ROUND), 1 << 30))
+    with pytest.raises(ProtocolError, match="version 9"):
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 9, 1, 0))
+    with pytest.raises(ProtocolError, match="unknown message type"):
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, 200, 0))
+    with pytest.raises(ProtocolError, match="unknown keys"):
+        payload = json.dumps({"detail": "x", "evil": 1}).encode()
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.OK), len(payload)) + payload)
+    with pytest.raises(ProtocolError, match="not UTF-8 JSON"):
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.OK), 3) + b"\x80\x81{")
+    with pytest.raises(ProtocolError, match="expected int"):
+        codec.encode(MsgType.RESTORED, session="s", pid=True, restore_s=0.1)
