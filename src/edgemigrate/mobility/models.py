@@ -57,7 +57,11 @@ def _check_dt(dt_s: float) -> float:
 
 
 class _Synthetic:
-    """Shared plumbing of the synthetic models (always active, confined to ``area``)."""
+    """Shared plumbing of the synthetic models (always active, confined to ``area``).
+
+    Positions live in two contiguous 1-D arrays ``_x``/``_y``: NumPy loops over an (U, 2) array with an
+    inner axis of length 2 (broadcasts, row fancy-indexing) are several times slower than over (U,).
+    """
 
     def __init__(self, n_users: int, area: Area) -> None:
         if not isinstance(area, Area):
@@ -66,20 +70,25 @@ class _Synthetic:
         self.area = area
         self.active = np.ones(self.n_users, dtype=bool)
         self._rng: np.random.Generator | None = None
-        self._pos = np.zeros((self.n_users, 2), dtype=np.float64)
+        self._x = np.zeros(self.n_users, dtype=np.float64)
+        self._y = np.zeros(self.n_users, dtype=np.float64)
 
     @property
     def positions(self) -> NDArray[np.float64]:
-        return self._pos.copy()
+        """Current positions, (U, 2) metres (a fresh array)."""
+        out = np.empty((self.n_users, 2), dtype=np.float64)
+        out[:, 0] = self._x
+        out[:, 1] = self._y
+        return out
 
     def _need_rng(self) -> np.random.Generator:
         if self._rng is None:
             raise ValidationError(f"{type(self).__name__}: call reset(rng) before step()")
         return self._rng
 
-    def _uniform_points(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+    def _uniform_xy(self, rng: np.random.Generator, n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         a = self.area
-        return np.column_stack([rng.uniform(a.xmin_m, a.xmax_m, n), rng.uniform(a.ymin_m, a.ymax_m, n)])
+        return rng.uniform(a.xmin_m, a.xmax_m, n), rng.uniform(a.ymin_m, a.ymax_m, n)
 
 
 class TraceMobility:
@@ -138,7 +147,9 @@ class RandomWaypoint(_Synthetic):
 
     Speeds are drawn from U[speed_mps] per leg (min must be > 0, else the average speed decays to zero, Yoon
     et al., INFOCOM 2003), pauses from U[pause_s]. Initial positions and destinations are uniform over the
-    area; a user arriving mid-step spends the rest of the step pausing.
+    area; a user arriving mid-step spends the rest of the step pausing. State per user: unit heading,
+    remaining leg length, speed, pause left; a step is a handful of whole-array operations, and random
+    draws happen only for users that arrive.
     """
 
     def __init__(
@@ -151,54 +162,63 @@ class RandomWaypoint(_Synthetic):
         super().__init__(n_users, area)
         self.speed_mps = _check_range(speed_mps, "speed_mps", allow_zero=False)
         self.pause_s = _check_range(pause_s, "pause_s", allow_zero=True)
-        self._dest = np.zeros_like(self._pos)
-        self._speed = np.zeros(self.n_users)
-        self._pause_left = np.zeros(self.n_users)
+        n = self.n_users
+        self._dest_x, self._dest_y = np.zeros(n), np.zeros(n)
+        self._hx, self._hy = np.zeros(n), np.zeros(n)
+        self._left_m = np.zeros(n)
+        self._speed = np.ones(n)
+        self._pause_left = np.zeros(n)
+
+    def _new_legs(self, rng: np.random.Generator, idx: NDArray[np.int64]) -> None:
+        dx_, dy_ = self._uniform_xy(rng, idx.size)
+        ddx, ddy = dx_ - self._x[idx], dy_ - self._y[idx]
+        dist = np.hypot(ddx, ddy)
+        safe = np.where(dist > 0, dist, 1.0)
+        self._dest_x[idx], self._dest_y[idx] = dx_, dy_
+        self._hx[idx], self._hy[idx] = ddx / safe, ddy / safe
+        self._left_m[idx] = dist
+        self._speed[idx] = rng.uniform(*self.speed_mps, idx.size)
 
     def reset(self, rng: np.random.Generator) -> NDArray[np.float64]:
         self._rng = rng
-        self._pos = self._uniform_points(rng, self.n_users)
-        self._dest = self._uniform_points(rng, self.n_users)
-        self._speed = rng.uniform(*self.speed_mps, self.n_users)
+        self._x, self._y = self._uniform_xy(rng, self.n_users)
+        self._new_legs(rng, np.arange(self.n_users))
         self._pause_left = np.zeros(self.n_users)
-        return self._pos.copy()
+        return self.positions
 
     def step(self, dt_s: float) -> NDArray[np.float64]:
         rng = self._need_rng()
-        dt_s = _check_dt(dt_s)
-        pause_left = self._pause_left - dt_s
-        budget_s = np.maximum(-pause_left, 0.0)  # time left for moving this step
-        moving = budget_s > 0
-        delta = self._dest - self._pos
-        dist = np.hypot(delta[:, 0], delta[:, 1])
+        pause_left = self._pause_left - _check_dt(dt_s)
+        budget_s = np.maximum(-pause_left, 0.0)  # time left for moving this step (0 while pausing)
+        np.maximum(pause_left, 0.0, out=self._pause_left)
         reach = self._speed * budget_s
-        arrive = moving & (reach >= dist)
-        go = moving & ~arrive
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(go, reach / np.where(dist > 0, dist, 1.0), 0.0)
-        self._pos += delta * frac[:, None]
-        self._pause_left = np.where(moving, 0.0, pause_left)
-        n_arr = int(arrive.sum())
-        if n_arr:
-            self._pos[arrive] = self._dest[arrive]
-            spent = dist[arrive] / self._speed[arrive]
-            self._pause_left[arrive] = rng.uniform(*self.pause_s, n_arr) - (budget_s[arrive] - spent)
-            self._dest[arrive] = self._uniform_points(rng, n_arr)
-            self._speed[arrive] = rng.uniform(*self.speed_mps, n_arr)
-        return self._pos.copy()
+        move = np.minimum(reach, self._left_m)
+        self._x += self._hx * move
+        self._y += self._hy * move
+        self._left_m -= move
+        arrived = np.flatnonzero((budget_s > 0) & (reach >= self._left_m + move))
+        if arrived.size:
+            self._x[arrived] = self._dest_x[arrived]
+            self._y[arrived] = self._dest_y[arrived]
+            spent_s = move[arrived] / self._speed[arrived]
+            self._pause_left[arrived] = rng.uniform(*self.pause_s, arrived.size) - (budget_s[arrived] - spent_s)
+            self._new_legs(rng, arrived)
+        return self.positions
 
 
 # direction codes for grid models: 0 +x (east), 1 +y (north), 2 -x (west), 3 -y (south)
-_DIR_XY = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+_DX = np.array([1, 0, -1, 0], dtype=np.int64)
+_DY = np.array([0, 1, 0, -1], dtype=np.int64)
 
 
 class ManhattanGrid(_Synthetic):
     """Manhattan grid: users drive along streets spaced ``block_m`` apart (from the area's lower-left corner).
 
     At each crossing a user goes straight with probability ``1 - turn_prob`` and turns left or right with
-    ``turn_prob / 2`` each; a move that would leave the grid is replaced by another allowed one (a U-turn
-    only at a dead end). Speed is drawn per user from U[speed_mps] at reset. Several crossings can be passed
-    in one step.
+    ``turn_prob / 2`` each; a move that would leave the grid is replaced by another allowed one (straight,
+    then the turns in random order, a U-turn only at a dead end). Speed is drawn per user from U[speed_mps]
+    at reset. Several crossings can be passed in one step. State per user: direction code, distance to the
+    next crossing, that crossing's grid coordinates.
     """
 
     def __init__(
@@ -217,75 +237,79 @@ class ManhattanGrid(_Synthetic):
         self.block_m = float(block_m)
         self.turn_prob = float(turn_prob)
         self.speed_mps = _check_range(speed_mps, "speed_mps", allow_zero=False)
-        self.n_blocks = np.array(
-            [int(area.width_m // self.block_m), int(area.height_m // self.block_m)], dtype=np.int64
-        )
-        if (self.n_blocks < 1).any():
+        self.nx = int(area.width_m // self.block_m)
+        self.ny = int(area.height_m // self.block_m)
+        if self.nx < 1 or self.ny < 1:
             raise ValidationError(f"block_m={block_m} is larger than the area ({area.width_m} x {area.height_m} m)")
-        self._origin = np.array([area.xmin_m, area.ymin_m])
-        self._dir = np.zeros(self.n_users, dtype=np.int64)
-        self._speed = np.zeros(self.n_users)
+        n = self.n_users
+        self._dir = np.zeros(n, dtype=np.int64)
+        self._speed = np.ones(n)
+        self._to_cross_m = np.zeros(n)
+        self._cx = np.zeros(n, dtype=np.int64)  # grid coordinates of the next crossing
+        self._cy = np.zeros(n, dtype=np.int64)
+        self._hx, self._hy = np.zeros(n), np.zeros(n)
 
     def reset(self, rng: np.random.Generator) -> NDArray[np.float64]:
         self._rng = rng
-        n = self.n_users
-        # start on a random street: pick the axis, a street index and a uniform position along it
-        self._dir = rng.integers(0, 4, n)
-        along_x = self._dir % 2 == 0
-        street = np.where(along_x, rng.integers(0, self.n_blocks[1] + 1, n), rng.integers(0, self.n_blocks[0] + 1, n))
-        span = np.where(along_x, self.n_blocks[0], self.n_blocks[1]) * self.block_m
-        offset = rng.uniform(0.0, 1.0, n) * span
-        grid = np.where(along_x[:, None], np.column_stack([offset, street * self.block_m]),
-                        np.column_stack([street * self.block_m, offset]))
-        self._pos = self._origin + grid
+        n, b, a = self.n_users, self.block_m, self.area
+        # start on a random street at a uniform position along it, heading to a neighbouring crossing
+        along_x = rng.random(n) < 0.5
+        street = np.where(along_x, rng.integers(0, self.ny + 1, n), rng.integers(0, self.nx + 1, n))
+        seg = np.where(along_x, rng.integers(0, self.nx, n), rng.integers(0, self.ny, n))
+        frac = rng.random(n)
+        forward = rng.random(n) < 0.5
+        along = (seg + frac) * b
+        self._x = a.xmin_m + np.where(along_x, along, street * b)
+        self._y = a.ymin_m + np.where(along_x, street * b, along)
+        self._dir = np.where(along_x, np.where(forward, 0, 2), np.where(forward, 1, 3))
+        nxt = np.where(forward, seg + 1, seg)
+        self._cx = np.where(along_x, nxt, street)
+        self._cy = np.where(along_x, street, nxt)
+        self._to_cross_m = np.where(forward, 1.0 - frac, frac) * b
+        self._hx, self._hy = _DX[self._dir].astype(np.float64), _DY[self._dir].astype(np.float64)
         self._speed = rng.uniform(*self.speed_mps, n)
-        return self._pos.copy()
+        return self.positions
 
-    def _choose(self, rng: np.random.Generator, who: NDArray[np.int64], cell: NDArray[np.int64]) -> None:
-        """New direction for users ``who`` standing on crossings ``cell`` (integer grid coordinates)."""
+    def _choose(self, rng: np.random.Generator, who: NDArray[np.int64]) -> None:
+        """New direction for users ``who`` standing on their crossing ``(_cx, _cy)[who]``."""
         d = self._dir[who]
         u = rng.random(who.size)
         half = self.turn_prob / 2
-        pref = np.where(u < half, (d + 1) % 4, np.where(u < self.turn_prob, (d + 3) % 4, d))
-        # fallbacks in order: chosen, straight, the two turns in random order, back (U-turn)
-        flip = rng.random(who.size) < 0.5
-        turn_a = np.where(flip, (d + 1) % 4, (d + 3) % 4)
-        cands = np.stack([pref, d, turn_a, (turn_a + 2) % 4, (d + 2) % 4], axis=1)
-        step = _DIR_XY[cands].astype(np.int64)  # (n, 5, 2)
-        nxt = cell[:, None, :] + step
-        ok = (nxt >= 0).all(axis=2) & (nxt <= self.n_blocks).all(axis=2)
-        first = np.argmax(ok, axis=1)
-        self._dir[who] = cands[np.arange(who.size), first]
+        new = (d + np.where(u < half, 1, np.where(u < self.turn_prob, 3, 0))) % 4
+        cx, cy = self._cx[who], self._cy[who]
+        nx, ny = cx + _DX[new], cy + _DY[new]
+        bad = np.flatnonzero((nx < 0) | (nx > self.nx) | (ny < 0) | (ny > self.ny))
+        if bad.size:  # at the edge of the grid: straight, the turns in random order, then a U-turn
+            db = d[bad]
+            turn_a = np.where(rng.random(bad.size) < 0.5, (db + 1) % 4, (db + 3) % 4)
+            cands = np.stack([db, turn_a, (turn_a + 2) % 4, (db + 2) % 4], axis=1)
+            cnx, cny = cx[bad][:, None] + _DX[cands], cy[bad][:, None] + _DY[cands]
+            ok = (cnx >= 0) & (cnx <= self.nx) & (cny >= 0) & (cny <= self.ny)
+            new[bad] = cands[np.arange(bad.size), np.argmax(ok, axis=1)]
+        self._dir[who] = new
+        self._hx[who], self._hy[who] = _DX[new], _DY[new]
 
     def step(self, dt_s: float) -> NDArray[np.float64]:
         rng = self._need_rng()
         remaining = self._speed * _check_dt(dt_s)
-        b = self.block_m
-        todo = np.arange(self.n_users)
-        for _ in range(10_000):
-            if todo.size == 0:
-                break
-            d = self._dir[todo]
-            axis = d % 2
-            sign = np.where(d < 2, 1.0, -1.0)
-            coord = self._pos[todo, axis] - self._origin[axis]
-            k = coord / b
-            kr = np.round(k)
-            on_cross = np.abs(k - kr) < 1e-9
-            nxt = np.where(sign > 0, np.where(on_cross, kr + 1, np.ceil(k)), np.where(on_cross, kr - 1, np.floor(k)))
-            to_cross = np.abs(nxt * b - coord)
-            rem = remaining[todo]
-            stop = rem < to_cross
-            move = np.where(stop, rem, to_cross)
-            self._pos[todo, axis] += sign * move
-            remaining[todo] = rem - move
-            hit = todo[~stop]
-            if hit.size:
-                hd = self._dir[hit]
-                ax = hd % 2
-                # snap to the crossing to avoid drift, then choose where to go
-                self._pos[hit, ax] = self._origin[ax] + nxt[~stop] * b
-                cell = np.rint((self._pos[hit] - self._origin) / b).astype(np.int64)
-                self._choose(rng, hit, cell)
-            todo = hit[remaining[hit] > 0]
-        return self._pos.copy()
+        move = np.minimum(remaining, self._to_cross_m)
+        self._x += self._hx * move
+        self._y += self._hy * move
+        self._to_cross_m -= move
+        remaining -= move
+        hit = np.flatnonzero(remaining > 0)  # reached the crossing with distance to spare
+        b, a = self.block_m, self.area
+        while hit.size:
+            self._x[hit] = a.xmin_m + self._cx[hit] * b  # snap: no drift off the streets
+            self._y[hit] = a.ymin_m + self._cy[hit] * b
+            self._choose(rng, hit)
+            d = self._dir[hit]
+            self._cx[hit] += _DX[d]
+            self._cy[hit] += _DY[d]
+            mv = np.minimum(remaining[hit], b)
+            self._x[hit] += self._hx[hit] * mv
+            self._y[hit] += self._hy[hit] * mv
+            self._to_cross_m[hit] = b - mv
+            remaining[hit] -= mv
+            hit = hit[remaining[hit] > 0]
+        return self.positions

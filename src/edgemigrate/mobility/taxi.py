@@ -79,89 +79,81 @@ class TaxiLike(_Synthetic):
         if not (math.isfinite(self.dwell_sigma) and self.dwell_sigma >= 0):
             raise ValidationError(f"dwell_sigma must be >= 0, got {dwell_sigma!r}")
         n = self.n_users
-        self._dest = np.zeros((n, 2))
-        self._corner = np.zeros((n, 2))
-        self._leg = np.zeros(n, dtype=np.int8)  # 0: heading to the corner, 1: to the destination
+        # the route: leg 0 then leg 1, each along one axis (unit heading h0/h1, metres left L0/L1)
+        self._dest_x, self._dest_y = np.zeros(n), np.zeros(n)
+        self._h0x, self._h0y, self._h1x, self._h1y = (np.zeros(n) for _ in range(4))
+        self._left0_m, self._left1_m = np.zeros(n), np.zeros(n)
         self._speed = np.ones(n)
-        self._stop_left = np.zeros(n)
+        self._stop_left_s = np.zeros(n)
+        self._drive_to_light_s = np.full(n, np.inf)  # driving time until the next traffic stop
 
     # -- drawing ------------------------------------------------------------------------------------------
-    def _new_trips(self, rng: np.random.Generator, who: NDArray[np.bool_]) -> None:
-        n = int(who.sum())
-        if n == 0:
-            return
+    def _new_trips(self, rng: np.random.Generator, idx: NDArray[np.int64]) -> None:
+        n = idx.size
         a, w = self.area, self.trip_half_width_m
-        pos = self._pos[who]
-        lo = np.maximum(pos - w, [a.xmin_m, a.ymin_m])
-        hi = np.minimum(pos + w, [a.xmax_m, a.ymax_m])
-        dest = lo + rng.random((n, 2)) * (hi - lo)
-        x_first = rng.random(n) < 0.5
-        corner = np.where(x_first[:, None], np.column_stack([dest[:, 0], pos[:, 1]]),
-                          np.column_stack([pos[:, 0], dest[:, 1]]))
-        self._dest[who] = dest
-        self._corner[who] = corner
-        self._leg[who] = 0
-        self._speed[who] = self.cruise_median_mps * np.exp(self.cruise_sigma * rng.standard_normal(n))
+        x, y = self._x[idx], self._y[idx]
+        lox, hix = np.maximum(x - w, a.xmin_m), np.minimum(x + w, a.xmax_m)
+        loy, hiy = np.maximum(y - w, a.ymin_m), np.minimum(y + w, a.ymax_m)
+        u = rng.random((3, n))
+        dest_x, dest_y = lox + u[0] * (hix - lox), loy + u[1] * (hiy - loy)
+        dx, dy = dest_x - x, dest_y - y
+        sx, sy = np.sign(dx), np.sign(dy)
+        x_first = u[2] < 0.5
+        zero = np.zeros(n)
+        self._dest_x[idx], self._dest_y[idx] = dest_x, dest_y
+        self._h0x[idx], self._h0y[idx] = np.where(x_first, sx, zero), np.where(x_first, zero, sy)
+        self._h1x[idx], self._h1y[idx] = np.where(x_first, zero, sx), np.where(x_first, sy, zero)
+        self._left0_m[idx] = np.where(x_first, np.abs(dx), np.abs(dy))
+        self._left1_m[idx] = np.where(x_first, np.abs(dy), np.abs(dx))
+        self._speed[idx] = self.cruise_median_mps * np.exp(self.cruise_sigma * rng.standard_normal(n))
 
     def _dwell(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         return self.dwell_median_s * np.exp(self.dwell_sigma * rng.standard_normal(n))
+
+    def _light_clock(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+        if self.light_rate_per_s == 0:
+            return np.full(n, np.inf)
+        return rng.exponential(1.0 / self.light_rate_per_s, n)
 
     # -- MobilityModel --------------------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> NDArray[np.float64]:
         self._rng = rng
         n = self.n_users
-        self._pos = self._uniform_points(rng, n)
-        self._new_trips(rng, np.ones(n, dtype=bool))
+        self._x, self._y = self._uniform_xy(rng, n)
+        self._new_trips(rng, np.arange(n))
         # start roughly in the stationary mix: about a third of the taxis part-way through a dwell
         dwelling = rng.random(n) < 0.35
-        self._stop_left = np.where(dwelling, rng.random(n) * self._dwell(rng, n), 0.0)
-        return self._pos.copy()
+        self._stop_left_s = np.where(dwelling, rng.random(n) * self._dwell(rng, n), 0.0)
+        self._drive_to_light_s = self._light_clock(rng, n)
+        return self.positions
 
     def step(self, dt_s: float) -> NDArray[np.float64]:
+        """Advance every taxi by ``dt_s``: whole-array moves, random draws only for taxis with an event."""
         rng = self._need_rng()
-        dt_s = _check_dt(dt_s)
-        stop_left = self._stop_left - dt_s
-        budget_s = np.maximum(-stop_left, 0.0)
-        self._stop_left = np.maximum(stop_left, 0.0)
-        moving = budget_s > 0
+        stop_left = self._stop_left_s - _check_dt(dt_s)
+        budget_s = np.maximum(-stop_left, 0.0)  # driving time this step (0 while stopped)
+        np.maximum(stop_left, 0.0, out=self._stop_left_s)
         reach = self._speed * budget_s
-        # leg 0: towards the corner
-        on0 = moving & (self._leg == 0)
-        d0 = np.abs(self._corner - self._pos).sum(axis=1)  # axis-aligned leg: L1 == Euclidean
-        done0 = on0 & (reach >= d0)
-        part0 = on0 & ~done0
-        self._advance(part0, self._corner, reach, d0)
-        self._pos[done0] = self._corner[done0]
-        reach = np.where(done0, reach - d0, reach)
-        self._leg[done0] = 1
-        # leg 1: towards the destination (also for those who just turned the corner)
-        on1 = moving & (self._leg == 1)
-        d1 = np.abs(self._dest - self._pos).sum(axis=1)
-        arrive = on1 & (reach >= d1)
-        part1 = on1 & ~arrive
-        self._advance(part1, self._dest, reach, d1)
-        n_arrive = int(arrive.sum())
-        if n_arrive:
-            self._pos[arrive] = self._dest[arrive]
-            leftover_s = (reach[arrive] - d1[arrive]) / self._speed[arrive]
-            self._new_trips(rng, arrive)
-            self._stop_left[arrive] = np.maximum(self._dwell(rng, n_arrive) - leftover_s, 0.0)
-        # traffic stops for taxis that drove this step and did not arrive
-        drove = moving & ~arrive
-        if self.light_rate_per_s > 0:
-            p_stop = -np.expm1(-self.light_rate_per_s * budget_s)
-            red = drove & (rng.random(self.n_users) < p_stop)
-            n_red = int(red.sum())
-            if n_red:
-                self._stop_left[red] = rng.uniform(*self.light_stop_s, n_red)
-        return self._pos.copy()
-
-    def _advance(self, who: NDArray[np.bool_], target: NDArray[np.float64], reach: NDArray[np.float64],
-                 dist: NDArray[np.float64]) -> None:
-        if not who.any():
-            return
-        frac = reach[who] / np.where(dist[who] > 0, dist[who], 1.0)
-        self._pos[who] += (target[who] - self._pos[who]) * frac[:, None]
+        route_m = self._left0_m + self._left1_m
+        m0 = np.minimum(reach, self._left0_m)
+        m1 = np.minimum(reach - m0, self._left1_m)
+        self._x += self._h0x * m0 + self._h1x * m1
+        self._y += self._h0y * m0 + self._h1y * m1
+        self._left0_m -= m0
+        self._left1_m -= m1
+        self._drive_to_light_s -= budget_s
+        red = np.flatnonzero(self._drive_to_light_s <= 0)
+        if red.size:  # a traffic stop starts at the end of this step
+            self._drive_to_light_s[red] = self._light_clock(rng, red.size)
+            self._stop_left_s[red] = rng.uniform(*self.light_stop_s, red.size)
+        arrived = np.flatnonzero((budget_s > 0) & (reach >= route_m))
+        if arrived.size:  # snap to the destination, dwell (minus the time left in this step), next trip
+            self._x[arrived] = self._dest_x[arrived]
+            self._y[arrived] = self._dest_y[arrived]
+            leftover_s = (reach[arrived] - route_m[arrived]) / self._speed[arrived]
+            self._stop_left_s[arrived] = np.maximum(self._dwell(rng, arrived.size) - leftover_s, 0.0)
+            self._new_trips(rng, arrived)
+        return self.positions
 
 
 def fix_interval_speeds(
