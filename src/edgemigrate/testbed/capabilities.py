@@ -110,7 +110,7 @@ def detect(tools: bool = False) -> Capabilities:
         info["podman"] = tool_info("podman", ["--version"], r"podman version\s*(\S+)")
         info["redis-server"] = tool_info("redis-server", ["--version"], r"v=(\S+)")
         info["nsenter"] = tool_info("nsenter", ["--version"], r"util-linux\s*(\S+)")
-        info["ip"] = tool_info("ip", ["-V"], r"iproute2-(\S+)")
+        info["ip"] = tool_info("ip", ["-V"], r"iproute2-([0-9.]+)")
         info["iptables"] = tool_info("iptables", ["--version"], r"v(\S+)")
     return Capabilities(
         python=sys.version.split()[0],

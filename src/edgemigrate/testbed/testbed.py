@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
@@ -388,6 +389,7 @@ class Testbed:
                 f"route add default via {p.gw_ip} dev eth0 src {h.ip}"])
         if cfg.mgmt_link:
             mif = p.mgmt_if
+            _check_root_routes(cfg.network)
             if Path(f"/sys/class/net/{mif}").exists():
                 raise ConfigError(f"interface {mif} already exists in the root namespace; choose another --name")
             netops.ip(None, "link", "add", mif, "type", "veth", "peer", "name", "m0", "netns", r)
@@ -460,6 +462,26 @@ class Testbed:
             STATE_ROOT.rmdir()
             STATE_ROOT.parent.rmdir()
         return removed
+
+
+def _check_root_routes(net: ipaddress.IPv4Network) -> None:
+    """Refuse a subnet that overlaps a route of the root namespace (another testbed, a bridge, the LAN)."""
+    proc = netops.ip(None, "-j", "route", "show", "table", "all", check=False)
+    try:
+        routes = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        routes = []
+    for r in routes:
+        dst = r.get("dst", "")
+        if r.get("type") in ("local", "broadcast") or dst in ("default", ""):
+            continue
+        try:
+            other = ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False)
+        except ValueError:
+            continue
+        if other.overlaps(net):
+            raise ConfigError(f"testbed.subnet {net} overlaps route {dst} dev {r.get('dev', '?')} in the root "
+                              f"namespace; choose another testbed.subnet (or mgmt_link = false)")
 
 
 def netns_path_of(ns: str) -> Path:

@@ -1,0 +1,1 @@
+"""Stateful services to migrate (see the submodules)."""
