@@ -1,0 +1,57 @@
+"""The container-runtime interface the migration engine drives (one driver per runtime, as in p.haul)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class ContainerState(enum.Enum):
+    ABSENT = "absent"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStats:
+    """One dump. ``frozen_s`` is CRIU's own frozen time (from its stats image) or the wall time if absent."""
+
+    image_dir: Path
+    image_bytes: int
+    duration_s: float
+    frozen_s: float
+    leave_running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStats:
+    pid: int
+    duration_s: float
+
+
+class Runtime(Protocol):
+    """Checkpoint/restore of one host's containers (network namespace fixed per instance)."""
+
+    def run(self, container_id: str, bundle: Path) -> int:
+        """Start a container from an OCI bundle, detached; returns its host PID."""
+        ...
+
+    def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> CheckpointStats:
+        """Dump the container into ``image_dir``; without ``leave_running`` the container is gone afterwards."""
+        ...
+
+    def restore(self, container_id: str, bundle: Path, image_dir: Path) -> RestoreStats:
+        """Restore a container from ``image_dir`` with the local ``bundle`` (mounts/security from the bundle)."""
+        ...
+
+    def kill(self, container_id: str) -> None:
+        """Stop and delete the container (no error if absent)."""
+        ...
+
+    def state(self, container_id: str) -> ContainerState: ...
+
+    def pid(self, container_id: str) -> int | None: ...
