@@ -47,7 +47,7 @@ class Associator:
         span = np.ptp(xy, axis=0).max() if len(xy) > 1 else 1000.0
         # cells about the size of the mean station spacing keep the candidate lists short
         if cell_m is None:
-            cell_m = max(50.0, float(span) / max(1.0, np.sqrt(len(xy))) / 2)
+            cell_m = max(50.0, float(span) / max(1.0, np.sqrt(len(xy))) / 4)
         pad = float(self.coverage_m.max())
         self._origin = xy.min(axis=0) - pad
         extent = xy.max(axis=0) + pad - self._origin
@@ -63,6 +63,10 @@ class Associator:
         for i, c in enumerate(lists):
             cand[i, : len(c)] = c
         self._cand = cand
+        # candidate coordinates per cell, padded with a far-away point so padding never wins
+        far = 1e30
+        self._cand_x = np.where(cand >= 0, xy[np.maximum(cand, 0), 0], far)
+        self._cand_y = np.where(cand >= 0, xy[np.maximum(cand, 0), 1], far)
 
     def _cells(self, user_xy: NDArray[np.float64]) -> NDArray[np.int64]:
         ij = np.floor((user_xy - self._origin) / self._cell).astype(np.int64)
@@ -72,14 +76,13 @@ class Associator:
 
     def nearest(self, user_xy: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Nearest station and its distance for each user (exact for users inside the raster)."""
-        cand = self._cand[self._cells(user_xy)]  # (U, K)
-        valid = cand >= 0
-        cxy = self.xy[np.where(valid, cand, 0)]
-        d2 = ((cxy - user_xy[:, None, :]) ** 2).sum(-1)
-        d2 = np.where(valid, d2, np.inf)
+        cells = self._cells(user_xy)
+        dx = self._cand_x[cells] - user_xy[:, 0:1]  # (U, K)
+        dy = self._cand_y[cells] - user_xy[:, 1:2]
+        d2 = dx * dx + dy * dy
         k = np.argmin(d2, axis=1)
         rows = np.arange(len(user_xy))
-        return cand[rows, k], np.sqrt(d2[rows, k])
+        return self._cand[cells, k], np.sqrt(d2[rows, k])
 
     def step(self, user_xy: NDArray[np.float64], current: NDArray[np.int64]
              ) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.float64]]:

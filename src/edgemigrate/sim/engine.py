@@ -13,7 +13,7 @@ the next one sees:
 4. DECIDE     the decider picks, for each queued task, an edge node or the cloud (index N).
 5. APPLY      placements in queue order; an infeasible choice falls back to the cloud (seed 000 VI-A);
               missing layers join the node's FIFO download queue (eqs. 2-3), evicting unused cached
-              layers in LRU order when storage is short.
+              layers in LRU order when storage is short (compiled loop: ``sim/kernels.py``).
 6. DOWNLOAD   layer downloads advance to the end of the tick (bytes completed counted).
 7. COST       the four delays of each decision (eqs. 1-10) are computed, vectorised, at APPLY time and
               summed for the tick here.
@@ -38,6 +38,7 @@ from edgemigrate.costs import four_delay as fd
 from edgemigrate.radio.association import Associator
 from edgemigrate.radio.uplink import ring_uplink_bps
 from edgemigrate.sim.config import DecisionKind, SimParams
+from edgemigrate.sim.kernels import apply_kernel
 from edgemigrate.sim.recorder import Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
@@ -101,6 +102,8 @@ class Simulator:
         self.image_layers = world.catalog.image_layers
         self.image_matrix = world.catalog.matrix
         self._n = n
+        self._img_indptr = np.concatenate([[0], np.cumsum([len(x) for x in self.image_layers])]).astype(np.int64)
+        self._img_indices = np.concatenate(self.image_layers).astype(np.int64)
         self._cpu_cap = (1 - params.sigma_cpu) * self.cpu_hz
         self._storage_cap = (1 - params.sigma_storage) * self.storage_bytes
         self.view = _make_view(self)
@@ -208,18 +211,27 @@ class Simulator:
         cpu_cap = (1 - p.sigma_cpu) * self.cpu_hz[:n]
         sto_cap = (1 - p.sigma_storage) * self.storage_bytes[:n]
         over = np.flatnonzero((ns.cpu_used_hz[:n] > cpu_cap * (1 + 1e-12)) | (ns.active_bytes[:n] > sto_cap))
-        moved = 0
+        if over.size == 0:
+            return 0
         t = self.tasks
-        for node in over:
-            alive = t.alive_ids()
-            here = alive[t.node[alive] == node]
-            here = here[np.argsort(-t.queued_at_s[here], kind="stable")]  # newest placement first
-            for task in here:
-                if ns.cpu_used_hz[node] <= cpu_cap[node] and ns.active_bytes[node] <= sto_cap[node]:
-                    break
-                self._requeue(np.array([task]), DecisionKind.PROACTIVE, now)
-                moved += 1
-        return moved
+        alive = t.alive_ids()
+        alive = alive[np.isin(t.node[alive], over)]
+        # newest placement first within each node (stable: ties keep task order)
+        alive = alive[np.lexsort((-t.queued_at_s[alive], t.node[alive]))]
+        moved: list[int] = []
+        cpu, active = ns.cpu_used_hz.copy(), ns.active_bytes.copy()
+        for task in alive:
+            node = t.node[task]
+            if cpu[node] <= cpu_cap[node] * (1 + 1e-12) and active[node] <= sto_cap[node]:
+                continue
+            moved.append(int(task))
+            cpu[node] -= t.cpu_hz[task]
+            layers = self.image_layers[t.image[task]]
+            only = layers[ns.refcount[node, layers] == 1]  # conservative: layers shared by two leavers stay counted
+            active[node] -= float(self.layer_sizes[only].sum())
+        if moved:
+            self._requeue(np.array(moved, dtype=np.int64), DecisionKind.PROACTIVE, now)
+        return len(moved)
 
     def _requeue(self, ids: NDArray[np.int64], kind: DecisionKind, now: float) -> None:
         t = self.tasks
@@ -282,13 +294,14 @@ class Simulator:
         download = np.zeros(k)
         load_before = np.zeros(k)
         fallback = np.zeros(k, dtype=bool)
-        nodes_out = actions.copy()
-        for i in range(k):
-            task, node = int(tasks[i]), int(actions[i])
-            if node < n and not self._feasible_one(task, node):
-                node, fallback[i] = n, True
-            nodes_out[i] = node
-            download[i], load_before[i] = self._place(task, node, now)
+        nodes_out = np.empty(k, dtype=np.int64)
+        ns = self.nodes
+        apply_kernel(tasks, actions, now, n, t.image, t.cpu_hz, t.cycles, t.node,
+                     self._img_indptr, self._img_indices, self.layer_sizes,
+                     ns.containers, self.max_containers, ns.cpu_used_hz, self._cpu_cap, ns.load_cycles,
+                     ns.active_bytes, self._storage_cap, ns.stored_bytes, self.storage_bytes, ns.queue_free_at_s,
+                     ns.completion_s, ns.refcount, ns.last_used_s, self.wired_bps,
+                     nodes_out, download, load_before, fallback)
         costs = self._costs(tasks, nodes_out, download, load_before, now)
         prev = t.prev_node[tasks].copy()
         moved = (prev >= 0) & (prev != nodes_out)
@@ -310,61 +323,6 @@ class Simulator:
         for name in ("migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"):
             tick[name] += float(getattr(costs, name).sum())
         return costs
-
-    def _feasible_one(self, task: int, node: int) -> bool:
-        """Scalar fast path of :meth:`feasible` for one edge node (the APPLY loop calls this per task)."""
-        ns, t = self.nodes, self.tasks
-        if ns.containers[node] >= self.max_containers[node]:
-            return False
-        if ns.cpu_used_hz[node] + t.cpu_hz[task] > self._cpu_cap[node]:
-            return False
-        layers = self.image_layers[t.image[task]]
-        new_active = self.layer_sizes[layers] @ (ns.refcount[node, layers] == 0)
-        return bool(ns.active_bytes[node] + new_active <= self._storage_cap[node])
-
-    def _place(self, task: int, node: int, now: float) -> tuple[float, float]:
-        """Place one task; returns (download delay D of eq. 3, node workload before it, eq. 6)."""
-        t, ns, edge = self.tasks, self.nodes, node < self._n
-        layers = self.image_layers[t.image[task]]
-        comp = ns.completion_s[node]
-        absent = layers[np.isinf(comp[layers])]
-        if absent.size:
-            need = float(self.layer_sizes[absent].sum())
-            short = ns.stored_bytes[node] + need - self.storage_bytes[node]
-            if short > 0:
-                self._evict(node, short, layers)
-            times = fd.fifo_completion_s(ns.queue_free_at_s[node], now, self.layer_sizes[absent],
-                                         self.wired_bps[node])
-            comp[absent] = times
-            ns.queue_free_at_s[node] = times[-1]
-            ns.stored_bytes[node] += need
-        download = max(float(comp[layers].max()) - now, 0.0)
-        rc = ns.refcount[node]
-        fresh = layers[rc[layers] == 0]
-        ns.active_bytes[node] += float(self.layer_sizes[fresh].sum())
-        rc[layers] += 1
-        ns.last_used_s[node, layers] = now
-        load = float(ns.load_cycles[node]) if edge else 0.0
-        if edge:
-            ns.load_cycles[node] += t.cycles[task]
-        ns.containers[node] += 1
-        ns.cpu_used_hz[node] += t.cpu_hz[task]
-        t.node[task] = node
-        return download, load
-
-    def _evict(self, node: int, short: float, protect: NDArray[np.int64]) -> None:
-        """Free at least ``short`` bytes on ``node`` by dropping unused cached layers, least recently used first."""
-        ns = self.nodes
-        cand = np.flatnonzero((ns.refcount[node] == 0) & np.isfinite(ns.completion_s[node]))
-        cand = cand[~np.isin(cand, protect)]
-        order = cand[np.argsort(ns.last_used_s[node, cand], kind="stable")]
-        freed = np.cumsum(self.layer_sizes[order])
-        cut = int(np.searchsorted(freed, short - 1e-6)) + 1
-        drop = order[:cut]
-        ns.completion_s[node, drop] = np.inf
-        ns.stored_bytes[node] -= float(self.layer_sizes[drop].sum())
-        if ns.stored_bytes[node] + 1e-6 < 0:
-            raise RuntimeError("layer cache accounting went negative")  # an engine bug, not a user error
 
     def _release(self, ids: NDArray[np.int64]) -> None:
         """Free the resources of placed tasks (they finished or are being migrated)."""
@@ -420,7 +378,7 @@ class Simulator:
     def _station_coverage(self, users: NDArray[np.int64]) -> NDArray[np.float64]:
         st = self.station[users]
         cov = self.world.stations.coverage_m[np.maximum(st, 0)]
-        return np.where(st >= 0, cov, np.inf)  # out of coverage: beyond every ring -> lowest rate
+        return np.where(st >= 0, cov, 1.0)  # out of coverage: distance is inf -> beyond every ring -> lowest rate
 
     # ------------------------------------------------------------------ phases 6-8
     def end_tick(self) -> None:
