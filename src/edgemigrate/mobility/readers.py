@@ -252,6 +252,7 @@ def read_roma(
     stop_s = end_s + ROMA_SORT_SLACK_S if (end_s is not None and stop_after_end) else None
     faults = _Faults(path, lenient)
     day_cache: dict[bytes, int] = {}
+    seen: set[bytes] = set()
     tracks: dict[str, tuple[array, array, array]] = {}
     hasher = hashlib.sha256()
     bytes_read = 0
@@ -297,6 +298,7 @@ def read_roma(
                 complete = False
                 break
             if wanted_b is not None and ident not in wanted_b:
+                seen.add(ident)
                 continue
             if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
                 continue
@@ -323,7 +325,7 @@ def read_roma(
             raise ValidationError(
                 f"{path}: taxi id(s) {', '.join(missing[:5])} have no fix"
                 + (" in the time window" if start_s is not None or end_s is not None else "")
-                + suggest(missing[0], tracks)
+                + suggest(missing[0], {i.decode(errors="replace") for i in seen} | set(tracks))
             )
     ordered = dict(sorted(tracks.items(), key=lambda kv: (len(kv[0]), kv[0])))
     return RawTraces.from_lists(
@@ -366,6 +368,7 @@ def read_csv(
     faults = _Faults(path, lenient)
     hasher = hashlib.sha256()
     tracks: dict[str, tuple[array, array, array]] = {}
+    seen: set[str] = set()
     line_no = 0
     with path.open("rb") as fb:
         text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")
@@ -403,6 +406,7 @@ def read_csv(
                 faults.bad(line_no, problem)
                 continue
             if wanted is not None and ident not in wanted:
+                seen.add(ident)
                 continue
             if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
                 continue
@@ -415,7 +419,7 @@ def read_csv(
     if wanted is not None:
         missing_ids = sorted(wanted - set(tracks))
         if missing_ids:
-            raise ValidationError(f"{path}: id(s) {', '.join(missing_ids[:5])} have no fix{suggest(missing_ids[0], tracks)}")
+            raise ValidationError(f"{path}: id(s) {', '.join(missing_ids[:5])} have no fix{suggest(missing_ids[0], seen | set(tracks))}")
     return RawTraces.from_lists(
         tracks,
         source=str(path),
