@@ -183,14 +183,13 @@ def _node_positions(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
         return xy
     from edgemigrate.datasets import towers as tw
 
-    table = tw.bundled_towers(nc.towers) if not nc.towers.endswith(".csv") else tw.read_opencellid(nc.towers)
-    proj = sc.area.projection()
-    sites, _cells = tw.cluster_sites(table.lat, table.lon, proj, radius_m=nc.cluster_radius_m)
-    inside = sites[area.contains(sites)]
-    if len(inside) < nc.count:
-        raise ConfigError(f"nodes.count = {nc.count} but only {len(inside)} tower sites lie in the area "
+    table = tw.read_opencellid(nc.towers) if nc.towers.endswith(".csv") else tw.bundled_towers(nc.towers)
+    sites = tw.cluster_sites(table.lat, table.lon, sc.area.projection(), radius_m=nc.cluster_radius_m)
+    n_inside = int(area.contains(sites.xy_m).sum())
+    if n_inside < nc.count:
+        raise ConfigError(f"nodes.count = {nc.count} but only {n_inside} tower sites lie in the area "
                           f"({area.width_m:.0f} x {area.height_m:.0f} m); lower nodes.count or enlarge the area")
-    return tw.pick_sites(inside, nc.count, rng)
+    return sites.xy_m[tw.pick_sites(sites.xy_m, nc.count, rng, area)]
 
 
 def _catalog(sc: Scenario) -> ImageCatalog:

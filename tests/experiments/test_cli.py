@@ -1,0 +1,68 @@
+"""CLI smoke tests: real runs of the `edgemigrate` command, one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgemigrate.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgemigrate", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_run_default_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    r = run_cli("run", "default", "--set", "sim.n_steps=20", "--set", "users.count=40", "--seed", "3",
+                "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = Path(r.stdout.strip().splitlines()[-1].split("results: ", 1)[1])
+    for name in ("config.json", "manifest.json", "steps.csv", "decisions.csv", "summary.json",
+                 "plots/latency_components.png", "plots/migrations.png", "plots/node_load.png"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["sim"]["n_steps"] == 20 and cfg["users"]["count"] == 40
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 3 and "numpy" in man["versions"] and man["git_sha"]
+    with (out / "steps.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 20 and int(rows[-1]["step"]) == 19
+    summary = json.loads((out / "summary.json").read_text())
+    with (out / "decisions.csv").open() as fh:
+        assert sum(1 for _ in fh) - 1 == summary["decisions"] > 0
+
+
+def test_same_seed_same_numbers(tmp_path: Path) -> None:
+    outs = []
+    for i in range(2):
+        r = run_cli("run", "default", "--set", "sim.n_steps=15", "--set", "users.count=30", "--no-plots",
+                    "--out", str(tmp_path / str(i)))
+        assert r.returncode == 0, r.stderr
+        outs.append(Path(r.stdout.strip().splitlines()[-1].split("results: ", 1)[1]))
+    assert (outs[0] / "decisions.csv").read_text() == (outs[1] / "decisions.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "defualt"], "unknown scenario 'defualt' (did you mean 'default'?)"),
+    (["run", "default", "--set", "sim.n_stpes=3"], "--set sim.n_stpes: unknown key (did you mean 'n_steps'?)"),
+    (["run", "default", "--policy", "neares"], "unknown policy 'neares' (did you mean 'nearest'?)"),
+    (["run", "default", "--set", "sim.dt_s=-2"], "sim.dt_s must be > 0"),
+    (["run", "default", "--set", "nodes.count=100000"], "nodes.count = 100000 but only"),
+])
+def test_user_errors_are_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_help_and_scenarios_list() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0 and "run" in r.stdout and "scenarios" in r.stdout
+    r = run_cli("scenarios")
+    assert r.returncode == 0 and "default" in r.stdout and "nearest" in r.stdout
