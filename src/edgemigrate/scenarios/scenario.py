@@ -17,7 +17,7 @@ from edgemigrate.core.errors import ConfigError, EdgeMigrateError
 from edgemigrate.core.geo import Area, LocalProjection
 from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
-from edgemigrate.experiments.config import apply_overrides, load_into, read_toml
+from edgemigrate.core.config import apply_overrides, load_into, read_toml
 from edgemigrate.model.images import ImageCatalog
 from edgemigrate.model.nodes import BaseStations, CloudNode, EdgeNodes
 from edgemigrate.model.topology import Backhaul, manhattan_grid, mst, three_tier

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.experiments.config import apply_overrides, load_into, parse_override
-from edgemigrate.experiments.scenario import Scenario, load_scenario
+from edgemigrate.core.config import apply_overrides, load_into, parse_override
+from edgemigrate.scenarios.scenario import Scenario, load_scenario
 
 
 @dataclass(frozen=True, slots=True)
