@@ -233,7 +233,7 @@ def pick_sites(
     centroids = _kmeans(pts, n, rng, iterations)
     # nearest free site per centroid, closest pairs first
     tree = cKDTree(pts)
-    k = min(pts.shape[0], max(8, 2 * n))
+    k = min(pts.shape[0], 16)
     dist, idx = tree.query(centroids, k=k)
     dist, idx = np.atleast_2d(dist), np.atleast_2d(idx)
     taken = np.zeros(pts.shape[0], dtype=bool)
@@ -263,9 +263,9 @@ def _kmeans(pts: NDArray[np.float64], k: int, rng: np.random.Generator, iteratio
         np.minimum(d2, ((pts - centres[j]) ** 2).sum(axis=1), out=d2)
     for _ in range(iterations):
         _, label = cKDTree(centres).query(pts)
-        sums = np.zeros((k, 2))
-        np.add.at(sums, label, pts)
         counts = np.bincount(label, minlength=k)
+        sums = np.column_stack([np.bincount(label, weights=pts[:, 0], minlength=k),
+                                np.bincount(label, weights=pts[:, 1], minlength=k)])
         new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
         if np.allclose(new, centres, atol=1e-6, rtol=0):
             break
