@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,12 +28,16 @@ def _structured_pages(rng: np.random.Generator, n_pages: int) -> bytes:
     return words.astype("<u4").tobytes()
 
 
+IMPLS = ["numpy"] + (["numba"] if importlib.util.find_spec("numba") else [])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=40, deadline=None)
 @given(data=st.binary(min_size=0, max_size=3 * PAGE_SIZE_BYTES + 77))
-def test_round_trip_arbitrary_bytes(data: bytes) -> None:
-    out = wkdm_compress(data)
+def test_round_trip_arbitrary_bytes(impl: str, data: bytes) -> None:
+    out = wkdm_compress(data, impl=impl)
     assert len(out) <= max_compressed_size(len(data))
-    assert wkdm_decompress(out, len(data)) == data
+    assert wkdm_decompress(out, len(data), impl=impl) == data
 
 
 @settings(max_examples=25, deadline=None)
@@ -48,17 +54,21 @@ def test_round_trip_structured_pages(seed: int, n_pages: int, vocab: list[int]) 
     pick = np.asarray(vocab, dtype=np.uint32)[rng.integers(0, len(vocab), size=1024)]
     pages[p * PAGE_SIZE_BYTES : (p + 1) * PAGE_SIZE_BYTES] = pick.astype("<u4").tobytes()
     data = bytes(pages)
-    assert wkdm_decompress(wkdm_compress(data), len(data)) == data
+    streams = {impl: wkdm_compress(data, impl=impl) for impl in IMPLS}
+    assert len(set(streams.values())) == 1  # numba and NumPy produce identical bytes
+    for impl in IMPLS:
+        assert wkdm_decompress(streams[impl], len(data), impl=impl) == data
 
 
-def test_tags_and_sizes_match_the_algorithm() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tags_and_sizes_match_the_algorithm(impl: str) -> None:
     # page 0: all zero -> only tags; page 1: one value repeated -> 1 miss then exact hits;
     # page 2: same high bits, varying low bits -> 1 miss then partial matches.
     words = np.zeros((3, 1024), dtype=np.uint32)
     words[1] = 0xDEADBEEF
     words[2] = (0x12345 << 10) + (np.arange(1024, dtype=np.uint32) % 1024)
     data = words.astype("<u4").tobytes()
-    out = wkdm_compress(data)
+    out = wkdm_compress(data, impl=impl)
     n_index = 1023 + 1023  # exact hits of page 1 + partial hits of page 2
     n_low = 1023
     n_full = 2
@@ -80,18 +90,21 @@ def test_zero_words_do_not_touch_the_dictionary() -> None:
     assert [(tag_byte >> (2 * k)) & 3 for k in range(3)] == [2, 0, 3]
 
 
-def test_corrupt_streams_are_rejected() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_corrupt_streams_are_rejected(impl: str) -> None:
     rng = np.random.default_rng(3)
     data = _structured_pages(rng, 4)
-    out = bytearray(wkdm_compress(data))
+    out = bytearray(wkdm_compress(data, impl=impl))
     with pytest.raises(CorruptDataError):
-        wkdm_decompress(bytes(out[:-1]), len(data))
+        wkdm_decompress(bytes(out[:-1]), len(data), impl=impl)
     bad_magic = bytearray(out)
     bad_magic[0:4] = b"XXXX"
     with pytest.raises(CorruptDataError):
-        wkdm_decompress(bytes(bad_magic), len(data))
+        wkdm_decompress(bytes(bad_magic), len(data), impl=impl)
     # flip a tag so the tag counts no longer match the header
     flipped = bytearray(out)
     flipped[HEADER_SIZE_BYTES] ^= 0b01
     with pytest.raises(CorruptDataError):
-        wkdm_decompress(bytes(flipped), len(data))
+        wkdm_decompress(bytes(flipped), len(data), impl=impl)
+    with pytest.raises(ValueError):
+        wkdm_compress(data, impl="fortran")

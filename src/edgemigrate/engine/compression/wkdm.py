@@ -156,13 +156,48 @@ def _unpack_low10(packed: NDArray[np.uint8], count: int) -> NDArray[np.uint32]:
     return out.reshape(-1)[:count]
 
 
-def wkdm_compress(data: bytes | bytearray | memoryview) -> bytes:
-    """Compress ``data`` page by page (4096-byte pages; a trailing partial page is stored raw)."""
+def _jit() -> Any:
+    """The compiled kernels (:mod:`.wkdm_jit`) or ``None`` if numba is not installed."""
+    global _JIT
+    if _JIT is None:
+        try:
+            from edgemigrate.engine.compression import wkdm_jit
+
+            _JIT = wkdm_jit
+        except ImportError:  # numba missing: the NumPy path below is complete on its own
+            _JIT = False
+    return _JIT or None
+
+
+_JIT: Any = None
+
+
+def wkdm_compress(data: bytes | bytearray | memoryview, impl: str = "auto") -> bytes:
+    """Compress ``data`` page by page (4096-byte pages; a trailing partial page is stored raw).
+
+    ``impl``: ``"numba"`` (compiled, releases the GIL), ``"numpy"`` (vectorised over pages), or
+    ``"auto"`` (numba when installed). Both produce identical bytes.
+    """
     buf = memoryview(data).cast("B")
     n_pages, tail = divmod(len(buf), PAGE_SIZE_BYTES)
     all_words = np.frombuffer(buf, dtype="<u4", count=n_pages * WORDS_PER_PAGE).reshape(
         n_pages, WORDS_PER_PAGE
     )
+    jit = _choose(impl)
+    if jit is not None:
+        tags_p, nib, low_p, fulls, n_index, n_low = jit.encode(all_words)
+        header = _HEADER.pack(_MAGIC, _VERSION, 0, tail, n_pages, n_index, n_low, fulls.size)
+        tail_bytes = bytes(buf[n_pages * PAGE_SIZE_BYTES :])
+        return b"".join(
+            [
+                header,
+                tags_p.tobytes(),
+                nib.tobytes(),
+                low_p.tobytes(),
+                fulls.astype("<u4").tobytes(),
+                tail_bytes,
+            ]
+        )
     tag_parts, slot_parts, low_parts, full_parts = [], [], [], []
     for start in range(0, n_pages, _BATCH_PAGES):
         tags, slots, lows, fulls = _encode_batch(all_words[start : start + _BATCH_PAGES])
@@ -184,6 +219,28 @@ def wkdm_compress(data: bytes | bytearray | memoryview) -> bytes:
             bytes(buf[n_pages * PAGE_SIZE_BYTES :]),
         ]
     )
+
+
+def _choose(impl: str) -> Any:
+    if impl == "numpy":
+        return None
+    jit = _jit()
+    if impl == "numba" and jit is None:
+        raise ModuleNotFoundError("wkdm impl='numba' needs numba installed")
+    if impl not in ("auto", "numba"):
+        raise ValueError(f"wkdm impl must be 'auto', 'numba' or 'numpy', got {impl!r}")
+    return jit
+
+
+def _tag_lut(pred: Any) -> NDArray[np.int64]:
+    """For each packed tag byte 0..255: how many of its four 2-bit tags satisfy ``pred``."""
+    tags = (np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3
+    return pred(tags).sum(axis=1).astype(np.int64)
+
+
+_TAG_IS_INDEX = _tag_lut(lambda t: (t == TAG_EXACT) | (t == TAG_PARTIAL))
+_TAG_IS_PARTIAL = _tag_lut(lambda t: t == TAG_PARTIAL)
+_TAG_IS_MISS = _tag_lut(lambda t: t == TAG_MISS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,26 +316,35 @@ def _decode_batch(
     return _transpose(out_t)
 
 
-def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int) -> bytes:
-    """Exact inverse of :func:`wkdm_compress`; rejects any payload inconsistent with its header."""
+def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int, impl: str = "auto") -> bytes:
+    """Exact inverse of :func:`wkdm_compress`; rejects any payload inconsistent with its header.
+
+    The record counts implied by the tags are checked against the header (whose counts fixed the
+    section sizes) before any record is read, so neither implementation can read out of bounds.
+    """
     buf = memoryview(data).cast("B")
     lay = _parse_header(buf, raw_size_bytes)
     sizes = lay.section_sizes()
     offs = np.cumsum((HEADER_SIZE_BYTES, *sizes))
     sec = [np.frombuffer(buf[offs[i] : offs[i + 1]], dtype=np.uint8) for i in range(len(sizes))]
+    jit = _choose(impl)
+    if jit is not None:
+        counts = jit.counts(sec[0])
+    else:
+        hist = np.bincount(sec[0], minlength=256)
+        counts = (int(hist @ _TAG_IS_INDEX), int(hist @ _TAG_IS_PARTIAL), int(hist @ _TAG_IS_MISS))
+    if counts != (lay.n_index, lay.n_low, lay.n_full):
+        raise CorruptDataError("wkdm: tag counts disagree with the header")
+    fulls_all = sec[3].view("<u4").astype(np.uint32)
+    if jit is not None:
+        words = jit.decode(sec[0], sec[1], sec[2], fulls_all, lay.n_pages)
+        return b"".join([words.astype("<u4").tobytes(), sec[4].tobytes()])
     tags_all = _unpack_tags(sec[0]).reshape(lay.n_pages, WORDS_PER_PAGE)
     n_idx_pp = ((tags_all == TAG_EXACT) | (tags_all == TAG_PARTIAL)).sum(axis=1)
     n_low_pp = (tags_all == TAG_PARTIAL).sum(axis=1)
     n_full_pp = (tags_all == TAG_MISS).sum(axis=1)
-    if (int(n_idx_pp.sum()), int(n_low_pp.sum()), int(n_full_pp.sum())) != (
-        lay.n_index,
-        lay.n_low,
-        lay.n_full,
-    ):
-        raise CorruptDataError("wkdm: tag counts disagree with the header")
     slots_all = _unpack_nibbles(sec[1], lay.n_index)
     lows_all = _unpack_low10(sec[2], lay.n_low)
-    fulls_all = sec[3].view("<u4").astype(np.uint32)
     ci, cl, cf = (np.concatenate([[0], np.cumsum(c)]) for c in (n_idx_pp, n_low_pp, n_full_pp))
     parts = []
     for s in range(0, lay.n_pages, _BATCH_PAGES):
