@@ -42,9 +42,9 @@ def run(scenario: str, seed: int | None, policy: str | None, overrides: tuple[st
     s = res.summary
     click.echo(f"{sc.name}: {s['decisions']} decisions ({s['arrivals']} arrivals, {s['migrations_passive']} passive "
                f"+ {s['migrations_proactive']} proactive migrations, {s['fallbacks_to_cloud']} cloud fallbacks); "
-               f"mean task delay {s['mean_total_s']:.2f} s "
-               f"(S {s['mean_migration_s']:.2f} + C {s['mean_computation_s']:.2f} + P {s['mean_deployment_s']:.2f} "
-               f"+ B {s['mean_backhaul_s']:.2f}); {s['ms_per_step']:.2f} ms/step")
+               f"delay per task {s['per_task_total_s']:.2f} s (S {s['per_task_migration_s']:.2f} + "
+               f"C {s['per_task_computation_s']:.2f} + P {s['per_task_deployment_s']:.2f} + "
+               f"B {s['per_task_backhaul_s']:.2f}); {s['ms_per_step']:.2f} ms/step")
     click.echo(f"results: {res.out_dir}")
 
 

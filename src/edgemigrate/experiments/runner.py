@@ -37,6 +37,10 @@ def summarise(steps: dict[str, np.ndarray], decisions: dict[str, np.ndarray]) ->
         col = decisions[key]
         out[f"mean_{key}"] = float(col.mean()) if col.size else 0.0
     out["sum_total_s"] = float(decisions["total_s"].sum())
+    # per task: all decisions of one task (its arrival and every migration) add up to its T_k
+    n_tasks = max(1, out["arrivals"])
+    for key in ("total_s", "migration_s", "computation_s", "deployment_s", "backhaul_s"):
+        out[f"per_task_{key}"] = float(decisions[key].sum()) / n_tasks
     return out
 
 

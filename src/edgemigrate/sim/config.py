@@ -36,7 +36,10 @@ class SimParams:
     ``sigma_storage``/``sigma_cpu`` are the thresholds of seed 000 eq. (12) (0.2 in VI-A: migrate when less
     than 20 % of a resource is free); ``wait_factor`` is sigma^wait of eq. (5); ``backhaul_s_per_hop`` is
     sigma^bh of eq. (9) (0.02 s/hop in VI-A). ``max_decisions_per_step`` (0 = unlimited) bounds how many
-    queued tasks are placed per tick; the rest wait, which eq. (4) charges.
+    queued tasks are placed per tick; the rest wait, which eq. (4) charges. With
+    ``placement_within_coverage`` an edge node is a candidate only while the task's user is inside its service
+    range (seed 000 III-B: "each edge node has a limited service range, exceeding it compels the user to
+    switch to another node"); otherwise a placement out of range would trigger a passive migration at once.
     """
 
     dt_s: float = 5.0
@@ -46,6 +49,7 @@ class SimParams:
     wait_factor: float = 1.0
     backhaul_s_per_hop: float = 0.02
     max_decisions_per_step: int = 0
+    placement_within_coverage: bool = True
 
     def __post_init__(self) -> None:
         if self.dt_s <= 0:

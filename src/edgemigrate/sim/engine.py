@@ -102,6 +102,11 @@ class Simulator:
         self.image_layers = world.catalog.image_layers
         self.image_matrix = world.catalog.matrix
         self._n = n
+        # service range per row; the cloud (and every node when the rule is off) covers everyone
+        self._coverage = np.append(nodes.coverage_m, np.inf)
+        if not params.placement_within_coverage:
+            self._coverage[:] = np.inf
+        self._node_xy = np.vstack([nodes.xy_m, [[0.0, 0.0]]])
         self._img_indptr = np.concatenate([[0], np.cumsum([len(x) for x in self.image_layers])]).astype(np.int64)
         self._img_indices = np.concatenate(self.image_layers).astype(np.int64)
         self._cpu_cap = (1 - params.sigma_cpu) * self.cpu_hz
@@ -279,6 +284,9 @@ class Simulator:
         need = self.image_matrix[t.image[tasks]] & (ns.refcount[e] == 0)
         new_active = need.astype(np.float64) @ self.layer_sizes
         ok &= ns.active_bytes[e] + new_active <= self._storage_cap[e]
+        if self.params.placement_within_coverage:
+            d = self.user_xy[t.user[tasks]] - self.world.nodes.xy_m[e]
+            ok &= np.hypot(d[:, 0], d[:, 1]) <= self._coverage[e]
         return np.where(edge, ok, nodes == n)
 
     def apply(self, tasks: NDArray[np.int64], actions: NDArray[np.int64]) -> Costs:
@@ -296,7 +304,8 @@ class Simulator:
         fallback = np.zeros(k, dtype=bool)
         nodes_out = np.empty(k, dtype=np.int64)
         ns = self.nodes
-        apply_kernel(tasks, actions, now, n, t.image, t.cpu_hz, t.cycles, t.node,
+        apply_kernel(tasks, actions, now, n, t.image, t.cpu_hz, t.cycles, t.node, t.user, self.user_xy,
+                     self._node_xy, self._coverage,
                      self._img_indptr, self._img_indices, self.layer_sizes,
                      ns.containers, self.max_containers, ns.cpu_used_hz, self._cpu_cap, ns.load_cycles,
                      ns.active_bytes, self._storage_cap, ns.stored_bytes, self.storage_bytes, ns.queue_free_at_s,

@@ -51,7 +51,7 @@ def _evict(node, short, lo, hi, img_indices, layer_sizes, completion, refcount, 
 
 @njit(cache=True)
 def apply_kernel(tasks, actions, now, n_edge,
-                 t_image, t_cpu, t_cycles, t_node,
+                 t_image, t_cpu, t_cycles, t_node, t_user, user_xy, node_xy, coverage,
                  img_indptr, img_indices, layer_sizes,
                  containers, max_containers, cpu_used, cpu_cap, load_cycles, active_bytes, storage_cap,
                  stored_bytes, storage_bytes, queue_free_at, completion, refcount, last_used, wired_bps,
@@ -62,8 +62,13 @@ def apply_kernel(tasks, actions, now, n_edge,
         img = t_image[task]
         lo = img_indptr[img]
         hi = img_indptr[img + 1]
-        if node < n_edge:  # eq. 11 and the eq. 12 thresholds; else the cloud (seed 000 VI-A)
+        if node < n_edge:  # eq. 11, eq. 12 thresholds, service range; else the cloud (seed 000 VI-A)
             ok = containers[node] < max_containers[node] and cpu_used[node] + t_cpu[task] <= cpu_cap[node]
+            if ok and coverage[node] != np.inf:
+                u = t_user[task]
+                dx = user_xy[u, 0] - node_xy[node, 0]
+                dy = user_xy[u, 1] - node_xy[node, 1]
+                ok = np.sqrt(dx * dx + dy * dy) <= coverage[node]
             if ok:
                 new_active = 0.0
                 for j in range(lo, hi):

@@ -72,6 +72,19 @@ class SimView:
     def cpu_used_hz(self) -> NDArray[np.float64]:
         return self._sim.nodes.cpu_used_hz.copy()
 
+    def load_cycles(self) -> NDArray[np.float64]:
+        """Workload w_t of each node in cycles (seed 000 eq. 6); 0 for the cloud."""
+        return self._sim.nodes.load_cycles.copy()
+
+    @property
+    def max_containers(self) -> NDArray[np.int64]:
+        """Container cap C_n per node (eq. 11); effectively unbounded for the cloud."""
+        return self._sim.max_containers
+
+    @property
+    def backhaul_s_per_hop(self) -> float:
+        return self._sim.params.backhaul_s_per_hop
+
     def running_bytes(self) -> NDArray[np.float64]:
         """Total data size of the tasks running on each node (seed 000 eq. 15, s_u)."""
         sim = self._sim
@@ -101,9 +114,10 @@ class SimView:
         return self._sim.image_matrix[self._sim.tasks.image[tasks]]
 
     def task_attr(self, name: str, tasks: NDArray[np.int64]) -> NDArray:
-        """A task column: data_bytes, density_cpb, cpu_hz, service_bytes, prev_node, kind, queued_at_s."""
+        """A task column: data_bytes, density_cpb, cycles, cpu_hz, service_bytes, migration_s_per_hop, prev_node,
+        kind, queued_at_s."""
         if name not in {"data_bytes", "density_cpb", "cpu_hz", "service_bytes", "prev_node", "kind",
-                        "queued_at_s", "cycles"}:
+                        "queued_at_s", "cycles", "migration_s_per_hop"}:
             raise KeyError(name)
         return getattr(self._sim.tasks, name)[tasks].copy()
 
@@ -126,6 +140,13 @@ class SimView:
         tt = np.repeat(tasks, n1)
         nn = np.tile(np.arange(n1), tasks.size)
         return self._sim.feasible(tt, nn).reshape(tasks.size, n1)
+
+    def image_present(self, tasks: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """(K, N+1) whether each task's whole image is present (every layer downloaded) on each node."""
+        sim = self._sim
+        done = sim.nodes.completion_s <= sim.now_s  # (N+1, L)
+        x = self.task_layers(tasks)
+        return (x.astype(np.int64) @ (~done).T.astype(np.int64)) == 0
 
     def present_bytes(self, tasks: NDArray[np.int64]) -> NDArray[np.float64]:
         """(K, N+1) bytes of each task's layers already on (or downloading to) each node."""
