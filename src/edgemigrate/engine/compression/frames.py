@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.compression.codecs import CorruptDataError, shared_codec, spec_by_id
+from edgemigrate.engine.compression.codecs import Codec, CorruptDataError, shared_codec, spec_by_id
 
 MAGIC = b"EMC1"
 _HEADER = struct.Struct("<4sBBbBIQII16s")
@@ -162,3 +162,31 @@ def decode_data(header: FrameHeader, payload: bytes | memoryview) -> bytes:
     if raw_digest(raw) != header.digest:
         raise FrameError(f"frame {header.index}: raw chunk fails its BLAKE2b check")
     return raw
+
+
+def encode_data_frame(
+    index: int, offset: int, data: bytes | bytearray | memoryview, codec: Codec
+) -> tuple[bytes, bytes]:
+    """Compress one chunk with ``codec``; returns (44-byte header, payload). Pure and thread-safe.
+
+    The hook for transports other than :mod:`.pipeline` (e.g. the engine's asyncio data connection, which
+    can carry ``header + payload`` as one opaque message and run this in an executor).
+    """
+    payload = codec.compress(data)
+    header = FrameHeader(
+        FrameKind.DATA, codec.codec_id, codec.level, index, offset, len(data), len(payload), raw_digest(data)
+    )
+    return header.encode(), payload
+
+
+def decode_data_frame(frame: bytes | memoryview, limits: FrameLimits) -> tuple[FrameHeader, bytes]:
+    """Validate and decompress one whole DATA frame (header + payload); returns (header, raw chunk)."""
+    view = memoryview(frame)
+    header = decode_header(bytes(view[:HEADER_SIZE_BYTES]), limits)
+    if header.kind is not FrameKind.DATA:
+        raise FrameError(f"expected a DATA frame, got {header.kind.name}")
+    if len(view) != HEADER_SIZE_BYTES + header.payload_bytes:
+        raise FrameError(
+            f"frame {header.index}: {len(view) - HEADER_SIZE_BYTES} payload bytes, header says {header.payload_bytes}"
+        )
+    return header, decode_data(header, view[HEADER_SIZE_BYTES:])

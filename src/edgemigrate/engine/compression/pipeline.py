@@ -43,8 +43,8 @@ from edgemigrate.engine.compression.frames import (
     control_frame,
     decode_data,
     decode_header,
+    encode_data_frame,
     parse_control,
-    raw_digest,
 )
 from edgemigrate.engine.compression.images import ImageCodecPolicy
 from edgemigrate.engine.compression.netstate import NetworkMonitor, NetworkState
@@ -210,22 +210,11 @@ class _Sender:
     ) -> tuple[bytes, bytes, ChunkRecord, Choice]:
         codec = self.config.policy.codec_for(ref.file, choice)
         t1 = time.perf_counter()
-        payload = codec.compress(data)
-        digest = raw_digest(data)
+        header, payload = encode_data_frame(ref.index, ref.offset, data, codec)
         t2 = time.perf_counter()
         self.stages["compress"].add(t1, t2)
-        header = FrameHeader(
-            FrameKind.DATA,
-            codec.codec_id,
-            codec.level,
-            ref.index,
-            ref.offset,
-            len(data),
-            len(payload),
-            digest,
-        )
         rec = ChunkRecord(ref.index, ref.file, codec.name, codec.level, len(data), len(payload), t2 - t1)
-        return header.encode(), payload, rec, choice
+        return header, payload, rec, choice
 
     def send(self, parts: list[bytes]) -> None:
         t1 = time.perf_counter()
