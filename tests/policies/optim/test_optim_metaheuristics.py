@@ -69,7 +69,9 @@ def test_finds_brute_force_optimum_on_small_instances(algo: str, seed: int) -> N
 
 @pytest.mark.parametrize("polish", [False, True])
 @pytest.mark.parametrize("algo", ["ga", "de", "pso"])
-def test_tight_50x10_at_least_as_good_as_greedy(tight: LayerAssignmentProblem, algo: str, polish: bool) -> None:
+def test_tight_50x10_at_least_as_good_as_greedy(
+    tight: LayerAssignmentProblem, algo: str, polish: bool
+) -> None:
     fn, cfg = SOLVERS[algo]
     res = fn(tight, dataclasses.replace(cfg, generations=60, polish=polish), seed=3)
     greedy_cost = float(tight.evaluate(tight.greedy())[0])

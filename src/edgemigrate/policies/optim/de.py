@@ -32,7 +32,9 @@ class DEConfig:
 
     def __post_init__(self) -> None:
         if self.pop_size < 4 or self.generations < 0 or self.strategy not in ("rand1", "best1"):
-            raise ValidationError(f"DEConfig: need pop_size >= 4, generations >= 0, strategy rand1|best1: {self}")
+            raise ValidationError(
+                f"DEConfig: need pop_size >= 4, generations >= 0, strategy rand1|best1: {self}"
+            )
         if not (0.0 <= self.f <= 1.0 and 0.0 <= self.cr <= 1.0):
             raise ValidationError(f"DEConfig: f and cr are probabilities in [0, 1]: {self}")
 

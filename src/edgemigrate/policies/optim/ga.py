@@ -29,7 +29,9 @@ class GAConfig:
 
     def __post_init__(self) -> None:
         if self.pop_size < 4 or self.generations < 0 or not 1 <= self.elite < self.pop_size:
-            raise ValidationError(f"GAConfig: need pop_size >= 4, generations >= 0, 1 <= elite < pop_size: {self}")
+            raise ValidationError(
+                f"GAConfig: need pop_size >= 4, generations >= 0, 1 <= elite < pop_size: {self}"
+            )
 
 
 def ga(problem: AssignmentProblem, cfg: GAConfig = GAConfig(), seed: int = 0) -> OptimResult:

@@ -90,9 +90,13 @@ class LayerAssignmentProblem:
             if got != shape:
                 raise ValidationError(f"LayerAssignmentProblem.{name}: shape {got}, expected {shape}")
         if not bool(self.allowed[:, -1].all()):
-            raise ValidationError("LayerAssignmentProblem.allowed: the cloud (last column) must always be allowed")
+            raise ValidationError(
+                "LayerAssignmentProblem.allowed: the cloud (last column) must always be allowed"
+            )
         if int(self.capacity[-1]) < k:
-            raise ValidationError("LayerAssignmentProblem.capacity: the cloud (last entry) must hold every task")
+            raise ValidationError(
+                "LayerAssignmentProblem.capacity: the cloud (last entry) must hold every task"
+            )
         if np.any(self.bandwidth_bps <= 0):
             raise ValidationError("LayerAssignmentProblem.bandwidth_bps: must be > 0")
 
@@ -111,7 +115,9 @@ class LayerAssignmentProblem:
         onehot = (pop[:, :, None] == np.arange(self.n_choices)[None, None, :]).astype(np.float32)  # (P, K, M)
         need = (onehot.transpose(0, 2, 1) @ self.task_layers.astype(np.float32)) > 0.0  # (P, M, L)
         missing = need & ~self.node_layers[None, :, :]
-        pull_s = (missing.astype(np.float64) @ self.layer_size_bytes) * 8.0 / self.bandwidth_bps[None, :]  # (P, M)
+        pull_s = (
+            (missing.astype(np.float64) @ self.layer_size_bytes) * 8.0 / self.bandwidth_bps[None, :]
+        )  # (P, M)
         count = onehot.sum(axis=1, dtype=np.float64)  # (P, M)
         total = self.base_cost_s[k_idx[None, :], pop].sum(axis=1) + (count * pull_s).sum(axis=1)
         overflow = np.maximum(count - self.capacity[None, :], 0.0).sum(axis=1)
@@ -227,7 +233,9 @@ class LayerAssignmentProblem:
         return cls(base, task_layers, node_layers, size, bandwidth, capacity, allowed)
 
 
-def brute_force(problem: AssignmentProblem, *, max_solutions: int = 2_000_000) -> tuple[NDArray[np.int64], float]:
+def brute_force(
+    problem: AssignmentProblem, *, max_solutions: int = 2_000_000
+) -> tuple[NDArray[np.int64], float]:
     """The exact optimum by enumeration (small instances only; feasibility via the problem's penalty)."""
     k, m = problem.n_tasks, problem.n_choices
     if m**k > max_solutions:

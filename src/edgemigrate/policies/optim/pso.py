@@ -33,7 +33,9 @@ class PSOConfig:
         if self.pop_size < 2 or self.generations < 0:
             raise ValidationError(f"PSOConfig: need pop_size >= 2, generations >= 0: {self}")
         if min(self.w, self.c_personal, self.c_global) < 0 or self.w + self.c_personal + self.c_global > 1:
-            raise ValidationError(f"PSOConfig: w, c_personal, c_global are probabilities summing to <= 1: {self}")
+            raise ValidationError(
+                f"PSOConfig: w, c_personal, c_global are probabilities summing to <= 1: {self}"
+            )
 
 
 def pso(problem: AssignmentProblem, cfg: PSOConfig = PSOConfig(), seed: int = 0) -> OptimResult:

@@ -1,0 +1,559 @@
+"""PPO for the PPCM agent, readable top to bottom (CleanRL style): seed 000 section V, Algorithm 1, Table I.
+
+``train(env_fn, cfg, expert=None, out_dir=...)`` runs, in order:
+
+1. **Expert demonstrations** (seed 000 section V-B, Algorithm 1 lines 4-8): if an ``expert`` Policy is given and
+   ``cfg.demo_episodes`` (the seed's ``alpha``) > 0, the expert plays ``alpha`` whole episodes; their transitions
+   fill a demonstration buffer (observations, expert actions, discounted Monte-Carlo returns). Samples whose action
+   the mask forbids are dropped.
+2. **Behaviour-cloning warm start**: ``bc_epochs`` of minibatch cross-entropy of the masked actor on the expert's
+   actions, and (so PPO does not start from a random critic that would wreck the cloned actor) regression of the
+   critic on the demonstrations' normalised returns.
+3. **PPO** (eqs. 23-25): ``num_envs`` Gymnasium vector envs (``SyncVectorEnv``; ``AsyncVectorEnv`` with
+   ``async_envs``) in same-step autoreset mode, rollouts of ``num_steps``, GAE(``gamma``, ``gae_lambda``),
+   ``update_epochs`` epochs of clipped-surrogate minibatch updates with value clipping, entropy bonus and
+   gradient clipping. Truncated episodes bootstrap from the value of their final observation.
+   **Decaying demonstration share** (seed 000 section V-B: "the number of demonstration samples is gradually
+   reduced"): in update ``u`` each minibatch is joined by ``round(share_u * minibatch)`` demonstration samples,
+   ``share_u = demo_share * max(0, 1 - u / demo_decay_updates)`` (linear decay to zero), and the loss is
+   ``(1 - share_u) * L_PPO + share_u * bc_coef * L_BC`` with ``L_BC`` the expert actions' negative log-likelihood.
+   Without an expert (or with ``demo_episodes = 0``) this is plain PPO - the seed's "PPO" baseline.
+
+Rewards are ``-T_k`` in seconds and can be large, so with ``normalize_reward`` they are divided by the running
+standard deviation of the discounted return (per env), as Gymnasium's ``NormalizeReward`` / SB3's ``VecNormalize``
+do; the statistics are primed with the demonstrations' rewards. Seeding: ``torch.manual_seed(seed)``, the vector
+env reset with ``seed`` (env ``i`` gets ``seed + i``), demonstration episodes with ``seed + 100_000 + i``, NumPy
+draws from ``SeedTree(seed)``. torch and OpenMP run single-threaded (``torch_threads``; 2 threads on a 2-core
+machine made PPO 5-80x slower, issue 5).
+
+Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/``: ``train.csv`` (policy loss, value loss,
+entropy, KL, clip fraction, BC loss, demo share, mean episode reward per update), ``train.png`` (seed fig. 7),
+``config.json`` and ``checkpoint/`` (loadable with :meth:`PPCMPolicy.load`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from edgemigrate.core.errors import ConfigError, ValidationError
+from edgemigrate.core.registry import suggest
+from edgemigrate.core.seeding import SeedTree
+from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, obs_to_torch
+from edgemigrate.policies.rl.evaluate import ActingPolicy
+from edgemigrate.policies.rl.networks import OBS_KEYS, ObsDims
+from edgemigrate.policies.rl.trainlog import TrainLog
+
+log = logging.getLogger(__name__)
+EnvFn = Callable[[], gym.Env[Any, Any]]
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - the dataclass field's help text
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class PPOConfig:
+    """PPCM/PPO hyperparameters; defaults follow seed 000 Table I where it gives a value."""
+
+    total_timesteps: int = _f(200_000, "environment steps to train for (after the demonstrations)")
+    num_envs: int = _f(4, "parallel environments in the vector env")
+    num_steps: int = _f(128, "steps per env per rollout; rollout batch = num_envs * num_steps (Table I: 512)")
+    learning_rate: float = _f(5e-4, "Adam learning rate (Table I)")
+    anneal_lr: bool = _f(False, "linearly anneal the learning rate to 0")
+    gamma: float = _f(0.99, "discount factor gamma (Table I)")
+    gae_lambda: float = _f(0.95, "GAE lambda (Table I)")
+    update_epochs: int = _f(10, "optimisation epochs per rollout (Table I)")
+    num_minibatches: int = _f(4, "minibatches per epoch")
+    clip_coef: float = _f(0.2, "PPO clipping epsilon (Table I)")
+    clip_vloss: bool = _f(True, "clip the value loss like the policy ratio")
+    ent_coef: float = _f(0.01, "entropy coefficient c_h (Table I)")
+    vf_coef: float = _f(0.5, "value-loss coefficient")
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip")
+    norm_adv: bool = _f(True, "normalise advantages per minibatch")
+    target_kl: float | None = _f(None, "stop the epoch loop early when approx. KL exceeds this")
+    normalize_reward: bool = _f(True, "divide rewards by the running std of the discounted return")
+    actor: str = _f("dcn", "actor network: dcn | mlp")
+    critic: str = _f("attention", "critic network: attention | mlp")
+    embed_dim: int = _f(16, "layer-embedding size d (DCN actor and attention critic)")
+    cross_layers: int = _f(3, "cross-network depth (DCN actor)")
+    deep_hidden: tuple[int, ...] = _f((128, 128), "deep-network widths (DCN actor)")
+    attention_dim: int = _f(32, "token width of the attention critic")
+    attention_heads: int = _f(4, "attention heads of the critic")
+    mlp_hidden: tuple[int, ...] = _f((256, 256), "hidden widths of the MLP actor/critic (ablations)")
+    demo_episodes: int = _f(20, "alpha: expert episodes collected as demonstrations (0 = plain PPO)")
+    bc_epochs: int = _f(30, "behaviour-cloning epochs over the demonstrations before PPO")
+    demo_share: float = _f(0.25, "initial share of demonstration samples in each PPO minibatch")
+    demo_decay_updates: int = _f(20, "PPO updates over which the demonstration share decays linearly to 0")
+    bc_coef: float = _f(1.0, "weight of the behaviour-cloning loss on demonstration samples")
+    seed: int = _f(1, "random seed (torch, envs, minibatch order)")
+    torch_threads: int = _f(1, "torch / OpenMP threads")
+    async_envs: bool = _f(False, "use AsyncVectorEnv (one process per env) instead of SyncVectorEnv")
+
+    def __post_init__(self) -> None:
+        ints = (
+            "total_timesteps",
+            "num_envs",
+            "num_steps",
+            "update_epochs",
+            "num_minibatches",
+            "torch_threads",
+        )
+        for name in ints:
+            if getattr(self, name) < 1:
+                raise ValidationError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("demo_episodes", "bc_epochs", "demo_decay_updates", "seed"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.num_minibatches:
+            raise ValidationError(
+                f"PPOConfig: num_envs * num_steps = {self.batch_size} not divisible by num_minibatches "
+                f"= {self.num_minibatches}"
+            )
+        if not (0.0 <= self.demo_share < 1.0):
+            raise ValidationError(f"PPOConfig.demo_share must be in [0, 1), got {self.demo_share}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValidationError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size)
+
+    def network_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Keyword arguments for the chosen actor and critic classes."""
+        actor = (
+            {
+                "embed_dim": self.embed_dim,
+                "cross_layers": self.cross_layers,
+                "deep_hidden": list(self.deep_hidden),
+            }
+            if self.actor == "dcn"
+            else {"hidden": list(self.mlp_hidden)}
+        )
+        critic = (
+            {"embed_dim": self.embed_dim, "model_dim": self.attention_dim, "heads": self.attention_heads}
+            if self.critic == "attention"
+            else {"hidden": list(self.mlp_hidden)}
+        )
+        return actor, critic
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name -> help text (for CLI options)."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "PPO config") -> PPOConfig:
+        """Build from e.g. a TOML table; unknown keys are rejected with a "did you mean"."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, known)}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Demonstrations:
+    """Expert transitions: stacked observations, actions, rewards and discounted returns (raw seconds)."""
+
+    obs: dict[str, NDArray[Any]]
+    actions: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    returns: NDArray[np.float64]
+    episode_returns: NDArray[np.float64]
+    dropped: int
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    run_name: str
+    run_dir: Path
+    checkpoint_dir: Path
+    log_csv: Path
+    plot_png: Path
+    policy: PPCMPolicy
+    global_steps: int
+    rows: list[dict[str, Any]]
+    demo_mean_return: float | None
+    bc_accuracy: float | None
+
+
+class RunningMeanStd:
+    """Parallel (Chan et al.) running mean/variance, as in Gymnasium's normalisation wrappers."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def update(self, x: NDArray[np.float64]) -> None:
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if x.size == 0:
+            return
+        b_mean, b_var, n = float(x.mean()), float(x.var()), x.size
+        delta, tot = b_mean - self.mean, self.count + n
+        self.mean += delta * n / tot
+        self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / tot) / tot
+        self.count = tot
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var + 1e-8)
+
+
+class RewardScaler:
+    """``r / std(discounted return)`` with per-env return accumulators reset at episode ends."""
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool) -> None:
+        self.ret = np.zeros(num_envs)
+        self.gamma, self.enabled = gamma, enabled
+        self.rms = RunningMeanStd()
+
+    def __call__(self, reward: NDArray[np.float64], done: NDArray[np.bool_]) -> NDArray[np.float64]:
+        if not self.enabled:
+            return reward
+        self.ret = self.ret * self.gamma + reward
+        self.rms.update(self.ret)
+        self.ret[done] = 0.0
+        return reward / self.rms.std
+
+    @property
+    def scale(self) -> float:
+        return self.rms.std if self.enabled else 1.0
+
+
+def collect_demonstrations(
+    env_fn: EnvFn, expert: ActingPolicy, episodes: int, seed: int, gamma: float
+) -> Demonstrations:
+    """Algorithm 1 lines 4-8: the expert plays ``episodes`` episodes; store its (s, a, r) and returns."""
+    env = env_fn()
+    obs_parts: dict[str, list[NDArray[Any]]] = {k: [] for k in OBS_KEYS}
+    actions: list[int] = []
+    rewards: list[float] = []
+    returns: list[float] = []
+    ep_returns: list[float] = []
+    dropped = 0
+    try:
+        for ep in range(episodes):
+            obs, info = env.reset(seed=seed + 100_000 + ep)
+            expert.reset(seed + 100_000 + ep)
+            ep_r: list[float] = []
+            keep: list[bool] = []
+            done = False
+            while not done:
+                a = int(expert.act(obs, info))
+                ok = 0 <= a < len(obs["action_mask"]) and bool(obs["action_mask"][a])
+                keep.append(ok)
+                if ok:
+                    for k in OBS_KEYS:
+                        obs_parts[k].append(np.asarray(obs[k]))
+                    actions.append(a)
+                else:
+                    dropped += 1
+                obs, r, term, trunc, info = env.step(a)
+                ep_r.append(float(r))
+                done = bool(term or trunc)
+            g, disc = 0.0, []
+            for r in reversed(ep_r):
+                g = r + gamma * g
+                disc.append(g)
+            disc.reverse()
+            returns.extend(d for d, ok in zip(disc, keep, strict=True) if ok)
+            rewards.extend(r for r, ok in zip(ep_r, keep, strict=True) if ok)
+            ep_returns.append(sum(ep_r))
+    finally:
+        env.close()
+    if not actions:
+        raise ValidationError("the expert produced no feasible demonstration step")
+    stacked = {k: np.stack(v) for k, v in obs_parts.items()}
+    return Demonstrations(
+        stacked,
+        np.asarray(actions, dtype=np.int64),
+        np.asarray(rewards),
+        np.asarray(returns),
+        np.asarray(ep_returns),
+        dropped,
+    )
+
+
+def _index(obs: dict[str, torch.Tensor], idx: torch.Tensor | NDArray[np.int64]) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in obs.items()}
+
+
+def behaviour_cloning(
+    agent: ActorCritic, demos: Demonstrations, cfg: PPOConfig, return_scale: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Warm start: actor cross-entropy on expert actions + critic MSE on normalised returns.
+
+    Returns (final BC loss, accuracy of the greedy actor on the demonstrations).
+    """
+    obs = obs_to_torch(demos.obs)
+    actions = torch.as_tensor(demos.actions)
+    targets = torch.as_tensor(demos.returns / return_scale, dtype=torch.float32)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    n, mb = len(demos), min(cfg.minibatch_size, len(demos))
+    loss_v = float("nan")
+    for _ in range(cfg.bc_epochs):
+        perm = rng.permutation(n)
+        for start in range(0, n - mb + 1, mb):
+            idx = perm[start : start + mb]
+            o = _index(obs, idx)
+            bc = F.cross_entropy(agent.logits(o), actions[idx])
+            vloss = F.mse_loss(agent.value(o), targets[idx])
+            loss = bc + cfg.vf_coef * vloss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            opt.step()
+            loss_v = float(bc.item())
+    with torch.no_grad():
+        acc = float((agent.logits(obs).argmax(-1) == actions).float().mean().item())
+    return loss_v, acc
+
+
+def _make_envs(env_fn: EnvFn, cfg: PPOConfig) -> gym.vector.VectorEnv[Any, Any, Any]:
+    fns = [env_fn] * cfg.num_envs
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if cfg.async_envs:
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+def _set_threads(n: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(n)  # inherited by AsyncVectorEnv workers
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # can only be set once per process, before inter-op work
+        pass
+
+
+def train(
+    env_fn: EnvFn,
+    cfg: PPOConfig = PPOConfig(),
+    expert: ActingPolicy | None = None,
+    out_dir: str | Path = "runs",
+    *,
+    scenario: str = "custom",
+    algo: str | None = None,
+) -> TrainResult:
+    """Train PPCM (or plain PPO when ``expert`` is None); see the module docstring for the procedure."""
+    _set_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    seeds = SeedTree(cfg.seed)
+    algo = algo or ("ppcm" if expert is not None and cfg.demo_episodes > 0 else "ppo")
+    run_name = f"{scenario}__{algo}__{cfg.seed}__{int(time.time())}"
+    run_dir = Path(out_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=False)
+
+    envs = _make_envs(env_fn, cfg)
+    dims = ObsDims.from_space(envs.single_observation_space)
+    actor_kw, critic_kw = cfg.network_kwargs()
+    agent = ActorCritic(dims, cfg.actor, cfg.critic, actor_kw, critic_kw)
+    scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.normalize_reward)
+
+    # 1-2. demonstrations and behaviour-cloning warm start
+    demos: Demonstrations | None = None
+    demo_obs: dict[str, torch.Tensor] = {}
+    bc_acc: float | None = None
+    if expert is not None and cfg.demo_episodes > 0:
+        demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
+        if cfg.normalize_reward:
+            scaler.rms.update(demos.returns)  # prime the return statistics with the expert's returns
+        bc_loss, bc_acc = behaviour_cloning(agent, demos, cfg, scaler.scale, seeds.rng("bc"))
+        demo_obs = obs_to_torch(demos.obs)
+        log.info(
+            "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
+            len(demos),
+            demos.episode_returns.mean(),
+            bc_loss,
+            bc_acc,
+        )
+
+    # 3. PPO
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    T, E = cfg.num_steps, cfg.num_envs
+    space = envs.single_observation_space
+    buf_obs = {
+        k: torch.zeros((T, E, *space[k].shape), dtype=torch.bool if k == "action_mask" else torch.float32)
+        for k in OBS_KEYS
+    }
+    actions = torch.zeros((T, E), dtype=torch.long)
+    logprobs, rewards, dones, values = (torch.zeros((T, E)) for _ in range(4))
+    mb_rng = seeds.rng("minibatches")
+    demo_rng = seeds.rng("demo-samples")
+    csv_log = TrainLog(run_dir / "train.csv")
+    ep_return, global_step = np.zeros(E), 0
+
+    next_obs_np, _ = envs.reset(seed=cfg.seed)
+    next_obs = obs_to_torch(next_obs_np)
+    for update in range(cfg.num_updates):
+        lr = cfg.learning_rate * (1.0 - update / cfg.num_updates if cfg.anneal_lr else 1.0)
+        optimizer.param_groups[0]["lr"] = lr
+        finished: list[float] = []
+        agent.eval()
+        for t in range(T):
+            global_step += E
+            for k in OBS_KEYS:
+                buf_obs[k][t] = next_obs[k]
+            with torch.no_grad():
+                action, logp, _, value = agent.act_value(next_obs)
+            actions[t], logprobs[t], values[t] = action, logp, value
+            next_obs_np, reward, term, trunc, info = envs.step(action.numpy())
+            reward = np.asarray(reward, dtype=np.float64)
+            done = np.logical_or(term, trunc)
+            ep_return += reward
+            finished.extend(ep_return[done].tolist())
+            ep_return[done] = 0.0
+            r = scaler(reward, done)
+            boot = np.flatnonzero(np.asarray(trunc) & ~np.asarray(term))
+            if boot.size:  # truncated, not terminated: bootstrap from the final observation's value
+                final = {k: np.stack([info["final_obs"][i][k] for i in boot]) for k in OBS_KEYS}
+                with torch.no_grad():
+                    r[boot] += cfg.gamma * agent.value(obs_to_torch(final)).numpy()
+            rewards[t] = torch.as_tensor(r, dtype=torch.float32)
+            dones[t] = torch.as_tensor(done, dtype=torch.float32)
+            next_obs = obs_to_torch(next_obs_np)
+
+        with torch.no_grad():  # GAE (eq. 25); done[t] cuts the transition t -> t + 1
+            next_value = agent.value(next_obs)
+            advantages = torch.zeros_like(rewards)
+            last = torch.zeros(E)
+            for t in reversed(range(T)):
+                nv = next_value if t == T - 1 else values[t + 1]
+                nonterminal = 1.0 - dones[t]
+                delta = rewards[t] + cfg.gamma * nv * nonterminal - values[t]
+                last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+                advantages[t] = last
+            returns = advantages + values
+
+        b_obs = {k: v.reshape(T * E, *v.shape[2:]) for k, v in buf_obs.items()}
+        b_act, b_logp = actions.reshape(-1), logprobs.reshape(-1)
+        b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        share = 0.0
+        if demos is not None and cfg.demo_decay_updates > 0:
+            share = cfg.demo_share * max(0.0, 1.0 - update / cfg.demo_decay_updates)
+        n_demo = max(1, round(share * cfg.minibatch_size)) if share > 0 else 0
+
+        agent.train()
+        stats: dict[str, list[float]] = {k: [] for k in ("pg", "v", "ent", "kl", "clip", "bc")}
+        for _epoch in range(cfg.update_epochs):
+            perm = mb_rng.permutation(cfg.batch_size)
+            for start in range(0, cfg.batch_size, cfg.minibatch_size):
+                idx = perm[start : start + cfg.minibatch_size]
+                mb_obs = _index(b_obs, idx)
+                _, new_logp, entropy, new_value = agent.act_value(mb_obs, b_act[idx])
+                log_ratio = new_logp - b_logp[idx]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    stats["kl"].append(float(((ratio - 1) - log_ratio).mean()))
+                    stats["clip"].append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
+                adv = b_adv[idx]
+                if cfg.norm_adv and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(
+                    -adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                ).mean()  # eq. 24, as a loss to minimise
+                if cfg.clip_vloss:
+                    v_clipped = b_val[idx] + torch.clamp(
+                        new_value - b_val[idx], -cfg.clip_coef, cfg.clip_coef
+                    )
+                    v_loss = (
+                        0.5 * torch.max((new_value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
+                    )
+                else:
+                    v_loss = 0.5 * ((new_value - b_ret[idx]) ** 2).mean()
+                ent = entropy.mean()
+                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                if n_demo:
+                    d_idx = torch.as_tensor(demo_rng.integers(0, len(demos), size=n_demo))  # type: ignore[arg-type]
+                    bc = F.cross_entropy(
+                        agent.logits(_index(demo_obs, d_idx)), torch.as_tensor(demos.actions)[d_idx]
+                    )  # type: ignore[union-attr]
+                    loss = (1.0 - share) * loss + share * cfg.bc_coef * bc
+                    stats["bc"].append(float(bc.item()))
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                stats["pg"].append(float(pg_loss.item()))
+                stats["v"].append(float(v_loss.item()))
+                stats["ent"].append(float(ent.item()))
+            if cfg.target_kl is not None and np.mean(stats["kl"][-cfg.num_minibatches :]) > cfg.target_kl:
+                break
+
+        row = {
+            "update": update + 1,
+            "global_step": global_step,
+            "policy_loss": np.mean(stats["pg"]),
+            "value_loss": np.mean(stats["v"]),
+            "entropy": np.mean(stats["ent"]),
+            "approx_kl": np.mean(stats["kl"]),
+            "clip_fraction": np.mean(stats["clip"]),
+            "bc_loss": np.mean(stats["bc"]) if stats["bc"] else float("nan"),
+            "demo_share": share,
+            "learning_rate": lr,
+            "episodes": len(finished),
+            "mean_episode_reward": float(np.mean(finished)) if finished else float("nan"),
+        }
+        csv_log.write({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
+        log.info(
+            "update %d/%d step %d reward %.3f",
+            update + 1,
+            cfg.num_updates,
+            global_step,
+            row["mean_episode_reward"],
+        )
+    envs.close()
+    csv_log.close()
+
+    agent.eval()
+    meta = {"run_name": run_name, "scenario": scenario, "algo": algo, "global_steps": global_step}
+    policy = PPCMPolicy(agent, name=algo, meta=meta)
+    ckpt = policy.save(run_dir / "checkpoint")
+    png = csv_log.plot(run_dir / "train.png", title=run_name)
+    resolved = {
+        "ppo": dataclasses.asdict(cfg),
+        "dims": dims.to_dict(),
+        "run_name": run_name,
+        "expert": getattr(expert, "name", None),
+        "versions": {"torch": torch.__version__},
+    }
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=list))
+    return TrainResult(
+        run_name=run_name,
+        run_dir=run_dir,
+        checkpoint_dir=ckpt,
+        log_csv=csv_log.path,
+        plot_png=png,
+        policy=policy,
+        global_steps=global_step,
+        rows=csv_log.rows,
+        demo_mean_return=float(demos.episode_returns.mean()) if demos is not None else None,
+        bc_accuracy=bc_acc,
+    )
