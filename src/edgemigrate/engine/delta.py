@@ -236,6 +236,10 @@ def _match(prev_vaddrs: NDArray[np.uint64], cur_vaddrs: NDArray[np.uint64]) -> N
     return np.where(found, order[pos_clipped], -1).astype(np.int64)
 
 
+def _identity(idx: NDArray[np.int64]) -> bool:
+    return bool(idx.size == 0 or (idx[0] == 0 and np.array_equal(idx, np.arange(idx.size, dtype=np.int64))))
+
+
 def changed_pages(
     prev_pagemap: Pagemap | None,
     prev_pages: Path | None,
@@ -245,7 +249,8 @@ def changed_pages(
     """Boolean mask over the current pages file: True where the page must be sent.
 
     A page is unchanged only if the previous dump stored the same virtual address with identical bytes.
-    With no previous dump every page is changed (the first, full pre-copy round).
+    With no previous dump every page is changed (the first, full pre-copy round). When both dumps have the
+    same page layout (the usual case between rounds) blocks are compared in place, without gathering.
     """
     n_cur = cur_pagemap.n_stored_pages
     cur_arr, cur_mm = _page_array(cur_pages, n_cur)
@@ -256,8 +261,12 @@ def changed_pages(
         try:
             idx = _match(prev_pagemap.stored_page_vaddrs(), cur_pagemap.stored_page_vaddrs())
             changed = idx < 0
+            same_layout = _identity(idx) and prev_arr.shape[0] >= n_cur
             for start in range(0, n_cur, BLOCK_PAGES):
                 stop = min(start + BLOCK_PAGES, n_cur)
+                if same_layout:
+                    changed[start:stop] = (cur_arr[start:stop] != prev_arr[start:stop]).any(axis=1)
+                    continue
                 block_idx = idx[start:stop]
                 matched = np.flatnonzero(block_idx >= 0)
                 if matched.size == 0:
@@ -273,6 +282,35 @@ def changed_pages(
         del cur_arr
         if cur_mm is not None:
             cur_mm.close()
+
+
+def patch_pages(prev_pages: Path, changed: NDArray[np.bool_], changed_data: bytes | memoryview,
+                out_path: Path) -> None:
+    """Fast rebuild when the page layout did not change: move the previous file and overwrite changed pages.
+
+    The previous round's file is consumed (renamed). Raises :class:`DataFormatError` on a size mismatch.
+    """
+    n = int(changed.size)
+    if prev_pages.stat().st_size != n * PAGE_SIZE_BYTES:
+        raise DataFormatError(out_path, None, "previous pages file does not match the unchanged page layout")
+    n_changed = int(changed.sum())
+    if len(changed_data) != n_changed * PAGE_SIZE_BYTES:
+        raise DataFormatError(out_path, None, f"delta holds {len(changed_data)} bytes for {n_changed} changed pages")
+    prev_pages.rename(out_path)
+    if n_changed == 0:
+        return
+    pages = np.flatnonzero(changed)
+    # contiguous runs of changed pages -> one pwrite each
+    breaks = np.flatnonzero(np.diff(pages) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    stops = np.concatenate((breaks, [pages.size]))
+    view = memoryview(changed_data)
+    fd = os.open(out_path, os.O_WRONLY)
+    try:
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            os.pwrite(fd, view[a * PAGE_SIZE_BYTES : b * PAGE_SIZE_BYTES], int(pages[a]) * PAGE_SIZE_BYTES)
+    finally:
+        os.close(fd)
 
 
 def read_changed(cur_pages: Path, changed: NDArray[np.bool_]) -> bytes:

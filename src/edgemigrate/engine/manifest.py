@@ -399,9 +399,14 @@ class RoundReceiver:
             raise IntegrityError(f"round {self.manifest.round_index}: {f.name} delta shorter than its bitmap")
         changed = np.unpackbits(np.frombuffer(bytes(payload[:bitmap_len]), dtype=np.uint8), count=n).astype(bool)
         prev_pm = prev_pages = None
+        pm_spec = next((g for g in self.manifest.files if g.name == f.pagemap), None)
         try:
             if f.base is not None:
                 prev_pages = self._prev(f.base, f"base pages file {f.base}")
+                if pm_spec is not None and pm_spec.kind is FileKind.SAME:
+                    # identical pagemap = identical page layout: patch the previous file in place
+                    delta.patch_pages(prev_pages, changed, memoryview(payload)[bitmap_len:], out)
+                    return
                 prev_pm = delta.read_pagemap(self._prev(f.pagemap, f"base pagemap {f.pagemap}"))
             delta.rebuild_pages(prev_pm, prev_pages, pm, changed, memoryview(payload)[bitmap_len:], out)
         except DataFormatError as exc:

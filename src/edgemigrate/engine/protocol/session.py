@@ -235,6 +235,17 @@ class SourceSession(_Base):
         except ProtocolError as exc:
             return self.abort(f"protocol error from destination: {exc}")
 
+    def receive_message(self, m: Message | Chunk) -> list[SourceEvent]:
+        """Same as :meth:`receive_data` for a message the I/O layer already decoded."""
+        try:
+            if isinstance(m, Chunk):
+                raise ProtocolError("data chunk on the control connection")
+            if m.body.get("session") != self.session:
+                raise ProtocolError(f"{m.type.name} for session {m.body.get('session')!r}, expected {self.session!r}")
+            return self._handle(m)
+        except ProtocolError as exc:
+            return self.abort(f"protocol error from destination: {exc}")
+
     def _handle(self, m: Message) -> list[SourceEvent]:
         st = self.state
         if m.type is MsgType.ABORT:
@@ -315,17 +326,17 @@ class DestSession(_Base):
 
     def receive_data(self, data: bytes) -> list[DestEvent]:
         try:
-            events: list[DestEvent] = []
-            for m in self._messages(data) if not self._first else self._first_messages(data):
-                events += self._handle(m)
-            return events
-        except (ProtocolError, ManifestError) as exc:
+            decoded = self._decoder.feed(data)
+        except ProtocolError as exc:
             return self.abort(f"protocol error from source: {exc}")
+        events: list[DestEvent] = []
+        for m in decoded:
+            events += self.receive_message(m)
+        return events
 
-    def _first_messages(self, data: bytes) -> list[Message]:
-        # the session id is learnt from HELLO; later messages must carry the same id
-        out: list[Message] = []
-        for m in self._decoder.feed(data):
+    def receive_message(self, m: Message | Chunk) -> list[DestEvent]:
+        """Handle one decoded control message (the session id is learnt from HELLO)."""
+        try:
             if isinstance(m, Chunk):
                 raise ProtocolError("data chunk on the control connection")
             if self._first:
@@ -335,8 +346,9 @@ class DestSession(_Base):
                 self._first = False
             elif m.body.get("session") != self.session:
                 raise ProtocolError(f"{m.type.name} for another session")
-            out.append(m)
-        return out
+            return self._handle(m)
+        except (ProtocolError, ManifestError) as exc:
+            return self.abort(f"protocol error from source: {exc}")
 
     def _handle(self, m: Message) -> list[DestEvent]:
         st = self.state

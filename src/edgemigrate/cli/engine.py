@@ -1,0 +1,145 @@
+"""``edgemigrate agent`` (host agent daemon + client commands) and ``edgemigrate migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import click
+
+from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
+
+DEFAULT_PKI = Path("/run/edgemigrate/pki")
+
+
+def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
+    return AgentDirectory.from_testbed(testbed, pki, port)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", help="Name of this host (its certificate name); runs the agent daemon.")
+@click.option("--listen", "listen_ip", help="Address to listen on (default: the host's testbed IP).")
+@click.option("--port", type=int, default=DEFAULT_AGENT_PORT, show_default=True,
+              help="Control port; the data port is PORT+1.")
+@click.option("--pki", type=click.Path(path_type=Path), default=DEFAULT_PKI, show_default=True,
+              help="Directory with ca.pem and <host>.pem/.key.")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Agent state (default /run/edgemigrate/agents/HOST).")
+@click.option("--image-dir", type=click.Path(path_type=Path),
+              help="Checkpoint images, ideally tmpfs (default /dev/shm/edgemigrate/HOST).")
+@click.option("--netns", help="Network namespace path of this host (default: the testbed's).")
+@click.option("--testbed", default="em", show_default=True, help="Testbed whose service IPs this agent moves.")
+@click.option("--io-timeout-s", type=float, default=20.0, show_default=True,
+              help="No progress on a connection for this long aborts the migration.")
+@click.option("--inject-fault", type=click.Choice(["corrupt-chunk"]), hidden=True)
+@click.pass_context
+def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int, pki: Path,
+          state_dir: Path | None, image_dir: Path | None, netns: str | None, testbed: str, io_timeout_s: float,
+          inject_fault: str | None) -> None:
+    """Run the host agent daemon (`agent --host NAME`) or talk to agents (`agent status|deploy|stop|pki`)."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(pki=pki, port=port, testbed=testbed)
+    if ctx.invoked_subcommand is not None:
+        return
+    if host is None:
+        raise click.UsageError("give --host NAME to run the agent, or a subcommand")
+    from edgemigrate.control.agent import Agent, AgentConfig
+    from edgemigrate.testbed.testbed import Testbed
+
+    if listen_ip is None or netns is None:
+        tb = Testbed.load(testbed)
+        listen_ip = listen_ip or tb.host_ip(host)
+        netns = netns or tb.netns_path(host)
+    cfg = AgentConfig(host=host, listen_ip=listen_ip, port=port, pki_dir=pki,
+                      state_dir=state_dir or Path("/run/edgemigrate/agents") / host,
+                      image_root=image_dir or Path("/dev/shm/edgemigrate") / host, netns_path=netns,
+                      testbed=testbed, io_timeout_s=io_timeout_s, fault=inject_fault)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    click.echo(f"agent {host} on {listen_ip}:{port} (data {port + 1})", err=True)
+    asyncio.run(Agent(cfg).serve_forever())
+
+
+@agent.command("pki")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_obj
+def pki_cmd(obj: dict, hosts: tuple[str, ...]) -> None:
+    """Create the CA and certificates for HOSTS (and the client) in --pki."""
+    from edgemigrate.engine.transport.tls import create_pki
+
+    create_pki(obj["pki"], list(hosts))
+    click.echo(f"PKI in {obj['pki']} for {', '.join(hosts)} + client")
+
+
+@agent.command("status")
+@click.argument("host")
+@click.pass_obj
+def status_cmd(obj: dict, host: str) -> None:
+    """Services known to HOST's agent."""
+    from edgemigrate.control import client
+
+    d = _dir(obj["testbed"], obj["pki"], obj["port"])
+    click.echo(json.dumps(asyncio.run(client.status(d, host)), indent=1))
+
+
+@agent.command("deploy")
+@click.argument("name")
+@click.option("--on", "host", required=True, help="Host to run it on.")
+@click.option("--kind", type=click.Choice(["counter", "kvstore", "redis"]), default="counter", show_default=True)
+@click.option("--ip", help="Service IP (default: the testbed's first service IP).")
+@click.option("--port", "svc_port", type=int, default=7000, show_default=True)
+@click.option("--resident-mb", type=float, default=0.0, show_default=True)
+@click.option("--dirty-pages-per-s", type=float, default=0.0, show_default=True)
+@click.pass_obj
+def deploy_cmd(obj: dict, name: str, host: str, kind: str, ip: str | None, svc_port: int, resident_mb: float,
+               dirty_pages_per_s: float) -> None:
+    """Start service NAME on HOST (as a runc container)."""
+    from edgemigrate.control import client
+    from edgemigrate.control.spec import ServiceKind, ServiceSpec
+    from edgemigrate.testbed.testbed import Testbed
+
+    ip = ip or Testbed.load(obj["testbed"]).service_ip(0)
+    spec = ServiceSpec(name, ServiceKind(kind), ip, svc_port, resident_mb, dirty_pages_per_s)
+    d = _dir(obj["testbed"], obj["pki"], obj["port"])
+    click.echo(asyncio.run(client.deploy(d, host, spec)))
+
+
+@agent.command("stop")
+@click.argument("name")
+@click.option("--on", "host", required=True)
+@click.pass_obj
+def stop_cmd(obj: dict, name: str, host: str) -> None:
+    """Stop service NAME on HOST."""
+    from edgemigrate.control import client
+
+    click.echo(asyncio.run(client.stop(_dir(obj["testbed"], obj["pki"], obj["port"]), host, name)))
+
+
+@click.command()
+@click.argument("service")
+@click.option("--to", "to_host", required=True, help="Destination host.")
+@click.option("--strategy", type=click.Choice(["stop-and-copy", "precopy"]), default="precopy", show_default=True)
+@click.option("--testbed", default="em", show_default=True)
+@click.option("--pki", type=click.Path(path_type=Path), default=DEFAULT_PKI, show_default=True)
+@click.option("--port", type=int, default=DEFAULT_AGENT_PORT, show_default=True, help="Agents' control port.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
+def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, port: int, as_json: bool) -> None:
+    """Move the running SERVICE to host --to (pre-copy deltas or stop-and-copy)."""
+    from edgemigrate.control import client
+
+    d = _dir(testbed, pki, port)
+
+    def progress(ev: dict) -> None:
+        r = ev.get("round")
+        if r and not as_json:
+            kind = "final (frozen)" if r["final"] else "pre-copy"
+            click.echo(f"round {r['round']} {kind}: sent {r['payload_bytes'] / 1e6:.2f} MB of "
+                       f"{r['image_bytes'] / 1e6:.2f} MB image in {r['transfer_s']:.2f} s", err=True)
+
+    stats = asyncio.run(client.migrate(d, service, to_host, strategy, on_progress=progress))
+    if as_json:
+        click.echo(json.dumps(stats))
+    else:
+        click.echo(f"{service}: {stats.get('from')} -> {stats.get('to')} in {stats.get('total_s')} s; "
+                   f"frozen window {stats.get('frozen_window_s')} s; final round {stats.get('final_round_bytes')} B "
+                   f"of {stats.get('full_checkpoint_bytes')} B")

@@ -1,0 +1,467 @@
+"""The host agent daemon (``edgemigrate agent --host NAME``): one per host, inside the host's netns.
+
+It listens on two mutual-TLS ports: control (``port``: JSON control messages from the CLI and from peer
+agents) and data (``port + 1``: raw chunks of checkpoint rounds). It deploys services, reports status, and
+plays either side of a migration: the source side lives in :mod:`.source`, the destination side here
+(:class:`_Incoming`). Durable state (services, sessions in flight) is in :class:`~.store.AgentStore`, so a
+restarted agent reconciles what its previous incarnation left behind (:meth:`Agent.recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.control.address import AddressMover, TestbedAddressMover
+from edgemigrate.control.spec import ServiceSpec, build_bundle
+from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
+from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
+from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
+from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
+from edgemigrate.engine.manifest import IntegrityError, RoundReceiver
+from edgemigrate.engine.protocol.codec import Chunk, Message, MsgType, ProtocolError
+from edgemigrate.engine.protocol.session import (
+    Aborted,
+    Committed,
+    DestSession,
+    HelloReceived,
+    RestoreRequested,
+    RoundAnnounced,
+)
+from edgemigrate.engine.transport import tls
+from edgemigrate.engine.transport.streams import FramedConnection
+
+log = logging.getLogger(__name__)
+
+IO_TIMEOUT_S = 20.0  # no progress on a connection for this long = the link or the peer is gone
+IDLE_TIMEOUT_S = 120.0  # destination: a session silent for this long is abandoned
+HEALTH_TIMEOUT_S = 10.0
+HEALTH_POLL_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    host: str
+    listen_ip: str
+    port: int
+    pki_dir: Path
+    state_dir: Path
+    image_root: Path
+    netns_path: str | None = None
+    testbed: str | None = None
+    io_timeout_s: float = IO_TIMEOUT_S
+    fault: str | None = None  # fault injection for the fault tests: "corrupt-chunk"
+
+    @property
+    def data_port(self) -> int:
+        return self.port + 1
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """Destination-side context of one migration (shared by its control and data connections)."""
+
+    sess: DestSession
+    ctrl: FramedConnection
+    spec: ServiceSpec | None = None
+    src_host: str = ""
+    bundle: Path | None = None
+    dir: Path | None = None
+    rounds: list[Path] = field(default_factory=list)
+    receiver: RoundReceiver | None = None
+    receiver_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    claimed_ip_from: str | None = None
+    claim_task: asyncio.Task[None] | None = None
+    rules: tuple[str, ...] = ()
+    restored: bool = False
+    finished: bool = False
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, runtime: Runtime | None = None, mover: AddressMover | None = None) -> None:
+        self.cfg = cfg
+        self.store = AgentStore(cfg.state_dir)
+        self.runtime: Runtime = runtime or RuncCriuRuntime(
+            cfg.state_dir / "runc", cfg.netns_path, cfg.image_root / "work", cfg.state_dir / "logs")
+        self.mover = mover or (TestbedAddressMover(cfg.testbed) if cfg.testbed else None)
+        self.incoming: dict[str, _Incoming] = {}
+        self.busy: set[str] = set()  # services with a migration in flight
+        self.server_ctx = tls.server_context(cfg.pki_dir, cfg.host)
+        self.client_ctx = tls.client_context(cfg.pki_dir, cfg.host)
+        self._servers: list[asyncio.base_events.Server] = []
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def bundle_dir(self, name: str) -> Path:
+        return self.cfg.state_dir / "bundles" / name
+
+    def ensure_bundle(self, spec: ServiceSpec) -> Path:
+        return build_bundle(spec, self.cfg.netns_path, self.bundle_dir(spec.name))
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.recover)
+        ip, port = self.cfg.listen_ip, self.cfg.port
+        self._servers = [
+            await asyncio.start_server(self._on_control, ip, port, ssl=self.server_ctx),
+            await asyncio.start_server(self._on_data, ip, self.cfg.data_port, ssl=self.server_ctx, limit=4 << 20),
+        ]
+        log.info("agent %s listening on %s:%d (data %d)", self.cfg.host, ip, port, self.cfg.data_port)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        (self.cfg.state_dir / "ready").write_text(str(time.time()))
+        await asyncio.gather(*(s.serve_forever() for s in self._servers))
+
+    async def close(self) -> None:
+        for s in self._servers:
+            s.close()
+        for s in self._servers:
+            with contextlib.suppress(Exception):
+                await s.wait_closed()
+
+    def recover(self) -> None:
+        """Reconcile journaled sessions left by a previous incarnation of this agent."""
+        staged = self.cfg.image_root / "incoming"
+        live_incoming = set()
+        for rec in self.store.sessions():
+            if rec.role == "destination":
+                if self.runtime.state(rec.service.name) is ContainerState.RUNNING:
+                    # restored but never committed: keep it; the source resolves its doubt by asking us
+                    self.store.put_service(rec.service)
+                    live_incoming.add(rec.session)
+                self.store.drop_session(rec.session)
+                continue
+            from edgemigrate.control.source import recover_source_session
+
+            recover_source_session(self, rec)
+        if staged.exists():
+            for d in staged.iterdir():
+                shutil.rmtree(d, ignore_errors=True)
+
+    # ---------------------------------------------------------------------------------- dispatching
+    async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = FramedConnection(reader, writer)
+        try:
+            first = await asyncio.wait_for(conn.next_message(), self.cfg.io_timeout_s)
+            if first is None or isinstance(first, Chunk):
+                return
+            if first.type is MsgType.HELLO:
+                if conn.peer in (None, tls.CLIENT_NAME):
+                    raise ProtocolError("HELLO from a non-agent certificate")
+                await self._destination(conn, first)
+            elif first.type is MsgType.STATUS:
+                await conn.send(MsgType.STATUS_REPLY, host=self.cfg.host, services=self.status())
+            elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE):
+                if conn.peer != tls.CLIENT_NAME:
+                    raise ProtocolError(f"{first.type.name} is only accepted from the client certificate")
+                await self._client_request(conn, first)
+            else:
+                raise ProtocolError(f"unexpected first message {first.type.name}")
+        except EdgeMigrateError as exc:
+            log.warning("control connection from %s: %s", conn.peer, exc)
+            with contextlib.suppress(Exception):
+                await conn.send(MsgType.ERROR, message=str(exc)[:1000])
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            log.warning("control connection from %s broke: %r", conn.peer, exc)
+        finally:
+            await conn.close()
+
+    async def _client_request(self, conn: FramedConnection, m: Message) -> None:
+        if m.type is MsgType.DEPLOY:
+            spec = ServiceSpec.from_dict(m.body["service"])
+            pid = await asyncio.to_thread(self.deploy, spec)
+            await conn.send(MsgType.OK, detail=f"{spec.name} running on {self.cfg.host} (pid {pid})")
+        elif m.type is MsgType.STOP:
+            await asyncio.to_thread(self.stop_service, m.body["service"])
+            await conn.send(MsgType.OK, detail=f"{m.body['service']} stopped on {self.cfg.host}")
+        else:
+            from edgemigrate.control.source import migrate_out
+
+            stats = await migrate_out(self, conn, m.body)
+            await conn.send(MsgType.RESULT, stats=stats)
+
+    # ------------------------------------------------------------------------------- local services
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, spec in self.store.services().items():
+            st = self.runtime.state(name)
+            out[name] = {"state": st.value, "pid": self.runtime.pid(name), "spec": spec.to_dict(),
+                         "migrating": name in self.busy}
+        for inc in self.incoming.values():
+            if inc.spec is not None and inc.spec.name not in out:
+                state = "restoring" if inc.sess.state.value in ("restoring", "restored") else "receiving"
+                out[inc.spec.name] = {"state": state, "pid": self.runtime.pid(inc.spec.name),
+                                      "spec": inc.spec.to_dict(), "migrating": True}
+        return out
+
+    def deploy(self, spec: ServiceSpec) -> int:
+        if spec.name in self.store.services() and self.runtime.state(spec.name) is ContainerState.RUNNING:
+            raise ConfigError(f"service {spec.name} already runs on {self.cfg.host}")
+        if self.mover is not None:
+            self.mover.claim(spec.ip, self.cfg.host)
+        self.runtime.kill(spec.name)
+        bundle = self.ensure_bundle(spec)
+        pid = self.runtime.run(spec.name, bundle)
+        self.store.put_service(spec)
+        wait_healthy(self, spec, HEALTH_TIMEOUT_S)
+        return pid
+
+    def stop_service(self, name: str) -> None:
+        services = self.store.services()
+        if name not in services:
+            raise ConfigError(f"no service {name!r} on {self.cfg.host}")
+        self.runtime.kill(name)
+        if self.mover is not None and self.mover.locate(services[name].ip) == self.cfg.host:
+            self.mover.release(services[name].ip)
+        self.store.drop_service(name)
+
+    # ------------------------------------------------------------------------------- destination side
+    async def _destination(self, conn: FramedConnection, first: Message) -> None:
+        inc = _Incoming(DestSession("?"), conn)
+        msg: Message | Chunk | None = first
+        try:
+            while True:
+                if msg is None:
+                    events = inc.sess.connection_lost()
+                else:
+                    events = inc.sess.receive_message(msg)
+                await self._flush(inc)
+                for ev in events:
+                    await self._dest_event(inc, ev)
+                if inc.finished:
+                    return
+                try:
+                    msg = await asyncio.wait_for(conn.next_message(), IDLE_TIMEOUT_S)
+                except (TimeoutError, ConnectionError, OSError):
+                    msg = None
+        finally:
+            if not inc.finished:
+                await self._dest_event(inc, Aborted("agent handler ended", kill_restored=False))
+            self.incoming.pop(inc.sess.session, None)
+
+    async def _flush(self, inc: _Incoming) -> None:
+        data = inc.sess.data_to_send()
+        if data:
+            async with inc.send_lock:
+                with contextlib.suppress(ConnectionError, OSError):
+                    await asyncio.wait_for(inc.ctrl.write(data), self.cfg.io_timeout_s)
+
+    async def _dest_fail(self, inc: _Incoming, reason: str) -> None:
+        events = inc.sess.abort(reason)
+        await self._flush(inc)
+        for ev in events:
+            await self._dest_event(inc, ev)
+
+    async def _dest_event(self, inc: _Incoming, ev: object) -> None:
+        if isinstance(ev, HelloReceived):
+            try:
+                spec = ServiceSpec.from_dict(ev.service)
+                if ev.src_host != inc.ctrl.peer:
+                    raise ProtocolError(f"HELLO claims source {ev.src_host} but the certificate is {inc.ctrl.peer}")
+                if spec.name in self.store.services() or any(
+                        i.spec is not None and i.spec.name == spec.name for i in self.incoming.values()):
+                    raise ConfigError(f"service {spec.name} already exists on {self.cfg.host}")
+                inc.spec, inc.src_host = spec, ev.src_host
+                inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
+                inc.dir = self.cfg.image_root / "incoming" / ev.session
+                shutil.rmtree(inc.dir, ignore_errors=True)
+                inc.dir.mkdir(parents=True)
+            except EdgeMigrateError as exc:
+                await self._dest_fail(inc, str(exc))
+                return
+            self.incoming[ev.session] = inc
+            inc.sess.accept()
+            await self._flush(inc)
+        elif isinstance(ev, RoundAnnounced):
+            assert inc.dir is not None
+            prev = inc.rounds[-1] if inc.rounds else None
+            try:
+                inc.receiver = RoundReceiver(ev.manifest, inc.dir / f"round-{ev.manifest.round_index}", prev)
+            except OSError as exc:
+                await self._dest_fail(inc, f"cannot stage round: {exc}")
+                return
+            inc.receiver_changed.set()
+            if ev.manifest.final and self.mover is not None and inc.claim_task is None:
+                # the source is frozen from the final round on (its CRIU lock drops the service's traffic):
+                # move the service IP now, in parallel with the transfer, not inside the downtime
+                inc.claim_task = asyncio.create_task(asyncio.to_thread(self._claim_ip, inc))
+            if not ev.manifest.chunks:
+                await self._finish_round(inc, inc.receiver)
+        elif isinstance(ev, RestoreRequested):
+            await self._restore(inc, ev)
+        elif isinstance(ev, Committed):
+            assert inc.spec is not None
+            self.store.put_service(inc.spec)
+            self.store.drop_session(inc.sess.session)
+            inc.finished = True
+            await asyncio.to_thread(self._cleanup_incoming, inc, False)
+            log.info("%s: migration of %s from %s committed", self.cfg.host, inc.spec.name, inc.src_host)
+        elif isinstance(ev, Aborted):
+            if inc.finished:
+                return
+            inc.finished = True
+            if ev.keep_running_in_doubt and inc.restored and inc.spec is not None:
+                # the source may have passed the point of no return: keep serving; it will ask our status
+                self.store.put_service(inc.spec)
+                self.store.drop_session(inc.sess.session)
+                log.warning("%s: connection lost after restore of %s; keeping it (in doubt)", self.cfg.host,
+                            inc.spec.name)
+                await asyncio.to_thread(self._cleanup_incoming, inc, False)
+                return
+            log.warning("%s: incoming migration aborted: %s", self.cfg.host, ev.reason)
+            if inc.claim_task is not None:
+                with contextlib.suppress(Exception):
+                    await inc.claim_task
+            await asyncio.to_thread(self._cleanup_incoming, inc, True)
+
+    def _claim_ip(self, inc: _Incoming) -> None:
+        assert self.mover is not None and inc.spec is not None
+        where = self.mover.locate(inc.spec.ip)
+        inc.claimed_ip_from = where or inc.src_host
+        self.mover.claim(inc.spec.ip, self.cfg.host)
+
+    def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
+        if undo and inc.spec is not None:
+            if inc.restored or inc.sess.state.value in ("restoring", "restored", "aborted"):
+                self.runtime.kill(inc.spec.name)
+            if inc.rules:
+                with contextlib.suppress(EngineError):
+                    netlock.remove_rules(self.cfg.netns_path, inc.rules)
+            if inc.claimed_ip_from and self.mover is not None:
+                with contextlib.suppress(EdgeMigrateError):
+                    if self.mover.locate(inc.spec.ip) == self.cfg.host:
+                        self.mover.claim(inc.spec.ip, inc.claimed_ip_from)
+            self.store.drop_session(inc.sess.session)
+        if inc.dir is not None:
+            shutil.rmtree(inc.dir, ignore_errors=True)
+
+    async def _finish_round(self, inc: _Incoming, rx: RoundReceiver) -> None:
+        t0 = time.perf_counter()
+        try:
+            out = await asyncio.to_thread(rx.finish)
+        except (IntegrityError, OSError) as exc:
+            await self._dest_fail(inc, f"round {rx.manifest.round_index} refused: {exc}")
+            return
+        # keep only the previous round (the base of the next delta) and this one
+        for old in inc.rounds[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+        inc.rounds = [*inc.rounds[-1:], out]
+        inc.sess.round_verified(rx.received_bytes, time.perf_counter() - t0)
+        await self._flush(inc)
+
+    async def _restore(self, inc: _Incoming, ev: RestoreRequested) -> None:
+        assert inc.spec is not None and inc.bundle is not None
+        spec = inc.spec
+        self.store.put_session(SessionRecord(inc.sess.session, "destination", spec, inc.src_host, "",
+                                             SessionPhase.RESTORING, str(inc.rounds[-1])))
+        t0 = time.perf_counter()
+        try:
+            rules = netlock.check_rules(list(ev.netfilter_rules))
+            if inc.claim_task is not None:
+                await inc.claim_task
+            elif self.mover is not None:
+                await asyncio.to_thread(self._claim_ip, inc)
+            await asyncio.to_thread(netlock.apply_rules, self.cfg.netns_path, rules)
+            inc.rules = tuple(rules)
+            inc.restored = True  # from here a (partial) copy may exist
+            stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
+            await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
+        except EdgeMigrateError as exc:
+            await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
+            return
+        inc.sess.restored(stats.pid, time.perf_counter() - t0)
+        await self._flush(inc)
+
+    async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = FramedConnection(reader, writer)
+        inc: _Incoming | None = None
+        try:
+            first = await asyncio.wait_for(conn.next_message(), self.cfg.io_timeout_s)
+            if not isinstance(first, Message) or first.type is not MsgType.DATA_OPEN:
+                return
+            for _ in range(200):
+                inc = self.incoming.get(first.body["session"])
+                if inc is not None:
+                    break
+                await asyncio.sleep(0.01)
+            if inc is None or conn.peer != inc.src_host:
+                log.warning("data connection from %s for unknown session", conn.peer)
+                return
+            while not inc.finished:
+                m = await asyncio.wait_for(conn.next_message(), IDLE_TIMEOUT_S)
+                if m is None:
+                    return
+                if not isinstance(m, Chunk):
+                    await self._dest_fail(inc, f"control message {m.type.name} on the data connection")
+                    return
+                rx = inc.receiver
+                while rx is None or rx.manifest.round_index != m.round_index:
+                    inc.receiver_changed.clear()
+                    if inc.finished:
+                        return
+                    await asyncio.wait_for(inc.receiver_changed.wait(), self.cfg.io_timeout_s)
+                    rx = inc.receiver
+                try:
+                    rx.accept_chunk(m.index, m.data)
+                except IntegrityError as exc:
+                    await self._dest_fail(inc, str(exc))
+                    return
+                if rx.complete:
+                    await self._finish_round(inc, rx)
+        except (TimeoutError, ConnectionError, OSError, ProtocolError) as exc:
+            log.warning("data connection from %s: %r", conn.peer, exc)
+            if inc is not None and not inc.finished:
+                await self._dest_fail(inc, f"data connection failed: {exc!r}")
+        finally:
+            await conn.close()
+
+
+def wait_healthy(agent: Agent, spec: ServiceSpec, timeout_s: float) -> None:
+    """The service's container runs and accepts TCP connections on its service address (from this host)."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    last = "not started"
+    while time.monotonic() < deadline:
+        try:
+            with _in_netns(agent.cfg.netns_path), socket.create_connection((spec.ip, spec.port), timeout=1.0):
+                pass
+        except OSError as exc:
+            last = str(exc)
+        else:
+            if agent.runtime.state(spec.name) is ContainerState.RUNNING:
+                return
+            last = "something else answers on the service address; the container is not running"
+        time.sleep(HEALTH_POLL_S)
+    raise EngineError(f"service {spec.name} on {agent.cfg.host} not healthy after {timeout_s:.0f} s: {last}")
+
+
+@contextlib.contextmanager
+def _in_netns(netns_path: str | None):  # type: ignore[no-untyped-def]
+    """Sockets created inside this block live in ``netns_path`` (the agent usually already runs there)."""
+    import os
+
+    if not netns_path:
+        yield
+        return
+    target = os.stat(netns_path)
+    mine = os.stat("/proc/thread-self/ns/net")
+    if (target.st_dev, target.st_ino) == (mine.st_dev, mine.st_ino):
+        yield
+        return
+    old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    new = os.open(netns_path, os.O_RDONLY)
+    try:
+        os.setns(new, os.CLONE_NEWNET)
+        yield
+    finally:
+        os.setns(old, os.CLONE_NEWNET)
+        os.close(old)
+        os.close(new)

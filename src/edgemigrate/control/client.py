@@ -1,0 +1,112 @@
+"""Client side (CLI, benchmarks, tests): talk to host agents over mutual TLS with the ``client`` certificate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.control.spec import ServiceSpec
+from edgemigrate.core.errors import ConfigError, EngineError
+from edgemigrate.engine.protocol.codec import Message, MsgType
+from edgemigrate.engine.transport import tls
+from edgemigrate.engine.transport.streams import TransportError, connect
+
+DEFAULT_AGENT_PORT = 7400
+MIGRATE_TIMEOUT_S = 3600.0
+
+
+class MigrationFailed(EngineError):
+    """The migration failed; the message is the agent's one-line explanation."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDirectory:
+    """Where each host's agent listens: ``{host: (ip, port)}``."""
+
+    addrs: dict[str, tuple[str, int]]
+    pki_dir: Path
+
+    @classmethod
+    def from_testbed(cls, testbed: str, pki_dir: Path, port: int = DEFAULT_AGENT_PORT) -> AgentDirectory:
+        from edgemigrate.testbed.testbed import Testbed
+
+        tb = Testbed.load(testbed)
+        return cls({h.name: (tb.host_ip(h.name), port) for h in tb.hosts()}, pki_dir)
+
+    def addr(self, host: str) -> tuple[str, int]:
+        if host not in self.addrs:
+            from edgemigrate.core.registry import suggest
+
+            raise ConfigError(f"unknown host {host!r}{suggest(host, list(self.addrs))}")
+        return self.addrs[host]
+
+
+async def _request(d: AgentDirectory, host: str, mtype: MsgType, timeout_s: float = 60.0, **body: Any) -> Message:
+    ip, port = d.addr(host)
+    conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), host)
+    try:
+        await conn.send(mtype, **body)
+        return await asyncio.wait_for(conn.expect(MsgType.OK, MsgType.STATUS_REPLY, MsgType.RESULT), timeout_s)
+    finally:
+        await conn.close()
+
+
+async def status(d: AgentDirectory, host: str) -> dict[str, Any]:
+    return (await _request(d, host, MsgType.STATUS)).body["services"]
+
+
+async def deploy(d: AgentDirectory, host: str, spec: ServiceSpec) -> str:
+    return (await _request(d, host, MsgType.DEPLOY, 120.0, service=spec.to_dict())).body["detail"]
+
+
+async def stop(d: AgentDirectory, host: str, name: str) -> str:
+    return (await _request(d, host, MsgType.STOP, service=name)).body["detail"]
+
+
+async def locate(d: AgentDirectory, name: str) -> str:
+    """The host whose agent reports ``name`` running."""
+    found = []
+    for host in d.addrs:
+        try:
+            services = await status(d, host)
+        except (TimeoutError, TransportError):
+            continue
+        if services.get(name, {}).get("state") == "running":
+            found.append(host)
+    if not found:
+        raise ConfigError(f"service {name!r} runs on no reachable host")
+    if len(found) > 1:
+        raise EngineError(f"service {name!r} runs on several hosts: {', '.join(found)}")
+    return found[0]
+
+
+async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, src_host: str | None = None,
+                  on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Ask the agent running ``name`` to migrate it to ``to_host``; returns the agent's statistics."""
+    src = src_host or await locate(d, name)
+    ip, port = d.addr(src)
+    to_ip, to_port = d.addr(to_host)
+    conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
+    try:
+        await conn.send(MsgType.MIGRATE, service=name, to_host=to_host, to_addr=f"{to_ip}:{to_port}",
+                        strategy=strategy)
+        while True:
+            m = await asyncio.wait_for(conn.next_message(), MIGRATE_TIMEOUT_S)
+            if m is None:
+                raise MigrationFailed(f"the agent on {src} closed the connection during the migration of {name} "
+                                      f"(agent killed?); check `edgemigrate agent status` on {src} and {to_host}")
+            if not isinstance(m, Message):
+                raise MigrationFailed(f"unexpected data from the agent on {src}")
+            if m.type is MsgType.PROGRESS and on_progress is not None:
+                on_progress(m.body["event"])
+            elif m.type is MsgType.RESULT:
+                return m.body["stats"]
+            elif m.type is MsgType.ERROR:
+                raise MigrationFailed(m.body["message"])
+    except (ConnectionError, OSError) as exc:
+        raise MigrationFailed(f"connection to the agent on {src} broke during the migration of {name}: {exc}") from None
+    finally:
+        await conn.close()

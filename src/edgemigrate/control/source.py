@@ -1,0 +1,402 @@
+"""Source side of a migration: pre-copy rounds, the final frozen round, restore, point of no return.
+
+Strategy ``precopy`` (seed 002 section IV-B, "delta checkpoint", generalised to several rounds): dump with
+``--leave-running`` and send everything (pre-migration phase), then repeat dumps sending only the pages
+that changed since the round already at the destination, until :class:`StopRule` says stop; then dump
+without leave-running (the service is frozen from here) and send the last delta (migration phase).
+Strategy ``stop-and-copy`` does only the final frozen round, with every page.
+
+After the destination rebuilt and verified the final image, the source hands it CRIU's connection-lock
+rules; the destination claims the service IP, restores and health-checks, and answers ``RESTORED`` - the
+point of no return. Any failure before it resumes the service here (restoring the final image locally if
+the source was already frozen); a failure while the destination might be restoring is resolved by asking
+the destination agent for the service's status first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import resource
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgemigrate.control.spec import ServiceSpec
+from edgemigrate.control.store import SessionPhase, SessionRecord
+from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
+from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.runtime import ContainerState
+from edgemigrate.engine.manifest import plan_round
+from edgemigrate.engine.protocol.codec import MsgType, encode_chunk_header
+from edgemigrate.engine.protocol.session import (
+    Failed,
+    Finished,
+    PeerReady,
+    Restored,
+    RoundVerified,
+    SourceEvent,
+    SourceSession,
+)
+from edgemigrate.engine.transport import tls
+from edgemigrate.engine.transport.streams import FramedConnection, TransportError, connect
+
+if TYPE_CHECKING:
+    from edgemigrate.control.agent import Agent
+
+log = logging.getLogger(__name__)
+
+# Stop rule of the pre-copy phase (named so experiments can cite them)
+MAX_PRECOPY_ROUNDS = 5  # leave-running rounds before the final frozen one
+SMALL_ROUND_BYTES = 1 << 20  # a round this small means the final delta will be small too: stop
+SHRINK_RATIO = 0.8  # stop once a round is not at least 20 % smaller than the one before
+IN_DOUBT_QUERY_S = 30.0  # how long to ask the destination about an in-doubt restore
+
+
+class Strategy(enum.Enum):
+    STOP_AND_COPY = "stop-and-copy"
+    PRECOPY = "precopy"
+
+
+class MigrationError(EngineError):
+    """A migration failed; the message says where the service runs now."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopRule:
+    max_rounds: int = MAX_PRECOPY_ROUNDS
+    small_round_bytes: int = SMALL_ROUND_BYTES
+    shrink_ratio: float = SHRINK_RATIO
+
+    def another_round(self, payload_bytes: list[int]) -> bool:
+        """Given the payload of every leave-running round so far, is another one worth it?"""
+        n = len(payload_bytes)
+        if n == 0:
+            return True
+        if n >= self.max_rounds or payload_bytes[-1] <= self.small_round_bytes:
+            return False
+        return not (n >= 2 and payload_bytes[-1] > self.shrink_ratio * payload_bytes[-2])
+
+
+class _FailedError(Exception):
+    def __init__(self, ev: Failed) -> None:
+        super().__init__(ev.reason)
+        self.ev = ev
+
+
+def _cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"agent address {addr!r}: expected IP:PORT")
+    return host, int(port)
+
+
+async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, Any]) -> dict[str, Any]:
+    name = body["service"]
+    services = agent.store.services()
+    if name not in services:
+        raise ConfigError(f"no service {name!r} on {agent.cfg.host} (it has: {', '.join(services) or 'none'})")
+    try:
+        strategy = Strategy(body["strategy"])
+    except ValueError:
+        raise ConfigError(f"strategy {body['strategy']!r}: expected stop-and-copy or precopy") from None
+    if body["to_host"] == agent.cfg.host:
+        raise ConfigError(f"service {name} already runs on {agent.cfg.host}")
+    if name in agent.busy:
+        raise ConfigError(f"service {name} is already being migrated")
+    if agent.runtime.state(name) is not ContainerState.RUNNING:
+        raise EngineError(f"service {name} is not running on {agent.cfg.host}")
+    agent.busy.add(name)
+    try:
+        mig = _Migration(agent, services[name], body["to_host"], parse_addr(body["to_addr"]), strategy, client)
+        return await mig.run()
+    finally:
+        agent.busy.discard(name)
+
+
+class _Migration:
+    def __init__(self, agent: Agent, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
+                 strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None) -> None:
+        self.agent = agent
+        self.spec = spec
+        self.to_host = to_host
+        self.to_addr = to_addr
+        self.strategy = strategy
+        self.client = client
+        self.stop_rule = stop_rule or StopRule()
+        self.session = uuid.uuid4().hex[:12]
+        self.sess = SourceSession(self.session)
+        self.work = agent.cfg.image_root / "outgoing" / self.session
+        self.rounds: list[dict[str, Any]] = []
+        self.ctrl: FramedConnection | None = None
+        self.data: FramedConnection | None = None
+        self.final_dir: Path | None = None
+        self.timeout_s = agent.cfg.io_timeout_s
+        self.rules_task: asyncio.Task[list[str]] | None = None
+
+    # ------------------------------------------------------------------------------------- plumbing
+    async def _flush(self) -> None:
+        out = self.sess.data_to_send()
+        if out and self.ctrl is not None:
+            with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.ctrl.write(out), self.timeout_s)
+
+    async def _next_event(self, timeout_s: float) -> SourceEvent:
+        assert self.ctrl is not None
+        while True:
+            try:
+                m = await asyncio.wait_for(self.ctrl.next_message(), timeout_s)
+            except TimeoutError:
+                events = self.sess.abort(f"no reply from {self.to_host} within {timeout_s:.0f} s")
+            except (ConnectionError, OSError) as exc:
+                events = self.sess.connection_lost(f"control connection to {self.to_host} broke: {exc!r}")
+            else:
+                events = (self.sess.connection_lost(f"{self.to_host} closed the control connection")
+                          if m is None else self.sess.receive_message(m))
+            await self._flush()
+            for ev in events:
+                if isinstance(ev, Failed):
+                    raise _FailedError(ev)
+                return ev
+
+    def _abort(self, reason: str) -> _FailedError:
+        events = self.sess.abort(reason)
+        return _FailedError(events[0] if events else Failed(reason, resume_at_source=self.sess.frozen))
+
+    async def _progress(self, event: dict[str, Any]) -> None:
+        if self.client is not None:
+            with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError, EdgeMigrateError):
+                await asyncio.wait_for(self.client.send(MsgType.PROGRESS, event=event), 5.0)
+
+    def _journal(self, phase: SessionPhase) -> None:
+        self.agent.store.put_session(SessionRecord(
+            self.session, "source", self.spec, self.to_host, f"{self.to_addr[0]}:{self.to_addr[1]}", phase,
+            str(self.final_dir) if self.final_dir else None))
+
+    # ------------------------------------------------------------------------------------------ flow
+    async def run(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        cpu0 = _cpu_s()
+        ip, port = self.to_addr
+        self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                self.ctrl = await connect(ip, port, self.agent.client_ctx, self.to_host, self.timeout_s)
+                self.data = await connect(ip, port + 1, self.agent.client_ctx, self.to_host, self.timeout_s)
+            except TransportError as exc:
+                raise self._abort(str(exc)) from None
+            self.sess.hello(self.spec.to_dict(), self.agent.cfg.host, self.strategy.value)
+            await self._flush()
+            ev = await self._next_event(self.timeout_s)
+            if not isinstance(ev, PeerReady):
+                raise self._abort(f"unexpected {ev!r}")
+            try:
+                await asyncio.wait_for(self.data.send(MsgType.DATA_OPEN, session=self.session), self.timeout_s)
+            except (TimeoutError, ConnectionError, OSError) as exc:
+                raise self._abort(f"data connection to {self.to_host} failed: {exc!r}") from None
+            self._journal(SessionPhase.PRECOPY)
+            prev: Path | None = None
+            if self.strategy is Strategy.PRECOPY:
+                payloads: list[int] = []
+                while True:
+                    prev = await self._round(prev, final=False)
+                    payloads.append(self.rounds[-1]["payload_bytes"])
+                    if not self.stop_rule.another_round(payloads):
+                        break
+            self.final_dir = self.work / f"round-{len(self.rounds) + 1}"
+            self._journal(SessionPhase.FROZEN)
+            self.sess.mark_frozen()
+            t_freeze = time.perf_counter()
+            await self._round(prev, final=True)
+            assert self.rules_task is not None
+            rules = await self.rules_task
+            self.sess.send_restore(rules)
+            await self._flush()
+            ev = await self._next_event(self.timeout_s + 30.0)
+            if not isinstance(ev, Restored):
+                raise self._abort(f"unexpected {ev!r}")
+            # ------------------------- POINT OF NO RETURN passed: the destination serves -------------
+            t_restored = time.perf_counter()
+            await self._commit(rules)
+            with contextlib.suppress(_FailedError):
+                await self._next_event(5.0)  # DONE (best effort; the migration is already complete)
+            return self._stats(t_start, t_freeze, t_restored, ev, cpu0)
+        except _FailedError as f:
+            return await self._handle_failure(f.ev, t_start, cpu0)
+        finally:
+            for c in (self.ctrl, self.data):
+                if c is not None:
+                    await c.close()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    async def _round(self, prev: Path | None, final: bool) -> Path:
+        assert self.data is not None
+        k = len(self.rounds) + 1
+        d = self.work / f"round-{k}"
+        name = self.spec.name
+        t0 = time.perf_counter()
+        try:
+            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=not final)
+            if final:  # CRIU's connection-lock rules, read while the last delta is computed and sent
+                self.rules_task = asyncio.create_task(
+                    asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path))
+            t1 = time.perf_counter()
+            plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
+        except EdgeMigrateError as exc:
+            raise self._abort(f"round {k}: {exc}") from None
+        t2 = time.perf_counter()
+        self.sess.send_round(plan.manifest)
+        await self._flush()
+        corrupt = self.agent.cfg.fault == "corrupt-chunk" and final
+        try:
+            for spec, view in plan.iter_chunks():
+                payload = bytes(view)
+                if corrupt:
+                    payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
+                    corrupt = False
+                frame = encode_chunk_header(k, spec.index, spec.size_bytes) + payload
+                await asyncio.wait_for(self.data.write(frame), self.timeout_s)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            # the destination may have refused a chunk and said why on the control connection
+            try:
+                await self._next_event(1.0)
+            except _FailedError:
+                raise
+            raise self._abort(f"round {k}: data connection to {self.to_host} failed: {exc!r}") from None
+        ev = await self._next_event(self.timeout_s + 30.0)
+        if not isinstance(ev, RoundVerified) or ev.round_index != k:
+            raise self._abort(f"round {k}: unexpected {ev!r}")
+        t3 = time.perf_counter()
+        if prev is not None and prev != d:
+            shutil.rmtree(prev, ignore_errors=True)
+        stats = {
+            "round": k, "final": final, "leave_running": not final, "image_bytes": cs.image_bytes,
+            "payload_bytes": plan.manifest.payload_bytes, "changed_pages": plan.changed_pages,
+            "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
+            "criu_frozen_s": round(cs.frozen_s, 4), "plan_s": round(t2 - t1, 4),
+            "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
+        }
+        self.rounds.append(stats)
+        await self._progress({"round": stats})
+        return d
+
+    async def _commit(self, rules: list[str]) -> None:
+        self._journal(SessionPhase.COMMITTED)
+        self.agent.store.drop_service(self.spec.name)
+        await asyncio.to_thread(self._discard_local, rules)
+        self.agent.store.drop_session(self.session)
+
+    def _discard_local(self, rules: list[str]) -> None:
+        with contextlib.suppress(EdgeMigrateError):
+            netlock.remove_rules(self.agent.cfg.netns_path, rules)
+        self.agent.runtime.kill(self.spec.name)  # normally already gone after the final dump
+
+    def _stats(self, t_start: float, t_freeze: float, t_restored: float, ev: Restored, cpu0: float) -> dict[str, Any]:
+        final = self.rounds[-1]
+        return {
+            "service": self.spec.name, "strategy": self.strategy.value, "from": self.agent.cfg.host,
+            "to": self.to_host, "ok": True, "rounds": self.rounds, "n_rounds": len(self.rounds),
+            "total_s": round(time.perf_counter() - t_start, 4),
+            "frozen_window_s": round(t_restored - t_freeze, 4), "restore_s": round(ev.restore_s, 4),
+            "final_round_bytes": final["payload_bytes"], "full_checkpoint_bytes": final["image_bytes"],
+            "bytes_sent": sum(r["payload_bytes"] for r in self.rounds), "source_cpu_s": round(_cpu_s() - cpu0, 3),
+            "dest_pid": ev.pid,
+        }
+
+    # --------------------------------------------------------------------------------------- failure
+    async def _handle_failure(self, ev: Failed, t_start: float, cpu0: float) -> dict[str, Any]:
+        name = self.spec.name
+        if ev.after_point_of_no_return:
+            log.warning("%s: after the point of no return: %s", name, ev.reason)
+            return {"service": name, "ok": True, "warning": ev.reason, "rounds": self.rounds}
+        if ev.in_doubt:
+            running = await ask_destination_running(self.agent, self.to_host, self.to_addr, name)
+            for ev2 in self.sess.resolve_in_doubt(running):
+                if isinstance(ev2, Finished):
+                    await self._commit([])
+                    return {"service": name, "ok": True, "warning": f"in doubt, resolved: {ev.reason}",
+                            "rounds": self.rounds}
+                if isinstance(ev2, Failed):
+                    ev = ev2
+        outcome = await asyncio.to_thread(self._resume, ev.resume_at_source)
+        self.agent.store.drop_session(self.session)
+        raise MigrationError(f"migration of {name} to {self.to_host} failed: {ev.reason}; {outcome}")
+
+    def _resume(self, restore_final: bool) -> str:
+        return resume_at_source(self.agent, self.spec, self.final_dir if restore_final else None)
+
+
+def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) -> str:
+    """Make sure the service runs here again; returns a short description of what was done."""
+    from edgemigrate.control.agent import HEALTH_TIMEOUT_S, wait_healthy
+
+    host = agent.cfg.host
+    if agent.runtime.state(spec.name) is ContainerState.RUNNING:
+        return f"service kept running on {host}"
+    if final_dir is None or not (final_dir / "inventory.img").exists():
+        raise MigrationError(f"service {spec.name} is not running on {host} and no final image is left to resume it")
+    if agent.mover is not None:
+        agent.mover.claim(spec.ip, host)
+    agent.runtime.kill(spec.name)
+    agent.runtime.restore(spec.name, agent.ensure_bundle(spec), final_dir)
+    wait_healthy(agent, spec, HEALTH_TIMEOUT_S)
+    agent.store.put_service(spec)
+    return f"service resumed on {host} from its final checkpoint"
+
+
+async def ask_destination_running(agent: Agent, to_host: str, to_addr: tuple[str, int], name: str) -> bool:
+    """Resolve an in-doubt restore: does the destination agent report the service running?"""
+    deadline = time.monotonic() + IN_DOUBT_QUERY_S
+    while time.monotonic() < deadline:
+        try:
+            conn = await connect(to_addr[0], to_addr[1], agent.client_ctx, to_host, 5.0)
+            try:
+                await conn.send(MsgType.STATUS)
+                reply = await asyncio.wait_for(conn.expect(MsgType.STATUS_REPLY), 10.0)
+            finally:
+                await conn.close()
+            state = reply.body["services"].get(name, {}).get("state")
+            if state == "running":
+                return True
+            if state not in ("restoring", "receiving"):
+                return False
+        except (TimeoutError, EdgeMigrateError, OSError):
+            pass
+        await asyncio.sleep(0.5)
+    log.warning("destination %s unreachable while in doubt about %s; resuming at the source", to_host, name)
+    return False
+
+
+def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
+    """At agent start: finish or undo a source session the previous incarnation left behind."""
+    name = rec.service.name
+    outgoing = agent.cfg.image_root / "outgoing" / rec.session
+    try:
+        if rec.phase is SessionPhase.COMMITTED:
+            agent.store.drop_service(name)
+        elif agent.runtime.state(name) is ContainerState.RUNNING:
+            pass  # pre-copy only, or the final dump never happened: the service kept running
+        else:
+            running_there = asyncio.run(
+                ask_destination_running(agent, rec.peer_host, parse_addr(rec.peer_addr), name))
+            if running_there:
+                agent.store.drop_service(name)
+            else:
+                final = Path(rec.image_dir) if rec.image_dir else None
+                log.warning("recovering %s: %s", name, resume_at_source(agent, rec.service, final))
+    finally:
+        agent.store.drop_session(rec.session)
+        shutil.rmtree(outgoing, ignore_errors=True)
+
+
+__all__ = ["MigrationError", "StopRule", "Strategy", "migrate_out", "tls"]

@@ -1,0 +1,166 @@
+"""Service specs the agents exchange, and the local OCI bundle each host builds for them.
+
+A spec travels between agents (``HELLO``) as a small JSON object and is validated here. It never carries a
+command line, mounts or security settings: the *receiving* host derives the process arguments from the
+service kind and writes its own ``config.json`` (its own network namespace, read-only bind mounts, no
+added capabilities), so nothing about isolation is taken from the peer or from the checkpoint image.
+
+The bundle is a minimal rootfs: an empty read-only skeleton into which ``/usr``, ``/etc``, the Python
+installation and the project tree are bind-mounted read-only (the services are this package's own
+modules, run with the project's interpreter; Redis is Debian's ``/usr/bin/redis-server``).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.core.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+MAX_RESIDENT_MB = 16384.0
+_PKG_ROOT = Path(__file__).resolve().parents[2]  # .../src
+
+
+class ServiceKind(enum.Enum):
+    COUNTER = "counter"
+    KVSTORE = "kvstore"
+    REDIS = "redis"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    kind: ServiceKind
+    ip: str
+    port: int
+    resident_mb: float = 0.0
+    dirty_pages_per_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.fullmatch(self.name):
+            raise ConfigError(f"service.name: {self.name!r} must match {_NAME_RE.pattern}")
+        try:
+            ipaddress.IPv4Address(self.ip)
+        except ValueError:
+            raise ConfigError(f"service.ip: {self.ip!r} is not an IPv4 address") from None
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"service.port: {self.port} outside 1..65535")
+        if not 0 <= self.resident_mb <= MAX_RESIDENT_MB:
+            raise ConfigError(f"service.resident_mb: {self.resident_mb} outside 0..{MAX_RESIDENT_MB}")
+        if self.dirty_pages_per_s < 0:
+            raise ConfigError("service.dirty_pages_per_s: must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind.value, "ip": self.ip, "port": self.port,
+                "resident_mb": self.resident_mb, "dirty_pages_per_s": self.dirty_pages_per_s, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> ServiceSpec:
+        if not isinstance(obj, dict):
+            raise ConfigError("service: expected an object")
+        allowed = {"name", "kind", "ip", "port", "resident_mb", "dirty_pages_per_s", "seed"}
+        extra = set(obj) - allowed
+        if extra:
+            raise ConfigError(f"service: unknown keys {sorted(extra)}")
+        try:
+            kind = ServiceKind(obj.get("kind"))
+        except ValueError:
+            raise ConfigError(f"service.kind: {obj.get('kind')!r} is not one of counter/kvstore/redis") from None
+        for key, typ in (("name", str), ("ip", str), ("port", int)):
+            if not isinstance(obj.get(key), typ) or isinstance(obj.get(key), bool):
+                raise ConfigError(f"service.{key}: expected {typ.__name__}")
+        nums = {}
+        for key in ("resident_mb", "dirty_pages_per_s"):
+            v = obj.get(key, 0.0)
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise ConfigError(f"service.{key}: expected a number")
+            nums[key] = float(v)
+        seed = obj.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError("service.seed: expected an integer")
+        return cls(obj["name"], kind, obj["ip"], obj["port"], nums["resident_mb"], nums["dirty_pages_per_s"], seed)
+
+    def argv(self) -> list[str]:
+        """The process command line, derived locally from the kind (never received from a peer)."""
+        py = sys.executable
+        if self.kind is ServiceKind.COUNTER:
+            return [py, "-m", "edgemigrate.engine.services.counter", "--host", self.ip, "--port", str(self.port),
+                    "--resident-mb", str(self.resident_mb), "--seed", str(self.seed)]
+        if self.kind is ServiceKind.KVSTORE:
+            return [py, "-m", "edgemigrate.engine.services.kvstore", "--host", self.ip, "--port", str(self.port),
+                    "--resident-mb", str(self.resident_mb), "--dirty-pages-per-s", str(self.dirty_pages_per_s),
+                    "--seed", str(self.seed)]
+        from edgemigrate.engine.services.redis import redis_argv
+
+        return redis_argv(self.ip, self.port, binary="/usr/bin/redis-server", workdir="/tmp")
+
+
+def _ro_bind(path: str) -> dict[str, Any]:
+    return {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro", "nosuid", "nodev"]}
+
+
+def build_bundle(spec: ServiceSpec, netns_path: str | None, bundle_dir: Path) -> Path:
+    """Write ``bundle_dir/config.json`` + an empty rootfs skeleton for ``spec`` in ``netns_path``."""
+    rootfs = bundle_dir / "rootfs"
+    for d in ("usr", "etc", "tmp", "proc", "dev", "sys", "run", "root", "work"):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"), ("sbin", "usr/sbin")):
+        p = rootfs / link
+        if not p.is_symlink():
+            p.symlink_to(target)
+    binds = ["/usr", "/etc"]
+    prefix = Path(sys.prefix).resolve()
+    base = Path(sys.base_prefix).resolve()
+    extra = {str(_PKG_ROOT), str(prefix), str(base)}
+    for p in sorted(extra):
+        if not any(p == b or p.startswith(b + "/") for b in binds):
+            binds.append(p)
+            (rootfs / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    if netns_path:
+        namespaces.append({"type": "network", "path": netns_path})
+    config = {
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": spec.argv(),
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", f"PYTHONPATH={_PKG_ROOT}",
+                    "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
+            "cwd": "/tmp",
+            "capabilities": {k: ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE"]
+                             for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": spec.name,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+            *[_ro_bind(b) for b in binds],
+        ],
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": f"/edgemigrate/{spec.name}",
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                            "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+    (bundle_dir / "config.json").write_text(json.dumps(config, indent=1))
+    return bundle_dir

@@ -1,0 +1,1 @@
+"""Transport: mutual-TLS asyncio streams (:mod:`.streams`) and the testbed PKI (:mod:`.tls`)."""
