@@ -53,5 +53,6 @@ POLICIES: Registry[type] = Registry("policy")
 def make_policy(name: str, seed: int | None = None, **kwargs: Any) -> Policy:
     """Build a registered policy by name (``edgemigrate scenarios`` lists them)."""
     import edgemigrate.policies.heuristics  # noqa: F401  (registers the built-ins)
+    import edgemigrate.policies.search  # noqa: F401
 
     return POLICIES.get(name)(seed=seed, **kwargs)

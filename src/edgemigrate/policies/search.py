@@ -1,0 +1,95 @@
+"""GA, DE and PSO as placement policies (seed 000 VI-A baselines 5-7).
+
+Each tick, the queued tasks form one assignment problem over the N edge nodes + the cloud, solved by the
+metaheuristics in ``policies/optim`` (problem-specific integer encoding, greedy-seeded population, repair to
+feasibility). The fitness is seed 000's cost model as far as it can be evaluated for many candidate
+assignments at once (:func:`problem_from_view`):
+
+* separable per (task, choice): computation C (eq. 6, the node's current workload), backhaul B (eq. 9),
+  and for migrations the move time M (eq. 1);
+* shared per choice: the layers the tasks placed there need and it lacks are pulled once over b_n
+  (eqs. 2-3), and every task placed there waits for that pull (``LayerAssignmentProblem``);
+* feasibility: the container cap (eq. 11) as per-choice capacity, and the simulator's mask (eq. 12 thresholds,
+  service range) as allowed choices.
+The simulator then applies the chosen assignment and charges the exact eqs. 1-10.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgemigrate.core.units import BITS_PER_BYTE
+from edgemigrate.policies.base import POLICIES, BatchPolicy
+from edgemigrate.policies.optim import SOLVERS, LayerAssignmentProblem
+from edgemigrate.sim.view import SimView
+
+
+def problem_from_view(view: SimView, tasks: NDArray[np.int64]) -> LayerAssignmentProblem:
+    tasks = np.asarray(tasks, dtype=np.int64)
+    k, n1 = tasks.size, view.n_nodes + 1
+    data = view.task_attr("data_bytes", tasks)
+    cycles = view.task_attr("cycles", tasks)
+    comp = (view.load_cycles()[None, :] + cycles[:, None]) / view.cpu_hz[None, :]
+    hops = view.hops
+    access = view.access_node(tasks)
+    backhaul = data[:, None] * BITS_PER_BYTE / view.backhaul_bps[None, :] + view.backhaul_s_per_hop * hops[access]
+    prev = view.task_attr("prev_node", tasks)
+    moving = prev >= 0
+    move = np.zeros((k, n1))
+    if moving.any():
+        p = prev[moving]
+        bps = np.minimum(view.backhaul_bps[p][:, None], view.backhaul_bps[None, :])
+        h = hops[p]
+        mv = (view.task_attr("service_bytes", tasks)[moving][:, None] * BITS_PER_BYTE / bps
+              + view.task_attr("migration_s_per_hop", tasks)[moving][:, None] * h)
+        move[moving] = np.where(h > 0, mv, 0.0)
+    capacity = (view.max_containers - view.containers()).clip(0)
+    capacity[-1] = max(k, 1)
+    return LayerAssignmentProblem(
+        base_cost_s=comp + backhaul + move,
+        task_layers=view.task_layers(tasks),
+        node_layers=view.layer_present(),
+        layer_size_bytes=view.layer_sizes_bytes.astype(np.float64),
+        bandwidth_bps=view.wired_bps.astype(np.float64),
+        capacity=capacity.astype(np.int64),
+        allowed=view.mask(tasks),
+    )
+
+
+class Metaheuristic(BatchPolicy):
+    algo = "ga"
+
+    def __init__(self, seed: int | None = None, **cfg: Any) -> None:
+        super().__init__(seed)
+        solver, default = SOLVERS[self.algo]
+        self._solver = solver
+        self._cfg = type(default)(**{**{f: getattr(default, f) for f in default.__dataclass_fields__}, **cfg})
+
+    def decide(self, view: SimView, tasks: NDArray[np.int64]) -> NDArray[np.int64]:
+        problem = problem_from_view(view, tasks)
+        seed = int(self.rng.integers(0, 2**31 - 1))
+        return np.asarray(self._solver(problem, self._cfg, seed=seed).assignment, dtype=np.int64)
+
+
+@POLICIES.register("ga")
+class GA(Metaheuristic):
+    """GA (seed 000 VI-A baseline 5)."""
+
+    name = algo = "ga"
+
+
+@POLICIES.register("de")
+class DE(Metaheuristic):
+    """Differential evolution (seed 000 VI-A baseline 6)."""
+
+    name = algo = "de"
+
+
+@POLICIES.register("pso")
+class PSO(Metaheuristic):
+    """Particle swarm optimisation (seed 000 VI-A baseline 7)."""
+
+    name = algo = "pso"
