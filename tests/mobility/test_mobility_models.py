@@ -102,6 +102,9 @@ def test_random_waypoint_speed_bounds_and_pauses() -> None:
         RandomWaypoint(5, AREA, pause_s=(10.0, 1.0))
     with pytest.raises(ValidationError, match="n_users"):
         RandomWaypoint(0, AREA)
+    for bad in ((1.0, 2.0, 3.0), "fast", None):
+        with pytest.raises(ValidationError, match="speed_mps must be a number or a"):
+            RandomWaypoint(5, AREA, speed_mps=bad)  # type: ignore[arg-type]
 
 
 def test_manhattan_users_stay_on_streets_at_their_speed() -> None:

@@ -41,8 +41,11 @@ def _check_users(n_users: int) -> int:
 
 
 def _check_range(value: float | tuple[float, float], what: str, *, allow_zero: bool) -> tuple[float, float]:
-    lo, hi = (value, value) if isinstance(value, (int, float)) else tuple(value)
-    lo, hi = float(lo), float(hi)
+    try:
+        lo, hi = (value, value) if isinstance(value, (int, float)) else tuple(value)
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{what} must be a number or a (min, max) pair, got {value!r}") from None
     ok_lo = lo >= 0 if allow_zero else lo > 0
     if not (math.isfinite(lo) and math.isfinite(hi) and ok_lo and hi >= lo):
         bound = ">= 0" if allow_zero else "> 0"
