@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.control.address import AddressMover, TestbedAddressMover
+from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
@@ -371,8 +372,12 @@ class Agent:
             await asyncio.to_thread(netlock.apply_rules, self.cfg.netns_path, rules)
             inc.rules = tuple(rules)
             inc.restored = True  # from here a (partial) copy may exist
+            t1 = time.perf_counter()
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
+            t2 = time.perf_counter()
             await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
+            log.info("%s: restore of %s: ip+rules %.3f s, runc restore %.3f s (criu %.3f s), health %.3f s",
+                     self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s, time.perf_counter() - t2)
         except EdgeMigrateError as exc:
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
             return
@@ -431,7 +436,7 @@ def wait_healthy(agent: Agent, spec: ServiceSpec, timeout_s: float) -> None:
     last = "not started"
     while time.monotonic() < deadline:
         try:
-            with _in_netns(agent.cfg.netns_path), socket.create_connection((spec.ip, spec.port), timeout=1.0):
+            with in_netns(agent.cfg.netns_path), socket.create_connection((spec.ip, spec.port), timeout=1.0):
                 pass
         except OSError as exc:
             last = str(exc)
@@ -441,27 +446,3 @@ def wait_healthy(agent: Agent, spec: ServiceSpec, timeout_s: float) -> None:
             last = "something else answers on the service address; the container is not running"
         time.sleep(HEALTH_POLL_S)
     raise EngineError(f"service {spec.name} on {agent.cfg.host} not healthy after {timeout_s:.0f} s: {last}")
-
-
-@contextlib.contextmanager
-def _in_netns(netns_path: str | None):  # type: ignore[no-untyped-def]
-    """Sockets created inside this block live in ``netns_path`` (the agent usually already runs there)."""
-    import os
-
-    if not netns_path:
-        yield
-        return
-    target = os.stat(netns_path)
-    mine = os.stat("/proc/thread-self/ns/net")
-    if (target.st_dev, target.st_ino) == (mine.st_dev, mine.st_ino):
-        yield
-        return
-    old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    new = os.open(netns_path, os.O_RDONLY)
-    try:
-        os.setns(new, os.CLONE_NEWNET)
-        yield
-    finally:
-        os.setns(old, os.CLONE_NEWNET)
-        os.close(old)
-        os.close(new)

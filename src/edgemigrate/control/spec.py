@@ -156,7 +156,8 @@ def build_bundle(spec: ServiceSpec, netns_path: str | None, bundle_dir: Path) ->
         ],
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": f"/edgemigrate/{spec.name}",
+            # per host, so the same service on two hosts (during a migration) never shares a cgroup
+            "cgroupsPath": f"/edgemigrate/{Path(netns_path).name if netns_path else 'host'}/{spec.name}",
             "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                             "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],

@@ -1,0 +1,222 @@
+"""Real migrations of real containers between namespace hosts (root + CRIU; CI runs them).
+
+Sizes keep CI to a few minutes; ``EDGEMIGRATE_MIGRATION_CYCLES`` (default 1) sets how many A -> B -> C -> A
+cycles the consecutive-migration tests do (the issue's 30 migrations = 10 cycles), and
+``EDGEMIGRATE_FAULT_REPEATS`` (default 1) how often each fault test repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from edgemigrate.control.client import MigrationFailed
+from edgemigrate.control.spec import ServiceKind, ServiceSpec
+from edgemigrate.engine.services.probe import Probe
+
+pytestmark = [pytest.mark.criu, pytest.mark.netns]
+
+CYCLES = int(os.environ.get("EDGEMIGRATE_MIGRATION_CYCLES", "1"))
+FAULT_REPEATS = int(os.environ.get("EDGEMIGRATE_FAULT_REPEATS", "1"))
+PORT = 7000
+
+
+def _counter(bed, resident_mb: float, name: str = "counter") -> ServiceSpec:
+    return ServiceSpec(name, ServiceKind.COUNTER, bed.tb.service_ip(0), PORT, resident_mb)
+
+
+def _probe(bed, spec: ServiceSpec) -> Probe:
+    """A 10 ms probe from the client host (its socket lives in the client namespace)."""
+    from edgemigrate.control.netns import in_netns
+
+    with in_netns(bed.tb.netns_path("client1")):
+        p = Probe(spec.ip, spec.port)
+        p.start()
+    time.sleep(0.5)
+    return p
+
+
+@pytest.fixture
+def clean(realbed):
+    yield realbed
+    for name in ("counter", "redis"):
+        realbed.stop_all(name)
+
+
+def test_precopy_200mb_counter_final_round_small_and_downtime_under_1s(clean) -> None:
+    bed = clean
+    bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
+    spec = _counter(bed, 200)
+    bed.deploy("edge1", spec)
+    probe = _probe(bed, spec)
+    stats = bed.migrate("counter", "edge2", "precopy")
+    time.sleep(0.5)
+    res = probe.stop()
+    assert stats["ok"] and stats["to"] == "edge2"
+    assert stats["final_round_bytes"] <= 0.05 * stats["full_checkpoint_bytes"], stats
+    assert res.monotonic and not res.jumps and res.error is None, res
+    assert res.max_gap_s <= 1.0, f"client-observed downtime {res.max_gap_s:.3f} s; stats {stats}"
+    assert bed.where_running("counter") == ["edge2"]
+
+
+@pytest.mark.parametrize("strategy", ["precopy", "stop-and-copy"])
+def test_consecutive_counter_migrations_keep_state(clean, strategy: str) -> None:
+    bed = clean
+    spec = _counter(bed, 16)
+    bed.deploy("edge1", spec)
+    probe = _probe(bed, spec)
+    hops = ["edge2", "edge3", "edge1"] * CYCLES
+    for to in hops:
+        stats = bed.migrate("counter", to, strategy)
+        assert stats["ok"] and stats["to"] == to
+        assert bed.where_running("counter") == [to]
+    time.sleep(0.3)
+    res = probe.stop()
+    assert res.monotonic and not res.jumps and res.error is None and res.reconnects == 0, res
+    assert res.replies > 10
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/redis-server"), reason="redis-server not installed")
+def test_consecutive_redis_migrations_keep_every_key(clean) -> None:
+    from edgemigrate.control.netns import in_netns
+    from edgemigrate.engine.services import redis as r
+
+    bed = clean
+    spec = ServiceSpec("redis", ServiceKind.REDIS, bed.tb.service_ip(0), 6379)
+    bed.deploy("edge1", spec)
+    with in_netns(bed.tb.netns_path("client1")):
+        r.fill(spec.ip, spec.port, total_mb=float(os.environ.get("EDGEMIGRATE_REDIS_MB", "24")))
+        before = r.key_checksums(spec.ip, spec.port)
+    assert len(before) > 100
+    for to in ["edge2", "edge3", "edge1"] * CYCLES:
+        assert bed.migrate("redis", to, "precopy")["ok"]
+        assert bed.where_running("redis") == [to]
+        with in_netns(bed.tb.netns_path("client1")):
+            after = r.key_checksums(spec.ip, spec.port)
+        assert r.diff_checksums(before, after) == {"missing": [], "added": [], "changed": []}
+
+
+def _migrate_in_thread(bed, name: str, to: str) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def body() -> None:
+        try:
+            box["stats"] = bed.migrate(name, to, "precopy", src="edge1")
+        except Exception as exc:  # the assertion is on the type below
+            box["error"] = exc
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, box
+
+
+def _wait_receiving(bed, host: str, name: str, timeout_s: float = 20.0) -> None:
+    """Until ``host``'s agent has an incoming session for ``name`` (the transfer is under way)."""
+    from edgemigrate.control import client
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if bed.run(client.status(bed.directory, host)).get(name, {}).get("state") == "receiving":
+                time.sleep(0.3)
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{host} never started receiving {name}")
+
+
+def _assert_once_and_intact(bed, spec: ServiceSpec, probe: Probe, host: str = "edge1") -> None:
+    time.sleep(0.5)
+    res = probe.stop()
+    assert bed.where_running(spec.name) == [host]
+    assert res.monotonic and not res.jumps and res.error is None, res
+    assert bed.tb.services()[spec.ip] == host
+
+
+@pytest.mark.parametrize("victim", ["source", "destination"])
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_killed_agent_mid_transfer_leaves_service_running_once(clean, victim: str, repeat: int) -> None:
+    bed = clean
+    bed.tb.set_link("edge1", "edge2", rate_mbit=50, rtt_ms=50)
+    spec = _counter(bed, 64)
+    bed.deploy("edge1", spec)
+    probe = _probe(bed, spec)
+    t, box = _migrate_in_thread(bed, "counter", "edge2")
+    _wait_receiving(bed, "edge2", "counter")
+    agent = bed.agents["edge1" if victim == "source" else "edge2"]
+    agent.kill()
+    t.join(60)
+    assert isinstance(box.get("error"), MigrationFailed), box
+    msg = str(box["error"])
+    assert "\n" not in msg and ("edge1" in msg or "edge2" in msg)
+    agent.start()
+    _assert_once_and_intact(bed, spec, probe)
+    bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
+
+
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
+    bed = clean
+    bed.tb.set_link("edge1", "edge2", rate_mbit=50, rtt_ms=50)
+    spec = _counter(bed, 64)
+    bed.deploy("edge1", spec)
+    probe = _probe(bed, spec)
+    t, box = _migrate_in_thread(bed, "counter", "edge2")
+    _wait_receiving(bed, "edge2", "counter")
+    bed.tb.set_link("edge1", "edge2", loss=1.0)
+    t.join(90)
+    bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50, loss=0.0)
+    assert isinstance(box.get("error"), MigrationFailed), box
+    assert "edge2" in str(box["error"])
+    time.sleep(8)  # the destination notices the dead session (its own I/O timeout) and discards it
+    _assert_once_and_intact(bed, spec, probe)
+
+
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_corrupt_chunk_is_refused_and_service_resumes_at_source(clean, repeat: int) -> None:
+    bed = clean
+    bed.agents["edge1"].restart("--inject-fault", "corrupt-chunk")
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        with pytest.raises(MigrationFailed, match="sha256") as err:
+            bed.migrate("counter", "edge2", "precopy")
+        assert "resumed on edge1" in str(err.value)
+        _assert_once_and_intact(bed, spec, probe)
+    finally:
+        bed.agents["edge1"].restart()
+
+
+def test_agent_with_certificate_from_another_ca_is_rejected(clean, tmp_path) -> None:
+    from edgemigrate.control import client
+    from edgemigrate.control.client import AgentDirectory
+    from edgemigrate.engine.transport.streams import TransportError
+    from edgemigrate.engine.transport.tls import create_pki
+
+    bed = clean
+    rogue_pki = create_pki(tmp_path / "rogue", ["edge1", "edge2", "edge3"])
+    # a client holding a certificate of another CA cannot talk to the agents
+    rogue_dir = AgentDirectory(bed.directory.addrs, rogue_pki)
+    with pytest.raises(TransportError, match="TLS handshake"):
+        bed.run(client.status(rogue_dir, "edge1"))
+    # an agent with a foreign certificate cannot receive a migration
+    spec = _counter(bed, 8)
+    bed.deploy("edge1", spec)
+    rogue = bed.agents["edge3"]
+    saved = bed.pki
+    try:
+        bed.pki = rogue_pki
+        rogue.restart()
+    finally:
+        bed.pki = saved
+    try:
+        with pytest.raises(MigrationFailed, match="TLS handshake|certificate"):
+            bed.migrate("counter", "edge3", "precopy")
+        assert bed.where_running("counter") == ["edge1"]
+    finally:
+        rogue.restart()
