@@ -117,7 +117,8 @@ def _run_import(kind: str, path: Path, opts: dict[str, Any]) -> None:
         raise ConfigError(f"--dt-s must be a positive number of seconds, got {opts['dt_s']}")
     ids = _ids(opts["ids"])
     if path.is_dir():
-        total = sum(p.stat().st_size for p in path.glob("new_*.txt"))
+        files = [path / f"new_{i}.txt" for i in ids] if ids else list(path.glob("new_*.txt"))
+        total = sum(p.stat().st_size for p in files if p.is_file())
     elif path.is_file():
         total = path.stat().st_size
     else:
