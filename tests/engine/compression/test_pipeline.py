@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.engine.compression.directory import (
     Catalog,
     CatalogError,
+    ChunkRef,
     DirectorySink,
     directory_catalog,
     iter_directory_chunks,
 )
-from edgemigrate.engine.compression.frames import FrameLimits
+from edgemigrate.engine.compression.frames import FrameError, FrameLimits
 from edgemigrate.engine.compression.netstate import NetworkState
 from edgemigrate.engine.compression.pipeline import (
     PipelineConfig,
@@ -279,3 +281,46 @@ def test_sink_rejects_duplicate_and_wrong_size(tmp_path: Path) -> None:
     with pytest.raises(CatalogError):
         sink.accept_chunk(1, b"12345678")
     assert sink.finish() == tmp_path and (tmp_path / "a.img").read_bytes() == b"12345678"
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_source_failure_stops_both_ends(image_dir: Path, tmp_path: Path) -> None:
+    cat = directory_catalog(image_dir, CHUNK)
+
+    def failing_source() -> Iterator[tuple[ChunkRef, bytes]]:
+        for i, item in enumerate(iter_directory_chunks(image_dir, cat)):
+            if i == 5:
+                raise _Boom("checkpoint read failed")
+            yield item
+
+    link = MemoryLink()
+    with pytest.raises(_Boom):
+        send_chunks(failing_source(), link, FixedSelector("lz4", 1), hello={"catalog": cat.to_json()})
+    with pytest.raises(FrameError, match="before the END"):
+        _replay(bytes(link.buffer), tmp_path / "partial")
+
+
+@pytest.mark.parametrize("mode", list(PipelineMode))
+def test_sink_failure_propagates_without_hanging(image_dir: Path, mode: PipelineMode) -> None:
+    cat = directory_catalog(image_dir, CHUNK)
+    link = MemoryLink()
+    send_chunks(
+        iter_directory_chunks(image_dir, cat), link, FixedSelector("zstd", 1), PipelineConfig(mode=mode)
+    )
+
+    class FailingSink:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def accept_chunk(self, index: int, data: bytes | memoryview) -> None:
+            self.n += 1
+            if self.n == 3:
+                raise CatalogError("disk full")
+
+    with pytest.raises(CatalogError, match="disk full"):
+        receive_chunks(
+            MemoryLink(bytes(link.buffer)), lambda hello: FailingSink(), PipelineConfig(queue_depth=1)
+        )

@@ -1,11 +1,13 @@
 """Compression for the migration data plane (issue 4, seed 001).
 
 * :mod:`.codecs` - the :class:`Codec` protocol, none/lz4/zstd/zlib, the registry (``make_codec``);
-* :mod:`.wkdm` - the WKdm memory-page compressor, vectorised over pages;
+* :mod:`.wkdm` (+ :mod:`.wkdm_jit`) - the WKdm memory-page compressor, vectorised over pages / compiled;
 * :mod:`.images` - which codec a checkpoint image file gets (WKdm for ``pages-*.img``);
-* :mod:`.netstate` - network state from TCP_INFO and goodput (RTT, loss, bandwidth);
+* :mod:`.netstate` - network state from TCP_INFO and goodput (RTT ratio, loss, bandwidth);
 * :mod:`.selectors` - per-chunk codec/level choice: the seed's RTT x loss rule and a model-based selector;
-* :mod:`.frames`, :mod:`.transport`, :mod:`.pipeline` - framed, pipelined compress-send-receive-write.
+* :mod:`.frames`, :mod:`.transport`, :mod:`.pipeline`, :mod:`.directory` - framed, pipelined
+  read-compress-send / receive-decompress-write of checkpoint chunks;
+* :mod:`.pageimage` - realistic page images (CRIU dump or ``/proc/<pid>/mem``) for measurements.
 """
 
 from __future__ import annotations
@@ -17,18 +19,56 @@ from edgemigrate.engine.compression.codecs import (
     codec_names,
     codec_spec,
     make_codec,
+    shared_codec,
     spec_by_id,
+)
+from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_image
+from edgemigrate.engine.compression.netstate import NetworkMonitor, NetworkState
+from edgemigrate.engine.compression.pipeline import (
+    PipelineConfig,
+    PipelineMode,
+    ReceiveReport,
+    SendReport,
+    receive_chunks,
+    send_chunks,
+)
+from edgemigrate.engine.compression.selectors import (
+    Choice,
+    CodecProfile,
+    FixedSelector,
+    ModelSelector,
+    RuleSelector,
+    Selector,
+    measure_profiles,
 )
 from edgemigrate.engine.compression.wkdm import WkdmCodec, wkdm_compress, wkdm_decompress
 
 __all__ = [
+    "Choice",
     "Codec",
+    "CodecProfile",
     "CodecSpec",
     "CorruptDataError",
+    "FixedSelector",
+    "ImageCodecPolicy",
+    "ModelSelector",
+    "NetworkMonitor",
+    "NetworkState",
+    "PipelineConfig",
+    "PipelineMode",
+    "ReceiveReport",
+    "RuleSelector",
+    "Selector",
+    "SendReport",
     "WkdmCodec",
     "codec_names",
     "codec_spec",
+    "is_page_image",
     "make_codec",
+    "measure_profiles",
+    "receive_chunks",
+    "send_chunks",
+    "shared_codec",
     "spec_by_id",
     "wkdm_compress",
     "wkdm_decompress",
