@@ -85,10 +85,16 @@ class AgentProc:
 class RealBed:
     name: str
     root: Path
-    tb: Any
     agents: dict[str, AgentProc]
     pki: Path
     images: Path
+
+    @property
+    def tb(self) -> Any:
+        """The testbed, reloaded: agents change its state (service IPs) from other processes."""
+        from edgemigrate.testbed.testbed import Testbed
+
+        return Testbed.load(self.name)
 
     @property
     def directory(self) -> AgentDirectory:
@@ -121,9 +127,9 @@ class RealBed:
             time.sleep(0.1)
             subprocess.run(["runc", "--root", str(runc_root), "delete", "-f", name], capture_output=True, check=False)
             (ag.state_dir / "services.json").unlink(missing_ok=True)
-        ip_where = self.tb.services()
-        for ip in list(ip_where):
-            self.tb.remove_service_ip(ip)
+        tb = self.tb
+        for ip in list(tb.services()):
+            tb.remove_service_ip(ip)
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +148,11 @@ def realbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealBed]:
         if stale == name:
             Testbed.load(stale).down()
     cfg = config_from_mapping({"edges": 3, "clouds": 0, "clients": 1, "subnet": subnet})
-    tb = Testbed.up(cfg, name=name)
+    Testbed.up(cfg, name=name)
     root = tmp_path_factory.mktemp("realbed")
     images = Path("/dev/shm") / f"edgemigrate-test-{name}"
     pki = create_pki(root / "pki", ["edge1", "edge2", "edge3"])
-    bed = RealBed(name, root, tb, {}, pki, images)
+    bed = RealBed(name, root, {}, pki, images)
     try:
         for h in ("edge1", "edge2", "edge3"):
             bed.agents[h] = AgentProc(h, bed)
@@ -162,5 +168,5 @@ def realbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealBed]:
                     subprocess.run(["runc", "--root", str(runc_root), "kill", cid, "KILL"], capture_output=True)
                     time.sleep(0.1)
                     subprocess.run(["runc", "--root", str(runc_root), "delete", "-f", cid], capture_output=True)
-        tb.down()
+        bed.tb.down()
         shutil.rmtree(images, ignore_errors=True)

@@ -289,10 +289,10 @@ class Agent:
                 await self._dest_fail(inc, f"cannot stage round: {exc}")
                 return
             inc.receiver_changed.set()
-            if ev.manifest.final and self.mover is not None and inc.claim_task is None:
-                # the source is frozen from the final round on (its CRIU lock drops the service's traffic):
-                # move the service IP now, in parallel with the transfer, not inside the downtime
-                inc.claim_task = asyncio.create_task(asyncio.to_thread(self._claim_ip, inc))
+            if ev.manifest.final and inc.claim_task is None:
+                # the source is frozen from the final round on: install its connection-lock rules here, then
+                # move the service IP, in parallel with the transfer instead of inside the downtime
+                inc.claim_task = asyncio.create_task(asyncio.to_thread(self._take_over, inc, ev.netfilter_rules))
             if not ev.manifest.chunks:
                 await self._finish_round(inc, inc.receiver)
         elif isinstance(ev, RestoreRequested):
@@ -322,11 +322,16 @@ class Agent:
                     await inc.claim_task
             await asyncio.to_thread(self._cleanup_incoming, inc, True)
 
-    def _claim_ip(self, inc: _Incoming) -> None:
-        assert self.mover is not None and inc.spec is not None
-        where = self.mover.locate(inc.spec.ip)
-        inc.claimed_ip_from = where or inc.src_host
-        self.mover.claim(inc.spec.ip, self.cfg.host)
+    def _take_over(self, inc: _Incoming, rules: tuple[str, ...]) -> None:
+        """Lock rules first (so no reset reaches a client), then the service IP."""
+        assert inc.spec is not None
+        new = [r for r in netlock.check_rules(list(rules)) if r not in inc.rules]
+        netlock.apply_rules(self.cfg.netns_path, new)
+        inc.rules = (*inc.rules, *new)
+        if self.mover is not None:
+            where = self.mover.locate(inc.spec.ip)
+            inc.claimed_ip_from = where or inc.src_host
+            self.mover.claim(inc.spec.ip, self.cfg.host)
 
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
         if undo and inc.spec is not None:
@@ -364,13 +369,10 @@ class Agent:
                                              SessionPhase.RESTORING, str(inc.rounds[-1])))
         t0 = time.perf_counter()
         try:
-            rules = netlock.check_rules(list(ev.netfilter_rules))
             if inc.claim_task is not None:
                 await inc.claim_task
-            elif self.mover is not None:
-                await asyncio.to_thread(self._claim_ip, inc)
-            await asyncio.to_thread(netlock.apply_rules, self.cfg.netns_path, rules)
-            inc.rules = tuple(rules)
+            # rules that only the RESTORE message carries (normally none) - before the IP is taken over
+            await asyncio.to_thread(self._take_over, inc, ev.netfilter_rules)
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])

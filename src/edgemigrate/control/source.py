@@ -247,15 +247,16 @@ class _Migration:
         t0 = time.perf_counter()
         try:
             cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=not final)
-            if final:  # CRIU's connection-lock rules, read while the last delta is computed and sent
+            if final:  # CRIU's connection-lock rules, read while the last delta is computed
                 self.rules_task = asyncio.create_task(
                     asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path))
             t1 = time.perf_counter()
             plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
+            rules = await self.rules_task if final and self.rules_task is not None else []
         except EdgeMigrateError as exc:
             raise self._abort(f"round {k}: {exc}") from None
         t2 = time.perf_counter()
-        self.sess.send_round(plan.manifest)
+        self.sess.send_round(plan.manifest, rules)
         await self._flush()
         corrupt = self.agent.cfg.fault == "corrupt-chunk" and final
         try:

@@ -213,11 +213,11 @@ def test_protocol_violations_abort_cleanly() -> None:
     src4, dst4 = _to_ready(0)
     bad = _manifest(1, False).to_dict()
     bad["files"][0]["name"] = "../../etc/passwd"
-    (ev_d,) = dst4.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=bad))
+    (ev_d,) = dst4.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=bad, netfilter_rules=[]))
     assert isinstance(ev_d, Aborted) and "plain CRIU image file name" in ev_d.reason
     # round out of order
     src5, dst5 = _to_ready(0)
-    (ev_d,) = dst5.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(3, False).to_dict()))
+    (ev_d,) = dst5.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(3, False).to_dict(), netfilter_rules=[]))
     assert "out of order" in ev_d.reason
 
 
@@ -253,3 +253,16 @@ def test_codec_roundtrip_split_feeds_and_limits() -> None:
         codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.OK), 3) + b"\x80\x81{")
     with pytest.raises(ProtocolError, match="expected int"):
         codec.encode(MsgType.RESTORED, session="s", pid=True, restore_s=0.1)
+
+
+def test_lock_rules_travel_only_with_the_final_round() -> None:
+    src, dst = _to_ready(0)
+    with pytest.raises(ProtocolError, match="only travel with the final round"):
+        src.send_round(_manifest(1, False), ["-A INPUT -j DROP"])
+    src.send_round(_manifest(1, True), ["-A INPUT -j DROP"])
+    _, d_ev = _pump(src, dst)
+    assert d_ev[0].netfilter_rules == ("-A INPUT -j DROP",)
+    src2, dst2 = _to_ready(0)
+    msg = codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(1, False).to_dict(), netfilter_rules=["x"])
+    (ev,) = dst2.receive_data(msg)
+    assert isinstance(ev, Aborted) and "only in the final round" in ev.reason

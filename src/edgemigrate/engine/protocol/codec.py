@@ -58,7 +58,7 @@ class MsgType(enum.IntEnum):
 _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "strategy": str},
     MsgType.HELLO_OK: {"session": str},
-    MsgType.ROUND: {"session": str, "manifest": dict},
+    MsgType.ROUND: {"session": str, "manifest": dict, "netfilter_rules": list},
     MsgType.ROUND_OK: {"session": str, "round": int, "received_bytes": int, "rebuild_s": float},
     MsgType.RESTORE: {"session": str, "round": int, "netfilter_rules": list},
     MsgType.RESTORED: {"session": str, "pid": int, "restore_s": float},

@@ -100,7 +100,12 @@ class HelloReceived:
 
 @dataclass(frozen=True, slots=True)
 class RoundAnnounced:
+    """A round's manifest. A final round also carries the source's CRIU connection-lock rules, which the
+    destination installs *before* it takes over the service IP (else its kernel would reset the clients'
+    retransmissions while the image is still in flight)."""
+
     manifest: Manifest
+    netfilter_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +179,14 @@ class SourceSession(_Base):
         self._send(MsgType.HELLO, service=service, src_host=src_host, strategy=strategy)
         self.state = SourceState.HELLO_SENT
 
-    def send_round(self, manifest: Manifest) -> None:
+    def send_round(self, manifest: Manifest, netfilter_rules: list[str] | tuple[str, ...] = ()) -> None:
         """Announce a round. A final round means the source is frozen (dumped without leave-running)."""
         self._require(SourceState.READY, action="send a round")
         if manifest.round_index != self.rounds_sent + 1:
             raise ProtocolError(f"round {manifest.round_index} sent out of order (expected {self.rounds_sent + 1})")
-        self._send(MsgType.ROUND, manifest=manifest.to_dict())
+        if netfilter_rules and not manifest.final:
+            raise ProtocolError("connection-lock rules only travel with the final round")
+        self._send(MsgType.ROUND, manifest=manifest.to_dict(), netfilter_rules=list(netfilter_rules))
         self.rounds_sent += 1
         if manifest.final:
             self.frozen = True
@@ -363,9 +370,12 @@ class DestSession(_Base):
             manifest = Manifest.from_dict(m.body["manifest"])
             if manifest.round_index != self.rounds_verified + 1:
                 raise ProtocolError(f"round {manifest.round_index} out of order")
+            rules = m.body["netfilter_rules"]
+            if not all(isinstance(r, str) for r in rules) or (rules and not manifest.final):
+                raise ProtocolError("ROUND.netfilter_rules: strings, and only in the final round")
             self.manifest = manifest
             self.state = DestState.RECEIVING
-            return [RoundAnnounced(manifest)]
+            return [RoundAnnounced(manifest, tuple(rules))]
         if m.type is MsgType.RESTORE and st is DestState.FINAL_VERIFIED:
             if m.body["round"] != self.rounds_verified:
                 raise ProtocolError(f"RESTORE of round {m.body['round']}, last verified {self.rounds_verified}")
