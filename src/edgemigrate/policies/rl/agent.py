@@ -93,7 +93,9 @@ class PPCMPolicy:
     """A trained actor as a project ``Policy``: ``reset(seed)``, ``act(obs, info) -> int``, ``name``.
 
     Greedy by default (arg-max of masked logits, so never an infeasible choice); ``sample=True`` draws from the
-    masked distribution with a generator seeded by :meth:`reset`.
+    masked distribution with a generator seeded by :meth:`reset`. ``threads`` sets torch's (process-wide)
+    intra-op threads: one step of these small networks took 1.2 ms with 1 thread and 19 ms with 2 on a busy
+    2-core machine; ``None`` leaves torch's setting alone.
     """
 
     def __init__(
@@ -103,7 +105,10 @@ class PPCMPolicy:
         *,
         sample: bool = False,
         meta: dict[str, Any] | None = None,
+        threads: int | None = 1,
     ):
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.model = model.eval()
         self.name = name
         self.sample = sample
@@ -144,7 +149,7 @@ class PPCMPolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, sample: bool = False) -> PPCMPolicy:
+    def load(cls, path: str | Path, *, sample: bool = False, threads: int | None = 1) -> PPCMPolicy:
         """Rebuild from a checkpoint directory (or its ``config.json``/``model.pt``)."""
         path = Path(path)
         if path.is_file():
@@ -175,7 +180,8 @@ class PPCMPolicy:
             raise DataFormatError(
                 weights, None, f"weights do not match the config: {str(exc).splitlines()[0]}"
             ) from None
-        return cls(model, name=str(config.get("name", "ppcm")), sample=sample, meta=config.get("meta", {}))
+        meta = config.get("meta", {})
+        return cls(model, name=str(config.get("name", "ppcm")), sample=sample, meta=meta, threads=threads)
 
 
 def _json_default(obj: Any) -> Any:
