@@ -167,13 +167,24 @@ def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
     probe = _probe(bed, spec)
     t, box = _migrate_in_thread(bed, "counter", "edge2")
     _wait_receiving(bed, "edge2", "counter")
-    bed.tb.set_link("edge1", "edge2", loss=1.0)
+    # cut: every packet between edge1 and edge2 is dropped (at edge2's end of the link)
+    cut = [["-s", bed.tb.host_ip("edge1")], ["-d", bed.tb.host_ip("edge1")]]
+    for chain, match in zip(("INPUT", "OUTPUT"), cut, strict=True):
+        bed.tb.exec_in("edge2", ["iptables", "-I", chain, *match, "-j", "DROP"], check=True)
     t.join(90)
-    bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50, loss=0.0)
+    for chain, match in zip(("INPUT", "OUTPUT"), cut, strict=True):
+        bed.tb.exec_in("edge2", ["iptables", "-D", chain, *match, "-j", "DROP"], check=True)
+    bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
     assert isinstance(box.get("error"), MigrationFailed), box
     assert "edge2" in str(box["error"])
-    time.sleep(8)  # the destination notices the dead session (its own I/O timeout) and discards it
     _assert_once_and_intact(bed, spec, probe)
+    # the destination notices the dead session (no data mid-round for 2 x its I/O timeout) and discards it
+    from edgemigrate.control import client
+
+    deadline = time.monotonic() + 30
+    while "counter" in bed.run(client.status(bed.directory, "edge2")):
+        assert time.monotonic() < deadline, "destination kept the dead session"
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))

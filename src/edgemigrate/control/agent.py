@@ -402,7 +402,10 @@ class Agent:
                 log.warning("data connection from %s for unknown session", conn.peer)
                 return
             while not inc.finished:
-                m = await asyncio.wait_for(conn.next_message(), IDLE_TIMEOUT_S)
+                # mid-round silence means the source or the link is gone; between rounds it may be dumping
+                receiving = inc.receiver is not None and not inc.receiver.complete
+                m = await asyncio.wait_for(conn.next_message(),
+                                           2 * self.cfg.io_timeout_s if receiving else IDLE_TIMEOUT_S)
                 if m is None:
                     return
                 if not isinstance(m, Chunk):
