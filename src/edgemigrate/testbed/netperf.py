@@ -3,7 +3,8 @@
 ``python -m edgemigrate.testbed.netperf sink --port P`` accepts one connection, reads until EOF and prints
 ``{"bytes": N, "seconds": T, "rate_bps": R}`` (measured at the receiver, from the first byte to EOF, so the
 connection set-up and slow start before the first byte are excluded). ``... source --host H --port P --seconds S``
-sends zeros for ``S`` seconds. Both accept ``--cc`` to pick the TCP congestion control (default: the namespace's).
+sends zeros for ``S`` seconds. The sink also reports ``intervals_bps``: the rate in each 0.5 s bin (to see a
+rate change in the middle of a transfer). Both accept ``--cc`` to pick the TCP congestion control (default: the namespace's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _set_cc(sock: socket.socket, cc: str | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
 
 
-def sink(port: int, bind: str = "0.0.0.0", cc: str | None = None) -> dict[str, float]:
+def sink(port: int, bind: str = "0.0.0.0", cc: str | None = None,
+         interval_s: float = 0.5) -> dict[str, object]:
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     _set_cc(srv, cc)
@@ -33,6 +35,7 @@ def sink(port: int, bind: str = "0.0.0.0", cc: str | None = None) -> dict[str, f
     buf = bytearray(CHUNK)
     total = 0
     first = last = 0.0
+    bins: list[int] = []  # bytes received per interval_s, from the first byte
     while True:
         n = conn.recv_into(buf)
         if n == 0:
@@ -42,10 +45,15 @@ def sink(port: int, bind: str = "0.0.0.0", cc: str | None = None) -> dict[str, f
             first = now
         last = now
         total += n
+        k = int((now - first) / interval_s)
+        while len(bins) <= k:
+            bins.append(0)
+        bins[k] += n
     conn.close()
     srv.close()
     seconds = max(last - first, 1e-9)
-    return {"bytes": total, "seconds": seconds, "rate_bps": total * 8 / seconds}
+    return {"bytes": total, "seconds": seconds, "rate_bps": total * 8 / seconds,
+            "interval_s": interval_s, "intervals_bps": [b * 8 / interval_s for b in bins]}
 
 
 def source(host: str, port: int, seconds: float, cc: str | None = None) -> dict[str, float]:
