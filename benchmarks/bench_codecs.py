@@ -34,6 +34,8 @@ DEFAULT_CODECS = (
 
 def measure(name: str, level: int, data: bytes, repeats: int) -> dict[str, float]:
     codec = make_codec(name, level)
+    warm = data[: 1 << 16]
+    codec.decompress(codec.compress(warm), len(warm))  # JIT compile / load caches outside the timing
     best_c = best_d = float("inf")
     out = b""
     for _ in range(repeats):

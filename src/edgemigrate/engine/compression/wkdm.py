@@ -337,8 +337,13 @@ def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int, i
         raise CorruptDataError("wkdm: tag counts disagree with the header")
     fulls_all = sec[3].view("<u4").astype(np.uint32)
     if jit is not None:
-        words = jit.decode(sec[0], sec[1], sec[2], fulls_all, lay.n_pages)
-        return b"".join([words.astype("<u4").tobytes(), sec[4].tobytes()])
+        raw = bytearray(lay.raw_size_bytes)  # one output buffer: the kernel writes the pages straight into it
+        n_page_bytes = lay.n_pages * PAGE_SIZE_BYTES
+        jit.decode(
+            sec[0], sec[1], sec[2], fulls_all, lay.n_pages, np.frombuffer(raw, np.uint32, n_page_bytes // 4)
+        )
+        raw[n_page_bytes:] = sec[4].tobytes()
+        return bytes(raw)
     tags_all = _unpack_tags(sec[0]).reshape(lay.n_pages, WORDS_PER_PAGE)
     n_idx_pp = ((tags_all == TAG_EXACT) | (tags_all == TAG_PARTIAL)).sum(axis=1)
     n_low_pp = (tags_all == TAG_PARTIAL).sum(axis=1)

@@ -91,9 +91,8 @@ def count_tags(tags_p):  # type: ignore[no-untyped-def]  # pragma: no cover - co
 
 
 @nb.njit(nogil=True, cache=True)
-def decode_pages(tags_p, nib, low_p, fulls, n_pages):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Inverse of :func:`encode_pages`; returns uint32[n_pages * 1024]."""
-    out = np.empty(n_pages * 1024, np.uint32)
+def decode_pages(tags_p, nib, low_p, fulls, n_pages, out):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Inverse of :func:`encode_pages`, writing the words into ``out`` (uint32[n_pages * 1024])."""
     d = np.empty(16, np.uint32)
     ni = 0
     nl = 0
@@ -126,7 +125,6 @@ def decode_pages(tags_p, nib, low_p, fulls, n_pages):  # type: ignore[no-untyped
                     w = (d[s] & np.uint32(_HIGH_MASK)) | low
                     d[s] = w
                     out[base + k] = w
-    return out
 
 
 def encode(
@@ -141,8 +139,11 @@ def decode(
     low_p: NDArray[np.uint8],
     fulls: NDArray[np.uint32],
     n_pages: int,
-) -> NDArray[np.uint32]:
-    return decode_pages(tags_p, nib, low_p, fulls, n_pages)  # type: ignore[no-any-return]
+    out: NDArray[np.uint32],
+) -> None:
+    if out.shape != (n_pages * 1024,) or out.dtype != np.uint32:
+        raise ValueError("wkdm decode: output must be uint32[n_pages * 1024]")
+    decode_pages(tags_p, nib, low_p, fulls, n_pages, out)
 
 
 def counts(tags_p: NDArray[np.uint8]) -> tuple[int, int, int]:
