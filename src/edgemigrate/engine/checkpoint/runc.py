@@ -165,6 +165,7 @@ class RuncCriuRuntime:
         self._call(*args, container_id, what=f"checkpoint of {container_id}", work=work)
         duration = time.perf_counter() - t0
         stats = read_dump_stats(work / "stats-dump")
+        shutil.rmtree(work, ignore_errors=True)  # logs are kept only when CRIU fails
         frozen = stats.get("frozen_time_us", 0) * _US or duration
         return CheckpointStats(image_dir, _dir_bytes(image_dir), duration, frozen, leave_running)
 
@@ -182,7 +183,8 @@ class RuncCriuRuntime:
         duration = time.perf_counter() - t0
         pid = self.pid(container_id)
         if pid is None:
-            raise CriuError(f"restored container {container_id} is not running")
+            raise CriuError(f"restored container {container_id} is not running {self._why('', work)}")
+        shutil.rmtree(work, ignore_errors=True)
         return RestoreStats(pid, duration)
 
     def kill(self, container_id: str) -> None:
