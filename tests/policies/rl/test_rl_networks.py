@@ -11,7 +11,14 @@ from gymnasium import spaces
 
 from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, masked_entropy, obs_to_torch
-from edgemigrate.policies.rl.networks import ACTORS, CRITICS, CrossNetwork, ObsDims, build
+from edgemigrate.policies.rl.networks import (
+    ACTORS,
+    CRITICS,
+    CrossNetwork,
+    MultiHeadSelfAttention,
+    ObsDims,
+    build,
+)
 
 
 @pytest.mark.parametrize("actor", ["dcn", "mlp"])
@@ -119,3 +126,16 @@ def test_configuration_errors(make_obs: Any) -> None:
     obs["action_mask"][:] = 0
     with pytest.raises(ValidationError, match="no feasible"):
         obs_to_torch(obs)
+
+
+def test_self_attention_matches_torch_multihead_attention() -> None:
+    torch.manual_seed(0)
+    mine = MultiHeadSelfAttention(dim=16, heads=4)
+    ref = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(mine.qkv.weight)
+        ref.in_proj_bias.copy_(mine.qkv.bias)
+        ref.out_proj.weight.copy_(mine.out.weight)
+        ref.out_proj.bias.copy_(mine.out.bias)
+        x = torch.randn(3, 7, 16)
+        torch.testing.assert_close(mine(x), ref(x, x, x, need_weights=False)[0])

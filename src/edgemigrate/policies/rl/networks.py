@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
@@ -159,8 +160,8 @@ class DCNActor(nn.Module):
         dims: ObsDims,
         embed_dim: int = 16,
         cross_layers: int = 3,
-        deep_hidden: Sequence[int] = (128, 128),
-        head_hidden: int = 64,
+        deep_hidden: Sequence[int] = (64, 64),
+        head_hidden: int = 32,
         missing_embedding: bool = True,
     ) -> None:
         super().__init__()
@@ -180,17 +181,37 @@ class DCNActor(nn.Module):
         return masked(self.head(z).squeeze(-1), obs["action_mask"])
 
 
+class MultiHeadSelfAttention(nn.Module):
+    """``MultiHead(X) = Concat(head_1..head_h) W^O``, ``head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i`` (eq. 22).
+
+    Written out over ``F.scaled_dot_product_attention`` with one fused QKV projection: on CPU in training mode
+    this ran ~2x faster than ``nn.MultiheadAttention`` for our short token sequences.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, dim = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, h, T, d_k)
+        return self.out(y.transpose(1, 2).reshape(b, t, dim))
+
+
 class _AttentionBlock(nn.Module):
     """Post-norm transformer encoder block: multi-head self-attention (eq. 22) + feed-forward."""
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.attn = MultiHeadSelfAttention(dim, heads)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.ff = mlp([dim, 2 * dim, dim])
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.norm1(x + self.attn(x, x, x, need_weights=False)[0])
+        x = self.norm1(x + self.attn(x))
         return self.norm2(x + self.ff(x))
 
 

@@ -91,7 +91,7 @@ class PPOConfig:
     critic: str = _f("attention", "critic network: attention | mlp")
     embed_dim: int = _f(16, "layer-embedding size d (DCN actor and attention critic)")
     cross_layers: int = _f(3, "cross-network depth (DCN actor)")
-    deep_hidden: tuple[int, ...] = _f((128, 128), "deep-network widths (DCN actor)")
+    deep_hidden: tuple[int, ...] = _f((64, 64), "deep-network widths (DCN actor; Table I gives none)")
     attention_dim: int = _f(32, "token width of the attention critic")
     attention_heads: int = _f(4, "attention heads of the critic")
     mlp_hidden: tuple[int, ...] = _f((256, 256), "hidden widths of the MLP actor/critic (ablations)")
