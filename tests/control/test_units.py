@@ -1,0 +1,104 @@
+"""Pieces of the control layer that need neither root nor CRIU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgemigrate.control.source import StopRule, parse_addr
+from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
+from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
+from edgemigrate.core.errors import ConfigError, EngineError
+from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.runc import read_dump_stats
+from edgemigrate.engine.delta import encode_varint
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("payloads", "again"),
+    [
+        ([], True),
+        ([200 * MiB], True),  # after the full first round: always try a delta round
+        ([200 * MiB, 50 * MiB], True),  # shrinking well
+        ([200 * MiB, 50 * MiB, 45 * MiB], False),  # stopped shrinking (> 80 % of the previous)
+        ([200 * MiB, MiB // 2], False),  # small enough
+        ([100 * MiB, 60 * MiB, 30 * MiB, 10 * MiB, 5 * MiB], False),  # max rounds
+    ],
+)
+def test_stop_rule(payloads: list[int], again: bool) -> None:
+    assert StopRule().another_round(payloads) is again
+
+
+def test_spec_roundtrip_and_hostile_input() -> None:
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, "10.77.2.0", 7000, 200.0)
+    assert ServiceSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    bad = spec.to_dict() | {"argv": ["/bin/sh", "-c", "rm -rf /"]}
+    with pytest.raises(ConfigError, match="unknown keys"):
+        ServiceSpec.from_dict(bad)
+    with pytest.raises(ConfigError, match="service.name"):
+        ServiceSpec.from_dict(spec.to_dict() | {"name": "../etc"})
+    with pytest.raises(ConfigError, match="service.kind"):
+        ServiceSpec.from_dict(spec.to_dict() | {"kind": "shell"})
+    with pytest.raises(ConfigError, match="service.ip"):
+        ServiceSpec.from_dict(spec.to_dict() | {"ip": "example.com"})
+    with pytest.raises(ConfigError, match="service.port"):
+        ServiceSpec.from_dict(spec.to_dict() | {"port": 0})
+
+
+def test_bundle_takes_namespaces_and_mounts_from_the_local_host(tmp_path: Path) -> None:
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, "10.77.2.0", 7000)
+    build_bundle(spec, "/run/netns/em-edge2", tmp_path / "b")
+    cfg = json.loads((tmp_path / "b/config.json").read_text())
+    assert {"type": "network", "path": "/run/netns/em-edge2"} in cfg["linux"]["namespaces"]
+    assert cfg["root"]["readonly"] is True and cfg["process"]["noNewPrivileges"] is True
+    assert all("ro" in m["options"] for m in cfg["mounts"] if m["type"] == "bind")
+    assert "CAP_SYS_ADMIN" not in cfg["process"]["capabilities"]["bounding"]
+    assert cfg["process"]["args"][1:3] == ["-m", "edgemigrate.engine.services.counter"]
+    assert cfg["linux"]["cgroupsPath"] == "/edgemigrate/em-edge2/counter"
+
+
+def test_store_roundtrip(tmp_path: Path) -> None:
+    st = AgentStore(tmp_path)
+    spec = ServiceSpec("redis", ServiceKind.REDIS, "10.77.2.1", 6379)
+    st.put_service(spec)
+    assert st.services() == {"redis": spec}
+    rec = SessionRecord("abc", "source", spec, "edge2", "10.77.1.2:7400", SessionPhase.FROZEN, "/dev/shm/x")
+    st.put_session(rec)
+    (tmp_path / "sessions" / "junk.json").write_text("{not json")
+    assert st.sessions() == [rec]
+    st.drop_session("abc")
+    st.drop_service("redis")
+    assert st.sessions() == [] and st.services() == {}
+
+
+def test_parse_addr() -> None:
+    assert parse_addr("10.0.0.1:7400") == ("10.0.0.1", 7400)
+    with pytest.raises(ConfigError, match="IP:PORT"):
+        parse_addr("10.0.0.1")
+
+
+def test_only_criu_lock_rules_are_ever_applied() -> None:
+    ok = ("-A INPUT -s 10.77.1.4/32 -d 10.77.2.0/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 40000 "
+          "--dport 7000 -j DROP")
+    assert netlock.check_rules([ok]) == [ok]
+    for bad in ["-A INPUT -j ACCEPT", "-F", ok.replace("DROP", "ACCEPT"), ok + " ; rm -rf /",
+                "-A FORWARD" + ok[len("-A INPUT"):]]:
+        with pytest.raises(EngineError, match="not a CRIU connection lock"):
+            netlock.check_rules([bad])
+
+
+def test_criu_dump_stats_decoder(tmp_path: Path) -> None:
+    def field(num: int, val: int) -> bytes:
+        return encode_varint(num << 3) + encode_varint(val)
+
+    inner = field(1, 669) + field(2, 84292) + field(7, 13766)
+    body = encode_varint((1 << 3) | 2) + encode_varint(len(inner)) + inner
+    data = (0x55105940).to_bytes(4, "little") + (0x57093306).to_bytes(4, "little") + len(body).to_bytes(4, "little")
+    (tmp_path / "stats-dump").write_bytes(data + body)
+    assert read_dump_stats(tmp_path / "stats-dump") == {
+        "freezing_time_us": 669, "frozen_time_us": 84292, "pages_written": 13766}
+    assert read_dump_stats(tmp_path / "absent") == {}

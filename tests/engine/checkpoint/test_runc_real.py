@@ -1,0 +1,91 @@
+"""The runc + CRIU driver on a real container: pre-copy dumps, page delta, rebuilt image, restore.
+
+Root + CRIU >= 4.2 + runc (CI is root and runs it). One network namespace of its own, no testbed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.control.netns import in_netns
+from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
+from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.runc import CriuError, RuncCriuRuntime
+from edgemigrate.engine.checkpoint.runtime import ContainerState
+from edgemigrate.engine.manifest import RoundReceiver, plan_round
+
+pytestmark = [pytest.mark.criu, pytest.mark.netns]
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    reason = real_engine_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"emrt{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    try:
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _ask(sock: socket.socket) -> int:
+    sock.sendall(b"INC\n")
+    return int(sock.recv(64).split()[0])
+
+
+def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, tmp_path: Path) -> None:
+    images = Path("/dev/shm") / f"emrt-{os.getpid()}"
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs")
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, "127.0.0.1", 7000, resident_mb=24)
+    bundle = build_bundle(spec, netns, tmp_path / "bundle")
+    try:
+        rt.run("counter", bundle)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with in_netns(netns):
+                    client = socket.create_connection(("127.0.0.1", 7000), timeout=10)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "logs/counter.log").read_text()
+                time.sleep(0.1)
+        assert [_ask(client), _ask(client)] == [1, 2]
+        r1 = rt.checkpoint("counter", images / "src/round-1", leave_running=True)
+        assert rt.state("counter") is ContainerState.RUNNING and r1.image_bytes > 24 << 20
+        assert 0 < r1.frozen_s <= r1.duration_s
+        assert _ask(client) == 3
+        r2 = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
+        assert rt.state("counter") is ContainerState.ABSENT
+        assert len(netlock.criu_drop_rules(netns)) == 2  # one per direction of the client connection
+        p1 = plan_round("counter", 1, False, r1.image_dir, None)
+        p2 = plan_round("counter", 2, True, r2.image_dir, r1.image_dir)
+        assert p2.manifest.payload_bytes < 0.05 * r2.image_bytes
+        dst1 = RoundReceiver(p1.manifest, images / "dst/round-1", None)
+        for c, data in p1.iter_chunks():
+            dst1.accept_chunk(c.index, data)
+        dst2 = RoundReceiver(p2.manifest, images / "dst/round-2", dst1.finish())
+        for c, data in p2.iter_chunks():
+            dst2.accept_chunk(c.index, data)
+        rebuilt = dst2.finish()
+        for f in r2.image_dir.iterdir():
+            assert (rebuilt / f.name).read_bytes() == f.read_bytes(), f.name
+        restored = rt.restore("counter", bundle, rebuilt)
+        assert restored.pid > 0 and rt.state("counter") is ContainerState.RUNNING
+        assert _ask(client) == 4  # the same TCP connection, the same counter
+        assert netlock.criu_drop_rules(netns) == []  # CRIU lifted its lock after the restore
+        with pytest.raises(CriuError, match="checkpoint of nosuch failed"):
+            rt.checkpoint("nosuch", images / "x", leave_running=True)
+    finally:
+        rt.kill("counter")
+        subprocess.run(["rm", "-rf", str(images)], check=False)
