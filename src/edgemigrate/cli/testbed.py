@@ -86,8 +86,9 @@ def status(name: str | None, as_json: bool) -> None:
             click.echo(json.dumps(st, indent=1))
             continue
         fwd = st["forwarder"]
-        click.echo(f"testbed '{n}': emulator {st['emulator']} (pid {fwd['pid']}, "
-                   f"{'running' if fwd['alive'] else 'NOT RUNNING'}), cc {st['congestion_control']}")
+        emu = (f"{st['emulator']} (pid {fwd['pid']}, {'running' if fwd['alive'] else 'NOT RUNNING'})"
+               if st["emulator"] == "tun" else f"{st['emulator']} (kernel)")
+        click.echo(f"testbed '{n}': emulator {emu}, cc {st['congestion_control']}")
         for h in st["hosts"]:
             click.echo(f"  {h['name']:<10} {h['kind']:<7} {h['ip']:<15} "
                        f"{'' if h['exists'] else '(namespace missing)'}".rstrip())

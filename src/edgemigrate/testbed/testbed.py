@@ -7,7 +7,11 @@ currently lives on host ``j`` - into the TUN device ``t<i>x<j>``: the directed l
 limits the rate (``tc qdisc replace``, so it can change mid-transfer); the user-space emulator
 (:mod:`edgemigrate.testbed.forwarder`) adds the one-way delay and loss and writes the packet back, and the main
 table delivers it to host ``j``. A per-pair link is thus a real queue, not an aggregate per host; a bridge
-could not shape host pairs separately without classifiers.
+could not shape host pairs separately without classifiers. Where the kernel has ``sch_netem`` (``emulator =
+"auto"`` picks it then), ``t<i>x<j>`` is instead one end of a veth pair looped inside the router (the other end
+``u<i>x<j>`` receives the packets), with ``tbf`` at the root and ``netem`` delay/loss as its child; no
+user-space process is involved. Our CI kernels have no netem, so there only the rate part of that variant is
+exercised.
 
 A service IP is a /32 on the ``eth0`` of the host that runs the service. :meth:`Testbed.move_service_ip` removes it
 at the source, adds it at the destination and updates the router's routes in one step; established TCP connections
@@ -68,6 +72,16 @@ def tbf_args(spec: LinkSpec, mtu_bytes: int) -> list[str]:
     burst = max(int(rate_bytes_per_s * TBF_BURST_S), 2 * mtu_bytes + 128)
     limit = max(int(rate_bytes_per_s * max(spec.rtt_ms / 1000.0, TBF_QUEUE_MIN_S)), 4 * mtu_bytes)
     return ["tbf", "rate", f"{int(spec.rate_bps)}bit", "burst", str(burst), "limit", str(limit)]
+
+
+NETEM_NEXTHOP = "169.254.77.1"  # on-link next hop of the looped veth links (static neighbour entry)
+NETEM_LIMIT_PACKETS = 100_000
+
+
+def netem_args(spec: LinkSpec) -> list[str]:
+    """Kernel netem for one direction: half the RTT as delay, the link's loss."""
+    return ["netem", "delay", f"{spec.one_way_delay_s * 1e6:.0f}us", "loss", f"{spec.loss * 100:.6f}%",
+            "limit", str(NETEM_LIMIT_PACKETS)]
 
 
 def _pair_key(a: str, b: str) -> str:
@@ -226,7 +240,7 @@ class Testbed:
             if o.index == h.index:
                 lines.append(f"route del {ip}/32 table {self.plan.table(o.index)}")
             else:
-                lines.append(f"route replace {ip}/32 dev {self.plan.tun(o.index, h.index)} "
+                lines.append(f"route replace {ip}/32 {self._via(o.index, h.index)} "
                              f"table {self.plan.table(o.index)}")
         netops.ip_batch(self.plan.router_ns, lines, force=True)
 
@@ -250,23 +264,45 @@ class Testbed:
             changes = {k: float(v) for k, v in (("rate_mbit", rate_mbit), ("rtt_ms", rtt_ms), ("loss", loss))
                        if v is not None}
             new = replace(old, **changes)
-            if (new.rtt_ms > 0 or new.loss > 0) and self.emulator is not Emulator.TUN:
-                raise EngineError(f"emulator {self.emulator.value} cannot delay/drop packets")
+            if (new.rtt_ms > 0 or new.loss > 0) and self.emulator is Emulator.NETEM and not self._state.get(
+                    "netem_available", False):
+                raise EngineError("this kernel has no sch_netem: cannot delay/drop packets with emulator 'netem' "
+                                  "(use emulator = \"tun\")")
             for i, j in ((ha.index, hb.index), (hb.index, ha.index)):
                 self._apply_rate(self.plan.tun(i, j), new)
             self._state["links"][_pair_key(ha.name, hb.name)] = {
                 "rate_mbit": new.rate_mbit, "rtt_ms": new.rtt_ms, "loss": new.loss}
-            self._write_forwarder_params()
             self._save()
-            self._signal_forwarder(signal.SIGHUP)
+            if self.emulator is Emulator.TUN:
+                self._write_forwarder_params()
+                self._signal_forwarder(signal.SIGHUP)
         return new
+
+    def _via(self, i: int, j: int) -> str:
+        """Route target for the directed link i -> j (TUN: the device; netem: an on-link next hop)."""
+        if self.emulator is Emulator.NETEM:
+            return f"via {NETEM_NEXTHOP} dev {self.plan.tun(i, j)} onlink"
+        return f"dev {self.plan.tun(i, j)}"
+
+    def _link_device_lines(self, i: int, j: int) -> list[str]:
+        t, mtu = self.plan.tun(i, j), self.config.mtu_bytes
+        if self.emulator is Emulator.TUN:
+            return [f"tuntap add dev {t} mode tun", f"link set {t} mtu {mtu} up"]
+        # netem: a veth pair looped inside the router; packets sent into t<i>x<j> come back in on u<i>x<j>
+        u, mac = f"u{i}x{j}", f"02:ed:00:00:{i:02x}:{j:02x}"
+        return [f"link add {t} mtu {mtu} type veth peer name {u} mtu {mtu}", f"link set {u} address {mac}",
+                f"link set {t} up", f"link set {u} up",
+                f"neigh replace {NETEM_NEXTHOP} lladdr {mac} dev {t} nud permanent"]
 
     def _apply_rate(self, dev: str, spec: LinkSpec) -> None:
         ns = self.plan.router_ns
+        netem = self.emulator is Emulator.NETEM and (spec.rtt_ms > 0 or spec.loss > 0)
+        netops.tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
         if spec.rate_mbit > 0:
-            netops.tc(ns, "qdisc", "replace", "dev", dev, "root", *tbf_args(spec, self.config.mtu_bytes))
-        else:
-            netops.tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
+            netops.tc(ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", *tbf_args(spec, self.config.mtu_bytes))
+        if netem:
+            parent = ["parent", "1:1"] if spec.rate_mbit > 0 else ["root"]
+            netops.tc(ns, "qdisc", "add", "dev", dev, *parent, "handle", "10:", *netem_args(spec))
 
     def _forwarder_params(self) -> dict[str, Any]:
         devices = {}
@@ -327,10 +363,12 @@ class Testbed:
         caps = detect()
         emulator = config.emulator
         if emulator is Emulator.AUTO:
-            emulator = Emulator.TUN  # the TUN emulator works everywhere; netem only adds kernel-side timing
-        if emulator is Emulator.NETEM:
-            raise ConfigError("emulator = \"netem\" is not implemented by this testbed; use \"tun\" or \"auto\"")
-        if not caps.tun:
+            emulator = Emulator.NETEM if caps.netem else Emulator.TUN
+        if emulator is Emulator.NETEM and not caps.netem:
+            specs = [config.link_between(a, b) for a in config.hosts() for b in config.hosts() if a != b]
+            if any(x.rtt_ms > 0 or x.loss > 0 for x in specs):
+                raise ConfigError("emulator = \"netem\" but this kernel has no sch_netem; use \"tun\" or \"auto\"")
+        if emulator is Emulator.TUN and not caps.tun:
             raise EngineError("/dev/net/tun is missing: the link emulator needs TUN devices")
         cc = config.congestion_control
         if cc not in caps.congestion_controls:
@@ -346,7 +384,7 @@ class Testbed:
                                                         "loss": spec.loss}
         state: dict[str, Any] = {
             "version": STATE_VERSION, "name": name, "config": config_to_mapping(config),
-            "emulator": emulator.value, "congestion_control": cc, "links": links, "services": {},
+            "emulator": emulator.value, "netem_available": caps.netem, "congestion_control": cc, "links": links, "services": {},
             "forwarder_pid": None, "namespaces": plan.namespaces(),
             "mgmt_if": plan.mgmt_if if config.mgmt_link else None, "created_unix_s": time.time(),
         }
@@ -377,9 +415,8 @@ class Testbed:
                        f"rule add iif {h.router_if} lookup {p.table(h.index)} pref {p.table(h.index)}"]
             for o in self.hosts():
                 if o.index != h.index:
-                    t = p.tun(h.index, o.index)
-                    rlines += [f"tuntap add dev {t} mode tun", f"link set {t} mtu {mtu} up",
-                               f"route add {o.ip}/32 dev {t} table {p.table(h.index)}"]
+                    rlines += self._link_device_lines(h.index, o.index)
+                    rlines.append(f"route add {o.ip}/32 {self._via(h.index, o.index)} table {p.table(h.index)}")
             netops.sysctl(h.netns, {
                 "net.ipv4.tcp_congestion_control": cfg.congestion_control, "net.ipv4.tcp_no_metrics_save": "1",
                 "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0", **off_v6})
@@ -403,13 +440,17 @@ class Testbed:
                 raise ConfigError(f"subnet {cfg.subnet} is already routed in the root namespace (another "
                                   f"testbed?); set testbed.subnet or mgmt_link = false") from None
         netops.ip_batch(r, rlines)
-        netops.sysctl(r, {f"net.ipv4.conf.{p.tun(a.index, b.index)}.rp_filter": "0"
-                         for a in self.hosts() for b in self.hosts() if a.index != b.index})
+        pairs = [(a.index, b.index) for a in self.hosts() for b in self.hosts() if a.index != b.index]
+        devs = [p.tun(i, j) for i, j in pairs]
+        if self.emulator is Emulator.NETEM:
+            devs += [f"u{i}x{j}" for i, j in pairs]
+        netops.sysctl(r, {f"net.ipv4.conf.{d}.rp_filter": "0" for d in devs})
         for a in self.hosts():
             for b in self.hosts():
                 if a.index != b.index:
                     self._apply_rate(p.tun(a.index, b.index), self.link(a.name, b.name))
-        self._start_forwarder()
+        if self.emulator is Emulator.TUN:
+            self._start_forwarder()
         self._state["status"] = "up"
         self._save()
 
