@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +34,25 @@ def unique_name(tag: str) -> str:
 
 def unique_subnet(offset: int) -> str:
     return f"10.{200 + (os.getpid() + offset) % 50}.0.0/16"
+
+
+def free_subnet() -> str:
+    """A /16 that no route of the root namespace overlaps (for testbeds with a management link)."""
+    out = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True,
+                         check=True).stdout
+    used = []
+    for r in json.loads(out or "[]"):
+        dst = r.get("dst", "")
+        if dst and dst != "default":
+            try:
+                used.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
+            except ValueError:
+                continue
+    for k in range(50):
+        net = ipaddress.IPv4Network(f"10.{200 + (os.getpid() + k) % 50}.0.0/16")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise RuntimeError("no free 10.200-249.0.0/16 subnet")
 
 
 @pytest.fixture(scope="module")

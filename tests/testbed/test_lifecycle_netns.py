@@ -15,7 +15,7 @@ import pytest
 
 from edgemigrate.testbed import Testbed, TestbedConfig
 from edgemigrate.testbed.capabilities import criu_info
-from tests.testbed.conftest import netns_skip_reason, unique_name, unique_subnet
+from tests.testbed.conftest import free_subnet, netns_skip_reason, unique_name, unique_subnet
 
 PY = sys.executable
 
@@ -91,7 +91,7 @@ def test_down_leaves_nothing_behind() -> None:
     reason = netns_skip_reason()
     if reason:
         pytest.skip(reason)
-    cfg = TestbedConfig(edges=2, clouds=1, clients=1, subnet=unique_subnet(7), mgmt_link=True)
+    cfg = TestbedConfig(edges=2, clouds=1, clients=1, subnet=free_subnet(), mgmt_link=True)
     tb = Testbed.up(cfg, name=unique_name("d"))
     name = tb.name
     sleeper = tb.popen_in("edge1", ["sleep", "600"])
