@@ -301,6 +301,31 @@ def collect_demonstrations(
     )
 
 
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates (seed 000 eq. 25) for ``(T, E)`` rollouts.
+
+    ``dones[t]`` = the transition ``t -> t + 1`` ended its episode (its reward already holds any truncation
+    bootstrap), so neither the value nor the advantage of step ``t + 1`` flows back across it.
+    ``next_value`` is ``V`` of the observation after the last step.
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        nv = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nv * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        advantages[t] = last
+    return advantages
+
+
 def _index(obs: dict[str, torch.Tensor], idx: torch.Tensor | NDArray[np.int64]) -> dict[str, torch.Tensor]:
     return {k: v[idx] for k, v in obs.items()}
 
@@ -440,16 +465,8 @@ def train(
             dones[t] = torch.as_tensor(done, dtype=torch.float32)
             next_obs = obs_to_torch(next_obs_np)
 
-        with torch.no_grad():  # GAE (eq. 25); done[t] cuts the transition t -> t + 1
-            next_value = agent.value(next_obs)
-            advantages = torch.zeros_like(rewards)
-            last = torch.zeros(E)
-            for t in reversed(range(T)):
-                nv = next_value if t == T - 1 else values[t + 1]
-                nonterminal = 1.0 - dones[t]
-                delta = rewards[t] + cfg.gamma * nv * nonterminal - values[t]
-                last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
-                advantages[t] = last
+        with torch.no_grad():
+            advantages = compute_gae(rewards, values, dones, agent.value(next_obs), cfg.gamma, cfg.gae_lambda)
             returns = advantages + values
 
         b_obs = {k: v.reshape(T * E, *v.shape[2:]) for k, v in buf_obs.items()}
