@@ -32,6 +32,10 @@ class DataFormatError(EdgeMigrateError):
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str]]:
+        # keeps the error picklable across process pools (the default would call cls(message))
+        return (type(self), (self.path, self.line, self.reason))
+
 
 class EngineError(EdgeMigrateError):
     """The real migration engine failed (CRIU, runtime, transport, protocol)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.units import EARTH_RADIUS_M
 
 
@@ -58,7 +59,7 @@ class Area:
 
     def __post_init__(self) -> None:
         if not (self.xmax_m > self.xmin_m and self.ymax_m > self.ymin_m):
-            raise ValueError(f"empty area {self}")
+            raise ValidationError(f"empty area {self}: need xmax_m > xmin_m and ymax_m > ymin_m")
 
     @property
     def width_m(self) -> float:

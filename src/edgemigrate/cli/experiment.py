@@ -1,0 +1,83 @@
+"""``edgemigrate experiment ...``: the reproduced experiments of the seed papers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def experiment() -> None:
+    """Reproduce the seed papers' experiments (results folder with CSV, Markdown and PNG)."""
+
+
+@experiment.group()
+def ppcm() -> None:
+    """Seed 000 (PPCM): layer-aware proactive/passive migration with PPO + DCN and eight baselines."""
+
+
+def _common(f):  # type: ignore[no-untyped-def]
+    opts = [
+        click.option("--seeds", type=int, default=5, show_default=True,
+                     help="Evaluation episodes per algorithm and point (95 % CIs need >= 2)."),
+        click.option("--train-steps", type=int, default=50_000, show_default=True,
+                     help="Environment steps to train each RL agent (PPCM, PPO) per point."),
+        click.option("--algorithms", default=None, metavar="A,B,...",
+                     help="Subset of: ppcm, ppo, dep_soft, down, pso, de, ga, monkey, kube."),
+        click.option("--workers", type=int, default=2, show_default=True, help="Local worker processes."),
+        click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+                     help="Run the grid on a Ray cluster instead ('local' starts one in-process)."),
+        click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"),
+                     show_default=True, help="Folder under which the results folder is created."),
+        click.option("--scenario", default="ppcm-paper", show_default=True, help="Base scenario."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _algos(text: str | None) -> tuple[str, ...] | None:
+    return tuple(a.strip() for a in text.split(",") if a.strip()) if text else None
+
+
+def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorithms: str | None, workers: int,
+           ray_address: str | None, out_root: Path, scenario: str) -> None:
+    from edgemigrate.experiments.ppcm import ALGORITHMS, run_sweep
+
+    pts = tuple(float(p) if axis == "tasks" else int(p) for p in points.split(",")) if points else None
+    res = run_sweep(axis, points=pts, algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds,
+                    train_steps=train_steps, out_root=out_root, workers=workers, ray_address=ray_address,
+                    scenario=scenario)
+    click.echo((res.out_dir / "summary.md").read_text())
+    click.echo(f"results: {res.out_dir}")
+
+
+@ppcm.command()
+@click.option("--points", default=None, metavar="9,18,...", help="Node counts (default 9,18,27,36).")
+@_common
+def nodes(points: str | None, **kw: object) -> None:
+    """Sweep the number of edge nodes (seed 000 figs. 3-4)."""
+    _sweep("nodes", points, **kw)  # type: ignore[arg-type]
+
+
+@ppcm.command()
+@click.option("--points", default=None, metavar="30,60,...", help="Task arrivals per minute (default 30..150).")
+@_common
+def tasks(points: str | None, **kw: object) -> None:
+    """Sweep the number of tasks (seed 000 figs. 5-6)."""
+    _sweep("tasks", points, **kw)  # type: ignore[arg-type]
+
+
+@ppcm.command()
+@_common
+def training(seeds: int, train_steps: int, algorithms: str | None, workers: int, ray_address: str | None,
+             out_root: Path, scenario: str) -> None:
+    """Train PPCM on the scenario and evaluate it against all eight baselines; plots the training curves
+    (seed 000 fig. 7). With --algorithms ppcm,ppo,ppcm_mlp_actor,ppcm_mlp_critic it is the ablation."""
+    from edgemigrate.experiments.ppcm import ALGORITHMS, run_training
+
+    res = run_training(algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds, train_steps=train_steps,
+                       out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario)
+    click.echo((res.out_dir / "summary.md").read_text())
+    click.echo(f"results: {res.out_dir}")

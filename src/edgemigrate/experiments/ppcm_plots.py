@@ -1,0 +1,73 @@
+"""Plots of the PPCM sweeps: one panel per delay component plus the total (seed 000 figs. 3-6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def plot_sweep(agg: list[dict[str, Any]], x_key: str, out_dir: Path, axis: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgemigrate.experiments.ppcm import ALGORITHMS, COMPONENT_TITLES, COMPONENTS
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    algos = [a for a in ALGORITHMS if any(r["algo"] == a for r in agg)] + \
+        sorted({r["algo"] for r in agg} - set(ALGORITHMS))
+    fig, axes = plt.subplots(1, len(COMPONENTS), figsize=(4.2 * len(COMPONENTS), 4.2))
+    for ax, comp, title in zip(axes, COMPONENTS, COMPONENT_TITLES, strict=True):
+        for algo in algos:
+            rows = sorted((r for r in agg if r["algo"] == algo), key=lambda r: r[x_key])
+            x = np.array([r[x_key] for r in rows], dtype=float)
+            y = np.array([r[f"{comp}_mean"] for r in rows])
+            e = np.array([r[f"{comp}_ci95"] for r in rows])
+            style = {"lw": 2.6, "marker": "o"} if algo == "ppcm" else {"lw": 1.2, "marker": "."}
+            ax.errorbar(x, y, yerr=e, label=algo, capsize=2, **style)
+        ax.set(title=title, xlabel="edge nodes" if axis == "nodes" else "tasks per minute",
+               ylabel="delay per task [s]")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"PPCM {axis} sweep: delay components (seed 000 eqs. 1-10), 95 % CI")
+    fig.tight_layout()
+    path = out_dir / f"sweep_{axis}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
+    """Policy loss, value loss and episode reward per update for every trained agent (seed 000 fig. 7)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgemigrate.experiments.results import read_table
+
+    logs = sorted(agents_dir.glob("*/*/train.csv"))
+    if not logs:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for path in logs:
+        t = read_table(path)
+        if "global_step" not in t or len(t["global_step"]) == 0:
+            continue
+        label = path.parent.name.split("__")[1] if "__" in path.parent.name else path.parent.name
+        for ax, key in zip(axes, ("policy_loss", "value_loss", "mean_episode_reward"), strict=True):
+            ax.plot(t["global_step"], t[key], label=label)
+    for ax, title in zip(axes, ("policy loss", "value loss", "mean episode reward"), strict=True):
+        ax.set(title=title, xlabel="environment steps")
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize="small")
+    fig.suptitle("Training (seed 000 fig. 7)")
+    fig.tight_layout()
+    path = out_dir / "training.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
