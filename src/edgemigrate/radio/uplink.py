@@ -21,6 +21,6 @@ def ring_uplink_bps(distance_m: ArrayLike, coverage_m: ArrayLike,
     """
     rates = np.asarray(rates_mbit, dtype=np.float64) * 1e6
     frac = np.asarray(distance_m, dtype=np.float64) / np.asarray(coverage_m, dtype=np.float64)
-    ring = np.clip(np.nan_to_num(frac * len(rates), nan=len(rates), posinf=len(rates)), 0, len(rates) - 1)
-    ring = ring.astype(np.int64)
+    scaled = frac * len(rates)
+    ring = np.where(scaled < len(rates), scaled, len(rates) - 1).clip(0).astype(np.int64)  # inf/nan -> last
     return rates[ring]

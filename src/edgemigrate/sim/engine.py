@@ -318,7 +318,10 @@ class Simulator:
         t.total_s[tasks] += costs.total_s
         t.queued_at_s[tasks] = now
         # drop decided tasks from the queue (they are its head, in order)
-        self.queue = self.queue[np.isin(self.queue, tasks, invert=True)] if k < len(self.queue) else self.queue[:0]
+        if np.array_equal(self.queue[:k], tasks):  # the usual case: the head of the queue, in order
+            self.queue = self.queue[k:]
+        else:
+            self.queue = self.queue[np.isin(self.queue, tasks, invert=True)]
         self.recorder.record_decisions({
             "step": np.full(k, self.step_index), "task": tasks, "user": t.user[tasks], "kind": t.kind[tasks],
             "prev_node": prev, "node": nodes_out, "fallback": fallback, "wait_s": costs.wait_s,
