@@ -246,7 +246,23 @@ def build_mobility(sc: Scenario) -> Any:
     if not uc.trace:
         raise ConfigError("users.trace: set the path of an imported trace (.npz) when users.model = 'trace'")
     traj = mob.Trajectories.load(uc.trace)
-    return mob.TraceMobility(traj)
+    return mob.TraceMobility(reproject(traj, sc.area.projection(), area))
+
+
+def reproject(traj: Any, projection: LocalProjection, area: Area) -> Any:
+    """Express an imported trace in the scenario's own frame (its origin) and deactivate users outside the
+    scenario area, so traces imported with any origin line up with the scenario's nodes."""
+    from edgemigrate.mobility import Trajectories
+
+    same = (traj.projection.origin_lat, traj.projection.origin_lon) == (projection.origin_lat, projection.origin_lon)
+    xy = traj.xy_m if same else projection.to_xy(*np.moveaxis(traj.projection.to_latlon(traj.xy_m), -1, 0))
+    inside = area.contains(xy)
+    if not inside[traj.active].any():
+        raise ConfigError(f"users.trace: no fix of '{traj.metadata.get('source', 'the trace')}' lies inside the "
+                          f"scenario area ({area.width_m:.0f} x {area.height_m:.0f} m around "
+                          f"{projection.origin_lat:.5f}, {projection.origin_lon:.5f}); set area.origin_lat/lon")
+    return Trajectories(ids=traj.ids, t0_s=traj.t0_s, dt_s=traj.dt_s, xy_m=xy, active=traj.active & inside,
+                        projection=projection, metadata=dict(traj.metadata))
 
 
 def build_simulator(sc: Scenario) -> Simulator:
