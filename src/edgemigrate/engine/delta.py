@@ -23,6 +23,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,9 @@ _WIRE_VARINT = 0
 _WIRE_LEN = 2
 _WIRE_I64 = 1
 _WIRE_I32 = 5
-# pages compared per block in the diff/rebuild loops (8192 pages = 32 MiB)
-BLOCK_PAGES = 8192
+# pages compared per block in the diff/rebuild loops (2048 pages = 8 MiB)
+BLOCK_PAGES = 2048
+DIFF_THREADS = min(4, os.cpu_count() or 1)
 _U32 = struct.Struct("<I")
 
 
@@ -240,6 +242,30 @@ def _identity(idx: NDArray[np.int64]) -> bool:
     return bool(idx.size == 0 or (idx[0] == 0 and np.array_equal(idx, np.arange(idx.size, dtype=np.int64))))
 
 
+def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx: NDArray[np.int64],
+                 changed: NDArray[np.bool_], same_layout: bool) -> None:
+    """Fill ``changed`` block by block; NumPy releases the GIL, so blocks run on several cores."""
+    n_cur = changed.size
+
+    def block(start: int) -> None:
+        stop = min(start + BLOCK_PAGES, n_cur)
+        if same_layout:
+            changed[start:stop] = (cur_arr[start:stop] != prev_arr[start:stop]).any(axis=1)
+            return
+        block_idx = idx[start:stop]
+        matched = np.flatnonzero(block_idx >= 0)
+        if matched.size:
+            changed[start + matched] = (cur_arr[start + matched] != prev_arr[block_idx[matched]]).any(axis=1)
+
+    starts = range(0, n_cur, BLOCK_PAGES)
+    if len(starts) > 1 and DIFF_THREADS > 1:
+        with ThreadPoolExecutor(DIFF_THREADS) as pool:
+            list(pool.map(block, starts))
+    else:
+        for start in starts:
+            block(start)
+
+
 def changed_pages(
     prev_pagemap: Pagemap | None,
     prev_pages: Path | None,
@@ -262,17 +288,8 @@ def changed_pages(
             idx = _match(prev_pagemap.stored_page_vaddrs(), cur_pagemap.stored_page_vaddrs())
             changed = idx < 0
             same_layout = _identity(idx) and prev_arr.shape[0] >= n_cur
-            for start in range(0, n_cur, BLOCK_PAGES):
-                stop = min(start + BLOCK_PAGES, n_cur)
-                if same_layout:
-                    changed[start:stop] = (cur_arr[start:stop] != prev_arr[start:stop]).any(axis=1)
-                    continue
-                block_idx = idx[start:stop]
-                matched = np.flatnonzero(block_idx >= 0)
-                if matched.size == 0:
-                    continue
-                diff = (cur_arr[start + matched] != prev_arr[block_idx[matched]]).any(axis=1)
-                changed[start + matched] = diff
+
+            _diff_blocks(cur_arr, prev_arr, idx, changed, same_layout)
             return changed
         finally:
             del prev_arr
