@@ -42,6 +42,11 @@ def obs_to_torch(obs: Mapping[str, Any], device: torch.device | str = "cpu") -> 
     return out
 
 
+def index_obs(obs: Obs, idx: Tensor | NDArray[np.int64]) -> Obs:
+    """Rows ``idx`` of every tensor of a batched observation."""
+    return {k: v[idx] for k, v in obs.items()}
+
+
 def masked_entropy(logits: Tensor) -> Tensor:
     """Entropy of a categorical whose masked logits are ``-inf`` (``0 * -inf`` terms count as 0)."""
     logp = torch.log_softmax(logits, dim=-1)

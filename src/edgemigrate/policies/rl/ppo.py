@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -48,14 +47,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
-from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, obs_to_torch
+from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, index_obs, obs_to_torch
+from edgemigrate.policies.rl.demos import Demonstrations, behaviour_cloning, collect_demonstrations
 from edgemigrate.policies.rl.evaluate import ActingPolicy
 from edgemigrate.policies.rl.networks import OBS_KEYS, ObsDims
+from edgemigrate.policies.rl.normalize import RewardScaler
 from edgemigrate.policies.rl.trainlog import TrainLog
 
 log = logging.getLogger(__name__)
@@ -177,21 +177,6 @@ class PPOConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Demonstrations:
-    """Expert transitions: stacked observations, actions, rewards and discounted returns (raw seconds)."""
-
-    obs: dict[str, NDArray[Any]]
-    actions: NDArray[np.int64]
-    rewards: NDArray[np.float64]
-    returns: NDArray[np.float64]
-    episode_returns: NDArray[np.float64]
-    dropped: int
-
-    def __len__(self) -> int:
-        return int(self.actions.shape[0])
-
-
-@dataclass(frozen=True, slots=True)
 class TrainResult:
     run_name: str
     run_dir: Path
@@ -203,102 +188,6 @@ class TrainResult:
     rows: list[dict[str, Any]]
     demo_mean_return: float | None
     bc_accuracy: float | None
-
-
-class RunningMeanStd:
-    """Parallel (Chan et al.) running mean/variance, as in Gymnasium's normalisation wrappers."""
-
-    def __init__(self) -> None:
-        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
-
-    def update(self, x: NDArray[np.float64]) -> None:
-        x = np.asarray(x, dtype=np.float64).ravel()
-        if x.size == 0:
-            return
-        b_mean, b_var, n = float(x.mean()), float(x.var()), x.size
-        delta, tot = b_mean - self.mean, self.count + n
-        self.mean += delta * n / tot
-        self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / tot) / tot
-        self.count = tot
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.var + 1e-8)
-
-
-class RewardScaler:
-    """``r / std(discounted return)`` with per-env return accumulators reset at episode ends."""
-
-    def __init__(self, num_envs: int, gamma: float, enabled: bool) -> None:
-        self.ret = np.zeros(num_envs)
-        self.gamma, self.enabled = gamma, enabled
-        self.rms = RunningMeanStd()
-
-    def __call__(self, reward: NDArray[np.float64], done: NDArray[np.bool_]) -> NDArray[np.float64]:
-        if not self.enabled:
-            return reward
-        self.ret = self.ret * self.gamma + reward
-        self.rms.update(self.ret)
-        self.ret[done] = 0.0
-        return reward / self.rms.std
-
-    @property
-    def scale(self) -> float:
-        return self.rms.std if self.enabled else 1.0
-
-
-def collect_demonstrations(
-    env_fn: EnvFn, expert: ActingPolicy, episodes: int, seed: int, gamma: float
-) -> Demonstrations:
-    """Algorithm 1 lines 4-8: the expert plays ``episodes`` episodes; store its (s, a, r) and returns."""
-    env = env_fn()
-    obs_parts: dict[str, list[NDArray[Any]]] = {k: [] for k in OBS_KEYS}
-    actions: list[int] = []
-    rewards: list[float] = []
-    returns: list[float] = []
-    ep_returns: list[float] = []
-    dropped = 0
-    try:
-        for ep in range(episodes):
-            obs, info = env.reset(seed=seed + 100_000 + ep)
-            expert.reset(seed + 100_000 + ep)
-            ep_r: list[float] = []
-            keep: list[bool] = []
-            done = False
-            while not done:
-                a = int(expert.act(obs, info))
-                ok = 0 <= a < len(obs["action_mask"]) and bool(obs["action_mask"][a])
-                keep.append(ok)
-                if ok:
-                    for k in OBS_KEYS:
-                        obs_parts[k].append(np.asarray(obs[k]))
-                    actions.append(a)
-                else:
-                    dropped += 1
-                obs, r, term, trunc, info = env.step(a)
-                ep_r.append(float(r))
-                done = bool(term or trunc)
-            g, disc = 0.0, []
-            for r in reversed(ep_r):
-                g = r + gamma * g
-                disc.append(g)
-            disc.reverse()
-            returns.extend(d for d, ok in zip(disc, keep, strict=True) if ok)
-            rewards.extend(r for r, ok in zip(ep_r, keep, strict=True) if ok)
-            ep_returns.append(sum(ep_r))
-    finally:
-        env.close()
-    if not actions:
-        raise ValidationError("the expert produced no feasible demonstration step")
-    stacked = {k: np.stack(v) for k, v in obs_parts.items()}
-    return Demonstrations(
-        stacked,
-        np.asarray(actions, dtype=np.int64),
-        np.asarray(rewards),
-        np.asarray(returns),
-        np.asarray(ep_returns),
-        dropped,
-    )
 
 
 def compute_gae(
@@ -324,41 +213,6 @@ def compute_gae(
         last = delta + gamma * lam * nonterminal * last
         advantages[t] = last
     return advantages
-
-
-def _index(obs: dict[str, torch.Tensor], idx: torch.Tensor | NDArray[np.int64]) -> dict[str, torch.Tensor]:
-    return {k: v[idx] for k, v in obs.items()}
-
-
-def behaviour_cloning(
-    agent: ActorCritic, demos: Demonstrations, cfg: PPOConfig, return_scale: float, rng: np.random.Generator
-) -> tuple[float, float]:
-    """Warm start: actor cross-entropy on expert actions + critic MSE on normalised returns.
-
-    Returns (final BC loss, accuracy of the greedy actor on the demonstrations).
-    """
-    obs = obs_to_torch(demos.obs)
-    actions = torch.as_tensor(demos.actions)
-    targets = torch.as_tensor(demos.returns / return_scale, dtype=torch.float32)
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    n, mb = len(demos), min(cfg.minibatch_size, len(demos))
-    loss_v = float("nan")
-    for _ in range(cfg.bc_epochs):
-        perm = rng.permutation(n)
-        for start in range(0, n - mb + 1, mb):
-            idx = perm[start : start + mb]
-            o = _index(obs, idx)
-            bc = F.cross_entropy(agent.logits(o), actions[idx])
-            vloss = F.mse_loss(agent.value(o), targets[idx])
-            loss = bc + cfg.vf_coef * vloss
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss_v = float(bc.item())
-    with torch.no_grad():
-        acc = float((agent.logits(obs).argmax(-1) == actions).float().mean().item())
-    return loss_v, acc
 
 
 def _make_envs(env_fn: EnvFn, cfg: PPOConfig) -> gym.vector.VectorEnv[Any, Any, Any]:
@@ -410,7 +264,17 @@ def train(
         demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
         if cfg.normalize_reward:
             scaler.rms.update(demos.returns)  # prime the return statistics with the expert's returns
-        bc_loss, bc_acc = behaviour_cloning(agent, demos, cfg, scaler.scale, seeds.rng("bc"))
+        bc_loss, bc_acc = behaviour_cloning(
+            agent,
+            demos,
+            scaler.scale,
+            seeds.rng("bc"),
+            epochs=cfg.bc_epochs,
+            minibatch_size=cfg.minibatch_size,
+            learning_rate=cfg.learning_rate,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=cfg.max_grad_norm,
+        )
         demo_obs = obs_to_torch(demos.obs)
         log.info(
             "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
@@ -483,7 +347,7 @@ def train(
             perm = mb_rng.permutation(cfg.batch_size)
             for start in range(0, cfg.batch_size, cfg.minibatch_size):
                 idx = perm[start : start + cfg.minibatch_size]
-                mb_obs = _index(b_obs, idx)
+                mb_obs = index_obs(b_obs, idx)
                 _, new_logp, entropy, new_value = agent.act_value(mb_obs, b_act[idx])
                 log_ratio = new_logp - b_logp[idx]
                 ratio = log_ratio.exp()
@@ -510,7 +374,7 @@ def train(
                 if n_demo:
                     d_idx = torch.as_tensor(demo_rng.integers(0, len(demos), size=n_demo))  # type: ignore[arg-type]
                     bc = F.cross_entropy(
-                        agent.logits(_index(demo_obs, d_idx)), torch.as_tensor(demos.actions)[d_idx]
+                        agent.logits(index_obs(demo_obs, d_idx)), torch.as_tensor(demos.actions)[d_idx]
                     )  # type: ignore[union-attr]
                     loss = (1.0 - share) * loss + share * cfg.bc_coef * bc
                     stats["bc"].append(float(bc.item()))
