@@ -131,7 +131,7 @@ class LayerAssignmentProblem:
         counts = _counts(pop, self.n_choices)
         ok_cap = (counts <= self.capacity[None, :]).all(axis=1)
         ok_allowed = self.allowed[np.arange(self.n_tasks)[None, :], pop].all(axis=1)
-        return ok_cap & ok_allowed
+        return np.asarray(ok_cap & ok_allowed, dtype=np.bool_)
 
     def repair(self, pop: NDArray[np.int64]) -> NDArray[np.int64]:
         """Move forbidden and overflow tasks to their cheapest (by ``base_cost_s``) choice with room.
@@ -151,10 +151,10 @@ class LayerAssignmentProblem:
             for k in homeless:
                 counts[row[k]] -= 1
             for j in np.flatnonzero(counts > self.capacity):
-                members = np.flatnonzero((row == j) & self.allowed[:, j])
-                members = [int(k) for k in members if k not in homeless]
-                excess = counts[j] - int(self.capacity[j])
-                regret = [self._regret(k, j) for k in members]
+                on_j = np.flatnonzero((row == j) & self.allowed[:, j])
+                members = [int(k) for k in on_j if k not in homeless]
+                excess = int(counts[j]) - int(self.capacity[j])
+                regret = [self._regret(k, int(j)) for k in members]
                 for idx in np.argsort(regret, kind="stable")[:excess]:
                     homeless.append(members[idx])
                 counts[j] -= excess

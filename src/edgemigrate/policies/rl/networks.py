@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -172,8 +172,9 @@ class DCNActor(nn.Module):
         self.deep = mlp([d, *deep_hidden], out_act=True)
         combined = d + (deep_hidden[-1] if deep_hidden else d)
         self.head = mlp([combined, head_hidden, 1])
-        nn.init.orthogonal_(self.head[-1].weight, gain=0.01)  # near-uniform initial policy (CleanRL)
-        nn.init.zeros_(self.head[-1].bias)
+        last = cast(nn.Linear, self.head[-1])
+        nn.init.orthogonal_(last.weight, gain=0.01)  # near-uniform initial policy (CleanRL)
+        nn.init.zeros_(last.bias)
 
     def forward(self, obs: Obs) -> Tensor:
         x0 = self.norm(self.features(obs))
@@ -230,7 +231,7 @@ class AttentionCritic(nn.Module):
         self.task_in = nn.Linear(dims.f_task + embed_dim, model_dim)
         self.blocks = nn.Sequential(*[_AttentionBlock(model_dim, heads) for _ in range(blocks)])
         self.out = mlp([model_dim, model_dim, 1])
-        nn.init.orthogonal_(self.out[-1].weight, gain=1.0)
+        nn.init.orthogonal_(cast(nn.Linear, self.out[-1]).weight, gain=1.0)
 
     def forward(self, obs: Obs) -> Tensor:
         nodes = obs["nodes"]
@@ -272,7 +273,7 @@ class MLPActor(nn.Module):
     def __init__(self, dims: ObsDims, hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()
         self.net = mlp([_flat_dim(dims), *hidden, dims.n_choices])
-        nn.init.orthogonal_(self.net[-1].weight, gain=0.01)
+        nn.init.orthogonal_(cast(nn.Linear, self.net[-1]).weight, gain=0.01)
 
     def forward(self, obs: Obs) -> Tensor:
         return masked(self.net(_flat(obs)), obs["action_mask"])

@@ -41,12 +41,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 
 from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.core.registry import suggest
@@ -172,7 +173,7 @@ class PPOConfig:
         for key in values:
             if key not in known:
                 raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, known)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**kw)
 
 
@@ -259,6 +260,7 @@ def train(
     # 1-2. demonstrations and behaviour-cloning warm start
     demos: Demonstrations | None = None
     demo_obs: dict[str, torch.Tensor] = {}
+    demo_actions = torch.zeros(0, dtype=torch.long)
     bc_acc: float | None = None
     if expert is not None and cfg.demo_episodes > 0:
         demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
@@ -275,7 +277,7 @@ def train(
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
         )
-        demo_obs = obs_to_torch(demos.obs)
+        demo_obs, demo_actions = obs_to_torch(demos.obs), torch.as_tensor(demos.actions)
         log.info(
             "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
             len(demos),
@@ -287,9 +289,11 @@ def train(
     # 3. PPO
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
     T, E = cfg.num_steps, cfg.num_envs
-    space = envs.single_observation_space
+    space = cast(spaces.Dict, envs.single_observation_space)
     buf_obs = {
-        k: torch.zeros((T, E, *space[k].shape), dtype=torch.bool if k == "action_mask" else torch.float32)
+        k: torch.zeros(
+            (T, E, *(space[k].shape or ())), dtype=torch.bool if k == "action_mask" else torch.float32
+        )
         for k in OBS_KEYS
     }
     actions = torch.zeros((T, E), dtype=torch.long)
@@ -372,10 +376,8 @@ def train(
                 ent = entropy.mean()
                 loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
                 if n_demo:
-                    d_idx = torch.as_tensor(demo_rng.integers(0, len(demos), size=n_demo))  # type: ignore[arg-type]
-                    bc = F.cross_entropy(
-                        agent.logits(index_obs(demo_obs, d_idx)), torch.as_tensor(demos.actions)[d_idx]
-                    )  # type: ignore[union-attr]
+                    d_idx = torch.as_tensor(demo_rng.integers(0, demo_actions.shape[0], size=n_demo))
+                    bc = F.cross_entropy(agent.logits(index_obs(demo_obs, d_idx)), demo_actions[d_idx])
                     loss = (1.0 - share) * loss + share * cfg.bc_coef * bc
                     stats["bc"].append(float(bc.item()))
                 optimizer.zero_grad()

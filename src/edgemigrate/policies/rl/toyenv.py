@@ -38,7 +38,7 @@ F_NODE = 9
 F_TASK = 5
 
 
-class LayerOverlapEnv(gym.Env[dict[str, NDArray[Any]], np.int64]):
+class LayerOverlapEnv(gym.Env[dict[str, Any], np.int64]):
     """Place one task per step on one of ``n_nodes`` edge nodes or the cloud; reward = -delay (s)."""
 
     metadata = {"render_modes": []}
