@@ -159,6 +159,23 @@ def test_killed_agent_mid_transfer_leaves_service_running_once(clean, victim: st
 
 
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_source_agent_dying_while_service_frozen_resumes_it_on_restart(clean, repeat: int) -> None:
+    bed = clean
+    bed.agents["edge1"].restart("--inject-fault", "die-after-final-dump")
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        with pytest.raises(MigrationFailed, match="closed the connection"):
+            bed.migrate("counter", "edge2", "precopy")
+        assert bed.where_running("counter") == []  # frozen: dumped, nobody runs it
+        bed.agents["edge1"].restart()  # recovery: the destination does not run it -> resume the final image
+        _assert_once_and_intact(bed, spec, probe)
+    finally:
+        bed.agents["edge1"].restart()
+
+
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
 def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
     bed = clean
     bed.tb.set_link("edge1", "edge2", rate_mbit=50, rtt_ms=50)

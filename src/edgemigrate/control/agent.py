@@ -58,7 +58,7 @@ class AgentConfig:
     netns_path: str | None = None
     testbed: str | None = None
     io_timeout_s: float = IO_TIMEOUT_S
-    fault: str | None = None  # fault injection for the fault tests: "corrupt-chunk"
+    fault: str | None = None  # fault injection for the fault tests: "corrupt-chunk", "die-after-final-dump"
 
     @property
     def data_port(self) -> int:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import resource
 import shutil
 import time
@@ -247,6 +248,8 @@ class _Migration:
         t0 = time.perf_counter()
         try:
             cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=not final)
+            if final and self.agent.cfg.fault == "die-after-final-dump":
+                os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             if final:  # CRIU's connection-lock rules, read while the last delta is computed
                 self.rules_task = asyncio.create_task(
                     asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path))
