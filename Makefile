@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,rl]'
+	$(BIN)/pip install --quiet -e '.[test,rl,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgemigrate.core.errors import ConfigError
+
 
 @click.group()
 def experiment() -> None:
@@ -31,6 +33,9 @@ def _common(f):  # type: ignore[no-untyped-def]
         click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"),
                      show_default=True, help="Folder under which the results folder is created."),
         click.option("--scenario", default="ppcm-paper", show_default=True, help="Base scenario."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a scenario key for every point, e.g. --set sim.n_steps=30. Repeatable."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -42,13 +47,16 @@ def _algos(text: str | None) -> tuple[str, ...] | None:
 
 
 def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorithms: str | None, workers: int,
-           ray_address: str | None, out_root: Path, scenario: str) -> None:
+           ray_address: str | None, out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool) -> None:
     from edgemigrate.experiments.ppcm import ALGORITHMS, run_sweep
 
-    pts = tuple(float(p) if axis == "tasks" else int(p) for p in points.split(",")) if points else None
+    try:
+        pts = tuple(float(p) if axis == "tasks" else int(p) for p in points.split(",")) if points else None
+    except ValueError:
+        raise ConfigError(f"--points '{points}': expected comma-separated numbers, e.g. 9,18,27") from None
     res = run_sweep(axis, points=pts, algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds,
                     train_steps=train_steps, out_root=out_root, workers=workers, ray_address=ray_address,
-                    scenario=scenario)
+                    scenario=scenario, overrides=overrides, progress=not quiet)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")
 
@@ -72,12 +80,13 @@ def tasks(points: str | None, **kw: object) -> None:
 @ppcm.command()
 @_common
 def training(seeds: int, train_steps: int, algorithms: str | None, workers: int, ray_address: str | None,
-             out_root: Path, scenario: str) -> None:
+             out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool) -> None:
     """Train PPCM on the scenario and evaluate it against all eight baselines; plots the training curves
     (seed 000 fig. 7). With --algorithms ppcm,ppo,ppcm_mlp_actor,ppcm_mlp_critic it is the ablation."""
     from edgemigrate.experiments.ppcm import ALGORITHMS, run_training
 
     res = run_training(algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds, train_steps=train_steps,
-                       out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario)
+                       out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
+                       overrides=overrides, progress=not quiet)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")

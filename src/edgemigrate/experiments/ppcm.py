@@ -29,6 +29,7 @@ from edgemigrate.core.errors import ConfigError
 from edgemigrate.experiments.grid import Job, run_grid
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 from edgemigrate.experiments.runner import summarise
+from edgemigrate.scenarios import load_scenario
 
 SCENARIO = "ppcm-paper"
 BASELINES = ("dep_soft", "down", "pso", "de", "ga", "monkey", "kube")
@@ -97,7 +98,7 @@ def train_job(scenario: str, overrides: list[str], algo: str, train_steps: int, 
 def eval_job(scenario: str, overrides: list[str], algo: str, seed: int, checkpoint: str | None = None
              ) -> dict[str, Any]:
     """One evaluation episode of ``algo`` with dynamics seed ``seed``; returns the run summary."""
-    from edgemigrate.scenarios import build_simulator, load_scenario
+    from edgemigrate.scenarios import build_simulator
 
     sc = load_scenario(scenario, list(overrides))
     if checkpoint is not None:
@@ -152,11 +153,11 @@ def aggregate(rows: list[dict[str, Any]], x_key: str) -> list[dict[str, Any]]:
 
 def run_training(*, algorithms: Sequence[str] = ALGORITHMS, seeds: int = 5, train_steps: int = 50_000,
                  out_root: Path = Path("results"), workers: int = 2, ray_address: str | None = None,
-                 scenario: str = SCENARIO, progress: bool = True) -> SweepResult:
+                 scenario: str = SCENARIO, progress: bool = True, overrides: Sequence[str] = ()) -> SweepResult:
     """One point (the scenario as bundled): train the RL agents, evaluate everything, plot training curves."""
     res = run_sweep("single", points=(0,), algorithms=algorithms, seeds=seeds, train_steps=train_steps,
                     out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
-                    progress=progress)
+                    progress=progress, overrides=overrides)
     from edgemigrate.experiments.ppcm_plots import plot_training
 
     plot_training(res.out_dir / "agents", res.out_dir / "plots")
@@ -165,7 +166,8 @@ def run_training(*, algorithms: Sequence[str] = ALGORITHMS, seeds: int = 5, trai
 
 def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: Sequence[str] = ALGORITHMS,
               seeds: int = 5, train_steps: int = 50_000, out_root: Path = Path("results"), workers: int = 2,
-              ray_address: str | None = None, scenario: str = SCENARIO, progress: bool = True) -> SweepResult:
+              ray_address: str | None = None, scenario: str = SCENARIO, progress: bool = True,
+              overrides: Sequence[str] = ()) -> SweepResult:
     """Train the RL agents per point, evaluate every algorithm on ``seeds`` episodes, write tables and plots."""
     for a in algorithms:
         if a not in ALGORITHMS + ABLATIONS:
@@ -178,13 +180,14 @@ def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: S
     out = new_run_dir(out_root, run_name(f"{scenario}-{axis}", "sweep" if axis != "single" else "train", seeds))
     x_key = {"nodes": "nodes", "tasks": "tasks_per_min", "single": "point"}[axis]
     rl = [a for a in algorithms if a in RL_ALGOS + ABLATIONS]
-    train_jobs = [Job(train_job, dict(scenario=scenario, overrides=point_overrides(axis, x), algo=a,
+    load_scenario(scenario, list(overrides))  # fail fast on a bad scenario or --set
+    train_jobs = [Job(train_job, dict(scenario=scenario, overrides=[*overrides, *point_overrides(axis, x)], algo=a,
                                       train_steps=train_steps, out_dir=str(out / "agents" / f"{x_key}={x}")),
                       label=f"train {a} {x}") for x in points for a in rl]
     trained = run_grid(train_jobs, workers=workers, ray_address=ray_address, progress=progress)
     ckpt = {(r["algo"], x): r["checkpoint"] for r, x in zip(trained, [x for x in points for _ in rl], strict=True)}
     grid = [(x, a, s) for x in points for a in algorithms for s in range(seeds)]
-    eval_jobs = [Job(eval_job, dict(scenario=scenario, overrides=point_overrides(axis, x), algo=a,
+    eval_jobs = [Job(eval_job, dict(scenario=scenario, overrides=[*overrides, *point_overrides(axis, x)], algo=a,
                                     seed=EVAL_SEED0 + s, checkpoint=ckpt.get((a, x))), label=f"eval {a} {x} {s}")
                  for x, a, s in grid]
     results = run_grid(eval_jobs, workers=workers, ray_address=ray_address, progress=progress)
@@ -199,6 +202,7 @@ def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: S
     write_json(out / "manifest.json", manifest(0, None, {
         "experiment": f"ppcm {axis}", "scenario": scenario, "points": list(points), "algorithms": list(algorithms),
         "eval_seeds": [EVAL_SEED0 + s for s in range(seeds)], "train_steps": train_steps,
+        "overrides": list(overrides),
         "agents": {f"{a}@{x}": c for (a, x), c in ckpt.items()}}))
     return SweepResult(out, rows)
 
