@@ -107,7 +107,7 @@ def _paths(pki_dir: Path, name: str) -> tuple[Path, Path, Path]:
     ca, cert, key = pki_dir / "ca.pem", pki_dir / f"{name}.pem", pki_dir / f"{name}.key"
     for p in (ca, cert, key):
         if not p.exists():
-            raise ConfigError(f"{p}: missing (create the PKI with `edgemigrate agent --init-pki` or create_pki)")
+            raise ConfigError(f"{p}: missing (create it: `edgemigrate agent --pki DIR pki HOST...`)")
     return ca, cert, key
 
 
