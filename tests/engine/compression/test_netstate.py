@@ -108,8 +108,12 @@ def test_monitor_rtt_ratio_loss_and_bandwidth() -> None:
     assert s3.rtt_ratio == pytest.approx(0.5)
     assert s3.loss_rate == 0.0  # nothing sent in the interval
     assert s3.bandwidth_Bps == pytest.approx(3e6)  # EWMA(0.5) of 2e6 and the kernel's 4e6
+    # both estimates present: the smaller wins (a user-space pacer above TCP fools the kernel's)
+    mon.observe_send(3_000_000, 1.0)
+    s5 = mon.sample(_info(rtt_us=6_000, segs_out=300, total_retrans=50, delivery_rate_Bps=900_000_000))
+    assert s5.bandwidth_Bps == pytest.approx(0.5 * 3e6 + 0.5 * 3e6)
     s4 = mon.sample_explicit(rtt_s=0.009, loss_rate=0.4)
-    assert s4.sample_id == 4 and s4.rtt_ratio == pytest.approx(1.5) and s4.bandwidth_Bps == pytest.approx(3e6)
+    assert s4.sample_id == 5 and s4.rtt_ratio == pytest.approx(1.5) and s4.bandwidth_Bps == pytest.approx(3e6)
 
 
 def test_ewma() -> None:

@@ -117,8 +117,10 @@ def test_model_selector_known_regimes() -> None:
     assert sel.choose(_state(2, 1, 0, 125 * MB)) == Choice("zstd", 3)
     # 100 Gbit/s link: CPU-bound; sending raw (12.5 GB/s) beats every compressor
     assert sel.choose(_state(3, 1, 0, 12_500 * MB)) == Choice("none", 0)
-    # unknown bandwidth: the fastest real compressor
+    # unknown bandwidth: the fastest real compressor, or the analytic optimum at the hint
     assert sel.choose(INITIAL_STATE) == Choice("lz4", 1)
+    hinted = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.0, bandwidth_hint_Bps=0.125 * MB)
+    assert hinted.choose(INITIAL_STATE) == Choice("zstd", 19)
 
 
 def test_model_selector_learns_from_observations_and_hysteresis_holds() -> None:

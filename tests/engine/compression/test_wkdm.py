@@ -12,6 +12,7 @@ from edgemigrate.engine.compression.wkdm import (
     HEADER_SIZE_BYTES,
     PAGE_SIZE_BYTES,
     max_compressed_size,
+    warm_up,
     wkdm_compress,
     wkdm_decompress,
 )
@@ -108,3 +109,7 @@ def test_corrupt_streams_are_rejected(impl: str) -> None:
         wkdm_decompress(bytes(flipped), len(data), impl=impl)
     with pytest.raises(ValueError):
         wkdm_compress(data, impl="fortran")
+
+
+def test_warm_up_reports_the_implementation() -> None:
+    assert warm_up() is ("numba" in IMPLS)

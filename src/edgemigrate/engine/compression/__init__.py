@@ -41,7 +41,7 @@ from edgemigrate.engine.compression.selectors import (
     Selector,
     measure_profiles,
 )
-from edgemigrate.engine.compression.wkdm import WkdmCodec, wkdm_compress, wkdm_decompress
+from edgemigrate.engine.compression.wkdm import WkdmCodec, warm_up, wkdm_compress, wkdm_decompress
 
 __all__ = [
     "Choice",
@@ -70,6 +70,7 @@ __all__ = [
     "send_chunks",
     "shared_codec",
     "spec_by_id",
+    "warm_up",
     "wkdm_compress",
     "wkdm_decompress",
 ]

@@ -23,8 +23,10 @@ the current bandwidth. All three come from the live transfer socket:
   rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth.
 * Bandwidth: bytes sent divided by the time the sender spent *inside* send calls (blocked on the link),
   not by wall time, so a CPU-bound compressor does not make the link look slow - which would push the
-  model selector towards even heavier compression. When the kernel reports a delivery rate that is not
-  application-limited, that estimate is used instead.
+  model selector towards even heavier compression. The kernel's delivery rate (when not
+  application-limited) is a second estimate; the smaller of the two is used, because each can only
+  err high: the send-time estimate when the socket buffer absorbs a burst, the kernel's when the rate
+  is limited above TCP (a user-space pacer, a slow receiver).
 """
 
 from __future__ import annotations
@@ -156,11 +158,12 @@ class NetworkMonitor:
     def sample(self, info: TcpInfo | None = None) -> NetworkState:
         """Close the current interval and return the new state (``info``: a fresh ``TCP_INFO``, if any)."""
         s = self._state
-        bw_sample: float | None = None
+        estimates = []
         if info is not None and info.delivery_rate_Bps > 0 and not info.delivery_rate_app_limited:
-            bw_sample = float(info.delivery_rate_Bps)
-        elif self._busy_s > 0 and self._sent_bytes > 0:
-            bw_sample = self._sent_bytes / self._busy_s
+            estimates.append(float(info.delivery_rate_Bps))
+        if self._busy_s > 0 and self._sent_bytes > 0:
+            estimates.append(self._sent_bytes / self._busy_s)
+        bw_sample = min(estimates) if estimates else None
         bandwidth = self._bw.update(bw_sample) if bw_sample is not None else self._bw.value
         self._sent_bytes, self._busy_s = 0, 0.0
         rtt_s, ratio, loss = s.rtt_s, 1.0, s.loss_rate

@@ -236,8 +236,9 @@ class ModelSelector:
     ``profiles`` come from :func:`measure_profiles` (include ``("none", 0)`` to allow sending raw) and are
     refined online by :meth:`observe` (EWMA of each level's measured speed and ratio on the real chunks).
     ``hysteresis``: keep the current choice unless another is that fraction faster, so noise in the
-    bandwidth estimate does not make the level flap. Before any bandwidth is measured the fastest
-    compressor is used (it measures the link quickest and never starves it).
+    bandwidth estimate does not make the level flap. Before any bandwidth is measured,
+    ``bandwidth_hint_Bps`` (e.g. the link's nominal rate, or the last migration's goodput) stands in;
+    without a hint the fastest compressor is used (it measures the link quickest and never starves it).
     """
 
     def __init__(
@@ -247,6 +248,7 @@ class ModelSelector:
         decompress_cores: float | None = None,
         hysteresis: float = 0.05,
         alpha: float = 0.3,
+        bandwidth_hint_Bps: float | None = None,
     ) -> None:
         if not profiles:
             raise ValidationError("model selector: no codec profiles given")
@@ -263,6 +265,9 @@ class ModelSelector:
         self.compress_cores = compress_cores
         self.decompress_cores = compress_cores if decompress_cores is None else decompress_cores
         self.hysteresis = hysteresis
+        if bandwidth_hint_Bps is not None and bandwidth_hint_Bps <= 0:
+            raise ValidationError(f"model selector: bandwidth_hint_Bps must be > 0, got {bandwidth_hint_Bps}")
+        self.bandwidth_hint_Bps = bandwidth_hint_Bps
         self._index = {p.choice: i for i, p in enumerate(self.profiles)}
         self._speed = [Ewma(alpha) for _ in self.profiles]
         self._ratio = [Ewma(alpha) for _ in self.profiles]
@@ -285,7 +290,7 @@ class ModelSelector:
         )
 
     def choose(self, state: NetworkState) -> Choice:
-        bw = state.bandwidth_Bps
+        bw = state.bandwidth_Bps if state.bandwidth_Bps else self.bandwidth_hint_Bps
         if bw is None or bw <= 0:
             compressing = [i for i, p in enumerate(self.profiles) if p.codec != "none"] or list(
                 range(len(self.profiles))

@@ -31,6 +31,7 @@ words of a page are pointed at a 17th scratch slot so the inner step needs no br
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,17 +160,32 @@ def _unpack_low10(packed: NDArray[np.uint8], count: int) -> NDArray[np.uint32]:
 def _jit() -> Any:
     """The compiled kernels (:mod:`.wkdm_jit`) or ``None`` if numba is not installed."""
     global _JIT
-    if _JIT is None:
-        try:
-            from edgemigrate.engine.compression import wkdm_jit
+    with _JIT_LOCK:  # worker threads may ask at the same moment; import (and numba start-up) happens once
+        if _JIT is None:
+            try:
+                from edgemigrate.engine.compression import wkdm_jit
 
-            _JIT = wkdm_jit
-        except ImportError:  # numba missing: the NumPy path below is complete on its own
-            _JIT = False
+                _JIT = wkdm_jit
+            except ImportError:  # numba missing: the NumPy path below is complete on its own
+                _JIT = False
     return _JIT or None
 
 
 _JIT: Any = None
+_JIT_LOCK = threading.Lock()
+
+
+def warm_up() -> bool:
+    """Import numba and load (or compile) the WKdm kernels now, not on the first chunk of a migration.
+
+    Takes about a second on a fresh process (numba start-up plus the on-disk kernel cache; the first run
+    after an install compiles for a few seconds). Agents call it at start-up. Returns whether the
+    compiled kernels are in use.
+    """
+    page = np.arange(WORDS_PER_PAGE, dtype="<u4").tobytes()
+    if wkdm_decompress(wkdm_compress(page), len(page)) != page:
+        raise RuntimeError("wkdm self-test failed")
+    return _jit() is not None
 
 
 def wkdm_compress(data: bytes | bytearray | memoryview, impl: str = "auto") -> bytes:
