@@ -1,6 +1,7 @@
 """Pipelined vs serial compressed transfer of a real checkpoint directory over loopback TCP.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--size-mb 48] [--rates 20,100,1000] [--out results.jsonl]
+    .venv/bin/python benchmarks/bench_pipeline.py [--size-mb 48] [--rates 20,100,1000] [--switch 1.0:10]
+                                                  [--selectors none,lz4-1,rule,model] [--out results.jsonl]
 
 The checkpoint is a CRIU dump (``criu dump --leave-running``) of a Python process holding ``--size-mb`` of
 real heap data, or, without CRIU/root, that process's resident pages as ``pages-1.img``. The receiver
@@ -26,6 +27,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -119,6 +121,7 @@ def run_one(
     rate_mbit: float,
     page_codec: str | None,
     workers: int,
+    switch: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cfg = PipelineConfig(
@@ -134,10 +137,17 @@ def run_one(
     sock = socket.create_connection(listener.getsockname()[:2])
     listener.close()
     cat = directory_catalog(src, CHUNK_BYTES)
-    link = SocketLink(sock, TokenBucket(rate_mbit * 1e6, burst_bytes=64 * 1024))
+    bucket = TokenBucket(rate_mbit * 1e6, burst_bytes=64 * 1024)
+    link = SocketLink(sock, bucket)
+    timer = None
+    if switch is not None:  # the link's rate changes mid-transfer
+        timer = threading.Timer(switch[0], bucket.set_rate, args=(switch[1] * 1e6,))
+        timer.start()
     t_start = time.monotonic()
     rep = send_chunks(iter_directory_chunks(src, cat), link, selector, cfg, hello={"catalog": cat.to_json()})
     link.close()
+    if timer is not None:
+        timer.cancel()
     r = results.get(timeout=600)
     proc.join()
     if not r["ok"]:
@@ -146,10 +156,14 @@ def run_one(
         raise SystemExit("received directory differs from the source")
     busy = {s.name: s.busy_s for s in rep.stages}
     raw = rep.raw_bytes
+    # seconds of transfer at each rate, for the predictions when the rate switched mid-way
+    if switch is not None and rep.total_s > switch[0]:
+        t_tx = switch[0] + (rep.wire_bytes - switch[0] * rate_mbit * 1e6 / 8) / (switch[1] * 1e6 / 8)
+    else:
+        t_tx = float(cm.transfer_time_s(rep.wire_bytes, rate_mbit * 1e6 / 8))
     # seed eqs. 3-7 with the measured per-byte costs: read, compress (spread over the workers), decompress
     p = [busy["read"] / raw, busy["compress"] / raw / workers, r["busy"]["decompress"] / raw / workers]
     t_proc = float(cm.processing_time_s(raw, p))
-    t_tx = float(cm.transfer_time_s(rep.wire_bytes, rate_mbit * 1e6 / 8))
     levels = Counter(f"{c.codec}-{c.level}" for c in rep.chunks)
     return {
         "bench": "pipeline",
@@ -157,6 +171,7 @@ def run_one(
         "selector": selector.name,
         "page_codec": page_codec or "selected",
         "rate_mbit": rate_mbit,
+        "switch": None if switch is None else {"at_s": switch[0], "to_mbit": switch[1]},
         "workers": workers,
         "raw_bytes": raw,
         "wire_bytes": rep.wire_bytes,
@@ -179,8 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--selectors", default="none,lz4-1,rule,model")
     ap.add_argument("--modes", default="serial,pipelined")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--switch", default=None, help="AT_S:TO_MBIT - change the link rate AT_S seconds into each transfer"
+    )
     ap.add_argument("--out", type=argparse.FileType("a"), default=None)
     args = ap.parse_args(argv)
+    switch = None
+    if args.switch:
+        at, _, to = args.switch.partition(":")
+        switch = (float(at), float(to))
     warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         src = args.image_dir or Path(tmp) / "src"
@@ -206,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                             sel = ModelSelector(
                                 profiles, compress_cores=args.workers, bandwidth_hint_Bps=rate * 1e6 / 8
                             )
-                        row = run_one(src, Path(tmp) / "dst", sel, mode, rate, page_codec, args.workers)
+                        row = run_one(
+                            src, Path(tmp) / "dst", sel, mode, rate, page_codec, args.workers, switch
+                        )
                         row["image_method"] = method
                         line = json.dumps(row)
                         print(line, flush=True)

@@ -234,7 +234,11 @@ class ModelSelector:
     """Chooses the codec/level with the highest :func:`effective_rate_Bps` at the current bandwidth.
 
     ``profiles`` come from :func:`measure_profiles` (include ``("none", 0)`` to allow sending raw) and are
-    refined online by :meth:`observe` (EWMA of each level's measured speed and ratio on the real chunks).
+    refined online by :meth:`observe`. What a chunk teaches is applied to *every* profile through two
+    shared factors, EWMAs of observed/profiled compress speed (how much CPU this transfer really gets:
+    contention slows all levels alike) and of observed/profiled ratio (how compressible this data is
+    compared with the profiling sample). Refining only the level in use would leave the others with stale,
+    optimistic numbers and make the choice hop between levels.
     ``hysteresis``: keep the current choice unless another is that fraction faster, so noise in the
     bandwidth estimate does not make the level flap. Before any bandwidth is measured,
     ``bandwidth_hint_Bps`` (e.g. the link's nominal rate, or the last migration's goodput) stands in;
@@ -269,21 +273,29 @@ class ModelSelector:
             raise ValidationError(f"model selector: bandwidth_hint_Bps must be > 0, got {bandwidth_hint_Bps}")
         self.bandwidth_hint_Bps = bandwidth_hint_Bps
         self._index = {p.choice: i for i, p in enumerate(self.profiles)}
-        self._speed = [Ewma(alpha) for _ in self.profiles]
-        self._ratio = [Ewma(alpha) for _ in self.profiles]
-        for i, p in enumerate(self.profiles):
-            self._speed[i].update(p.compress_Bps)
-            self._ratio[i].update(p.ratio)
+        self._cpu = Ewma(alpha)  # observed / profiled compress speed
+        self._data = Ewma(alpha)  # observed / profiled compression ratio
+        self._cpu.update(1.0)
+        self._data.update(1.0)
+        self._speed0 = np.array([p.compress_Bps for p in self.profiles], dtype=float)
+        self._ratio0 = np.array([p.ratio for p in self.profiles], dtype=float)
+        self._is_none = np.array([p.codec == "none" for p in self.profiles])
         self.current: int | None = None
 
     @property
     def name(self) -> str:
         return "model"
 
+    def _estimates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current (compress speed, ratio) of every profile; ``none`` is never scaled."""
+        cpu, data = float(self._cpu.value or 1.0), float(self._data.value or 1.0)
+        speed = np.where(self._is_none, self._speed0, self._speed0 * cpu)
+        ratio = np.where(self._is_none, self._ratio0, self._ratio0 * data)
+        return speed, ratio
+
     def rates_Bps(self, bandwidth_Bps: float) -> np.ndarray:
         """Effective rate of every profile at ``bandwidth_Bps`` (same order as ``profiles``)."""
-        speed = np.array([e.value for e in self._speed], dtype=float)
-        ratio = np.array([e.value for e in self._ratio], dtype=float)
+        speed, ratio = self._estimates()
         dec = np.array([p.decompress_Bps for p in self.profiles], dtype=float)
         return effective_rate_Bps(
             speed, dec, ratio, bandwidth_Bps, self.compress_cores, self.decompress_cores
@@ -295,7 +307,7 @@ class ModelSelector:
             compressing = [i for i, p in enumerate(self.profiles) if p.codec != "none"] or list(
                 range(len(self.profiles))
             )
-            best = max(compressing, key=lambda i: self._speed[i].value or 0.0)
+            best = max(compressing, key=lambda i: float(self._speed0[i]))
         else:
             rates = self.rates_Bps(bw)
             best = int(np.argmax(rates))
@@ -307,15 +319,14 @@ class ModelSelector:
 
     def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None:
         i = self._index.get(choice)
-        if i is None or raw_bytes <= 0:
+        if i is None or raw_bytes <= 0 or self._is_none[i]:
             return
-        self._ratio[i].update(compressed_bytes / raw_bytes)
+        self._data.update((compressed_bytes / raw_bytes) / float(self._ratio0[i]))
         if compress_s > 0:
-            self._speed[i].update(raw_bytes / compress_s)
+            self._cpu.update((raw_bytes / compress_s) / float(self._speed0[i]))
 
     def profile(self, choice: Choice) -> CodecProfile:
         """The current (online-refined) estimate for ``choice``."""
         i = self._index[choice]
-        return replace(
-            self.profiles[i], compress_Bps=float(self._speed[i].value), ratio=float(self._ratio[i].value)
-        )
+        speed, ratio = self._estimates()
+        return replace(self.profiles[i], compress_Bps=float(speed[i]), ratio=float(ratio[i]))
