@@ -175,3 +175,25 @@ def test_evaluate_counts_infeasible_actions_and_checks_seeds() -> None:
     assert res.infeasible_actions > 0 and res.lengths.tolist() == [32, 32, 32]
     with pytest.raises(ValidationError):
         evaluate(AlwaysNodeZero(), small_env, 2, seeds=[1])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_smoke_on_the_real_ppcm_env(tmp_path: Path) -> None:
+    """The trainer runs on ``edgemigrate/PPCM-v0`` with DEP_SOFT demonstrations and yields a project Policy."""
+    from edgemigrate.envs.ppcm import PPCMEnv
+    from edgemigrate.policies.base import Policy, make_policy
+
+    cfg = dataclasses.replace(
+        SMALL, total_timesteps=128, num_envs=2, num_steps=64, demo_episodes=1, bc_epochs=1, update_epochs=1
+    )
+    res = train(lambda: PPCMEnv("ppcm-paper"), cfg, expert=make_policy("dep_soft", seed=0), out_dir=tmp_path)
+    assert res.demo_mean_return is not None and res.demo_mean_return < 0
+    policy = PPCMPolicy.load(res.checkpoint_dir)
+    assert isinstance(policy, Policy)
+    env = PPCMEnv("ppcm-paper")
+    obs, info = env.reset(seed=7)
+    for _ in range(50):
+        a = policy.act(obs, info)
+        assert obs["action_mask"][a] == 1
+        obs, _, term, trunc, info = env.step(a)
+        assert not (term or trunc)
