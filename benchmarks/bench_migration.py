@@ -8,7 +8,8 @@ host and migrates it to edge2. One JSON line per run (stdout and ``--out``)::
      "downtime_s": ..., "total_s": ..., "final_round_bytes": ..., "full_checkpoint_bytes": ..., ...}
 
 ``downtime_s`` is the client-observed downtime (largest gap between replies of the 10 ms probe).
-The podman baseline (``strategy: "podman"``) is ``podman container checkpoint --export`` on the source,
+The podman baseline (``strategy: "podman"``) is ``podman container checkpoint --export`` on the source
+(``--podman-compress``, default zstd like podman itself; the engine sends pages uncompressed),
 a copy of the archive over the same shaped link, and ``podman container restore --import`` on the
 destination (same service IP move and CRIU lock-rule copy as the engine, so TCP clients survive).
 
@@ -121,7 +122,7 @@ def _copy_over_link(c: LocalCluster, src_path: Path, dst_path: Path) -> None:
     srv.close()
 
 
-def run_podman(c: LocalCluster, resident_mb: float) -> dict[str, Any]:
+def run_podman(c: LocalCluster, resident_mb: float, compress: str = "zstd") -> dict[str, Any]:
     tb = c.tb
     work = Path(tempfile.mkdtemp(prefix="em-podman-", dir="/dev/shm"))
     conf = work / "containers.conf"
@@ -162,7 +163,8 @@ def run_podman(c: LocalCluster, resident_mb: float) -> dict[str, Any]:
         probe = _probe(c, ip, PODMAN_PORT)
         archive, received = work / "checkpoint.tar", work / "received.tar"
         t0 = time.perf_counter()
-        _podman("container", "checkpoint", "--export", str(archive), "--tcp-established", name, netns=src_ns)
+        _podman("container", "checkpoint", "--export", str(archive), "--compress", compress, "--tcp-established",
+                name, netns=src_ns)
         t1 = time.perf_counter()
         _copy_over_link(c, archive, received)
         t2 = time.perf_counter()
@@ -181,7 +183,7 @@ def run_podman(c: LocalCluster, resident_mb: float) -> dict[str, Any]:
         return {"downtime_s": round(res.max_gap_s, 4), "total_s": round(t3 - t0, 4), "final_round_bytes": size,
                 "full_checkpoint_bytes": size, "frozen_window_s": round(t3 - t0, 4),
                 "checkpoint_s": round(t1 - t0, 4), "copy_s": round(t2 - t1, 4), "restore_s": round(t3 - t2, 4),
-                "bytes_per_round": [size], "n_rounds": 1,
+                "bytes_per_round": [size], "n_rounds": 1, "podman_compress": compress,
                 "state_intact": bool(res.monotonic and not res.jumps and res.error is None)}
     finally:
         _podman("rm", "-f", name, check=False)
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtt-ms", type=float, action="append", help=f"repeatable; default {RTTS_MS}")
     ap.add_argument("--resident-mb", type=float, default=200.0, help="static resident memory of the counter")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--podman-compress", choices=["zstd", "gzip", "none"], default="zstd",
+                    help="archive compression of the podman baseline (podman's default: zstd)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     for rep in range(args.repeats):
                         if strategy == "podman":
-                            m = run_podman(c, args.resident_mb)
+                            m = run_podman(c, args.resident_mb, args.podman_compress)
                         else:
                             m = run_engine(c, args.service, strategy, args.resident_mb)
                         line = {"bench": "migration", "service": args.service, "strategy": strategy,
