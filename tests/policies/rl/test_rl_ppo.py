@@ -15,7 +15,7 @@ import torch
 from edgemigrate.core.errors import ConfigError, DataFormatError, ValidationError
 from edgemigrate.policies.rl.agent import PPCMPolicy
 from edgemigrate.policies.rl.evaluate import evaluate
-from edgemigrate.policies.rl.ppo import PPOConfig, TrainResult, train
+from edgemigrate.policies.rl.ppo import PPOConfig, TrainResult, _new_run_dir, train
 from edgemigrate.policies.rl.toyenv import InfoExpert, LayerOverlapEnv, RandomMaskedPolicy
 from edgemigrate.policies.rl.trainlog import COLUMNS
 
@@ -110,7 +110,8 @@ def test_bc_warm_start_imitates_expert_and_demo_share_decays(tmp_path: Path, agr
 
 def test_same_seed_same_training(tmp_path: Path) -> None:
     cfg = dataclasses.replace(SMALL, total_timesteps=2 * SMALL.batch_size, demo_episodes=2, bc_epochs=2)
-    runs = [train(small_env, cfg, expert=InfoExpert(), out_dir=tmp_path / str(i)) for i in range(2)]
+    runs = [train(small_env, cfg, expert=InfoExpert(), out_dir=tmp_path) for i in range(2)]  # same out_dir
+    assert runs[0].run_dir != runs[1].run_dir
     other = train(small_env, dataclasses.replace(cfg, seed=2), expert=InfoExpert(), out_dir=tmp_path / "2")
     assert runs[0].rows == runs[1].rows
     a, b, c = (r.policy.model.state_dict() for r in (*runs, other))
@@ -135,6 +136,12 @@ def test_async_vector_env_and_ablation_networks(tmp_path: Path) -> None:
         type(loaded.model.actor).__name__ == "MLPActor" and type(loaded.model.critic).__name__ == "MLPCritic"
     )
     assert res.global_steps == 64
+
+
+def test_parallel_runs_with_the_same_name_get_distinct_directories(tmp_path: Path) -> None:
+    first = _new_run_dir(tmp_path / "runs", "toy__ppo__1__1700000000")
+    second = _new_run_dir(tmp_path / "runs", "toy__ppo__1__1700000000")
+    assert first.is_dir() and second.is_dir() and second.name == "toy__ppo__1__1700000000-2"
 
 
 def test_config_errors() -> None:

@@ -17,7 +17,7 @@ from edgemigrate.policies.rl.agent import ActorCritic, index_obs, obs_to_torch
 from edgemigrate.policies.rl.networks import OBS_KEYS
 
 if TYPE_CHECKING:
-    from edgemigrate.policies.rl.evaluate import ActingPolicy
+    from edgemigrate.policies.base import Policy
 
 EnvFn = Callable[[], gym.Env[Any, Any]]
 
@@ -38,7 +38,7 @@ class Demonstrations:
 
 
 def collect_demonstrations(
-    env_fn: EnvFn, expert: ActingPolicy, episodes: int, seed: int, gamma: float
+    env_fn: EnvFn, expert: Policy, episodes: int, seed: int, gamma: float
 ) -> Demonstrations:
     """Algorithm 1 lines 4-8: the expert plays ``episodes`` episodes; store its (s, a, r) and returns."""
     env = env_fn()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -15,15 +15,8 @@ from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ValidationError
 
-
-class ActingPolicy(Protocol):
-    """Structural twin of the project ``Policy`` protocol (``policies/base.py``)."""
-
-    name: str
-
-    def reset(self, seed: int | None) -> None: ...
-
-    def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int: ...
+if TYPE_CHECKING:  # the protocol module imports the simulator; only the type is needed here
+    from edgemigrate.policies.base import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +40,7 @@ class EvalResult:
 
 
 def evaluate(
-    policy: ActingPolicy,
+    policy: Policy,
     env_fn: Callable[[], gym.Env[Any, Any]],
     episodes: int,
     seeds: Sequence[int] | None = None,

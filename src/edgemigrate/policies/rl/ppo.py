@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -54,10 +54,12 @@ from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
 from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, index_obs, obs_to_torch
 from edgemigrate.policies.rl.demos import Demonstrations, behaviour_cloning, collect_demonstrations
-from edgemigrate.policies.rl.evaluate import ActingPolicy
 from edgemigrate.policies.rl.networks import OBS_KEYS, ObsDims
 from edgemigrate.policies.rl.normalize import RewardScaler
 from edgemigrate.policies.rl.trainlog import TrainLog
+
+if TYPE_CHECKING:
+    from edgemigrate.policies.base import Policy
 
 log = logging.getLogger(__name__)
 EnvFn = Callable[[], gym.Env[Any, Any]]
@@ -224,6 +226,19 @@ def _make_envs(env_fn: EnvFn, cfg: PPOConfig) -> gym.vector.VectorEnv[Any, Any, 
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
+def _new_run_dir(out_dir: Path, name: str) -> Path:
+    """Create ``out_dir/name`` atomically; if a parallel run took the name in the same second, add ``-2``, ..."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        path = out_dir / (name if i == 1 else f"{name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ValidationError(f"{out_dir}: could not find a free run directory name for {name}")
+
+
 def _set_threads(n: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(n)  # inherited by AsyncVectorEnv workers
     torch.set_num_threads(n)
@@ -236,7 +251,7 @@ def _set_threads(n: int) -> None:
 def train(
     env_fn: EnvFn,
     cfg: PPOConfig = PPOConfig(),
-    expert: ActingPolicy | None = None,
+    expert: Policy | None = None,
     out_dir: str | Path = "runs",
     *,
     scenario: str = "custom",
@@ -247,9 +262,8 @@ def train(
     torch.manual_seed(cfg.seed)
     seeds = SeedTree(cfg.seed)
     algo = algo or ("ppcm" if expert is not None and cfg.demo_episodes > 0 else "ppo")
-    run_name = f"{scenario}__{algo}__{cfg.seed}__{int(time.time())}"
-    run_dir = Path(out_dir) / run_name
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = _new_run_dir(Path(out_dir), f"{scenario}__{algo}__{cfg.seed}__{int(time.time())}")
+    run_name = run_dir.name
 
     envs = _make_envs(env_fn, cfg)
     dims = ObsDims.from_space(envs.single_observation_space)

@@ -60,7 +60,9 @@ class TrainLog:
             ("mean_episode_reward", "mean episode reward"),
         )
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.84, wspace=0.25)  # constrained layout: ~1.5 s
+        fig.subplots_adjust(
+            left=0.06, right=0.99, bottom=0.16, top=0.84, wspace=0.25
+        )  # constrained layout: ~1.5 s
         for ax, (key, label) in zip(axes, panels, strict=True):
             pts = [
                 (xi, float(r[key]))
