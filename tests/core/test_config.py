@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.config import apply_overrides, load_into, parse_override
+from edgemigrate.core.errors import ConfigError
 from edgemigrate.scenarios.scenario import Scenario, load_scenario
 
 

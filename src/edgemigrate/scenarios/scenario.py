@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edgemigrate.core.config import apply_overrides, load_into, read_toml
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError
 from edgemigrate.core.geo import Area, LocalProjection
 from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
-from edgemigrate.core.config import apply_overrides, load_into, read_toml
 from edgemigrate.model.images import ImageCatalog
 from edgemigrate.model.nodes import BaseStations, CloudNode, EdgeNodes
 from edgemigrate.model.topology import Backhaul, manhattan_grid, mst, three_tier
