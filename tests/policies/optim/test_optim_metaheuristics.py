@@ -104,3 +104,20 @@ def test_bad_inputs_raise_validation_error(tight: LayerAssignmentProblem) -> Non
         SOLVERS["ga"][1].__class__(pop_size=2)
     with pytest.raises(ValidationError):
         brute_force(tight)
+
+
+@pytest.mark.parametrize("algo", ["ga", "de", "pso"])
+def test_one_task_steps_are_solved_exactly_by_enumeration(algo: str) -> None:
+    prob = LayerAssignmentProblem.random(1, 9, np.random.default_rng(5), capacity_per_node=1)
+    fn, cfg = SOLVERS[algo]
+    res = fn(prob, cfg, seed=0)
+    assert res.evaluations <= prob.n_choices + 1
+    assert res.cost == pytest.approx(brute_force(prob)[1])
+
+
+def test_patience_stops_a_converged_search_early(tight: LayerAssignmentProblem) -> None:
+    fn, cfg = SOLVERS["pso"]
+    short = fn(tight, dataclasses.replace(cfg, generations=200, patience=5, polish=False), seed=0)
+    full = fn(tight, dataclasses.replace(cfg, generations=200, patience=None, polish=False), seed=0)
+    assert len(short.history) < len(full.history) == 201
+    assert short.cost <= short.greedy_cost

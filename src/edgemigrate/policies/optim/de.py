@@ -16,7 +16,14 @@ from typing import Literal
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.policies.optim.common import OptimResult, _Counter, initial_population, local_search
+from edgemigrate.policies.optim.common import (
+    OptimResult,
+    _Counter,
+    enumerate_if_tiny,
+    initial_population,
+    local_search,
+    stalled,
+)
 from edgemigrate.policies.optim.problem import AssignmentProblem
 
 
@@ -29,6 +36,7 @@ class DEConfig:
     strategy: Literal["rand1", "best1"] = "rand1"
     greedy_share: float = 0.3
     polish: bool = True
+    patience: int | Literal["auto"] | None = "auto"  # generations without improvement before stopping
 
     def __post_init__(self) -> None:
         if self.pop_size < 4 or self.generations < 0 or self.strategy not in ("rand1", "best1"):
@@ -41,6 +49,9 @@ class DEConfig:
 
 def de(problem: AssignmentProblem, cfg: DEConfig = DEConfig(), seed: int = 0) -> OptimResult:
     """Minimise ``problem.evaluate`` with discrete DE/{rand,best}/1/bin; deterministic per ``seed``."""
+    tiny = enumerate_if_tiny(problem, cfg.pop_size, "de")
+    if tiny is not None:
+        return tiny
     rng = np.random.default_rng(seed)
     evaluate = _Counter(problem)
     k, p = problem.n_tasks, cfg.pop_size
@@ -60,6 +71,8 @@ def de(problem: AssignmentProblem, cfg: DEConfig = DEConfig(), seed: int = 0) ->
         better = trial_cost <= cost
         pop[better], cost[better] = trial[better], trial_cost[better]
         history.append(float(cost.min()))
+        if stalled(history, cfg.patience, problem.n_tasks):
+            break
     best = int(np.argmin(cost))
     x, c = pop[best].copy(), float(cost[best])
     if cfg.polish:

@@ -7,11 +7,19 @@ start, optional local-search polish (see :mod:`edgemigrate.policies.optim.common
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.policies.optim.common import OptimResult, _Counter, initial_population, local_search
+from edgemigrate.policies.optim.common import (
+    OptimResult,
+    _Counter,
+    enumerate_if_tiny,
+    initial_population,
+    local_search,
+    stalled,
+)
 from edgemigrate.policies.optim.problem import AssignmentProblem
 
 
@@ -26,6 +34,7 @@ class GAConfig:
     elite: int = 2
     greedy_share: float = 0.3
     polish: bool = True
+    patience: int | Literal["auto"] | None = "auto"  # generations without improvement before stopping
 
     def __post_init__(self) -> None:
         if self.pop_size < 4 or self.generations < 0 or not 1 <= self.elite < self.pop_size:
@@ -36,6 +45,9 @@ class GAConfig:
 
 def ga(problem: AssignmentProblem, cfg: GAConfig = GAConfig(), seed: int = 0) -> OptimResult:
     """Minimise ``problem.evaluate`` with a GA; deterministic for a given ``seed``."""
+    tiny = enumerate_if_tiny(problem, cfg.pop_size, "ga")
+    if tiny is not None:
+        return tiny
     rng = np.random.default_rng(seed)
     evaluate = _Counter(problem)
     k, m = problem.n_tasks, problem.n_choices
@@ -65,6 +77,8 @@ def ga(problem: AssignmentProblem, cfg: GAConfig = GAConfig(), seed: int = 0) ->
         pop = np.concatenate([pop[elite], child])
         cost = np.concatenate([cost[elite], child_cost])
         history.append(float(cost.min()))
+        if stalled(history, cfg.patience, problem.n_tasks):
+            break
     best = int(np.argmin(cost))
     x, c = pop[best].copy(), float(cost[best])
     if cfg.polish:

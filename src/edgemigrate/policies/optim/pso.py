@@ -11,11 +11,19 @@ stays. Positions are repaired; greedy-seeded swarm; optional polish.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.policies.optim.common import OptimResult, _Counter, initial_population, local_search
+from edgemigrate.policies.optim.common import (
+    OptimResult,
+    _Counter,
+    enumerate_if_tiny,
+    initial_population,
+    local_search,
+    stalled,
+)
 from edgemigrate.policies.optim.problem import AssignmentProblem
 
 
@@ -28,6 +36,7 @@ class PSOConfig:
     c_global: float = 0.1  # per-gene probability of copying the global best
     greedy_share: float = 0.3
     polish: bool = True
+    patience: int | Literal["auto"] | None = "auto"  # generations without improvement before stopping
 
     def __post_init__(self) -> None:
         if self.pop_size < 2 or self.generations < 0:
@@ -40,6 +49,9 @@ class PSOConfig:
 
 def pso(problem: AssignmentProblem, cfg: PSOConfig = PSOConfig(), seed: int = 0) -> OptimResult:
     """Minimise ``problem.evaluate`` with jumping PSO; deterministic for a given ``seed``."""
+    tiny = enumerate_if_tiny(problem, cfg.pop_size, "pso")
+    if tiny is not None:
+        return tiny
     rng = np.random.default_rng(seed)
     evaluate = _Counter(problem)
     k, m, p = problem.n_tasks, problem.n_choices, cfg.pop_size
@@ -60,6 +72,8 @@ def pso(problem: AssignmentProblem, cfg: PSOConfig = PSOConfig(), seed: int = 0)
         pbest[better], pbest_cost[better] = x[better], cost[better]
         g = int(np.argmin(pbest_cost))
         history.append(float(pbest_cost[g]))
+        if stalled(history, cfg.patience, problem.n_tasks):
+            break
     best, c = pbest[g].copy(), float(pbest_cost[g])
     if cfg.polish:
         best, c = local_search(problem, best, c, evaluate)
