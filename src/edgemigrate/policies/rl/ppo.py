@@ -8,7 +8,7 @@
    the mask forbids are dropped.
 2. **Behaviour-cloning warm start**: ``bc_epochs`` of minibatch cross-entropy of the masked actor on the expert's
    actions, and (so PPO does not start from a random critic that would wreck the cloned actor) regression of the
-   critic on the demonstrations' normalised returns.
+   critic on the demonstrations' normalised returns. (Steps 1-2 live in :mod:`edgemigrate.policies.rl.demos`.)
 3. **PPO** (eqs. 23-25): ``num_envs`` Gymnasium vector envs (``SyncVectorEnv``; ``AsyncVectorEnv`` with
    ``async_envs``) in same-step autoreset mode, rollouts of ``num_steps``, GAE(``gamma``, ``gae_lambda``),
    ``update_epochs`` epochs of clipped-surrogate minibatch updates with value clipping, entropy bonus and
@@ -21,12 +21,13 @@
 
 Rewards are ``-T_k`` in seconds and can be large, so with ``normalize_reward`` they are divided by the running
 standard deviation of the discounted return (per env), as Gymnasium's ``NormalizeReward`` / SB3's ``VecNormalize``
-do; the statistics are primed with the demonstrations' rewards. Seeding: ``torch.manual_seed(seed)``, the vector
+do; the statistics are primed with the demonstrations' discounted returns. Seeding: ``torch.manual_seed(seed)``, the vector
 env reset with ``seed`` (env ``i`` gets ``seed + i``), demonstration episodes with ``seed + 100_000 + i``, NumPy
 draws from ``SeedTree(seed)``. torch and OpenMP run single-threaded (``torch_threads``; 2 threads on a 2-core
 machine made PPO 5-80x slower, issue 5).
 
-Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/``: ``train.csv`` (policy loss, value loss,
+Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/`` (``-2``, ``-3``... appended when parallel
+runs start in the same second): ``train.csv`` (policy loss, value loss,
 entropy, KL, clip fraction, BC loss, demo share, mean episode reward per update), ``train.png`` (seed fig. 7),
 ``config.json`` and ``checkpoint/`` (loadable with :meth:`PPCMPolicy.load`).
 """
