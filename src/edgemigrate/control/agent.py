@@ -359,8 +359,10 @@ class Agent:
         for old in inc.rounds[:-1]:
             shutil.rmtree(old, ignore_errors=True)
         inc.rounds = [*inc.rounds[-1:], out]
-        inc.sess.round_verified(rx.received_bytes, time.perf_counter() - t0)
+        events = inc.sess.round_verified(rx.received_bytes, time.perf_counter() - t0)
         await self._flush(inc)
+        for ev in events:  # a pipelined RESTORE of the final round
+            await self._dest_event(inc, ev)
 
     async def _restore(self, inc: _Incoming, ev: RestoreRequested) -> None:
         assert inc.spec is not None and inc.bundle is not None

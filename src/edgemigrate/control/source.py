@@ -218,11 +218,9 @@ class _Migration:
             self._journal(SessionPhase.FROZEN)
             self.sess.mark_frozen()
             t_freeze = time.perf_counter()
-            await self._round(prev, final=True)
+            await self._round(prev, final=True)  # includes the (pipelined) restore request
             assert self.rules_task is not None
             rules = await self.rules_task
-            self.sess.send_restore(rules)
-            await self._flush()
             ev = await self._next_event(self.timeout_s + 30.0)
             if not isinstance(ev, Restored):
                 raise self._abort(f"unexpected {ev!r}")
@@ -277,6 +275,9 @@ class _Migration:
             except _FailedError:
                 raise
             raise self._abort(f"round {k}: data connection to {self.to_host} failed: {exc!r}") from None
+        if final:  # pipelined: the destination restores as soon as it has verified this round
+            self.sess.send_restore([])
+            await self._flush()
         ev = await self._next_event(self.timeout_s + 30.0)
         if not isinstance(ev, RoundVerified) or ev.round_index != k:
             raise self._abort(f"round {k}: unexpected {ev!r}")

@@ -266,3 +266,26 @@ def test_lock_rules_travel_only_with_the_final_round() -> None:
     msg = codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(1, False).to_dict(), netfilter_rules=["x"])
     (ev,) = dst2.receive_data(msg)
     assert isinstance(ev, Aborted) and "only in the final round" in ev.reason
+
+
+def test_pipelined_restore_saves_a_round_trip() -> None:
+    src, dst = _to_ready(1)
+    src.send_round(_manifest(2, True), ["-A INPUT -j DROP"])
+    src.send_restore([])  # before the final ROUND_OK
+    assert src.state is SourceState.RESTORE_SENT
+    _, d_ev = _pump(src, dst)
+    assert isinstance(d_ev[0], RoundAnnounced) and len(d_ev) == 1  # RESTORE waits for the verification
+    (ev,) = dst.round_verified(4, 0.0)
+    assert ev == RestoreRequested(2, ()) and dst.state is DestState.RESTORING
+    dst.restored(7, 0.1)
+    s_ev, d_ev = _pump(src, dst)
+    assert s_ev == [RoundVerified(2, 4, 0.0, True), Restored(7, 0.1), Finished("s1")]
+    assert d_ev == [Committed("s1")]
+
+
+def test_restored_before_final_round_ok_is_a_protocol_error() -> None:
+    src, dst = _to_ready(1)
+    src.send_round(_manifest(2, True))
+    src.send_restore([])
+    (ev,) = src.receive_data(codec.encode(MsgType.RESTORED, session="s1", pid=1, restore_s=0.0))
+    assert isinstance(ev, Failed) and ev.in_doubt and ev.resume_at_source

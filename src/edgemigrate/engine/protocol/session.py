@@ -165,6 +165,7 @@ class SourceSession(_Base):
         self.state = SourceState.IDLE
         self.frozen = False
         self.rounds_sent = 0
+        self._final_ack_pending = False
 
     @property
     def past_point_of_no_return(self) -> bool:
@@ -199,7 +200,10 @@ class SourceSession(_Base):
         self.frozen = True
 
     def send_restore(self, netfilter_rules: list[str]) -> None:
-        self._require(SourceState.FINAL_VERIFIED, action="request the restore")
+        """Ask for the restore. Allowed right after the final round (pipelined: the destination restores as
+        soon as it has verified that round, saving a round trip) or after its ``ROUND_OK``."""
+        self._require(SourceState.FINAL_SENT, SourceState.FINAL_VERIFIED, action="request the restore")
+        self._final_ack_pending = self.state is SourceState.FINAL_SENT
         self._send(MsgType.RESTORE, round=self.rounds_sent, netfilter_rules=list(netfilter_rules))
         self.state = SourceState.RESTORE_SENT
 
@@ -264,13 +268,18 @@ class SourceSession(_Base):
         if m.type is MsgType.HELLO_OK and st is SourceState.HELLO_SENT:
             self.state = SourceState.READY
             return [PeerReady(self.session)]
+        if m.type is MsgType.ROUND_OK and st is SourceState.RESTORE_SENT and self._final_ack_pending:
+            if m.body["round"] != self.rounds_sent:
+                raise ProtocolError(f"ROUND_OK for round {m.body['round']}, expected {self.rounds_sent}")
+            self._final_ack_pending = False
+            return [RoundVerified(self.rounds_sent, m.body["received_bytes"], float(m.body["rebuild_s"]), True)]
         if m.type is MsgType.ROUND_OK and st in (SourceState.ROUND_SENT, SourceState.FINAL_SENT):
             if m.body["round"] != self.rounds_sent:
                 raise ProtocolError(f"ROUND_OK for round {m.body['round']}, expected {self.rounds_sent}")
             final = st is SourceState.FINAL_SENT
             self.state = SourceState.FINAL_VERIFIED if final else SourceState.READY
             return [RoundVerified(self.rounds_sent, m.body["received_bytes"], float(m.body["rebuild_s"]), final)]
-        if m.type is MsgType.RESTORED and st is SourceState.RESTORE_SENT:
+        if m.type is MsgType.RESTORED and st is SourceState.RESTORE_SENT and not self._final_ack_pending:
             # ---- POINT OF NO RETURN: the destination runs the service; the source copy may now go ----
             self.state = SourceState.COMMITTED
             self._send(MsgType.COMMIT)
@@ -290,6 +299,7 @@ class DestSession(_Base):
         self.manifest: Manifest | None = None
         self.rounds_verified = 0
         self._first = True
+        self._pending_restore: RestoreRequested | None = None
 
     def _require(self, *states: DestState, action: str) -> None:
         if self.state not in states:
@@ -300,12 +310,18 @@ class DestSession(_Base):
         self._send(MsgType.HELLO_OK)
         self.state = DestState.READY
 
-    def round_verified(self, received_bytes: int, rebuild_s: float) -> None:
+    def round_verified(self, received_bytes: int, rebuild_s: float) -> list[DestEvent]:
+        """Confirm the current round; returns a :class:`RestoreRequested` if the source already asked."""
         self._require(DestState.RECEIVING, action="confirm a round")
         assert self.manifest is not None
         self.rounds_verified = self.manifest.round_index
         self._send(MsgType.ROUND_OK, round=self.manifest.round_index, received_bytes=received_bytes, rebuild_s=rebuild_s)
         self.state = DestState.FINAL_VERIFIED if self.manifest.final else DestState.READY
+        if self._pending_restore is not None:
+            ev, self._pending_restore = self._pending_restore, None
+            self.state = DestState.RESTORING
+            return [ev]
+        return []
 
     def restored(self, pid: int, restore_s: float) -> None:
         self._require(DestState.RESTORING, action="report a restore")
@@ -376,14 +392,21 @@ class DestSession(_Base):
             self.manifest = manifest
             self.state = DestState.RECEIVING
             return [RoundAnnounced(manifest, tuple(rules))]
-        if m.type is MsgType.RESTORE and st is DestState.FINAL_VERIFIED:
-            if m.body["round"] != self.rounds_verified:
-                raise ProtocolError(f"RESTORE of round {m.body['round']}, last verified {self.rounds_verified}")
+        pipelined = (m.type is MsgType.RESTORE and st is DestState.RECEIVING and self.manifest is not None
+                     and self.manifest.final and self._pending_restore is None)
+        if m.type is MsgType.RESTORE and (st is DestState.FINAL_VERIFIED or pipelined):
+            expected = self.manifest.round_index if pipelined and self.manifest else self.rounds_verified
+            if m.body["round"] != expected:
+                raise ProtocolError(f"RESTORE of round {m.body['round']}, expected {expected}")
             rules = m.body["netfilter_rules"]
             if not all(isinstance(r, str) for r in rules):
                 raise ProtocolError("RESTORE.netfilter_rules: expected strings")
+            ev = RestoreRequested(expected, tuple(rules))
+            if pipelined:  # acted on once the final round is verified (round_verified returns it)
+                self._pending_restore = ev
+                return []
             self.state = DestState.RESTORING
-            return [RestoreRequested(self.rounds_verified, tuple(rules))]
+            return [ev]
         if m.type is MsgType.COMMIT and st is DestState.RESTORED:
             self.state = DestState.DONE
             self._send(MsgType.DONE)
