@@ -45,19 +45,19 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
         return load_into(hint, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        targs = get_args(hint)
+        if len(targs) == 2 and targs[1] is Ellipsis:
+            return tuple(_convert(v, targs[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(targs) != len(value):
+            raise ConfigError(f"{where}: expected {len(targs)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(targs, value, strict=True)))
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -137,7 +137,7 @@ def apply_overrides(table: dict[str, Any], overrides: list[str], cls: type) -> d
                 node[part] = value
             else:
                 hint = get_type_hints(hint_cls)[part]
-                if not dataclasses.is_dataclass(hint):
+                if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
                     raise ConfigError(f"--set {where}: is a value, not a table")
                 node = node.setdefault(part, {})
                 hint_cls = hint

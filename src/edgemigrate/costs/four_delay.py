@@ -99,4 +99,5 @@ def backhaul_delay_s(task_bytes: ArrayLike, backhaul_bps: ArrayLike, backhaul_s_
 
 def total_delay_s(s: ArrayLike, c: ArrayLike, p: ArrayLike, b: ArrayLike) -> F64:
     """Eq. (10): T_k = S + C + P + B."""
-    return np.asarray(s, dtype=np.float64) + c + p + b
+    return (np.asarray(s, dtype=np.float64) + np.asarray(c, dtype=np.float64) + np.asarray(p, dtype=np.float64)
+            + np.asarray(b, dtype=np.float64))

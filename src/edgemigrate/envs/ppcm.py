@@ -42,7 +42,7 @@ NODE_FEATURES = 12
 TASK_FEATURES = 9
 
 
-class PPCMEnv(gym.Env[dict[str, NDArray], int]):
+class PPCMEnv(gym.Env):  # type: ignore[type-arg]
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Scenario = "ppcm-paper", overrides: list[str] | None = None,
@@ -55,14 +55,14 @@ class PPCMEnv(gym.Env[dict[str, NDArray], int]):
         self.n_nodes = w.n_nodes
         self.n_layers = w.catalog.n_layers
         n1 = self.n_nodes + 1
-        self.observation_space = spaces.Dict({
+        self.observation_space: spaces.Dict = spaces.Dict({
             "nodes": spaces.Box(-np.inf, np.inf, (n1, NODE_FEATURES), np.float32),
             "node_layers": spaces.Box(0.0, 1.0, (n1, self.n_layers), np.float32),
             "task": spaces.Box(-np.inf, np.inf, (TASK_FEATURES,), np.float32),
             "task_layers": spaces.Box(0.0, 1.0, (self.n_layers,), np.float32),
             "action_mask": spaces.Box(0, 1, (n1,), np.int8),
         })
-        self.action_space = spaces.Discrete(n1)
+        self.action_space: spaces.Discrete = spaces.Discrete(n1)
         xy = w.nodes.xy_m
         self._centre = xy.mean(axis=0)
         self._scale_m = max(float(np.ptp(xy, axis=0).max()), 1000.0)

@@ -65,7 +65,7 @@ def ppo_config(algo: str, train_steps: int, seed: int = 1) -> Any:
     from edgemigrate.policies.rl.ppo import PPOConfig
 
     base: dict[str, Any] = {"total_timesteps": int(train_steps), "seed": seed}
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "ppcm": {},
         "ppo": {"demo_episodes": 0},
         "ppcm_mlp_actor": {"actor": "mlp"},

@@ -50,7 +50,7 @@ class BatchPolicy:
 POLICIES: Registry[type] = Registry("policy")
 
 
-def make_policy(name: str, seed: int | None = None, **kwargs: Any) -> Policy:
+def make_policy(name: str, seed: int | None = None, **kwargs: Any) -> BatchPolicy:
     """Build a registered policy by name (``edgemigrate scenarios`` lists them)."""
     import edgemigrate.policies.heuristics  # noqa: F401  (registers the built-ins)
     import edgemigrate.policies.search  # noqa: F401

@@ -16,6 +16,7 @@ The simulator then applies the chosen assignment and charges the exact eqs. 1-10
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -65,8 +66,8 @@ class Metaheuristic(BatchPolicy):
     def __init__(self, seed: int | None = None, **cfg: Any) -> None:
         super().__init__(seed)
         solver, default = SOLVERS[self.algo]
-        self._solver = solver
-        self._cfg = type(default)(**{**{f: getattr(default, f) for f in default.__dataclass_fields__}, **cfg})
+        self._solver: Any = solver
+        self._cfg = dataclasses.replace(default, **cfg)  # type: ignore[type-var]
 
     def decide(self, view: SimView, tasks: NDArray[np.int64]) -> NDArray[np.int64]:
         problem = problem_from_view(view, tasks)

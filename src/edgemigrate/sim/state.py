@@ -49,7 +49,7 @@ class TaskTable:
         while cap < need:
             cap *= 2
         for k, (t, fill) in TASK_FIELDS.items():
-            arr = np.full(cap, fill, dtype=t)
+            arr: NDArray = np.full(cap, fill, dtype=t)
             arr[: self.capacity] = self.cols[k]
             self.cols[k] = arr
         self.capacity = cap

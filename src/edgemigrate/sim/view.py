@@ -91,7 +91,8 @@ class SimView:
         t = sim.tasks
         alive = t.alive_ids()
         alive = alive[t.node[alive] >= 0]
-        return np.bincount(t.node[alive], weights=t.data_bytes[alive], minlength=sim.world.n_nodes + 1)
+        out = np.bincount(t.node[alive], weights=t.data_bytes[alive], minlength=sim.world.n_nodes + 1)
+        return out.astype(np.float64)
 
     def layer_present(self) -> NDArray[np.bool_]:
         """(N+1, L): layer present or already downloading on each node."""
