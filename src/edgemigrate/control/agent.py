@@ -109,10 +109,15 @@ class Agent:
     async def start(self) -> None:
         await asyncio.to_thread(self.recover)
         ip, port = self.cfg.listen_ip, self.cfg.port
-        self._servers = [
-            await asyncio.start_server(self._on_control, ip, port, ssl=self.server_ctx),
-            await asyncio.start_server(self._on_data, ip, self.cfg.data_port, ssl=self.server_ctx, limit=4 << 20),
-        ]
+        try:
+            self._servers = [
+                await asyncio.start_server(self._on_control, ip, port, ssl=self.server_ctx),
+                await asyncio.start_server(self._on_data, ip, self.cfg.data_port, ssl=self.server_ctx,
+                                           limit=4 << 20),
+            ]
+        except OSError as exc:
+            raise EngineError(f"agent {self.cfg.host}: cannot listen on {ip}:{port}/{self.cfg.data_port}: "
+                              f"{exc.strerror or exc} (run it inside the host's namespace: nsenter --net=...)") from None
         log.info("agent %s listening on %s:%d (data %d)", self.cfg.host, ip, port, self.cfg.data_port)
 
     async def serve_forever(self) -> None:
