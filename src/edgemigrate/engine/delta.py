@@ -332,6 +332,12 @@ def patch_pages(prev_pages: Path, changed: NDArray[np.bool_], changed_data: byte
 
 def read_changed(cur_pages: Path, changed: NDArray[np.bool_]) -> bytes:
     """Concatenate the bytes of the changed pages, in page order (the delta payload)."""
+    if changed.all():  # a full round: the file itself (checked against the pagemap below)
+        data = cur_pages.read_bytes()
+        if len(data) != changed.size * PAGE_SIZE_BYTES:
+            raise DataFormatError(cur_pages, None, f"pages file holds {len(data)} bytes, its pagemap declares "
+                                  f"{changed.size * PAGE_SIZE_BYTES}")
+        return data
     cur_arr, mm = _page_array(cur_pages, int(changed.size))
     try:
         return np.ascontiguousarray(cur_arr[changed]).tobytes()

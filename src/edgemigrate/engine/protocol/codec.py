@@ -165,6 +165,12 @@ class FrameDecoder:
                 raise ProtocolError(f"{mtype.name}: declared length {length} exceeds the limit {limit}")
             if len(self._buf) < HEADER.size + length:
                 break
+            if mtype is MsgType.CHUNK and length >= CHUNK_HEADER.size:  # one copy of the raw bytes, not two
+                round_index, index = CHUNK_HEADER.unpack_from(self._buf, HEADER.size)
+                data = bytes(memoryview(self._buf)[HEADER.size + CHUNK_HEADER.size : HEADER.size + length])
+                del self._buf[: HEADER.size + length]
+                out.append(Chunk(round_index, index, data))
+                continue
             payload = bytes(self._buf[HEADER.size : HEADER.size + length])
             del self._buf[: HEADER.size + length]
             out.append(_decode_payload(mtype, payload))
