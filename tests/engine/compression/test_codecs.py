@@ -7,6 +7,7 @@ import pytest
 
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError
 from edgemigrate.engine.compression import CorruptDataError, codec_names, codec_spec, make_codec, spec_by_id
+from edgemigrate.engine.compression.frames import max_payload_bytes
 
 
 def _sample(n: int = 200_000) -> bytes:
@@ -83,3 +84,13 @@ def test_one_zstd_codec_shared_by_many_threads() -> None:
     for t in threads:
         t.join()
     assert results == {i: True for i in range(16)}
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [("none", 0), ("lz4", 1), ("lz4", 12), ("zstd", 1), ("zstd", 19), ("zlib", 9), ("wkdm", 0)],
+)
+def test_incompressible_output_stays_within_the_receiver_bound(name: str, level: int) -> None:
+    data = np.random.default_rng(2).integers(0, 256, size=(1 << 20) + 123, dtype=np.uint8).tobytes()
+    out = make_codec(name, level).compress(data)
+    assert len(data) <= len(out) <= max_payload_bytes(len(data))
