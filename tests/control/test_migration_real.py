@@ -176,6 +176,28 @@ def test_source_agent_dying_while_service_frozen_resumes_it_on_restart(clean, re
 
 
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_destination_dying_between_restore_and_reply_is_resolved_without_duplicates(clean, repeat: int) -> None:
+    bed = clean
+    dest = bed.agents["edge2"]
+    dest.restart("--inject-fault", "die-after-restore")
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        t, box = _migrate_in_thread(bed, "counter", "edge2")
+        assert dest.proc is not None
+        dest.proc.wait(60)  # restored the service, then died before answering: the source is in doubt
+        assert bed.where_running("counter") == ["edge2"]
+        dest.start()  # its recovery asks the source (which does not run it) and keeps the copy
+        t.join(60)
+        assert box.get("stats", {}).get("ok"), box
+        assert "in doubt" in box["stats"].get("warning", "")
+        _assert_once_and_intact(bed, spec, probe, host="edge2")
+    finally:
+        dest.restart()
+
+
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
 def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
     bed = clean
     bed.tb.set_link("edge1", "edge2", rate_mbit=50, rtt_ms=50)

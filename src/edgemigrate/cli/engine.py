@@ -32,7 +32,7 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
 @click.option("--testbed", default="em", show_default=True, help="Testbed whose service IPs this agent moves.")
 @click.option("--io-timeout-s", type=float, default=20.0, show_default=True,
               help="No progress on a connection for this long aborts the migration.")
-@click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump"]), hidden=True,
+@click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump", "die-after-restore"]), hidden=True,
               help="Fault injection for the fault tests.")
 @click.pass_context
 def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int, pki: Path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class AgentConfig:
     netns_path: str | None = None
     testbed: str | None = None
     io_timeout_s: float = IO_TIMEOUT_S
-    fault: str | None = None  # fault injection for the fault tests: "corrupt-chunk", "die-after-final-dump"
+    fault: str | None = None  # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-restore"
 
     @property
     def data_port(self) -> int:
@@ -73,6 +74,7 @@ class _Incoming:
     ctrl: FramedConnection
     spec: ServiceSpec | None = None
     src_host: str = ""
+    src_addr: str = ""
     bundle: Path | None = None
     dir: Path | None = None
     rounds: list[Path] = field(default_factory=list)
@@ -135,14 +137,9 @@ class Agent:
     def recover(self) -> None:
         """Reconcile journaled sessions left by a previous incarnation of this agent."""
         staged = self.cfg.image_root / "incoming"
-        live_incoming = set()
         for rec in self.store.sessions():
             if rec.role == "destination":
-                if self.runtime.state(rec.service.name) is ContainerState.RUNNING:
-                    # restored but never committed: keep it; the source resolves its doubt by asking us
-                    self.store.put_service(rec.service)
-                    live_incoming.add(rec.session)
-                self.store.drop_session(rec.session)
+                self._recover_incoming(rec)
                 continue
             from edgemigrate.control.source import recover_source_session
 
@@ -150,6 +147,28 @@ class Agent:
         if staged.exists():
             for d in staged.iterdir():
                 shutil.rmtree(d, ignore_errors=True)
+
+    def _recover_incoming(self, rec: SessionRecord) -> None:
+        """A restore this agent began but never saw committed: keep it only if the source does not run it."""
+        name = rec.service.name
+        try:
+            if self.runtime.state(name) is not ContainerState.RUNNING:
+                return
+            from edgemigrate.control.source import parse_addr, peer_service_state
+
+            at_source = None
+            if rec.peer_addr:
+                at_source = asyncio.run(peer_service_state(self, rec.peer_host, parse_addr(rec.peer_addr), name))
+            if at_source == "running":
+                log.warning("recovering %s: the source %s resumed it; discarding the restored copy", name,
+                            rec.peer_host)
+                self.runtime.kill(name)
+                self.store.drop_service(name)
+            else:  # the source committed (or cannot say): this copy is the service
+                log.warning("recovering %s: keeping the restored copy (source says %s)", name, at_source)
+                self.store.put_service(rec.service)
+        finally:
+            self.store.drop_session(rec.session)
 
     # ---------------------------------------------------------------------------------- dispatching
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -274,7 +293,7 @@ class Agent:
                 if spec.name in self.store.services() or any(
                         i.spec is not None and i.spec.name == spec.name for i in self.incoming.values()):
                     raise ConfigError(f"service {spec.name} already exists on {self.cfg.host}")
-                inc.spec, inc.src_host = spec, ev.src_host
+                inc.spec, inc.src_host, inc.src_addr = spec, ev.src_host, ev.src_addr
                 inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
                 inc.dir = self.cfg.image_root / "incoming" / ev.session
                 shutil.rmtree(inc.dir, ignore_errors=True)
@@ -372,7 +391,7 @@ class Agent:
     async def _restore(self, inc: _Incoming, ev: RestoreRequested) -> None:
         assert inc.spec is not None and inc.bundle is not None
         spec = inc.spec
-        self.store.put_session(SessionRecord(inc.sess.session, "destination", spec, inc.src_host, "",
+        self.store.put_session(SessionRecord(inc.sess.session, "destination", spec, inc.src_host, inc.src_addr,
                                              SessionPhase.RESTORING, str(inc.rounds[-1])))
         t0 = time.perf_counter()
         try:
@@ -385,6 +404,8 @@ class Agent:
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
             t2 = time.perf_counter()
             await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
+            if self.cfg.fault == "die-after-restore":
+                os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
             log.info("%s: restore of %s: ip+rules %.3f s, runc restore %.3f s (criu %.3f s), health %.3f s",
                      self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s, time.perf_counter() - t2)
         except EdgeMigrateError as exc:

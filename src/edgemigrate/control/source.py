@@ -196,7 +196,8 @@ class _Migration:
                 self.data = await connect(ip, port + 1, self.agent.client_ctx, self.to_host, self.timeout_s)
             except TransportError as exc:
                 raise self._abort(str(exc)) from None
-            self.sess.hello(self.spec.to_dict(), self.agent.cfg.host, self.strategy.value)
+            self.sess.hello(self.spec.to_dict(), self.agent.cfg.host, self.strategy.value,
+                            f"{self.agent.cfg.listen_ip}:{self.agent.cfg.port}")
             await self._flush()
             ev = await self._next_event(self.timeout_s)
             if not isinstance(ev, PeerReady):
@@ -359,24 +360,30 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
     return f"service resumed on {host} from its final checkpoint"
 
 
+async def peer_service_state(agent: Agent, host: str, addr: tuple[str, int], name: str) -> str | None:
+    """What another agent reports about ``name`` ("running", "restoring", "absent" ...); None if unreachable."""
+    try:
+        conn = await connect(addr[0], addr[1], agent.client_ctx, host, 5.0)
+        try:
+            await conn.send(MsgType.STATUS)
+            reply = await asyncio.wait_for(conn.expect(MsgType.STATUS_REPLY), 10.0)
+        finally:
+            await conn.close()
+    except (TimeoutError, EdgeMigrateError, OSError):
+        return None
+    entry = reply.body["services"].get(name)
+    return str(entry.get("state")) if isinstance(entry, dict) else "absent"
+
+
 async def ask_destination_running(agent: Agent, to_host: str, to_addr: tuple[str, int], name: str) -> bool:
     """Resolve an in-doubt restore: does the destination agent report the service running?"""
     deadline = time.monotonic() + IN_DOUBT_QUERY_S
     while time.monotonic() < deadline:
-        try:
-            conn = await connect(to_addr[0], to_addr[1], agent.client_ctx, to_host, 5.0)
-            try:
-                await conn.send(MsgType.STATUS)
-                reply = await asyncio.wait_for(conn.expect(MsgType.STATUS_REPLY), 10.0)
-            finally:
-                await conn.close()
-            state = reply.body["services"].get(name, {}).get("state")
-            if state == "running":
-                return True
-            if state not in ("restoring", "receiving"):
-                return False
-        except (TimeoutError, EdgeMigrateError, OSError):
-            pass
+        state = await peer_service_state(agent, to_host, to_addr, name)
+        if state == "running":
+            return True
+        if state is not None and state not in ("restoring", "receiving"):
+            return False
         await asyncio.sleep(0.5)
     log.warning("destination %s unreachable while in doubt about %s; resuming at the source", to_host, name)
     return False

@@ -56,7 +56,7 @@ class MsgType(enum.IntEnum):
 
 # required keys and their JSON types per control message; unknown keys are rejected
 _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
-    MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "strategy": str},
+    MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "src_addr": str, "strategy": str},
     MsgType.HELLO_OK: {"session": str},
     MsgType.ROUND: {"session": str, "manifest": dict, "netfilter_rules": list},
     MsgType.ROUND_OK: {"session": str, "round": int, "received_bytes": int, "rebuild_s": float},

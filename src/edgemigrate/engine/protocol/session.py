@@ -96,6 +96,7 @@ class HelloReceived:
     service: dict[str, Any]
     src_host: str
     strategy: str
+    src_addr: str = ""  # the source agent's control address, for resolving an in-doubt restore later
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +176,9 @@ class SourceSession(_Base):
         if self.state not in states:
             raise ProtocolError(f"source session {self.session}: cannot {action} in state {self.state.value}")
 
-    def hello(self, service: dict[str, Any], src_host: str, strategy: str) -> None:
+    def hello(self, service: dict[str, Any], src_host: str, strategy: str, src_addr: str = "") -> None:
         self._require(SourceState.IDLE, action="say hello")
-        self._send(MsgType.HELLO, service=service, src_host=src_host, strategy=strategy)
+        self._send(MsgType.HELLO, service=service, src_host=src_host, src_addr=src_addr, strategy=strategy)
         self.state = SourceState.HELLO_SENT
 
     def send_round(self, manifest: Manifest, netfilter_rules: list[str] | tuple[str, ...] = ()) -> None:
@@ -381,7 +382,8 @@ class DestSession(_Base):
             return [Aborted(f"source aborted: {m.body['reason']}", kill_restored=kill)]
         if m.type is MsgType.HELLO and st is DestState.IDLE:
             self.state = DestState.HELLO_RECEIVED
-            return [HelloReceived(self.session, m.body["service"], m.body["src_host"], m.body["strategy"])]
+            return [HelloReceived(self.session, m.body["service"], m.body["src_host"], m.body["strategy"],
+                                  m.body["src_addr"])]
         if m.type is MsgType.ROUND and st is DestState.READY:
             manifest = Manifest.from_dict(m.body["manifest"])
             if manifest.round_index != self.rounds_verified + 1:
