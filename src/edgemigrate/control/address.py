@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+CLAIM_ATTEMPTS = 5
+
 
 class AddressMover(Protocol):
     def locate(self, ip: str) -> str | None:
@@ -43,14 +45,24 @@ class TestbedAddressMover:
         return self._tb().services().get(ip)
 
     def claim(self, ip: str, host: str) -> None:
-        tb = self._tb()
-        where = tb.services().get(ip)
-        if where == host:
-            return
-        if where is None:
-            tb.add_service_ip(ip, host)
-        else:
-            tb.move_service_ip(ip, where, host)
+        from edgemigrate.core.errors import ConfigError
+
+        last: ConfigError | None = None
+        for _ in range(CLAIM_ATTEMPTS):  # another agent may move the IP between our look-up and our move
+            tb = self._tb()
+            where = tb.services().get(ip)
+            if where == host:
+                return
+            try:
+                if where is None:
+                    tb.add_service_ip(ip, host)
+                else:
+                    tb.move_service_ip(ip, where, host)
+                return
+            except ConfigError as exc:
+                last = exc
+        assert last is not None
+        raise last
 
     def release(self, ip: str) -> None:
         self._tb().remove_service_ip(ip)

@@ -358,16 +358,21 @@ class Agent:
             self.mover.claim(inc.spec.ip, self.cfg.host)
 
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
+        """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock first (so
+        killing a restored copy sends no reset), give the IP back, and only then lift the lock here."""
         if undo and inc.spec is not None:
-            if inc.restored or inc.sess.state.value in ("restoring", "restored", "aborted"):
+            with contextlib.suppress(EngineError):
+                present = set(netlock.criu_drop_rules(self.cfg.netns_path))
+                netlock.apply_rules(self.cfg.netns_path, [r for r in inc.rules if r not in present])
+            if inc.restored:
                 self.runtime.kill(inc.spec.name)
-            if inc.rules:
-                with contextlib.suppress(EngineError):
-                    netlock.remove_rules(self.cfg.netns_path, inc.rules)
             if inc.claimed_ip_from and self.mover is not None:
                 with contextlib.suppress(EdgeMigrateError):
                     if self.mover.locate(inc.spec.ip) == self.cfg.host:
                         self.mover.claim(inc.spec.ip, inc.claimed_ip_from)
+            if inc.rules:
+                with contextlib.suppress(EngineError):
+                    netlock.remove_rules(self.cfg.netns_path, inc.rules)
             self.store.drop_session(inc.sess.session)
         if inc.dir is not None:
             shutil.rmtree(inc.dir, ignore_errors=True)

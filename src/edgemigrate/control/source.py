@@ -271,11 +271,17 @@ class _Migration:
                 await asyncio.wait_for(self.data.write(frame), self.timeout_s)
         except (TimeoutError, ConnectionError, OSError) as exc:
             # the destination may have refused a chunk and said why on the control connection
+            why = "no progress" if isinstance(exc, TimeoutError) else repr(exc)
+            assert self.ctrl is not None
             try:
-                await self._next_event(1.0)
-            except _FailedError:
-                raise
-            raise self._abort(f"round {k}: data connection to {self.to_host} failed: {exc!r}") from None
+                m = await asyncio.wait_for(self.ctrl.next_message(), 1.0)
+            except (TimeoutError, ConnectionError, OSError):
+                m = None
+            if m is not None:
+                for ev in self.sess.receive_message(m):
+                    if isinstance(ev, Failed):
+                        raise _FailedError(ev) from None
+            raise self._abort(f"round {k}: data connection to {self.to_host} failed ({why})") from None
         if final:  # pipelined: the destination restores as soon as it has verified this round
             self.sess.send_restore([])
             await self._flush()
