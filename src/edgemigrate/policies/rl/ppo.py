@@ -257,8 +257,15 @@ def train(
     *,
     scenario: str = "custom",
     algo: str | None = None,
+    on_update: Callable[[int, PPCMPolicy, dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
-    """Train PPCM (or plain PPO when ``expert`` is None); see the module docstring for the procedure."""
+    """Train PPCM (or plain PPO when ``expert`` is None); see the module docstring for the procedure.
+
+    ``on_update(update, greedy_policy, row)`` is called after every PPO update with the current agent as a
+    greedy policy and the log row (``wall_s`` = seconds since training started, demonstrations included);
+    returning True stops training early (used by benchmarks that evaluate along the way).
+    """
+    t_start = time.perf_counter()
     _set_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     seeds = SeedTree(cfg.seed)
@@ -418,6 +425,7 @@ def train(
             "learning_rate": lr,
             "episodes": len(finished),
             "mean_episode_reward": float(np.mean(finished)) if finished else float("nan"),
+            "wall_s": time.perf_counter() - t_start,
         }
         csv_log.write({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
         log.info(
@@ -427,6 +435,11 @@ def train(
             global_step,
             row["mean_episode_reward"],
         )
+        if on_update is not None:
+            agent.eval()
+            stop = on_update(update + 1, PPCMPolicy(agent, name=algo, threads=None), row)
+            if stop:
+                break
     envs.close()
     csv_log.close()
 

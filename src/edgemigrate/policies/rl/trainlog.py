@@ -20,6 +20,7 @@ COLUMNS = (
     "learning_rate",
     "episodes",
     "mean_episode_reward",
+    "wall_s",
 )
 
 
