@@ -102,17 +102,9 @@ def eval_job(scenario: str, overrides: list[str], algo: str, seed: int, checkpoi
 
     sc = load_scenario(scenario, list(overrides))
     if checkpoint is not None:
-        from edgemigrate.envs.ppcm import PPCMEnv
         from edgemigrate.policies.rl.agent import PPCMPolicy
 
-        policy = PPCMPolicy.load(checkpoint)
-        env = PPCMEnv(sc)
-        obs, info = env.reset(seed=seed)
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(policy.act(obs, info))
-            done = term or trunc
-        sim = env.sim
+        return {"algo": algo, "seed": seed, **eval_on_env(PPCMPolicy.load(checkpoint), sc, seed)}
     else:
         from edgemigrate.policies.base import make_policy
 
@@ -121,6 +113,20 @@ def eval_job(scenario: str, overrides: list[str], algo: str, seed: int, checkpoi
         sim.run(make_policy(algo, seed=seed))
     summary = summarise(sim.recorder.step_table(), sim.recorder.decisions)
     return {"algo": algo, "seed": seed, **summary}
+
+
+def eval_on_env(policy: Any, sc: Any, seed: int) -> dict[str, Any]:
+    """One episode of a one-decision-at-a-time policy (e.g. a trained agent) through PPCM-v0; run summary."""
+    from edgemigrate.envs.ppcm import PPCMEnv
+
+    env = PPCMEnv(sc)
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(policy.act(obs, info))
+        done = term or trunc
+    return summarise(env.sim.recorder.step_table(), env.sim.recorder.decisions)
 
 
 @dataclass(frozen=True, slots=True)
