@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch is installed first, pinned, so that nothing pulls a CUDA build (the CPU wheel is on disk).
 TORCH := torch==2.13.0
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo demo-ppcm test lint bench bench-engine clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,14 +26,29 @@ system-deps:
 demo: install
 	$(BIN)/edgemigrate run default
 
+# seed 000: train PPCM on the bundled scenario and evaluate it against all eight baselines
+demo-ppcm: install
+	$(BIN)/edgemigrate experiment ppcm training
+
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
+# timings print one JSON line per configuration
 bench: install
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_trace_read.py
+	$(BIN)/python benchmarks/bench_metaheuristics.py
+	$(BIN)/python benchmarks/bench_rl.py
+	$(BIN)/python benchmarks/bench_codecs.py --size-mb 64 --codecs lz4:1,lz4:6,zstd:1,zstd:3,zlib:1,wkdm:0
+	$(BIN)/python benchmarks/bench_pipeline.py --size-mb 32 --rates 100
+
+# needs root: namespaces, CRIU, runc, podman
+bench-engine: install system-deps
+	$(BIN)/python scripts/bench_testbed.py
+	$(BIN)/python benchmarks/bench_migration.py
 
 clean:
 	rm -rf $(VENV) results build *.egg-info
