@@ -2,8 +2,9 @@
 
 Fast path for many users: the area is rasterised once into cells; each cell keeps the few stations that can
 be nearest to any point inside it (a station is a candidate when its distance to the cell centre is within
-the nearest distance + the cell diagonal). Each tick then evaluates only those candidates per user, so
-association costs O(users x candidates) instead of O(users x stations). With equal transmit powers the
+the nearest distance + the cell diagonal). Each tick then evaluates only those candidates per user, in one
+compiled pass (``radio/kernels.py``), so association costs O(users x candidates) instead of
+O(users x stations). With equal transmit powers the
 strongest station is the nearest one, which is what the candidates guarantee.
 """
 
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
 from edgemigrate.core.errors import ValidationError
+from edgemigrate.radio.kernels import associate_kernel, nearest_kernel
 from edgemigrate.radio.pathloss import LogDistancePathLoss
 
 
@@ -68,21 +70,16 @@ class Associator:
         self._cand_x = np.where(cand >= 0, xy[np.maximum(cand, 0), 0], far)
         self._cand_y = np.where(cand >= 0, xy[np.maximum(cand, 0), 1], far)
 
-    def _cells(self, user_xy: NDArray[np.float64]) -> NDArray[np.int64]:
-        ij = np.floor((user_xy - self._origin) / self._cell).astype(np.int64)
-        ij[:, 0] = np.clip(ij[:, 0], 0, self._shape[0] - 1)
-        ij[:, 1] = np.clip(ij[:, 1], 0, self._shape[1] - 1)
-        return ij[:, 0] * self._shape[1] + ij[:, 1]
+    def _raster(self) -> tuple[float, float, float, int, int]:
+        return float(self._origin[0]), float(self._origin[1]), self._cell, int(self._shape[0]), int(self._shape[1])
 
     def nearest(self, user_xy: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Nearest station and its distance for each user (exact for users inside the raster)."""
-        cells = self._cells(user_xy)
-        dx = self._cand_x[cells] - user_xy[:, 0:1]  # (U, K)
-        dy = self._cand_y[cells] - user_xy[:, 1:2]
-        d2 = dx * dx + dy * dy
-        k = np.argmin(d2, axis=1)
-        rows = np.arange(len(user_xy))
-        return self._cand[cells, k], np.sqrt(d2[rows, k])
+        user_xy = np.ascontiguousarray(user_xy, dtype=np.float64)
+        station = np.empty(len(user_xy), dtype=np.int64)
+        dist = np.empty(len(user_xy))
+        nearest_kernel(user_xy, *self._raster(), self._cand, self._cand_x, self._cand_y, station, dist)
+        return station, dist
 
     def step(self, user_xy: NDArray[np.float64], current: NDArray[np.int64]
              ) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.float64]]:
@@ -92,15 +89,14 @@ class Associator:
         A user switches to the best station when its RSSI beats the current station's by the hysteresis,
         or when the current station is out of coverage. Users outside every coverage get -1.
         """
-        best, best_d = self.nearest(user_xy)
-        has = current >= 0
-        cur = np.where(has, current, 0)
-        cur_d = np.sqrt(((self.xy[cur] - user_xy) ** 2).sum(-1))
-        cur_in = has & (cur_d <= self.coverage_m[cur])
-        gain_db = self.pathloss.rssi_dbm(best_d) - self.pathloss.rssi_dbm(cur_d)
-        keep = cur_in & ((best == cur) | (gain_db < self.handover.hysteresis_db))
-        best_in = best_d <= self.coverage_m[best]
-        station = np.where(keep, cur, np.where(best_in, best, -1))
-        dist = np.where(keep, cur_d, np.where(best_in, best_d, np.inf))
-        handed_over = has & (station != current) & (station >= 0)
-        return station, handed_over, dist
+        user_xy = np.ascontiguousarray(user_xy, dtype=np.float64)
+        n = len(user_xy)
+        station = np.empty(n, dtype=np.int64)
+        handed = np.empty(n, dtype=np.bool_)
+        dist = np.empty(n)
+        pl = self.pathloss
+        keep_ratio = 10.0 ** (self.handover.hysteresis_db / (10.0 * pl.exponent))
+        associate_kernel(user_xy, np.ascontiguousarray(current, dtype=np.int64), *self._raster(), self._cand,
+                         self._cand_x, self._cand_y, self.xy, self.coverage_m, keep_ratio, pl.ref_distance_m,
+                         station, handed, dist)
+        return station, handed, dist

@@ -38,7 +38,7 @@ from edgemigrate.costs import four_delay as fd
 from edgemigrate.radio.association import Associator
 from edgemigrate.radio.uplink import ring_uplink_bps
 from edgemigrate.sim.config import DecisionKind, SimParams
-from edgemigrate.sim.kernels import apply_kernel
+from edgemigrate.sim.kernels import apply_kernel, finishing_bytes_kernel, release_kernel
 from edgemigrate.sim.recorder import Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
@@ -339,23 +339,9 @@ class Simulator:
     def _release(self, ids: NDArray[np.int64]) -> None:
         """Free the resources of placed tasks (they finished or are being migrated)."""
         t, ns = self.tasks, self.nodes
-        ids = ids[t.node[ids] >= 0]
-        if ids.size == 0:
-            return
-        nodes = t.node[ids]
-        n = self.world.n_nodes
-        np.subtract.at(ns.containers, nodes, 1)
-        np.subtract.at(ns.cpu_used_hz, nodes, t.cpu_hz[ids])
-        edge = nodes < n
-        np.subtract.at(ns.load_cycles, nodes[edge], t.cycles[ids[edge]])
-        rows = np.repeat(nodes, [self.image_layers[i].size for i in t.image[ids]])
-        cols = np.concatenate([self.image_layers[i] for i in t.image[ids]])
-        np.subtract.at(ns.refcount, (rows, cols), 1)
-        for node in np.unique(nodes):
-            ns.active_bytes[node] = float((ns.refcount[node] > 0) @ self.layer_sizes)
-        idle = ns.containers[nodes] == 0
-        ns.load_cycles[nodes[idle]] = 0.0  # clear float drift when a node empties
-        ns.cpu_used_hz[nodes[idle]] = 0.0
+        release_kernel(np.ascontiguousarray(ids, dtype=np.int64), t.node, t.image, t.cpu_hz, t.cycles,
+                       self._img_indptr, self._img_indices, self.layer_sizes, self._n, ns.containers,
+                       ns.cpu_used_hz, ns.load_cycles, ns.refcount, ns.active_bytes)
 
     def _costs(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64], download: NDArray[np.float64],
                load_before: NDArray[np.float64], now: float) -> Costs:
@@ -397,10 +383,8 @@ class Simulator:
         p, ns, n = self.params, self.nodes, self.world.n_nodes
         now, nxt = self.now_s, self.now_s + p.dt_s
         # 6. DOWNLOAD: layers whose completion falls inside this tick finish now
-        comp = ns.completion_s
-        finishing = (comp > now) & (comp <= nxt)
         tick = self._tick
-        tick["download_bytes"] = float(finishing.astype(np.float64).sum(axis=0) @ self.layer_sizes)
+        tick["download_bytes"] = finishing_bytes_kernel(ns.completion_s, now, nxt, self.layer_sizes)
         # 7. COST was accumulated by apply(); 8. RECORD
         cpu = ns.cpu_used_hz[:n] / self.cpu_hz[:n]
         tick.update(

@@ -111,3 +111,40 @@ def apply_kernel(tasks, actions, now, n_edge,
         cpu_used[node] += t_cpu[task]
         t_node[task] = node
         nodes_out[i] = node
+
+
+@njit(cache=True)
+def release_kernel(ids, t_node, t_image, t_cpu, t_cycles, img_indptr, img_indices, layer_sizes, n_edge,
+                   containers, cpu_used, load_cycles, refcount, active_bytes):
+    """Free the resources of placed tasks (finished or leaving): containers, CPU, workload, layer refs."""
+    for i in range(ids.shape[0]):
+        task = ids[i]
+        node = t_node[task]
+        if node < 0:
+            continue
+        containers[node] -= 1
+        cpu_used[node] -= t_cpu[task]
+        if node < n_edge:
+            load_cycles[node] -= t_cycles[task]
+        img = t_image[task]
+        for j in range(img_indptr[img], img_indptr[img + 1]):
+            layer = img_indices[j]
+            refcount[node, layer] -= 1
+            if refcount[node, layer] == 0:
+                active_bytes[node] -= layer_sizes[layer]
+        if containers[node] == 0:  # clear float drift when a node empties
+            load_cycles[node] = 0.0
+            cpu_used[node] = 0.0
+            active_bytes[node] = 0.0
+
+
+@njit(cache=True)
+def finishing_bytes_kernel(completion, now, nxt, layer_sizes):
+    """Bytes of the layer downloads that complete in (now, nxt] (phase DOWNLOAD's metric)."""
+    total = 0.0
+    for n in range(completion.shape[0]):
+        for layer in range(completion.shape[1]):
+            c = completion[n, layer]
+            if c > now and c <= nxt:
+                total += layer_sizes[layer]
+    return total
