@@ -208,7 +208,7 @@ class Simulator:
         old = t.cpu_hz[placed]
         new = np.clip(old * np.exp(self.rng_dynamics.normal(0.0, CPU_FLUCTUATION_SIGMA, placed.size)), lo, hi)
         t.cpu_hz[placed] = new
-        np.add.at(self.nodes.cpu_used_hz, t.node[placed], new - old)
+        self.nodes.cpu_used_hz += np.bincount(t.node[placed], weights=new - old, minlength=self._n + 1)
 
     def _proactive(self, now: float) -> int:
         """Queue tasks off nodes whose free CPU or storage fell below sigma (seed 000 eq. 12), newest first."""
@@ -249,12 +249,12 @@ class Simulator:
 
     def _arrive(self, now: float) -> int:
         w, rng = self.world.workload, self.rng_tasks
-        active = np.asarray(self.mobility.active, dtype=bool)
-        counts = rng.poisson(w.arrival_rate_per_user_s * self.params.dt_s, active.size) * active
-        k = int(counts.sum())
+        active_users = np.flatnonzero(np.asarray(self.mobility.active, dtype=bool))
+        # independent Poisson arrivals per active user == one Poisson total split uniformly over them
+        k = int(rng.poisson(w.arrival_rate_per_user_s * self.params.dt_s * active_users.size))
         if k == 0:
             return 0
-        users = np.repeat(np.arange(active.size), counts)
+        users = np.sort(active_users[rng.integers(0, active_users.size, k)])
         ids = self.tasks.allocate(k)
         t = self.tasks
         t.user[ids] = users
@@ -384,7 +384,8 @@ class Simulator:
         now, nxt = self.now_s, self.now_s + p.dt_s
         # 6. DOWNLOAD: layers whose completion falls inside this tick finish now
         tick = self._tick
-        tick["download_bytes"] = finishing_bytes_kernel(ns.completion_s, now, nxt, self.layer_sizes)
+        busy = np.flatnonzero(ns.queue_free_at_s > now)  # only these nodes have downloads in flight
+        tick["download_bytes"] = finishing_bytes_kernel(ns.completion_s, busy, now, nxt, self.layer_sizes)
         # 7. COST was accumulated by apply(); 8. RECORD
         cpu = ns.cpu_used_hz[:n] / self.cpu_hz[:n]
         tick.update(

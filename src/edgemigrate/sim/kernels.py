@@ -139,10 +139,10 @@ def release_kernel(ids, t_node, t_image, t_cpu, t_cycles, img_indptr, img_indice
 
 
 @njit(cache=True)
-def finishing_bytes_kernel(completion, now, nxt, layer_sizes):
-    """Bytes of the layer downloads that complete in (now, nxt] (phase DOWNLOAD's metric)."""
+def finishing_bytes_kernel(completion, rows, now, nxt, layer_sizes):
+    """Bytes of the layer downloads on nodes ``rows`` that complete in (now, nxt] (phase DOWNLOAD's metric)."""
     total = 0.0
-    for n in range(completion.shape[0]):
+    for n in rows:
         for layer in range(completion.shape[1]):
             c = completion[n, layer]
             if c > now and c <= nxt:

@@ -36,7 +36,7 @@ class TaskTable:
         self.capacity = capacity
         self.cols: dict[str, NDArray] = {k: np.full(capacity, fill, dtype=t) for k, (t, fill) in TASK_FIELDS.items()}
         self.n_used = 0  # rows ever used (high-water mark)
-        self._free: list[int] = []
+        self._free = np.zeros(0, dtype=np.int64)  # released rows, reused last-in first-out
 
     def __getattr__(self, name: str) -> NDArray:
         try:
@@ -56,7 +56,8 @@ class TaskTable:
 
     def allocate(self, k: int) -> NDArray[np.int64]:
         reuse = min(k, len(self._free))
-        ids = [self._free.pop() for _ in range(reuse)]
+        ids = self._free[len(self._free) - reuse :][::-1]
+        self._free = self._free[: len(self._free) - reuse]
         fresh = k - reuse
         if self.n_used + fresh > self.capacity:
             self._grow(self.n_used + fresh)
@@ -72,7 +73,7 @@ class TaskTable:
     def free(self, ids: NDArray[np.int64]) -> None:
         self.cols["alive"][ids] = False
         self.cols["node"][ids] = -1
-        self._free.extend(int(i) for i in ids)
+        self._free = np.concatenate([self._free, np.asarray(ids, dtype=np.int64)])
 
     def alive_ids(self) -> NDArray[np.int64]:
         return np.flatnonzero(self.cols["alive"][: self.n_used])
