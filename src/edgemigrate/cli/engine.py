@@ -123,24 +123,35 @@ def stop_cmd(obj: dict, name: str, host: str) -> None:
 @click.option("--testbed", default="em", show_default=True)
 @click.option("--pki", type=click.Path(path_type=Path), default=DEFAULT_PKI, show_default=True)
 @click.option("--port", type=int, default=DEFAULT_AGENT_PORT, show_default=True, help="Agents' control port.")
+@click.option("--compression", default="model", show_default=True,
+              help="Per-chunk codec selector: none, fixed:CODEC:LEVEL (e.g. fixed:zstd:3), rule (seed 001) or model.")
+@click.option("--page-codec", default="none", show_default=True,
+              help="Codec for CRIU pages-*.img (e.g. wkdm); none = the selector's choice.")
+@click.option("--pipeline", type=click.Choice(["pipelined", "serial"]), default="pipelined", show_default=True,
+              help="Overlap compression with sending, or compress each chunk only after the previous was sent.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
-def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, port: int, as_json: bool) -> None:
-    """Move the running SERVICE to host --to (pre-copy deltas or stop-and-copy)."""
+def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, port: int, compression: str,
+            page_codec: str, pipeline: str, as_json: bool) -> None:
+    """Move the running SERVICE to host --to (pre-copy deltas or stop-and-copy), compressed per chunk."""
     from edgemigrate.control import client
+    from edgemigrate.engine.compression.wire import CompressionConfig
 
+    CompressionConfig.parse(compression, page_codec, pipeline)  # a typo fails here, before any agent is asked
     d = _dir(testbed, pki, port)
 
     def progress(ev: dict) -> None:
         r = ev.get("round")
         if r and not as_json:
             kind = "final (frozen)" if r["final"] else "pre-copy"
-            click.echo(f"round {r['round']} {kind}: sent {r['payload_bytes'] / 1e6:.2f} MB of "
+            click.echo(f"round {r['round']} {kind}: sent {r['payload_bytes'] / 1e6:.2f} MB "
+                       f"({r.get('wire_bytes', 0) / 1e6:.2f} MB on the wire) of "
                        f"{r['image_bytes'] / 1e6:.2f} MB image in {r['transfer_s']:.2f} s", err=True)
 
-    stats = asyncio.run(client.migrate(d, service, to_host, strategy, on_progress=progress))
+    stats = asyncio.run(client.migrate(d, service, to_host, strategy, on_progress=progress, compression=compression,
+                                       page_codec=page_codec, pipeline=pipeline))
     if as_json:
         click.echo(json.dumps(stats))
     else:
         click.echo(f"{service}: {stats.get('from')} -> {stats.get('to')} in {stats.get('total_s')} s; "
                    f"frozen window {stats.get('frozen_window_s')} s; final round {stats.get('final_round_bytes')} B "
-                   f"of {stats.get('full_checkpoint_bytes')} B")
+                   f"of {stats.get('full_checkpoint_bytes')} B; {stats.get('bytes_on_wire')} B on the wire")

@@ -1,7 +1,7 @@
 """The host agent daemon (``edgemigrate agent --host NAME``): one per host, inside the host's netns.
 
 It listens on two mutual-TLS ports: control (``port``: JSON control messages from the CLI and from peer
-agents) and data (``port + 1``: raw chunks of checkpoint rounds). It deploys services, reports status, and
+agents) and data (``port + 1``: compressed chunks of checkpoint rounds). It deploys services, reports status, and
 plays either side of a migration: the source side lives in :mod:`.source`, the destination side here
 (:class:`_Incoming`). Durable state (services, sessions in flight) is in :class:`~.store.AgentStore`, so a
 restarted agent reconciles what its previous incarnation left behind (:meth:`Agent.recover`).
@@ -27,6 +27,9 @@ from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
+from edgemigrate.engine.compression.frames import FrameError
+from edgemigrate.engine.compression.wire import decode_chunk
+from edgemigrate.engine.compression.wkdm import warm_up
 from edgemigrate.engine.manifest import IntegrityError, RoundReceiver
 from edgemigrate.engine.protocol.codec import Chunk, Message, MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
@@ -46,6 +49,7 @@ IO_TIMEOUT_S = 20.0  # no progress on a connection for this long = the link or t
 IDLE_TIMEOUT_S = 120.0  # destination: a session silent for this long is abandoned
 HEALTH_TIMEOUT_S = 10.0
 HEALTH_POLL_S = 0.01
+SMALL_FRAME_BYTES = 64 << 10  # chunk frames below this are decoded on the event loop (a thread hop costs more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class Agent:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.recover)
+        await asyncio.to_thread(warm_up)  # WKdm kernels loaded now, not on a migration's first page chunk
         ip, port = self.cfg.listen_ip, self.cfg.port
         try:
             self._servers = [
@@ -452,8 +457,12 @@ class Agent:
                     await asyncio.wait_for(inc.receiver_changed.wait(), self.cfg.io_timeout_s)
                     rx = inc.receiver
                 try:
-                    rx.accept_chunk(m.index, m.data)
-                except IntegrityError as exc:
+                    if len(m.data) < SMALL_FRAME_BYTES:
+                        raw = decode_chunk(m.index, m.data)
+                    else:  # decompress + hash off the event loop (lz4/zstd/WKdm release the GIL)
+                        raw = await asyncio.to_thread(decode_chunk, m.index, m.data)
+                    rx.accept_chunk(m.index, raw)
+                except (IntegrityError, FrameError) as exc:
                     await self._dest_fail(inc, str(exc))
                     return
                 if rx.complete:

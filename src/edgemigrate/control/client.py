@@ -84,15 +84,20 @@ async def locate(d: AgentDirectory, name: str) -> str:
 
 
 async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, src_host: str | None = None,
-                  on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Ask the agent running ``name`` to migrate it to ``to_host``; returns the agent's statistics."""
+                  on_progress: Callable[[dict[str, Any]], None] | None = None, compression: str = "model",
+                  page_codec: str = "none", pipeline: str = "pipelined") -> dict[str, Any]:
+    """Ask the agent running ``name`` to migrate it to ``to_host``; returns the agent's statistics.
+
+    ``compression``: ``none``, ``fixed:CODEC:LEVEL``, ``rule`` or ``model`` (per-chunk selector);
+    ``page_codec``: ``none`` or e.g. ``wkdm`` for ``pages-*.img``; ``pipeline``: ``pipelined`` or ``serial``.
+    """
     src = src_host or await locate(d, name)
     ip, port = d.addr(src)
     to_ip, to_port = d.addr(to_host)
     conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
     try:
         await conn.send(MsgType.MIGRATE, service=name, to_host=to_host, to_addr=f"{to_ip}:{to_port}",
-                        strategy=strategy)
+                        strategy=strategy, compression=compression, page_codec=page_codec, pipeline=pipeline)
         while True:
             m = await asyncio.wait_for(conn.next_message(), MIGRATE_TIMEOUT_S)
             if m is None:

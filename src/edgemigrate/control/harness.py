@@ -146,8 +146,10 @@ class LocalCluster:
     def deploy(self, host: str, spec: ServiceSpec) -> None:
         self.run(client.deploy(self.directory, host, spec))
 
-    def migrate(self, name: str, to: str, strategy: str = "precopy", src: str | None = None) -> dict[str, Any]:
-        return self.run(client.migrate(self.directory, name, to, strategy, src_host=src))
+    def migrate(self, name: str, to: str, strategy: str = "precopy", src: str | None = None,
+                **compression: str) -> dict[str, Any]:
+        """``compression``: ``compression=``, ``page_codec=``, ``pipeline=`` of :func:`client.migrate`."""
+        return self.run(client.migrate(self.directory, name, to, strategy, src_host=src, **compression))
 
     def where_running(self, name: str) -> list[str]:
         """Hosts whose runc state really holds ``name`` running."""

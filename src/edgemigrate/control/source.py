@@ -24,6 +24,7 @@ import resource
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,11 @@ from edgemigrate.control.store import SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState
-from edgemigrate.engine.manifest import plan_round
-from edgemigrate.engine.protocol.codec import MsgType, encode_chunk_header
+from edgemigrate.engine.compression.netstate import NetworkMonitor
+from edgemigrate.engine.compression.selectors import Selector
+from edgemigrate.engine.compression.wire import CompressionConfig, send_round
+from edgemigrate.engine.manifest import RoundPlan, plan_round
+from edgemigrate.engine.protocol.codec import MsgType
 from edgemigrate.engine.protocol.session import (
     Failed,
     Finished,
@@ -117,9 +121,12 @@ async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, An
         raise ConfigError(f"service {name} is already being migrated")
     if agent.runtime.state(name) is not ContainerState.RUNNING:
         raise EngineError(f"service {name} is not running on {agent.cfg.host}")
+    comp = CompressionConfig.parse(body.get("compression", "model"), body.get("page_codec", "none"),
+                                   body.get("pipeline", "pipelined"))
     agent.busy.add(name)
     try:
-        mig = _Migration(agent, services[name], body["to_host"], parse_addr(body["to_addr"]), strategy, client)
+        mig = _Migration(agent, services[name], body["to_host"], parse_addr(body["to_addr"]), strategy, client,
+                         compression=comp)
         return await mig.run()
     finally:
         agent.busy.discard(name)
@@ -127,7 +134,8 @@ async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, An
 
 class _Migration:
     def __init__(self, agent: Agent, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
-                 strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None) -> None:
+                 strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None,
+                 compression: CompressionConfig | None = None) -> None:
         self.agent = agent
         self.spec = spec
         self.to_host = to_host
@@ -144,6 +152,12 @@ class _Migration:
         self.final_dir: Path | None = None
         self.timeout_s = agent.cfg.io_timeout_s
         self.rules_task: asyncio.Task[list[str]] | None = None
+        self.comp = compression or CompressionConfig()
+        self.selector: Selector | None = None  # made on the first round (the model profiles real image data)
+        self.monitor = NetworkMonitor()
+        self.pool: ThreadPoolExecutor | None = None
+        self.t_start = time.perf_counter()
+        self.profile_s = 0.0
 
     # ------------------------------------------------------------------------------------- plumbing
     async def _flush(self) -> None:
@@ -186,7 +200,7 @@ class _Migration:
 
     # ------------------------------------------------------------------------------------------ flow
     async def run(self) -> dict[str, Any]:
-        t_start = time.perf_counter()
+        t_start = self.t_start = time.perf_counter()
         cpu0 = _cpu_s()
         ip, port = self.to_addr
         self.work.mkdir(parents=True, exist_ok=True)
@@ -237,6 +251,8 @@ class _Migration:
             for c in (self.ctrl, self.data):
                 if c is not None:
                     await c.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
             shutil.rmtree(self.work, ignore_errors=True)
 
     async def _round(self, prev: Path | None, final: bool) -> Path:
@@ -255,6 +271,7 @@ class _Migration:
             t1 = time.perf_counter()
             plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
             rules = await self.rules_task if final and self.rules_task is not None else []
+            await self._ensure_selector(plan)
         except EdgeMigrateError as exc:
             raise self._abort(f"round {k}: {exc}") from None
         t2 = time.perf_counter()
@@ -262,13 +279,9 @@ class _Migration:
         await self._flush()
         corrupt = self.agent.cfg.fault == "corrupt-chunk" and final
         try:
-            for spec, view in plan.iter_chunks():
-                payload = bytes(view)
-                if corrupt:
-                    payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
-                    corrupt = False
-                frame = encode_chunk_header(k, spec.index, spec.size_bytes) + payload
-                await asyncio.wait_for(self.data.write(frame), self.timeout_s)
+            assert self.selector is not None and self.pool is not None
+            wire = await send_round(plan, k, self.data, self.comp, self.selector, self.monitor, self.pool,
+                                    self.timeout_s, corrupt_first=corrupt, t_origin=self.t_start)
         except (TimeoutError, ConnectionError, OSError) as exc:
             # the destination may have refused a chunk and said why on the control connection
             why = "no progress" if isinstance(exc, TimeoutError) else repr(exc)
@@ -297,10 +310,25 @@ class _Migration:
             "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
             "criu_frozen_s": round(cs.frozen_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
+            "wire_bytes": wire.wire_bytes, "wire": wire.to_dict(),
         }
         self.rounds.append(stats)
         await self._progress({"round": stats})
         return d
+
+    async def _ensure_selector(self, plan: RoundPlan) -> None:
+        """The selector and compression threads, made once per migration (on its first round's data)."""
+        if self.selector is not None:
+            return
+        self.pool = ThreadPoolExecutor(self.comp.n_workers, thread_name_prefix=f"compress-{self.session}")
+        sample = b""
+        for _, view in plan.iter_chunks():  # the largest chunk among the first few: real image bytes
+            sample = bytes(view) if len(view) > len(sample) else sample
+            if len(sample) >= (1 << 20):
+                break
+        t0 = time.perf_counter()
+        self.selector = await asyncio.to_thread(self.comp.make_selector, sample)
+        self.profile_s = time.perf_counter() - t0
 
     async def _commit(self, rules: list[str]) -> None:
         self._journal(SessionPhase.COMMITTED)
@@ -322,6 +350,8 @@ class _Migration:
             "frozen_window_s": round(t_restored - t_freeze, 4), "restore_s": round(ev.restore_s, 4),
             "final_round_bytes": final["payload_bytes"], "full_checkpoint_bytes": final["image_bytes"],
             "bytes_sent": sum(r["payload_bytes"] for r in self.rounds), "source_cpu_s": round(_cpu_s() - cpu0, 3),
+            "bytes_on_wire": sum(r["wire_bytes"] for r in self.rounds), **self.comp.to_dict(),
+            "selector_profile_s": round(self.profile_s, 4),
             "dest_pid": ev.pid,
         }
 

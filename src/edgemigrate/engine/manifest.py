@@ -254,6 +254,12 @@ class RoundPlan:
             yield c, views[c.file][c.offset : c.offset + c.size_bytes]
 
 
+def bitmap_bytes(n_pages: int) -> int:
+    """Size of a pages delta's changed-page bitmap, zero-padded to a whole 4 KiB page so the changed pages
+    after it keep their page alignment in the payload (a page-wise codec such as WKdm needs whole pages)."""
+    return math.ceil(math.ceil(n_pages / 8) / PAGE_SIZE_BYTES) * PAGE_SIZE_BYTES
+
+
 def plan_round(
     service: str,
     round_index: int,
@@ -294,7 +300,9 @@ def plan_round(
                 else:
                     prev_pm = None
             changed = delta.changed_pages(prev_pm, prev_pages, pm, path)
-            payload = np.packbits(changed).tobytes() + delta.read_changed(path, changed)
+            bitmap = np.packbits(changed).tobytes()
+            pad = b"\0" * (bitmap_bytes(changed.size) - len(bitmap))  # pages stay 4 KiB-aligned (WKdm)
+            payload = bitmap + pad + delta.read_changed(path, changed)
             changed_total += int(changed.sum())
             stored_total += int(changed.size)
             digest = None if final else sha256_file(path)
@@ -393,7 +401,7 @@ class RoundReceiver:
         except DataFormatError as exc:
             raise IntegrityError(f"round {self.manifest.round_index}: {exc}") from None
         n = pm.n_stored_pages
-        bitmap_len = math.ceil(n / 8)
+        bitmap_len = bitmap_bytes(n)
         payload = self._buffers.pop(f.name, bytearray())
         if len(payload) < bitmap_len:
             raise IntegrityError(f"round {self.manifest.round_index}: {f.name} delta shorter than its bitmap")

@@ -241,16 +241,16 @@ def test_codec_roundtrip_split_feeds_and_limits() -> None:
     assert out[0] == codec.Message(MsgType.OK, {"detail": "x"})
     assert out[1] == codec.Chunk(2, 5, b"abcdef")
     with pytest.raises(ProtocolError, match="exceeds the limit"):
-        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.ROUND), 1 << 30))
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, int(MsgType.ROUND), 1 << 30))
     with pytest.raises(ProtocolError, match="version 9"):
         codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 9, 1, 0))
     with pytest.raises(ProtocolError, match="unknown message type"):
-        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, 200, 0))
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, 200, 0))
     with pytest.raises(ProtocolError, match="unknown keys"):
         payload = json.dumps({"detail": "x", "evil": 1}).encode()
-        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.OK), len(payload)) + payload)
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, int(MsgType.OK), len(payload)) + payload)
     with pytest.raises(ProtocolError, match="not UTF-8 JSON"):
-        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", 1, int(MsgType.OK), 3) + b"\x80\x81{")
+        codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, int(MsgType.OK), 3) + b"\x80\x81{")
     with pytest.raises(ProtocolError, match="expected int"):
         codec.encode(MsgType.RESTORED, session="s", pid=True, restore_s=0.1)
 

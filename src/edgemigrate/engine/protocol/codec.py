@@ -2,7 +2,10 @@
 
 Every frame is ``magic(2) | version(u8) | type(u8) | length(u32, big-endian) | payload``. Control messages
 carry a UTF-8 JSON object validated against a per-type schema; the one data message (:attr:`MsgType.CHUNK`)
-carries a small binary header (round, chunk index) followed by the raw chunk bytes. :class:`FrameDecoder`
+carries a small binary header (round, chunk index) followed by the chunk as one compression frame
+(:mod:`edgemigrate.engine.compression.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
+the frames (version 1 sent raw chunk bytes); a peer of another version is refused with a message naming
+both versions. :class:`FrameDecoder`
 is incremental: feed it whatever bytes arrived, get back whole messages.
 """
 
@@ -15,13 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgemigrate.core.errors import EngineError
+from edgemigrate.engine.compression.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
+from edgemigrate.engine.compression.frames import max_payload_bytes
 
 MAGIC = b"EM"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("!2sBBI")
 CHUNK_HEADER = struct.Struct("!II")
 MAX_CONTROL_PAYLOAD_BYTES = 16 << 20  # a manifest of a 64 GiB image is ~10 MB of JSON
-MAX_CHUNK_PAYLOAD_BYTES = (8 << 20) + CHUNK_HEADER.size
+MAX_RAW_CHUNK_BYTES = 8 << 20  # the manifest's MAX_CHUNK_SIZE_BYTES
+# a frame of an incompressible 8 MiB chunk is larger than 8 MiB: every codec's worst case must fit
+MAX_CHUNK_PAYLOAD_BYTES = CHUNK_HEADER.size + FRAME_HEADER_BYTES + max_payload_bytes(MAX_RAW_CHUNK_BYTES)
 
 
 class ProtocolError(EngineError):
@@ -78,6 +85,12 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+# optional keys (may be absent; if present, of this type)
+_OPTIONAL: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
+    MsgType.MIGRATE: {"compression": str, "page_codec": str, "pipeline": str},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One decoded control message: its type and validated JSON body."""
@@ -99,8 +112,11 @@ def _check_body(mtype: MsgType, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ProtocolError(f"{mtype.name}: body must be a JSON object")
     schema = _SCHEMA[mtype]
-    for key, typ in schema.items():
+    optional = _OPTIONAL.get(mtype, {})
+    for key, typ in (*schema.items(), *optional.items()):
         if key not in body:
+            if key in optional:
+                continue
             raise ProtocolError(f"{mtype.name}: missing key {key!r}")
         value = body[key]
         ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
@@ -108,7 +124,7 @@ def _check_body(mtype: MsgType, body: Any) -> dict[str, Any]:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
             raise ProtocolError(f"{mtype.name}.{key}: expected {getattr(typ, '__name__', typ)}")
-    extra = set(body) - set(schema)
+    extra = set(body) - set(schema) - set(optional)
     if extra:
         raise ProtocolError(f"{mtype.name}: unknown keys {sorted(extra)}")
     return body
@@ -155,7 +171,8 @@ class FrameDecoder:
             if magic != MAGIC:
                 raise ProtocolError(f"bad frame magic {bytes(magic)!r}")
             if version != PROTOCOL_VERSION:
-                raise ProtocolError(f"protocol version {version} unsupported (expected {PROTOCOL_VERSION})")
+                raise ProtocolError(f"peer speaks protocol version {version}, this agent speaks {PROTOCOL_VERSION}"
+                                    " (run the same edgemigrate release on every host)")
             try:
                 mtype = MsgType(raw_type)
             except ValueError:
