@@ -270,3 +270,55 @@ def test_agent_with_certificate_from_another_ca_is_rejected(clean, tmp_path) -> 
         assert bed.where_running("counter") == ["edge1"]
     finally:
         rogue.restart()
+
+
+def _kv(ip: str, port: int, lines: list[str]) -> list[str]:
+    """Send request lines to the KV store (from the current namespace); return its reply lines."""
+    import socket
+
+    with socket.create_connection((ip, port), timeout=10) as s:
+        s.sendall("".join(f"{ln}\n" for ln in lines).encode())
+        buf = b""
+        while buf.count(b"\n") < len(lines):
+            part = s.recv(1 << 16)
+            if not part:
+                break
+            buf += part
+    return buf.decode().splitlines()
+
+
+@pytest.mark.parametrize("compression", ["model", "fixed:lz4:1"])
+def test_kvstore_migrates_compressed_over_shaped_link_with_state_intact(clean, compression: str) -> None:
+    from edgemigrate.control.netns import in_netns
+
+    bed = clean
+    bed.tb.set_link("edge1", "edge2", rate_mbit=50, rtt_ms=20)
+    spec = ServiceSpec("kv", ServiceKind.KVSTORE, bed.tb.service_ip(0), 7001, 24)
+    bed.deploy("edge1", spec)
+    try:
+        time.sleep(0.3)
+        with in_netns(bed.tb.netns_path("client1")):
+            replies = _kv(spec.ip, spec.port, [f"SET key{i} value-{i}-{'x' * (i % 50)}" for i in range(2000)])
+            assert replies == ["OK"] * 2000
+            before = _kv(spec.ip, spec.port, ["DIGEST", "COUNT"])
+        stats = bed.migrate("kv", "edge2", "precopy", compression=compression)
+        assert stats["ok"] and bed.where_running("kv") == ["edge2"]
+        assert stats["compression"] == compression
+        assert 0 < stats["bytes_on_wire"] < 0.8 * stats["bytes_sent"], stats  # raw payload vs framed+compressed
+        chosen = {c for r in stats["rounds"] for c in r["wire"]["choices"]}
+        assert any(not c.startswith("none") for c in chosen), stats["rounds"]
+        with in_netns(bed.tb.netns_path("client1")):
+            assert _kv(spec.ip, spec.port, ["DIGEST", "COUNT"]) == before
+            assert _kv(spec.ip, spec.port, ["GET key1999"]) == [f"VALUE value-1999-{'x' * (1999 % 50)}"]
+    finally:
+        bed.stop_all("kv")
+        bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
+
+
+def test_migrate_refuses_unknown_compression_cleanly(clean) -> None:
+    bed = clean
+    spec = _counter(bed, 4)
+    bed.deploy("edge1", spec)
+    with pytest.raises(MigrationFailed, match="fixed:CODEC:LEVEL"):
+        bed.migrate("counter", "edge2", "precopy", compression="gzip")
+    assert bed.where_running("counter") == ["edge1"]

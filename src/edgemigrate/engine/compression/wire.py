@@ -60,6 +60,9 @@ PROFILE_SAMPLE_BYTES = 256 << 10  # the profiles are measured on this much of th
 PROFILE_MIN_TIME_S = 0.004  # per codec/level and direction: ~70 ms for all candidates
 SAMPLE_INTERVAL_S = 0.1  # a new network sample (TCP_INFO + goodput) at most this often
 LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compression thread
+# A write that returns sooner went into socket buffers without waiting for the link: its "goodput" says
+# nothing about the bandwidth (it would tell the model selector the link is fast and make it send raw).
+BLOCKED_WRITE_S = 0.002
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
 
@@ -187,7 +190,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         conn.writer.write(encode_chunk_header(round_index, index, frame_n) + header)
         await asyncio.wait_for(conn.write(payload), timeout_s)
         busy = time.perf_counter() - ts
-        monitor.observe_send(frame_n, busy)
+        if busy >= BLOCKED_WRITE_S:  # only a write that waited for the link measures the link
+            monitor.observe_send(frame_n, busy)
         stats.raw_bytes += raw_n
         stats.wire_bytes += frame_n
         stats.chunks += 1
