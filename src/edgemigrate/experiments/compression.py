@@ -1,0 +1,254 @@
+"""Issue 4 experiments: compressed, adaptive, pipelined migration on the real engine (seed 001 sec. V).
+
+Every run is one real migration between two namespace hosts of a testbed
+(:class:`~edgemigrate.control.harness.LocalCluster`: real agents, runc + CRIU, tbf-shaped link) of one
+workload (the engine's counter, KV store or Redis) with one compression configuration. A sweep writes a
+results folder ``results/compression__<experiment>__<seed>__<time>/`` with ``runs.csv``, ``runs.jsonl``
+(the full statistics of every migration), ``manifest.json`` (resolved configuration, versions, git SHA)
+and PNG plots (:mod:`.compression_plots`), and prints one JSON line per run::
+
+    {"bench": "compression", "workload": ..., "selector": ..., "rate_mbit": ..., "total_s": ..., "bytes_on_wire": ...}
+
+Experiments (issue 4, "Experiments"): ``rates`` (a) compressed vs uncompressed across link rates,
+``levels`` (b) fixed zstd/lz4 levels with both adaptive selectors overlaid, ``pipeline`` (c) pipelined vs
+serial, ``ratechange`` (e) the shaper's rate changed while the image is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
+from edgemigrate.control.spec import ServiceKind, ServiceSpec
+from edgemigrate.core.errors import ConfigError, EngineError
+from edgemigrate.engine.compression.wire import CompressionConfig
+from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
+
+WORKLOADS = ("counter", "kvstore", "redis")
+DEFAULT_RATES_MBIT = (5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
+SERVICE_PORT = {"counter": 7000, "kvstore": 7001, "redis": 6379}
+HOSTS = ("edge1", "edge2")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """One migration: workload, its resident memory, the compression, and the link."""
+
+    workload: str = "kvstore"
+    resident_mb: float = 64.0
+    selector: str = "model"
+    page_codec: str = "none"
+    pipeline: str = "pipelined"
+    rate_mbit: float = 100.0
+    rtt_ms: float = 20.0
+    strategy: str = "stop-and-copy"
+    change_after_s: float | None = None  # experiment (e): set the link to change_to_mbit after this long
+    change_to_mbit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.workload not in WORKLOADS:
+            raise ConfigError(f"workload {self.workload!r}: expected one of {', '.join(WORKLOADS)}")
+        CompressionConfig.parse(self.selector, self.page_codec, self.pipeline)
+        if self.rate_mbit <= 0 or self.rtt_ms < 0 or self.resident_mb < 0:
+            raise ConfigError("rate_mbit must be > 0, rtt_ms and resident_mb >= 0")
+        if (self.change_after_s is None) != (self.change_to_mbit is None):
+            raise ConfigError("a rate change needs both change_after_s and change_to_mbit")
+
+
+def _kv_fill(ip: str, port: int, n_keys: int) -> None:
+    with socket.create_connection((ip, port), timeout=20) as s:
+        s.sendall("".join(f"SET key{i} value-{i}\n" for i in range(n_keys)).encode())
+        got = b""
+        while got.count(b"\n") < n_keys:
+            part = s.recv(1 << 16)
+            if not part:
+                raise EngineError("kvstore closed the connection while being filled")
+            got += part
+
+
+class Bench:
+    """A cluster with one deployed workload that migrates back and forth between edge1 and edge2."""
+
+    def __init__(self, root: Path, name: str | None = None, subnet: str | None = None) -> None:
+        reason = real_engine_skip_reason()
+        if reason:
+            raise EngineError(f"compression experiments need the real engine: {reason}")
+        pid = os.getpid()
+        self.bed = LocalCluster.up(name or f"cx{pid % 100000}", subnet or f"10.{150 + pid % 40}.0.0/16", root,
+                                   edges=2, io_timeout_s=20.0)
+        self.current: tuple[str, float] | None = None  # deployed (workload, resident_mb)
+        self.host = HOSTS[0]
+
+    def close(self) -> None:
+        self.bed.down()
+
+    def _deploy(self, workload: str, resident_mb: float) -> None:
+        if self.current == (workload, resident_mb):
+            return
+        if self.current is not None:
+            self.bed.stop_all(self.current[0])
+        tb = self.bed.tb
+        kind = {"counter": ServiceKind.COUNTER, "kvstore": ServiceKind.KVSTORE, "redis": ServiceKind.REDIS}[workload]
+        spec = ServiceSpec(workload, kind, tb.service_ip(0), SERVICE_PORT[workload],
+                           0.0 if workload == "redis" else resident_mb)
+        self.host = HOSTS[0]
+        self.bed.deploy(self.host, spec)
+        time.sleep(0.3)
+        from edgemigrate.control.netns import in_netns
+
+        with in_netns(tb.netns_path("client1")):
+            if workload == "redis":
+                from edgemigrate.engine.services import redis as r
+
+                r.fill(spec.ip, spec.port, total_mb=resident_mb, values="text")
+            elif workload == "kvstore":
+                _kv_fill(spec.ip, spec.port, 5000)
+        self.current = (workload, resident_mb)
+
+    def run(self, cfg: RunConfig) -> dict[str, Any]:
+        """One migration; returns its row (flat numbers) with the agent's full statistics under ``stats``."""
+        self._deploy(cfg.workload, cfg.resident_mb)
+        src = self.host
+        dst = HOSTS[1] if src == HOSTS[0] else HOSTS[0]
+        self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.rate_mbit, rtt_ms=cfg.rtt_ms)
+        timer = None
+        if cfg.change_after_s is not None and cfg.change_to_mbit is not None:
+            to = cfg.change_to_mbit
+            timer = threading.Timer(cfg.change_after_s,
+                                    lambda: self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=to, rtt_ms=cfg.rtt_ms))
+            timer.start()
+        try:
+            stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
+                                     page_codec=cfg.page_codec, pipeline=cfg.pipeline)
+        finally:
+            if timer is not None:
+                timer.cancel()
+                timer.join()
+        self.host = dst
+        return row_of(cfg, stats)
+
+
+def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
+    """Flatten a migration's statistics; ``utilisation`` = wire bits / (send time x shaped rate)."""
+    rounds = stats["rounds"]
+    wire_s = sum(r["wire"]["transfer_s"] for r in rounds)
+    wire_bytes = int(stats["bytes_on_wire"])
+    rate_bps = cfg.rate_mbit * 1e6
+    choices: dict[str, int] = {}
+    for r in rounds:
+        for k, v in r["wire"]["choices"].items():
+            choices[k] = choices.get(k, 0) + v
+    return {
+        **asdict(cfg),
+        "ok": bool(stats.get("ok")),
+        "total_s": float(stats["total_s"]),
+        "frozen_window_s": float(stats["frozen_window_s"]),
+        "transfer_s": float(sum(r["transfer_s"] for r in rounds)),
+        "dump_s": float(sum(r["dump_s"] for r in rounds)),
+        "restore_s": float(stats["restore_s"]),
+        "raw_bytes": int(stats["bytes_sent"]),
+        "bytes_on_wire": wire_bytes,
+        "ratio": wire_bytes / max(1, int(stats["bytes_sent"])),
+        "utilisation": (wire_bytes * 8 / wire_s / rate_bps) if wire_s > 0 else 0.0,
+        "source_cpu_s": float(stats["source_cpu_s"]),
+        "n_rounds": int(stats["n_rounds"]),
+        "choices": ";".join(f"{k}:{v}" for k, v in sorted(choices.items())),
+        "stats": stats,
+    }
+
+
+def json_line(row: dict[str, Any]) -> str:
+    return json.dumps({"bench": "compression", "workload": row["workload"], "selector": row["selector"],
+                       "page_codec": row["page_codec"], "pipeline": row["pipeline"], "rate_mbit": row["rate_mbit"],
+                       "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
+                       "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
+                       "utilisation": round(row["utilisation"], 3), "choices": row["choices"]})
+
+
+# ------------------------------------------------------------------------------------------ plans
+
+
+def plan_rates(base: RunConfig, workloads: Sequence[str], rates: Sequence[float],
+               selectors: Sequence[str] = ("none", "model", "rule")) -> list[RunConfig]:
+    """(a) compressed vs uncompressed at every rate."""
+    return [replace(base, workload=w, rate_mbit=r, selector=s) for w in workloads for r in rates for s in selectors]
+
+
+def plan_levels(base: RunConfig, workloads: Sequence[str], rates: Sequence[float], codec: str = "zstd",
+                levels: Sequence[int] = tuple(range(1, 10))) -> list[RunConfig]:
+    """(b) every fixed level, plus both adaptive selectors at the same points."""
+    sels = [f"fixed:{codec}:{lv}" for lv in levels] + ["model", "rule"]
+    return [replace(base, workload=w, rate_mbit=r, selector=s) for w in workloads for r in rates for s in sels]
+
+
+def plan_pipeline(base: RunConfig, workloads: Sequence[str], rates: Sequence[float],
+                  selectors: Sequence[str] = ("model", "fixed:zstd:3")) -> list[RunConfig]:
+    """(c) pipelined vs serial, same selector and link."""
+    return [replace(base, workload=w, rate_mbit=r, selector=s, pipeline=p)
+            for w in workloads for r in rates for s in selectors for p in ("pipelined", "serial")]
+
+
+def plan_ratechange(base: RunConfig, workloads: Sequence[str], from_mbit: float, to_mbit: float, after_s: float,
+                    codec: str = "zstd", levels: Sequence[int] = (1, 3, 6, 9)) -> list[RunConfig]:
+    """(e) the link changes from ``from_mbit`` to ``to_mbit`` ``after_s`` into the migration."""
+    sels = ["none", *(f"fixed:{codec}:{lv}" for lv in levels), "model", "rule"]
+    return [replace(base, workload=w, selector=s, rate_mbit=from_mbit, change_after_s=after_s,
+                    change_to_mbit=to_mbit) for w in workloads for s in sels]
+
+
+# ------------------------------------------------------------------------------------------ sweep
+
+
+def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: int = 1,
+          echo: Callable[[str], None] = print, plot: bool = True, command: list[str] | None = None) -> Path:
+    """Run every configuration of ``plan`` ``repeats`` times; write the results folder; return its path."""
+    if not plan:
+        raise ConfigError("nothing to run: the plan is empty")
+    out = new_run_dir(out_root, run_name("compression", experiment, 0))
+    write_json(out / "manifest.json", manifest(0, command, {"experiment": experiment, "repeats": repeats,
+                                                             "runs": [asdict(c) for c in plan]}))
+    bench = Bench(out / "cluster")
+    rows: list[dict[str, Any]] = []
+    try:
+        # order by workload so each is deployed (and filled) once; repeats interleave configurations
+        for rep in range(repeats):
+            for cfg in sorted(plan, key=lambda c: (WORKLOADS.index(c.workload), c.resident_mb)):
+                row = bench.run(cfg)
+                row["repeat"] = rep
+                rows.append(row)
+                echo(json_line(row))
+                with (out / "runs.jsonl").open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    finally:
+        bench.close()
+        if rows:
+            write_rows(out / "runs.csv", rows)
+    if plot and rows:
+        from edgemigrate.experiments.compression_plots import plot_experiment
+
+        plot_experiment(experiment, out)
+    return out
+
+
+CSV_COLUMNS = ("workload", "resident_mb", "selector", "page_codec", "pipeline", "rate_mbit", "rtt_ms", "strategy",
+               "change_after_s", "change_to_mbit", "repeat", "ok", "total_s", "frozen_window_s", "transfer_s",
+               "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "source_cpu_s",
+               "n_rounds", "choices")
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    cols = {}
+    for c in CSV_COLUMNS:
+        vals = [r.get(c) for r in rows]
+        cols[c] = np.array(["" if v is None else v for v in vals], dtype=object)
+    write_table(path, cols)
