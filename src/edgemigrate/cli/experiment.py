@@ -90,3 +90,8 @@ def training(seeds: int, train_steps: int, algorithms: str | None, workers: int,
                        overrides=overrides, progress=not quiet)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")
+
+
+from edgemigrate.cli.compression import compression  # noqa: E402  (issue 4 experiments, helper-6)
+
+experiment.add_command(compression)
