@@ -148,4 +148,4 @@ def single(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, pag
     base = _base(resident_mb, rtt_ms, strategy, page_codec)
     cfg = replace(base, workload=_names(workloads, "--workloads")[0], selector=selector, pipeline=pipeline_mode,
                   rate_mbit=rate_mbit)
-    _go("single", [cfg], out_root, repeats, True if no_plots else no_plots)
+    _go("single", [cfg], out_root, repeats, True)  # one configuration: the JSON lines and CSV are the result

@@ -139,9 +139,14 @@ class Bench:
 
 
 def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
-    """Flatten a migration's statistics; ``utilisation`` = wire bits / (send time x shaped rate)."""
+    """Flatten a migration's statistics.
+
+    ``utilisation`` = wire bits / (delivery time x shaped rate), the delivery time of a round being from its
+    first chunk until the destination confirmed it, minus the destination's rebuild (the source's own send
+    time would count bytes still queued in socket buffers as delivered).
+    """
     rounds = stats["rounds"]
-    wire_s = sum(r["wire"]["transfer_s"] for r in rounds)
+    wire_s = sum(max(0.0, r["transfer_s"] - r["rebuild_s"]) for r in rounds)
     wire_bytes = int(stats["bytes_on_wire"])
     rate_bps = cfg.rate_mbit * 1e6
     choices: dict[str, int] = {}

@@ -29,6 +29,9 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     t = read_table(run_dir / "runs.csv")
     t = {k: (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in t.items()}
     plt = _plt()
+    from matplotlib.ticker import FormatStrFormatter
+
+    colour = {sel: f"C{i}" for i, sel in enumerate(np.unique(t["selector"]))}  # same colour in every panel
     out: list[Path] = []
     for wl in np.unique(t["workload"]):
         w = t["workload"] == wl
@@ -39,9 +42,11 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
                 m = w & (t["selector"] == sel)
                 xs, ys = _mean_by(t, m, "rate_mbit", "total_s")
                 style = "-o" if not sel.startswith("fixed") else ":."
-                ax.plot(xs, ys, style, label=sel, lw=2 if not sel.startswith("fixed") else 1)
+                ax.plot(xs, ys, style, label=sel, lw=2 if not sel.startswith("fixed") else 1, color=colour[sel])
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
             ax.set_xlabel("shaped link rate (Mbit/s)")
             ax.set_ylabel("migration time (s)")
             ax.set_title(f"{wl}: total migration time")
@@ -56,7 +61,7 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
                 xn, yn = _mean_by(t, none, "rate_mbit", "total_s")
                 common = np.intersect1d(xs, xn)
                 red = [100 * (1 - ys[xs == x][0] / yn[xn == x][0]) for x in common]
-                ax.plot(common, red, "-o" if not sel.startswith("fixed") else ":.", label=sel)
+                ax.plot(common, red, "-o" if not sel.startswith("fixed") else ":.", label=sel, color=colour[sel])
             ax.axhline(45, color="grey", ls="--", lw=1, label="issue target 45 %")
             ax.set_xscale("log")
             ax.set_xlabel("shaped link rate (Mbit/s)")
