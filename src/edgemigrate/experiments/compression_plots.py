@@ -36,7 +36,27 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     for wl in np.unique(t["workload"]):
         w = t["workload"] == wl
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        if experiment in ("rates", "levels"):
+        if experiment == "levels":
+            fixed = np.array([x.startswith("fixed:") for x in t["selector"]])
+            level = np.array([int(x.rsplit(":", 1)[1]) if x.startswith("fixed:") else 0 for x in t["selector"]])
+            for i, r in enumerate(np.unique(t["rate_mbit"][w])):
+                m = w & (t["rate_mbit"] == r)
+                lv = np.unique(level[m & fixed])
+                for ax, col, what in ((axes[0], "total_s", "migration time (s)"),
+                                      (axes[1], "bytes_on_wire", "bytes on the wire (MB)")):
+                    scale = 1e-6 if col == "bytes_on_wire" else 1.0
+                    ys = [t[col][m & fixed & (level == v)].astype(float).mean() * scale for v in lv]
+                    ax.plot(lv, ys, "-o", color=f"C{i}", label=f"fixed levels, {r:g} Mbit/s")
+                    for sel, ls in (("model", "--"), ("rule", ":")):
+                        mm = m & (t["selector"] == sel)
+                        if mm.any():
+                            ax.axhline(t[col][mm].astype(float).mean() * scale, color=f"C{i}", ls=ls,
+                                       label=f"{sel} selector, {r:g} Mbit/s")
+                    ax.set_xlabel("fixed compression level")
+                    ax.set_ylabel(what)
+                    ax.legend(fontsize=7)
+            axes[0].set_title(f"{wl}: fixed levels vs adaptive selectors (lines)")
+        elif experiment == "rates":
             ax = axes[0]
             for sel in np.unique(t["selector"][w]):
                 m = w & (t["selector"] == sel)
@@ -89,26 +109,31 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
         else:  # ratechange
             sels = list(np.unique(t["selector"][w]))
             vals = [t["total_s"][w & (t["selector"] == s)].astype(float).mean() for s in sels]
-            axes[0].barh(range(len(sels)), vals, color=["C3" if not s.startswith("fixed") else "C0" for s in sels])
+            axes[0].barh(range(len(sels)), vals, color=[colour[s] for s in sels])
             axes[0].set_yticks(range(len(sels)), sels)
             axes[0].set_xlabel("migration time (s)")
             axes[0].set_title(f"{wl}: link rate changed mid-migration")
             import json
 
+            ax2 = axes[1].twinx()
+            change_s = None
             with (run_dir / "runs.jsonl").open() as fh:
                 for line in fh:
                     row = json.loads(line)
                     if row["workload"] != wl or row["selector"] not in ("model", "rule"):
                         continue
+                    change_s = row.get("change_after_s")
                     samples = [s for r in row["stats"]["rounds"] for s in r["wire"]["samples"]]
                     if samples:
                         ts = [s["t_s"] for s in samples]
-                        axes[1].step(ts, [s["bandwidth_Bps"] * 8 / 1e6 for s in samples], where="post",
-                                     label=f"{row['selector']}: measured Mbit/s")
-                        ax2 = axes[1].twinx()
-                        ax2.step(ts, [s["level"] for s in samples], where="post", ls=":",
+                        c = colour[row["selector"]]
+                        axes[1].step(ts, [s["bandwidth_Bps"] * 8 / 1e6 for s in samples], where="post", color=c,
+                                     label=f"{row['selector']}: bandwidth estimate")
+                        ax2.step(ts, [s["level"] for s in samples], where="post", ls=":", color=c,
                                  label=f"{row['selector']}: level")
-                        ax2.set_ylabel("chosen level")
+            if change_s is not None:
+                axes[1].axvline(float(change_s), color="grey", ls="--", lw=1, label="shaper rate changed")
+            ax2.set_ylabel("chosen level (dotted)")
             axes[1].set_xlabel("time since migration start (s)")
             axes[1].set_ylabel("bandwidth estimate (Mbit/s)")
             axes[1].legend(fontsize=7, loc="upper right")

@@ -60,9 +60,12 @@ PROFILE_SAMPLE_BYTES = 256 << 10  # the profiles are measured on this much of th
 PROFILE_MIN_TIME_S = 0.004  # per codec/level and direction: ~70 ms for all candidates
 SAMPLE_INTERVAL_S = 0.1  # a new network sample (TCP_INFO + goodput) at most this often
 LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compression thread
-# A write that returns sooner went into socket buffers without waiting for the link: its "goodput" says
-# nothing about the bandwidth (it would tell the model selector the link is fast and make it send raw).
-BLOCKED_WRITE_S = 0.002
+# Goodput measures the link only over intervals in which the sender mostly waited for it: otherwise the
+# writes went into socket buffers (it would tell the model selector the link is fast and make it send raw)
+# or the sender was the bottleneck. And not in the first RTTs of a round: the data connection sat idle
+# while the source dumped, so TCP restarts from slow start and its early goodput is far below the link's.
+LINK_LIMITED_FRACTION = 0.5
+SLOW_START_RTTS = 12
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
 
@@ -179,9 +182,10 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     t0 = time.perf_counter()
     origin = t0 if t_origin is None else t_origin
     last_sample = t0
+    iv_bytes, iv_busy = 0, 0.0  # the current sample interval: bytes written, time blocked writing them
 
     async def drain_one() -> None:
-        nonlocal last_sample
+        nonlocal last_sample, iv_bytes, iv_busy
         index, raw_n, choice, key, fut = inflight.popleft()
         header, payload, comp_s = await fut
         selector.observe(choice, raw_n, len(payload), comp_s)
@@ -190,8 +194,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         conn.writer.write(encode_chunk_header(round_index, index, frame_n) + header)
         await asyncio.wait_for(conn.write(payload), timeout_s)
         busy = time.perf_counter() - ts
-        if busy >= BLOCKED_WRITE_S:  # only a write that waited for the link measures the link
-            monitor.observe_send(frame_n, busy)
+        iv_bytes += frame_n
+        iv_busy += busy
         stats.raw_bytes += raw_n
         stats.wire_bytes += frame_n
         stats.chunks += 1
@@ -200,13 +204,17 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         stats.choices[key] = stats.choices.get(key, 0) + 1
         now = time.perf_counter()
         if now - last_sample >= SAMPLE_INTERVAL_S:
-            last_sample = now
             info = None
             if sock is not None:
                 try:
                     info = read_tcp_info(sock)
                 except OSError:
                     info = None
+            rtt_s = info.rtt_us / 1e6 if info is not None and info.rtt_us > 0 else (monitor.state.rtt_s or 0.0)
+            if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample) and now - t0 >= SLOW_START_RTTS * rtt_s:
+                monitor.observe_send(iv_bytes, now - last_sample)
+            iv_bytes, iv_busy = 0, 0.0
+            last_sample = now
             st = monitor.sample(info)
             stats.samples.append({
                 "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
