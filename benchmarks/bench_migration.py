@@ -63,14 +63,15 @@ def _probe(c: LocalCluster, ip: str, port: int) -> Probe:
     return p
 
 
-def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float) -> dict[str, Any]:
+def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
+               compression: str = "model") -> dict[str, Any]:
     tb = c.tb
     kind = ServiceKind.COUNTER if service == "counter" else ServiceKind.REDIS
     spec = ServiceSpec(service, kind, tb.service_ip(0), PORT if service == "counter" else 6379, resident_mb)
     c.deploy("edge1", spec)
     try:
         probe = _probe(c, spec.ip, spec.port) if service == "counter" else None
-        stats = c.migrate(service, "edge2", strategy, src="edge1")
+        stats = c.migrate(service, "edge2", strategy, src="edge1", compression=compression)
         time.sleep(0.5)
         res = probe.stop() if probe else None
     finally:
@@ -82,6 +83,7 @@ def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float)
         "bytes_per_round": [r["payload_bytes"] for r in stats["rounds"]],
         "frozen_s_per_round": [r["criu_frozen_s"] for r in stats["rounds"]],
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
+        "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
         "state_intact": bool(res.monotonic and not res.jumps and res.error is None) if res else None,
     }
 
@@ -205,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--podman-compress", choices=["zstd", "gzip", "none"], default="zstd",
                     help="archive compression of the podman baseline (podman's default: zstd)")
+    ap.add_argument("--compression", default="model",
+                    help="engine data-path selector: none, fixed:CODEC:LEVEL, rule or model (default model)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         if strategy == "podman":
                             m = run_podman(c, args.resident_mb, args.podman_compress)
                         else:
-                            m = run_engine(c, args.service, strategy, args.resident_mb)
+                            m = run_engine(c, args.service, strategy, args.resident_mb, args.compression)
                         line = {"bench": "migration", "service": args.service, "strategy": strategy,
                                 "rate_mbit": rate, "rtt_ms": rtt, **m, "resident_mb": args.resident_mb,
                                 "repeat": rep, "git_sha": sha, "unix_time": round(time.time(), 1)}
