@@ -119,8 +119,8 @@ def pipeline(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, p
 @_common
 @click.option("--from-mbit", type=float, default=200.0, show_default=True)
 @click.option("--to-mbit", type=float, default=10.0, show_default=True)
-@click.option("--after-s", type=float, default=1.0, show_default=True,
-              help="Change the shaper's rate this long after the migration starts.")
+@click.option("--after-s", type=float, default=0.3, show_default=True,
+              help="Change the shaper's rate this long after the destination starts receiving.")
 @click.option("--codec", default="zstd", show_default=True)
 @click.option("--levels", default="1,3,6,9", show_default=True)
 def ratechange(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,

@@ -52,7 +52,7 @@ class RunConfig:
     rate_mbit: float = 100.0
     rtt_ms: float = 20.0
     strategy: str = "stop-and-copy"
-    change_after_s: float | None = None  # experiment (e): set the link to change_to_mbit after this long
+    change_after_s: float | None = None  # experiment (e): change_to_mbit this long after the transfer starts
     change_to_mbit: float | None = None
 
     def __post_init__(self) -> None:
@@ -121,21 +121,40 @@ class Bench:
         src = self.host
         dst = HOSTS[1] if src == HOSTS[0] else HOSTS[0]
         self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.rate_mbit, rtt_ms=cfg.rtt_ms)
-        timer = None
+        changer = None
+        stop = threading.Event()
         if cfg.change_after_s is not None and cfg.change_to_mbit is not None:
-            to = cfg.change_to_mbit
-            timer = threading.Timer(cfg.change_after_s,
-                                    lambda: self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=to, rtt_ms=cfg.rtt_ms))
-            timer.start()
+            changer = threading.Thread(target=self._change_rate, args=(cfg, dst, stop), daemon=True)
+            changer.start()
         try:
             stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
                                      page_codec=cfg.page_codec, pipeline=cfg.pipeline)
         finally:
-            if timer is not None:
-                timer.cancel()
-                timer.join()
+            stop.set()
+            if changer is not None:
+                changer.join()
         self.host = dst
         return row_of(cfg, stats)
+
+
+    def _change_rate(self, cfg: RunConfig, dst: str, stop: threading.Event) -> None:
+        """Experiment (e): once ``dst`` is receiving the image (the transfer started), wait
+        ``change_after_s`` and change the shaper's rate - relative to the transfer, not to the migration's
+        start, so the checkpoint dump's duration does not decide whether the change hits the transfer."""
+        from edgemigrate.control import client
+
+        assert cfg.change_after_s is not None and cfg.change_to_mbit is not None
+        while not stop.is_set():
+            try:
+                state = self.bed.run(client.status(self.bed.directory, dst)).get(cfg.workload, {}).get("state")
+            except Exception:  # noqa: BLE001 - the agent may be busy; poll again
+                state = None
+            if state == "receiving":
+                break
+            time.sleep(0.02)
+        if stop.wait(cfg.change_after_s):
+            return
+        self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.change_to_mbit, rtt_ms=cfg.rtt_ms)
 
 
 def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
