@@ -85,9 +85,11 @@ def test_throughput_follows_tbf_rate_and_changes_mid_transfer(small_testbed: Tes
 
     res = transfer(tb, "edge1", "edge2", 6.0, during=slow_down)
     bins = res["intervals_bps"]  # 0.5 s bins from the first byte
-    early, late = bins[:2], bins[-3:-1]  # the final bin is partial
+    early, late = bins[:2], bins[-4:-1]  # the final bin is partial
     assert max(early) > 0.8 * 20e6, bins
-    assert max(late) < 1.3 * 5e6 and min(late) > 0.6 * 5e6, bins
+    # averaged over 1.5 s: a single 0.5 s bin can carry a token-bucket burst or scheduling jitter on a busy box
+    late_bps = sum(late) / len(late)
+    assert 0.6 * 5e6 < late_bps < 1.2 * 5e6, bins
 
 
 def test_loss_is_applied_per_direction(small_testbed: Testbed) -> None:
