@@ -45,7 +45,7 @@ def run(scenario: str, seed: int | None, policy: str | None, overrides: tuple[st
                f"delay per task {s['per_task_total_s']:.2f} s (S {s['per_task_migration_s']:.2f} + "
                f"C {s['per_task_computation_s']:.2f} + P {s['per_task_deployment_s']:.2f} + "
                f"B {s['per_task_backhaul_s']:.2f}); {s['ms_per_step']:.2f} ms/step")
-    click.echo(f"results: {res.out_dir}")
+    click.echo(f"results: {res.out_dir.resolve()}")
 
 
 @click.command()
