@@ -60,7 +60,8 @@ def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
             continue
         label = path.parent.name.split("__")[1] if "__" in path.parent.name else path.parent.name
         for ax, key in zip(axes, ("policy_loss", "value_loss", "mean_episode_reward"), strict=True):
-            ax.plot(t["global_step"], t[key], label=label)
+            ok = np.isfinite(t[key])  # updates that finished no episode log NaN reward
+            ax.plot(t["global_step"][ok], t[key][ok], label=label, marker="." if key.startswith("mean") else None)
     for ax, title in zip(axes, ("policy loss", "value loss", "mean episode reward"), strict=True):
         ax.set(title=title, xlabel="environment steps")
         ax.grid(alpha=0.3)
