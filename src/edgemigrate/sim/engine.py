@@ -38,7 +38,7 @@ from edgemigrate.costs import four_delay as fd
 from edgemigrate.radio.association import Associator
 from edgemigrate.radio.uplink import ring_uplink_bps
 from edgemigrate.sim.config import DecisionKind, SimParams
-from edgemigrate.sim.kernels import apply_kernel, finishing_bytes_kernel, release_kernel
+from edgemigrate.sim.kernels import apply_kernel, finishing_bytes_kernel, left_coverage_kernel, release_kernel
 from edgemigrate.sim.recorder import Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
@@ -187,9 +187,10 @@ class Simulator:
         n = self.world.n_nodes
         on_edge = placed[t.node[placed] < n]
         if on_edge.size:
-            node = t.node[on_edge]
-            d = np.hypot(*(self.user_xy[t.user[on_edge]] - self.world.nodes.xy_m[node]).T)
-            left = on_edge[d > self.world.nodes.coverage_m[node]]
+            buf = np.empty(on_edge.size, dtype=np.int64)
+            k_left = left_coverage_kernel(on_edge, t.user, t.node, self.user_xy, self.world.nodes.xy_m,
+                                          self.world.nodes.coverage_m, buf)
+            left = buf[:k_left]
             if left.size:
                 self._requeue(left, DecisionKind.PASSIVE, now)
                 tick["migrations_passive"] = left.size

@@ -148,3 +148,19 @@ def finishing_bytes_kernel(completion, rows, now, nxt, layer_sizes):
             if c > now and c <= nxt:
                 total += layer_sizes[layer]
     return total
+
+
+@njit(cache=True)
+def left_coverage_kernel(tasks, t_user, t_node, user_xy, node_xy, coverage, out):
+    """Write into ``out`` the tasks whose user is outside their node's service range; returns how many."""
+    k = 0
+    for i in range(tasks.shape[0]):
+        task = tasks[i]
+        node = t_node[task]
+        user = t_user[task]
+        dx = user_xy[user, 0] - node_xy[node, 0]
+        dy = user_xy[user, 1] - node_xy[node, 1]
+        if dx * dx + dy * dy > coverage[node] * coverage[node]:
+            out[k] = task
+            k += 1
+    return k
