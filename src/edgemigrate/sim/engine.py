@@ -213,9 +213,8 @@ class Simulator:
 
     def _proactive(self, now: float) -> int:
         """Queue tasks off nodes whose free CPU or storage fell below sigma (seed 000 eq. 12), newest first."""
-        p, ns, n = self.params, self.nodes, self.world.n_nodes
-        cpu_cap = (1 - p.sigma_cpu) * self.cpu_hz[:n]
-        sto_cap = (1 - p.sigma_storage) * self.storage_bytes[:n]
+        ns, n = self.nodes, self._n
+        cpu_cap, sto_cap = self._cpu_cap[:n], self._storage_cap[:n]
         over = np.flatnonzero((ns.cpu_used_hz[:n] > cpu_cap * (1 + 1e-12)) | (ns.active_bytes[:n] > sto_cap))
         if over.size == 0:
             return 0

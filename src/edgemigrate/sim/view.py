@@ -163,8 +163,8 @@ class SimView:
         """(K, N+1) estimated D (eq. 3) on each node: current queue backlog + missing bytes at b_n."""
         sim = self._sim
         backlog = np.maximum(sim.nodes.queue_free_at_s - sim.now_s, 0.0)
-        return backlog[None, :] * (self.missing_bytes(tasks) > 0) + \
-            self.missing_bytes(tasks) * BITS_PER_BYTE / sim.wired_bps[None, :]
+        missing = self.missing_bytes(tasks)
+        return backlog[None, :] * (missing > 0) + missing * BITS_PER_BYTE / sim.wired_bps[None, :]
 
     def user_node_distance_m(self, tasks: NDArray[np.int64]) -> NDArray[np.float64]:
         """(K, N) distance from each task's user to each edge node."""
