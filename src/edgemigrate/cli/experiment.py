@@ -65,7 +65,7 @@ def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorith
 @click.option("--points", default=None, metavar="9,18,...", help="Node counts (default 9,18,27,36).")
 @_common
 def nodes(points: str | None, **kw: object) -> None:
-    """Sweep the number of edge nodes (seed 000 figs. 3-4)."""
+    """Sweep the number of edge nodes (seed 000, figures 3-4)."""
     _sweep("nodes", points, **kw)  # type: ignore[arg-type]
 
 
@@ -73,7 +73,7 @@ def nodes(points: str | None, **kw: object) -> None:
 @click.option("--points", default=None, metavar="30,60,...", help="Task arrivals per minute (default 30..150).")
 @_common
 def tasks(points: str | None, **kw: object) -> None:
-    """Sweep the number of tasks (seed 000 figs. 5-6)."""
+    """Sweep the number of tasks (seed 000, figures 5-6)."""
     _sweep("tasks", points, **kw)  # type: ignore[arg-type]
 
 
