@@ -37,7 +37,7 @@ from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.compression.netstate import NetworkMonitor
 from edgemigrate.engine.compression.selectors import Selector
 from edgemigrate.engine.compression.wire import CompressionConfig, send_round
-from edgemigrate.engine.manifest import RoundPlan, plan_round
+from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType
 from edgemigrate.engine.protocol.session import (
     Failed,
@@ -269,9 +269,12 @@ class _Migration:
                 self.rules_task = asyncio.create_task(
                     asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path))
             t1 = time.perf_counter()
+            # the model selector profiles its codecs on real image bytes while the round is planned (hashed)
+            selector_task = asyncio.create_task(self._ensure_selector(d)) if self.selector is None else None
             plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
             rules = await self.rules_task if final and self.rules_task is not None else []
-            await self._ensure_selector(plan)
+            if selector_task is not None:
+                await selector_task
         except EdgeMigrateError as exc:
             raise self._abort(f"round {k}: {exc}") from None
         t2 = time.perf_counter()
@@ -316,17 +319,13 @@ class _Migration:
         await self._progress({"round": stats})
         return d
 
-    async def _ensure_selector(self, plan: RoundPlan) -> None:
-        """The selector and compression threads, made once per migration (on its first round's data)."""
+    async def _ensure_selector(self, image_dir: Path) -> None:
+        """The selector and compression threads, made once per migration (on its first round's images)."""
         if self.selector is not None:
             return
         self.pool = ThreadPoolExecutor(self.comp.n_workers, thread_name_prefix=f"compress-{self.session}")
-        sample = b""
-        for _, view in plan.iter_chunks():  # the largest chunk among the first few: real image bytes
-            sample = bytes(view) if len(view) > len(sample) else sample
-            if len(sample) >= (1 << 20):
-                break
         t0 = time.perf_counter()
+        sample = await asyncio.to_thread(_profile_sample, image_dir)
         self.selector = await asyncio.to_thread(self.comp.make_selector, sample)
         self.profile_s = time.perf_counter() - t0
 
@@ -448,3 +447,15 @@ def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
 
 
 __all__ = ["MigrationError", "StopRule", "Strategy", "migrate_out", "tls"]
+
+
+def _profile_sample(image_dir: Path, size_bytes: int = 1 << 20) -> bytes:
+    """Up to ``size_bytes`` of real checkpoint data for codec profiling: the start of the largest image file
+    (the memory pages, which dominate what is sent)."""
+    files = [p for p in image_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+    if not files:
+        return b""
+    largest = max(files, key=lambda p: p.stat().st_size)
+    with largest.open("rb") as fh:
+        return fh.read(size_bytes)
+

@@ -422,6 +422,9 @@ class Testbed:
                     rlines.append(f"route add {o.ip}/32 {self._via(h.index, o.index)} table {p.table(h.index)}")
             netops.sysctl(h.netns, {
                 "net.ipv4.tcp_congestion_control": cfg.congestion_control, "net.ipv4.tcp_no_metrics_save": "1",
+                # a migration's data connection idles while the source dumps; restarting from slow start
+                # after every idle period would make each round's first seconds measure TCP, not the link
+                "net.ipv4.tcp_slow_start_after_idle": "0",
                 "net.ipv4.tcp_rmem": f"4096 131072 {TCP_BUFFER_MAX_BYTES}",
                 "net.ipv4.tcp_wmem": f"4096 16384 {TCP_BUFFER_MAX_BYTES}",
                 "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0", **off_v6})
