@@ -36,6 +36,9 @@ def _common(f):  # type: ignore[no-untyped-def]
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a scenario key for every point, e.g. --set sim.n_steps=30. Repeatable."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--expert", default="dep_soft", show_default=True, metavar="dep_soft|least_delay",
+                     help="Expert whose demonstrations warm-start PPCM (seed 000 uses DEP_SOFT; least_delay = "
+                          "the feasible choice of least estimated T_k)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -47,7 +50,8 @@ def _algos(text: str | None) -> tuple[str, ...] | None:
 
 
 def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorithms: str | None, workers: int,
-           ray_address: str | None, out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool) -> None:
+           ray_address: str | None, out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool,
+           expert: str) -> None:
     from edgemigrate.experiments.ppcm import ALGORITHMS, run_sweep
 
     try:
@@ -56,7 +60,7 @@ def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorith
         raise ConfigError(f"--points '{points}': expected comma-separated numbers, e.g. 9,18,27") from None
     res = run_sweep(axis, points=pts, algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds,
                     train_steps=train_steps, out_root=out_root, workers=workers, ray_address=ray_address,
-                    scenario=scenario, overrides=overrides, progress=not quiet)
+                    scenario=scenario, overrides=overrides, progress=not quiet, expert=expert)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")
 
@@ -80,14 +84,48 @@ def tasks(points: str | None, **kw: object) -> None:
 @ppcm.command()
 @_common
 def training(seeds: int, train_steps: int, algorithms: str | None, workers: int, ray_address: str | None,
-             out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool) -> None:
+             out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool, expert: str) -> None:
     """Train PPCM on the scenario and evaluate it against all eight baselines; plots the training curves
     (seed 000 fig. 7). With --algorithms ppcm,ppo,ppcm_mlp_actor,ppcm_mlp_critic it is the ablation."""
     from edgemigrate.experiments.ppcm import ALGORITHMS, run_training
 
     res = run_training(algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds, train_steps=train_steps,
                        out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
-                       overrides=overrides, progress=not quiet)
+                       overrides=overrides, progress=not quiet, expert=expert)
+    click.echo((res.out_dir / "summary.md").read_text())
+    click.echo(f"results: {res.out_dir}")
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"{option} '{text}': expected comma-separated integers, e.g. 1,2,3") from None
+
+
+@ppcm.command()
+@click.option("--point", type=float, default=120.0, show_default=True, help="Task arrivals per minute.")
+@click.option("--variants", default="ppcm,ppcm_light_bc,ppcm_strong,ppo", show_default=True, metavar="A,B,...",
+              help="RL variants: ppcm, ppo, ppcm_light_bc (2 BC epochs), ppcm_strong (least_delay expert), "
+                   "ppcm_strong_light_bc, ppcm_mlp_actor, ppcm_mlp_critic.")
+@click.option("--train-seeds", default="1,2", show_default=True, metavar="1,2,...",
+              help="Training seeds per variant.")
+@click.option("--references", default="dep_soft,least_delay,ga", show_default=True, metavar="A,B,...",
+              help="Non-learning policies evaluated on the same seeds.")
+@_common
+def controlled(point: float, variants: str, train_seeds: str, references: str, seeds: int, train_steps: int,
+               algorithms: str | None, workers: int, ray_address: str | None, out_root: Path, scenario: str,
+               overrides: tuple[str, ...], quiet: bool, expert: str) -> None:
+    """Controlled test of why PPCM disagrees with seed 000 at high load: PPCM variants (expert, BC strength)
+    and PPO, several training seeds each, same budget; delays with 95 % CIs, entropy and cloud-share logs."""
+    from edgemigrate.experiments.ppcm_controlled import run_controlled
+
+    if algorithms:
+        raise ConfigError("controlled takes --variants and --references, not --algorithms")
+    res = run_controlled(point=point, variants=_algos(variants) or (), train_seeds=_ints(train_seeds, "--train-seeds"),
+                         references=_algos(references) or (), seeds=seeds, train_steps=train_steps, expert=expert,
+                         out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
+                         progress=not quiet, overrides=overrides)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")
 

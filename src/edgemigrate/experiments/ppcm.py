@@ -9,7 +9,10 @@ Protocol (documented so results can be compared):
   task at a time through ``edgemigrate/PPCM-v0`` - both drive the same simulator, so the recorded delays
   (seed 000 eqs. 1-10) are comparable.
 * RL agents are trained once per sweep point (training seed 1) for ``train_steps`` environment steps; PPCM
-  uses DEP_SOFT as the expert for its demonstrations (seed 000 V-B), PPO is the same without them.
+  uses DEP_SOFT as the expert for its demonstrations (seed 000 V-B; ``expert=`` / ``--expert`` picks another,
+  e.g. ``least_delay``), PPO is the same without them. :data:`RL_VARIANTS` names every RL variant (ablations
+  and the controlled experiment's variants, :mod:`edgemigrate.experiments.ppcm_controlled`) by its config
+  changes and expert, so each is reproducible from one command.
 * Reported delay = mean over tasks of the task's total T_k (arrival + every migration), with 95 %
   confidence intervals over the evaluation episodes (Student t).
 """
@@ -36,6 +39,20 @@ BASELINES = ("dep_soft", "down", "pso", "de", "ga", "monkey", "kube")
 RL_ALGOS = ("ppcm", "ppo")
 ALGORITHMS = RL_ALGOS + BASELINES
 ABLATIONS = ("ppcm", "ppo", "ppcm_mlp_actor", "ppcm_mlp_critic")
+#: Experts PPCM can take its demonstrations from (seed 000 uses DEP_SOFT; LEAST_DELAY is the strong one).
+EXPERTS = ("dep_soft", "least_delay")
+#: Policies outside the paper's eight baselines that may still be evaluated (e.g. the strong expert itself).
+EXTRA_POLICIES = ("least_delay",)
+#: RL variant -> (PPOConfig changes, fixed expert or None = the run's expert, default DEP_SOFT).
+RL_VARIANTS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "ppcm": ({}, None),
+    "ppo": ({"demo_episodes": 0}, None),
+    "ppcm_mlp_actor": ({"actor": "mlp"}, None),
+    "ppcm_mlp_critic": ({"critic": "mlp"}, None),
+    "ppcm_light_bc": ({"bc_epochs": 2}, None),  # the same demonstrations, 2 instead of 30 BC epochs
+    "ppcm_strong": ({}, "least_delay"),  # demonstrations from the least-estimated-T_k expert
+    "ppcm_strong_light_bc": ({"bc_epochs": 2}, "least_delay"),
+}
 EVAL_SEED0 = 10_000
 COMPONENTS = ("per_task_deployment_s", "per_task_backhaul_s", "per_task_computation_s", "per_task_migration_s",
               "per_task_total_s")
@@ -64,35 +81,58 @@ def point_overrides(axis: str, value: float, users: int = 50) -> list[str]:
 def ppo_config(algo: str, train_steps: int, seed: int = 1) -> Any:
     from edgemigrate.policies.rl.ppo import PPOConfig
 
+    if algo not in RL_VARIANTS:
+        from edgemigrate.core.registry import suggest
+
+        raise ConfigError(f"unknown RL algorithm '{algo}'{suggest(algo, tuple(RL_VARIANTS))}")
     base: dict[str, Any] = {"total_timesteps": int(train_steps), "seed": seed}
-    variants: dict[str, dict[str, Any]] = {
-        "ppcm": {},
-        "ppo": {"demo_episodes": 0},
-        "ppcm_mlp_actor": {"actor": "mlp"},
-        "ppcm_mlp_critic": {"critic": "mlp"},
-    }
-    if algo not in variants:
-        raise ConfigError(f"unknown RL algorithm '{algo}'")
-    return PPOConfig(**{**base, **variants[algo]})
+    return PPOConfig(**{**base, **RL_VARIANTS[algo][0]})
+
+
+def check_expert(expert: str) -> str:
+    """``expert`` if it is a known demonstration expert, else a one-line ConfigError with a suggestion."""
+    if expert not in EXPERTS:
+        from edgemigrate.core.registry import suggest
+
+        raise ConfigError(f"unknown expert '{expert}' (choose {' or '.join(EXPERTS)}){suggest(expert, EXPERTS)}")
+    return expert
+
+
+def variant_expert(algo: str, expert: str = "dep_soft") -> str | None:
+    """The expert an RL variant learns from: its fixed one, else ``expert``; None when it uses no demonstrations."""
+    cfg_changes, fixed = RL_VARIANTS[algo]
+    if cfg_changes.get("demo_episodes", 1) == 0:
+        return None
+    return check_expert(fixed or expert)
+
+
+def make_baseline(name: str, seed: int | None) -> Any:
+    """A registered batch policy by name (the eight baselines, or LEAST_DELAY)."""
+    import edgemigrate.policies.least_delay  # noqa: F401  (registers least_delay)
+    from edgemigrate.policies.base import make_policy
+
+    return make_policy(name, seed=seed)
 
 
 def train_job(scenario: str, overrides: list[str], algo: str, train_steps: int, out_dir: str,
-              cfg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one RL agent; returns its checkpoint directory and training log paths."""
+              cfg_overrides: dict[str, Any] | None = None, expert: str = "dep_soft", seed: int = 1
+              ) -> dict[str, Any]:
+    """Train one RL agent (training seed ``seed``); returns its checkpoint directory and training log paths."""
     import dataclasses
 
     from edgemigrate.envs.ppcm import PPCMEnv
-    from edgemigrate.policies.base import make_policy
     from edgemigrate.policies.rl.ppo import train
 
-    cfg = ppo_config(algo, train_steps)
+    cfg = ppo_config(algo, train_steps, seed)
     if cfg_overrides:
         cfg = dataclasses.replace(cfg, **cfg_overrides)
     env_fn = functools.partial(PPCMEnv, scenario, list(overrides))
-    expert = make_policy("dep_soft", seed=cfg.seed) if cfg.demo_episodes > 0 else None
-    res = train(env_fn, cfg, expert=expert, out_dir=out_dir, scenario=scenario, algo=algo)
-    return {"algo": algo, "checkpoint": str(res.checkpoint_dir), "log_csv": str(res.log_csv),
-            "plot_png": str(res.plot_png), "run_dir": str(res.run_dir)}
+    expert_name = variant_expert(algo, expert) if cfg.demo_episodes > 0 else None
+    policy = make_baseline(expert_name, seed=cfg.seed) if expert_name else None
+    res = train(env_fn, cfg, expert=policy, out_dir=out_dir, scenario=scenario, algo=algo)
+    return {"algo": algo, "train_seed": seed, "expert": expert_name, "checkpoint": str(res.checkpoint_dir),
+            "log_csv": str(res.log_csv), "plot_png": str(res.plot_png), "run_dir": str(res.run_dir),
+            "warm_start": dict(res.warm_start)}
 
 
 def eval_job(scenario: str, overrides: list[str], algo: str, seed: int, checkpoint: str | None = None
@@ -105,14 +145,18 @@ def eval_job(scenario: str, overrides: list[str], algo: str, seed: int, checkpoi
         from edgemigrate.policies.rl.agent import PPCMPolicy
 
         return {"algo": algo, "seed": seed, **eval_on_env(PPCMPolicy.load(checkpoint), sc, seed)}
-    else:
-        from edgemigrate.policies.base import make_policy
+    sim = build_simulator(sc)
+    sim.reset(seed)
+    sim.run(make_baseline(algo, seed=seed))
+    return {"algo": algo, "seed": seed, **_summary(sim)}
 
-        sim = build_simulator(sc)
-        sim.reset(seed)
-        sim.run(make_policy(algo, seed=seed))
-    summary = summarise(sim.recorder.step_table(), sim.recorder.decisions)
-    return {"algo": algo, "seed": seed, **summary}
+
+def _summary(sim: Any) -> dict[str, Any]:
+    """The run summary plus the share of decisions placed in the cloud."""
+    dec = sim.recorder.decisions
+    nodes = np.asarray(dec["node"])
+    cloud = float(np.mean(nodes == sim.world.n_nodes)) if nodes.size else 0.0
+    return {**summarise(sim.recorder.step_table(), dec), "cloud_share": cloud}
 
 
 def eval_on_env(policy: Any, sc: Any, seed: int) -> dict[str, Any]:
@@ -126,7 +170,7 @@ def eval_on_env(policy: Any, sc: Any, seed: int) -> dict[str, Any]:
     while not done:
         obs, _, term, trunc, info = env.step(policy.act(obs, info))
         done = term or trunc
-    return summarise(env.sim.recorder.step_table(), env.sim.recorder.decisions)
+    return _summary(env.sim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +203,12 @@ def aggregate(rows: list[dict[str, Any]], x_key: str) -> list[dict[str, Any]]:
 
 def run_training(*, algorithms: Sequence[str] = ALGORITHMS, seeds: int = 5, train_steps: int = 50_000,
                  out_root: Path = Path("results"), workers: int = 2, ray_address: str | None = None,
-                 scenario: str = SCENARIO, progress: bool = True, overrides: Sequence[str] = ()) -> SweepResult:
+                 scenario: str = SCENARIO, progress: bool = True, overrides: Sequence[str] = (),
+                 expert: str = "dep_soft") -> SweepResult:
     """One point (the scenario as bundled): train the RL agents, evaluate everything, plot training curves."""
     res = run_sweep("single", points=(0,), algorithms=algorithms, seeds=seeds, train_steps=train_steps,
                     out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
-                    progress=progress, overrides=overrides)
+                    progress=progress, overrides=overrides, expert=expert)
     from edgemigrate.experiments.ppcm_plots import plot_training
 
     plot_training(res.out_dir / "agents", res.out_dir / "plots")
@@ -173,22 +218,25 @@ def run_training(*, algorithms: Sequence[str] = ALGORITHMS, seeds: int = 5, trai
 def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: Sequence[str] = ALGORITHMS,
               seeds: int = 5, train_steps: int = 50_000, out_root: Path = Path("results"), workers: int = 2,
               ray_address: str | None = None, scenario: str = SCENARIO, progress: bool = True,
-              overrides: Sequence[str] = ()) -> SweepResult:
+              overrides: Sequence[str] = (), expert: str = "dep_soft") -> SweepResult:
     """Train the RL agents per point, evaluate every algorithm on ``seeds`` episodes, write tables and plots."""
     for a in algorithms:
-        if a not in ALGORITHMS + ABLATIONS:
+        known = ALGORITHMS + tuple(RL_VARIANTS) + EXTRA_POLICIES
+        if a not in known:
             from edgemigrate.core.registry import suggest
 
-            raise ConfigError(f"unknown algorithm '{a}'{suggest(a, ALGORITHMS + ABLATIONS)}")
+            raise ConfigError(f"unknown algorithm '{a}'{suggest(a, known)}")
+    check_expert(expert)
     if seeds < 2:
         raise ConfigError("--seeds must be >= 2 for confidence intervals")
     points = tuple(points or (NODE_POINTS if axis == "nodes" else TASK_POINTS))
     out = new_run_dir(out_root, run_name(f"{scenario}-{axis}", "sweep" if axis != "single" else "train", seeds))
     x_key = {"nodes": "nodes", "tasks": "tasks_per_min", "single": "point"}[axis]
-    rl = [a for a in algorithms if a in RL_ALGOS + ABLATIONS]
+    rl = [a for a in algorithms if a in RL_VARIANTS]
     load_scenario(scenario, list(overrides))  # fail fast on a bad scenario or --set
     train_jobs = [Job(train_job, dict(scenario=scenario, overrides=[*overrides, *point_overrides(axis, x)], algo=a,
-                                      train_steps=train_steps, out_dir=str(out / "agents" / f"{x_key}={x}")),
+                                      train_steps=train_steps, out_dir=str(out / "agents" / f"{x_key}={x}"),
+                                      expert=expert),
                       label=f"train {a} {x}") for x in points for a in rl]
     trained = run_grid(train_jobs, workers=workers, ray_address=ray_address, progress=progress)
     ckpt = {(r["algo"], x): r["checkpoint"] for r, x in zip(trained, [x for x in points for _ in rl], strict=True)}
@@ -208,7 +256,7 @@ def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: S
     write_json(out / "manifest.json", manifest(0, None, {
         "experiment": f"ppcm {axis}", "scenario": scenario, "points": list(points), "algorithms": list(algorithms),
         "eval_seeds": [EVAL_SEED0 + s for s in range(seeds)], "train_steps": train_steps,
-        "overrides": list(overrides),
+        "overrides": list(overrides), "expert": expert,
         "agents": {f"{a}@{x}": c for (a, x), c in ckpt.items()}}))
     return SweepResult(out, rows)
 

@@ -72,3 +72,50 @@ def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [path]
+
+
+def plot_controlled(agg: list[dict[str, Any]], rows: list[dict[str, Any]], logs: list[str], algos: list[str],
+                    train_seeds: list[int], out_dir: Path, point: float) -> Path:
+    """The controlled experiment (issue 5): total delay per variant with 95 % CIs and each training seed's mean;
+    the acting policy's entropy and cloud share per PPO update for every trained agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgemigrate.experiments.results import read_table
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [r["algo"] for r in agg]
+    colours = {a: f"C{i}" for i, a in enumerate(names)}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    ax = axes[0]
+    x = np.arange(len(agg))
+    ax.bar(x, [r["per_task_total_s_mean"] for r in agg], yerr=[r["per_task_total_s_ci95"] for r in agg],
+           color=[colours[a] for a in names], alpha=0.75, capsize=4)
+    for i, a in enumerate(names):
+        seeds = sorted({int(r["train_seed"]) for r in rows if r["algo"] == a} - {-1})
+        for s in seeds:
+            v = np.mean([r["per_task_total_s"] for r in rows if r["algo"] == a and int(r["train_seed"]) == s])
+            ax.plot(i, v, "k.", ms=8)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set(ylabel="delay per task [s]", title=f"total delay at {point:g} tasks/min (95 % CI; dots: training seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    styles = ["-", "--", ":", "-."]
+    for path, algo, seed in zip(logs, algos, train_seeds, strict=True):
+        t = read_table(Path(path))
+        if len(t["global_step"]) == 0:
+            continue
+        ls = styles[seed % len(styles)]
+        axes[1].plot(t["global_step"], t["rollout_entropy"], ls, color=colours.get(algo, "k"), label=f"{algo} s{seed}")
+        axes[2].plot(t["global_step"], t["rollout_cloud_share"], ls, color=colours.get(algo, "k"))
+    axes[1].set(title="entropy of the acting policy [nats]", xlabel="environment steps")
+    axes[2].set(title="share of rollout actions to the cloud", xlabel="environment steps", ylim=(-0.02, 1.02))
+    for a in axes[1:]:
+        a.grid(alpha=0.3)
+    axes[1].legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    path = out_dir / "controlled.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

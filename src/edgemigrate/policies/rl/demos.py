@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.policies.rl.agent import ActorCritic, index_obs, obs_to_torch
+from edgemigrate.policies.rl.agent import ActorCritic, index_obs, masked_entropy, obs_to_torch
 from edgemigrate.policies.rl.networks import OBS_KEYS
 
 if TYPE_CHECKING:
@@ -129,3 +129,20 @@ def behaviour_cloning(
     with torch.no_grad():
         acc = float((agent.logits(obs).argmax(-1) == actions).float().mean().item())
     return loss_v, acc
+
+
+def policy_entropy(agent: ActorCritic, obs: dict[str, NDArray[Any]], batch: int = 4096) -> float:
+    """Mean entropy (nats) of the masked action distribution over the stacked observations ``obs``.
+
+    Measured on the demonstration states right before and right after behaviour cloning, it shows how far
+    the warm start narrows exploration (issue 5's controlled experiment).
+    """
+    n = int(obs["action_mask"].shape[0])
+    if n == 0:
+        return float("nan")
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            part = obs_to_torch({k: v[start : start + batch] for k, v in obs.items()})
+            total += float(masked_entropy(agent.logits(part)).sum())
+    return total / n

@@ -28,8 +28,12 @@ machine made PPO 5-80x slower, issue 5).
 
 Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/`` (``-2``, ``-3``... appended when parallel
 runs start in the same second): ``train.csv`` (policy loss, value loss,
-entropy, KL, clip fraction, BC loss, demo share, mean episode reward per update), ``train.png`` (seed fig. 7),
-``config.json`` and ``checkpoint/`` (loadable with :meth:`PPCMPolicy.load`).
+entropy, KL, clip fraction, BC loss, demo share, mean episode reward per update; ``rollout_entropy`` = mean
+entropy of the acting policy over the rollout's states and ``rollout_cloud_share`` = share of rollout actions
+that chose the cloud - update 1's values are those of the warm-started policy), ``train.png`` (seed fig. 7),
+``config.json`` (with ``warm_start``: demonstration steps, the expert's cloud share, the policy's mean entropy
+on the demonstration states before and after behaviour cloning, BC accuracy and the cloned policy's cloud share)
+and ``checkpoint/`` (loadable with :meth:`PPCMPolicy.load`).
 """
 
 from __future__ import annotations
@@ -49,12 +53,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
 from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, index_obs, obs_to_torch
-from edgemigrate.policies.rl.demos import Demonstrations, behaviour_cloning, collect_demonstrations
+from edgemigrate.policies.rl.demos import (
+    Demonstrations,
+    behaviour_cloning,
+    collect_demonstrations,
+    policy_entropy,
+)
 from edgemigrate.policies.rl.networks import OBS_KEYS, ObsDims
 from edgemigrate.policies.rl.normalize import RewardScaler
 from edgemigrate.policies.rl.trainlog import TrainLog
@@ -192,6 +202,7 @@ class TrainResult:
     rows: list[dict[str, Any]]
     demo_mean_return: float | None
     bc_accuracy: float | None
+    warm_start: dict[str, float] = field(default_factory=dict)
 
 
 def compute_gae(
@@ -284,8 +295,13 @@ def train(
     demo_obs: dict[str, torch.Tensor] = {}
     demo_actions = torch.zeros(0, dtype=torch.long)
     bc_acc: float | None = None
+    warm: dict[str, float] = {}
     if expert is not None and cfg.demo_episodes > 0:
         demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
+        cloud = demos.obs["action_mask"].shape[1] - 1
+        warm["demo_steps"] = float(len(demos))
+        warm["demo_cloud_share"] = float(np.mean(demos.actions == cloud))
+        warm["entropy_before_bc"] = policy_entropy(agent, demos.obs)
         if cfg.normalize_reward:
             scaler.rms.update(demos.returns)  # prime the return statistics with the expert's returns
         bc_loss, bc_acc = behaviour_cloning(
@@ -299,6 +315,10 @@ def train(
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
         )
+        warm["entropy_after_bc"] = policy_entropy(agent, demos.obs)
+        warm["bc_accuracy"] = bc_acc
+        warm["bc_loss"] = bc_loss
+        warm["bc_cloud_share"] = float(np.mean(_greedy(agent, demos.obs) == cloud))
         demo_obs, demo_actions = obs_to_torch(demos.obs), torch.as_tensor(demos.actions)
         log.info(
             "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
@@ -331,13 +351,15 @@ def train(
         lr = cfg.learning_rate * (1.0 - update / cfg.num_updates if cfg.anneal_lr else 1.0)
         optimizer.param_groups[0]["lr"] = lr
         finished: list[float] = []
+        rollout_ent: list[float] = []
         agent.eval()
         for t in range(T):
             global_step += E
             for k in OBS_KEYS:
                 buf_obs[k][t] = next_obs[k]
             with torch.no_grad():
-                action, logp, _, value = agent.act_value(next_obs)
+                action, logp, ent_t, value = agent.act_value(next_obs)
+            rollout_ent.append(float(ent_t.mean()))
             actions[t], logprobs[t], values[t] = action, logp, value
             next_obs_np, reward, term, trunc, info = envs.step(action.numpy())
             reward = np.asarray(reward, dtype=np.float64)
@@ -418,6 +440,8 @@ def train(
             "policy_loss": np.mean(stats["pg"]),
             "value_loss": np.mean(stats["v"]),
             "entropy": np.mean(stats["ent"]),
+            "rollout_entropy": float(np.mean(rollout_ent)),
+            "rollout_cloud_share": float((actions == space["action_mask"].shape[0] - 1).float().mean()),
             "approx_kl": np.mean(stats["kl"]),
             "clip_fraction": np.mean(stats["clip"]),
             "bc_loss": np.mean(stats["bc"]) if stats["bc"] else float("nan"),
@@ -453,6 +477,7 @@ def train(
         "dims": dims.to_dict(),
         "run_name": run_name,
         "expert": getattr(expert, "name", None),
+        "warm_start": warm,
         "versions": {"torch": torch.__version__},
     }
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=list))
@@ -467,4 +492,16 @@ def train(
         rows=csv_log.rows,
         demo_mean_return=float(demos.episode_returns.mean()) if demos is not None else None,
         bc_accuracy=bc_acc,
+        warm_start=warm,
     )
+
+
+def _greedy(agent: ActorCritic, obs: dict[str, Any], batch: int = 4096) -> NDArray[np.int64]:
+    """Arg-max actions of the masked actor over stacked observations."""
+    n = int(obs["action_mask"].shape[0])
+    out = np.empty(n, dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            part = obs_to_torch({k: v[start : start + batch] for k, v in obs.items()})
+            out[start : start + batch] = agent.logits(part).argmax(-1).numpy()
+    return out

@@ -13,6 +13,8 @@ COLUMNS = (
     "policy_loss",
     "value_loss",
     "entropy",
+    "rollout_entropy",
+    "rollout_cloud_share",
     "approx_kl",
     "clip_fraction",
     "bc_loss",
