@@ -32,7 +32,7 @@ def _names(text: str, what: str) -> list[str]:
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--workloads", default="kvstore,redis", show_default=True,
-                     help="Comma-separated: counter, kvstore, redis."),
+                     help="Comma-separated: counter, kvstore, redis, web."),
         click.option("--resident-mb", type=float, default=64.0, show_default=True,
                      help="Resident memory of counter/kvstore; data filled into redis (MiB)."),
         click.option("--rtt-ms", type=float, default=20.0, show_default=True, help="Link RTT."),
@@ -103,8 +103,8 @@ def levels(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, pag
 
 @compression.command()
 @_common
-@click.option("--rates", default="100", show_default=True, help="Link rates (Mbit/s).")
-@click.option("--selectors", default="model,fixed:zstd:3", show_default=True)
+@click.option("--rates", default="100,1000", show_default=True, help="Link rates (Mbit/s).")
+@click.option("--selectors", default="model,fixed:zstd:3,fixed:zstd:9", show_default=True)
 def pipeline(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
              out_root: Path, no_plots: bool, rates: str, selectors: str) -> None:
     """(c) Pipelined (compress while sending) vs serial."""
@@ -133,6 +133,30 @@ def ratechange(workloads: str, resident_mb: float, rtt_ms: float, strategy: str,
     plan = plan_ratechange(_base(resident_mb, rtt_ms, strategy, page_codec), _names(workloads, "--workloads"),
                            from_mbit, to_mbit, after_s, codec, lv)
     _go("ratechange", plan, out_root, repeats, no_plots)
+
+
+@compression.command()
+@_common
+@click.option("--rates", default="100", show_default=True, help="Edge-to-edge link rates (Mbit/s).")
+@click.option("--selectors", default="none,model,rule", show_default=True)
+@click.option("--page-kib", type=int, default=512, show_default=True, help="Size of the static page (KiB).")
+@click.option("--concurrency", type=int, default=100, show_default=True, help="ab -c: concurrent requests.")
+@click.option("--client-mbit", type=float, default=100.0, show_default=True,
+              help="Rate of the client's links to the edges (the pages' path).")
+def web(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
+        out_root: Path, no_plots: bool, rates: str, selectors: str, page_kib: int, concurrency: int,
+        client_mbit: float) -> None:
+    """(d) lighttpd serving a static page under ab load while it migrates: throughput and QPS per second.
+
+    --workloads and --resident-mb do not apply (the workload is the web server)."""
+    from dataclasses import replace
+
+    from edgemigrate.experiments.compression import plan_web
+
+    base = replace(_base(resident_mb, rtt_ms, strategy, page_codec), page_kib=page_kib,
+                   load_concurrency=concurrency, client_mbit=client_mbit)
+    plan = plan_web(base, _floats(rates, "--rates"), _names(selectors, "--selectors"))
+    _go("web", plan, out_root, repeats, no_plots)
 
 
 @compression.command()

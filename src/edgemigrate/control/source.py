@@ -351,6 +351,9 @@ class _Migration:
             "bytes_sent": sum(r["payload_bytes"] for r in self.rounds), "source_cpu_s": round(_cpu_s() - cpu0, 3),
             "bytes_on_wire": sum(r["wire_bytes"] for r in self.rounds), **self.comp.to_dict(),
             "selector_profile_s": round(self.profile_s, 4),
+            "selector_profiles": [
+                {"codec": p.codec, "level": p.level, "compress_MBps": round(p.compress_Bps / 1e6, 1),
+                 "ratio": round(p.ratio, 4)} for p in getattr(self.selector, "profiles", ())],
             "dest_pid": ev.pid,
         }
 
@@ -449,13 +452,20 @@ def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
 __all__ = ["MigrationError", "StopRule", "Strategy", "migrate_out", "tls"]
 
 
-def _profile_sample(image_dir: Path, size_bytes: int = 1 << 20) -> bytes:
-    """Up to ``size_bytes`` of real checkpoint data for codec profiling: the start of the largest image file
-    (the memory pages, which dominate what is sent)."""
+def _profile_sample(image_dir: Path, size_bytes: int = 256 << 10, pieces: int = 4) -> bytes:
+    """``size_bytes`` of real checkpoint data for codec profiling: ``pieces`` slices spread evenly over the
+    largest image file (the memory pages, which dominate what is sent) - its first bytes alone are often
+    not representative (e.g. allocator metadata or one big buffer)."""
     files = [p for p in image_dir.rglob("*") if p.is_file() and not p.is_symlink()]
     if not files:
         return b""
     largest = max(files, key=lambda p: p.stat().st_size)
+    total = largest.stat().st_size
+    piece = max(1, size_bytes // pieces)
+    out = []
     with largest.open("rb") as fh:
-        return fh.read(size_bytes)
+        for i in range(pieces):
+            fh.seek(max(0, min(total - piece, (2 * i + 1) * total // (2 * pieces) - piece // 2)))
+            out.append(fh.read(piece))
+    return b"".join(out)
 

@@ -11,7 +11,9 @@ and PNG plots (:mod:`.compression_plots`), and prints one JSON line per run::
 
 Experiments (issue 4, "Experiments"): ``rates`` (a) compressed vs uncompressed across link rates,
 ``levels`` (b) fixed zstd/lz4 levels with both adaptive selectors overlaid, ``pipeline`` (c) pipelined vs
-serial, ``ratechange`` (e) the shaper's rate changed while the image is in flight.
+serial, ``ratechange`` (e) the shaper's rate changed while the image is in flight, ``web`` (d) lighttpd serving a
+512 KB page under ``ab -c 100`` while it migrates: per-second throughput and QPS (:mod:`.loadgen`,
+``timeline.csv``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.engine.compression.wire import CompressionConfig
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 
-WORKLOADS = ("counter", "kvstore", "redis")
+WORKLOADS = ("counter", "kvstore", "redis", "web")
 DEFAULT_RATES_MBIT = (5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
-SERVICE_PORT = {"counter": 7000, "kvstore": 7001, "redis": 6379}
+SERVICE_PORT = {"counter": 7000, "kvstore": 7001, "redis": 6379, "web": 8080}
 HOSTS = ("edge1", "edge2")
 
 
@@ -54,6 +56,10 @@ class RunConfig:
     strategy: str = "stop-and-copy"
     change_after_s: float | None = None  # experiment (e): change_to_mbit this long after the transfer starts
     change_to_mbit: float | None = None
+    # experiment (d), workload "web": page size, ab's concurrency, the client<->edge link rate
+    page_kib: int = 512
+    load_concurrency: int = 100
+    client_mbit: float = 100.0
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:
@@ -61,6 +67,8 @@ class RunConfig:
         CompressionConfig.parse(self.selector, self.page_codec, self.pipeline)
         if self.rate_mbit <= 0 or self.rtt_ms < 0 or self.resident_mb < 0:
             raise ConfigError("rate_mbit must be > 0, rtt_ms and resident_mb >= 0")
+        if self.page_kib < 1 or self.load_concurrency < 1 or self.client_mbit <= 0:
+            raise ConfigError("page_kib and load_concurrency must be >= 1, client_mbit > 0")
         if (self.change_after_s is None) != (self.change_to_mbit is None):
             raise ConfigError("a rate change needs both change_after_s and change_to_mbit")
 
@@ -86,21 +94,23 @@ class Bench:
         pid = os.getpid()
         self.bed = LocalCluster.up(name or f"cx{pid % 100000}", subnet or f"10.{150 + pid % 40}.0.0/16", root,
                                    edges=2, io_timeout_s=20.0)
-        self.current: tuple[str, float] | None = None  # deployed (workload, resident_mb)
+        self.current: tuple[str, float, int] | None = None  # deployed (workload, resident_mb, page_kib)
+        self.loads = 0  # web runs so far (each gets a load directory)
         self.host = HOSTS[0]
+        self.load_lead_s, self.load_tail_s = 3.0, 4.0  # web: ab runs this long before / after the migration
 
     def close(self) -> None:
         self.bed.down()
 
-    def _deploy(self, workload: str, resident_mb: float) -> None:
-        if self.current == (workload, resident_mb):
+    def _deploy(self, workload: str, resident_mb: float, page_kib: int = 512) -> None:
+        if self.current == (workload, resident_mb, page_kib):
             return
         if self.current is not None:
             self.bed.stop_all(self.current[0])
         tb = self.bed.tb
-        kind = {"counter": ServiceKind.COUNTER, "kvstore": ServiceKind.KVSTORE, "redis": ServiceKind.REDIS}[workload]
+        kind = ServiceKind(workload)
         spec = ServiceSpec(workload, kind, tb.service_ip(0), SERVICE_PORT[workload],
-                           0.0 if workload == "redis" else resident_mb)
+                           0.0 if workload in ("redis", "web") else resident_mb, page_bytes=page_kib * 1024)
         self.host = HOSTS[0]
         self.bed.deploy(self.host, spec)
         time.sleep(0.3)
@@ -113,11 +123,11 @@ class Bench:
                 r.fill(spec.ip, spec.port, total_mb=resident_mb, values="text")
             elif workload == "kvstore":
                 _kv_fill(spec.ip, spec.port, 5000)
-        self.current = (workload, resident_mb)
+        self.current = (workload, resident_mb, page_kib)
 
     def run(self, cfg: RunConfig) -> dict[str, Any]:
         """One migration; returns its row (flat numbers) with the agent's full statistics under ``stats``."""
-        self._deploy(cfg.workload, cfg.resident_mb)
+        self._deploy(cfg.workload, cfg.resident_mb, cfg.page_kib)
         src = self.host
         dst = HOSTS[1] if src == HOSTS[0] else HOSTS[0]
         self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.rate_mbit, rtt_ms=cfg.rtt_ms)
@@ -126,15 +136,36 @@ class Bench:
         if cfg.change_after_s is not None and cfg.change_to_mbit is not None:
             changer = threading.Thread(target=self._change_rate, args=(cfg, dst, stop), daemon=True)
             changer.start()
+        load: dict[str, Any] | None = None
         try:
-            stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
-                                     page_codec=cfg.page_codec, pipeline=cfg.pipeline)
+            if cfg.workload == "web":  # experiment (d): the migration runs under ab's load
+                stats, load = self._migrate_under_load(cfg, src, dst)
+            else:
+                stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
+                                         page_codec=cfg.page_codec, pipeline=cfg.pipeline)
         finally:
             stop.set()
             if changer is not None:
                 changer.join()
         self.host = dst
-        return row_of(cfg, stats)
+        row = row_of(cfg, stats)
+        if load is not None:
+            row["load"] = load
+        return row
+
+    def _migrate_under_load(self, cfg: RunConfig, src: str, dst: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        from edgemigrate.experiments.loadgen import LoadConfig, load_row, migrate_under_load
+
+        tb = self.bed.tb
+        for h in HOSTS:
+            tb.set_link("client1", h, rate_mbit=cfg.client_mbit)
+        self.loads += 1
+        stats, result, marks = migrate_under_load(
+            self.bed, cfg.workload, src, dst, f"http://{tb.service_ip(0)}:{SERVICE_PORT['web']}/",
+            self.bed.root / "load" / f"run{self.loads:03d}", load=LoadConfig(concurrency=cfg.load_concurrency),
+            netns_path=tb.netns_path("client1"), lead_s=self.load_lead_s, tail_s=self.load_tail_s,
+            strategy=cfg.strategy, compression=cfg.selector, page_codec=cfg.page_codec, pipeline=cfg.pipeline)
+        return stats, load_row(result, marks)
 
 
     def _change_rate(self, cfg: RunConfig, dst: str, stop: threading.Event) -> None:
@@ -172,8 +203,15 @@ def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
     for r in rounds:
         for k, v in r["wire"]["choices"].items():
             choices[k] = choices.get(k, 0) + v
+    if cfg.change_to_mbit is None:  # eqs. 3-8 need one link rate
+        from edgemigrate.experiments.compression_model import predict_s
+
+        pred = predict_s(stats, cfg.rate_mbit, CompressionConfig().n_workers)
+    else:
+        pred = {}
     return {
         **asdict(cfg),
+        **pred,
         "ok": bool(stats.get("ok")),
         "total_s": float(stats["total_s"]),
         "frozen_window_s": float(stats["frozen_window_s"]),
@@ -196,7 +234,8 @@ def json_line(row: dict[str, Any]) -> str:
                        "page_codec": row["page_codec"], "pipeline": row["pipeline"], "rate_mbit": row["rate_mbit"],
                        "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
                        "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
-                       "utilisation": round(row["utilisation"], 3), "choices": row["choices"]})
+                       "utilisation": round(row["utilisation"], 3), "choices": row["choices"],
+                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s") if k in row}})
 
 
 # ------------------------------------------------------------------------------------------ plans
@@ -230,6 +269,12 @@ def plan_ratechange(base: RunConfig, workloads: Sequence[str], from_mbit: float,
                     change_to_mbit=to_mbit) for w in workloads for s in sels]
 
 
+def plan_web(base: RunConfig, rates: Sequence[float] = (100.0,),
+             selectors: Sequence[str] = ("none", "model", "rule")) -> list[RunConfig]:
+    """(d) lighttpd under ``ab -c 100`` migrated with each selector: throughput / QPS timelines (seed 001, VI-C)."""
+    return [replace(base, workload="web", rate_mbit=r, selector=s) for r in rates for s in selectors]
+
+
 # ------------------------------------------------------------------------------------------ sweep
 
 
@@ -257,6 +302,10 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
         bench.close()
         if rows:
             write_rows(out / "runs.csv", rows)
+        if any("load" in r for r in rows):  # experiment (d): per-second throughput / QPS of every run
+            from edgemigrate.experiments.loadgen import write_timeline
+
+            write_timeline(out / "timeline.csv", rows)
     if plot and rows:
         from edgemigrate.experiments.compression_plots import plot_experiment
 
@@ -267,7 +316,8 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
 CSV_COLUMNS = ("workload", "resident_mb", "selector", "page_codec", "pipeline", "rate_mbit", "rtt_ms", "strategy",
                "change_after_s", "change_to_mbit", "repeat", "ok", "total_s", "frozen_window_s", "transfer_s",
                "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "source_cpu_s",
-               "n_rounds", "choices")
+               "n_rounds", "choices", "pred_serial_s", "pred_pipelined_s", "stage_checkpoint_s", "stage_compress_s",
+               "stage_transfer_s", "stage_rebuild_restore_s")
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -26,6 +26,8 @@ def _mean_by(t: dict[str, np.ndarray], mask: np.ndarray, key: str, value: str) -
 
 def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     """Draw the plots of ``experiment`` from ``run_dir/runs.csv``; returns the PNG paths."""
+    if experiment == "web":
+        return [plot_web(run_dir)]
     t = read_table(run_dir / "runs.csv")
     t = {k: (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in t.items()}
     plt = _plt()
@@ -88,20 +90,30 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             ax.set_ylabel("time saved vs uncompressed (%)")
             ax.legend(fontsize=7)
         elif experiment == "pipeline":
-            labels, vals, errs, utils = [], [], [], []
-            for sel in np.unique(t["selector"][w]):
-                for p in ("pipelined", "serial"):
-                    m = w & (t["selector"] == sel) & (t["pipeline"] == p)
-                    for r in np.unique(t["rate_mbit"][m]):
-                        mm = m & (t["rate_mbit"] == r)
-                        labels.append(f"{sel}\n{p}\n{r:g} Mbit/s")
+            labels, vals, errs, utils, preds = [], [], [], [], []
+            for r in np.unique(t["rate_mbit"][w]):
+                for sel in np.unique(t["selector"][w]):
+                    for p in ("pipelined", "serial"):
+                        mm = w & (t["selector"] == sel) & (t["pipeline"] == p) & (t["rate_mbit"] == r)
+                        if not mm.any():
+                            continue
+                        labels.append(f"{sel.replace('fixed:', '')}\n{p}\n{r:g} Mbit/s")
                         vals.append(t["total_s"][mm].astype(float).mean())
                         errs.append(t["total_s"][mm].astype(float).std())
                         utils.append(t["utilisation"][mm].astype(float).mean())
-            axes[0].bar(range(len(vals)), vals, yerr=errs, color=["C0" if "\npipelined" in lab else "C1" for lab in labels])
-            axes[0].set_xticks(range(len(vals)), labels, fontsize=7)
+                        key = f"pred_{p}_s"
+                        preds.append(t[key][mm].astype(float).mean() if key in t else np.nan)
+            x = np.arange(len(vals))
+            axes[0].bar(x, vals, yerr=errs, color=["C0" if "\npipelined" in lab else "C1" for lab in labels])
+            axes[0].plot(x, preds, "k_", ms=18, mew=2, label="seed 001 eqs. 3-4 (serial) / 7 (pipelined)")
+            for i in range(0, len(vals) - 1, 2):
+                if labels[i].split("\n")[0] == labels[i + 1].split("\n")[0] and vals[i + 1] > 0:
+                    axes[0].annotate(f"-{100 * (1 - vals[i] / vals[i + 1]):.0f} %", (i + 0.5, max(vals[i:i + 2])),
+                                     ha="center", va="bottom", fontsize=8)
+            axes[0].legend(fontsize=7)
+            axes[0].set_xticks(x, labels, fontsize=7)
             axes[0].set_ylabel("migration time (s)")
-            axes[0].set_title(f"{wl}: pipelined vs serial")
+            axes[0].set_title(f"{wl}: pipelined (blue) vs serial (orange); black = model prediction")
             axes[1].bar(range(len(utils)), utils, color="C2")
             axes[1].set_xticks(range(len(vals)), labels, fontsize=7)
             axes[1].axhline(0.9, color="grey", ls="--", lw=1)
@@ -143,3 +155,55 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
     return out
+
+
+def plot_web(run_dir: Path) -> Path:
+    """(d) Throughput (top) and QPS (bottom) per second while the web service migrates, one line per selector,
+    time aligned at each migration's start; light shading = migration, dark = service frozen (seed 001, VI-C)."""
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("load")]
+    plt = _plt()
+    fig, (ax_t, ax_q) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    sels = sorted({r["selector"] for r in rows}, key=lambda s: (s != "none", s))
+    colour = {s: f"C{i}" for i, s in enumerate(sels)}
+    labelled: set[str] = set()
+    for r in rows:
+        load, sel = r["load"], r["selector"]
+        mk, tl = load["marks"], load["timeline"]
+        t = np.asarray(tl["t_s"], dtype=float) - mk["start_s"] + 0.5  # bin centres, 0 = migration start
+        c = colour[sel]
+        first = sel not in labelled
+        labelled.add(sel)
+        label = (f"{sel}: migration {r['total_s']:.1f} s, frozen {r['frozen_window_s']:.1f} s, "
+                 f"{r['bytes_on_wire'] / 1e6:.0f} MB on the wire") if first else None
+        ax_t.plot(t, tl["mbit_s"], "-", color=c, lw=1.8 if first else 0.8, label=label)
+        ax_q.plot(t, tl["qps"], "-", color=c, lw=1.8 if first else 0.8)
+        k = sels.index(sel)
+        for ax in (ax_t, ax_q):  # one strip per selector at the top: migration (light), frozen (dark)
+            strip = ax.get_xaxis_transform()
+            y0 = 0.97 - 0.06 * (k + 1)
+            ax.broken_barh([(0.0, mk["end_s"] - mk["start_s"])], (y0, 0.05), transform=strip, color=c, alpha=0.25)
+            ax.broken_barh([(mk["freeze_s"] - mk["start_s"], mk["resume_s"] - mk["freeze_s"])], (y0, 0.05),
+                           transform=strip, color=c, alpha=0.8)
+            ax.axvline(mk["resume_s"] - mk["start_s"], color=c, lw=0.8, ls=":")
+    first = rows[0] if rows else None
+    if first is not None:
+        ax_t.set_title(f"web (lighttpd, {first.get('page_kib', 512)} KiB page, ab -c {first.get('load_concurrency', 100)})"
+                       f" migrated over {first['rate_mbit']:g} Mbit/s / {first['rtt_ms']:g} ms; client link "
+                       f"{first.get('client_mbit', 0):g} Mbit/s", fontsize=10)
+    ax_t.set_ylabel("throughput at the client (Mbit/s)")
+    ax_q.set_ylabel("requests completed per second")
+    ax_q.set_xlabel("time since the migration started (s); bars at the top: migration (light) and frozen window "
+                    "(dark) per selector, dotted: resumed on the destination")
+    for ax in (ax_t, ax_q):
+        ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, ax.get_ylim()[1] * (1.1 + 0.08 * len(sels)))  # room for the strips
+        ax.grid(alpha=0.3)
+    ax_t.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path = run_dir / "web_timeline.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

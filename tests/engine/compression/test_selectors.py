@@ -10,6 +10,8 @@ from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_imag
 from edgemigrate.engine.compression.netstate import INITIAL_STATE, NetworkState
 from edgemigrate.engine.compression.selectors import (
     COLD_START_BANDWIDTHS_BPS,
+    MIN_OBSERVED_BYTES,
+    PROBE_EVERY_CHUNKS,
     SEED_RULE_TABLE,
     Choice,
     CodecProfile,
@@ -180,3 +182,24 @@ def test_image_policy_uses_wkdm_for_pages_only() -> None:
     assert ImageCodecPolicy(page_codec=None).codec_for("pages-3.img", Choice("zstd", 2)).name == "zstd"
     with pytest.raises(ConfigError):
         ImageCodecPolicy(page_codec="wkdn")
+
+
+def test_model_selector_probes_a_compressor_while_sending_raw_and_recovers() -> None:
+    # profiled on a bad sample: everything looks incompressible, so raw wins at 100 Mbit/s
+    bad = [CodecProfile("none", 0, 1e12, 1e12, 1.0), CodecProfile("zstd", 1, 300 * MB, 1000 * MB, 1.02)]
+    sel = ModelSelector(bad, compress_cores=2, hysteresis=0.0)
+    bw = 12.5 * MB
+    picks = [sel.choose(_state(i + 1, 1, 0, bw)) for i in range(PROBE_EVERY_CHUNKS)]
+    assert picks[:-1] == [Choice("none", 0)] * (PROBE_EVERY_CHUNKS - 1)
+    assert picks[-1] == Choice("zstd", 1)  # the probe
+    # the probe shows the real data compresses 3x: the selector switches to compressing for good
+    for _ in range(3):
+        sel.observe(Choice("zstd", 1), 1 << 20, (1 << 20) // 3, (1 << 20) / (300 * MB))
+    assert [sel.choose(_state(100 + i, 1, 0, bw)) for i in range(3)] == [Choice("zstd", 1)] * 3
+
+
+def test_model_selector_ignores_tiny_chunks() -> None:
+    sel = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.0)
+    before = sel.profile(Choice("zstd", 3))
+    sel.observe(Choice("zstd", 3), MIN_OBSERVED_BYTES - 1, 10, 1.0)  # a 1 s, 6000x "compression" of a tiny file
+    assert sel.profile(Choice("zstd", 3)) == before

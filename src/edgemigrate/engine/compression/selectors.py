@@ -154,6 +154,8 @@ class RuleSelector:
         return None
 
 
+MIN_OBSERVED_BYTES = 64 << 10  # chunks smaller than this do not update the model selector's factors
+PROBE_EVERY_CHUNKS = 8  # while sending raw, compress one chunk in this many to keep the estimates fresh
 # Bandwidths the cold start of :class:`ModelSelector` guards against: 1 Mbit/s .. 1 Gbit/s, log-spaced. (Above
 # ~1 Gbit/s sending raw beats every compressor on a few cores, and a cold start hedging for that would pick the
 # fastest, weakest codec for every slower link.)
@@ -184,24 +186,27 @@ def measure_profiles(
     """Time every candidate's compression and decompression of ``sample`` on one core.
 
     Each measurement repeats until at least ``min_time_s`` has passed, to get above timer resolution.
+    Times are the calling thread's CPU time (``time.thread_time``), not wall time: profiling runs beside other
+    work (the round being hashed, other processes), and a preempted millisecond would make one level look
+    many times slower than it is. What contention really costs is learned online (:class:`ModelSelector`).
     """
     if not sample:
         raise ValidationError("measure_profiles: the sample is empty")
     out = []
     for name, level in candidates:
         codec = shared_codec(name, level)
-        comp_s, reps, t0 = 0.0, 0, time.perf_counter()
+        comp_s, reps, t0 = 0.0, 0, time.thread_time()
         while True:
             z = codec.compress(sample)
             reps += 1
-            comp_s = time.perf_counter() - t0
+            comp_s = time.thread_time() - t0
             if comp_s >= min_time_s:
                 break
-        dec_s, dreps, t0 = 0.0, 0, time.perf_counter()
+        dec_s, dreps, t0 = 0.0, 0, time.thread_time()
         while True:
             codec.decompress(z, len(sample))
             dreps += 1
-            dec_s = time.perf_counter() - t0
+            dec_s = time.thread_time() - t0
             if dec_s >= min_time_s:
                 break
         out.append(
@@ -291,6 +296,7 @@ class ModelSelector:
         self._ratio0 = np.array([p.ratio for p in self.profiles], dtype=float)
         self._is_none = np.array([p.codec == "none" for p in self.profiles])
         self.current: int | None = None
+        self._raw_streak = 0  # chunks sent raw since the last compressed one
 
     @property
     def name(self) -> str:
@@ -322,6 +328,17 @@ class ModelSelector:
             if cur is not None and rates[cur] >= (1.0 - self.hysteresis) * rates[best]:
                 best = cur
         self.current = best
+        if self._is_none[best]:
+            # Sending raw teaches nothing about the data or the CPU, so a choice of ``none`` made on a wrong
+            # estimate would never be revisited: every PROBE_EVERY_CHUNKS-th raw chunk is compressed by the
+            # best compressor instead (without changing the current choice), refreshing both factors.
+            self._raw_streak += 1
+            if self._raw_streak >= PROBE_EVERY_CHUNKS:
+                self._raw_streak = 0
+                rates = self.rates_Bps(bw) if bw else self.rates_Bps(float(COLD_START_BANDWIDTHS_BPS[-1]))
+                return self.profiles[int(np.argmax(np.where(self._is_none, -np.inf, rates)))].choice
+        else:
+            self._raw_streak = 0
         return self.profiles[best].choice
 
     def cold_start_index(self) -> int:
@@ -332,8 +349,8 @@ class ModelSelector:
 
     def observe(self, choice: Choice, raw_bytes: int, compressed_bytes: int, compress_s: float) -> None:
         i = self._index.get(choice)
-        if i is None or raw_bytes <= 0 or self._is_none[i]:
-            return
+        if i is None or raw_bytes < MIN_OBSERVED_BYTES or self._is_none[i]:
+            return  # small image files (core, fdinfo...) say little about the pages and cost mostly overhead
         self._data.update((compressed_bytes / raw_bytes) / float(self._ratio0[i]))
         if compress_s > 0:
             self._cpu.update((raw_bytes / compress_s) / float(self._speed0[i]))
