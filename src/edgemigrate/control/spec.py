@@ -7,7 +7,8 @@ added capabilities), so nothing about isolation is taken from the peer or from t
 
 The bundle is a minimal rootfs: an empty read-only skeleton into which ``/usr``, ``/etc``, the Python
 installation and the project tree are bind-mounted read-only (the services are this package's own
-modules, run with the project's interpreter; Redis is Debian's ``/usr/bin/redis-server``).
+modules, run with the project's interpreter; Redis is Debian's ``/usr/bin/redis-server``; the ``web`` kind is
+Debian's lighttpd started through :mod:`edgemigrate.engine.services.httpd`, serving a ``page_bytes`` page).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.core.errors import ConfigError
+from edgemigrate.engine.services.httpd import DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 MAX_RESIDENT_MB = 16384.0
@@ -32,6 +34,7 @@ class ServiceKind(enum.Enum):
     COUNTER = "counter"
     KVSTORE = "kvstore"
     REDIS = "redis"
+    WEB = "web"  # lighttpd serving one static page (seed 001, section VI-C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class ServiceSpec:
     resident_mb: float = 0.0
     dirty_pages_per_s: float = 0.0
     seed: int = 0
+    page_bytes: int = DEFAULT_PAGE_BYTES  # the web kind's page size; ignored by the other kinds
 
     def __post_init__(self) -> None:
         if not _NAME_RE.fullmatch(self.name):
@@ -57,23 +61,29 @@ class ServiceSpec:
             raise ConfigError(f"service.resident_mb: {self.resident_mb} outside 0..{MAX_RESIDENT_MB}")
         if self.dirty_pages_per_s < 0:
             raise ConfigError("service.dirty_pages_per_s: must be >= 0")
+        if not 1024 <= self.page_bytes <= MAX_PAGE_BYTES:
+            raise ConfigError(f"service.page_bytes: {self.page_bytes} outside 1024..{MAX_PAGE_BYTES}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind.value, "ip": self.ip, "port": self.port,
-                "resident_mb": self.resident_mb, "dirty_pages_per_s": self.dirty_pages_per_s, "seed": self.seed}
+        d = {"name": self.name, "kind": self.kind.value, "ip": self.ip, "port": self.port,
+             "resident_mb": self.resident_mb, "dirty_pages_per_s": self.dirty_pages_per_s, "seed": self.seed}
+        if self.kind is ServiceKind.WEB:
+            d["page_bytes"] = self.page_bytes
+        return d
 
     @classmethod
     def from_dict(cls, obj: Any) -> ServiceSpec:
         if not isinstance(obj, dict):
             raise ConfigError("service: expected an object")
-        allowed = {"name", "kind", "ip", "port", "resident_mb", "dirty_pages_per_s", "seed"}
+        allowed = {"name", "kind", "ip", "port", "resident_mb", "dirty_pages_per_s", "seed", "page_bytes"}
         extra = set(obj) - allowed
         if extra:
             raise ConfigError(f"service: unknown keys {sorted(extra)}")
         try:
             kind = ServiceKind(obj.get("kind"))
         except ValueError:
-            raise ConfigError(f"service.kind: {obj.get('kind')!r} is not one of counter/kvstore/redis") from None
+            raise ConfigError(f"service.kind: {obj.get('kind')!r} is not one of "
+                              f"{'/'.join(k.value for k in ServiceKind)}") from None
         for key, typ in (("name", str), ("ip", str), ("port", int)):
             if not isinstance(obj.get(key), typ) or isinstance(obj.get(key), bool):
                 raise ConfigError(f"service.{key}: expected {typ.__name__}")
@@ -86,7 +96,11 @@ class ServiceSpec:
         seed = obj.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError("service.seed: expected an integer")
-        return cls(obj["name"], kind, obj["ip"], obj["port"], nums["resident_mb"], nums["dirty_pages_per_s"], seed)
+        page_bytes = obj.get("page_bytes", DEFAULT_PAGE_BYTES)
+        if not isinstance(page_bytes, int) or isinstance(page_bytes, bool):
+            raise ConfigError("service.page_bytes: expected an integer")
+        return cls(obj["name"], kind, obj["ip"], obj["port"], nums["resident_mb"], nums["dirty_pages_per_s"], seed,
+                   page_bytes)
 
     def argv(self) -> list[str]:
         """The process command line, derived locally from the kind (never received from a peer)."""
@@ -98,6 +112,9 @@ class ServiceSpec:
             return [py, "-m", "edgemigrate.engine.services.kvstore", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--dirty-pages-per-s", str(self.dirty_pages_per_s),
                     "--seed", str(self.seed)]
+        if self.kind is ServiceKind.WEB:  # the module writes the page + config into /tmp and execs lighttpd
+            return [py, "-m", "edgemigrate.engine.services.httpd", "--host", self.ip, "--port", str(self.port),
+                    "--page-bytes", str(self.page_bytes), "--seed", str(self.seed), "--workdir", "/tmp/web"]
         from edgemigrate.engine.services.redis import redis_argv
 
         return redis_argv(self.ip, self.port, binary="/usr/bin/redis-server", workdir="/tmp")

@@ -188,11 +188,11 @@ def plot_web(run_dir: Path) -> Path:
             ax.broken_barh([(mk["freeze_s"] - mk["start_s"], mk["resume_s"] - mk["freeze_s"])], (y0, 0.05),
                            transform=strip, color=c, alpha=0.8)
             ax.axvline(mk["resume_s"] - mk["start_s"], color=c, lw=0.8, ls=":")
-    first = rows[0] if rows else None
-    if first is not None:
-        ax_t.set_title(f"web (lighttpd, {first.get('page_kib', 512)} KiB page, ab -c {first.get('load_concurrency', 100)})"
-                       f" migrated over {first['rate_mbit']:g} Mbit/s / {first['rtt_ms']:g} ms; client link "
-                       f"{first.get('client_mbit', 0):g} Mbit/s", fontsize=10)
+    if rows:
+        r0 = rows[0]
+        ax_t.set_title(f"web (lighttpd, {r0.get('page_kib', 512)} KiB page, ab -c {r0.get('load_concurrency', 100)})"
+                       f" migrated over {r0['rate_mbit']:g} Mbit/s / {r0['rtt_ms']:g} ms; client link "
+                       f"{r0.get('client_mbit', 0):g} Mbit/s", fontsize=10)
     ax_t.set_ylabel("throughput at the client (Mbit/s)")
     ax_q.set_ylabel("requests completed per second")
     ax_q.set_xlabel("time since the migration started (s); bars at the top: migration (light) and frozen window "

@@ -1,0 +1,179 @@
+"""ab under our control: real ab against real lighttpd on loopback, parsing of its -g and summary output,
+per-second timelines, clean errors; and one real migration of the web service under ab load (root + CRIU)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.core.errors import DataFormatError, EngineError
+from edgemigrate.engine.services.httpd import lighttpd_skip_reason
+from edgemigrate.experiments.loadgen import (
+    LoadConfig,
+    LoadGenerator,
+    LoadResult,
+    MigrationMarks,
+    ab_available,
+    longest_gap_s,
+    parse_gnuplot,
+    parse_summary,
+    phase_stats,
+    timeline,
+)
+
+PAGE_BYTES = 200_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadResult]:
+    """ab -c 4 against lighttpd on 127.0.0.1 for ~1.5 s (stopped with SIGINT, as in an experiment)."""
+    if lighttpd_skip_reason() or ab_available() is None:
+        pytest.skip(lighttpd_skip_reason() or "ab not installed (apache2-utils)")
+    tmp = tmp_path_factory.mktemp("ab")
+    port = _free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "edgemigrate.engine.services.httpd", "--host", "127.0.0.1",
+                            "--port", str(port), "--page-bytes", str(PAGE_BYTES), "--workdir", str(tmp / "web")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        gen = LoadGenerator(f"http://127.0.0.1:{port}/", tmp / "load", LoadConfig(concurrency=4), iface="lo")
+        gen.start()
+        time.sleep(1.5)
+        yield gen.stop()
+    finally:
+        srv.terminate()
+        srv.wait(10)
+
+
+def test_real_ab_records_match_its_summary(ab_run: LoadResult) -> None:
+    s, rec = ab_run.summary, ab_run.records
+    assert s.complete > 20 and s.failed == 0
+    assert s.document_bytes == PAGE_BYTES
+    assert len(rec) == s.complete  # one -g line per finished request
+    assert (rec.start_s >= int(ab_run.started_s) - 1).all() and (rec.start_s <= ab_run.ended_s).all()
+    assert (rec.total_ms >= rec.wait_ms).all()
+    assert PAGE_BYTES < s.response_bytes < PAGE_BYTES + 1000  # the page plus its response header
+    assert ab_run.nic_t_s.size >= 5 and np.all(np.diff(ab_run.nic_rx_bytes) >= 0)
+
+
+def test_timeline_counts_every_completion_once(ab_run: LoadResult) -> None:
+    t0 = ab_run.started_s - 1.0  # start a bin early: completions are estimated +-0.5 s
+    tl = timeline(ab_run, t0, ab_run.ended_s + 2.0)
+    assert tl.t_s[0] == 0.0 and np.allclose(np.diff(tl.t_s), 1.0)
+    assert tl.qps.sum() == len(ab_run.records)
+    assert tl.mbit_source == "interface" and tl.mbit_s.sum() > 0
+    assert tl.failed.sum() == 0
+    gap, _ = longest_gap_s(ab_run, ab_run.started_s, ab_run.ended_s)
+    assert gap < 1.5  # a steady load on loopback
+
+
+def test_phase_stats_split_the_run(ab_run: LoadResult) -> None:
+    a = ab_run.started_s
+    marks = MigrationMarks(a + 0.5, a + 0.6, a + 0.8, a + 1.0)
+    st = phase_stats(ab_run, marks)
+    assert st["complete"] == ab_run.summary.complete and st["failed"] == 0
+    n = st["before"]["requests"] + st["during"]["requests"] + st["after"]["requests"]
+    done = ab_run.records.done_s()
+    assert n == int(((done >= a) & (done < ab_run.ended_s)).sum())
+    with pytest.raises(EngineError, match="out of order"):
+        MigrationMarks(a + 1, a, a + 2, a + 3)
+
+
+def test_gnuplot_parse_errors_name_the_file_and_line(ab_run: LoadResult, tmp_path: Path) -> None:
+    lines = (ab_run.out_dir / "requests.tsv").read_text().splitlines()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("\n".join([lines[0], lines[1], lines[2].replace("\t", " ", 1), *lines[3:]]) + "\n")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:3: expected 6 tab-separated fields"):
+        parse_gnuplot(bad)
+    fields = lines[1].split("\t")
+    bad.write_text("\n".join([lines[0], "\t".join([*fields[:4], "x", fields[5]])]) + "\n")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:2: .*integers"):
+        parse_gnuplot(bad)
+    bad.write_text("when\tseconds\n")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:1: expected the ab -g header"):
+        parse_gnuplot(bad)
+    with pytest.raises(DataFormatError, match="cannot read"):
+        parse_gnuplot(tmp_path / "missing.tsv")
+
+
+def test_summary_without_counters_is_refused(ab_run: LoadResult) -> None:
+    text = (ab_run.out_dir / "ab.txt").read_text()
+    assert parse_summary(text).complete == ab_run.summary.complete
+    cut = "\n".join(x for x in text.splitlines() if not x.startswith("Complete requests"))
+    with pytest.raises(DataFormatError, match="ab.txt: ab summary has no 'Complete requests:' line"):
+        parse_summary(cut, "ab.txt")
+
+
+def test_missing_ab_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without apache2-utils
+    gen = LoadGenerator("http://127.0.0.1:1/", tmp_path / "load")
+    with pytest.raises(EngineError, match="apt-get install apache2-utils"):
+        gen.start()
+
+
+def test_cli_web_refuses_bad_options_without_traceback() -> None:
+    r = subprocess.run([sys.executable, "-m", "edgemigrate", "experiment", "compression", "web", "--rates", "fast"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "--rates 'fast': expected comma-separated numbers" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.criu
+@pytest.mark.netns
+def test_web_service_migrates_under_ab_load(tmp_path: Path) -> None:
+    """lighttpd with ~50 keep-alive ab connections migrates edge1 -> edge2 (stop-and-copy, model selector):
+    requests complete before and after, the service ends on edge2, and no completion gap exceeds the
+    migration (plus ab's one-second resolution)."""
+    reason = real_engine_skip_reason() or lighttpd_skip_reason() or (None if ab_available() else "no ab")
+    if reason:
+        pytest.skip(reason)
+    from edgemigrate.experiments.compression import Bench, RunConfig, json_line
+    from edgemigrate.experiments.compression_plots import plot_web
+    from edgemigrate.experiments.loadgen import write_timeline
+
+    bench = Bench(tmp_path / "cluster")
+    bench.load_lead_s, bench.load_tail_s = 2.0, 3.0
+    try:
+        cfg = RunConfig(workload="web", selector="model", rate_mbit=100, rtt_ms=10, load_concurrency=50)
+        row = bench.run(cfg)
+        assert bench.bed.where_running("web") == ["edge2"]
+    finally:
+        bench.close()
+    assert row["ok"] and json.loads(json_line(row))["workload"] == "web"
+    load = row["load"]
+    assert load["before"]["requests"] > 0, load
+    assert load["after"]["requests"] > 0, load  # served by edge2: the source's container is gone
+    assert load["failed_connect"] == 0
+    mk = load["marks"]
+    assert 0 < mk["start_s"] <= mk["freeze_s"] <= mk["resume_s"] <= mk["end_s"]
+    assert load["longest_gap_s"] <= row["total_s"] + 1.0, (load["longest_gap_s"], row["total_s"])
+    tl = load["timeline"]
+    after = [q for t, q in zip(tl["t_s"], tl["qps"], strict=True) if t >= mk["end_s"] + 1.0]
+    assert after and max(after) > 0
+    row["repeat"] = 0
+    (tmp_path / "runs.jsonl").write_text(json.dumps(row) + "\n")
+    write_timeline(tmp_path / "timeline.csv", [row])
+    header, *lines = (tmp_path / "timeline.csv").read_text().splitlines()
+    assert header.startswith("run,workload,selector,rate_mbit,repeat,t_s,qps,mbit_s,failed")
+    assert len(lines) == len(tl["t_s"])
+    assert plot_web(tmp_path).stat().st_size > 10_000
