@@ -176,8 +176,12 @@ def plot_web(run_dir: Path) -> Path:
         c = colour[sel]
         first = sel not in labelled
         labelled.add(sel)
-        label = (f"{sel}: migration {r['total_s']:.1f} s, frozen {r['frozen_window_s']:.1f} s, "
-                 f"{r['bytes_on_wire'] / 1e6:.0f} MB on the wire") if first else None
+        same = [x for x in rows if x["selector"] == sel]
+        label = (f"{sel}: migration {np.mean([x['total_s'] for x in same]):.1f} s, frozen "
+                 f"{np.mean([x['frozen_window_s'] for x in same]):.1f} s, "
+                 f"{np.mean([x['bytes_on_wire'] for x in same]) / 1e6:.0f} MB on the wire, longest gap "
+                 f"{np.mean([x['load']['longest_gap_s'] for x in same]):.1f} s"
+                 + (f" (mean of {len(same)} runs, thin lines: repeats)" if len(same) > 1 else "")) if first else None
         ax_t.plot(t, tl["mbit_s"], "-", color=c, lw=1.8 if first else 0.8, label=label)
         ax_q.plot(t, tl["qps"], "-", color=c, lw=1.8 if first else 0.8)
         k = sels.index(sel)
