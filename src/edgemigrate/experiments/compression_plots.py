@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def _mean_by(t: dict[str, np.ndarray], mask: np.ndarray, key: str, value: str) -
 def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     """Draw the plots of ``experiment`` from ``run_dir/runs.csv``; returns the PNG paths."""
     if experiment == "web":
-        return [plot_web(run_dir)]
+        return plot_web_all(run_dir)
     t = read_table(run_dir / "runs.csv")
     t = {k: (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in t.items()}
     plt = _plt()
@@ -157,13 +158,26 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     return out
 
 
-def plot_web(run_dir: Path) -> Path:
-    """(d) Throughput (top) and QPS (bottom) per second while the web service migrates, one line per selector,
-    time aligned at each migration's start; light shading = migration, dark = service frozen (seed 001, VI-C)."""
+def _web_rows(run_dir: Path) -> list[dict[str, Any]]:
     import json
 
     rows = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("load")]
+    return [r for r in rows if r.get("load")]
+
+
+def plot_web_all(run_dir: Path) -> list[Path]:
+    """One :func:`plot_web` figure per edge-to-edge rate (``web_timeline.png`` if there is only one rate)."""
+    rates = sorted({float(r["rate_mbit"]) for r in _web_rows(run_dir)})
+    if len(rates) <= 1:
+        return [plot_web(run_dir)]
+    return [plot_web(run_dir, rate, f"web_timeline_{rate:g}mbit.png") for rate in rates]
+
+
+def plot_web(run_dir: Path, rate_mbit: float | None = None, name: str = "web_timeline.png") -> Path:
+    """(d) Throughput (top) and QPS (bottom) per second while the web service migrates, one line per selector,
+    time aligned at each migration's start; bars: migration / frozen window (seed 001, section VI-C, figs. 6-7).
+    ``rate_mbit``: only the runs at that edge-to-edge rate (default: all)."""
+    rows = [r for r in _web_rows(run_dir) if rate_mbit is None or float(r["rate_mbit"]) == rate_mbit]
     plt = _plt()
     fig, (ax_t, ax_q) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     sels = sorted({r["selector"] for r in rows}, key=lambda s: (s != "none", s))
@@ -207,7 +221,7 @@ def plot_web(run_dir: Path) -> Path:
         ax.grid(alpha=0.3)
     ax_t.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    path = run_dir / "web_timeline.png"
+    path = run_dir / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

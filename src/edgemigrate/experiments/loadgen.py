@@ -10,8 +10,9 @@ testbed host's network namespace - with::
 ``-t`` is an upper bound (the generator is stopped with SIGINT once the migration is over: ab then prints its
 summary and writes ``-g`` as at a normal end); ``-r`` keeps ab going on socket receive errors, each of which
 ab reports on stderr at ``-v 1`` - we time-stamp those lines as they arrive (the per-second ``failed``);
-``-k`` keeps the ~C connections open, so they are migrated as established TCP connections; ``-s`` is the
-per-response timeout.
+``-k`` keeps the ~C connections open, so they are migrated as established TCP connections; ``-s`` is how
+long ab waits without any socket event before it aborts the whole test (so it is set well above the frozen
+window).
 
 What each source gives, and its resolution:
 
@@ -173,9 +174,11 @@ class LoadConfig:
     """ab's knobs (seed 001: ``-c 100 -n 50000``)."""
 
     concurrency: int = 100
-    max_duration_s: float = 300.0  # ab's -t: an upper bound; stop() ends it earlier
+    max_duration_s: float = 900.0  # ab's -t: an upper bound; stop() ends it earlier
     max_requests: int = 50000  # ab's -n
-    timeout_s: float = 30.0  # ab's -s: per-response timeout
+    # ab's -s: when no socket has had an event for this long ab gives up entirely (it does not count a failed
+    # request and go on), so it must exceed the longest frozen window expected - minutes on a slow link
+    timeout_s: float = 300.0
     keepalive: bool = True
     sample_s: float = 0.1  # interface-counter sampling period
 
