@@ -36,7 +36,7 @@ from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.compression.netstate import NetworkMonitor
 from edgemigrate.engine.compression.selectors import Selector
-from edgemigrate.engine.compression.wire import CompressionConfig, send_round
+from edgemigrate.engine.compression.wire import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType
 from edgemigrate.engine.protocol.session import (
@@ -325,7 +325,7 @@ class _Migration:
             return
         self.pool = ThreadPoolExecutor(self.comp.n_workers, thread_name_prefix=f"compress-{self.session}")
         t0 = time.perf_counter()
-        sample = await asyncio.to_thread(_profile_sample, image_dir)
+        sample = await asyncio.to_thread(_profile_sample, image_dir, PROFILE_SAMPLE_BYTES, 1)
         self.selector = await asyncio.to_thread(self.comp.make_selector, sample)
         self.profile_s = time.perf_counter() - t0
 
@@ -455,7 +455,8 @@ __all__ = ["MigrationError", "StopRule", "Strategy", "migrate_out", "tls"]
 def _profile_sample(image_dir: Path, size_bytes: int = 256 << 10, pieces: int = 4) -> bytes:
     """``size_bytes`` of real checkpoint data for codec profiling: ``pieces`` slices spread evenly over the
     largest image file (the memory pages, which dominate what is sent) - its first bytes alone are often
-    not representative (e.g. allocator metadata or one big buffer)."""
+    not representative (e.g. allocator metadata or one big buffer). The engine takes one chunk-sized piece
+    from the middle (see ``PROFILE_SAMPLE_BYTES``)."""
     files = [p for p in image_dir.rglob("*") if p.is_file() and not p.is_symlink()]
     if not files:
         return b""

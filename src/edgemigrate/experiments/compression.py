@@ -40,6 +40,7 @@ WORKLOADS = ("counter", "kvstore", "redis", "web")
 DEFAULT_RATES_MBIT = (5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 SERVICE_PORT = {"counter": 7000, "kvstore": 7001, "redis": 6379, "web": 8080}
 HOSTS = ("edge1", "edge2")
+CHANGE_TRIGGER_BYTES = 256 << 10  # experiment (e): the transfer has started once the link carried this much
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +134,9 @@ class Bench:
         self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.rate_mbit, rtt_ms=cfg.rtt_ms)
         changer = None
         stop = threading.Event()
+        changed: dict[str, float] = {}
         if cfg.change_after_s is not None and cfg.change_to_mbit is not None:
-            changer = threading.Thread(target=self._change_rate, args=(cfg, dst, stop), daemon=True)
+            changer = threading.Thread(target=self._change_rate, args=(cfg, src, dst, stop, changed), daemon=True)
             changer.start()
         load: dict[str, Any] | None = None
         try:
@@ -149,6 +151,7 @@ class Bench:
                 changer.join()
         self.host = dst
         row = row_of(cfg, stats)
+        row.update({k: round(v, 3) for k, v in changed.items()})
         if load is not None:
             row["load"] = load
         return row
@@ -168,24 +171,28 @@ class Bench:
         return stats, load_row(result, marks)
 
 
-    def _change_rate(self, cfg: RunConfig, dst: str, stop: threading.Event) -> None:
-        """Experiment (e): once ``dst`` is receiving the image (the transfer started), wait
-        ``change_after_s`` and change the shaper's rate - relative to the transfer, not to the migration's
-        start, so the checkpoint dump's duration does not decide whether the change hits the transfer."""
-        from edgemigrate.control import client
-
+    def _change_rate(self, cfg: RunConfig, src: str, dst: str, stop: threading.Event, out: dict[str, float]
+                     ) -> None:
+        """Experiment (e): once the image is on the wire - the shaped link ``src -> dst`` has carried
+        ``CHANGE_TRIGGER_BYTES`` more than before the migration - wait ``change_after_s`` and change the
+        shaper's rate. Timing it from the first data bytes, not from the migration's start, gives every
+        selector the same fast phase: the dump, planning and profiling take different times per run.
+        ``out`` receives when that happened (``rate_changed_at_s`` since the migration started)."""
         assert cfg.change_after_s is not None and cfg.change_to_mbit is not None
+        tb = self.bed.tb
+        t0 = time.perf_counter()
+        base = tb.link_tx_bytes(src, dst)
         while not stop.is_set():
-            try:
-                state = self.bed.run(client.status(self.bed.directory, dst)).get(cfg.workload, {}).get("state")
-            except Exception:  # noqa: BLE001 - the agent may be busy; poll again
-                state = None
-            if state == "receiving":
+            if tb.link_tx_bytes(src, dst) - base >= CHANGE_TRIGGER_BYTES:
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
+        else:
+            return
+        out["transfer_seen_at_s"] = time.perf_counter() - t0
         if stop.wait(cfg.change_after_s):
             return
-        self.bed.tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.change_to_mbit, rtt_ms=cfg.rtt_ms)
+        tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.change_to_mbit, rtt_ms=cfg.rtt_ms)
+        out["rate_changed_at_s"] = time.perf_counter() - t0
 
 
 def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +324,7 @@ CSV_COLUMNS = ("workload", "resident_mb", "selector", "page_codec", "pipeline", 
                "change_after_s", "change_to_mbit", "repeat", "ok", "total_s", "frozen_window_s", "transfer_s",
                "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "source_cpu_s",
                "n_rounds", "choices", "pred_serial_s", "pred_pipelined_s", "stage_checkpoint_s", "stage_compress_s",
-               "stage_transfer_s", "stage_rebuild_restore_s")
+               "stage_transfer_s", "stage_rebuild_restore_s", "transfer_seen_at_s", "rate_changed_at_s")
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:

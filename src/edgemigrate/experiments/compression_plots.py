@@ -122,7 +122,10 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
         else:  # ratechange
             sels = list(np.unique(t["selector"][w]))
             vals = [t["total_s"][w & (t["selector"] == s)].astype(float).mean() for s in sels]
-            axes[0].barh(range(len(sels)), vals, color=[colour[s] for s in sels])
+            errs = [t["total_s"][w & (t["selector"] == s)].astype(float).std() for s in sels]
+            axes[0].barh(range(len(sels)), vals, xerr=errs, color=[colour[s] for s in sels])
+            for i, v in enumerate(vals):
+                axes[0].text(v, i, f" {v:.1f} s", va="center", fontsize=7)
             axes[0].set_yticks(range(len(sels)), sels)
             axes[0].set_xlabel("migration time (s)")
             axes[0].set_title(f"{wl}: link rate changed mid-migration")
@@ -130,12 +133,14 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
 
             ax2 = axes[1].twinx()
             change_s = None
+            seen: set[str] = set()
             with (run_dir / "runs.jsonl").open() as fh:
                 for line in fh:
                     row = json.loads(line)
-                    if row["workload"] != wl or row["selector"] not in ("model", "rule"):
+                    if row["workload"] != wl or row["selector"] not in ("model", "rule") or row["selector"] in seen:
                         continue
-                    change_s = row.get("change_after_s")
+                    seen.add(row["selector"])  # the first repeat of each adaptive selector
+                    change_s = row.get("rate_changed_at_s", change_s)
                     samples = [s for r in row["stats"]["rounds"] for s in r["wire"]["samples"]]
                     if samples:
                         ts = [s["t_s"] for s in samples]
@@ -219,8 +224,8 @@ def plot_web(run_dir: Path, rate_mbit: float | None = None, name: str = "web_tim
         ax.axvline(0.0, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, ax.get_ylim()[1] * (1.1 + 0.08 * len(sels)))  # room for the strips
         ax.grid(alpha=0.3)
-    ax_t.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    fig.legend(fontsize=8, loc="lower center", ncol=1, frameon=False)
+    fig.tight_layout(rect=(0, 0.035 * (len(sels) + 1), 1, 1))  # the legend goes below the panels
     path = run_dir / name
     fig.savefig(path, dpi=110)
     plt.close(fig)

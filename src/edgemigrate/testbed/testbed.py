@@ -281,6 +281,15 @@ class Testbed:
                 self._signal_forwarder(signal.SIGHUP)
         return new
 
+    def link_tx_bytes(self, a: str, b: str) -> int:
+        """Bytes the router has sent on the directed link ``a -> b`` so far (the shaped device's counter)."""
+        ha, hb = self.host(a), self.host(b)
+        out = netops.ip(self.plan.router_ns, "-j", "-s", "link", "show", "dev", self.plan.tun(ha.index, hb.index))
+        try:
+            return int(json.loads(out.stdout)[0]["stats64"]["tx"]["bytes"])
+        except (ValueError, KeyError, IndexError) as exc:
+            raise EngineError(f"cannot read the byte counter of link {a} -> {b}: {exc}") from None
+
     def _via(self, i: int, j: int) -> str:
         """Route target for the directed link i -> j (TUN: the device; netem: an on-link next hop)."""
         if self.emulator is Emulator.NETEM:
