@@ -123,3 +123,19 @@ def test_ewma() -> None:
     assert e.update(0.0) == 6.0
     with pytest.raises(ValueError):
         Ewma(0.0)
+
+
+def test_monitor_cpu_bound_goodput_raises_the_estimate_as_a_lower_bound() -> None:
+    mon = NetworkMonitor(bandwidth_alpha=1.0)  # no smoothing: each sample is the estimate
+    mon.observe_send(1_000_000, 1.0)
+    assert mon.sample().bandwidth_Bps == pytest.approx(1e6)  # link-limited: 1 MB/s
+    # the link got faster; a slow codec now keeps the sender busy and it makes 10 MB/s without waiting
+    mon.observe_floor(10_000_000, 1.0)
+    assert mon.sample().bandwidth_Bps == pytest.approx(2e6)  # pulled up, at most doubling per sample
+    mon.observe_floor(10_000_000, 1.0)
+    assert mon.sample().bandwidth_Bps == pytest.approx(4e6)
+    mon.observe_floor(3_000_000, 1.0)  # below the estimate: says nothing
+    assert mon.sample().bandwidth_Bps == pytest.approx(4e6)
+    mon.observe_floor(10_000_000, 1.0)  # a link-limited measurement in the same interval wins
+    mon.observe_send(500_000, 1.0)
+    assert mon.sample().bandwidth_Bps == pytest.approx(5e5)

@@ -145,6 +145,7 @@ class NetworkMonitor:
         self._prev_info: TcpInfo | None = None
         self._sent_bytes = 0
         self._busy_s = 0.0
+        self._floor_Bps: float | None = None
 
     @property
     def state(self) -> NetworkState:
@@ -155,6 +156,16 @@ class NetworkMonitor:
         self._sent_bytes += n_bytes
         self._busy_s += busy_s
 
+    def observe_floor(self, n_bytes: int, interval_s: float) -> None:
+        """Record goodput the sender achieved while *not* waiting for the link (CPU-bound: app-limited).
+
+        It is no measure of the link, but a lower bound of it: if the estimate is below, the link got
+        faster (e.g. the rate went up while a slow, strong codec kept the sender busy) and the estimate is
+        pulled up to it. Without this, a selector that became CPU-bound would never see a faster link.
+        """
+        if interval_s > 0 and n_bytes > 0:
+            self._floor_Bps = max(self._floor_Bps or 0.0, n_bytes / interval_s)
+
     def sample(self, info: TcpInfo | None = None) -> NetworkState:
         """Close the current interval and return the new state (``info``: a fresh ``TCP_INFO``, if any)."""
         s = self._state
@@ -164,6 +175,11 @@ class NetworkMonitor:
         if self._busy_s > 0 and self._sent_bytes > 0:
             estimates.append(self._sent_bytes / self._busy_s)
         bw_sample = min(estimates) if estimates else None
+        cur = self._bw.value
+        if bw_sample is None and self._floor_Bps is not None and cur is not None and self._floor_Bps > cur:
+            # at most doubling per sample: a burst into empty socket buffers must not fake a fast link
+            bw_sample = min(self._floor_Bps, 2.0 * cur)
+        self._floor_Bps = None
         bandwidth = self._bw.update(bw_sample) if bw_sample is not None else self._bw.value
         self._sent_bytes, self._busy_s = 0, 0.0
         rtt_s, ratio, loss = s.rtt_s, 1.0, s.loss_rate

@@ -68,6 +68,7 @@ LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compressi
 # or the sender was the bottleneck. And not in the first RTTs of a round: the data connection sat idle
 # while the source dumped, so TCP restarts from slow start and its early goodput is far below the link's.
 LINK_LIMITED_FRACTION = 0.5
+CPU_BOUND_FRACTION = 0.1  # below this share of an interval blocked on the link, the sender was CPU-bound
 SLOW_START_RTTS = 12
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
@@ -214,8 +215,12 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
                 except OSError:
                     info = None
             rtt_s = info.rtt_us / 1e6 if info is not None and info.rtt_us > 0 else (monitor.state.rtt_s or 0.0)
-            if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample) and now - t0 >= SLOW_START_RTTS * rtt_s:
-                monitor.observe_send(iv_bytes, now - last_sample)
+            if now - t0 >= SLOW_START_RTTS * rtt_s:
+                if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample):
+                    monitor.observe_send(iv_bytes, now - last_sample)
+                elif iv_busy < CPU_BOUND_FRACTION * (now - last_sample):
+                    # the sender, not the link, was the bottleneck: the link is at least this fast
+                    monitor.observe_floor(iv_bytes, now - last_sample)
             iv_bytes, iv_busy = 0, 0.0
             last_sample = now
             st = monitor.sample(info)
