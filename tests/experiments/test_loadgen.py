@@ -124,6 +124,38 @@ def test_summary_without_counters_is_refused(ab_run: LoadResult) -> None:
         parse_summary(cut, "ab.txt")
 
 
+def test_failed_requests_are_counted_in_the_second_they_fail(tmp_path: Path) -> None:
+    """The server dies under load: ab (-r) goes on, reports each failed request, and the timeline puts the
+    failures after the death and none before it."""
+    if lighttpd_skip_reason() or ab_available() is None:
+        pytest.skip(lighttpd_skip_reason() or "ab not installed (apache2-utils)")
+    port = _free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "edgemigrate.engine.services.httpd", "--host", "127.0.0.1",
+                            "--port", str(port), "--page-bytes", "1000000", "--workdir", str(tmp_path / "web")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        gen = LoadGenerator(f"http://127.0.0.1:{port}/", tmp_path / "load", LoadConfig(concurrency=2), iface="lo")
+        gen.start()
+        time.sleep(1.2)
+    finally:
+        srv.kill()
+        srv.wait(10)
+    died = time.time()
+    time.sleep(0.5)
+    res = gen.stop()
+    assert res.summary.complete > 0 and res.summary.failed > 0
+    assert res.error_t_s.size > 0 and (res.error_t_s >= died - 0.2).all()
+    tl = timeline(res, res.started_s, res.ended_s + 1.0)
+    assert tl.failed.sum() == res.error_t_s.size
+    assert tl.failed[tl.t_s + 1.0 <= died - res.started_s - 0.2].sum() == 0
+
+
 def test_missing_ab_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without apache2-utils
     gen = LoadGenerator("http://127.0.0.1:1/", tmp_path / "load")
