@@ -86,7 +86,7 @@ def status_cmd(obj: dict, host: str) -> None:
 @agent.command("deploy")
 @click.argument("name")
 @click.option("--on", "host", required=True, help="Host to run it on.")
-@click.option("--kind", type=click.Choice(["counter", "kvstore", "redis"]), default="counter", show_default=True)
+@click.option("--kind", type=click.Choice(["counter", "kvstore", "redis", "web"]), default="counter", show_default=True)
 @click.option("--ip", help="Service IP (default: the testbed's first service IP).")
 @click.option("--port", "svc_port", type=int, default=7000, show_default=True)
 @click.option("--resident-mb", type=float, default=0.0, show_default=True)
