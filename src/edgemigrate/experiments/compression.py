@@ -242,7 +242,22 @@ def json_line(row: dict[str, Any]) -> str:
                        "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
                        "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
                        "utilisation": round(row["utilisation"], 3), "choices": row["choices"],
-                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s") if k in row}})
+                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s") if k in row},
+                       **_load_summary(row.get("load"))})
+
+
+def _load_summary(load: dict[str, Any] | None) -> dict[str, float]:
+    """Web runs: mean requests/s and Mbit/s at the client before, during and after the migration; failures."""
+    if not load:
+        return {}
+    tl, mk = load["timeline"], load["marks"]
+    t, qps, mbit = (np.asarray(tl[k], dtype=float) for k in ("t_s", "qps", "mbit_s"))
+    out: dict[str, float] = {"failed_requests": int(np.sum(tl["failed"]))}
+    for name, m in (("before", t < mk["start_s"]), ("during", (t >= mk["start_s"]) & (t < mk["end_s"])),
+                    ("after", t >= mk["end_s"])):
+        out[f"qps_{name}"] = round(float(qps[m].mean()), 2) if m.any() else 0.0
+        out[f"mbit_{name}"] = round(float(mbit[m].mean()), 1) if m.any() else 0.0
+    return out
 
 
 # ------------------------------------------------------------------------------------------ plans
