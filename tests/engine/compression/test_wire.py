@@ -77,6 +77,8 @@ def test_round_travels_compressed_and_rebuilds_exactly(tmp_path: Path, mode: str
     assert stats.chunks == len(plan.manifest.chunks)
     assert stats.wire_bytes == sum(len(m.data) for m in received)
     assert sum(stats.choices.values()) == stats.chunks
+    # serial (seed fig. 5a) has a compress stage of its own before the first byte is sent; pipelined has none
+    assert (stats.compress_wall_s > 0) == (mode == "serial")
     if selector == "none":
         assert stats.wire_bytes > stats.raw_bytes  # only the 44-byte frame headers on top
         assert stats.wire_bytes - stats.raw_bytes == 44 * stats.chunks

@@ -8,8 +8,11 @@ bandwidth from goodput) just before the chunk is compressed.
 
 :func:`send_round` is the source's data path: chunks are compressed on a thread pool (lz4, zstd, zlib and
 the compiled WKdm release the GIL) while earlier chunks are written - checkpoint -> chunk -> parallel
-compress -> send, with bounded lookahead (seed 001 sec. III-D, eqs. 5-8). ``serial`` mode compresses a
-chunk only after the previous one was sent (no overlap), the seed's baseline. The destination decodes a
+compress -> send, with bounded lookahead (seed 001 sec. III-D, eqs. 5-8). ``serial`` mode is the seed's
+baseline (fig. 5a): it compresses every chunk of the round, one at a time, and only then sends them (the
+compressed round is held in memory - a baseline for comparison, not for production). Compressing a chunk
+"after the previous one was sent" is not serial: a write returns once the bytes are in the socket buffer,
+so the next compression would overlap their delivery. The destination decodes a
 frame with :func:`decode_chunk` (size and BLAKE2b checked), and the engine's manifest then checks the
 SHA-256 of the raw chunk, exactly as without compression.
 """
@@ -142,6 +145,7 @@ class RoundWireStats:
     wire_bytes: int = 0  # frame headers + compressed payloads (the protocol's 16-byte chunk framing excluded)
     chunks: int = 0
     compress_cpu_s: float = 0.0
+    compress_wall_s: float = 0.0  # serial mode: the compress stage before anything is sent
     send_busy_s: float = 0.0  # time spent in write + drain (blocked on the link)
     transfer_s: float = 0.0
     choices: dict[str, int] = field(default_factory=dict)  # "codec-level" -> chunks
@@ -151,7 +155,8 @@ class RoundWireStats:
         return {
             "raw_bytes": self.raw_bytes, "wire_bytes": self.wire_bytes, "chunks": self.chunks,
             "ratio": round(self.wire_bytes / self.raw_bytes, 4) if self.raw_bytes else 1.0,
-            "compress_cpu_s": round(self.compress_cpu_s, 4), "send_busy_s": round(self.send_busy_s, 4),
+            "compress_cpu_s": round(self.compress_cpu_s, 4), "compress_wall_s": round(self.compress_wall_s, 4),
+            "send_busy_s": round(self.send_busy_s, 4),
             "transfer_s": round(self.transfer_s, 4), "choices": dict(self.choices), "samples": self.samples,
         }
 
@@ -181,18 +186,21 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     policy = cfg.policy()
     sock = _data_socket(conn)
     stats = RoundWireStats()
-    depth = 1 if cfg.mode is PipelineMode.SERIAL else LOOKAHEAD_PER_WORKER * cfg.n_workers
+    depth = LOOKAHEAD_PER_WORKER * cfg.n_workers
     inflight: deque[tuple[int, int, Choice, str, asyncio.Future[tuple[bytes, bytes, float]]]] = deque()
     t0 = time.perf_counter()
     origin = t0 if t_origin is None else t_origin
     last_sample = t0
     iv_bytes, iv_busy = 0, 0.0  # the current sample interval: bytes written, time blocked writing them
 
+    serial = cfg.mode is PipelineMode.SERIAL
+
     async def drain_one() -> None:
         nonlocal last_sample, iv_bytes, iv_busy
         index, raw_n, choice, key, fut = inflight.popleft()
         header, payload, comp_s = await fut
-        selector.observe(choice, raw_n, len(payload), comp_s)
+        if not serial:  # serial mode observed every chunk when it compressed it
+            selector.observe(choice, raw_n, len(payload), comp_s)
         frame_n = len(header) + len(payload)
         ts = time.perf_counter()
         conn.writer.write(encode_chunk_header(round_index, index, frame_n) + header)
@@ -239,9 +247,14 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
             codec = policy.codec_for(spec.file, choice)
             fut = loop.run_in_executor(pool, _compress, spec.index, spec.offset, data, codec)
             inflight.append((spec.index, spec.size_bytes, choice, f"{codec.name}-{codec.level}", fut))
+            if serial:  # stage 1 of fig. 5a: compress everything (one chunk at a time) before sending
+                header, payload, comp_s = await fut
+                selector.observe(choice, spec.size_bytes, len(payload), comp_s)
+                stats.compress_wall_s += comp_s
+                continue
             while len(inflight) >= depth:
                 await drain_one()
-        while inflight:
+        while inflight:  # serial: stage 2, send everything
             await drain_one()
     finally:
         for *_, fut in inflight:  # a failed send: let queued compressions finish, drop their results
