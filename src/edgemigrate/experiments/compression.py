@@ -3,7 +3,8 @@
 Every run is one real migration between two namespace hosts of a testbed
 (:class:`~edgemigrate.control.harness.LocalCluster`: real agents, runc + CRIU, tbf-shaped link) of one
 workload (the engine's counter, KV store or Redis) with one compression configuration. A sweep writes a
-results folder ``results/compression__<experiment>__<seed>__<time>/`` with ``runs.csv``, ``runs.jsonl``
+results folder ``results/compression__<experiment>__<seed>__<time>/`` with ``runs.csv``, ``summary.md``
+(:mod:`.compression_summary`), ``runs.jsonl``
 (the full statistics of every migration), ``manifest.json`` (resolved configuration, versions, git SHA)
 and PNG plots (:mod:`.compression_plots`), and prints one JSON line per run::
 
@@ -328,6 +329,10 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
             from edgemigrate.experiments.loadgen import write_timeline
 
             write_timeline(out / "timeline.csv", rows)
+    if rows:
+        from edgemigrate.experiments.compression_summary import summarise
+
+        summarise(experiment, out)
     if plot and rows:
         from edgemigrate.experiments.compression_plots import plot_experiment
 

@@ -1,0 +1,102 @@
+"""Markdown summary (``summary.md``) of an issue 4 compression experiment, from its ``runs.csv``.
+
+Means with 95 % Student-t confidence half-widths over the repeats of each configuration, and the comparison
+each experiment exists for: (a) ``rates`` time saved versus uncompressed; (b) ``levels`` each adaptive
+selector versus the best fixed level at the same rate; (c) ``pipeline`` pipelined versus serial, measured
+and as seed 001's eqs. 3-7 predict it; (e) ``ratechange`` every selector versus the best fixed level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgemigrate.experiments.results import read_table
+
+
+def _ci95(v: np.ndarray) -> float:
+    if len(v) < 2:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def _fmt(v: np.ndarray) -> str:
+    return f"{v.mean():.2f} +- {_ci95(v):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def summarise(experiment: str, run_dir: Path) -> str:
+    """The summary text; also written to ``run_dir/summary.md``."""
+    t = read_table(run_dir / "runs.csv")
+    t = {k: (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in t.items()}
+    total = t["total_s"].astype(float)
+    n_rep = len(np.unique(t["repeat"])) if "repeat" in t else 1
+    lines = [f"# compression experiment `{experiment}`", "",
+             f"Migration time in seconds, mean +- 95 % CI over {n_rep} repeat(s) (`runs.csv` has every run).", ""]
+    for wl in np.unique(t["workload"]):
+        w = t["workload"] == wl
+        lines += [f"## {wl}", ""]
+        rows: list[list[str]] = []
+        if experiment == "rates":
+            for r in np.unique(t["rate_mbit"][w].astype(float)):
+                m = w & (t["rate_mbit"].astype(float) == r)
+                none = total[m & (t["selector"] == "none")]
+                for sel in np.unique(t["selector"][m]):
+                    v = total[m & (t["selector"] == sel)]
+                    saved = f"{100 * (1 - v.mean() / none.mean()):.1f} %" if len(none) and sel != "none" else ""
+                    mb = t["bytes_on_wire"][m & (t["selector"] == sel)].astype(float).mean() / 1e6
+                    util = t["utilisation"][m & (t["selector"] == sel)].astype(float).mean()
+                    rows.append([f"{r:g}", sel, _fmt(v), f"{mb:.1f}", f"{util:.2f}", saved])
+            lines += _table(["Mbit/s", "selector", "time (s)", "MB on wire", "link util.", "saved vs none"], rows)
+        elif experiment in ("levels", "ratechange"):
+            key = "rate_mbit"
+            for r in np.unique(t[key][w].astype(float)):
+                m = w & (t[key].astype(float) == r)
+                sels = list(np.unique(t["selector"][m]))
+                means = {s: total[m & (t["selector"] == s)].mean() for s in sels}
+                fixed = {s: v for s, v in means.items() if s.startswith("fixed:")}
+                best = min(fixed, key=fixed.get) if fixed else None
+                for sel in sorted(sels, key=lambda s: means[s]):
+                    v = total[m & (t["selector"] == sel)]
+                    vs = f"{100 * (v.mean() / fixed[best] - 1):+.1f} %" if best else ""
+                    rows.append([f"{r:g}", sel, _fmt(v), vs, "best fixed" if sel == best else ""])
+            what = "from Mbit/s" if experiment == "ratechange" else "Mbit/s"
+            lines += _table([what, "selector", "time (s)", "vs best fixed", ""], rows)
+            if experiment == "ratechange" and "change_to_mbit" in t:
+                to = np.unique(t["change_to_mbit"][w])
+                lines += ["", f"The shaper's rate changed to {', '.join(map(str, to))} Mbit/s "
+                          f"{np.unique(t['change_after_s'][w])[0]} s after the first image bytes crossed the link."]
+        elif experiment == "pipeline":
+            has_pred = "pred_serial_s" in t
+            for r in np.unique(t["rate_mbit"][w].astype(float)):
+                m = w & (t["rate_mbit"].astype(float) == r)
+                for sel in np.unique(t["selector"][m]):
+                    p = total[m & (t["selector"] == sel) & (t["pipeline"] == "pipelined")]
+                    s = total[m & (t["selector"] == sel) & (t["pipeline"] == "serial")]
+                    if not len(p) or not len(s):
+                        continue
+                    gain = f"{100 * (1 - p.mean() / s.mean()):.1f} %"
+                    pred = ""
+                    if has_pred:
+                        mm = m & (t["selector"] == sel)
+                        ps = t["pred_serial_s"][mm].astype(float).mean()
+                        pp = t["pred_pipelined_s"][mm].astype(float).mean()
+                        pred = f"{pp:.2f} / {ps:.2f} ({100 * (1 - pp / ps):.0f} %)"
+                    util = t["utilisation"][m & (t["selector"] == sel) & (t["pipeline"] == "pipelined")]
+                    rows.append([f"{r:g}", sel, _fmt(p), _fmt(s), gain, pred, f"{util.astype(float).mean():.2f}"])
+            lines += _table(["Mbit/s", "selector", "pipelined (s)", "serial (s)", "faster by",
+                             "eqs. 3-7: pipelined / serial (faster by)", "link util. (pipelined)"], rows)
+        else:
+            for sel in np.unique(t["selector"][w]):
+                rows.append([sel, _fmt(total[w & (t["selector"] == sel)])])
+            lines += _table(["selector", "time (s)"], rows)
+        lines.append("")
+    text = "\n".join(lines)
+    (run_dir / "summary.md").write_text(text)
+    return text

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgemigrate.experiments.compression import write_rows
+from edgemigrate.experiments.compression_summary import summarise
+
+
+def _row(selector: str, pipeline: str, total_s: float, rep: int, rate: float = 100.0) -> dict:
+    return {"workload": "redis", "resident_mb": 64.0, "selector": selector, "page_codec": "none",
+            "pipeline": pipeline, "rate_mbit": rate, "rtt_ms": 20.0, "strategy": "stop-and-copy", "repeat": rep,
+            "ok": True, "total_s": total_s, "bytes_on_wire": 10_000_000, "raw_bytes": 30_000_000,
+            "utilisation": 0.95, "pred_serial_s": 8.0, "pred_pipelined_s": 4.0}
+
+
+def test_pipeline_summary_compares_modes_and_predictions(tmp_path: Path) -> None:
+    rows = [_row("fixed:zstd:9", "pipelined", 4.0 + 0.2 * r, r) for r in range(3)]
+    rows += [_row("fixed:zstd:9", "serial", 8.0 + 0.2 * r, r) for r in range(3)]
+    write_rows(tmp_path / "runs.csv", rows)
+    text = summarise("pipeline", tmp_path)
+    assert (tmp_path / "summary.md").read_text() == text
+    line = next(x for x in text.splitlines() if x.startswith("| 100 | fixed:zstd:9"))
+    # means 4.2 / 8.2 -> 48.8 % faster; the prediction 4 / 8 -> 50 %
+    assert "| 4.20 +- " in line and "| 8.20 +- " in line and "48.8 %" in line and "(50 %)" in line
+
+
+def test_rates_summary_reports_time_saved_against_uncompressed(tmp_path: Path) -> None:
+    rows = [_row("none", "pipelined", 10.0, 0), _row("model", "pipelined", 4.5, 0)]
+    write_rows(tmp_path / "runs.csv", rows)
+    text = summarise("rates", tmp_path)
+    assert any(x.startswith("| 100 | model | 4.50 |") and x.endswith("55.0 % |") for x in text.splitlines())
