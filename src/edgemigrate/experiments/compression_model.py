@@ -3,7 +3,9 @@
 A migration's stages, as the engine records them (``stats`` of :meth:`LocalCluster.migrate`):
 
 * ``checkpoint``: CRIU dump + planning the round (chunking, SHA-256) - ``dump_s + plan_s`` per round;
-* ``compress``: the per-chunk compression times summed over chunks (``wire.compress_cpu_s``; one core each);
+* ``compress``: the per-chunk compression times summed over chunks (``wire.compress_cpu_s``; one core each).
+  Measured cleanly only in a serial run; in a pipelined run the chunks' times include waiting for a core
+  (the compression threads, TLS, the destination agent and the link emulator share the machine);
 * ``transfer``: eq. 4, ``Size_migration / bandwidth`` = bytes on the wire / shaped link rate;
 * ``rebuild + restore``: the destination rebuilding the image directory and ``runc restore``.
 
