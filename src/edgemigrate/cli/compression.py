@@ -117,21 +117,24 @@ def pipeline(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, p
 
 @compression.command()
 @_common
-@click.option("--from-mbit", type=float, default=200.0, show_default=True)
-@click.option("--to-mbit", type=float, default=10.0, show_default=True)
-@click.option("--after-s", type=float, default=0.3, show_default=True,
-              help="Change the shaper's rate this long after the destination starts receiving.")
+@click.option("--from-mbit", type=float, default=1000.0, show_default=True)
+@click.option("--to-mbit", type=float, default=20.0, show_default=True)
+@click.option("--after-s", type=float, default=0.5, show_default=True,
+              help="Change the shaper's rate this long after the first image bytes crossed the link.")
 @click.option("--codec", default="zstd", show_default=True)
-@click.option("--levels", default="1,3,6,9", show_default=True)
+@click.option("--levels", default="1,3,6,9,12", show_default=True)
+@click.option("--also", default="fixed:lz4:1", show_default=True,
+              help="More selectors to compare, comma-separated (e.g. fixed:lz4:1; 'none' for no more).")
 def ratechange(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
                out_root: Path, no_plots: bool, from_mbit: float, to_mbit: float, after_s: float, codec: str,
-               levels: str) -> None:
+               levels: str, also: str) -> None:
     """(e) The link rate changes while the image is in flight: adaptive selectors vs every fixed level."""
     from edgemigrate.experiments.compression import plan_ratechange
 
     lv = [int(x) for x in _floats(levels, "--levels")]
+    extra = [] if also.strip() == "none" else _names(also, "--also")
     plan = plan_ratechange(_base(resident_mb, rtt_ms, strategy, page_codec), _names(workloads, "--workloads"),
-                           from_mbit, to_mbit, after_s, codec, lv)
+                           from_mbit, to_mbit, after_s, codec, lv, extra)
     _go("ratechange", plan, out_root, repeats, no_plots)
 
 
