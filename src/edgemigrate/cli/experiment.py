@@ -106,7 +106,8 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @ppcm.command()
 @click.option("--point", type=float, default=120.0, show_default=True, help="Task arrivals per minute.")
 @click.option("--variants", default="ppcm,ppcm_light_bc,ppcm_strong,ppo", show_default=True, metavar="A,B,...",
-              help="RL variants: ppcm, ppo, ppcm_light_bc (2 BC epochs), ppcm_strong (least_delay expert), "
+              help="RL variants: ppcm, ppo, ppcm_light_bc (2 BC epochs), ppcm_no_bc (no warm start), "
+                   "ppcm_strong (least_delay expert), "
                    "ppcm_strong_light_bc, ppcm_mlp_actor, ppcm_mlp_critic.")
 @click.option("--train-seeds", default="1,2", show_default=True, metavar="1,2,...",
               help="Training seeds per variant.")

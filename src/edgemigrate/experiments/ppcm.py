@@ -50,6 +50,7 @@ RL_VARIANTS: dict[str, tuple[dict[str, Any], str | None]] = {
     "ppcm_mlp_actor": ({"actor": "mlp"}, None),
     "ppcm_mlp_critic": ({"critic": "mlp"}, None),
     "ppcm_light_bc": ({"bc_epochs": 2}, None),  # the same demonstrations, 2 instead of 30 BC epochs
+    "ppcm_no_bc": ({"bc_epochs": 0}, None),  # the same demonstrations only in PPO's minibatches, no warm start
     "ppcm_strong": ({}, "least_delay"),  # demonstrations from the least-estimated-T_k expert
     "ppcm_strong_light_bc": ({"bc_epochs": 2}, "least_delay"),
 }
