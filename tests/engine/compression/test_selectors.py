@@ -10,6 +10,7 @@ from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_imag
 from edgemigrate.engine.compression.netstate import INITIAL_STATE, NetworkState
 from edgemigrate.engine.compression.selectors import (
     COLD_START_BANDWIDTHS_BPS,
+    DEFAULT_PROFILES,
     MIN_OBSERVED_BYTES,
     PROBE_EVERY_CHUNKS,
     SEED_RULE_TABLE,
@@ -203,3 +204,18 @@ def test_model_selector_ignores_tiny_chunks() -> None:
     before = sel.profile(Choice("zstd", 3))
     sel.observe(Choice("zstd", 3), MIN_OBSERVED_BYTES - 1, 10, 1.0)  # a 1 s, 6000x "compression" of a tiny file
     assert sel.profile(Choice("zstd", 3)) == before
+
+
+def test_model_selector_starts_from_defaults_and_takes_measured_profiles_midway() -> None:
+    sel = ModelSelector(DEFAULT_PROFILES, compress_cores=2, hysteresis=0.0)
+    first = sel.choose(_state(1, 1, 0, 12.5 * MB))  # 100 Mbit/s: a zstd level by the table
+    assert first.codec == "zstd"
+    sel.observe(first, 1 << 20, (1 << 20) // 2, 0.01)  # this data compresses only 2x: factors move
+    # measured on this migration's data: zstd-9 exists now, and the CPU is far slower than the table
+    measured = [CodecProfile("none", 0, 1e12, 1e12, 1.0), CodecProfile("zstd", 1, 50 * MB, 500 * MB, 0.40),
+                CodecProfile("zstd", 9, 5 * MB, 500 * MB, 0.30)]
+    sel.replace_profiles(measured)
+    assert sel.profile(Choice("zstd", 9)).ratio == pytest.approx(0.30)  # factors restart from the new profiles
+    assert sel.choose(_state(2, 1, 0, 1.25 * MB)) == Choice("zstd", 9)  # 10 Mbit/s: the strong level
+    with pytest.raises(ValidationError):
+        sel.replace_profiles([])

@@ -180,6 +180,20 @@ class CodecProfile:
         return Choice(self.codec, self.level)
 
 
+# What the model selector starts from before its own profiles of this migration's data are measured: the
+# issue 4 "Facts" table (one core, a real 322 MiB CRIU page image of a Python process; ratio as output/input).
+DEFAULT_PROFILES: tuple[CodecProfile, ...] = (
+    CodecProfile("none", 0, 1e12, 1e12, 1.0),
+    CodecProfile("lz4", 1, 1141e6, 3020e6, 1 / 3.14),
+    CodecProfile("lz4", 3, 209e6, 3900e6, 1 / 3.99),
+    CodecProfile("lz4", 6, 118e6, 3900e6, 1 / 4.15),
+    CodecProfile("lz4", 9, 46e6, 3900e6, 1 / 4.20),
+    CodecProfile("zstd", 1, 1056e6, 2100e6, 1 / 5.6),
+    CodecProfile("zstd", 3, 670e6, 2100e6, 1 / 5.6),
+    CodecProfile("zstd", 6, 208e6, 2100e6, 1 / 5.69),
+)
+
+
 def measure_profiles(
     sample: bytes, candidates: Iterable[tuple[str, int]], min_time_s: float = 0.02
 ) -> tuple[CodecProfile, ...]:
@@ -269,34 +283,44 @@ class ModelSelector:
         alpha: float = 0.3,
         bandwidth_hint_Bps: float | None = None,
     ) -> None:
-        if not profiles:
-            raise ValidationError("model selector: no codec profiles given")
         if compress_cores <= 0:
             raise ValidationError(f"model selector: compress_cores must be > 0, got {compress_cores}")
         if not 0 <= hysteresis < 1:
             raise ValidationError(f"model selector: hysteresis must be in [0, 1), got {hysteresis}")
-        for p in profiles:
-            if p.compress_Bps <= 0 or p.decompress_Bps <= 0 or p.ratio <= 0:
-                raise ValidationError(
-                    f"model selector: profile {p.codec}-{p.level} has a non-positive rate or ratio"
-                )
-        self.profiles = list(profiles)
         self.compress_cores = compress_cores
         self.decompress_cores = compress_cores if decompress_cores is None else decompress_cores
         self.hysteresis = hysteresis
         if bandwidth_hint_Bps is not None and bandwidth_hint_Bps <= 0:
             raise ValidationError(f"model selector: bandwidth_hint_Bps must be > 0, got {bandwidth_hint_Bps}")
         self.bandwidth_hint_Bps = bandwidth_hint_Bps
+        self._alpha = alpha
+        self.current: int | None = None
+        self.profiles: list[CodecProfile] = []
+        self._raw_streak = 0  # chunks sent raw since the last compressed one
+        self.replace_profiles(profiles)
+
+    def replace_profiles(self, profiles: Sequence[CodecProfile]) -> None:
+        """Use new profiles from now on (e.g. measured on this migration's data, replacing
+        :data:`DEFAULT_PROFILES` the transfer started with). The learned factors restart at 1: they were
+        relative to the old profiles. The current choice is kept if it is still a candidate."""
+        if not profiles:
+            raise ValidationError("model selector: no codec profiles given")
+        for p in profiles:
+            if p.compress_Bps <= 0 or p.decompress_Bps <= 0 or p.ratio <= 0:
+                raise ValidationError(
+                    f"model selector: profile {p.codec}-{p.level} has a non-positive rate or ratio"
+                )
+        old = self.profiles[self.current].choice if self.current is not None else None
+        self.profiles = list(profiles)
         self._index = {p.choice: i for i, p in enumerate(self.profiles)}
-        self._cpu = Ewma(alpha)  # observed / profiled compress speed
-        self._data = Ewma(alpha)  # observed / profiled compression ratio
+        self._cpu = Ewma(self._alpha)  # observed / profiled compress speed
+        self._data = Ewma(self._alpha)  # observed / profiled compression ratio
         self._cpu.update(1.0)
         self._data.update(1.0)
         self._speed0 = np.array([p.compress_Bps for p in self.profiles], dtype=float)
         self._ratio0 = np.array([p.ratio for p in self.profiles], dtype=float)
         self._is_none = np.array([p.codec == "none" for p in self.profiles])
-        self.current: int | None = None
-        self._raw_streak = 0  # chunks sent raw since the last compressed one
+        self.current = self._index.get(old) if old is not None else None
 
     @property
     def name(self) -> str:

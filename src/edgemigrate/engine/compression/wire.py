@@ -40,7 +40,9 @@ from edgemigrate.engine.compression.frames import (
 from edgemigrate.engine.compression.images import ImageCodecPolicy
 from edgemigrate.engine.compression.netstate import NetworkMonitor, read_tcp_info
 from edgemigrate.engine.compression.selectors import (
+    DEFAULT_PROFILES,
     Choice,
+    CodecProfile,
     FixedSelector,
     ModelSelector,
     RuleSelector,
@@ -120,18 +122,24 @@ class CompressionConfig:
     def policy(self) -> ImageCodecPolicy:
         return ImageCodecPolicy(None if self.page_codec == "none" else self.page_codec)
 
-    def make_selector(self, sample: bytes) -> Selector:
-        """The selector for one migration; ``model`` profiles its candidates on ``sample`` (real image data)."""
+    def make_selector(self, sample: bytes | None) -> Selector:
+        """The selector for one migration. ``model`` profiles its candidates on ``sample`` (real image data);
+        with ``sample=None`` it starts from :data:`DEFAULT_PROFILES` and the caller profiles in the background
+        (:meth:`measure_profiles`, then ``ModelSelector.replace_profiles``) while the transfer already runs."""
         if self.selector == "none":
             return FixedSelector("none", 0)
         if self.selector == "rule":
             return RuleSelector()
         if self.selector == "model":
-            profiles = measure_profiles(sample[:PROFILE_SAMPLE_BYTES] or b"\0" * 4096, MODEL_CANDIDATES,
-                                        PROFILE_MIN_TIME_S)
+            profiles = DEFAULT_PROFILES if sample is None else self.measure_profiles(sample)
             return ModelSelector(profiles, compress_cores=float(self.n_workers))
         _, name, level = self.selector.split(":")
         return FixedSelector(name, int(level))
+
+    @staticmethod
+    def measure_profiles(sample: bytes) -> tuple[CodecProfile, ...]:
+        """The model selector's candidates profiled on ``sample`` (one chunk of real image data)."""
+        return measure_profiles(sample[:PROFILE_SAMPLE_BYTES] or b"\0" * 4096, MODEL_CANDIDATES, PROFILE_MIN_TIME_S)
 
     def to_dict(self) -> dict[str, Any]:
         return {"compression": self.selector, "page_codec": self.page_codec, "pipeline": self.mode.value}
