@@ -35,7 +35,7 @@ from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.compression.netstate import NetworkMonitor
-from edgemigrate.engine.compression.selectors import ModelSelector, Selector
+from edgemigrate.engine.compression.selectors import Selector
 from edgemigrate.engine.compression.wire import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType
@@ -158,7 +158,6 @@ class _Migration:
         self.pool: ThreadPoolExecutor | None = None
         self.t_start = time.perf_counter()
         self.profile_s = 0.0
-        self.profile_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------- plumbing
     async def _flush(self) -> None:
@@ -252,8 +251,6 @@ class _Migration:
             for c in (self.ctrl, self.data):
                 if c is not None:
                     await c.close()
-            if self.profile_task is not None:
-                self.profile_task.cancel()
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
             shutil.rmtree(self.work, ignore_errors=True)
@@ -327,19 +324,14 @@ class _Migration:
         if self.selector is not None:
             return
         self.pool = ThreadPoolExecutor(self.comp.n_workers, thread_name_prefix=f"compress-{self.session}")
-        self.selector = self.comp.make_selector(None)
-        if isinstance(self.selector, ModelSelector):  # profiled on this image while the transfer runs
-            self.profile_task = asyncio.create_task(self._profile(self.selector, image_dir))
-
-    async def _profile(self, selector: ModelSelector, image_dir: Path) -> None:
         t0 = time.perf_counter()
-        try:
-            sample = await asyncio.to_thread(_profile_sample, image_dir, PROFILE_SAMPLE_BYTES, 1)
-            profiles = await asyncio.to_thread(self.comp.measure_profiles, sample)
-        except (OSError, EdgeMigrateError) as exc:  # e.g. the round's images are already gone: keep the defaults
-            log.warning("codec profiling failed, the model selector keeps its default profiles: %s", exc)
-            return
-        selector.replace_profiles(profiles)
+        sample = b""
+        if self.comp.selector == "model":
+            try:
+                sample = await asyncio.to_thread(_profile_sample, image_dir, PROFILE_SAMPLE_BYTES, 1)
+            except OSError as exc:  # the selector then starts from its default profiles
+                log.warning("no sample of the image for codec profiling: %s", exc)
+        self.selector = await asyncio.to_thread(self.comp.make_selector, sample)
         self.profile_s = time.perf_counter() - t0
 
     async def _commit(self, rules: list[str]) -> None:
