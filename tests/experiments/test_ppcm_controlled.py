@@ -23,6 +23,7 @@ def test_variants_name_their_expert() -> None:
     assert variant_expert("ppcm", "least_delay") == "least_delay"
     assert variant_expert("ppcm_strong") == "least_delay"  # fixed by the variant, whatever --expert says
     assert variant_expert("ppo", "least_delay") is None
+    assert variant_expert("ppcm_ga") == "ga" and variant_expert("ppcm_no_bc") == "dep_soft"
     assert RL_VARIANTS["ppcm_light_bc"][0]["bc_epochs"] < 30
     with pytest.raises(ConfigError, match="unknown expert 'dep_sfot'.*dep_soft"):
         variant_expert("ppcm", "dep_sfot")

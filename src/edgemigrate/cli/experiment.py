@@ -36,9 +36,9 @@ def _common(f):  # type: ignore[no-untyped-def]
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a scenario key for every point, e.g. --set sim.n_steps=30. Repeatable."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-        click.option("--expert", default="dep_soft", show_default=True, metavar="dep_soft|least_delay",
+        click.option("--expert", default="dep_soft", show_default=True, metavar="dep_soft|least_delay|ga",
                      help="Expert whose demonstrations warm-start PPCM (seed 000 uses DEP_SOFT; least_delay = "
-                          "the feasible choice of least estimated T_k)."),
+                          "the feasible choice of least estimated T_k; ga = GA deciding one task at a time)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -108,7 +108,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--variants", default="ppcm,ppcm_light_bc,ppcm_strong,ppo", show_default=True, metavar="A,B,...",
               help="RL variants: ppcm, ppo, ppcm_light_bc (2 BC epochs), ppcm_no_bc (no warm start), "
                    "ppcm_strong (least_delay expert), "
-                   "ppcm_strong_light_bc, ppcm_mlp_actor, ppcm_mlp_critic.")
+                   "ppcm_strong_light_bc, ppcm_ga (GA expert), ppcm_mlp_actor, ppcm_mlp_critic.")
 @click.option("--train-seeds", default="1,2", show_default=True, metavar="1,2,...",
               help="Training seeds per variant.")
 @click.option("--references", default="dep_soft,least_delay,ga", show_default=True, metavar="A,B,...",

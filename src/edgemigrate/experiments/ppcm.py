@@ -39,8 +39,9 @@ BASELINES = ("dep_soft", "down", "pso", "de", "ga", "monkey", "kube")
 RL_ALGOS = ("ppcm", "ppo")
 ALGORITHMS = RL_ALGOS + BASELINES
 ABLATIONS = ("ppcm", "ppo", "ppcm_mlp_actor", "ppcm_mlp_critic")
-#: Experts PPCM can take its demonstrations from (seed 000 uses DEP_SOFT; LEAST_DELAY is the strong one).
-EXPERTS = ("dep_soft", "least_delay")
+#: Experts PPCM can take its demonstrations from: seed 000 uses DEP_SOFT; LEAST_DELAY (argmin of estimated T_k)
+#: and GA (acting one task at a time through the env, ``BatchPolicy.act``) are strong in our cost model.
+EXPERTS = ("dep_soft", "least_delay", "ga")
 #: Policies outside the paper's eight baselines that may still be evaluated (e.g. the strong expert itself).
 EXTRA_POLICIES = ("least_delay",)
 #: RL variant -> (PPOConfig changes, fixed expert or None = the run's expert, default DEP_SOFT).
@@ -53,6 +54,7 @@ RL_VARIANTS: dict[str, tuple[dict[str, Any], str | None]] = {
     "ppcm_no_bc": ({"bc_epochs": 0}, None),  # the same demonstrations only in PPO's minibatches, no warm start
     "ppcm_strong": ({}, "least_delay"),  # demonstrations from the least-estimated-T_k expert
     "ppcm_strong_light_bc": ({"bc_epochs": 2}, "least_delay"),
+    "ppcm_ga": ({}, "ga"),  # demonstrations from GA deciding one task per call
 }
 EVAL_SEED0 = 10_000
 COMPONENTS = ("per_task_deployment_s", "per_task_backhaul_s", "per_task_computation_s", "per_task_migration_s",
