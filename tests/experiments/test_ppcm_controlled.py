@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edgemigrate.cli.experiment import experiment
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.experiments.ppcm import RL_VARIANTS, run_sweep, train_job, variant_expert
-from edgemigrate.experiments.ppcm_controlled import run_controlled
+from edgemigrate.experiments.ppcm_controlled import merge_controlled, run_controlled
 from edgemigrate.experiments.results import read_table
 from edgemigrate.policies.rl.trainlog import COLUMNS
 
@@ -79,3 +79,20 @@ def test_unknown_expert_is_a_one_line_error(tmp_path: Path) -> None:
         run_sweep("single", points=(0,), algorithms=("ppcm",), seeds=2, train_steps=256, out_root=tmp_path,
                   workers=1, progress=False, overrides=TINY, expert="greedy")
     assert not any(tmp_path.iterdir())  # refused before any work or folder
+
+
+def test_merge_two_controlled_runs(tmp_path: Path) -> None:
+    kw = dict(point=120, train_seeds=(1,), seeds=2, train_steps=128, out_root=tmp_path, workers=1, progress=False,
+              overrides=TINY)
+    a = run_controlled(variants=("ppo",), references=("least_delay",), **kw).out_dir  # type: ignore[arg-type]
+    b = run_controlled(variants=("ppcm_no_bc",), references=(), **kw).out_dir  # type: ignore[arg-type]
+    r = CliRunner().invoke(experiment, ["ppcm", "controlled-merge", str(a), str(b), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    (merged,) = (tmp_path / "m").iterdir()
+    summary = read_table(merged / "summary.csv")
+    assert summary["algo"].tolist() == ["ppo", "ppcm_no_bc", "least_delay"]
+    assert summary["episodes"].tolist() == [2, 2, 2]
+    assert (merged / "plots" / "controlled.png").is_file()
+    assert len(read_table(merged / "runs.csv")["algo"]) == 2
+    with pytest.raises(ConfigError, match="already in an earlier folder"):
+        merge_controlled([a, a], tmp_path / "m2")

@@ -131,6 +131,20 @@ def controlled(point: float, variants: str, train_seeds: str, references: str, s
     click.echo(f"results: {res.out_dir}")
 
 
+@ppcm.command("controlled-merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Folder under which the merged results folder is created.")
+def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
+    """Merge the results folders of several 'controlled' runs at the same point (e.g. a variant added later)
+    into one table and plot; nothing is re-run."""
+    from edgemigrate.experiments.ppcm_controlled import merge_controlled
+
+    res = merge_controlled(folders, out_root)
+    click.echo((res.out_dir / "summary.md").read_text())
+    click.echo(f"results: {res.out_dir}")
+
+
 from edgemigrate.cli.compression import compression  # noqa: E402  (issue 4 experiments, helper-6)
 
 experiment.add_command(compression)

@@ -187,3 +187,71 @@ def markdown_controlled(agg: list[dict[str, Any]], runs: list[dict[str, Any]], p
                      f"{_f(r['rollout_entropy_first'], 3)} -> {_f(r['rollout_entropy_last'], 3)} | "
                      f"{_f(r['rollout_cloud_share_first'])} -> {_f(r['rollout_cloud_share_last'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    t = read_table(path)
+    n = len(next(iter(t.values()))) if t else 0
+    return [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in t.items()} for i in range(n)]
+
+
+def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results")) -> SweepResult:
+    """Combine the results folders of several ``controlled`` runs at the same point into one table and plot
+    (e.g. a variant added later); nothing is re-run. Each folder keeps its own manifest; the merged one lists
+    them. An algorithm present in two folders is refused (its episodes would be pooled twice)."""
+    if len(run_dirs) < 2:
+        raise ConfigError("merge needs at least two controlled results folders")
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    logs: list[tuple[str, str, int]] = []
+    points, seen, mans = set(), set(), []
+    for d in run_dirs:
+        d = Path(d)
+        for name in ("episodes.csv", "runs.csv", "manifest.json"):
+            if not (d / name).is_file():
+                raise ConfigError(f"{d}: not a controlled results folder (no {name})")
+        import json
+
+        man = json.loads((d / "manifest.json").read_text())
+        if man.get("experiment") != "ppcm controlled":
+            raise ConfigError(f"{d / 'manifest.json'}: experiment '{man.get('experiment')}', not 'ppcm controlled'")
+        here = _rows(d / "episodes.csv")
+        algos = {r["algo"] for r in here}
+        if algos & seen:
+            raise ConfigError(f"{d}: algorithm(s) {sorted(algos & seen)} already in an earlier folder")
+        seen |= algos
+        points.add(float(man["tasks_per_min"]))
+        rows += here
+        runs += _rows(d / "runs.csv")
+        for key, ckpt in man["agents"].items():
+            algo, seed = key.rsplit("@seed", 1)
+            logs.append((str(Path(ckpt).parent / "train.csv"), algo, int(seed)))
+        mans.append({"folder": str(d), "command": man.get("command"), "git_sha": man.get("git_sha")})
+    if len(points) != 1:
+        raise ConfigError(f"the folders are at different points: {sorted(points)} tasks/min")
+    point = points.pop()
+    rl = [r for r in rows if int(r["train_seed"]) >= 0]
+    refs = [r for r in rows if int(r["train_seed"]) < 0]
+    rows = rl + refs  # RL variants first, references last, as in a single run
+    out = new_run_dir(out_root, run_name("ppcm-paper-controlled", f"tasks{point:g}-merged", len(run_dirs)))
+    write_table(out / "episodes.csv", {k: np.array([r[k] for r in rows]) for k in rows[0]})
+    agg = aggregate_controlled(rows)
+    write_table(out / "summary.csv", {k: np.array([r[k] for r in agg]) for k in agg[0]})
+    write_table(out / "runs.csv", {k: np.array([r[k] for r in runs]) for k in runs[0]})
+    steps = {int(r["train_steps"]) for r in [json_manifest(Path(m["folder"])) for m in mans]}
+    seeds = len({int(r["seed"]) for r in rows})
+    (out / "summary.md").write_text(markdown_controlled(agg, runs, point, steps.pop() if len(steps) == 1 else -1,
+                                                        seeds))
+    from edgemigrate.experiments.ppcm_plots import plot_controlled
+
+    plot_controlled(agg, rows, [p for p, _, _ in logs], [a for _, a, _ in logs], [s for _, _, s in logs],
+                    out / "plots", point)
+    write_json(out / "manifest.json", manifest(0, None, {"experiment": "ppcm controlled (merged)",
+                                                          "tasks_per_min": point, "merged": mans}))
+    return SweepResult(out, rows)
+
+
+def json_manifest(folder: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((folder / "manifest.json").read_text()))
