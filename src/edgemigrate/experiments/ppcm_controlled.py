@@ -182,7 +182,7 @@ def markdown_controlled(agg: list[dict[str, Any]], runs: list[dict[str, Any]], p
               "BC accuracy | rollout entropy first -> last | rollout cloud share first -> last |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['algo']} | {r['train_seed']} | {r['expert']} | {_f(r['demo_cloud_share'])} | "
+        lines.append(f"| {r['algo']} | {int(r['train_seed'])} | {r['expert']} | {_f(r['demo_cloud_share'])} | "
                      f"{_f(r['entropy_before_bc'], 3)} | {_f(r['entropy_after_bc'], 3)} | {_f(r['bc_accuracy'])} | "
                      f"{_f(r['rollout_entropy_first'], 3)} -> {_f(r['rollout_entropy_last'], 3)} | "
                      f"{_f(r['rollout_cloud_share_first'])} -> {_f(r['rollout_cloud_share_last'])} |")
