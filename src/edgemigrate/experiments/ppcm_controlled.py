@@ -24,6 +24,7 @@ Outputs: ``episodes.csv`` (one row per evaluated episode, with ``train_seed``), 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ from edgemigrate.scenarios import load_scenario
 
 CONTROLLED = ("ppcm", "ppcm_light_bc", "ppcm_strong", "ppo")
 REFERENCES = ("dep_soft", "least_delay", "ga")
+#: Blocks of PPO updates whose training-log means are reported: the demonstration phase (default
+#: ``demo_decay_updates`` = 20, split in two halves) and the last 20 updates.
+PHASES = {"u1_10": slice(0, 10), "u11_20": slice(10, 20), "last20": slice(-20, None)}
 METRICS = ("per_task_total_s", "per_task_deployment_s", "per_task_backhaul_s", "per_task_computation_s",
            "per_task_migration_s", "cloud_share")
 
@@ -152,6 +156,9 @@ def run_table(trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
             col = np.asarray(log[k], dtype=np.float64)
             row[f"{k}_first"] = float(col[0]) if col.size else float("nan")
             row[f"{k}_last"] = float(col[-1]) if col.size else float("nan")
+            for name, part in PHASES.items():  # means over blocks of updates: single updates are noisy
+                sel = col[part]
+                row[f"{k}_{name}"] = float(sel.mean()) if sel.size else float("nan")
         rew = np.asarray(log["mean_episode_reward"], dtype=np.float64)
         rew = rew[np.isfinite(rew)]
         row["last_episode_reward"] = float(rew[-1]) if rew.size else float("nan")
@@ -177,15 +184,16 @@ def markdown_controlled(agg: list[dict[str, Any]], runs: list[dict[str, Any]], p
         cells = [f"{r[f'{m}_mean']:.2f} +- {r[f'{m}_ci95']:.2f}" for m in METRICS]
         lines.append(f"| {r['algo']} | {r['episodes']} | " + " | ".join(cells) + f" | {r['per_seed_total_s']} |")
     lines += ["", "Warm start and training (entropy in nats of the masked action distribution; `before/after BC` on "
-              "the demonstration states; `rollout` = the acting policy over its rollout, first and last PPO update):",
+              "the demonstration states; `rollout` = the acting policy over its rollouts, mean over blocks of PPO updates):",
               "", "| variant | train seed | expert | demo cloud share | entropy before BC | entropy after BC | "
-              "BC accuracy | rollout entropy first -> last | rollout cloud share first -> last |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "BC accuracy | rollout entropy: updates 1-10 / 11-20 / last 20 | rollout cloud share: 1-10 / 11-20 / "
+              "last 20 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
+        ent = " / ".join(_f(r.get(f"rollout_entropy_{p}", float("nan"))) for p in PHASES)
+        cloud = " / ".join(_f(r.get(f"rollout_cloud_share_{p}", float("nan"))) for p in PHASES)
         lines.append(f"| {r['algo']} | {int(r['train_seed'])} | {r['expert']} | {_f(r['demo_cloud_share'])} | "
                      f"{_f(r['entropy_before_bc'], 3)} | {_f(r['entropy_after_bc'], 3)} | {_f(r['bc_accuracy'])} | "
-                     f"{_f(r['rollout_entropy_first'], 3)} -> {_f(r['rollout_entropy_last'], 3)} | "
-                     f"{_f(r['rollout_cloud_share_first'])} -> {_f(r['rollout_cloud_share_last'])} |")
+                     f"{ent} | {cloud} |")
     return "\n".join(lines) + "\n"
 
 
@@ -210,8 +218,6 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
         for name in ("episodes.csv", "runs.csv", "manifest.json"):
             if not (d / name).is_file():
                 raise ConfigError(f"{d}: not a controlled results folder (no {name})")
-        import json
-
         man = json.loads((d / "manifest.json").read_text())
         if man.get("experiment") != "ppcm controlled":
             raise ConfigError(f"{d / 'manifest.json'}: experiment '{man.get('experiment')}', not 'ppcm controlled'")
@@ -222,10 +228,13 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
         seen |= algos
         points.add(float(man["tasks_per_min"]))
         rows += here
-        runs += _rows(d / "runs.csv")
-        for key, ckpt in man["agents"].items():
+        for key, ckpt in man["agents"].items():  # the run table is rebuilt from each agent's own folder
             algo, seed = key.rsplit("@seed", 1)
-            logs.append((str(Path(ckpt).parent / "train.csv"), algo, int(seed)))
+            run_dir = Path(ckpt).parent
+            cfg = json.loads((run_dir / "config.json").read_text())
+            logs.append((str(run_dir / "train.csv"), algo, int(seed)))
+            runs += run_table([{"algo": algo, "train_seed": int(seed), "expert": cfg.get("expert"),
+                                "log_csv": str(run_dir / "train.csv"), "warm_start": cfg.get("warm_start", {})}])
         mans.append({"folder": str(d), "command": man.get("command"), "git_sha": man.get("git_sha")})
     if len(points) != 1:
         raise ConfigError(f"the folders are at different points: {sorted(points)} tasks/min")
@@ -252,6 +261,4 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
 
 
 def json_manifest(folder: Path) -> dict[str, Any]:
-    import json
-
     return dict(json.loads((folder / "manifest.json").read_text()))
