@@ -136,8 +136,8 @@ def controlled(point: float, variants: str, train_seeds: str, references: str, s
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder under which the merged results folder is created.")
 def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
-    """Merge the results folders of several 'controlled' runs at the same point (e.g. a variant added later)
-    into one table and plot; nothing is re-run."""
+    """Merge the results folders of 'controlled' runs at the same point (e.g. a variant added later) into one
+    table and plot; nothing is re-run."""
     from edgemigrate.experiments.ppcm_controlled import merge_controlled
 
     res = merge_controlled(folders, out_root)

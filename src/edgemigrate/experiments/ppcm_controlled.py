@@ -205,13 +205,14 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results")) -> SweepResult:
     """Combine the results folders of several ``controlled`` runs at the same point into one table and plot
-    (e.g. a variant added later); nothing is re-run. Each folder keeps its own manifest; the merged one lists
+    (e.g. a variant added later; one folder = re-summarise it with the current tables); nothing is re-run. Each folder keeps its own manifest; the merged one lists
     them. An algorithm present in two folders is refused (its episodes would be pooled twice)."""
-    if len(run_dirs) < 2:
-        raise ConfigError("merge needs at least two controlled results folders")
+    if not run_dirs:
+        raise ConfigError("merge needs at least one controlled results folder")
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     logs: list[tuple[str, str, int]] = []
+    agents: dict[str, str] = {}
     points, seen, mans = set(), set(), []
     for d in run_dirs:
         d = Path(d)
@@ -230,6 +231,7 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
         rows += here
         for key, ckpt in man["agents"].items():  # the run table is rebuilt from each agent's own folder
             algo, seed = key.rsplit("@seed", 1)
+            agents[key] = ckpt
             run_dir = Path(ckpt).parent
             cfg = json.loads((run_dir / "config.json").read_text())
             logs.append((str(run_dir / "train.csv"), algo, int(seed)))
@@ -256,7 +258,8 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
     plot_controlled(agg, rows, [p for p, _, _ in logs], [a for _, a, _ in logs], [s for _, _, s in logs],
                     out / "plots", point)
     write_json(out / "manifest.json", manifest(0, None, {"experiment": "ppcm controlled (merged)",
-                                                          "tasks_per_min": point, "merged": mans}))
+                                                          "tasks_per_min": point, "merged": mans,
+                                                          "agents": agents}))
     return SweepResult(out, rows)
 
 
