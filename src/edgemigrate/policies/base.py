@@ -53,6 +53,7 @@ POLICIES: Registry[type] = Registry("policy")
 def make_policy(name: str, seed: int | None = None, **kwargs: Any) -> BatchPolicy:
     """Build a registered policy by name (``edgemigrate scenarios`` lists them)."""
     import edgemigrate.policies.heuristics  # noqa: F401  (registers the built-ins)
+    import edgemigrate.policies.least_delay  # noqa: F401
     import edgemigrate.policies.search  # noqa: F401
 
     return POLICIES.get(name)(seed=seed, **kwargs)
