@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgemigrate.control.harness import real_engine_skip_reason
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.experiments.compression import (
+    LinkMeter,
     RunConfig,
+    link_busy_utilisation,
     plan_levels,
     plan_pipeline,
     plan_ratechange,
@@ -63,8 +68,49 @@ def test_one_real_sweep_writes_csv_jsonl_manifest_and_plots(tmp_path: Path) -> N
     none, model = rows
     assert model["bytes_on_wire"] < 0.8 * none["bytes_on_wire"]  # the 16 MiB heap compresses
     assert none["bytes_on_wire"] >= none["raw_bytes"]
+    # measured on the router's device while the image crossed: a shaped link cannot carry more than its rate
+    # (packet bytes, 5 % for the tbf bucket and the sampling grid), and uncompressed it is the bottleneck
+    assert 0.5 < none["link_util"] <= 1.05
     t = read_table(out / "runs.csv")
     assert list(t["selector"]) == ["none", "model"] and (t["ok"] == "True").all()
     man = json.loads((out / "manifest.json").read_text())
     assert man["experiment"] == "rates" and man["git_sha"] and len(man["runs"]) == 2
     assert (out / "rates_kvstore.png").stat().st_size > 10_000
+
+
+def test_link_busy_utilisation_trims_the_ends_and_counts_stalls() -> None:
+    rate_bps = 8e6  # 1 MB/s
+    t = np.arange(0.0, 10.01, 0.01)
+    # idle 1 s (a 1 KB control message), 4 MB at the full rate, 2 s stall, 2 MB at the full rate, idle
+    rate = np.where((t > 1) & (t <= 5), 1e6, 0.0) + np.where((t > 7) & (t <= 9), 1e6, 0.0)
+    b = 1000 + np.concatenate([[0.0], np.cumsum(rate[1:] * 0.01)])
+    b[0] = 0
+    u = link_busy_utilisation(t, b.astype(np.int64), rate_bps)
+    # busy from ~1.07 s to ~8.93 s with a 2 s stall: 6 MB - 2 x 64 KiB over ~7.87 s
+    assert u == pytest.approx((6e6 - 2 * 65536) / 7.87 / 1e6, rel=0.01)
+    assert link_busy_utilisation(t[:2], b[:2].astype(np.int64), rate_bps) is None
+    assert link_busy_utilisation(t, np.zeros_like(t, dtype=np.int64), rate_bps) is None
+
+
+def test_link_meter_samples_a_real_device_counter() -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    with LinkMeter("/proc/self/ns/net", "lo", period_s=0.005) as meter:
+        with socket.create_connection(("127.0.0.1", port)) as c, srv.accept()[0] as peer:
+            payload = b"x" * (1 << 20)
+            for _ in range(4):
+                c.sendall(payload)
+                got = 0
+                while got < len(payload):
+                    got += len(peer.recv(1 << 20))
+                time.sleep(0.02)
+    srv.close()
+    t, b = meter.samples()
+    assert len(t) >= 3 and np.all(np.diff(t) > 0) and np.all(np.diff(b) >= 0)
+    assert b[-1] - b[0] >= 4 << 20  # at least the payload crossed lo
+
+
+def test_link_meter_on_a_missing_device_records_nothing() -> None:
+    with LinkMeter("/proc/self/ns/net", "no-such-dev0") as meter:
+        pass
+    assert len(meter.samples()[0]) == 0

@@ -29,3 +29,11 @@ def test_rates_summary_reports_time_saved_against_uncompressed(tmp_path: Path) -
     write_rows(tmp_path / "runs.csv", rows)
     text = summarise("rates", tmp_path)
     assert any(x.startswith("| 100 | model | 4.50 |") and x.endswith("55.0 % |") for x in text.splitlines())
+
+
+def test_summary_shows_link_busy_utilisation_when_measured(tmp_path: Path) -> None:
+    rows = [_row("none", "pipelined", 10.0, 0), {**_row("model", "pipelined", 4.5, 0), "link_util": 0.97}]
+    write_rows(tmp_path / "runs.csv", rows)
+    lines = summarise("rates", tmp_path).splitlines()
+    assert next(x for x in lines if x.startswith("| 100 | model")).count("| 0.95 / 0.97 |") == 1
+    assert "| 0.95 |" in next(x for x in lines if x.startswith("| 100 | none"))

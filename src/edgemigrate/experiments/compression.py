@@ -44,6 +44,84 @@ HOSTS = ("edge1", "edge2")
 CHANGE_TRIGGER_BYTES = 256 << 10  # experiment (e): the transfer has started once the link carried this much
 
 
+LINK_EDGE_BYTES = 64 << 10  # link_busy_utilisation: bytes trimmed at each end (control messages, the last ack)
+LINK_SAMPLE_S = 0.02
+
+
+def _read_tx_bytes(dev: str) -> int | None:
+    """tx bytes of ``dev`` from the calling thread's namespace (``/proc/thread-self/net/dev``), None if absent."""
+    with open("/proc/thread-self/net/dev") as f:
+        for line in f.readlines()[2:]:
+            name, _, rest = line.partition(":")
+            if name.strip() == dev:
+                return int(rest.split()[8])  # 8 receive fields, then transmit bytes
+    return None
+
+
+class LinkMeter:
+    """Samples the byte counter of one shaped link every ``period_s`` while a migration runs.
+
+    A thread enters the router namespace once and reads ``/proc/thread-self/net/dev`` (a file read per
+    sample, no process), so sampling every 20 ms costs almost nothing next to the migration it measures.
+    ``samples()`` -> (seconds since start, cumulative bytes) arrays.
+    """
+
+    def __init__(self, netns_path: str, dev: str, period_s: float = LINK_SAMPLE_S) -> None:
+        self.netns_path, self.dev, self.period_s = netns_path, dev, period_s
+        self._t: list[float] = []
+        self._b: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"link-meter-{dev}", daemon=True)
+
+    def __enter__(self) -> LinkMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        from edgemigrate.control.netns import in_netns
+
+        with in_netns(self.netns_path):
+            t0 = time.perf_counter()
+            while True:
+                b = _read_tx_bytes(self.dev)
+                if b is None:
+                    return
+                self._t.append(time.perf_counter() - t0)
+                self._b.append(b)
+                if self._stop.wait(self.period_s):
+                    return
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self._t, dtype=float), np.asarray(self._b, dtype=np.int64)
+
+
+def link_busy_utilisation(t_s: np.ndarray, tx_bytes: np.ndarray, rate_bps: float,
+                          edge_bytes: int = LINK_EDGE_BYTES) -> float | None:
+    """Utilisation of the shaped link while it carried the migration: the bytes that crossed it between the
+    sample where ``edge_bytes`` had crossed and the one where all but ``edge_bytes`` had, over that time and
+    the shaped rate. Measured on the link itself (packet bytes, as the shaper counts them), it excludes the
+    time before the first image byte (dump, planning, the first chunk's compression) and after the last one
+    (decompression, restore), which the end-to-end ``utilisation`` of :func:`row_of` includes. Stalls in the
+    middle - a compressor that cannot keep up, a pause between rounds - do count against it. None when fewer
+    than 4 x ``edge_bytes`` crossed or the samples do not resolve the interval.
+    """
+    if len(t_s) < 3 or rate_bps <= 0:
+        return None
+    b = tx_bytes - tx_bytes[0]
+    total = int(b[-1])
+    if total < 4 * edge_bytes:
+        return None
+    i0 = int(np.argmax(b >= edge_bytes))
+    i1 = int(np.argmax(b >= total - edge_bytes))
+    if t_s[i1] <= t_s[i0]:
+        return None
+    return float((b[i1] - b[i0]) * 8 / (t_s[i1] - t_s[i0]) / rate_bps)
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """One migration: workload, its resident memory, the compression, and the link."""
@@ -140,12 +218,14 @@ class Bench:
             changer = threading.Thread(target=self._change_rate, args=(cfg, src, dst, stop, changed), daemon=True)
             changer.start()
         load: dict[str, Any] | None = None
+        meter = LinkMeter(*self.bed.tb.link_device(src, dst))
         try:
-            if cfg.workload == "web":  # experiment (d): the migration runs under ab's load
-                stats, load = self._migrate_under_load(cfg, src, dst)
-            else:
-                stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
-                                         page_codec=cfg.page_codec, pipeline=cfg.pipeline)
+            with meter:
+                if cfg.workload == "web":  # experiment (d): the migration runs under ab's load
+                    stats, load = self._migrate_under_load(cfg, src, dst)
+                else:
+                    stats = self.bed.migrate(cfg.workload, dst, cfg.strategy, src=src, compression=cfg.selector,
+                                             page_codec=cfg.page_codec, pipeline=cfg.pipeline)
         finally:
             stop.set()
             if changer is not None:
@@ -153,6 +233,8 @@ class Bench:
         self.host = dst
         row = row_of(cfg, stats)
         row.update({k: round(v, 3) for k, v in changed.items()})
+        if cfg.change_to_mbit is None:  # one rate to compare with (the link carries only the image)
+            row["link_util"] = link_busy_utilisation(*meter.samples(), cfg.rate_mbit * 1e6)
         if load is not None:
             row["load"] = load
         return row
@@ -242,7 +324,9 @@ def json_line(row: dict[str, Any]) -> str:
                        "page_codec": row["page_codec"], "pipeline": row["pipeline"], "rate_mbit": row["rate_mbit"],
                        "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
                        "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
-                       "utilisation": round(row["utilisation"], 3), "choices": row["choices"],
+                       "utilisation": round(row["utilisation"], 3),
+                       **({"link_util": round(row["link_util"], 3)} if row.get("link_util") is not None else {}),
+                       "choices": row["choices"],
                        **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s") if k in row},
                        **_load_summary(row.get("load"))})
 
@@ -344,7 +428,7 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
 
 CSV_COLUMNS = ("workload", "resident_mb", "selector", "page_codec", "pipeline", "rate_mbit", "rtt_ms", "strategy",
                "change_after_s", "change_to_mbit", "repeat", "ok", "total_s", "frozen_window_s", "transfer_s",
-               "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "source_cpu_s",
+               "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "link_util", "source_cpu_s",
                "n_rounds", "choices", "pred_serial_s", "pred_pipelined_s", "stage_checkpoint_s", "stage_compress_s",
                "stage_transfer_s", "stage_rebuild_restore_s", "transfer_seen_at_s", "rate_changed_at_s")
 

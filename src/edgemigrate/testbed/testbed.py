@@ -281,6 +281,12 @@ class Testbed:
                 self._signal_forwarder(signal.SIGHUP)
         return new
 
+    def link_device(self, a: str, b: str) -> tuple[str, str]:
+        """(router namespace path, device) of the directed link ``a -> b``: its counters in that namespace's
+        ``/proc/net/dev`` are the bytes the shaped link carried (see ``experiments.compression.LinkMeter``)."""
+        ha, hb = self.host(a), self.host(b)
+        return str(netns_path_of(self.plan.router_ns)), self.plan.tun(ha.index, hb.index)
+
     def link_tx_bytes(self, a: str, b: str) -> int:
         """Bytes the router has sent on the directed link ``a -> b`` so far (the shaped device's counter)."""
         ha, hb = self.host(a), self.host(b)
