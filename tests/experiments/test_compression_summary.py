@@ -37,3 +37,14 @@ def test_summary_shows_link_busy_utilisation_when_measured(tmp_path: Path) -> No
     lines = summarise("rates", tmp_path).splitlines()
     assert next(x for x in lines if x.startswith("| 100 | model")).count("| 0.95 / 0.97 |") == 1
     assert "| 0.95 |" in next(x for x in lines if x.startswith("| 100 | none"))
+
+
+def test_pipeline_plot_draws_one_readable_png(tmp_path: Path) -> None:
+    from edgemigrate.experiments.compression_plots import plot_experiment
+
+    rows = [{**_row(sel, mode, t, r, rate), "link_util": 0.96}
+            for rate in (100.0, 1000.0) for sel, base in (("model", 3.0), ("fixed:zstd:9", 4.0))
+            for mode, t in (("pipelined", base), ("serial", 2 * base)) for r in range(2)]
+    write_rows(tmp_path / "runs.csv", rows)
+    paths = plot_experiment("pipeline", tmp_path)
+    assert [p.name for p in paths] == ["pipeline_redis.png"] and paths[0].stat().st_size > 20_000

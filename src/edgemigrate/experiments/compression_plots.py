@@ -91,34 +91,9 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             ax.set_ylabel("time saved vs uncompressed (%)")
             ax.legend(fontsize=7)
         elif experiment == "pipeline":
-            labels, vals, errs, utils, preds = [], [], [], [], []
-            for r in np.unique(t["rate_mbit"][w]):
-                for sel in np.unique(t["selector"][w]):
-                    for p in ("pipelined", "serial"):
-                        mm = w & (t["selector"] == sel) & (t["pipeline"] == p) & (t["rate_mbit"] == r)
-                        if not mm.any():
-                            continue
-                        labels.append(f"{sel.replace('fixed:', '')}\n{p}\n{r:g} Mbit/s")
-                        vals.append(t["total_s"][mm].astype(float).mean())
-                        errs.append(t["total_s"][mm].astype(float).std())
-                        utils.append(t["utilisation"][mm].astype(float).mean())
-                        key = f"pred_{p}_s"
-                        preds.append(t[key][mm].astype(float).mean() if key in t else np.nan)
-            x = np.arange(len(vals))
-            axes[0].bar(x, vals, yerr=errs, color=["C0" if "\npipelined" in lab else "C1" for lab in labels])
-            axes[0].plot(x, preds, "k_", ms=18, mew=2, label="seed 001 eqs. 3-4 (serial) / 7 (pipelined)")
-            for i in range(0, len(vals) - 1, 2):
-                if labels[i].split("\n")[0] == labels[i + 1].split("\n")[0] and vals[i + 1] > 0:
-                    axes[0].annotate(f"-{100 * (1 - vals[i] / vals[i + 1]):.0f} %", (i + 0.5, max(vals[i:i + 2])),
-                                     ha="center", va="bottom", fontsize=8)
-            axes[0].legend(fontsize=7)
-            axes[0].set_xticks(x, labels, fontsize=7)
-            axes[0].set_ylabel("migration time (s)")
-            axes[0].set_title(f"{wl}: pipelined (blue) vs serial (orange); black = model prediction")
-            axes[1].bar(range(len(utils)), utils, color="C2")
-            axes[1].set_xticks(range(len(vals)), labels, fontsize=7)
-            axes[1].axhline(0.9, color="grey", ls="--", lw=1)
-            axes[1].set_ylabel("link utilisation while sending")
+            plt.close(fig)
+            out.append(_plot_pipeline(plt, t, w, wl, run_dir))
+            continue
         else:  # ratechange
             sels = list(np.unique(t["selector"][w]))
             vals = [t["total_s"][w & (t["selector"] == s)].astype(float).mean() for s in sels]
@@ -161,6 +136,68 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
     return out
+
+
+def _plot_pipeline(plt: Any, t: dict[str, np.ndarray], w: np.ndarray, wl: str, run_dir: Path) -> Path:
+    """(c): one panel per link rate with pipelined/serial bars per selector, eqs. 3-7 predictions as black
+    ticks and the gain written above each pair; a last panel with the pipelined runs' link utilisation
+    (end to end, and while the link carried the image when measured)."""
+    rates = np.unique(t["rate_mbit"][w].astype(float))
+    sels = list(np.unique(t["selector"][w]))
+    fig, axes = plt.subplots(1, len(rates) + 1, figsize=(4.5 * (len(rates) + 1), 4.5), squeeze=False)
+    axes = axes[0]
+    x, bw = np.arange(len(sels)), 0.38
+    util_e2e, util_busy = np.full((len(rates), len(sels)), np.nan), np.full((len(rates), len(sels)), np.nan)
+    for ri, r in enumerate(rates):
+        ax = axes[ri]
+        pipe: list[float] = []
+        for pi, p in enumerate(("pipelined", "serial")):
+            vals, errs, preds = [], [], []
+            for si, sel in enumerate(sels):
+                mm = w & (t["selector"] == sel) & (t["pipeline"] == p) & (t["rate_mbit"].astype(float) == r)
+                v = t["total_s"][mm].astype(float)
+                vals.append(v.mean() if len(v) else np.nan)
+                errs.append(v.std() if len(v) > 1 else 0.0)
+                key = f"pred_{p}_s"
+                preds.append(t[key][mm].astype(float).mean() if key in t and len(v) else np.nan)
+                if p == "pipelined" and len(v):
+                    util_e2e[ri, si] = t["utilisation"][mm].astype(float).mean()
+                    if "link_util" in t:
+                        busy = [float(u) for u in t["link_util"][mm] if str(u) not in ("", "nan", "None")]
+                        util_busy[ri, si] = np.mean(busy) if busy else np.nan
+            xs = x + (pi - 0.5) * bw
+            ax.bar(xs, vals, bw, yerr=errs, color="C0" if p == "pipelined" else "C1", label=p)
+            ax.plot(xs, preds, "k_", ms=16, mew=2, label="seed 001 eqs. 3-7" if pi == 0 else None)
+            if p == "pipelined":
+                pipe = vals
+            else:
+                for si, (a, b) in enumerate(zip(pipe, vals, strict=True)):
+                    if np.isfinite(a) and np.isfinite(b) and b > 0:
+                        ax.annotate(f"-{100 * (1 - a / b):.0f} %", (x[si], max(a, b) + 0.3), ha="center",
+                                    fontsize=9, fontweight="bold")
+        ax.set_xticks(x, [s.replace("fixed:", "") for s in sels])
+        ax.set_ylabel("migration time (s)")
+        ax.set_title(f"{wl}, {r:g} Mbit/s: pipelined vs serial")
+        ax.set_ylim(0, None)
+        ax.legend(fontsize=7, loc="upper left")
+    ax = axes[-1]
+    n = len(rates)
+    for ri, r in enumerate(rates):
+        xs = x + (ri - (n - 1) / 2) * (0.8 / n)
+        ax.bar(xs, util_e2e[ri], 0.8 / n, color=f"C{2 + ri}", alpha=0.45, label=f"{r:g} Mbit/s, end to end")
+        if np.isfinite(util_busy[ri]).any():
+            ax.plot(xs, util_busy[ri], "o", color=f"C{2 + ri}", label=f"{r:g} Mbit/s, while the link carried the image")
+    ax.axhline(0.9, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, [s.replace("fixed:", "") for s in sels])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("link utilisation (pipelined runs)")
+    ax.set_title("link utilisation; dashed = 90 % target")
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    path = run_dir / f"pipeline_{wl}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _web_rows(run_dir: Path) -> list[dict[str, Any]]:

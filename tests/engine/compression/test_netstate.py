@@ -21,6 +21,8 @@ def _raw_tcp_info(**fields: int) -> bytes:
     buf = bytearray(232)
     layout = {
         "rtt_us": (68, "I"),
+        "snd_ssthresh": (76, "I"),
+        "snd_cwnd": (80, "I"),
         "total_retrans": (100, "I"),
         "segs_out": (136, "I"),
         "delivery_rate_Bps": (160, "Q"),
@@ -42,6 +44,8 @@ def test_parse_offsets() -> None:
             segs_out=1000,
             delivery_rate_Bps=5_000_000,
             bytes_acked=1 << 40,
+            snd_ssthresh=0x7FFFFFFF,
+            snd_cwnd=10,
         )
     )
     raw[7] = 1  # delivery_rate_app_limited bit
@@ -49,6 +53,8 @@ def test_parse_offsets() -> None:
     assert (info.state, info.rtt_us, info.total_retrans, info.segs_out) == (1, 12345, 7, 1000)
     assert info.delivery_rate_Bps == 5_000_000 and info.bytes_acked == 1 << 40
     assert info.delivery_rate_app_limited
+    assert info.snd_ssthresh == 0x7FFFFFFF and info.snd_cwnd == 10 and info.in_slow_start
+    assert not dataclasses.replace(info, snd_ssthresh=8).in_slow_start
     short = parse_tcp_info(bytes(raw[:104]))  # an old kernel: later fields read as 0
     assert short.rtt_us == 12345 and short.segs_out == 0
     with pytest.raises(ValueError):
@@ -139,3 +145,25 @@ def test_monitor_cpu_bound_goodput_raises_the_estimate_as_a_lower_bound() -> Non
     mon.observe_floor(10_000_000, 1.0)  # a link-limited measurement in the same interval wins
     mon.observe_send(500_000, 1.0)
     assert mon.sample().bandwidth_Bps == pytest.approx(5e5)
+
+
+def test_a_fresh_connection_reports_slow_start() -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(srv.getsockname())
+    peer, _ = srv.accept()
+    info = read_tcp_info(cli)
+    for s in (cli, peer, srv):
+        s.close()
+    assert info.snd_ssthresh >= info.snd_cwnd > 0 and info.in_slow_start  # no loss yet: ssthresh "infinite"
+
+
+def test_monitor_follows_a_link_that_slowed_down_at_once() -> None:
+    mon = NetworkMonitor(bandwidth_alpha=0.3)
+    mon.observe_send(60_000_000, 1.0)
+    assert mon.sample().bandwidth_Bps == pytest.approx(60e6)
+    mon.observe_send(40_000_000, 1.0)  # within half: smoothed as usual
+    assert mon.sample().bandwidth_Bps == pytest.approx(0.3 * 40e6 + 0.7 * 60e6)
+    mon.observe_send(2_500_000, 1.0)  # 1000 -> 20 Mbit/s: below half the estimate, taken as is
+    assert mon.sample().bandwidth_Bps == pytest.approx(2.5e6)
+    mon.observe_send(3_000_000, 1.0)  # and smoothed again from there
+    assert mon.sample().bandwidth_Bps == pytest.approx(0.3 * 3e6 + 0.7 * 2.5e6)

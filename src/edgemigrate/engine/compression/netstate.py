@@ -10,7 +10,7 @@ the current bandwidth. All three come from the live transfer socket:
       0  u8  tcpi_state              7  u8 bit 0: tcpi_delivery_rate_app_limited
       8  u32 tcpi_rto (us)          16  u32 tcpi_snd_mss          24 u32 tcpi_unacked
      32  u32 tcpi_lost              36  u32 tcpi_retrans          68 u32 tcpi_rtt (us, smoothed)
-     72  u32 tcpi_rttvar (us)       80  u32 tcpi_snd_cwnd (segments)
+     72  u32 tcpi_rttvar (us)       76  u32 tcpi_snd_ssthresh     80  u32 tcpi_snd_cwnd (segments)
     100  u32 tcpi_total_retrans    104  u64 tcpi_pacing_rate (B/s)  120 u64 tcpi_bytes_acked
     136  u32 tcpi_segs_out         140  u32 tcpi_segs_in          148 u32 tcpi_min_rtt (us)
     160  u64 tcpi_delivery_rate (B/s)                           200 u64 tcpi_bytes_sent
@@ -20,7 +20,8 @@ the current bandwidth. All three come from the live transfer socket:
   they read as 0.
 * :class:`NetworkMonitor` turns successive samples into a :class:`NetworkState`: the RTT ratio to the
   previous sample (seed 001, sec. III-C: thresholds are "85 % and 105 % of the previous RTT"), the loss
-  rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth.
+  rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth - except that a sample
+  below half the estimate replaces it: a link that slowed down must be followed at once, not over 5-10 samples.
 * Bandwidth: bytes sent divided by the time the sender spent *inside* send calls (blocked on the link),
   not by wall time, so a CPU-bound compressor does not make the link look slow - which would push the
   model selector towards even heavier compression. The kernel's delivery rate (when not
@@ -47,6 +48,7 @@ _FIELDS: dict[str, tuple[int, str]] = {
     "retrans": (36, "I"),
     "rtt_us": (68, "I"),
     "rttvar_us": (72, "I"),
+    "snd_ssthresh": (76, "I"),
     "snd_cwnd": (80, "I"),
     "total_retrans": (100, "I"),
     "pacing_rate_Bps": (104, "Q"),
@@ -59,6 +61,7 @@ _FIELDS: dict[str, tuple[int, str]] = {
     "bytes_retrans": (208, "Q"),
 }
 TCP_ESTABLISHED = 1
+DROP_FRACTION = 0.5  # a link-limited goodput sample below this share of the estimate replaces it (see sample())
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class TcpInfo:
     retrans: int
     rtt_us: int
     rttvar_us: int
+    snd_ssthresh: int  # 0x7fffffff (TCP_INFINITE_SSTHRESH) until the first loss or HyStart exit
     snd_cwnd: int
     total_retrans: int
     pacing_rate_Bps: int
@@ -84,6 +88,11 @@ class TcpInfo:
     delivery_rate_Bps: int
     bytes_sent: int
     bytes_retrans: int
+
+    @property
+    def in_slow_start(self) -> bool:
+        """The congestion window is still growing exponentially: goodput is bounded by the window, not the link."""
+        return 0 < self.snd_cwnd < self.snd_ssthresh
 
 
 def parse_tcp_info(raw: bytes) -> TcpInfo:
@@ -157,7 +166,8 @@ class NetworkMonitor:
         self._busy_s += busy_s
 
     def observe_floor(self, n_bytes: int, interval_s: float) -> None:
-        """Record goodput the sender achieved while *not* waiting for the link (CPU-bound: app-limited).
+        """Record goodput the sender achieved while the link was not what limited it: the sender was CPU-bound
+        (app-limited), or TCP was still in slow start (``TcpInfo.in_slow_start``: the window limited it).
 
         It is no measure of the link, but a lower bound of it: if the estimate is below, the link got
         faster (e.g. the rate went up while a slow, strong codec kept the sender busy) and the estimate is
@@ -180,6 +190,11 @@ class NetworkMonitor:
             # at most doubling per sample: a burst into empty socket buffers must not fake a fast link
             bw_sample = min(self._floor_Bps, 2.0 * cur)
         self._floor_Bps = None
+        if bw_sample is not None and cur is not None and bw_sample < DROP_FRACTION * cur:
+            # the sender waited on the link and got less than half the estimate: the link got slower (a rate
+            # change, a handover, competing traffic). Averaging would take many samples to follow it, all the
+            # while choosing codecs for a link that no longer exists, so the estimate restarts from the sample.
+            self._bw.value = None
         bandwidth = self._bw.update(bw_sample) if bw_sample is not None else self._bw.value
         self._sent_bytes, self._busy_s = 0, 0.0
         rtt_s, ratio, loss = s.rtt_s, 1.0, s.loss_rate
