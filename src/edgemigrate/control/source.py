@@ -326,7 +326,7 @@ class _Migration:
         self.pool = ThreadPoolExecutor(self.comp.n_workers, thread_name_prefix=f"compress-{self.session}")
         t0 = time.perf_counter()
         sample = b""
-        if self.comp.selector == "model":
+        if self.comp.is_model:
             try:
                 sample = await asyncio.to_thread(_profile_sample, image_dir, PROFILE_SAMPLE_BYTES, 1)
             except OSError as exc:  # the selector then starts from its default profiles

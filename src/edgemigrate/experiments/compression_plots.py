@@ -112,7 +112,8 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             with (run_dir / "runs.jsonl").open() as fh:
                 for line in fh:
                     row = json.loads(line)
-                    if row["workload"] != wl or row["selector"] not in ("model", "rule") or row["selector"] in seen:
+                    adaptive = row["selector"] == "rule" or row["selector"].startswith("model")
+                    if row["workload"] != wl or not adaptive or row["selector"] in seen:
                         continue
                     seen.add(row["selector"])  # the first repeat of each adaptive selector
                     change_s = row.get("rate_changed_at_s", change_s)

@@ -157,7 +157,7 @@ def test_a_fresh_connection_reports_slow_start() -> None:
     assert info.snd_ssthresh >= info.snd_cwnd > 0 and info.in_slow_start  # no loss yet: ssthresh "infinite"
 
 
-def test_monitor_follows_a_link_that_slowed_down_at_once() -> None:
+def test_monitor_follows_a_link_that_changed_at_once() -> None:
     mon = NetworkMonitor(bandwidth_alpha=0.3)
     mon.observe_send(60_000_000, 1.0)
     assert mon.sample().bandwidth_Bps == pytest.approx(60e6)
@@ -167,3 +167,11 @@ def test_monitor_follows_a_link_that_slowed_down_at_once() -> None:
     assert mon.sample().bandwidth_Bps == pytest.approx(2.5e6)
     mon.observe_send(3_000_000, 1.0)  # and smoothed again from there
     assert mon.sample().bandwidth_Bps == pytest.approx(0.3 * 3e6 + 0.7 * 2.5e6)
+    mon.observe_send(100_000_000, 1.0)  # 20 -> 1000 Mbit/s: above twice the estimate, taken as is too
+    assert mon.sample().bandwidth_Bps == pytest.approx(100e6)
+    mon.observe_send(2_000_000, 1.0)  # the window-limited first sample of a round, then the link's real rate:
+    assert mon.sample().bandwidth_Bps == pytest.approx(2e6)
+    mon.observe_send(80_000_000, 1.0)  # one sample to follow it, not ten
+    assert mon.sample().bandwidth_Bps == pytest.approx(80e6)
+    mon.observe_floor(900_000_000, 1.0)  # a lower bound never replaces the estimate: capped at twice it, smoothed
+    assert mon.sample().bandwidth_Bps == pytest.approx(0.3 * 160e6 + 0.7 * 80e6)

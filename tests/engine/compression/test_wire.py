@@ -89,11 +89,15 @@ def test_round_travels_compressed_and_rebuilds_exactly(tmp_path: Path, mode: str
 def test_selector_kinds_and_bad_specs() -> None:
     assert isinstance(CompressionConfig.parse("rule").make_selector(b"x" * 4096), RuleSelector)
     assert isinstance(CompressionConfig.parse("model").make_selector(b"ab" * 8192), ModelSelector)
+    lz4_only = CompressionConfig.parse("model:lz4")
+    assert [(p.codec, p.level) for p in lz4_only.make_selector(b"ab" * 8192).profiles] == [
+        ("none", 0), *(("lz4", lv) for lv in range(1, 10))]  # the seed's setting: lz4 levels 1..9 and raw
+    assert {p.codec for p in lz4_only.make_selector(b"").profiles} == {"none", "lz4"}  # default profiles
     fixed = CompressionConfig.parse("fixed:lz4:9").make_selector(b"")
     assert isinstance(fixed, FixedSelector) and (fixed.codec, fixed.level) == ("lz4", 9)
     assert CompressionConfig.parse("none", "wkdm", "serial").mode is PipelineMode.SERIAL
     for bad, what in (("zstd", "expected none"), ("fixed:zstdd:3", "zstd"), ("fixed:lz4:99", "levels"),
-                      ("fixed:lz4:x", "expected none")):
+                      ("fixed:lz4:x", "expected none"), ("model:lz5", "lz4"), ("model:none", "no levels")):
         with pytest.raises(ConfigError, match=what):
             CompressionConfig.parse(bad)
     with pytest.raises(ConfigError):

@@ -20,8 +20,9 @@ the current bandwidth. All three come from the live transfer socket:
   they read as 0.
 * :class:`NetworkMonitor` turns successive samples into a :class:`NetworkState`: the RTT ratio to the
   previous sample (seed 001, sec. III-C: thresholds are "85 % and 105 % of the previous RTT"), the loss
-  rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth - except that a sample
-  below half the estimate replaces it: a link that slowed down must be followed at once, not over 5-10 samples.
+  rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth - except that a measured
+  sample below half or above twice the estimate replaces it: a link that changed must be followed at once, not
+  over 5-10 samples.
 * Bandwidth: bytes sent divided by the time the sender spent *inside* send calls (blocked on the link),
   not by wall time, so a CPU-bound compressor does not make the link look slow - which would push the
   model selector towards even heavier compression. The kernel's delivery rate (when not
@@ -62,6 +63,7 @@ _FIELDS: dict[str, tuple[int, str]] = {
 }
 TCP_ESTABLISHED = 1
 DROP_FRACTION = 0.5  # a link-limited goodput sample below this share of the estimate replaces it (see sample())
+RISE_FACTOR = 2.0  # ... and so does one above this multiple of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +187,19 @@ class NetworkMonitor:
         if self._busy_s > 0 and self._sent_bytes > 0:
             estimates.append(self._sent_bytes / self._busy_s)
         bw_sample = min(estimates) if estimates else None
+        measured = bw_sample is not None  # the link limited the sender: a measure of the link, not a bound
         cur = self._bw.value
         if bw_sample is None and self._floor_Bps is not None and cur is not None and self._floor_Bps > cur:
             # at most doubling per sample: a burst into empty socket buffers must not fake a fast link
-            bw_sample = min(self._floor_Bps, 2.0 * cur)
+            bw_sample = min(self._floor_Bps, RISE_FACTOR * cur)
         self._floor_Bps = None
-        if bw_sample is not None and cur is not None and bw_sample < DROP_FRACTION * cur:
-            # the sender waited on the link and got less than half the estimate: the link got slower (a rate
-            # change, a handover, competing traffic). Averaging would take many samples to follow it, all the
-            # while choosing codecs for a link that no longer exists, so the estimate restarts from the sample.
+        if measured and cur is not None and not DROP_FRACTION * cur <= bw_sample <= RISE_FACTOR * cur:
+            # the sender waited on the link and got less than half (or more than twice) the estimate: the link
+            # changed (a rate change, a handover, competing traffic), or the estimate came from slow-start
+            # lower bounds. Averaging would take many samples to follow it, all the while choosing codecs for a
+            # link that no longer exists - measured on a 1000 -> 20 Mbit/s change, the first, window-limited
+            # sample of the round made the model pick zstd-9 for the first 0.1 s of the fast phase - so the
+            # estimate restarts from the sample. Lower bounds (the floor above) only ever double it.
             self._bw.value = None
         bandwidth = self._bw.update(bw_sample) if bw_sample is not None else self._bw.value
         self._sent_bytes, self._busy_s = 0, 0.0

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 MODEL_CANDIDATES: tuple[tuple[str, int], ...] = (
     ("none", 0), ("lz4", 1), ("zstd", 1), ("zstd", 3), ("zstd", 6), ("zstd", 9),
 )
+MODEL_MAX_LEVEL = 9  # ``model:CODEC``: that codec's levels up to this one (the seed's range, 1..9)
 # The profiles are measured on one chunk-sized piece of the image: zstd tunes its parameters to the input size,
 # and on 64-256 KiB samples the gap between levels was half of what 1 MiB chunks really showed.
 PROFILE_SAMPLE_BYTES = 1 << 20
@@ -81,6 +82,26 @@ SLOW_START_RTTS = 12
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
 
+def model_codec(selector: str) -> str | None:
+    """The codec a ``model:CODEC`` selector is restricted to (``None`` for plain ``model``)."""
+    if selector == "model":
+        return None
+    name = selector.split(":", 1)[1]
+    spec = codec_spec(name)  # unknown codec -> ConfigError with a suggestion
+    if spec.name == "none" or spec.max_level <= spec.min_level:
+        raise ConfigError(f"compression {selector!r}: {spec.name} has no levels to choose between")
+    return spec.name
+
+
+def model_candidates(codec: str | None) -> tuple[tuple[str, int], ...]:
+    """Candidates of the model selector: :data:`MODEL_CANDIDATES`, or raw and ``codec``'s levels up to
+    :data:`MODEL_MAX_LEVEL`."""
+    if codec is None:
+        return MODEL_CANDIDATES
+    spec = codec_spec(codec)
+    return (("none", 0), *((spec.name, lv) for lv in spec.levels() if lv <= MODEL_MAX_LEVEL))
+
+
 class PipelineMode(enum.Enum):
     PIPELINED = "pipelined"
     SERIAL = "serial"
@@ -88,9 +109,10 @@ class PipelineMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CompressionConfig:
-    """What the user asked for: ``selector`` is ``none``, ``fixed:CODEC:LEVEL``, ``rule`` or ``model``;
-    ``page_codec`` is ``none`` (pages use the selector's choice) or a codec name for ``pages-*.img``
-    (``wkdm`` as in the seed)."""
+    """What the user asked for: ``selector`` is ``none``, ``fixed:CODEC:LEVEL``, ``rule``, ``model`` (over
+    :data:`MODEL_CANDIDATES`) or ``model:CODEC`` (over raw and that codec's levels 1..9 only - ``model:lz4`` is
+    the seed's setting, which adapts lz4 levels); ``page_codec`` is ``none`` (pages use the selector's choice)
+    or a codec name for ``pages-*.img`` (``wkdm`` as in the seed)."""
 
     selector: str = "model"
     page_codec: str = "none"
@@ -101,10 +123,13 @@ class CompressionConfig:
     def parse(cls, selector: str = "model", page_codec: str = "none", mode: str = "pipelined",
               workers: int = 0) -> CompressionConfig:
         """Validate user input; raises :class:`ConfigError` naming the bad value."""
-        if selector not in ("none", "rule", "model"):
+        if selector.startswith("model:"):
+            model_codec(selector)  # unknown codec -> ConfigError with a suggestion
+        elif selector not in ("none", "rule", "model"):
             parts = selector.split(":")
             if len(parts) != 3 or parts[0] != "fixed" or not parts[2].lstrip("-").isdigit():
-                raise ConfigError(f"compression {selector!r}: expected none, fixed:CODEC:LEVEL, rule or model")
+                raise ConfigError(f"compression {selector!r}: expected none, fixed:CODEC:LEVEL, rule, model or "
+                                  "model:CODEC")
             spec = codec_spec(parts[1])  # unknown codec -> ConfigError with a suggestion
             if int(parts[2]) not in spec.levels():
                 raise ConfigError(f"compression {selector!r}: {spec.name} levels are {spec.min_level}..{spec.max_level}")
@@ -133,16 +158,25 @@ class CompressionConfig:
             return FixedSelector("none", 0)
         if self.selector == "rule":
             return RuleSelector()
-        if self.selector == "model":
-            profiles = DEFAULT_PROFILES if not sample else self.measure_profiles(sample)
+        if self.is_model:
+            if sample:
+                profiles = self.measure_profiles(sample)
+            else:
+                wanted = set(model_candidates(model_codec(self.selector)))
+                profiles = tuple(p for p in DEFAULT_PROFILES if (p.codec, p.level) in wanted)
             return ModelSelector(profiles, compress_cores=float(self.n_workers))
         _, name, level = self.selector.split(":")
         return FixedSelector(name, int(level))
 
-    @staticmethod
-    def measure_profiles(sample: bytes) -> tuple[CodecProfile, ...]:
+    @property
+    def is_model(self) -> bool:
+        """``model`` or ``model:CODEC``: the selector profiles codecs on a sample of the image."""
+        return self.selector == "model" or self.selector.startswith("model:")
+
+    def measure_profiles(self, sample: bytes) -> tuple[CodecProfile, ...]:
         """The model selector's candidates profiled on ``sample`` (one chunk of real image data)."""
-        return measure_profiles(sample[:PROFILE_SAMPLE_BYTES], MODEL_CANDIDATES, PROFILE_MIN_TIME_S)
+        codec = model_codec(self.selector) if self.is_model else None
+        return measure_profiles(sample[:PROFILE_SAMPLE_BYTES], model_candidates(codec), PROFILE_MIN_TIME_S)
 
     def to_dict(self) -> dict[str, Any]:
         return {"compression": self.selector, "page_codec": self.page_codec, "pipeline": self.mode.value}
