@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -235,6 +236,11 @@ class Bench:
         row.update({k: round(v, 3) for k, v in changed.items()})
         if cfg.change_to_mbit is None:  # one rate to compare with (the link carries only the image)
             row["link_util"] = link_busy_utilisation(*meter.samples(), cfg.rate_mbit * 1e6)
+        else:  # (e): what crossed the link when - the fast phase and the slope after the change, for the plot
+            t_s, tx = meter.samples()
+            if len(t_s):
+                row["link_timeline"] = {"t_s": np.round(t_s, 3).tolist(),
+                                        "mb": np.round((tx - tx[0]) / 1e6, 3).tolist()}
         if load is not None:
             row["load"] = load
         return row
@@ -274,8 +280,11 @@ class Bench:
         out["transfer_seen_at_s"] = time.perf_counter() - t0
         if stop.wait(cfg.change_after_s):
             return
+        fast_bytes = tb.link_tx_bytes(src, dst) - base
         tb.set_link(HOSTS[0], HOSTS[1], rate_mbit=cfg.change_to_mbit, rtt_ms=cfg.rtt_ms)
         out["rate_changed_at_s"] = time.perf_counter() - t0
+        # how much of the image crossed at the first rate: TCP may still be in slow start when the rate changes
+        out["fast_phase_mb"] = fast_bytes / 1e6
 
 
 def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
@@ -327,7 +336,8 @@ def json_line(row: dict[str, Any]) -> str:
                        "utilisation": round(row["utilisation"], 3),
                        **({"link_util": round(row["link_util"], 3)} if row.get("link_util") is not None else {}),
                        "choices": row["choices"],
-                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s") if k in row},
+                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s", "fast_phase_mb")
+                          if k in row},
                        **_load_summary(row.get("load"))})
 
 
@@ -387,6 +397,10 @@ def plan_web(base: RunConfig, rates: Sequence[float] = (100.0,),
 # ------------------------------------------------------------------------------------------ sweep
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: int = 1,
           echo: Callable[[str], None] = print, plot: bool = True, command: list[str] | None = None) -> Path:
     """Run every configuration of ``plan`` ``repeats`` times; write the results folder; return its path."""
@@ -397,6 +411,9 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
                                                              "runs": [asdict(c) for c in plan]}))
     bench = Bench(out / "cluster")
     rows: list[dict[str, Any]] = []
+    # `kill` (SIGTERM) must clean up like Ctrl-C: without this the testbed, agents and containers stay behind
+    old_term = (signal.signal(signal.SIGTERM, _exit_on_sigterm)
+                if threading.current_thread() is threading.main_thread() else None)
     try:
         # order by workload so each is deployed (and filled) once; repeats interleave configurations
         for rep in range(repeats):
@@ -409,6 +426,8 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
                     fh.write(json.dumps(row) + "\n")
     finally:
         bench.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         if rows:
             write_rows(out / "runs.csv", rows)
         if any("load" in r for r in rows):  # experiment (d): per-second throughput / QPS of every run
@@ -430,7 +449,8 @@ CSV_COLUMNS = ("workload", "resident_mb", "selector", "page_codec", "pipeline", 
                "change_after_s", "change_to_mbit", "repeat", "ok", "total_s", "frozen_window_s", "transfer_s",
                "dump_s", "restore_s", "raw_bytes", "bytes_on_wire", "ratio", "utilisation", "link_util", "source_cpu_s",
                "n_rounds", "choices", "pred_serial_s", "pred_pipelined_s", "stage_checkpoint_s", "stage_compress_s",
-               "stage_transfer_s", "stage_rebuild_restore_s", "transfer_seen_at_s", "rate_changed_at_s")
+               "stage_transfer_s", "stage_rebuild_restore_s", "transfer_seen_at_s", "rate_changed_at_s",
+               "fast_phase_mb")
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:

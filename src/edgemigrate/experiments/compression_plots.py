@@ -38,7 +38,8 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
     out: list[Path] = []
     for wl in np.unique(t["workload"]):
         w = t["workload"] == wl
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        ncols = 3 if experiment == "ratechange" else 2
+        fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4.5))
         if experiment == "levels":
             fixed = np.array([x.startswith("fixed:") for x in t["selector"]])
             level = np.array([int(x.rsplit(":", 1)[1]) if x.startswith("fixed:") else 0 for x in t["selector"]])
@@ -109,9 +110,16 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             ax2 = axes[1].twinx()
             change_s = None
             seen: set[str] = set()
+            traced: set[str] = set()
             with (run_dir / "runs.jsonl").open() as fh:
                 for line in fh:
                     row = json.loads(line)
+                    tl = row.get("link_timeline")
+                    if row["workload"] == wl and tl and tl["t_s"]:  # every repeat, labelled once per selector
+                        sel = row["selector"]
+                        axes[2].plot(tl["t_s"], tl["mb"], color=colour[sel], lw=1, alpha=0.7,
+                                     label=sel if sel not in traced else None)
+                        traced.add(sel)
                     adaptive = row["selector"] == "rule" or row["selector"].startswith("model")
                     if row["workload"] != wl or not adaptive or row["selector"] in seen:
                         continue
@@ -131,6 +139,15 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             axes[1].set_xlabel("time since migration start (s)")
             axes[1].set_ylabel("bandwidth estimate (Mbit/s)")
             axes[1].legend(fontsize=7, loc="upper right")
+            if traced:
+                if change_s is not None:
+                    axes[2].axvline(float(change_s), color="grey", ls="--", lw=1)
+                axes[2].set_xlabel("time since migration start (s)")
+                axes[2].set_ylabel("MB across the shaped link")
+                axes[2].set_title("link byte counter, every repeat (20 ms samples)", fontsize=9)
+                axes[2].legend(fontsize=7, loc="lower right")
+            else:
+                axes[2].set_axis_off()
         fig.tight_layout()
         path = run_dir / f"{experiment}_{wl}.png"
         fig.savefig(path, dpi=110)

@@ -47,6 +47,13 @@ def _util(t: dict[str, np.ndarray], m: np.ndarray) -> str:
     return f"{e2e} / {np.mean(busy):.2f}" if busy else e2e
 
 
+def _fast_phase(t: dict[str, np.ndarray], m: np.ndarray) -> str:
+    """Per repeat, the MB that crossed the link before its rate changed (``fast_phase_mb``, when recorded)."""
+    if "fast_phase_mb" not in t:
+        return ""
+    return " / ".join(f"{float(x):.1f}" if str(x) not in ("", "nan", "None") else "-" for x in t["fast_phase_mb"][m])
+
+
 def summarise(experiment: str, run_dir: Path) -> str:
     """The summary text; also written to ``run_dir/summary.md``."""
     t = read_table(run_dir / "runs.csv")
@@ -82,8 +89,11 @@ def summarise(experiment: str, run_dir: Path) -> str:
                     v = total[m & (t["selector"] == sel)]
                     vs = f"{100 * (v.mean() / fixed[best] - 1):+.1f} %" if best else ""
                     rows.append([f"{r:g}", sel, _fmt(v), vs, "best fixed" if sel == best else ""])
+                    if experiment == "ratechange":  # every repeat, and how much crossed before the change
+                        rows[-1] += [" / ".join(f"{x:.1f}" for x in v), _fast_phase(t, m & (t["selector"] == sel))]
             what = "from Mbit/s" if experiment == "ratechange" else "Mbit/s"
-            lines += _table([what, "selector", "time (s)", "vs best fixed", ""], rows)
+            extra = ["per repeat (s)", "MB before the change"] if experiment == "ratechange" else []
+            lines += _table([what, "selector", "time (s)", "vs best fixed", "", *extra], rows)
             if experiment == "ratechange" and "change_to_mbit" in t:
                 to = np.unique(t["change_to_mbit"][w])
                 lines += ["", f"The shaper's rate changed to {', '.join(map(str, to))} Mbit/s "
