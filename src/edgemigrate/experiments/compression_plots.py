@@ -140,11 +140,17 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
             axes[1].set_ylabel("bandwidth estimate (Mbit/s)")
             axes[1].legend(fontsize=7, loc="upper right")
             if traced:
-                if change_s is not None:
+                if change_s is not None:  # zoom on the fast phase: what crossed before the drop decides the rest
                     axes[2].axvline(float(change_s), color="grey", ls="--", lw=1)
+                    axes[2].set_xlim(max(0.0, float(change_s) - 1.5), float(change_s) + 1.5)
+                    axes[2].autoscale(axis="y")
+                    top = max((max(ln.get_ydata()[np.asarray(ln.get_xdata()) <= float(change_s) + 1.5], default=0)
+                               for ln in axes[2].get_lines()[:-1]), default=0)
+                    axes[2].set_ylim(0, 1.1 * top if top > 0 else None)
                 axes[2].set_xlabel("time since migration start (s)")
                 axes[2].set_ylabel("MB across the shaped link")
-                axes[2].set_title("link byte counter, every repeat (20 ms samples)", fontsize=9)
+                axes[2].set_title("link byte counter around the rate change, every repeat (20 ms samples)",
+                                  fontsize=9)
                 axes[2].legend(fontsize=7, loc="lower right")
             else:
                 axes[2].set_axis_off()
