@@ -237,17 +237,23 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     origin = t0 if t_origin is None else t_origin
     last_sample = t0
     iv_bytes, iv_busy = 0, 0.0  # the current sample interval: bytes written, time blocked writing them
+    # TCP's ramp is timed from the round's first write, not its start: the first chunk's compression (and the
+    # model's profiling) can take longer than SLOW_START_RTTS RTTs, and the window-limited first samples then
+    # counted as the link's rate - a 1000 Mbit/s link read as 1.6 MB/s made the model pick zstd-9
+    t_first_write: float | None = None
 
     serial = cfg.mode is PipelineMode.SERIAL
 
     async def drain_one() -> None:
-        nonlocal last_sample, iv_bytes, iv_busy
+        nonlocal last_sample, iv_bytes, iv_busy, t_first_write
         index, raw_n, choice, key, fut = inflight.popleft()
         header, payload, comp_s = await fut
         if not serial:  # serial mode observed every chunk when it compressed it
             selector.observe(choice, raw_n, len(payload), comp_s)
         frame_n = len(header) + len(payload)
         ts = time.perf_counter()
+        if t_first_write is None:
+            t_first_write = last_sample = ts
         conn.writer.write(encode_chunk_header(round_index, index, frame_n) + header)
         await asyncio.wait_for(conn.write(payload), timeout_s)
         busy = time.perf_counter() - ts
@@ -268,7 +274,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
                 except OSError:
                     info = None
             rtt_s = info.rtt_us / 1e6 if info is not None and info.rtt_us > 0 else (monitor.state.rtt_s or 0.0)
-            if now - t0 >= SLOW_START_RTTS * rtt_s:
+            if now - (t_first_write or ts) >= SLOW_START_RTTS * rtt_s:
                 if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample):
                     if info is not None and info.in_slow_start:
                         # TCP's window, not the link, limited the sender: the link is at least this fast
@@ -284,6 +290,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
             stats.samples.append({
                 "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
                 "bandwidth_Bps": round(st.bandwidth_Bps or 0.0, 1), "codec": choice.codec, "level": choice.level,
+                **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start} if info is not None else {}),
             })
 
     try:
