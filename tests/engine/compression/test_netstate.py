@@ -175,3 +175,13 @@ def test_monitor_follows_a_link_that_changed_at_once() -> None:
     assert mon.sample().bandwidth_Bps == pytest.approx(80e6)
     mon.observe_floor(900_000_000, 1.0)  # a lower bound never replaces the estimate: capped at twice it, smoothed
     assert mon.sample().bandwidth_Bps == pytest.approx(0.3 * 160e6 + 0.7 * 80e6)
+
+
+def test_kernel_delivery_rate_counts_only_when_the_link_limited_the_interval() -> None:
+    # a CPU-bound sender feeding the socket in bursts: the kernel reports its output rate, not app-limited
+    mon = NetworkMonitor(bandwidth_alpha=1.0)
+    assert mon.sample(_info(delivery_rate_Bps=12_000_000), link_limited=False).bandwidth_Bps is None
+    mon.observe_send(80_000_000, 1.0)
+    assert mon.sample(_info(delivery_rate_Bps=90_000_000)).bandwidth_Bps == pytest.approx(80e6)
+    # not link-limited: neither the kernel's 12 MB/s nor anything else moves the estimate
+    assert mon.sample(_info(delivery_rate_Bps=12_000_000), link_limited=False).bandwidth_Bps == pytest.approx(80e6)

@@ -153,3 +153,13 @@ def test_decode_chunk_refuses_tampered_and_misplaced_frames(tmp_path: Path) -> N
         decode_chunk(m.index, bytes(bad))
     with pytest.raises(FrameError):
         decode_chunk(m.index, m.data[:-1])
+
+
+def test_congestion_control_of_a_socket() -> None:
+    import socket
+
+    from edgemigrate.engine.compression.wire import _congestion_control
+
+    with socket.socket() as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
+        assert _congestion_control(s) == "reno"

@@ -178,11 +178,18 @@ class NetworkMonitor:
         if interval_s > 0 and n_bytes > 0:
             self._floor_Bps = max(self._floor_Bps or 0.0, n_bytes / interval_s)
 
-    def sample(self, info: TcpInfo | None = None) -> NetworkState:
-        """Close the current interval and return the new state (``info``: a fresh ``TCP_INFO``, if any)."""
+    def sample(self, info: TcpInfo | None = None, link_limited: bool = True) -> NetworkState:
+        """Close the current interval and return the new state (``info``: a fresh ``TCP_INFO``, if any).
+
+        ``link_limited=False``: the caller knows the link did not limit this interval (TCP was still ramping
+        up, or the sender was CPU-bound), so the kernel's delivery rate measured the sender, not the link, and
+        is ignored - the kernel flags application-limited rates only when the socket ran empty, and a strong
+        codec feeding it in bursts made a 1000 Mbit/s link read as its own 12 MB/s output, which kept it chosen.
+        """
         s = self._state
         estimates = []
-        if info is not None and info.delivery_rate_Bps > 0 and not info.delivery_rate_app_limited:
+        if (link_limited and info is not None and info.delivery_rate_Bps > 0
+                and not info.delivery_rate_app_limited):
             estimates.append(float(info.delivery_rate_Bps))
         if self._busy_s > 0 and self._sent_bytes > 0:
             estimates.append(self._sent_bytes / self._busy_s)

@@ -79,6 +79,7 @@ LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compressi
 LINK_LIMITED_FRACTION = 0.5
 CPU_BOUND_FRACTION = 0.1  # below this share of an interval blocked on the link, the sender was CPU-bound
 SLOW_START_RTTS = 12
+MODEL_BASED_CC = frozenset({"bbr", "bbr2", "bbr3"})  # congestion controls whose ssthresh says nothing of slow start
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
 
@@ -212,6 +213,14 @@ def _compress(index: int, offset: int, data: memoryview | bytes, codec: Codec) -
     return header, payload, time.perf_counter() - t0
 
 
+def _congestion_control(sock: socket.socket) -> str:
+    """The socket's congestion control (``TCP_CONGESTION``), e.g. ``cubic`` or ``bbr``; ``""`` if unknown."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0", 1)[0].decode()
+    except OSError:
+        return ""
+
+
 def _data_socket(conn: FramedConnection) -> Any:
     sock = conn.writer.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -230,6 +239,9 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     loop = asyncio.get_running_loop()
     policy = cfg.policy()
     sock = _data_socket(conn)
+    # cwnd < ssthresh means slow start only for loss-based congestion control; BBR leaves ssthresh at
+    # "infinite" for the whole connection, so there the ramp is only the first SLOW_START_RTTS RTTs
+    model_cc = sock is not None and _congestion_control(sock) in MODEL_BASED_CC
     stats = RoundWireStats()
     depth = LOOKAHEAD_PER_WORKER * cfg.n_workers
     inflight: deque[tuple[int, int, Choice, str, asyncio.Future[tuple[bytes, bytes, float]]]] = deque()
@@ -274,19 +286,21 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
                 except OSError:
                     info = None
             rtt_s = info.rtt_us / 1e6 if info is not None and info.rtt_us > 0 else (monitor.state.rtt_s or 0.0)
+            link_limited = False
             if now - (t_first_write or ts) >= SLOW_START_RTTS * rtt_s:
                 if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample):
-                    if info is not None and info.in_slow_start:
+                    if info is not None and info.in_slow_start and not model_cc:
                         # TCP's window, not the link, limited the sender: the link is at least this fast
                         monitor.observe_floor(iv_bytes, now - last_sample)
                     else:
                         monitor.observe_send(iv_bytes, now - last_sample)
+                        link_limited = True
                 elif iv_busy < CPU_BOUND_FRACTION * (now - last_sample):
                     # the sender, not the link, was the bottleneck: the link is at least this fast
                     monitor.observe_floor(iv_bytes, now - last_sample)
             iv_bytes, iv_busy = 0, 0.0
             last_sample = now
-            st = monitor.sample(info)
+            st = monitor.sample(info, link_limited=link_limited)
             stats.samples.append({
                 "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
                 "bandwidth_Bps": round(st.bandwidth_Bps or 0.0, 1), "codec": choice.codec, "level": choice.level,
