@@ -28,6 +28,8 @@ def _raw_tcp_info(**fields: int) -> bytes:
         "delivery_rate_Bps": (160, "Q"),
         "bytes_acked": (120, "Q"),
         "state": (0, "B"),
+        "rwnd_limited_us": (176, "Q"),
+        "snd_wnd": (228, "I"),
     }
     for k, v in fields.items():
         off, fmt = layout[k]
@@ -46,6 +48,8 @@ def test_parse_offsets() -> None:
             bytes_acked=1 << 40,
             snd_ssthresh=0x7FFFFFFF,
             snd_cwnd=10,
+            rwnd_limited_us=3_000_000,
+            snd_wnd=65535,
         )
     )
     raw[7] = 1  # delivery_rate_app_limited bit
@@ -55,6 +59,7 @@ def test_parse_offsets() -> None:
     assert info.delivery_rate_app_limited
     assert info.snd_ssthresh == 0x7FFFFFFF and info.snd_cwnd == 10 and info.in_slow_start
     assert not dataclasses.replace(info, snd_ssthresh=8).in_slow_start
+    assert info.rwnd_limited_us == 3_000_000 and info.snd_wnd == 65535
     short = parse_tcp_info(bytes(raw[:104]))  # an old kernel: later fields read as 0
     assert short.rtt_us == 12345 and short.segs_out == 0
     with pytest.raises(ValueError):

@@ -13,8 +13,9 @@ the current bandwidth. All three come from the live transfer socket:
      72  u32 tcpi_rttvar (us)       76  u32 tcpi_snd_ssthresh     80  u32 tcpi_snd_cwnd (segments)
     100  u32 tcpi_total_retrans    104  u64 tcpi_pacing_rate (B/s)  120 u64 tcpi_bytes_acked
     136  u32 tcpi_segs_out         140  u32 tcpi_segs_in          148 u32 tcpi_min_rtt (us)
-    160  u64 tcpi_delivery_rate (B/s)                           200 u64 tcpi_bytes_sent
-    208  u64 tcpi_bytes_retrans
+    160  u64 tcpi_delivery_rate (B/s)  168 u64 tcpi_busy_time (us)  176 u64 tcpi_rwnd_limited (us)
+    184  u64 tcpi_sndbuf_limited (us)  200 u64 tcpi_bytes_sent     208 u64 tcpi_bytes_retrans
+    228  u32 tcpi_snd_wnd (bytes, the peer's advertised window)
 
   Fields after offset 104 appeared in later kernels (4.1-4.19); if the kernel returns a shorter struct
   they read as 0.
@@ -58,8 +59,12 @@ _FIELDS: dict[str, tuple[int, str]] = {
     "segs_in": (140, "I"),
     "min_rtt_us": (148, "I"),
     "delivery_rate_Bps": (160, "Q"),
+    "busy_us": (168, "Q"),
+    "rwnd_limited_us": (176, "Q"),
+    "sndbuf_limited_us": (184, "Q"),
     "bytes_sent": (200, "Q"),
     "bytes_retrans": (208, "Q"),
+    "snd_wnd": (228, "I"),
 }
 TCP_ESTABLISHED = 1
 DROP_FRACTION = 0.5  # a link-limited goodput sample below this share of the estimate replaces it (see sample())
@@ -88,8 +93,12 @@ class TcpInfo:
     segs_in: int
     min_rtt_us: int
     delivery_rate_Bps: int
+    busy_us: int  # time with data in flight, of which the peer's receive window / our send buffer limited:
+    rwnd_limited_us: int
+    sndbuf_limited_us: int
     bytes_sent: int
     bytes_retrans: int
+    snd_wnd: int
 
     @property
     def in_slow_start(self) -> bool:

@@ -304,7 +304,10 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
             stats.samples.append({
                 "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
                 "bandwidth_Bps": round(st.bandwidth_Bps or 0.0, 1), "codec": choice.codec, "level": choice.level,
-                **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start} if info is not None else {}),
+                # what limited TCP (cumulative ms): the peer's receive window or our send buffer; and the window
+                **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start, "snd_wnd": info.snd_wnd,
+                    "rwnd_limited_ms": info.rwnd_limited_us // 1000, "sndbuf_limited_ms": info.sndbuf_limited_us // 1000,
+                    "busy_ms": info.busy_us // 1000} if info is not None else {}),
             })
 
     try:
