@@ -109,32 +109,35 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
 
             ax2 = axes[1].twinx()
             change_s = None
-            seen: set[str] = set()
             traced: set[str] = set()
+            adaptive_rows: dict[str, list[dict[str, Any]]] = {}
             with (run_dir / "runs.jsonl").open() as fh:
                 for line in fh:
                     row = json.loads(line)
-                    tl = row.get("link_timeline")
-                    if row["workload"] == wl and tl and tl["t_s"]:  # every repeat, labelled once per selector
+                    if row["workload"] != wl:
+                        continue
+                    tl = row.pop("link_timeline", None)
+                    if tl and tl["t_s"]:  # every repeat, labelled once per selector
                         sel = row["selector"]
                         axes[2].plot(tl["t_s"], tl["mb"], color=colour[sel], lw=1, alpha=0.7,
                                      label=sel if sel not in traced else None)
                         traced.add(sel)
-                    adaptive = row["selector"] == "rule" or row["selector"].startswith("model")
-                    if row["workload"] != wl or not adaptive or row["selector"] in seen:
-                        continue
-                    seen.add(row["selector"])  # the first repeat of each adaptive selector
-                    change_s = row.get("rate_changed_at_s", change_s)
-                    samples = [s for r in row["stats"]["rounds"] for s in r["wire"]["samples"]]
-                    if samples:
-                        ts = [s["t_s"] for s in samples]
-                        c = colour[row["selector"]]
-                        axes[1].step(ts, [s["bandwidth_Bps"] * 8 / 1e6 for s in samples], where="post", color=c,
-                                     label=f"{row['selector']}: bandwidth estimate")
-                        ax2.step(ts, [s["level"] for s in samples], where="post", ls=":", color=c,
-                                 label=f"{row['selector']}: level")
+                    if row["selector"] == "rule" or row["selector"].startswith("model"):
+                        adaptive_rows.setdefault(row["selector"], []).append(row)
+            for rows_of in adaptive_rows.values():
+                row = sorted(rows_of, key=lambda r: r["total_s"])[(len(rows_of) - 1) // 2]  # the median repeat
+                change_s = row.get("rate_changed_at_s", change_s)
+                samples = [s for r in row["stats"]["rounds"] for s in r["wire"]["samples"]]
+                if samples:
+                    ts = [s["t_s"] for s in samples]
+                    c = colour[row["selector"]]
+                    axes[1].step(ts, [s["bandwidth_Bps"] * 8 / 1e6 for s in samples], where="post", color=c,
+                                 label=f"{row['selector']}: bandwidth estimate (median run)")
+                    ax2.step(ts, [s["level"] for s in samples], where="post", ls=":", color=c,
+                             label=f"{row['selector']}: level")
             if change_s is not None:
                 axes[1].axvline(float(change_s), color="grey", ls="--", lw=1, label="shaper rate changed")
+                axes[1].set_xlim(max(0.0, float(change_s) - 1.0), float(change_s) + 5.0)  # the adaptation
             ax2.set_ylabel("chosen level (dotted)")
             axes[1].set_xlabel("time since migration start (s)")
             axes[1].set_ylabel("bandwidth estimate (Mbit/s)")
