@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from edgemigrate.experiments.compression_summary import has_number
 from edgemigrate.experiments.results import read_table
 
 
@@ -146,7 +147,6 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
                 if change_s is not None:  # zoom on the fast phase: what crossed before the drop decides the rest
                     axes[2].axvline(float(change_s), color="grey", ls="--", lw=1)
                     axes[2].set_xlim(max(0.0, float(change_s) - 1.5), float(change_s) + 1.5)
-                    axes[2].autoscale(axis="y")
                     top = max((max(ln.get_ydata()[np.asarray(ln.get_xdata()) <= float(change_s) + 1.5], default=0)
                                for ln in axes[2].get_lines()[:-1]), default=0)
                     axes[2].set_ylim(0, 1.1 * top if top > 0 else None)
@@ -190,7 +190,7 @@ def _plot_pipeline(plt: Any, t: dict[str, np.ndarray], w: np.ndarray, wl: str, r
                 if p == "pipelined" and len(v):
                     util_e2e[ri, si] = t["utilisation"][mm].astype(float).mean()
                     if "link_util" in t:
-                        busy = [float(u) for u in t["link_util"][mm] if str(u) not in ("", "nan", "None")]
+                        busy = [float(u) for u in t["link_util"][mm] if has_number(u)]
                         util_busy[ri, si] = np.mean(busy) if busy else np.nan
             xs = x + (pi - 0.5) * bw
             ax.bar(xs, vals, bw, yerr=errs, color="C0" if p == "pipelined" else "C1", label=p)

@@ -37,13 +37,18 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 UTIL_HEADER = "link util. (e2e / busy)"
 
 
+def has_number(x: object) -> bool:
+    """A CSV cell that holds a number (columns added later are empty or NaN in older rows)."""
+    return str(x) not in ("", "nan", "None")
+
+
 def _util(t: dict[str, np.ndarray], m: np.ndarray) -> str:
     """Mean end-to-end utilisation and, when measured (``link_util``, runs since the link meter), the mean
     utilisation while the link carried the image."""
     e2e = f"{t['utilisation'][m].astype(float).mean():.2f}"
     if "link_util" not in t:
         return e2e
-    busy = [float(x) for x in t["link_util"][m] if str(x) not in ("", "nan", "None")]
+    busy = [float(x) for x in t["link_util"][m] if has_number(x)]
     return f"{e2e} / {np.mean(busy):.2f}" if busy else e2e
 
 
@@ -51,7 +56,7 @@ def _fast_phase(t: dict[str, np.ndarray], m: np.ndarray) -> str:
     """Per repeat, the MB that crossed the link before its rate changed (``fast_phase_mb``, when recorded)."""
     if "fast_phase_mb" not in t:
         return ""
-    return " / ".join(f"{float(x):.1f}" if str(x) not in ("", "nan", "None") else "-" for x in t["fast_phase_mb"][m])
+    return " / ".join(f"{float(x):.1f}" if has_number(x) else "-" for x in t["fast_phase_mb"][m])
 
 
 def summarise(experiment: str, run_dir: Path) -> str:

@@ -27,9 +27,10 @@ the current bandwidth. All three come from the live transfer socket:
 * Bandwidth: bytes sent divided by the time the sender spent *inside* send calls (blocked on the link),
   not by wall time, so a CPU-bound compressor does not make the link look slow - which would push the
   model selector towards even heavier compression. The kernel's delivery rate (when not
-  application-limited) is a second estimate; the smaller of the two is used, because each can only
-  err high: the send-time estimate when the socket buffer absorbs a burst, the kernel's when the rate
-  is limited above TCP (a user-space pacer, a slow receiver).
+  application-limited, and only in intervals the caller found link-limited: see ``sample()``) is a second
+  estimate; the smaller of the two is used, because each can only err high: the send-time estimate when
+  the socket buffer absorbs a burst, the kernel's when the rate is limited above TCP (a user-space pacer,
+  a slow receiver).
 """
 
 from __future__ import annotations
