@@ -124,7 +124,7 @@ def pipeline(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, p
 @click.option("--codec", default="zstd", show_default=True)
 @click.option("--levels", default="1,3,6,9,12", show_default=True)
 @click.option("--also", default="fixed:lz4:1", show_default=True,
-              help="More selectors to compare, comma-separated (e.g. fixed:lz4:1; 'none' for no more).")
+              help="More selectors to compare, comma-separated (e.g. fixed:lz4:1,model:lz4; 'none' for no more).")
 def ratechange(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
                out_root: Path, no_plots: bool, from_mbit: float, to_mbit: float, after_s: float, codec: str,
                levels: str, also: str) -> None:
@@ -164,7 +164,8 @@ def web(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_c
 
 @compression.command()
 @_common
-@click.option("--selector", default="model", show_default=True)
+@click.option("--selector", default="model", show_default=True,
+              help="none, fixed:CODEC:LEVEL, rule, model or model:CODEC (e.g. model:lz4).")
 @click.option("--pipeline", "pipeline_mode", type=click.Choice(["pipelined", "serial"]), default="pipelined")
 @click.option("--rate-mbit", type=float, default=100.0, show_default=True)
 def single(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
