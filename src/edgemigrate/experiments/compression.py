@@ -72,10 +72,14 @@ class LinkMeter:
         self._t: list[float] = []
         self._b: list[int] = []
         self._stop = threading.Event()
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"link-meter-{dev}", daemon=True)
 
     def __enter__(self) -> LinkMeter:
+        # The first sample is the baseline: it must be read before the caller moves any bytes, so entering
+        # waits for it (on a busy machine the thread can start late).
         self._thread.start()
+        self._started.wait()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,16 +89,22 @@ class LinkMeter:
     def _loop(self) -> None:
         from edgemigrate.control.netns import in_netns
 
-        with in_netns(self.netns_path):
-            t0 = time.perf_counter()
-            while True:
-                b = _read_tx_bytes(self.dev)
-                if b is None:
-                    return
-                self._t.append(time.perf_counter() - t0)
-                self._b.append(b)
-                if self._stop.wait(self.period_s):
-                    return
+        try:
+            with in_netns(self.netns_path):
+                t0 = time.perf_counter()
+                while True:
+                    stopping = self._stop.is_set()
+                    b = _read_tx_bytes(self.dev)
+                    if b is None:
+                        return
+                    self._t.append(time.perf_counter() - t0)
+                    self._b.append(b)
+                    self._started.set()
+                    if stopping:  # the last sample is read after the caller's bytes have crossed
+                        return
+                    self._stop.wait(self.period_s)
+        finally:
+            self._started.set()
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self._t, dtype=float), np.asarray(self._b, dtype=np.int64)
