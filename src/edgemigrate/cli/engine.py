@@ -32,12 +32,15 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
 @click.option("--testbed", default="em", show_default=True, help="Testbed whose service IPs this agent moves.")
 @click.option("--io-timeout-s", type=float, default=20.0, show_default=True,
               help="No progress on a connection for this long aborts the migration.")
+@click.option("--data-rcvbuf-mb", type=click.FloatRange(min=0),
+              help="Receive buffer of incoming data connections, fixed so TCP can ramp up at once "
+                   "[default: 16]; 0 = the kernel's autotuning.")
 @click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump", "die-after-restore"]), hidden=True,
               help="Fault injection for the fault tests.")
 @click.pass_context
 def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int, pki: Path,
           state_dir: Path | None, image_dir: Path | None, netns: str | None, testbed: str, io_timeout_s: float,
-          inject_fault: str | None) -> None:
+          data_rcvbuf_mb: float | None, inject_fault: str | None) -> None:
     """Run the host agent daemon (`agent --host NAME`) or talk to agents (`agent status|deploy|stop|pki`)."""
     ctx.ensure_object(dict)
     ctx.obj.update(pki=pki, port=port, testbed=testbed)
@@ -52,10 +55,11 @@ def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int
         tb = Testbed.load(testbed)
         listen_ip = listen_ip or tb.host_ip(host)
         netns = netns or tb.netns_path(host)
+    extra = {} if data_rcvbuf_mb is None else {"data_rcvbuf_bytes": int(data_rcvbuf_mb * (1 << 20))}
     cfg = AgentConfig(host=host, listen_ip=listen_ip, port=port, pki_dir=pki,
                       state_dir=state_dir or Path("/run/edgemigrate/agents") / host,
                       image_root=image_dir or Path("/dev/shm/edgemigrate") / host, netns_path=netns,
-                      testbed=testbed, io_timeout_s=io_timeout_s, fault=inject_fault)
+                      testbed=testbed, io_timeout_s=io_timeout_s, fault=inject_fault, **extra)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     click.echo(f"agent {host} on {listen_ip}:{port} (data {port + 1})", err=True)
     asyncio.run(Agent(cfg).serve_forever())

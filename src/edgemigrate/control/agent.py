@@ -41,7 +41,7 @@ from edgemigrate.engine.protocol.session import (
     RoundAnnounced,
 )
 from edgemigrate.engine.transport import tls
-from edgemigrate.engine.transport.streams import FramedConnection
+from edgemigrate.engine.transport.streams import DATA_RCVBUF_BYTES, FramedConnection, size_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class AgentConfig:
     testbed: str | None = None
     io_timeout_s: float = IO_TIMEOUT_S
     fault: str | None = None  # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-restore"
+    data_rcvbuf_bytes: int = DATA_RCVBUF_BYTES  # receive buffer of incoming data connections; 0 = autotuning
 
     @property
     def data_port(self) -> int:
@@ -125,6 +126,8 @@ class Agent:
         except OSError as exc:
             raise EngineError(f"agent {self.cfg.host}: cannot listen on {ip}:{port}/{self.cfg.data_port}: "
                               f"{exc.strerror or exc} (run it inside the host's namespace: nsenter --net=...)") from None
+        for sock in self._servers[1].sockets:
+            size_receive_buffer(sock, self.cfg.data_rcvbuf_bytes)
         log.info("agent %s listening on %s:%d (data %d)", self.cfg.host, ip, port, self.cfg.data_port)
 
     async def serve_forever(self) -> None:
