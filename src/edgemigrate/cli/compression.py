@@ -168,12 +168,17 @@ def web(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_c
               help="none, fixed:CODEC:LEVEL, rule, model or model:CODEC (e.g. model:lz4).")
 @click.option("--pipeline", "pipeline_mode", type=click.Choice(["pipelined", "serial"]), default="pipelined")
 @click.option("--rate-mbit", type=float, default=100.0, show_default=True)
+@click.option("--change-to-mbit", type=float, help="Change the shaper's rate to this while the image is in flight.")
+@click.option("--change-after-s", type=float, default=0.5, show_default=True,
+              help="With --change-to-mbit: this long after the first image bytes crossed the link.")
 def single(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
-           out_root: Path, no_plots: bool, selector: str, pipeline_mode: str, rate_mbit: float) -> None:
+           out_root: Path, no_plots: bool, selector: str, pipeline_mode: str, rate_mbit: float,
+           change_to_mbit: float | None, change_after_s: float) -> None:
     """One configuration (first workload of --workloads), --repeats times."""
     from dataclasses import replace
 
     base = _base(resident_mb, rtt_ms, strategy, page_codec)
     cfg = replace(base, workload=_names(workloads, "--workloads")[0], selector=selector, pipeline=pipeline_mode,
-                  rate_mbit=rate_mbit)
+                  rate_mbit=rate_mbit, change_to_mbit=change_to_mbit,
+                  change_after_s=None if change_to_mbit is None else change_after_s)
     _go("single", [cfg], out_root, repeats, True)  # one configuration: the JSON lines and CSV are the result

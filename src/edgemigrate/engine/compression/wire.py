@@ -79,6 +79,12 @@ LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compressi
 LINK_LIMITED_FRACTION = 0.5
 SLOW_START_RTTS = 12
 MODEL_BASED_CC = frozenset({"bbr", "bbr2", "bbr3"})  # congestion controls whose ssthresh says nothing of slow start
+# Unsent bytes the kernel may hold for the data socket (TCP_NOTSENT_LOWAT; bytes in flight do not count).
+# Without a limit the send buffer autotunes to several times the window: at 1000 Mbit/s it took ~20 MB of
+# compressed chunks at once, so when the link then dropped to 20 Mbit/s those left at the fast-phase codec and
+# the selector saw no blocked write - hence no new sample - for seconds. With it a write blocks as soon as the
+# link falls behind, and what is committed to a codec is the window plus this.
+NOTSENT_LOWAT_BYTES = 512 << 10
 FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
 
 
@@ -220,6 +226,14 @@ def _congestion_control(sock: socket.socket) -> str:
         return ""
 
 
+def _limit_unsent(sock: Any, n_bytes: int) -> None:
+    """Writes to ``sock`` block once ``n_bytes`` are waiting unsent in the kernel (``TCP_NOTSENT_LOWAT``)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25), n_bytes)
+    except OSError:  # not Linux / macOS: the send buffer alone limits what is committed
+        pass
+
+
 def _data_socket(conn: FramedConnection) -> Any:
     sock = conn.writer.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -238,6 +252,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     loop = asyncio.get_running_loop()
     policy = cfg.policy()
     sock = _data_socket(conn)
+    if sock is not None:
+        _limit_unsent(sock, NOTSENT_LOWAT_BYTES)
     # cwnd < ssthresh means slow start only for loss-based congestion control; BBR leaves ssthresh at
     # "infinite" for the whole connection, so there the ramp is only the first SLOW_START_RTTS RTTs
     model_cc = sock is not None and _congestion_control(sock) in MODEL_BASED_CC
