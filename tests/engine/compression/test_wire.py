@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from edgemigrate.core.errors import ConfigError
 from edgemigrate.engine.compression.frames import FrameError
 from edgemigrate.engine.compression.netstate import NetworkMonitor
 from edgemigrate.engine.compression.selectors import FixedSelector, ModelSelector, RuleSelector
-from edgemigrate.engine.compression.wire import CompressionConfig, PipelineMode, decode_chunk, send_round
+from edgemigrate.engine.compression.wire import (
+    NOTSENT_LOWAT_BYTES,
+    CompressionConfig,
+    PipelineMode,
+    decode_chunk,
+    send_round,
+)
 from edgemigrate.engine.manifest import IntegrityError, RoundReceiver, plan_round
 from edgemigrate.engine.protocol.codec import Chunk
 from edgemigrate.engine.transport.streams import FramedConnection
@@ -50,6 +57,9 @@ async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = Fals
     conn = FramedConnection(reader, writer)
     with ThreadPoolExecutor(2) as pool:
         stats = await send_round(plan, 1, conn, cfg, selector, NetworkMonitor(), pool, 10.0, corrupt_first=corrupt)
+    # the data socket holds at most this much unsent: a codec choice is not buried under seconds of queued data
+    sock = writer.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25)) == NOTSENT_LOWAT_BYTES
     await asyncio.wait_for(done.wait(), 10.0)
     await conn.close()
     server.close()
@@ -156,8 +166,6 @@ def test_decode_chunk_refuses_tampered_and_misplaced_frames(tmp_path: Path) -> N
 
 
 def test_congestion_control_of_a_socket() -> None:
-    import socket
-
     from edgemigrate.engine.compression.wire import _congestion_control
 
     with socket.socket() as s:
