@@ -16,8 +16,9 @@ CONNECT_TIMEOUT_S = 10.0
 # Receive buffer of the data connection: a bulk transfer at 1 Gbit/s x 20 ms needs ~2.5 MB in flight. Linux
 # starts a connection with a ~64 KiB window and autotuning doubles it at most once per RTT, and only as fast as
 # the application reads; a destination busy decompressing lags, the window stalls for a few RTTs, and BBR takes
-# the plateau for the path's bandwidth and leaves its start-up early (measured: 2-5 runs in 10 ramped linearly,
-# 38 -> 178 segments in 0.5 s, after ~140 ms limited by the receive window). A fixed buffer is advertised at once.
+# the plateau for the path's bandwidth and leaves its start-up early (measured at 1000 Mbit/s: 8 of 16 runs then
+# grew the window linearly, after ~140 ms limited by the receive window; 0 of 16 with this fixed buffer, which
+# is advertised at once - docs/results/compression/tcp-ramp-1000mbit).
 DATA_RCVBUF_BYTES = 16 << 20
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: may exceed net.core.rmem_max (CAP_NET_ADMIN)
 
