@@ -178,8 +178,9 @@ class NetworkMonitor:
         self._busy_s += busy_s
 
     def observe_floor(self, n_bytes: int, interval_s: float) -> None:
-        """Record goodput the sender achieved while the link was not what limited it: the sender was CPU-bound
-        (app-limited), or TCP was still in slow start (``TcpInfo.in_slow_start``: the window limited it).
+        """Record goodput the sender achieved while the link was not what mainly limited it: the sender spent
+        less than half the interval blocked on it (CPU-bound, or partly), or TCP was still in slow start
+        (``TcpInfo.in_slow_start``: the window limited it).
 
         It is no measure of the link, but a lower bound of it: if the estimate is below, the link got
         faster (e.g. the rate went up while a slow, strong codec kept the sender busy) and the estimate is
