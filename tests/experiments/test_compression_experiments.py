@@ -38,6 +38,10 @@ def test_plans_cover_the_issue_grid() -> None:
     e = plan_ratechange(base, ["kvstore"], 200, 10, 1.5)
     assert all(x.change_to_mbit == 10 and x.change_after_s == 1.5 and x.rate_mbit == 200 for x in e)
     assert {"model", "rule", "none"} <= {x.selector for x in e}
+    lean = plan_ratechange(base, ["kvstore"], 200, 10, 1.5, "zstd", [1, 9], ["model:lz4"], ["none", "rule"])
+    assert [x.selector for x in lean] == ["fixed:zstd:1", "fixed:zstd:9", "model:lz4", "model"]
+    with pytest.raises(ConfigError, match="only none, model, rule"):
+        plan_ratechange(base, ["kvstore"], 200, 10, 1.5, without=["fixed:zstd:1"])
 
 
 @pytest.mark.parametrize("kw, what", [

@@ -125,16 +125,20 @@ def pipeline(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, p
 @click.option("--levels", default="1,3,6,9,12", show_default=True)
 @click.option("--also", default="fixed:lz4:1", show_default=True,
               help="More selectors to compare, comma-separated (e.g. fixed:lz4:1,model:lz4; 'none' for no more).")
+@click.option("--without", default="", metavar="SELECTORS",
+              help="Leave out these of the always-run none, model and rule (e.g. none,rule: the slowest on a "
+                   "large image).")
 def ratechange(workloads: str, resident_mb: float, rtt_ms: float, strategy: str, page_codec: str, repeats: int,
                out_root: Path, no_plots: bool, from_mbit: float, to_mbit: float, after_s: float, codec: str,
-               levels: str, also: str) -> None:
+               levels: str, also: str, without: str) -> None:
     """(e) The link rate changes while the image is in flight: adaptive selectors vs every fixed level."""
     from edgemigrate.experiments.compression import plan_ratechange
 
     lv = [int(x) for x in _floats(levels, "--levels")]
     extra = [] if also.strip() == "none" else _names(also, "--also")
+    drop = _names(without, "--without") if without.strip() else []
     plan = plan_ratechange(_base(resident_mb, rtt_ms, strategy, page_codec), _names(workloads, "--workloads"),
-                           from_mbit, to_mbit, after_s, codec, lv, extra)
+                           from_mbit, to_mbit, after_s, codec, lv, extra, drop)
     _go("ratechange", plan, out_root, repeats, no_plots)
 
 

@@ -389,11 +389,17 @@ def plan_pipeline(base: RunConfig, workloads: Sequence[str], rates: Sequence[flo
 
 
 def plan_ratechange(base: RunConfig, workloads: Sequence[str], from_mbit: float, to_mbit: float, after_s: float,
-                    codec: str = "zstd", levels: Sequence[int] = (1, 3, 6, 9), also: Sequence[str] = ()
-                    ) -> list[RunConfig]:
+                    codec: str = "zstd", levels: Sequence[int] = (1, 3, 6, 9), also: Sequence[str] = (),
+                    without: Sequence[str] = ()) -> list[RunConfig]:
     """(e) the link changes from ``from_mbit`` to ``to_mbit`` ``after_s`` into the transfer; ``also``: more
-    selectors to compare (e.g. ``fixed:lz4:1``, the fastest codec, which a fast first phase favours)."""
-    sels = ["none", *(f"fixed:{codec}:{lv}" for lv in levels), *also, "model", "rule"]
+    selectors to compare (e.g. ``fixed:lz4:1``, the fastest codec, which a fast first phase favours);
+    ``without``: any of the always-run ``none``, ``model`` and ``rule`` to leave out."""
+    always = ("none", "model", "rule")
+    bad = [s for s in without if s not in always]
+    if bad:
+        raise ConfigError(f"--without {','.join(bad)}: only {', '.join(always)} can be left out")
+    sels = [s for s in ("none", *(f"fixed:{codec}:{lv}" for lv in levels), *also, "model", "rule")
+            if s not in without]
     return [replace(base, workload=w, selector=s, rate_mbit=from_mbit, change_after_s=after_s,
                     change_to_mbit=to_mbit) for w in workloads for s in sels]
 

@@ -219,3 +219,31 @@ def test_model_selector_starts_from_defaults_and_takes_measured_profiles_midway(
     assert sel.choose(_state(2, 1, 0, 1.25 * MB)) == Choice("zstd", 9)  # 10 Mbit/s: the strong level
     with pytest.raises(ValidationError):
         sel.replace_profiles([])
+
+
+def test_preferred_is_what_choose_would_pick_without_changing_the_selector() -> None:
+    sel = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.05)
+    assert sel.choose(_state(1, 1, 0, 125 * MB)) == Choice("zstd", 3)
+    slow = _state(2, 1, 0, 0.125 * MB)
+    assert sel.preferred(slow) == Choice("zstd", 19)
+    assert sel.current == sel.profiles.index(PROFILES[3])  # still zstd-3: preferred() chose nothing
+    assert sel.choose(slow) == Choice("zstd", 19)
+
+
+def test_worth_recompressing_only_for_a_slower_link_with_spare_compressors() -> None:
+    sel = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.05)
+    lz4, z3, z19 = Choice("lz4", 1), Choice("zstd", 3), Choice("zstd", 19)
+    at = lambda bw: _state(1, 1, 0, bw)  # noqa: E731
+    # 10 MB/s: zstd-3's output on 2 cores (2 * 600 * 0.18 = 216 MB/s) is far above the link: redo lz4-1 chunks
+    assert sel.worth_recompressing(lz4, z3, at(10 * MB))
+    # ... but not the other way round (more bytes), nor to the same choice, nor to sending raw
+    assert not sel.worth_recompressing(z3, lz4, at(10 * MB))
+    assert not sel.worth_recompressing(z3, z3, at(10 * MB))
+    assert not sel.worth_recompressing(lz4, Choice("none", 0), at(10 * MB))
+    # 1 MB/s: zstd-19's output (2 * 2.4 * 0.155 = 0.74 MB/s) cannot keep up with the link, so compressing
+    # chunks again with it would make the link wait
+    assert not sel.worth_recompressing(z3, z19, at(1 * MB))
+    assert sel.worth_recompressing(z3, z19, at(0.2 * MB))  # 0.74 >= 2 x 0.2 MB/s
+    # never on the cold start's guess: only a measured bandwidth says the link got slower
+    assert not sel.worth_recompressing(lz4, z3, INITIAL_STATE)
+    assert not sel.worth_recompressing(lz4, Choice("zlib", 6), at(10 * MB))  # not a candidate

@@ -171,3 +171,82 @@ def test_congestion_control_of_a_socket() -> None:
     with socket.socket() as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
         assert _congestion_control(s) == "reno"
+
+
+def _bbr_or_skip(sock: socket.socket) -> None:
+    """BBR on ``sock``: with loss-free loopback CUBIC never leaves slow start, and the sender then treats every
+    interval as a lower bound of the link (``TcpInfo.in_slow_start``), not a measurement of it."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bbr")
+    except OSError:
+        pytest.skip("this kernel has no tcp_bbr")
+
+
+async def _throttled_transfer(plan, cfg: CompressionConfig, selector, rate_Bps: float):  # type: ignore[no-untyped-def]
+    """Like ``_transfer``, but the receiver reads at ``rate_Bps`` through a small receive buffer: a slow link."""
+    received: list[Chunk] = []
+    done = asyncio.Event()
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = FramedConnection(reader, writer)
+        while len(received) < len(plan.manifest.chunks):
+            m = await conn.next_message()
+            assert isinstance(m, Chunk)
+            received.append(m)
+            await asyncio.sleep(len(m.data) / rate_Bps)
+        done.set()
+        await conn.close()
+
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # inherited by the accepted socket
+    lsock.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(on_conn, sock=lsock, limit=64 << 10)
+    port = lsock.getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _bbr_or_skip(writer.get_extra_info("socket"))
+    conn = FramedConnection(reader, writer)
+    with ThreadPoolExecutor(2) as pool:
+        stats = await send_round(plan, 1, conn, cfg, selector, NetworkMonitor(), pool, 30.0)
+    await asyncio.wait_for(done.wait(), 30.0)
+    await conn.close()
+    server.close()
+    await server.wait_closed()
+    return stats, received
+
+
+def test_a_write_blocked_on_a_slow_link_is_sampled_while_it_blocks(tmp_path: Path) -> None:
+    d = tmp_path / "round-1"
+    d.mkdir()
+    (d / "inventory.img").write_bytes(np.random.default_rng(3).bytes(2 << 20))  # two incompressible chunks
+    plan = plan_round("svc", 1, False, d, None)
+    cfg = CompressionConfig.parse("none")
+    stats, received = asyncio.run(_throttled_transfer(plan, cfg, FixedSelector("none", 0), rate_Bps=1e6))
+    assert stats.chunks == 2 and len(received) == 2
+    # ~2 s on the link in two writes: the link is sampled every 0.1 s while they block, not once per write
+    assert len(stats.samples) >= 6, stats.samples
+    measured = [s["bandwidth_Bps"] for s in stats.samples if s["bandwidth_Bps"] > 0]
+    assert measured, stats.samples
+    assert 0.25e6 < float(np.median(measured)) < 4e6  # the reader's 1 MB/s, as TCP acknowledged it
+
+
+def test_lookahead_compressed_for_a_fast_link_is_compressed_again_once_it_is_slow(tmp_path: Path) -> None:
+    d = tmp_path / "round-1"
+    d.mkdir()
+    words = np.random.default_rng(4).integers(0, 64, size=(16 << 20) // 8, dtype=np.uint64)
+    (d / "core-1.img").write_bytes(words.tobytes())
+    plan = plan_round("svc", 1, False, d, None)
+    cfg = CompressionConfig.parse("model")
+    sample = bytes(next(plan.iter_chunks())[1])
+    profiles = cfg.measure_profiles(sample)
+    # the model starts out believing the link is 1 Gbit/s (a hint), so it compresses the lookahead lightly
+    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
+    first = selector.preferred(NetworkMonitor().state)
+    stats, received = asyncio.run(_throttled_transfer(plan, cfg, selector, rate_Bps=2e6))
+    rx = RoundReceiver(plan.manifest, tmp_path / "dst", None)
+    for m in received:
+        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
+    assert (rx.finish() / "core-1.img").read_bytes() == (d / "core-1.img").read_bytes()
+    strong = selector.preferred(NetworkMonitor().sample_explicit(None, 0.0, 2e6))
+    assert strong != first  # at 2 MB/s the model wants a stronger codec than at 125 MB/s
+    assert stats.recompressed >= 1, stats.choices
+    assert stats.choices.get(f"{strong.codec}-{strong.level}", 0) >= stats.recompressed

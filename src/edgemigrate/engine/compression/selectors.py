@@ -155,6 +155,7 @@ class RuleSelector:
 
 
 MIN_OBSERVED_BYTES = 64 << 10  # chunks smaller than this do not update the model selector's factors
+RECOMPRESS_SPARE = 2.0  # compressors this many times faster than the link may redo the lookahead (see below)
 PROBE_EVERY_CHUNKS = 8  # while sending raw, compress one chunk in this many to keep the estimates fresh
 # Bandwidths the cold start of :class:`ModelSelector` guards against: 1 Mbit/s .. 1 Gbit/s, log-spaced. (Above
 # ~1 Gbit/s sending raw beats every compressor on a few cores, and a cold start hedging for that would pick the
@@ -342,16 +343,46 @@ class ModelSelector:
             speed, dec, ratio, bandwidth_Bps, self.compress_cores, self.decompress_cores
         )
 
-    def choose(self, state: NetworkState) -> Choice:
+    def _bandwidth(self, state: NetworkState) -> float | None:
         bw = state.bandwidth_Bps if state.bandwidth_Bps else self.bandwidth_hint_Bps
-        if bw is None or bw <= 0:
-            best = self.cold_start_index()
-        else:
-            rates = self.rates_Bps(bw)
-            best = int(np.argmax(rates))
-            cur = self.current
-            if cur is not None and rates[cur] >= (1.0 - self.hysteresis) * rates[best]:
-                best = cur
+        return bw if bw is not None and bw > 0 else None
+
+    def _pick(self, bw: float | None) -> int:
+        if bw is None:
+            return self.cold_start_index()
+        rates = self.rates_Bps(bw)
+        best = int(np.argmax(rates))
+        cur = self.current
+        if cur is not None and rates[cur] >= (1.0 - self.hysteresis) * rates[best]:
+            best = cur
+        return best
+
+    def preferred(self, state: NetworkState) -> Choice:
+        """What :meth:`choose` would pick at ``state`` (hysteresis included), without changing any state."""
+        return self.profiles[self._pick(self._bandwidth(state))].choice
+
+    def worth_recompressing(self, old: Choice, new: Choice, state: NetworkState) -> bool:
+        """Whether a chunk compressed ahead as ``old`` should be compressed again as ``new`` before it is sent.
+
+        Yes when, at the *measured* bandwidth (never the cold start's guess), ``new`` puts at least
+        ``hysteresis`` fewer bytes on the link and leaves the compressors idle most of the time: its output
+        rate on all cores, ``cores * V_new * R_new``, is at least ``RECOMPRESS_SPARE`` times the link's ``B``.
+        Then compressing the few chunks of the lookahead again finishes long before their turn on the link
+        and costs nothing the transfer waits for. This happens when the link became slower than ``old`` was
+        chosen for; when it became faster, what is already compressed is sent as it is (the CPU is then what
+        limits the transfer, and compressing again would spend it).
+        """
+        bw = state.bandwidth_Bps
+        i, j = self._index.get(old), self._index.get(new)
+        if not bw or bw <= 0 or i is None or j is None or i == j or self._is_none[j]:
+            return False
+        speed, ratio = self._estimates()
+        fewer_bytes = ratio[j] <= (1.0 - self.hysteresis) * ratio[i]
+        return bool(fewer_bytes and self.compress_cores * speed[j] * ratio[j] >= RECOMPRESS_SPARE * bw)
+
+    def choose(self, state: NetworkState) -> Choice:
+        bw = self._bandwidth(state)
+        best = self._pick(bw)
         self.current = best
         if self._is_none[best]:
             # Sending raw teaches nothing about the data or the CPU, so a choice of ``none`` made on a wrong
