@@ -48,3 +48,21 @@ def test_pipeline_plot_draws_one_readable_png(tmp_path: Path) -> None:
     write_rows(tmp_path / "runs.csv", rows)
     paths = plot_experiment("pipeline", tmp_path)
     assert [p.name for p in paths] == ["pipeline_redis.png"] and paths[0].stat().st_size > 20_000
+
+
+def test_ratechange_summary_pairs_adaptive_and_fixed_runs_by_repeat(tmp_path: Path) -> None:
+    # the machine drifts: repeat r is slow for everyone; the model is 0.5 s faster than zstd-1 in every repeat,
+    # zstd-1 and zstd-9 are within 0.1 s of each other either way
+    drift = [0.0, 3.0, 6.0]
+    rows = []
+    for r, d in enumerate(drift):
+        for sel, t in (("fixed:zstd:1", 10.0), ("fixed:zstd:9", 10.0 + (0.1 if r % 2 else -0.1)),
+                       ("model", 9.5)):
+            rows.append({**_row(sel, "pipelined", t + d, r, 1000.0), "change_to_mbit": 20.0, "change_after_s": 0.5})
+    write_rows(tmp_path / "runs.csv", rows)
+    lines = summarise("ratechange", tmp_path).splitlines()
+    # unpaired, the drift (+- 3 s) swamps the 0.5 s; paired it is exact
+    assert "| model | 12.50 +- " in next(x for x in lines if x.startswith("| 1000 | model |"))
+    z1 = next(x for x in lines if x.startswith("| model | fixed:zstd:1 |"))
+    assert "| -0.50 +- 0.00 | 3 / 3 | faster |" in z1
+    assert next(x for x in lines if x.startswith("| model | fixed:zstd:9 |")).endswith("| faster |")

@@ -59,6 +59,35 @@ def _fast_phase(t: dict[str, np.ndarray], m: np.ndarray) -> str:
     return " / ".join(f"{float(x):.1f}" if has_number(x) else "-" for x in t["fast_phase_mb"][m])
 
 
+def _paired(t: dict[str, np.ndarray], w: np.ndarray) -> list[str]:
+    """(e) each adaptive selector against each fixed level, paired by repeat: the runs of one repeat follow
+    each other, so drift of the machine over the experiment (measured: ~2 s between the first and the last
+    repeats of a 10 s migration) cancels out of the difference. Mean difference (adaptive - fixed, negative
+    = adaptive faster) with its 95 % CI, and in how many repeats the adaptive selector was faster."""
+    total, rep = t["total_s"].astype(float), t["repeat"].astype(int)
+    sels = list(np.unique(t["selector"][w]))
+    fixed = [s for s in sels if s.startswith("fixed:")]
+    adaptive = [s for s in sels if not s.startswith("fixed:") and s != "none"]
+    rows = []
+    for a in adaptive:
+        ta = {int(r): x for r, x in zip(rep[w & (t["selector"] == a)], total[w & (t["selector"] == a)], strict=True)}
+        for f in fixed:
+            tf = {int(r): x for r, x in zip(rep[w & (t["selector"] == f)], total[w & (t["selector"] == f)],
+                                            strict=True)}
+            common = sorted(set(ta) & set(tf))
+            if not common:
+                continue
+            d = np.array([ta[r] - tf[r] for r in common])
+            wins = int((d < 0).sum())
+            verdict = "faster" if len(d) > 1 and d.mean() + _ci95(d) < 0 else (
+                "slower" if len(d) > 1 and d.mean() - _ci95(d) > 0 else "tie (CI spans 0)")
+            rows.append([a, f, _fmt(d), f"{wins} / {len(d)}", verdict])
+    if not rows:
+        return []
+    return ["Paired by repeat (adaptive - fixed, s; negative: the adaptive selector was faster):", "",
+            *_table(["adaptive", "fixed", "difference (s)", "faster in", "verdict"], rows)]
+
+
 def summarise(experiment: str, run_dir: Path) -> str:
     """The summary text; also written to ``run_dir/summary.md``."""
     t = read_table(run_dir / "runs.csv")
@@ -103,6 +132,8 @@ def summarise(experiment: str, run_dir: Path) -> str:
                 to = np.unique(t["change_to_mbit"][w])
                 lines += ["", f"The shaper's rate changed to {', '.join(map(str, to))} Mbit/s "
                           f"{np.unique(t['change_after_s'][w])[0]} s after the first image bytes crossed the link."]
+            if experiment == "ratechange" and "repeat" in t:
+                lines += ["", *_paired(t, w)]
         elif experiment == "pipeline":
             has_pred = "pred_serial_s" in t
             for r in np.unique(t["rate_mbit"][w].astype(float)):

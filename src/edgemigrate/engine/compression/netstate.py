@@ -149,6 +149,9 @@ class NetworkState:
     rtt_ratio: float  # this RTT / previous RTT (1.0 until two RTT samples exist)
     loss_rate: float  # retransmitted / sent segments in the last interval, 0..1
     bandwidth_Bps: float | None  # EWMA of the link's goodput; None until measured
+    # While no bandwidth is measured: the link is at least this fast (the highest goodput of an interval it did
+    # not limit - TCP's ramp, a CPU-bound sender). None once a bandwidth is measured, or before any bound.
+    bandwidth_floor_Bps: float | None = None
 
 
 INITIAL_STATE = NetworkState(0, None, 1.0, 0.0, None)
@@ -167,6 +170,7 @@ class NetworkMonitor:
         self._sent_bytes = 0
         self._busy_s = 0.0
         self._floor_Bps: float | None = None
+        self._floor_max_Bps: float | None = None  # highest floor since the last measured sample
 
     @property
     def state(self) -> NetworkState:
@@ -210,6 +214,10 @@ class NetworkMonitor:
         if bw_sample is None and self._floor_Bps is not None and cur is not None and self._floor_Bps > cur:
             # at most doubling per sample: a burst into empty socket buffers must not fake a fast link
             bw_sample = min(self._floor_Bps, RISE_FACTOR * cur)
+        if measured:
+            self._floor_max_Bps = None
+        elif self._floor_Bps is not None:
+            self._floor_max_Bps = max(self._floor_max_Bps or 0.0, self._floor_Bps)
         self._floor_Bps = None
         if measured and cur is not None and not DROP_FRACTION * cur <= bw_sample <= RISE_FACTOR * cur:
             # the sender waited on the link and got less than half (or more than twice) the estimate: the link
@@ -231,7 +239,8 @@ class NetworkMonitor:
                 d_retx = max(0, info.total_retrans - prev.total_retrans)
                 loss = min(1.0, d_retx / d_out) if d_out > 0 else 0.0
             self._prev_info = info
-        self._state = NetworkState(s.sample_id + 1, rtt_s, ratio, loss, bandwidth)
+        floor = self._floor_max_Bps if bandwidth is None else None
+        self._state = NetworkState(s.sample_id + 1, rtt_s, ratio, loss, bandwidth, floor)
         return self._state
 
     def sample_explicit(

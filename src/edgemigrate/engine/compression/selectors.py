@@ -347,9 +347,9 @@ class ModelSelector:
         bw = state.bandwidth_Bps if state.bandwidth_Bps else self.bandwidth_hint_Bps
         return bw if bw is not None and bw > 0 else None
 
-    def _pick(self, bw: float | None) -> int:
+    def _pick(self, bw: float | None, floor_Bps: float | None = None) -> int:
         if bw is None:
-            return self.cold_start_index()
+            return self.cold_start_index(floor_Bps)
         rates = self.rates_Bps(bw)
         best = int(np.argmax(rates))
         cur = self.current
@@ -359,7 +359,7 @@ class ModelSelector:
 
     def preferred(self, state: NetworkState) -> Choice:
         """What :meth:`choose` would pick at ``state`` (hysteresis included), without changing any state."""
-        return self.profiles[self._pick(self._bandwidth(state))].choice
+        return self.profiles[self._pick(self._bandwidth(state), state.bandwidth_floor_Bps)].choice
 
     def worth_recompressing(self, old: Choice, new: Choice, state: NetworkState) -> bool:
         """Whether a chunk compressed ahead as ``old`` should be compressed again as ``new`` before it is sent.
@@ -382,7 +382,7 @@ class ModelSelector:
 
     def choose(self, state: NetworkState) -> Choice:
         bw = self._bandwidth(state)
-        best = self._pick(bw)
+        best = self._pick(bw, state.bandwidth_floor_Bps)
         self.current = best
         if self._is_none[best]:
             # Sending raw teaches nothing about the data or the CPU, so a choice of ``none`` made on a wrong
@@ -397,11 +397,18 @@ class ModelSelector:
             self._raw_streak = 0
         return self.profiles[best].choice
 
-    def cold_start_index(self) -> int:
-        """Index of the minimax-regret profile over :data:`COLD_START_BANDWIDTHS_BPS` (see the class doc)."""
+    def cold_start_index(self, floor_Bps: float | None = None) -> int:
+        """Index of the minimax-regret profile over :data:`COLD_START_BANDWIDTHS_BPS` (see the class doc), or
+        over those at or above ``floor_Bps`` when the link is known to be at least that fast
+        (``NetworkState.bandwidth_floor_Bps``: what crossed while TCP ramped up). Measured on a 1000 Mbit/s
+        link whose first 0.3 s were ramp, hedging down to 1 Mbit/s kept zstd-1 where the 55 MB/s the path
+        carried called for zstd-2/3 (more raw bytes per wire byte on Redis pages)."""
+        grid = np.asarray(COLD_START_BANDWIDTHS_BPS, dtype=float)
+        if floor_Bps is not None and floor_Bps > grid[0]:
+            grid = np.concatenate(([floor_Bps], grid[grid > floor_Bps]))
         # (bandwidths, profiles) in one broadcast: this runs for every chunk until a bandwidth is measured, on
         # the event loop that also encrypts the data connection (one call per bandwidth took ~150 us a chunk)
-        rates = self.rates_Bps(np.asarray(COLD_START_BANDWIDTHS_BPS, dtype=float)[:, None])
+        rates = self.rates_Bps(grid[:, None])
         share = rates / rates.max(axis=1, keepdims=True)
         return int(np.argmax(share.min(axis=0)))
 
