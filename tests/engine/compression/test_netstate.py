@@ -190,3 +190,19 @@ def test_kernel_delivery_rate_counts_only_when_the_link_limited_the_interval() -
     assert mon.sample(_info(delivery_rate_Bps=90_000_000)).bandwidth_Bps == pytest.approx(80e6)
     # not link-limited: neither the kernel's 12 MB/s nor anything else moves the estimate
     assert mon.sample(_info(delivery_rate_Bps=12_000_000), link_limited=False).bandwidth_Bps == pytest.approx(80e6)
+
+
+def test_floor_is_reported_until_a_bandwidth_is_measured() -> None:
+    mon = NetworkMonitor(bandwidth_alpha=1.0)
+    assert mon.sample().bandwidth_floor_Bps is None  # nothing known
+    mon.observe_floor(2_000_000, 1.0)  # TCP ramping up: at least 2 MB/s crossed
+    st = mon.sample()
+    assert st.bandwidth_Bps is None and st.bandwidth_floor_Bps == pytest.approx(2e6)
+    assert mon.sample().bandwidth_floor_Bps == pytest.approx(2e6)  # an interval without a bound keeps it
+    mon.observe_floor(1_000_000, 1.0)  # a lower bound below the one known says nothing new
+    assert mon.sample().bandwidth_floor_Bps == pytest.approx(2e6)
+    mon.observe_floor(30_000_000, 1.0)
+    assert mon.sample().bandwidth_floor_Bps == pytest.approx(30e6)
+    mon.observe_send(25_000_000, 1.0)  # measured: the estimate takes over, the floor is gone
+    st = mon.sample()
+    assert st.bandwidth_Bps == pytest.approx(25e6) and st.bandwidth_floor_Bps is None

@@ -247,3 +247,29 @@ def test_worth_recompressing_only_for_a_slower_link_with_spare_compressors() -> 
     # never on the cold start's guess: only a measured bandwidth says the link got slower
     assert not sel.worth_recompressing(lz4, z3, INITIAL_STATE)
     assert not sel.worth_recompressing(lz4, Choice("zlib", 6), at(10 * MB))  # not a candidate
+
+
+def test_cold_start_hedges_only_over_links_at_least_as_fast_as_the_floor() -> None:
+    sel = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.0)
+    unbounded = sel.preferred(INITIAL_STATE)
+    assert unbounded == sel.profiles[sel.cold_start_index()].choice
+
+    def minimax(grid: np.ndarray) -> Choice:
+        rates = sel.rates_Bps(grid[:, None])
+        return sel.profiles[int(np.argmax((rates / rates.max(axis=1, keepdims=True)).min(axis=0)))].choice
+
+    floor = 60 * MB  # what crossed while TCP ramped up
+    bounded = NetworkState(3, 0.02, 1.0, 0.0, None, floor)
+    grid = np.concatenate(([floor], COLD_START_BANDWIDTHS_BPS[COLD_START_BANDWIDTHS_BPS > floor]))
+    assert sel.preferred(bounded) == minimax(grid)
+    # the test profiles: zstd-3 is right from 60 MB/s up (CPU-bound at 1200 MB/s), zstd-19 no longer a worry
+    assert sel.preferred(bounded) == Choice("zstd", 3)
+    # a link known to carry 400 MB/s (above the grid): zstd-3 would now starve it, lz4-1 is the analytic best
+    assert unbounded == Choice("zstd", 3)
+    assert sel.preferred(NetworkState(4, 0.02, 1.0, 0.0, None, 400 * MB)) == _analytic_best(400 * MB, 2) \
+        == Choice("lz4", 1)
+    # a floor above every grid point leaves the floor itself: the analytic best there
+    fast = NetworkState(4, 0.02, 1.0, 0.0, None, 20_000 * MB)
+    assert sel.preferred(fast) == _analytic_best(20_000 * MB, 2) == Choice("none", 0)
+    # a measured bandwidth overrides any floor
+    assert sel.preferred(NetworkState(5, 0.02, 1.0, 0.0, 0.125 * MB, 60 * MB)) == Choice("zstd", 19)
