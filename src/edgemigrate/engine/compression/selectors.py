@@ -400,9 +400,8 @@ class ModelSelector:
     def cold_start_index(self, floor_Bps: float | None = None) -> int:
         """Index of the minimax-regret profile over :data:`COLD_START_BANDWIDTHS_BPS` (see the class doc), or
         over those at or above ``floor_Bps`` when the link is known to be at least that fast
-        (``NetworkState.bandwidth_floor_Bps``: what crossed while TCP ramped up). Measured on a 1000 Mbit/s
-        link whose first 0.3 s were ramp, hedging down to 1 Mbit/s kept zstd-1 where the 55 MB/s the path
-        carried called for zstd-2/3 (more raw bytes per wire byte on Redis pages)."""
+        (``NetworkState.bandwidth_floor_Bps``: what TCP got acknowledged while it ramped up). Once 50 MB/s
+        have crossed, hedging against a 1 Mbit/s link only weighs links that cannot be this one."""
         grid = np.asarray(COLD_START_BANDWIDTHS_BPS, dtype=float)
         if floor_Bps is not None and floor_Bps > grid[0]:
             grid = np.concatenate(([floor_Bps], grid[grid > floor_Bps]))

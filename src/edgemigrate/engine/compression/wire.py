@@ -4,7 +4,8 @@ Each manifest chunk of a round travels as one protocol ``CHUNK`` message whose d
 :mod:`.frames` DATA frame (44-byte header with codec, level, raw size and BLAKE2b of the raw chunk, then
 the compressed payload). The codec/level is chosen per chunk by a :class:`~.selectors.Selector` from the
 live :class:`~.netstate.NetworkState` (RTT and retransmissions from ``TCP_INFO`` of the data socket,
-bandwidth from goodput) just before the chunk is compressed.
+bandwidth from goodput - and, while a write stays blocked, from the bytes TCP acknowledged every 0.1 s) just
+before the chunk is compressed; chunks compressed ahead for a link that has since slowed are compressed again.
 
 :func:`send_round` is the source's data path: chunks are compressed on a thread pool (lz4, zstd, zlib and
 the compiled WKdm release the GIL) while earlier chunks are written - checkpoint -> chunk -> parallel
