@@ -250,3 +250,22 @@ def test_lookahead_compressed_for_a_fast_link_is_compressed_again_once_it_is_slo
     assert strong != first  # at 2 MB/s the model wants a stronger codec than at 125 MB/s
     assert stats.recompressed >= 1, stats.choices
     assert stats.choices.get(f"{strong.codec}-{strong.level}", 0) >= stats.recompressed
+
+
+def test_page_images_under_a_page_codec_are_not_compressed_again(tmp_path: Path) -> None:
+    d = tmp_path / "round-1"
+    d.mkdir()
+    words = np.random.default_rng(5).integers(0, 64, size=(8 << 20) // 8, dtype=np.uint64)
+    (d / "pages-1.img").write_bytes(words.tobytes())
+    plan = plan_round("svc", 1, False, d, None)
+    cfg = CompressionConfig.parse("model", "wkdm")
+    profiles = cfg.measure_profiles(bytes(next(plan.iter_chunks())[1]))
+    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
+    stats, received = asyncio.run(_throttled_transfer(plan, cfg, selector, rate_Bps=2e6))
+    # the model changes its mind as in the test above, but every chunk is WKdm whatever it chooses
+    assert stats.choices and all(k.startswith("wkdm-") for k in stats.choices), stats.choices
+    assert stats.recompressed == 0
+    rx = RoundReceiver(plan.manifest, tmp_path / "dst", None)
+    for m in received:
+        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
+    assert (rx.finish() / "pages-1.img").read_bytes() == (d / "pages-1.img").read_bytes()

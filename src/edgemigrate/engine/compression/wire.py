@@ -306,12 +306,13 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         best = selector.preferred(state)
         for p in inflight:
             if p.choice != best and selector.worth_recompressing(p.choice, best, state):
-                old_key = p.key
+                new = policy.codec_for(p.file, best)
+                if f"{new.name}-{new.level}" == p.key:  # e.g. a page image under --page-codec: nothing to redo
+                    continue
                 p.fut.cancel()  # not started: dropped from the pool's queue; running: its result is ignored
                 p.choice = best
                 submit(p)
-                if p.key != old_key:
-                    stats.recompressed += 1
+                stats.recompressed += 1
 
     def take_sample(now: float, info: Any, link_limited: bool, choice: Choice) -> None:
         nonlocal acked_at_sample
