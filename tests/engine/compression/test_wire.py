@@ -38,9 +38,22 @@ def _image_dir(root: Path, seed: int = 0) -> Path:
     return d
 
 
-async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = False):  # type: ignore[no-untyped-def]
+def _bbr_or_skip(sock: socket.socket) -> None:
+    """BBR on ``sock``: with loss-free loopback CUBIC never leaves slow start, and the sender then treats every
+    interval as a lower bound of the link (``TcpInfo.in_slow_start``), not a measurement of it."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bbr")
+    except OSError:
+        pytest.skip("this kernel has no tcp_bbr")
+
+
+async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = False,  # type: ignore[no-untyped-def]
+                    rate_Bps: float | None = None):
+    """Send ``plan`` over real loopback TCP; the receiver collects the chunks. With ``rate_Bps`` the receiver reads
+    at that rate through a small receive buffer - a slow link - and the sender uses BBR (see ``_bbr_or_skip``)."""
     received: list[Chunk] = []
     done = asyncio.Event()
+    timeout_s = 10.0 if rate_Bps is None else 30.0
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = FramedConnection(reader, writer)
@@ -48,23 +61,42 @@ async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = Fals
             m = await conn.next_message()
             assert isinstance(m, Chunk)
             received.append(m)
+            if rate_Bps is not None:
+                await asyncio.sleep(len(m.data) / rate_Bps)
         done.set()
         await conn.close()
 
-    server = await asyncio.start_server(on_conn, "127.0.0.1", 0, limit=4 << 20)
+    if rate_Bps is None:
+        server = await asyncio.start_server(on_conn, "127.0.0.1", 0, limit=4 << 20)
+    else:
+        lsock = socket.socket()
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # inherited by the accepted socket
+        lsock.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(on_conn, sock=lsock, limit=64 << 10)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if rate_Bps is not None:
+        _bbr_or_skip(writer.get_extra_info("socket"))
     conn = FramedConnection(reader, writer)
     with ThreadPoolExecutor(2) as pool:
-        stats = await send_round(plan, 1, conn, cfg, selector, NetworkMonitor(), pool, 10.0, corrupt_first=corrupt)
+        stats = await send_round(plan, 1, conn, cfg, selector, NetworkMonitor(), pool, timeout_s,
+                                 corrupt_first=corrupt)
     # the data socket holds at most this much unsent: a codec choice is not buried under seconds of queued data
     sock = writer.get_extra_info("socket")
     assert sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25)) == NOTSENT_LOWAT_BYTES
-    await asyncio.wait_for(done.wait(), 10.0)
+    await asyncio.wait_for(done.wait(), timeout_s)
     await conn.close()
     server.close()
     await server.wait_closed()
     return stats, received
+
+
+def _rebuild(plan, received: list[Chunk], dst: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The destination's side: decode every received chunk, check it against the manifest, rebuild the round."""
+    rx = RoundReceiver(plan.manifest, dst, None)
+    for m in received:
+        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
+    return rx.finish()
 
 
 @pytest.mark.parametrize("mode", ["pipelined", "serial"])
@@ -77,10 +109,7 @@ def test_round_travels_compressed_and_rebuilds_exactly(tmp_path: Path, mode: str
     sel = cfg.make_selector(sample)
     stats, received = asyncio.run(_transfer(plan, cfg, sel))
     assert [m.index for m in received] == [c.index for c in plan.manifest.chunks]  # in order
-    rx = RoundReceiver(plan.manifest, tmp_path / "dst", None)
-    for m in received:
-        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
-    out = rx.finish()
+    out = _rebuild(plan, received, tmp_path / "dst")
     for name in ("core-1.img", "inventory.img"):
         assert (out / name).read_bytes() == (src / name).read_bytes()
     assert stats.raw_bytes == plan.manifest.payload_bytes
@@ -173,46 +202,6 @@ def test_congestion_control_of_a_socket() -> None:
         assert _congestion_control(s) == "reno"
 
 
-def _bbr_or_skip(sock: socket.socket) -> None:
-    """BBR on ``sock``: with loss-free loopback CUBIC never leaves slow start, and the sender then treats every
-    interval as a lower bound of the link (``TcpInfo.in_slow_start``), not a measurement of it."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bbr")
-    except OSError:
-        pytest.skip("this kernel has no tcp_bbr")
-
-
-async def _throttled_transfer(plan, cfg: CompressionConfig, selector, rate_Bps: float):  # type: ignore[no-untyped-def]
-    """Like ``_transfer``, but the receiver reads at ``rate_Bps`` through a small receive buffer: a slow link."""
-    received: list[Chunk] = []
-    done = asyncio.Event()
-
-    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = FramedConnection(reader, writer)
-        while len(received) < len(plan.manifest.chunks):
-            m = await conn.next_message()
-            assert isinstance(m, Chunk)
-            received.append(m)
-            await asyncio.sleep(len(m.data) / rate_Bps)
-        done.set()
-        await conn.close()
-
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # inherited by the accepted socket
-    lsock.bind(("127.0.0.1", 0))
-    server = await asyncio.start_server(on_conn, sock=lsock, limit=64 << 10)
-    port = lsock.getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    _bbr_or_skip(writer.get_extra_info("socket"))
-    conn = FramedConnection(reader, writer)
-    with ThreadPoolExecutor(2) as pool:
-        stats = await send_round(plan, 1, conn, cfg, selector, NetworkMonitor(), pool, 30.0)
-    await asyncio.wait_for(done.wait(), 30.0)
-    await conn.close()
-    server.close()
-    await server.wait_closed()
-    return stats, received
-
 
 def test_a_write_blocked_on_a_slow_link_is_sampled_while_it_blocks(tmp_path: Path) -> None:
     d = tmp_path / "round-1"
@@ -220,7 +209,7 @@ def test_a_write_blocked_on_a_slow_link_is_sampled_while_it_blocks(tmp_path: Pat
     (d / "inventory.img").write_bytes(np.random.default_rng(3).bytes(2 << 20))  # two incompressible chunks
     plan = plan_round("svc", 1, False, d, None)
     cfg = CompressionConfig.parse("none")
-    stats, received = asyncio.run(_throttled_transfer(plan, cfg, FixedSelector("none", 0), rate_Bps=1e6))
+    stats, received = asyncio.run(_transfer(plan, cfg, FixedSelector("none", 0), rate_Bps=1e6))
     assert stats.chunks == 2 and len(received) == 2
     # ~2 s on the link in two writes: the link is sampled every 0.1 s while they block, not once per write
     assert len(stats.samples) >= 6, stats.samples
@@ -241,11 +230,8 @@ def test_lookahead_compressed_for_a_fast_link_is_compressed_again_once_it_is_slo
     # the model starts out believing the link is 1 Gbit/s (a hint), so it compresses the lookahead lightly
     selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
     first = selector.preferred(NetworkMonitor().state)
-    stats, received = asyncio.run(_throttled_transfer(plan, cfg, selector, rate_Bps=2e6))
-    rx = RoundReceiver(plan.manifest, tmp_path / "dst", None)
-    for m in received:
-        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
-    assert (rx.finish() / "core-1.img").read_bytes() == (d / "core-1.img").read_bytes()
+    stats, received = asyncio.run(_transfer(plan, cfg, selector, rate_Bps=2e6))
+    assert (_rebuild(plan, received, tmp_path / "dst") / "core-1.img").read_bytes() == (d / "core-1.img").read_bytes()
     strong = selector.preferred(NetworkMonitor().sample_explicit(None, 0.0, 2e6))
     assert strong != first  # at 2 MB/s the model wants a stronger codec than at 125 MB/s
     assert stats.recompressed >= 1, stats.choices
@@ -261,11 +247,8 @@ def test_page_images_under_a_page_codec_are_not_compressed_again(tmp_path: Path)
     cfg = CompressionConfig.parse("model", "wkdm")
     profiles = cfg.measure_profiles(bytes(next(plan.iter_chunks())[1]))
     selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
-    stats, received = asyncio.run(_throttled_transfer(plan, cfg, selector, rate_Bps=2e6))
+    stats, received = asyncio.run(_transfer(plan, cfg, selector, rate_Bps=2e6))
     # the model changes its mind as in the test above, but every chunk is WKdm whatever it chooses
     assert stats.choices and all(k.startswith("wkdm-") for k in stats.choices), stats.choices
     assert stats.recompressed == 0
-    rx = RoundReceiver(plan.manifest, tmp_path / "dst", None)
-    for m in received:
-        rx.accept_chunk(m.index, decode_chunk(m.index, m.data))
-    assert (rx.finish() / "pages-1.img").read_bytes() == (d / "pages-1.img").read_bytes()
+    assert (_rebuild(plan, received, tmp_path / "dst") / "pages-1.img").read_bytes() == (d / "pages-1.img").read_bytes()

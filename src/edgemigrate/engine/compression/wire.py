@@ -300,9 +300,9 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         """After a new sample: chunks compressed ahead for a link that has since become slower are compressed
         again with what the model now prefers. On a 1000 -> 20 Mbit/s change the 4 lz4-1 chunks compressed ahead
         held ~0.7 s of the slow link (Redis pages: 2.37x); as zstd-9 (3.68x) they take ~0.45 s."""
-        if serial or not isinstance(selector, ModelSelector) or not inflight:
-            return
         state = monitor.state
+        if serial or not isinstance(selector, ModelSelector) or not inflight or not state.bandwidth_Bps:
+            return  # (without a measured bandwidth nothing is worth compressing again)
         best = selector.preferred(state)
         for p in inflight:
             if p.choice != best and selector.worth_recompressing(p.choice, best, state):
