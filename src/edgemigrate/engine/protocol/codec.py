@@ -5,7 +5,8 @@ carry a UTF-8 JSON object validated against a per-type schema; the one data mess
 carries a small binary header (round, chunk index) followed by the chunk as one compression frame
 (:mod:`edgemigrate.engine.compression.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
 the frames (version 1 sent raw chunk bytes); a peer of another version is refused with a message naming
-both versions. :class:`FrameDecoder`
+both versions. Version 3 added migration tokens (``AUTHORIZE``; ``token`` in ``MIGRATE`` and ``HELLO``).
+:class:`FrameDecoder`
 is incremental: feed it whatever bytes arrived, get back whole messages.
 """
 
@@ -22,7 +23,7 @@ from edgemigrate.engine.compression.frames import HEADER_SIZE_BYTES as FRAME_HEA
 from edgemigrate.engine.compression.frames import max_payload_bytes
 
 MAGIC = b"EM"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEADER = struct.Struct("!2sBBI")
 CHUNK_HEADER = struct.Struct("!II")
 MAX_CONTROL_PAYLOAD_BYTES = 16 << 20  # a manifest of a 64 GiB image is ~10 MB of JSON
@@ -56,6 +57,7 @@ class MsgType(enum.IntEnum):
     STOP = 26
     OK = 27
     ERROR = 28
+    AUTHORIZE = 29  # client -> destination agent: expect this migration (a one-time token)
     # data connection
     DATA_OPEN = 40
     CHUNK = 41
@@ -63,7 +65,8 @@ class MsgType(enum.IntEnum):
 
 # required keys and their JSON types per control message; unknown keys are rejected
 _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
-    MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "src_addr": str, "strategy": str},
+    MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "src_addr": str, "strategy": str,
+                    "token": str},
     MsgType.HELLO_OK: {"session": str},
     MsgType.ROUND: {"session": str, "manifest": dict, "netfilter_rules": list},
     MsgType.ROUND_OK: {"session": str, "round": int, "received_bytes": int, "rebuild_s": float},
@@ -72,7 +75,8 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.COMMIT: {"session": str},
     MsgType.DONE: {"session": str},
     MsgType.ABORT: {"session": str, "reason": str},
-    MsgType.MIGRATE: {"service": str, "to_host": str, "to_addr": str, "strategy": str},
+    MsgType.MIGRATE: {"service": str, "to_host": str, "to_addr": str, "strategy": str, "token": str},
+    MsgType.AUTHORIZE: {"service": str, "src_host": str, "to_host": str, "token": str, "ttl_s": float},
     MsgType.PROGRESS: {"event": dict},
     MsgType.RESULT: {"stats": dict},
     MsgType.STATUS: {},
