@@ -153,9 +153,14 @@ class RuncCriuRuntime:
             raise CriuError(f"container {container_id} exited right after start (see {self.log_dir})")
         return pid
 
+    def work_dir(self, image_dir: Path, kind: str) -> Path:
+        """CRIU's work folder for one image folder (``.../<session>/round-N``): named after both, since
+        concurrent migrations all have a ``round-1`` and must not delete each other's logs."""
+        return self.work_root / f"{image_dir.parent.name}-{image_dir.name}.{kind}"
+
     def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> CheckpointStats:
         image_dir.mkdir(parents=True, exist_ok=False)
-        work = self.work_root / f"{image_dir.name}.work"
+        work = self.work_dir(image_dir, "work")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         args = ["checkpoint", "--tcp-established", "--image-path", str(image_dir), "--work-path", str(work)]
@@ -170,7 +175,7 @@ class RuncCriuRuntime:
         return CheckpointStats(image_dir, _dir_bytes(image_dir), duration, frozen, leave_running)
 
     def restore(self, container_id: str, bundle: Path, image_dir: Path) -> RestoreStats:
-        work = self.work_root / f"{image_dir.name}.restore-work"
+        work = self.work_dir(image_dir, "restore-work")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         argv = self._argv("restore", "-d", "--tcp-established", "--image-path", str(image_dir),
