@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from edgemigrate.core.config import apply_overrides, load_into, read_toml
-from edgemigrate.core.errors import ConfigError, EdgeMigrateError
+from edgemigrate.core.config import Limit, apply_overrides, convert_field, load_into, read_toml
+from edgemigrate.core.errors import ConfigError, EdgeMigrateError, ValidationError
 from edgemigrate.core.geo import Area, LocalProjection
 from edgemigrate.core.registry import suggest
 from edgemigrate.core.seeding import SeedTree
@@ -29,15 +29,39 @@ from edgemigrate.sim import SimParams, Simulator, World, zipf_probs
 
 Range = tuple[float, float]
 
+# Every number of a scenario has a range, checked when the file is loaded (core/config.py), so a typo fails
+# with the file and key instead of deep inside the simulator. Bounds are generous but finite; where a value
+# sizes an allocation, the bound keeps it within a workstation's memory (reasons at each constant).
+MAX_NODES = 2000
+"""Per-pair hop and distance matrices are N x N (with the cloud): 2000 nodes take ~64 MB; a city-scale
+deployment has at most a few hundred edge sites."""
+MAX_USERS = 100_000
+"""Positions, association and per-user state are O(users) per tick and the radio step compares every user
+with the nearby stations; the largest real trace sets hold a few thousand vehicles."""
+MAX_GRID_CELLS = 1_000_000
+"""A ``grid`` node layout enumerates every cell of the area before picking ``nodes.count`` of them."""
+MAX_ARRIVALS_PER_TICK = 1_000_000
+"""Expected task arrivals per tick (users x rate x dt): the task table and the decision queue grow with it."""
+
+_Lat = Annotated[float, Limit(-90.0, 90.0)]
+_Lon = Annotated[float, Limit(-180.0, 180.0)]
+_Metres = Annotated[float, Limit(0.0, 1e6, lo_open=True)]  # 1000 km: beyond that the local projection is useless
+_Mbit = Annotated[float, Limit(0.0, 1e7, lo_open=True)]  # 10 Tbit/s
+_MbitRange = Annotated[Range, Limit(0.0, 1e7, lo_open=True, ordered=True)]
+_Watts = Annotated[float, Limit(0.0, 1e6)]
+# 1 PHz and 1 PB: thousands of servers' worth in one edge node
+_HzRange = Annotated[Range, Limit(0.0, 1e15, lo_open=True, ordered=True)]
+_BytesRange = Annotated[Range, Limit(0.0, 1e15, lo_open=True, ordered=True)]
+
 
 @dataclass(frozen=True, slots=True)
 class AreaConfig:
     """The simulated area: a box of ``width_m`` x ``height_m`` centred on (``origin_lat``, ``origin_lon``)."""
 
-    origin_lat: float = 37.7649
-    origin_lon: float = -122.4294
-    width_m: float = 8000.0
-    height_m: float = 8000.0
+    origin_lat: _Lat = 37.7649
+    origin_lon: _Lon = -122.4294
+    width_m: _Metres = 8000.0
+    height_m: _Metres = 8000.0
 
     def area(self) -> Area:
         return Area(-self.width_m / 2, -self.height_m / 2, self.width_m / 2, self.height_m / 2)
@@ -54,18 +78,23 @@ class NodesConfig:
 
     source: Literal["towers", "grid"] = "towers"
     towers: str = "sf"
-    cluster_radius_m: float = 200.0
-    count: int = 25
-    cell_m: float = 1000.0
-    cpu_hz: Range = (128e9, 128e9)
-    memory_bytes: Range = (64e9, 64e9)
-    storage_bytes: Range = (30e9, 100e9)
-    wired_mbit: Range = (800.0, 1024.0)
-    backhaul_mbit: Range = (400.0, 600.0)
-    max_containers: int = 30
-    coverage_m: float = 1200.0
-    idle_power_w: float = 100.0
-    max_power_w: float = 250.0
+    cluster_radius_m: _Metres = 200.0
+    count: Annotated[int, Limit(1, MAX_NODES)] = 25
+    cell_m: _Metres = 1000.0
+    cpu_hz: _HzRange = (128e9, 128e9)
+    memory_bytes: _BytesRange = (64e9, 64e9)
+    storage_bytes: _BytesRange = (30e9, 100e9)
+    wired_mbit: _MbitRange = (800.0, 1024.0)
+    backhaul_mbit: _MbitRange = (400.0, 600.0)
+    max_containers: Annotated[int, Limit(1, 1_000_000)] = 30
+    coverage_m: _Metres = 1200.0
+    idle_power_w: _Watts = 100.0
+    max_power_w: _Watts = 250.0
+
+    def __post_init__(self) -> None:
+        if self.max_power_w < self.idle_power_w:
+            raise ValidationError(f"nodes.max_power_w: expected >= nodes.idle_power_w ({self.idle_power_w:g}), "
+                                  f"got {self.max_power_w:g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,25 +102,26 @@ class BackhaulConfig:
     """Backhaul between nodes: ``manhattan`` (seed 000), ``mst`` (seed 003) or ``three_tier`` (seed 002)."""
 
     kind: Literal["manhattan", "mst", "three_tier"] = "mst"
-    cell_m: float = 1000.0
-    regions: int = 4
+    cell_m: _Metres = 1000.0
+    regions: Annotated[int, Limit(1, MAX_NODES)] = 4
 
 
 @dataclass(frozen=True, slots=True)
 class CloudConfig:
-    cpu_hz: float = 1e12
-    wired_mbit: float = 100.0
-    backhaul_mbit: float = 100.0
-    hops: int = 10
+    cpu_hz: Annotated[float, Limit(0.0, 1e18, lo_open=True)] = 1e12  # a whole data centre, generously
+    wired_mbit: _Mbit = 100.0
+    backhaul_mbit: _Mbit = 100.0
+    hops: Annotated[int, Limit(1, 1000)] = 10
 
 
 @dataclass(frozen=True, slots=True)
 class RadioConfig:
-    tx_power_dbm: float = 43.0
-    exponent: float = 3.5
-    hysteresis_db: float = 7.0
-    handover_time_s: float = 0.5
-    uplink_mbit: tuple[float, ...] = PAPER_UPLINK_MBIT
+    tx_power_dbm: Annotated[float, Limit(-50.0, 90.0)] = 43.0  # 90 dBm = 1 MW, past any transmitter
+    exponent: Annotated[float, Limit(1.0, 6.0)] = 3.5  # the path-loss model's own range
+    hysteresis_db: Annotated[float, Limit(0.0, 100.0)] = 7.0
+    handover_time_s: Annotated[float, Limit(0.0, 3600.0)] = 0.5
+    # one rate per distance band: at least one, and more than a thousand bands is a mistake
+    uplink_mbit: Annotated[tuple[float, ...], Limit(0.0, 1e7, lo_open=True, items=(1, 1000))] = PAPER_UPLINK_MBIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +129,10 @@ class UsersConfig:
     """Users: ``model`` = taxi_like | random_waypoint | manhattan_grid | trace (``trace`` = an imported .npz)."""
 
     model: Literal["taxi_like", "random_waypoint", "manhattan_grid", "trace"] = "taxi_like"
-    count: int = 300
+    count: Annotated[int, Limit(1, MAX_USERS)] = 300
     trace: str = ""
-    speed_mps: Range = (1.0, 15.0)
-    block_m: float = 200.0
+    speed_mps: Annotated[Range, Limit(0.0, 100.0, lo_open=True, ordered=True)] = (1.0, 15.0)  # 360 km/h
+    block_m: _Metres = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +140,14 @@ class ImagesConfig:
     """Container images: ``source = "dockerhub"`` (bundled real Docker Hub layer lists) or a JSON/CSV path."""
 
     source: str = "dockerhub"
-    zipf_s: float = 1.0
+    zipf_s: Annotated[float, Limit(0.0, 10.0)] = 1.0  # beyond ~10 every task asks for the most popular image
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str = "unnamed"
     description: str = ""
-    seed: int = 0
+    seed: Annotated[int, Limit(0, 2**63 - 1)] = 0  # SeedSequence wants >= 0; int64 keeps it in every table
     policy: str = "nearest"
     sim: SimParams = field(default_factory=SimParams)
     area: AreaConfig = field(default_factory=AreaConfig)
@@ -128,6 +158,24 @@ class Scenario:
     users: UsersConfig = field(default_factory=UsersConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+
+    def __post_init__(self) -> None:
+        # checks across tables; each message names the key to change
+        w, h = self.area.width_m, self.area.height_m
+        if self.nodes.source == "grid":
+            cells = max(1, int(w // self.nodes.cell_m)) * max(1, int(h // self.nodes.cell_m))
+            if cells > MAX_GRID_CELLS:
+                raise ValidationError(f"nodes.cell_m: expected at most {MAX_GRID_CELLS} cells of "
+                                      f"{self.nodes.cell_m:g} m in the {w:g} x {h:g} m area, got {cells}")
+        if self.users.model == "manhattan_grid" and self.users.block_m > min(w, h):
+            raise ValidationError(f"users.block_m: expected at most the area's side ({min(w, h):g} m), "
+                                  f"got {self.users.block_m:g}")
+        if self.users.model != "trace":
+            per_tick = self.users.count * self.workload.arrival_rate_per_user_s * self.sim.dt_s
+            if per_tick > MAX_ARRIVALS_PER_TICK:
+                raise ValidationError(
+                    f"workload.arrival_rate_per_user_s: expected at most {MAX_ARRIVALS_PER_TICK} arrivals per "
+                    f"tick (users.count x rate x sim.dt_s), got {per_tick:g}")
 
 
 # ---------------------------------------------------------------------------- finding and loading
@@ -146,6 +194,8 @@ def scenario_path(name_or_path: str) -> Path:
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
             raise ConfigError(f"{path}: no such scenario file")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder; expected a scenario TOML file or a bundled scenario name")
         return path
     names = bundled_scenarios()
     if name_or_path not in names:
@@ -154,15 +204,31 @@ def scenario_path(name_or_path: str) -> Path:
 
 
 def load_scenario(name_or_path: str, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
+    """Load a bundled scenario or a TOML file, apply ``--set`` overrides and the seed, and check every value.
+
+    A bad value raises :class:`ConfigError` naming its origin: ``<file>: <key>: expected ..., got ...``, or
+    ``--set <key>: ...`` / ``--seed: ...`` when an override brought it.
+    """
     path = scenario_path(name_or_path)
-    table = read_toml(path)
-    table = apply_overrides(table, list(overrides or []), Scenario)
+    file_table = read_toml(path)
+    overrides = list(overrides or [])
+    table = apply_overrides(file_table, overrides, Scenario)  # checks each overriding value on its own
     if seed is not None:
-        table["seed"] = seed
+        table["seed"] = convert_field(Scenario, "seed", seed, "--seed")
     try:
         return load_into(Scenario, table)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        origin = str(path)
+        if overrides or seed is not None:
+            # a check across keys failed: if the file alone passes, the overrides brought the conflict
+            try:
+                load_into(Scenario, file_table)
+            except ConfigError:
+                pass
+            else:
+                via = [f"--set {', '.join(o.split('=', 1)[0].strip() for o in overrides)}"] if overrides else []
+                origin = f"{path} with {' and '.join(via + (['--seed'] if seed is not None else []))}"
+        raise ConfigError(f"{origin}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- building

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Annotated
 
+from edgemigrate.core.config import Limit, check_limits
 from edgemigrate.core.errors import ValidationError
+
+MAX_STEPS = 1_000_000
+"""Upper bound of ``n_steps``: the recorder preallocates one row per tick (~20 columns, ~160 MB at this bound;
+a million 1 s ticks are 11.6 days), so a typo like 1e9 fails at load time instead of exhausting memory."""
 
 
 class Phase(enum.IntEnum):
@@ -42,13 +48,14 @@ class SimParams:
     switch to another node"); otherwise a placement out of range would trigger a passive migration at once.
     """
 
-    dt_s: float = 5.0
-    n_steps: int = 360
-    sigma_storage: float = 0.2
-    sigma_cpu: float = 0.2
-    wait_factor: float = 1.0
-    backhaul_s_per_hop: float = 0.02
-    max_decisions_per_step: int = 0
+    # a tick of more than a day says nothing about migrations that take seconds to minutes
+    dt_s: Annotated[float, Limit(0.0, 86_400.0, lo_open=True)] = 5.0
+    n_steps: Annotated[int, Limit(1, MAX_STEPS)] = 360
+    sigma_storage: Annotated[float, Limit(0.0, 1.0, hi_open=True)] = 0.2
+    sigma_cpu: Annotated[float, Limit(0.0, 1.0, hi_open=True)] = 0.2
+    wait_factor: Annotated[float, Limit(0.0, 1e6)] = 1.0
+    backhaul_s_per_hop: Annotated[float, Limit(0.0, 3600.0)] = 0.02
+    max_decisions_per_step: Annotated[int, Limit(0, 1_000_000_000)] = 0
     placement_within_coverage: bool = True
 
     def __post_init__(self) -> None:
@@ -63,3 +70,4 @@ class SimParams:
             raise ValidationError("sim.wait_factor and sim.backhaul_s_per_hop must be >= 0")
         if self.max_decisions_per_step < 0:
             raise ValidationError("sim.max_decisions_per_step must be >= 0")
+        check_limits(self, "sim")  # also NaN and infinities, which pass the comparisons above
