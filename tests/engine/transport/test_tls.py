@@ -22,7 +22,7 @@ async def _serve_once(pki: Path, name: str) -> tuple[asyncio.base_events.Server,
             await conn.send(MsgType.OK, detail=f"hello {conn.peer}")
         await conn.close()
 
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls.server_context(pki, name))
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls.server_context(tls.host_dir(pki, name), name))
     return server, server.sockets[0].getsockname()[1], peers
 
 
@@ -32,7 +32,7 @@ def test_mutual_tls_accepts_same_ca_and_names_the_peer(tmp_path: Path) -> None:
     async def main() -> None:
         server, port, peers = await _serve_once(pki, "edge2")
         async with server:
-            conn = await connect("127.0.0.1", port, tls.client_context(pki, "edge1"), "edge2")
+            conn = await connect("127.0.0.1", port, tls.client_context(tls.host_dir(pki, "edge1"), "edge1"), "edge2")
             await conn.send(MsgType.STATUS)
             reply = await conn.expect(MsgType.OK)
             await conn.close()
@@ -51,7 +51,7 @@ def test_certificate_from_another_ca_is_rejected_both_ways(tmp_path: Path) -> No
         async with server:
             # a client with a foreign certificate: the server refuses it
             with pytest.raises(TransportError):
-                conn = await connect("127.0.0.1", port, tls.client_context(rogue, "edge1"), "edge2")
+                conn = await connect("127.0.0.1", port, tls.client_context(tls.host_dir(rogue, "edge1"), "edge1"), "edge2")
                 await conn.send(MsgType.STATUS)
                 if await conn.next_message() is None:
                     raise TransportError("closed")
@@ -59,7 +59,7 @@ def test_certificate_from_another_ca_is_rejected_both_ways(tmp_path: Path) -> No
         rserver, rport, _ = await _serve_once(rogue, "edge2")
         async with rserver:
             with pytest.raises(TransportError, match="TLS handshake"):
-                await connect("127.0.0.1", rport, tls.client_context(good, "edge1"), "edge2")
+                await connect("127.0.0.1", rport, tls.client_context(tls.host_dir(good, "edge1"), "edge1"), "edge2")
         assert peers in ([], [None])
 
     asyncio.run(main())
@@ -72,7 +72,7 @@ def test_wrong_host_name_is_rejected(tmp_path: Path) -> None:
         server, port, _ = await _serve_once(pki, "edge3")
         async with server:
             with pytest.raises(TransportError, match="TLS handshake"):
-                await connect("127.0.0.1", port, tls.client_context(pki, "edge1"), "edge2")
+                await connect("127.0.0.1", port, tls.client_context(tls.host_dir(pki, "edge1"), "edge1"), "edge2")
 
     asyncio.run(main())
 
