@@ -58,6 +58,7 @@ from edgemigrate.testbed.config import (
     config_from_mapping,
     config_to_mapping,
 )
+from edgemigrate.testbed.paths import AGENTS_ROOT, IMAGES_ROOT
 from edgemigrate.testbed.plan import HostInfo, Plan
 
 STATE_ROOT = Path(os.environ.get("EDGEMIGRATE_TESTBED_DIR", "/run/edgemigrate/testbed"))
@@ -516,6 +517,7 @@ class Testbed:
                     removed.append(f"{len(pids)} process(es) in {ns}")
                 netops.run(["ip", "netns", "del", ns], check=False)
                 removed.append(f"netns {ns}")
+        removed += _remove_agent_dirs(self.name)
         mif = self._state.get("mgmt_if")
         if mif and Path(f"/sys/class/net/{mif}").exists():
             netops.ip(None, "link", "del", mif, check=False)
@@ -526,6 +528,23 @@ class Testbed:
             STATE_ROOT.rmdir()
             STATE_ROOT.parent.rmdir()
         return removed
+
+
+def _remove_agent_dirs(testbed: str) -> list[str]:
+    """The default state and image folders of this testbed's agents: containers their runc root still lists
+    are deleted first (their processes died with the namespaces), then the folders - else a later testbed of
+    the same name would start agents whose journal lists services that no longer exist."""
+    removed: list[str] = []
+    for kind, root in (("agent state", AGENTS_ROOT / testbed), ("agent images", IMAGES_ROOT / testbed)):
+        if not root.is_dir() or root.is_symlink():
+            continue
+        for runc_root in sorted(root.glob("*/runc")):
+            for cid in sorted(p.name for p in runc_root.iterdir() if p.is_dir()):
+                netops.run(["runc", "--root", str(runc_root), "delete", "--force", cid], check=False)
+                removed.append(f"container {cid} of {runc_root.parent.name}")
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(f"{kind} {root}")
+    return removed
 
 
 def _check_root_routes(net: ipaddress.IPv4Network) -> None:
