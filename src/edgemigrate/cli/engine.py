@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
+from edgemigrate.testbed.paths import agent_image_dir, agent_state_dir
 
 DEFAULT_PKI = Path("/run/edgemigrate/pki")
 
@@ -23,8 +24,10 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
 @click.option("--listen", "listen_ip", help="Address to listen on (default: the host's testbed IP).")
 @click.option("--port", type=int, default=DEFAULT_AGENT_PORT, show_default=True,
               help="Control port; the data port is PORT+1.")
-@click.option("--pki", type=click.Path(path_type=Path), default=DEFAULT_PKI, show_default=True,
-              help="Directory with ca.pem and <host>.pem/.key.")
+@click.option("--pki", type=click.Path(path_type=Path),
+              help="The agent daemon: its own folder with ca.pem and HOST.pem/.key [default: "
+                   f"{DEFAULT_PKI}/hosts/HOST]; the subcommands: the operator's folder (CA, client key) "
+                   f"[default: {DEFAULT_PKI}].")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Agent state (default /run/edgemigrate/agents/HOST).")
 @click.option("--image-dir", type=click.Path(path_type=Path),
               help="Checkpoint images, ideally tmpfs (default /dev/shm/edgemigrate/HOST).")
@@ -43,7 +46,7 @@ def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int
           data_rcvbuf_mb: float | None, inject_fault: str | None) -> None:
     """Run the host agent daemon (`agent --host NAME`) or talk to agents (`agent status|deploy|stop|pki`)."""
     ctx.ensure_object(dict)
-    ctx.obj.update(pki=pki, port=port, testbed=testbed)
+    ctx.obj.update(pki=pki or DEFAULT_PKI, port=port, testbed=testbed)
     if ctx.invoked_subcommand is not None:
         return
     if host is None:
@@ -55,10 +58,15 @@ def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int
         tb = Testbed.load(testbed)
         listen_ip = listen_ip or tb.host_ip(host)
         netns = netns or tb.netns_path(host)
+    from edgemigrate.core.ids import check_id
+    from edgemigrate.engine.transport.tls import host_dir
+
+    check_id(host, "--host")
+    check_id(testbed, "--testbed")
     extra = {} if data_rcvbuf_mb is None else {"data_rcvbuf_bytes": int(data_rcvbuf_mb * (1 << 20))}
-    cfg = AgentConfig(host=host, listen_ip=listen_ip, port=port, pki_dir=pki,
-                      state_dir=state_dir or Path("/run/edgemigrate/agents") / host,
-                      image_root=image_dir or Path("/dev/shm/edgemigrate") / host, netns_path=netns,
+    cfg = AgentConfig(host=host, listen_ip=listen_ip, port=port, pki_dir=pki or host_dir(DEFAULT_PKI, host),
+                      state_dir=state_dir or agent_state_dir(testbed, host),
+                      image_root=image_dir or agent_image_dir(testbed, host), netns_path=netns,
                       testbed=testbed, io_timeout_s=io_timeout_s, fault=inject_fault, **extra)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     click.echo(f"agent {host} on {listen_ip}:{port} (data {port + 1})", err=True)
@@ -73,7 +81,8 @@ def pki_cmd(obj: dict, hosts: tuple[str, ...]) -> None:
     from edgemigrate.engine.transport.tls import create_pki
 
     create_pki(obj["pki"], list(hosts))
-    click.echo(f"PKI in {obj['pki']} for {', '.join(hosts)} + client")
+    click.echo(f"PKI in {obj['pki']}: CA and client key (keep them with the operator); each agent gets only its "
+               f"own folder: {', '.join(str(obj['pki'] / 'hosts' / h) for h in hosts)}")
 
 
 @agent.command("status")

@@ -14,6 +14,10 @@ CLAIM_ATTEMPTS = 5
 
 
 class AddressMover(Protocol):
+    def check(self, ip: str) -> None:
+        """Raise unless ``ip`` is an address services may hold (never a host's own address)."""
+        ...
+
     def locate(self, ip: str) -> str | None:
         """Host currently holding ``ip`` (None if nobody)."""
         ...
@@ -40,6 +44,9 @@ class TestbedAddressMover:
         from edgemigrate.testbed.testbed import Testbed
 
         return Testbed.load(self.testbed_name)
+
+    def check(self, ip: str) -> None:
+        self._tb().plan.check_service_ip(ip)
 
     def locate(self, ip: str) -> str | None:
         return self._tb().services().get(ip)

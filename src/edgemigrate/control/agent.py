@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ from edgemigrate.control.address import AddressMover, TestbedAddressMover
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
-from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
+from edgemigrate.control.tokens import TokenBook
+from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError, ValidationError
+from edgemigrate.core.ids import check_id, child, round_dir
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
@@ -50,6 +53,14 @@ IDLE_TIMEOUT_S = 120.0  # destination: a session silent for this long is abandon
 HEALTH_TIMEOUT_S = 10.0
 HEALTH_POLL_S = 0.01
 SMALL_FRAME_BYTES = 64 << 10  # chunk frames below this are decoded on the event loop (a thread hop costs more)
+MAX_CONNECTIONS = 64  # open control + data connections; more are closed at once
+MAX_INCOMING = 4  # migrations this host receives at the same time
+# What a peer may send for one service: its declared resident memory twice over (CRIU's image of a process
+# holds more than its data: Redis's 256 MiB of values dumps to 346 MB) plus the runtime around it (the
+# interpreter and libraries of a 0 MB counter dump to ~30 MB). A migration has at most 5 pre-copy rounds
+# that each shrink by 20 % and a final one, so all rounds together stay under SESSION_ROUNDS images.
+IMAGE_SLACK_BYTES = 512 << 20
+SESSION_ROUNDS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,8 @@ class AgentConfig:
     io_timeout_s: float = IO_TIMEOUT_S
     fault: str | None = None  # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-restore"
     data_rcvbuf_bytes: int = DATA_RCVBUF_BYTES  # receive buffer of incoming data connections; 0 = autotuning
+    max_connections: int = MAX_CONNECTIONS
+    max_incoming: int = MAX_INCOMING
 
     @property
     def data_port(self) -> int:
@@ -87,8 +100,8 @@ class _Incoming:
     receiver_changed: asyncio.Event = field(default_factory=asyncio.Event)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claimed_ip_from: str | None = None
-    claim_task: asyncio.Task[None] | None = None
-    rules: tuple[str, ...] = ()
+    rules_pending: tuple[str, ...] = ()  # the final round's lock rules, installed once that round verified
+    rules: tuple[str, ...] = ()  # lock rules installed here
     restored: bool = False
     finished: bool = False
 
@@ -100,15 +113,23 @@ class Agent:
         self.runtime: Runtime = runtime or RuncCriuRuntime(
             cfg.state_dir / "runc", cfg.netns_path, cfg.image_root / "work", cfg.state_dir / "logs")
         self.mover = mover or (TestbedAddressMover(cfg.testbed) if cfg.testbed else None)
+        check_id(cfg.host, "agent --host")
+        _refuse_operator_keys(cfg.pki_dir)
         self.incoming: dict[str, _Incoming] = {}
         self.busy: set[str] = set()  # services with a migration in flight
+        self.tokens = TokenBook(cfg.host)
+        self._connections = 0
         self.server_ctx = tls.server_context(cfg.pki_dir, cfg.host)
         self.client_ctx = tls.client_context(cfg.pki_dir, cfg.host)
         self._servers: list[asyncio.base_events.Server] = []
 
     # ------------------------------------------------------------------------------------ lifecycle
     def bundle_dir(self, name: str) -> Path:
-        return self.cfg.state_dir / "bundles" / name
+        return child(self.cfg.state_dir / "bundles", name)
+
+    def incoming_root(self) -> Path:
+        """``image_root/incoming``, private to root: created here (0700), or refused if someone else made it."""
+        return private_dir(self.cfg.image_root / "incoming")
 
     def ensure_bundle(self, spec: ServiceSpec) -> Path:
         return build_bundle(spec, self.cfg.netns_path, self.bundle_dir(spec.name))
@@ -143,8 +164,8 @@ class Agent:
                 await s.wait_closed()
 
     def recover(self) -> None:
-        """Reconcile journaled sessions left by a previous incarnation of this agent."""
-        staged = self.cfg.image_root / "incoming"
+        """Reconcile what a previous incarnation of this agent left: journaled sessions, staged images, and
+        service records whose container no longer runs."""
         for rec in self.store.sessions():
             if rec.role == "destination":
                 self._recover_incoming(rec)
@@ -152,9 +173,25 @@ class Agent:
             from edgemigrate.control.source import recover_source_session
 
             recover_source_session(self, rec)
-        if staged.exists():
-            for d in staged.iterdir():
-                shutil.rmtree(d, ignore_errors=True)
+        for d in self.incoming_root().iterdir():
+            shutil.rmtree(d, ignore_errors=True)
+        self.reconcile_services()
+
+    def reconcile_services(self) -> list[str]:
+        """Drop journaled services whose container is gone (the host or testbed was restarted): a record is
+        never trusted without the container behind it. A paused container is kept - it holds the state.
+        Returns the names dropped."""
+        lost = []
+        for name in self.store.services():
+            state = self.runtime.state(name)
+            if state in (ContainerState.RUNNING, ContainerState.PAUSED):
+                continue
+            log.warning("%s: service %s is journaled but its container is %s; dropping the record (lost)",
+                        self.cfg.host, name, state.value)
+            self.runtime.kill(name)
+            self.store.drop_service(name)
+            lost.append(name)
+        return lost
 
     def _recover_incoming(self, rec: SessionRecord) -> None:
         """A restore this agent began but never saw committed: keep it only if the source does not run it."""
@@ -179,8 +216,28 @@ class Agent:
             self.store.drop_session(rec.session)
 
     # ---------------------------------------------------------------------------------- dispatching
+    @contextlib.contextmanager
+    def _admitted(self) -> Any:
+        """Count an open connection; None (close it at once) beyond :data:`MAX_CONNECTIONS`."""
+        if self._connections >= self.cfg.max_connections:
+            yield False
+            return
+        self._connections += 1
+        try:
+            yield True
+        finally:
+            self._connections -= 1
+
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = FramedConnection(reader, writer)
+        with self._admitted() as ok:
+            if not ok:
+                log.warning("control connection from %s refused: %d connections open", conn.peer, self._connections)
+                await conn.close()
+                return
+            await self._serve_control(conn)
+
+    async def _serve_control(self, conn: FramedConnection) -> None:
         try:
             first = await asyncio.wait_for(conn.next_message(), self.cfg.io_timeout_s)
             if first is None or isinstance(first, Chunk):
@@ -191,7 +248,7 @@ class Agent:
                 await self._destination(conn, first)
             elif first.type is MsgType.STATUS:
                 await conn.send(MsgType.STATUS_REPLY, host=self.cfg.host, services=self.status())
-            elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE):
+            elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE, MsgType.AUTHORIZE):
                 if conn.peer != tls.CLIENT_NAME:
                     raise ProtocolError(f"{first.type.name} is only accepted from the client certificate")
                 await self._client_request(conn, first)
@@ -207,7 +264,11 @@ class Agent:
             await conn.close()
 
     async def _client_request(self, conn: FramedConnection, m: Message) -> None:
-        if m.type is MsgType.DEPLOY:
+        if m.type is MsgType.AUTHORIZE:
+            b = m.body
+            self.tokens.grant(b["token"], b["service"], b["src_host"], b["to_host"], float(b["ttl_s"]))
+            await conn.send(MsgType.OK, detail=f"{self.cfg.host} expects {b['service']} from {b['src_host']}")
+        elif m.type is MsgType.DEPLOY:
             spec = ServiceSpec.from_dict(m.body["service"])
             pid = await asyncio.to_thread(self.deploy, spec)
             await conn.send(MsgType.OK, detail=f"{spec.name} running on {self.cfg.host} (pid {pid})")
@@ -261,10 +322,7 @@ class Agent:
         msg: Message | Chunk | None = first
         try:
             while True:
-                if msg is None:
-                    events = inc.sess.connection_lost()
-                else:
-                    events = inc.sess.receive_message(msg)
+                events = inc.sess.connection_lost() if msg is None else inc.sess.receive_message(msg)
                 await self._flush(inc)
                 for ev in events:
                     await self._dest_event(inc, ev)
@@ -272,12 +330,18 @@ class Agent:
                     return
                 try:
                     msg = await asyncio.wait_for(conn.next_message(), IDLE_TIMEOUT_S)
-                except (TimeoutError, ConnectionError, OSError):
+                except (TimeoutError, ConnectionError, OSError, ProtocolError) as exc:
+                    # garbage on the wire is a broken connection: after RESTORED it must not kill the copy
+                    log.warning("%s: control connection of session %s: %r", self.cfg.host, inc.sess.session, exc)
                     msg = None
         finally:
             if not inc.finished:
-                await self._dest_event(inc, Aborted("agent handler ended", kill_restored=False))
-            self.incoming.pop(inc.sess.session, None)
+                events = inc.sess.connection_lost("agent handler ended") or [
+                    Aborted("agent handler ended", kill_restored=False)]
+                for ev in events:
+                    await self._dest_event(inc, ev)
+            if self.incoming.get(inc.sess.session) is inc:
+                del self.incoming[inc.sess.session]
 
     async def _flush(self, inc: _Incoming) -> None:
         data = inc.sess.data_to_send()
@@ -292,41 +356,26 @@ class Agent:
         for ev in events:
             await self._dest_event(inc, ev)
 
+    def _admit_hello(self, inc: _Incoming, ev: HelloReceived) -> ServiceSpec:
+        """Everything a HELLO must pass before anything is written to disk (all of it from the peer)."""
+        if ev.src_host != inc.ctrl.peer:
+            raise ProtocolError(f"HELLO claims source {ev.src_host} but the certificate is {inc.ctrl.peer}")
+        spec = ServiceSpec.from_dict(ev.service)
+        self.tokens.redeem(ev.token, spec.name, ev.src_host)
+        if ev.session in self.incoming:
+            raise ProtocolError(f"session {ev.session} is already in progress")
+        if len(self.incoming) >= self.cfg.max_incoming:
+            raise EngineError(f"{self.cfg.host} is already receiving {len(self.incoming)} migrations")
+        if spec.name in self.store.services() or any(
+                i.spec is not None and i.spec.name == spec.name for i in self.incoming.values()):
+            raise ConfigError(f"service {spec.name} already exists on {self.cfg.host}")
+        return spec
+
     async def _dest_event(self, inc: _Incoming, ev: object) -> None:
         if isinstance(ev, HelloReceived):
-            try:
-                spec = ServiceSpec.from_dict(ev.service)
-                if ev.src_host != inc.ctrl.peer:
-                    raise ProtocolError(f"HELLO claims source {ev.src_host} but the certificate is {inc.ctrl.peer}")
-                if spec.name in self.store.services() or any(
-                        i.spec is not None and i.spec.name == spec.name for i in self.incoming.values()):
-                    raise ConfigError(f"service {spec.name} already exists on {self.cfg.host}")
-                inc.spec, inc.src_host, inc.src_addr = spec, ev.src_host, ev.src_addr
-                inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
-                inc.dir = self.cfg.image_root / "incoming" / ev.session
-                shutil.rmtree(inc.dir, ignore_errors=True)
-                inc.dir.mkdir(parents=True)
-            except EdgeMigrateError as exc:
-                await self._dest_fail(inc, str(exc))
-                return
-            self.incoming[ev.session] = inc
-            inc.sess.accept()
-            await self._flush(inc)
+            await self._on_hello(inc, ev)
         elif isinstance(ev, RoundAnnounced):
-            assert inc.dir is not None
-            prev = inc.rounds[-1] if inc.rounds else None
-            try:
-                inc.receiver = RoundReceiver(ev.manifest, inc.dir / f"round-{ev.manifest.round_index}", prev)
-            except OSError as exc:
-                await self._dest_fail(inc, f"cannot stage round: {exc}")
-                return
-            inc.receiver_changed.set()
-            if ev.manifest.final and inc.claim_task is None:
-                # the source is frozen from the final round on: install its connection-lock rules here, then
-                # move the service IP, in parallel with the transfer instead of inside the downtime
-                inc.claim_task = asyncio.create_task(asyncio.to_thread(self._take_over, inc, ev.netfilter_rules))
-            if not ev.manifest.chunks:
-                await self._finish_round(inc, inc.receiver)
+            await self._on_round(inc, ev)
         elif isinstance(ev, RestoreRequested):
             await self._restore(inc, ev)
         elif isinstance(ev, Committed):
@@ -337,37 +386,81 @@ class Agent:
             await asyncio.to_thread(self._cleanup_incoming, inc, False)
             log.info("%s: migration of %s from %s committed", self.cfg.host, inc.spec.name, inc.src_host)
         elif isinstance(ev, Aborted):
-            if inc.finished:
-                return
-            inc.finished = True
-            if ev.keep_running_in_doubt and inc.restored and inc.spec is not None:
-                # the source may have passed the point of no return: keep serving; it will ask our status
-                self.store.put_service(inc.spec)
-                self.store.drop_session(inc.sess.session)
-                log.warning("%s: connection lost after restore of %s; keeping it (in doubt)", self.cfg.host,
-                            inc.spec.name)
-                await asyncio.to_thread(self._cleanup_incoming, inc, False)
-                return
-            log.warning("%s: incoming migration aborted: %s", self.cfg.host, ev.reason)
-            if inc.claim_task is not None:
-                with contextlib.suppress(Exception):
-                    await inc.claim_task
-            await asyncio.to_thread(self._cleanup_incoming, inc, True)
+            await self._on_aborted(inc, ev)
 
-    def _take_over(self, inc: _Incoming, rules: tuple[str, ...]) -> None:
-        """Lock rules first (so no reset reaches a client), then the service IP."""
+    async def _on_hello(self, inc: _Incoming, ev: HelloReceived) -> None:
+        try:
+            spec = self._admit_hello(inc, ev)
+            inc.spec, inc.src_host, inc.src_addr = spec, ev.src_host, ev.src_addr
+            self.incoming[ev.session] = inc
+            inc.dir = child(self.incoming_root(), ev.session)
+            inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
+            shutil.rmtree(inc.dir, ignore_errors=True)
+            inc.dir.mkdir(mode=0o700)
+        except (EdgeMigrateError, OSError) as exc:
+            await self._dest_fail(inc, str(exc))
+            return
+        round_limit = int(2 * spec.resident_mb * (1 << 20)) + IMAGE_SLACK_BYTES
+        inc.sess.accept(round_limit, SESSION_ROUNDS * round_limit)
+        await self._flush(inc)
+
+    async def _on_round(self, inc: _Incoming, ev: RoundAnnounced) -> None:
+        assert inc.dir is not None and inc.spec is not None
+        prev = inc.rounds[-1] if inc.rounds else None
+        try:
+            # lock rules are only checked now; they are installed once this round verified (see _take_over)
+            inc.rules_pending = tuple(netlock.check_service_rules(ev.netfilter_rules, inc.spec.ip))
+            inc.receiver = RoundReceiver(ev.manifest, round_dir(inc.dir, ev.manifest.round_index), prev)
+        except (EdgeMigrateError, OSError) as exc:
+            await self._dest_fail(inc, f"round {ev.manifest.round_index} refused: {exc}")
+            return
+        inc.receiver_changed.set()
+        if not ev.manifest.chunks:
+            await self._finish_round(inc, inc.receiver)
+
+    async def _on_aborted(self, inc: _Incoming, ev: Aborted) -> None:
+        if inc.finished:
+            return
+        inc.finished = True
+        if ev.keep_running_in_doubt and inc.restored and inc.spec is not None:
+            # the source may have passed the point of no return: keep serving; it will ask our status
+            self.store.put_service(inc.spec)
+            self.store.drop_session(inc.sess.session)
+            log.warning("%s: connection lost after restore of %s; keeping it (in doubt)", self.cfg.host,
+                        inc.spec.name)
+            await asyncio.to_thread(self._cleanup_incoming, inc, False)
+            return
+        log.warning("%s: incoming migration aborted: %s", self.cfg.host, ev.reason)
+        await asyncio.to_thread(self._cleanup_incoming, inc, True)
+
+    def _take_over(self, inc: _Incoming) -> None:
+        """After the final round verified: lock rules first (so no reset reaches a client), then the service
+        IP - only an address of the testbed's service range that no other service here owns, held by the
+        source (or by nobody)."""
         assert inc.spec is not None
-        new = [r for r in netlock.check_rules(list(rules)) if r not in inc.rules]
+        spec = inc.spec
+        owners = [n for n, s in self.store.services().items() if s.ip == spec.ip and n != spec.name]
+        if owners:
+            raise EngineError(f"service IP {spec.ip} belongs to {owners[0]} on {self.cfg.host}")
+        where = None
+        if self.mover is not None:
+            self.mover.check(spec.ip)
+            where = self.mover.locate(spec.ip)
+            if where not in (None, inc.src_host, self.cfg.host):
+                raise EngineError(f"service IP {spec.ip} is held by {where}, not by the source {inc.src_host}")
+        new = [r for r in inc.rules_pending if r not in inc.rules]
         netlock.apply_rules(self.cfg.netns_path, new)
         inc.rules = (*inc.rules, *new)
         if self.mover is not None:
-            where = self.mover.locate(inc.spec.ip)
             inc.claimed_ip_from = where or inc.src_host
-            self.mover.claim(inc.spec.ip, self.cfg.host)
+            self.mover.claim(spec.ip, self.cfg.host)
 
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
         """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock first (so
-        killing a restored copy sends no reset), give the IP back, and only then lift the lock here."""
+        killing a restored copy sends no reset), give the IP back, and only then lift the lock here. The lock
+        rules copied from the source are removed in every outcome (on commit CRIU has normally removed them)."""
+        if inc.receiver is not None:
+            inc.receiver.close()
         if undo and inc.spec is not None:
             with contextlib.suppress(EngineError):
                 present = set(netlock.criu_drop_rules(self.cfg.netns_path))
@@ -378,10 +471,10 @@ class Agent:
                 with contextlib.suppress(EdgeMigrateError):
                     if self.mover.locate(inc.spec.ip) == self.cfg.host:
                         self.mover.claim(inc.spec.ip, inc.claimed_ip_from)
-            if inc.rules:
-                with contextlib.suppress(EngineError):
-                    netlock.remove_rules(self.cfg.netns_path, inc.rules)
             self.store.drop_session(inc.sess.session)
+        if inc.rules:
+            with contextlib.suppress(EngineError):
+                netlock.remove_rules(self.cfg.netns_path, inc.rules)
         if inc.dir is not None:
             shutil.rmtree(inc.dir, ignore_errors=True)
 
@@ -408,10 +501,10 @@ class Agent:
                                              SessionPhase.RESTORING, str(inc.rounds[-1])))
         t0 = time.perf_counter()
         try:
-            if inc.claim_task is not None:
-                await inc.claim_task
-            # rules that only the RESTORE message carries (normally none) - before the IP is taken over
-            await asyncio.to_thread(self._take_over, inc, ev.netfilter_rules)
+            if ev.netfilter_rules:  # rules that only the RESTORE message carries (normally none)
+                extra = netlock.check_service_rules([*inc.rules_pending, *ev.netfilter_rules], spec.ip)
+                inc.rules_pending = tuple(extra)
+            await asyncio.to_thread(self._take_over, inc)
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
@@ -429,17 +522,35 @@ class Agent:
 
     async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = FramedConnection(reader, writer)
+        with self._admitted() as ok:
+            if not ok:
+                log.warning("data connection from %s refused: %d connections open", conn.peer, self._connections)
+                await conn.close()
+                return
+            await self._serve_data(conn)
+
+    async def _data_session(self, conn: FramedConnection, first: Message) -> _Incoming | None:
+        """The incoming migration a DATA_OPEN names, if it exists (its HELLO may still be in flight) and the
+        data connection comes from the same host as the control connection."""
+        try:
+            session = check_id(first.body["session"], "DATA_OPEN.session")
+        except ValidationError as exc:
+            raise ProtocolError(str(exc)) from None
+        for _ in range(200):
+            inc = self.incoming.get(session)
+            if inc is not None:
+                return inc if conn.peer == inc.src_host else None
+            await asyncio.sleep(0.01)
+        return None
+
+    async def _serve_data(self, conn: FramedConnection) -> None:
         inc: _Incoming | None = None
         try:
             first = await asyncio.wait_for(conn.next_message(), self.cfg.io_timeout_s)
             if not isinstance(first, Message) or first.type is not MsgType.DATA_OPEN:
                 return
-            for _ in range(200):
-                inc = self.incoming.get(first.body["session"])
-                if inc is not None:
-                    break
-                await asyncio.sleep(0.01)
-            if inc is None or conn.peer != inc.src_host:
+            inc = await self._data_session(conn, first)
+            if inc is None:
                 log.warning("data connection from %s for unknown session", conn.peer)
                 return
             while not inc.finished:
@@ -465,12 +576,12 @@ class Agent:
                     else:  # decompress + hash off the event loop (lz4/zstd/WKdm release the GIL)
                         raw = await asyncio.to_thread(decode_chunk, m.index, m.data)
                     rx.accept_chunk(m.index, raw)
-                except (IntegrityError, FrameError) as exc:
+                except (IntegrityError, FrameError, OSError) as exc:
                     await self._dest_fail(inc, str(exc))
                     return
                 if rx.complete:
                     await self._finish_round(inc, rx)
-        except (TimeoutError, ConnectionError, OSError, ProtocolError) as exc:
+        except (TimeoutError, ConnectionError, OSError, EdgeMigrateError) as exc:
             log.warning("data connection from %s: %r", conn.peer, exc)
             if inc is not None and not inc.finished:
                 await self._dest_fail(inc, f"data connection failed: {exc!r}")
@@ -496,3 +607,30 @@ def wait_healthy(agent: Agent, spec: ServiceSpec, timeout_s: float) -> None:
             last = "something else answers on the service address; the container is not running"
         time.sleep(HEALTH_POLL_S)
     raise EngineError(f"service {spec.name} on {agent.cfg.host} not healthy after {timeout_s:.0f} s: {last}")
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only root can enter: created 0700 here, or an existing real (not symlinked)
+    directory owned by root; anything else is refused (another user could swap images under a restore)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path}: not a plain directory (a symlink?); remove it and restart the agent")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"{path}: owned by uid {st.st_uid}, not by this agent's uid {os.geteuid()}; remove it")
+    if st.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def _refuse_operator_keys(pki_dir: Path) -> None:
+    """An agent holds its own key only: with the CA's or the client's key any agent host could mint
+    certificates or act as the controller."""
+    for name in ("ca.key", f"{tls.CLIENT_NAME}.key"):
+        if (pki_dir / name).exists():
+            raise ConfigError(f"{pki_dir / name}: an agent's --pki folder must not hold the operator's keys; give "
+                              f"it the host's own folder (`edgemigrate agent pki` writes hosts/HOST/)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.control.spec import ServiceSpec
+from edgemigrate.control.tokens import DEFAULT_TTL_S, new_token
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.engine.protocol.codec import Message, MsgType
 from edgemigrate.engine.transport import tls
@@ -83,6 +84,15 @@ async def locate(d: AgentDirectory, name: str) -> str:
     return found[0]
 
 
+async def authorize(d: AgentDirectory, name: str, src_host: str, to_host: str,
+                    ttl_s: float = DEFAULT_TTL_S) -> str:
+    """Tell ``to_host``'s agent to expect ``name`` from ``src_host`` once; returns the token for the source."""
+    token = new_token()
+    await _request(d, to_host, MsgType.AUTHORIZE, service=name, src_host=src_host, to_host=to_host, token=token,
+                   ttl_s=ttl_s)
+    return token
+
+
 async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, src_host: str | None = None,
                   on_progress: Callable[[dict[str, Any]], None] | None = None, compression: str = "model",
                   page_codec: str = "none", pipeline: str = "pipelined") -> dict[str, Any]:
@@ -94,10 +104,12 @@ async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, 
     src = src_host or await locate(d, name)
     ip, port = d.addr(src)
     to_ip, to_port = d.addr(to_host)
+    token = await authorize(d, name, src, to_host)
     conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
     try:
         await conn.send(MsgType.MIGRATE, service=name, to_host=to_host, to_addr=f"{to_ip}:{to_port}",
-                        strategy=strategy, compression=compression, page_codec=page_codec, pipeline=pipeline)
+                        strategy=strategy, compression=compression, page_codec=page_codec, pipeline=pipeline,
+                        token=token)
         while True:
             m = await asyncio.wait_for(conn.next_message(), MIGRATE_TIMEOUT_S)
             if m is None:

@@ -22,6 +22,7 @@ from typing import Any
 from edgemigrate.control import client
 from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
 from edgemigrate.control.spec import ServiceSpec
+from edgemigrate.engine.transport.tls import host_dir
 
 READY_TIMEOUT_S = 20.0
 _AGENT_BOOT = "import sys; from edgemigrate.cli import main; sys.exit(main())"
@@ -62,7 +63,8 @@ class AgentProc:
         ready.unlink(missing_ok=True)
         c = self.cluster
         argv = ["nsenter", f"--net={c.tb.netns_path(self.host)}", "--", sys.executable, "-c", _AGENT_BOOT, "-v",
-                "agent", "--host", self.host, "--testbed", c.name, "--pki", str(c.pki), "--port", str(c.port),
+                "agent", "--host", self.host, "--testbed", c.name, "--pki", str(host_dir(c.pki, self.host)),
+                "--port", str(c.port),
                 "--state-dir", str(self.state_dir), "--image-dir", str(c.images / self.host),
                 "--io-timeout-s", str(c.io_timeout_s), *self.extra]
         with self.log_path.open("ab") as log:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from edgemigrate.control.spec import ServiceSpec
 from edgemigrate.control.store import SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
+from edgemigrate.core.ids import check_id, child
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.compression.netstate import NetworkMonitor
@@ -125,8 +126,8 @@ async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, An
                                    body.get("pipeline", "pipelined"))
     agent.busy.add(name)
     try:
-        mig = _Migration(agent, services[name], body["to_host"], parse_addr(body["to_addr"]), strategy, client,
-                         compression=comp)
+        mig = _Migration(agent, services[name], check_id(body["to_host"], "to_host"), parse_addr(body["to_addr"]),
+                         strategy, client, compression=comp, token=body["token"])
         return await mig.run()
     finally:
         agent.busy.discard(name)
@@ -135,7 +136,7 @@ async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, An
 class _Migration:
     def __init__(self, agent: Agent, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
                  strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None,
-                 compression: CompressionConfig | None = None) -> None:
+                 compression: CompressionConfig | None = None, token: str = "") -> None:
         self.agent = agent
         self.spec = spec
         self.to_host = to_host
@@ -145,7 +146,7 @@ class _Migration:
         self.stop_rule = stop_rule or StopRule()
         self.session = uuid.uuid4().hex[:12]
         self.sess = SourceSession(self.session)
-        self.work = agent.cfg.image_root / "outgoing" / self.session
+        self.work = child(agent.cfg.image_root, "outgoing", self.session)
         self.rounds: list[dict[str, Any]] = []
         self.ctrl: FramedConnection | None = None
         self.data: FramedConnection | None = None
@@ -158,6 +159,8 @@ class _Migration:
         self.pool: ThreadPoolExecutor | None = None
         self.t_start = time.perf_counter()
         self.profile_s = 0.0
+        self.token = token
+        self.resolved = False  # committed at the destination, or running here again: the images may go
 
     # ------------------------------------------------------------------------------------- plumbing
     async def _flush(self) -> None:
@@ -211,7 +214,7 @@ class _Migration:
             except TransportError as exc:
                 raise self._abort(str(exc)) from None
             self.sess.hello(self.spec.to_dict(), self.agent.cfg.host, self.strategy.value,
-                            f"{self.agent.cfg.listen_ip}:{self.agent.cfg.port}")
+                            f"{self.agent.cfg.listen_ip}:{self.agent.cfg.port}", self.token)
             await self._flush()
             ev = await self._next_event(self.timeout_s)
             if not isinstance(ev, PeerReady):
@@ -247,13 +250,29 @@ class _Migration:
             return self._stats(t_start, t_freeze, t_restored, ev, cpu0)
         except _FailedError as f:
             return await self._handle_failure(f.ev, t_start, cpu0)
+        except Exception as exc:  # a bug or an unforeseen error: still roll back before the point of no return
+            if self.sess.past_point_of_no_return:
+                raise
+            log.exception("migration of %s: unexpected error", self.spec.name)
+            return await self._handle_failure(self._abort(f"internal error: {exc!r}").ev, t_start, cpu0)
         finally:
             for c in (self.ctrl, self.data):
                 if c is not None:
                     await c.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
+            self._discard_images()
+
+    def _discard_images(self) -> None:
+        """Delete this session's images - except, while the service is frozen here and not yet running
+        anywhere for sure, the final image: it is what resumes the service (now or at the agent's restart)."""
+        if not self.sess.frozen or self.resolved or self.final_dir is None:
             shutil.rmtree(self.work, ignore_errors=True)
+            return
+        log.warning("%s: keeping %s until the service runs again", self.spec.name, self.final_dir)
+        for d in self.work.iterdir() if self.work.exists() else ():
+            if d != self.final_dir:
+                shutil.rmtree(d, ignore_errors=True)
 
     async def _round(self, prev: Path | None, final: bool) -> Path:
         assert self.data is not None
@@ -267,7 +286,7 @@ class _Migration:
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             if final:  # CRIU's connection-lock rules, read while the last delta is computed
                 self.rules_task = asyncio.create_task(
-                    asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path))
+                    asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path, self.spec.ip))
             t1 = time.perf_counter()
             # the model selector profiles its codecs on real image bytes while the round is planned (hashed)
             selector_task = asyncio.create_task(self._ensure_selector(d)) if self.selector is None else None
@@ -335,6 +354,7 @@ class _Migration:
         self.profile_s = time.perf_counter() - t0
 
     async def _commit(self, rules: list[str]) -> None:
+        self.resolved = True
         self._journal(SessionPhase.COMMITTED)
         self.agent.store.drop_service(self.spec.name)
         await asyncio.to_thread(self._discard_local, rules)
@@ -378,6 +398,7 @@ class _Migration:
                 if isinstance(ev2, Failed):
                     ev = ev2
         outcome = await asyncio.to_thread(self._resume, ev.resume_at_source)
+        self.resolved = True
         self.agent.store.drop_session(self.session)
         raise MigrationError(f"migration of {name} to {self.to_host} failed: {ev.reason}; {outcome}")
 
@@ -435,7 +456,7 @@ async def ask_destination_running(agent: Agent, to_host: str, to_addr: tuple[str
 def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
     """At agent start: finish or undo a source session the previous incarnation left behind."""
     name = rec.service.name
-    outgoing = agent.cfg.image_root / "outgoing" / rec.session
+    outgoing = child(agent.cfg.image_root, "outgoing", rec.session)
     try:
         if rec.phase is SessionPhase.COMMITTED:
             agent.store.drop_service(name)

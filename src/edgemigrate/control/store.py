@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgemigrate.control.spec import ServiceSpec
+from edgemigrate.core.errors import EdgeMigrateError
+from edgemigrate.core.ids import check_id, child
+
+log = logging.getLogger(__name__)
 
 
 class SessionPhase(enum.Enum):
@@ -33,6 +38,12 @@ class SessionRecord:
     peer_addr: str
     phase: SessionPhase
     image_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.session, "session")
+        check_id(self.peer_host, "peer_host")
+        if self.role not in ("source", "destination"):
+            raise ValueError(f"role: {self.role!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"session": self.session, "role": self.role, "service": self.service.to_dict(),
@@ -77,16 +88,21 @@ class AgentStore:
         _write_atomic(self._services_path, cur)
 
     def put_session(self, rec: SessionRecord) -> None:
-        _write_atomic(self.sessions_dir / f"{rec.session}.json", rec.to_dict())
+        _write_atomic(child(self.sessions_dir, rec.session, suffix=".json"), rec.to_dict())
 
     def drop_session(self, session: str) -> None:
-        (self.sessions_dir / f"{session}.json").unlink(missing_ok=True)
+        child(self.sessions_dir, session, suffix=".json").unlink(missing_ok=True)
 
     def sessions(self) -> list[SessionRecord]:
         out = []
         for p in sorted(self.sessions_dir.glob("*.json")):
             try:
-                out.append(SessionRecord.from_dict(json.loads(p.read_text())))
-            except (ValueError, KeyError):
+                rec = SessionRecord.from_dict(json.loads(p.read_text()))
+                if p.name != f"{rec.session}.json":
+                    raise ValueError(f"names session {rec.session!r}")
+            except (ValueError, KeyError, TypeError, EdgeMigrateError) as exc:
+                log.warning("%s: unreadable session record dropped: %s", p, exc)
                 p.unlink()
+                continue
+            out.append(rec)
         return out

@@ -249,7 +249,7 @@ def test_codec_roundtrip_split_feeds_and_limits() -> None:
     with pytest.raises(ProtocolError, match="unknown keys"):
         payload = json.dumps({"detail": "x", "evil": 1}).encode()
         codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, int(MsgType.OK), len(payload)) + payload)
-    with pytest.raises(ProtocolError, match="not UTF-8 JSON"):
+    with pytest.raises(ProtocolError, match="not (valid )?UTF-8"):
         codec.FrameDecoder().feed(struct.pack("!2sBBI", b"EM", codec.PROTOCOL_VERSION, int(MsgType.OK), 3) + b"\x80\x81{")
     with pytest.raises(ProtocolError, match="expected int"):
         codec.encode(MsgType.RESTORED, session="s", pid=True, restore_s=0.1)

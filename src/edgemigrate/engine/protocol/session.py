@@ -20,7 +20,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from edgemigrate.engine.manifest import Manifest, ManifestError
+from edgemigrate.core.errors import ValidationError
+from edgemigrate.core.ids import check_id
+from edgemigrate.engine.manifest import MAX_IMAGE_SIZE_BYTES, Manifest, ManifestError
 from edgemigrate.engine.protocol.codec import Chunk, FrameDecoder, Message, MsgType, ProtocolError, encode
 
 
@@ -97,6 +99,7 @@ class HelloReceived:
     src_host: str
     strategy: str
     src_addr: str = ""  # the source agent's control address, for resolving an in-doubt restore later
+    token: str = ""  # the one-time token the controller gave the destination for this migration
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +179,11 @@ class SourceSession(_Base):
         if self.state not in states:
             raise ProtocolError(f"source session {self.session}: cannot {action} in state {self.state.value}")
 
-    def hello(self, service: dict[str, Any], src_host: str, strategy: str, src_addr: str = "") -> None:
+    def hello(self, service: dict[str, Any], src_host: str, strategy: str, src_addr: str = "",
+              token: str = "") -> None:
         self._require(SourceState.IDLE, action="say hello")
-        self._send(MsgType.HELLO, service=service, src_host=src_host, src_addr=src_addr, strategy=strategy)
+        self._send(MsgType.HELLO, service=service, src_host=src_host, src_addr=src_addr, strategy=strategy,
+                   token=token)
         self.state = SourceState.HELLO_SENT
 
     def send_round(self, manifest: Manifest, netfilter_rules: list[str] | tuple[str, ...] = ()) -> None:
@@ -301,13 +306,21 @@ class DestSession(_Base):
         self.rounds_verified = 0
         self._first = True
         self._pending_restore: RestoreRequested | None = None
+        # what the source may send, set by the agent from the service's declared size when it accepts
+        self.round_limit_bytes = MAX_IMAGE_SIZE_BYTES
+        self.session_limit_bytes = MAX_IMAGE_SIZE_BYTES
+        self.announced_bytes = 0
 
     def _require(self, *states: DestState, action: str) -> None:
         if self.state not in states:
             raise ProtocolError(f"destination session {self.session}: cannot {action} in state {self.state.value}")
 
-    def accept(self) -> None:
+    def accept(self, round_limit_bytes: int = MAX_IMAGE_SIZE_BYTES,
+               session_limit_bytes: int = MAX_IMAGE_SIZE_BYTES) -> None:
+        """Accept the migration; every later round's image and payload must fit ``round_limit_bytes``, and
+        all rounds' payloads together ``session_limit_bytes``."""
         self._require(DestState.HELLO_RECEIVED, action="accept")
+        self.round_limit_bytes, self.session_limit_bytes = round_limit_bytes, session_limit_bytes
         self._send(MsgType.HELLO_OK)
         self.state = DestState.READY
 
@@ -333,9 +346,12 @@ class DestSession(_Base):
         """A local failure (integrity, rebuild, restore): tell the source, discard everything staged."""
         if self.state in (DestState.DONE, DestState.ABORTED):
             return []
-        kill = self.state in (DestState.RESTORING, DestState.RESTORED)
-        if self.state is not DestState.IDLE:
-            self._send(MsgType.ABORT, reason=reason[:500])
+        if self.state is DestState.RESTORED:
+            # RESTORED went out: the source may have passed the point of no return and dropped its copy, so
+            # whatever goes wrong now (e.g. garbage instead of COMMIT) keeps this copy; the source resolves it
+            return [Aborted(reason, kill_restored=False, keep_running_in_doubt=True)]
+        kill = self.state is DestState.RESTORING
+        self._send(MsgType.ABORT, reason=reason[:500])  # also for a refused HELLO: the source learns why
         self.state = DestState.ABORTED
         return [Aborted(reason, kill_restored=kill)]
 
@@ -366,7 +382,10 @@ class DestSession(_Base):
             if self._first:
                 if m.type is not MsgType.HELLO:
                     raise ProtocolError(f"expected HELLO, got {m.type.name}")
-                self.session = m.body["session"]
+                try:
+                    self.session = check_id(m.body["session"], "HELLO.session")
+                except ValidationError as exc:
+                    raise ProtocolError(str(exc)) from None
                 self._first = False
             elif m.body.get("session") != self.session:
                 raise ProtocolError(f"{m.type.name} for another session")
@@ -383,11 +402,15 @@ class DestSession(_Base):
         if m.type is MsgType.HELLO and st is DestState.IDLE:
             self.state = DestState.HELLO_RECEIVED
             return [HelloReceived(self.session, m.body["service"], m.body["src_host"], m.body["strategy"],
-                                  m.body["src_addr"])]
+                                  m.body["src_addr"], m.body["token"])]
         if m.type is MsgType.ROUND and st is DestState.READY:
-            manifest = Manifest.from_dict(m.body["manifest"])
+            manifest = Manifest.from_dict(m.body["manifest"], limit_bytes=self.round_limit_bytes)
             if manifest.round_index != self.rounds_verified + 1:
                 raise ProtocolError(f"round {manifest.round_index} out of order")
+            self.announced_bytes += manifest.payload_bytes
+            if self.announced_bytes > self.session_limit_bytes:
+                raise ProtocolError(f"round {manifest.round_index}: {self.announced_bytes} bytes in this migration "
+                                    f"exceed its limit of {self.session_limit_bytes}")
             rules = m.body["netfilter_rules"]
             if not all(isinstance(r, str) for r in rules) or (rules and not manifest.final):
                 raise ProtocolError("ROUND.netfilter_rules: strings, and only in the final round")
