@@ -552,3 +552,22 @@ def test_a_journaled_service_without_its_container_is_dropped_at_start(tmp_path:
     agent.recover()
     assert sorted(agent.store.services()) == ["frozen", "kept"]
     assert runtime.killed == ["gone"]
+
+
+def test_a_frozen_source_keeps_its_final_image_until_the_service_runs_again(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgemigrate.control.source import Strategy, _Migration
+
+    agent = SimpleNamespace(cfg=SimpleNamespace(image_root=tmp_path, io_timeout_s=5.0))
+    mig = _Migration(agent, _spec(), "edge2", ("127.0.0.1", 1), Strategy.PRECOPY, None)  # type: ignore[arg-type]
+    for k in (1, 2):
+        (mig.work / f"round-{k}").mkdir(parents=True)
+        (mig.work / f"round-{k}" / "inventory.img").write_bytes(b"x")
+    mig.final_dir = mig.work / "round-2"
+    mig.sess.mark_frozen()
+    mig._discard_images()  # e.g. an unexpected error while frozen: the final image is what resumes it
+    assert [p.name for p in mig.work.iterdir()] == ["round-2"]
+    mig.resolved = True  # resumed here, or committed at the destination
+    mig._discard_images()
+    assert not mig.work.exists()

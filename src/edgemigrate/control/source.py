@@ -39,7 +39,7 @@ from edgemigrate.engine.compression.netstate import NetworkMonitor
 from edgemigrate.engine.compression.selectors import Selector
 from edgemigrate.engine.compression.wire import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
 from edgemigrate.engine.manifest import plan_round
-from edgemigrate.engine.protocol.codec import MsgType
+from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
     Failed,
     Finished,
@@ -176,7 +176,8 @@ class _Migration:
                 m = await asyncio.wait_for(self.ctrl.next_message(), timeout_s)
             except TimeoutError:
                 events = self.sess.abort(f"no reply from {self.to_host} within {timeout_s:.0f} s")
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ProtocolError) as exc:
+                # undecodable bytes are a broken connection: after RESTORE they leave the outcome in doubt
                 events = self.sess.connection_lost(f"control connection to {self.to_host} broke: {exc!r}")
             else:
                 events = (self.sess.connection_lost(f"{self.to_host} closed the control connection")
@@ -310,7 +311,7 @@ class _Migration:
             assert self.ctrl is not None
             try:
                 m = await asyncio.wait_for(self.ctrl.next_message(), 1.0)
-            except (TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError, ProtocolError):
                 m = None
             if m is not None:
                 for ev in self.sess.receive_message(m):

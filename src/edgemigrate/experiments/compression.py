@@ -201,7 +201,7 @@ class Bench:
         tb = self.bed.tb
         kind = ServiceKind(workload)
         spec = ServiceSpec(workload, kind, tb.service_ip(0), SERVICE_PORT[workload],
-                           0.0 if workload in ("redis", "web") else resident_mb, page_bytes=page_kib * 1024)
+                           0.0 if workload == "web" else resident_mb, page_bytes=page_kib * 1024)
         self.host = HOSTS[0]
         self.bed.deploy(self.host, spec)
         time.sleep(0.3)

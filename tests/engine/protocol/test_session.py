@@ -289,3 +289,40 @@ def test_restored_before_final_round_ok_is_a_protocol_error() -> None:
     src.send_restore([])
     (ev,) = src.receive_data(codec.encode(MsgType.RESTORED, session="s1", pid=1, restore_s=0.0))
     assert isinstance(ev, Failed) and ev.in_doubt and ev.resume_at_source
+
+
+def test_garbage_after_restored_keeps_the_restored_copy() -> None:
+    # the source passes the point of no return when RESTORED arrives: whatever the destination reads next,
+    # it must not kill the only running copy
+    src, dst = _to_state(SourceState.RESTORE_SENT)
+    dst.restored(9, 0.1)
+    (ev,) = dst.receive_data(b"EM" + bytes([codec.PROTOCOL_VERSION, 99]) + b"\x00" * 4)
+    assert isinstance(ev, Aborted) and ev.keep_running_in_doubt and not ev.kill_restored
+
+
+def test_rounds_beyond_the_accepted_limits_abort() -> None:
+    src, dst = SourceSession("s1"), DestSession("?")
+    src.hello(SPEC, "edge-a", "precopy")
+    _pump(src, dst)
+    dst.accept(round_limit_bytes=10, session_limit_bytes=6)
+    _pump(src, dst)
+    src.send_round(_manifest(1, False))  # 4 bytes: within both
+    _, d_ev = _pump(src, dst)
+    assert isinstance(d_ev[0], RoundAnnounced)
+    dst.round_verified(4, 0.0)
+    _pump(src, dst)
+    src.send_round(_manifest(2, False))  # 8 bytes in the session > 6
+    s_ev, d_ev = _pump(src, dst)
+    assert isinstance(d_ev[0], Aborted) and "exceed its limit of 6" in d_ev[0].reason
+    assert isinstance(s_ev[0], Failed)
+
+
+@pytest.mark.parametrize("bad", ["/", "..", "a/../../b", "", "x\n", "a" * 4096])
+def test_hello_with_a_bad_session_id_is_refused_with_a_reason(bad: str) -> None:
+    dst = DestSession("?")
+    (ev,) = dst.receive_data(codec.encode(MsgType.HELLO, session=bad, service=SPEC, src_host="edge-a",
+                                          src_addr="", strategy="precopy", token=""))
+    assert isinstance(ev, Aborted) and "not an identifier" in ev.reason
+    assert dst.session == "?"
+    (reply,) = codec.FrameDecoder().feed(dst.data_to_send())
+    assert reply.type is MsgType.ABORT and "not an identifier" in reply.body["reason"]
