@@ -32,6 +32,7 @@ from typing import Any
 
 from edgemigrate.core.errors import EngineError
 from edgemigrate.engine.compression.codecs import Codec, CorruptDataError, shared_codec, spec_by_id
+from edgemigrate.engine.strictjson import loads_untrusted
 
 MAGIC = b"EMC1"
 _HEADER = struct.Struct("<4sBBbBIQII16s")
@@ -142,10 +143,7 @@ def parse_control(header: FrameHeader, payload: bytes) -> dict[str, Any]:
     """Verify and decode the JSON object of a HELLO/END frame."""
     if raw_digest(payload) != header.digest:
         raise FrameError(f"{header.kind.name} frame: hash mismatch")
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FrameError(f"{header.kind.name} frame: invalid JSON ({exc})") from None
+    obj = loads_untrusted(payload, FrameError, f"{header.kind.name} frame")
     if not isinstance(obj, dict):
         raise FrameError(f"{header.kind.name} frame: expected a JSON object")
     return obj

@@ -1,7 +1,8 @@
 """Framing and message codec of the agent protocol (no sockets here; never pickle or eval).
 
 Every frame is ``magic(2) | version(u8) | type(u8) | length(u32, big-endian) | payload``. Control messages
-carry a UTF-8 JSON object validated against a per-type schema; the one data message (:attr:`MsgType.CHUNK`)
+carry a UTF-8 JSON object, decoded strictly (:func:`edgemigrate.engine.strictjson.loads_untrusted`: finite
+numbers, 64-bit integers, bounded nesting) and validated against a per-type schema; the one data message (:attr:`MsgType.CHUNK`)
 carries a small binary header (round, chunk index) followed by the chunk as one compression frame
 (:mod:`edgemigrate.engine.compression.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
 the frames (version 1 sent raw chunk bytes); a peer of another version is refused with a message naming
@@ -21,6 +22,7 @@ from typing import Any
 from edgemigrate.core.errors import EngineError
 from edgemigrate.engine.compression.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
 from edgemigrate.engine.compression.frames import max_payload_bytes
+from edgemigrate.engine.strictjson import MAX_JSON_INT, loads_untrusted
 
 MAGIC = b"EM"
 PROTOCOL_VERSION = 3
@@ -128,6 +130,11 @@ def _check_body(mtype: MsgType, body: Any) -> dict[str, Any]:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
             raise ProtocolError(f"{mtype.name}.{key}: expected {getattr(typ, '__name__', typ)}")
+        # every top-level number is a count, an index, a pid or a duration: never negative, and it must fit
+        # the 64-bit fields it ends up in (the comparison also refuses NaN and infinities)
+        if typ is int or typ is float:
+            if not 0 <= value <= MAX_JSON_INT:
+                raise ProtocolError(f"{mtype.name}.{key}: {value} outside 0..{MAX_JSON_INT}")
     extra = set(body) - set(schema) - set(optional)
     if extra:
         raise ProtocolError(f"{mtype.name}: unknown keys {sorted(extra)}")
@@ -138,7 +145,11 @@ def encode(mtype: MsgType, **body: Any) -> bytes:
     """Encode a control message; validates the body against the schema first."""
     if mtype is MsgType.CHUNK:
         raise ProtocolError("use encode_chunk for data")
-    payload = json.dumps(_check_body(mtype, body), separators=(",", ":")).encode()
+    try:
+        # the peer refuses NaN and infinities: fail on this side, naming the message, not on the peer
+        payload = json.dumps(_check_body(mtype, body), separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:
+        raise ProtocolError(f"{mtype.name}: body is not strict JSON ({exc})") from None
     if len(payload) > MAX_CONTROL_PAYLOAD_BYTES:
         raise ProtocolError(f"{mtype.name}: payload of {len(payload)} bytes exceeds the limit")
     return HEADER.pack(MAGIC, PROTOCOL_VERSION, int(mtype), len(payload)) + payload
@@ -204,8 +215,5 @@ def _decode_payload(mtype: MsgType, payload: bytes) -> Message | Chunk:
             raise ProtocolError("CHUNK: shorter than its header")
         round_index, index = CHUNK_HEADER.unpack_from(payload, 0)
         return Chunk(round_index, index, payload[CHUNK_HEADER.size :])
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"{mtype.name}: payload is not UTF-8 JSON ({exc})") from None
+    body = loads_untrusted(payload, ProtocolError, mtype.name)
     return Message(mtype, _check_body(mtype, body))
