@@ -122,6 +122,8 @@ class Lz4Codec:
             raise CorruptDataError(f"lz4: corrupt payload ({exc})") from None
         if not dec.eof:
             raise CorruptDataError(f"lz4: payload does not end after the declared {raw_size_bytes} bytes")
+        if dec.unused_data:  # one chunk is exactly one frame: bytes after it are not ours to ignore
+            raise CorruptDataError(f"lz4: {len(dec.unused_data)} bytes after the end of the frame")
         return _check_size(out, raw_size_bytes, self.name)
 
 
@@ -174,7 +176,8 @@ class ZstdCodec:
                 f"zstd: frame header declares {params.content_size} bytes, frame declared {raw_size_bytes}"
             )
         try:
-            out = self._decompressor().decompress(data, max_output_size=raw_size_bytes)
+            # one chunk is exactly one frame: bytes after it (another frame, garbage) are refused
+            out = self._decompressor().decompress(data, max_output_size=raw_size_bytes, allow_extra_data=False)
         except zstandard.ZstdError as exc:
             raise CorruptDataError(f"zstd: corrupt payload ({exc})") from None
         return _check_size(out, raw_size_bytes, self.name)

@@ -24,7 +24,8 @@ from edgemigrate.core.errors import EngineError, ValidationError
 DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_FILE_BYTES = 64 << 30
 MAX_FILES = 4096
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# used with fullmatch: re.match with "$" would also accept the name followed by a newline
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class CatalogError(EngineError):
@@ -72,7 +73,7 @@ class Catalog:
             if not (isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and type(f[1]) is int):
                 raise CatalogError(f"catalog.files[{i}]: expected [name, size]")
             name, size = f
-            if not _NAME_RE.match(name) or name in files:
+            if not _NAME_RE.fullmatch(name) or name in files:
                 raise CatalogError(f"catalog.files[{i}]: unsafe or duplicate file name {name!r}")
             if not 0 <= size <= MAX_FILE_BYTES:
                 raise CatalogError(f"catalog.files[{i}]: size {size} outside 0..{MAX_FILE_BYTES}")
@@ -114,7 +115,7 @@ def directory_catalog(directory: Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     for p in sorted(directory.iterdir()):
         if not p.is_file():
             continue
-        if not _NAME_RE.match(p.name):
+        if not _NAME_RE.fullmatch(p.name):
             raise ValidationError(f"{p}: file name not allowed in a checkpoint directory")
         size = p.stat().st_size
         files.append((p.name, size))
