@@ -9,6 +9,7 @@ import pytest
 
 from edgemigrate.cli import main
 from edgemigrate.mobility import Trajectories, read_roma, to_trajectories
+from tests.mobility import cabs
 
 
 def test_import_roma_and_info(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,6 +44,35 @@ def test_import_cabspotting_with_origin_and_area(shared_data: Path, tmp_path: Pa
     assert tr.projection.origin_lat == 37.75 and tr.n_users == 3
     assert (np.abs(tr.xy_m[tr.active]) <= 2000).all()
     assert not tr.active.all()  # synthac drives around x ~ +2 km, partly outside
+
+
+def test_import_gzipped_cabspotting_splits_two_vehicles_under_one_id(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "cabspottingdata"
+    folder.mkdir()
+    t, lat, lon, vehicle = cabs.interleaved(hours=4.0)
+    cabs.write_cab(folder, "twins", t, lat, lon, gz=True)
+    t1, lat1, lon1 = cabs.single(hours=4.0, seed=3)
+    lat1[77] += 0.2  # one GPS glitch 22 km off
+    cabs.write_cab(folder, "glitchy", t1, lat1, lon1, gz=True)
+    t2, lat2, lon2 = cabs.single(hours=4.0, seed=4)
+    cabs.write_cab(folder, "plain", t2, lat2, lon2)
+    out = tmp_path / "sf.npz"
+    rc = main(["data", "import", "cabspotting", str(folder), "--out", str(out), "--dt-s", "1", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    n_fixes = t.size + t1.size + t2.size
+    n_steps = int(max(t[-1], t1[-1], t2[-1]) - min(t[0], t1[0], t2[0])) + 1
+    assert captured.out.strip() == (f"imported 4 users, {n_fixes} fixes from {n_fixes} lines (0 skipped, 1 glitches "
+                                    f"dropped, 1 cab files split into two vehicles), {n_steps} steps of 1 s -> {out}")
+    tr = Trajectories.load(out)
+    assert tr.ids == ("glitchy", "plain", "twins#1", "twins#2")
+    for u, mine in ((2, vehicle == 0), (3, vehicle == 1)):  # no fix of either vehicle is lost
+        rows = np.round(t[mine] - tr.t0_s).astype(int)
+        np.testing.assert_allclose(tr.xy_m[rows, u], tr.projection.to_xy(lat[mine], lon[mine]), atol=1e-6)
+        assert tr.active[rows, u].all()
+    assert main(["data", "info", str(out)]) == 0
+    assert "1 ids split in two" in capsys.readouterr().out
 
 
 def test_import_csv_lenient(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,8 @@ from edgemigrate.mobility import (
     read_roma,
     to_trajectories,
 )
+from edgemigrate.mobility.cleaning import split_interleaved
+from tests.mobility import cabs
 
 ORIGIN = LocalProjection(37.75, -122.42)
 
@@ -219,3 +221,76 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
                            ' "origin_lat": 0, "origin_lon": 0}'))
     with pytest.raises(DataFormatError, match="active has shape"):
         Trajectories.load(bad_shape)
+
+
+# ------------------------------------------------------------------------- two vehicles under one id
+
+def _far_glitch(lat: float, lon: float, rng: np.random.Generator) -> tuple[float, float]:
+    """A fix 15-40 km off in a random direction."""
+    angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(15_000, 40_000)
+    return lat + dist * np.sin(angle) / cabs.M_PER_DEG, lon + dist * np.cos(angle) / cabs.M_PER_DEG
+
+
+def test_two_vehicles_under_one_id_become_two_users_without_losing_a_fix() -> None:
+    t, lat, lon, vehicle = cabs.interleaved(hours=4.0)
+    parts = split_interleaved(t, lat, lon)
+    assert parts is not None
+    np.testing.assert_array_equal(parts[0], np.flatnonzero(vehicle == 0))  # the one reporting first is #1
+    np.testing.assert_array_equal(parts[1], np.flatnonzero(vehicle == 1))
+    # without the split, one of the vehicles would be lost as "glitches"
+    assert clean_track(t, lat, lon).glitches_dropped > 200
+    tr = to_trajectories(RawTraces.from_lists({"cab": (t, lat, lon)}), dt_s=1.0, projection=ORIGIN)
+    assert tr.ids == ("cab#1", "cab#2")
+    cleaning = tr.metadata["cleaning"]
+    assert cleaning["ids_split"] == 1 and cleaning["glitches_dropped"] == 0 and cleaning["users_dropped"] == 0
+    for u in (0, 1):  # every fix of each vehicle is a position of its user
+        mine = vehicle == u
+        rows = np.round((t[mine] - tr.t0_s) / tr.dt_s).astype(int)
+        np.testing.assert_allclose(tr.xy_m[rows, u], ORIGIN.to_xy(lat[mine], lon[mine]), atol=1e-6)
+        assert tr.active[rows, u].all()
+
+
+def test_a_glitch_inside_an_interleaved_id_is_still_dropped() -> None:
+    t, lat, lon, vehicle = cabs.interleaved(hours=4.0, seed=1)
+    lat[100], lon[100] = _far_glitch(lat[100], lon[100], np.random.default_rng(0))
+    tr = to_trajectories(RawTraces.from_lists({"cab": (t, lat, lon)}), dt_s=10.0, projection=ORIGIN)
+    assert tr.n_users == 2 and tr.metadata["cleaning"]["glitches_dropped"] == 1
+    assert tr.metadata["cleaning"]["fixes_in"] == t.size
+
+
+def test_a_single_glitch_is_not_a_second_vehicle() -> None:
+    t, lat, lon = cabs.single(hours=4.0)
+    lat[50], lon[50] = _far_glitch(lat[50], lon[50], np.random.default_rng(1))
+    assert split_interleaved(t, lat, lon) is None
+    tr = to_trajectories(RawTraces.from_lists({"cab": (t, lat, lon)}), dt_s=10.0, projection=ORIGIN)
+    assert tr.ids == ("cab",) and tr.metadata["cleaning"]["glitches_dropped"] == 1
+    assert tr.metadata["cleaning"]["ids_split"] == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_many_glitches_over_a_day_are_not_a_second_vehicle(seed: int) -> None:
+    # enough implausible steps to look closer, and the lone bad fixes are hours apart, so at a plausible
+    # speed they are "reachable" from one another: they chain into one track, but never a sustained one
+    t, lat, lon = cabs.single(hours=24.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    bad = np.sort(rng.choice(np.arange(1, t.size - 1, 3), 60, replace=False))
+    for i in bad:
+        lat[i], lon[i] = _far_glitch(lat[i], lon[i], rng)
+    assert split_interleaved(t, lat, lon) is None
+    c = clean_track(t, lat, lon)
+    assert c.glitches_dropped == bad.size and not c.keep[bad].any()
+
+
+def test_a_relocation_is_not_a_second_vehicle() -> None:
+    t, lat, lon = cabs.single(hours=6.0)
+    half = t.size // 2
+    lat[half:] += 0.3  # from 37.75 to 38.05 for good, with no gap: one switch, not interleaving
+    assert split_interleaved(t, lat, lon) is None
+    # fixes back at the old place every 15 min (longer than max_gap_s) are no vehicle reporting there
+    for i in range(half, t.size, 15):
+        lat[i] -= 0.3
+    assert split_interleaved(t, lat, lon) is None
+    # every 5 min they are: a second cab still reporting there, if rarely
+    for i in range(half, t.size, 5):
+        lat[i] -= 0.3 if (i - half) % 15 else 0.0
+    assert split_interleaved(t, lat, lon) is not None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import calendar
+import gzip
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,45 @@ def test_cabspotting_index_and_malformed_lines(tmp_path: Path) -> None:
     assert raw.ids == ("a", "b")
     np.testing.assert_array_equal(raw.t_s[0], [940.0, 1000.0])
     np.testing.assert_array_equal(raw.t_s[1], [900.0, 1000.0])
+
+
+def test_cabspotting_reads_gzipped_cab_files(shared_data: Path, tmp_path: Path) -> None:
+    sample = shared_data / "traces" / "cabspotting_format_sample"
+    plain = read_cabspotting(sample)
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    for f in sorted(sample.glob("new_*.txt")):  # as people keep the set: every file gzipped
+        (gz / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    seen: list[int] = []
+    raw = read_cabspotting(gz, progress=seen.append)
+    assert raw.ids == plain.ids and raw.n_fixes == plain.n_fixes and raw.lines_read == plain.lines_read
+    for a, b in zip(raw.t_s + raw.lat + raw.lon, plain.t_s + plain.lat + plain.lon, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sum(seen) == sum(p.stat().st_size for p in gz.iterdir())  # progress counts the bytes on disk
+    assert raw.options == plain.options
+    # beside the plain files, a gzipped copy is not read twice; an index may be gzipped too
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in sorted(sample.glob("new_*.txt")):
+        (mixed / f.name).write_bytes(f.read_bytes())
+    (mixed / "new_synthaa.txt.gz").write_bytes(gzip.compress((sample / "new_synthaa.txt").read_bytes()))
+    (mixed / "new_extra.txt.gz").write_bytes(gzip.compress(b"37.70000 -122.40000 0 1213000000\n"))
+    (mixed / "_cabs.txt.gz").write_bytes(gzip.compress(b'<cab id="synthaa" updates="1"/>\n<cab id="extra" updates="1"/>\n'))
+    raw = read_cabspotting(mixed)
+    assert raw.ids == ("synthaa", "extra") and raw.n_fixes == plain.t_s[0].size + 1
+
+
+def test_cabspotting_damaged_gzip_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers_mod, "CHUNK_BYTES", 4096)  # a real file is read in many chunks before the damage
+    data = gzip.compress(b"".join(b"37.70000 -122.40000 0 %d\n" % (1213000000 - 60 * i) for i in range(2000)))
+    (tmp_path / "new_cut.txt.gz").write_bytes(data[: len(data) // 2])  # a cut-off download
+    with pytest.raises(DataFormatError, match=r"new_cut.txt.gz: not a readable gzip file after line \d+ \("):
+        read_cabspotting(tmp_path)
+    raw = read_cabspotting(tmp_path, lenient=True)  # keeps what was read before the damage
+    assert raw.skipped_lines == 1 and 0 < raw.n_fixes < 2000
+    (tmp_path / "new_cut.txt.gz").write_bytes(b"plain text, not gzip")
+    with pytest.raises(DataFormatError, match=r"new_cut.txt.gz: not a readable gzip file"):
+        read_cabspotting(tmp_path)
 
 
 def test_cabspotting_missing_folder_and_empty_folder(tmp_path: Path) -> None:

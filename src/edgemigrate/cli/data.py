@@ -20,7 +20,7 @@ import click
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.geo import Area, LocalProjection
 from edgemigrate.mobility.cleaning import DEFAULT_MAX_GAP_S, MAX_PLAUSIBLE_SPEED_MPS, to_trajectories
-from edgemigrate.mobility.readers import read_cabspotting, read_csv, read_roma
+from edgemigrate.mobility.readers import cabspotting_files, read_cabspotting, read_csv, read_roma
 from edgemigrate.mobility.traces import RawTraces, Trajectories
 
 
@@ -117,8 +117,9 @@ def _run_import(kind: str, path: Path, opts: dict[str, Any]) -> None:
         raise ConfigError(f"--dt-s must be a positive number of seconds, got {opts['dt_s']}")
     ids = _ids(opts["ids"])
     if path.is_dir():
-        files = [path / f"new_{i}.txt" for i in ids] if ids else list(path.glob("new_*.txt"))
-        total = sum(p.stat().st_size for p in files if p.is_file())
+        found = cabspotting_files(path)
+        files = [found[i] for i in ids if i in found] if ids else list(found.values())
+        total = sum(p.stat().st_size for p in files)
     elif path.is_file():
         total = path.stat().st_size
     else:
@@ -154,9 +155,12 @@ def _run_import(kind: str, path: Path, opts: dict[str, Any]) -> None:
     except OSError as exc:
         raise ConfigError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
     cleaning = trajectories.metadata["cleaning"]
+    n_split = cleaning["ids_split"]
+    what = "cab files" if kind == "cabspotting" else "ids"
+    split = f", {n_split} {what} split into two vehicles" if n_split or kind == "cabspotting" else ""
     click.echo(
         f"imported {trajectories.n_users} users, {raw.n_fixes} fixes from {raw.lines_read} lines "
-        f"({raw.skipped_lines} skipped, {cleaning['glitches_dropped']} glitches dropped), "
+        f"({raw.skipped_lines} skipped, {cleaning['glitches_dropped']} glitches dropped{split}), "
         f"{trajectories.n_steps} steps of {trajectories.dt_s:g} s -> {out}"
     )
 
@@ -165,9 +169,10 @@ def _run_import(kind: str, path: Path, opts: dict[str, Any]) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @_common_options
 def import_cabspotting(path: Path, **opts: Any) -> None:
-    """Import a San Francisco cabspotting folder (new_<cab>.txt files, optional _cabs.txt).
+    """Import a San Francisco cabspotting folder (new_<cab>.txt or .txt.gz files, optional _cabs.txt).
 
-    PATH is the folder of the CRAWDAD epfl/mobility set (doi:10.15783/C7J010); --ids selects cabs.
+    PATH is the folder of the CRAWDAD epfl/mobility set (doi:10.15783/C7J010); --ids selects cabs. A cab file
+    in which two vehicles report under one id in turn becomes two users, <cab>#1 and <cab>#2.
     """
     _run_import("cabspotting", path, opts)
 
@@ -220,7 +225,8 @@ def info(file: Path) -> None:
     if isinstance(cleaning, dict):
         lines.append(
             f"cleaning:    {cleaning.get('fixes_in')} fixes in, {cleaning.get('glitches_dropped')} glitches dropped, "
-            f"{cleaning.get('users_dropped')} users dropped, {meta.get('skipped_lines', 0)} lines skipped"
+            f"{cleaning.get('users_dropped')} users dropped, {cleaning.get('ids_split', 0)} ids split in two, "
+            f"{meta.get('skipped_lines', 0)} lines skipped"
         )
     options = meta.get("reader_options")
     if isinstance(options, dict):

@@ -2,6 +2,15 @@
 
 :func:`to_trajectories` does, per track:
 
+0. **Two vehicles under one id.** Some real cab files hold two vehicles reporting under one id: consecutive
+   fixes alternate between places kilometres apart, for days. Left alone, step 1 would keep one vehicle and
+   drop the other's fixes as glitches. :func:`split_interleaved` assigns each fix to the track whose last
+   fix it is reachable from at a plausible speed (``max_speed_mps``) and calls the id interleaved only when
+   two tracks are both sustained (:data:`INTERLEAVE_MIN_FIXES` fixes each that follow their track's previous
+   fix within ``max_gap_s``), alternate (:data:`INTERLEAVE_MIN_SWITCHES` switches) and both report at the
+   same time for long (:data:`INTERLEAVE_MIN_OVERLAP_S`). Such an id becomes two users, ``<id>#1`` (the one
+   reporting first) and ``<id>#2``. A GPS glitch (a lone fix), a relocation (one track after the other) or
+   even many glitches over days (lone fixes, hours apart) never qualify and are handled by step 1 as before.
 1. **Glitches.** A speed between consecutive fixes above ``max_speed_mps`` (default
    :data:`MAX_PLAUSIBLE_SPEED_MPS` = 50 m/s = 180 km/h; FORMATS.md reports GPS glitches with > 100 m/s in the
    real cabspotting traces) is implausible. First, isolated spikes (a fix whose incoming AND outgoing speeds are
@@ -29,6 +38,7 @@ from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.geo import Area, LocalProjection, haversine_m
+from edgemigrate.core.units import EARTH_RADIUS_M
 from edgemigrate.mobility.traces import RawTraces, TimeLike, Trajectories, parse_time
 
 MAX_PLAUSIBLE_SPEED_MPS = 50.0
@@ -42,6 +52,20 @@ DEFAULT_MAX_GAP_S = 600.0
 
 MAX_TRAJECTORY_BYTES = 4 << 30
 """Refuse to build a (T, U, 2) float64 array larger than this; cut the time window or raise dt_s instead."""
+
+INTERLEAVE_MIN_FIXES = 30
+"""Each of two interleaved vehicles has at least this many fixes that follow its previous fix within
+``max_gap_s`` (half an hour at cabspotting's ~1 fix/min); glitches are lone fixes and never add up to this."""
+
+INTERLEAVE_MIN_SWITCHES = 20
+"""...the fixes switch between the two at least this often (a glitch switches twice, a relocation once)..."""
+
+INTERLEAVE_MIN_OVERLAP_S = 3600.0
+"""...and both report (fixes within ``max_gap_s`` of each other) at the same time for at least this long in
+total: two vehicles on the road together, not a burst of bad fixes, which is over within minutes."""
+
+_MAX_OPEN_TRACKS = 8
+"""Tracks a fix is compared with while splitting; beyond this the stalest (a glitch's, usually) is closed."""
 
 _SPIKE_PASSES = 10
 
@@ -126,6 +150,116 @@ def clean_track(
     return TrackCleaning(keep, break_after, int(n - kept.size), relocations)
 
 
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    # scalar haversine (as core.geo.haversine_m): the track assignment calls it per fix and per track
+    k = math.pi / 180.0
+    p1, p2 = lat1 * k, lat2 * k
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((lon2 - lon1) * k / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
+
+
+def _assign_tracks(t_s: NDArray[np.float64], lat: NDArray[np.float64], lon: NDArray[np.float64],
+                   max_speed_mps: float, max_gap_s: float) -> NDArray[np.int64]:
+    """Label each fix with a track: the nearest open track whose last fix it is reachable from at
+    ``max_speed_mps``, else a new track. Tracks heard from within ``max_gap_s`` go first: after a long
+    silence anything nearby is "reachable", and a stale track (an old glitch's, say) must not take fixes
+    from the vehicle that reported a minute ago."""
+    n = t_s.size
+    label = np.empty(n, dtype=np.int64)
+    last: list[list[float]] = []  # per track: [t, lat, lon]
+    open_tracks: list[int] = []
+    tl, la, lo = t_s.tolist(), lat.tolist(), lon.tolist()
+    for i in range(n):
+        best, best_key = -1, (True, math.inf)
+        for k in open_tracks:
+            t0, lat0, lon0 = last[k]
+            d = _distance_m(lat0, lon0, la[i], lo[i])
+            key = (tl[i] - t0 > max_gap_s, d)
+            if d <= max_speed_mps * (tl[i] - t0) and key < best_key:
+                best, best_key = k, key
+        if best < 0:
+            if len(open_tracks) >= _MAX_OPEN_TRACKS:
+                open_tracks.remove(min(open_tracks, key=lambda k: last[k][0]))
+            best = len(last)
+            last.append([0.0, 0.0, 0.0])
+            open_tracks.append(best)
+        last[best][:] = (tl[i], la[i], lo[i])
+        label[i] = best
+    return label
+
+
+def _reporting(t: NDArray[np.float64], max_gap_s: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The intervals (starts, ends) between consecutive fixes at most ``max_gap_s`` apart."""
+    ok = np.diff(t) <= max_gap_s
+    return t[:-1][ok], t[1:][ok]
+
+
+def _overlap_s(x: tuple[NDArray[np.float64], NDArray[np.float64]],
+               y: tuple[NDArray[np.float64], NDArray[np.float64]]) -> float:
+    """Total length of the intersection of two sorted lists of disjoint intervals."""
+    total, i, j = 0.0, 0, 0
+    (xs, xe), (ys, ye) = x, y
+    while i < xs.size and j < ys.size:
+        total += max(0.0, min(xe[i], ye[j]) - max(xs[i], ys[j]))
+        if xe[i] <= ye[j]:
+            i += 1
+        else:
+            j += 1
+    return float(total)
+
+
+def split_interleaved(
+    t_s: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    *,
+    max_speed_mps: float = MAX_PLAUSIBLE_SPEED_MPS,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+    """If one ascending-time track holds two vehicles reporting in turn, the sorted indices of each vehicle's
+    fixes (the one reporting first first; together every index exactly once), else None (module docstring)."""
+    n = t_s.size
+    if n < 2 * INTERLEAVE_MIN_FIXES:
+        return None
+    # every switch between vehicles far apart is an implausible step, so few such steps rule it out cheaply
+    if int((_speeds(t_s, lat, lon) > max_speed_mps).sum()) < INTERLEAVE_MIN_SWITCHES:
+        return None
+    label = _assign_tracks(t_s, lat, lon, max_speed_mps, max_gap_s)
+    if label.max() < 1:
+        return None
+    # per track, its fixes that follow the track's previous fix within max_gap_s
+    order = np.lexsort((t_s, label))
+    same = label[order][1:] == label[order][:-1]
+    close = same & (np.diff(t_s[order]) <= max_gap_s)
+    sustained = np.bincount(label[order][1:][close], minlength=int(label.max()) + 1)
+    a, b = (int(k) for k in np.argsort(-sustained, kind="stable")[:2])
+    if sustained[b] < INTERLEAVE_MIN_FIXES:
+        return None
+    parts = [np.flatnonzero(label == a), np.flatnonzero(label == b)]
+    seq = label[np.sort(np.concatenate(parts))]
+    if int((seq[1:] != seq[:-1]).sum()) < INTERLEAVE_MIN_SWITCHES:
+        return None
+    if _overlap_s(*(_reporting(t_s[idx], max_gap_s) for idx in parts)) < INTERLEAVE_MIN_OVERLAP_S:
+        return None
+    rest = np.flatnonzero((label != a) & (label != b))
+    if rest.size:
+        # fixes of neither track (glitches, or a vehicle seen again after a GPS gap) go to the vehicle they
+        # are the more plausible continuation of; step 1 then drops or keeps them as for any other track
+        speed = np.empty((2, rest.size))
+        for j, idx in enumerate(parts):
+            pos = np.searchsorted(idx, rest)
+            prev = idx[np.maximum(pos - 1, 0)]
+            nxt = idx[np.minimum(pos, idx.size - 1)]
+            use_prev = (pos > 0) & ((pos >= idx.size) | (t_s[rest] - t_s[prev] <= t_s[nxt] - t_s[rest]))
+            near = np.where(use_prev, prev, nxt)
+            d_m = haversine_m(lat[near], lon[near], lat[rest], lon[rest])
+            speed[j] = d_m / np.maximum(np.abs(t_s[rest] - t_s[near]), 1e-9)
+        to_b = speed[1] < speed[0]
+        parts = [np.sort(np.concatenate([parts[0], rest[~to_b]])), np.sort(np.concatenate([parts[1], rest[to_b]]))]
+    parts.sort(key=lambda idx: int(idx[0]))
+    return parts[0], parts[1]
+
+
 def to_trajectories(
     raw: RawTraces,
     *,
@@ -136,24 +270,37 @@ def to_trajectories(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     start: TimeLike = None,
     end: TimeLike = None,
+    split: bool = True,
 ) -> Trajectories:
     """Clean, resample on a ``dt_s`` grid, project and clip ``raw`` (see module docstring).
 
     The grid runs from ``start`` (default: the first fix) to ``end`` (default: the last fix) inclusive. Ids
     without any fix left after cleaning are dropped (counted in ``metadata['cleaning']['users_dropped']``).
+    With ``split``, an id holding two interleaved vehicles becomes two users ``<id>#1``, ``<id>#2`` (counted in
+    ``metadata['cleaning']['ids_split']``).
     """
     if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
         raise ValidationError(f"dt_s must be a positive number of seconds, got {dt_s!r}")
     if not (max_speed_mps > 0 and max_gap_s > 0):
         raise ValidationError("max_speed_mps and max_gap_s must be positive")
     cleaned = []
-    glitches = relocations = 0
+    glitches = relocations = ids_split = ids_out = 0
     for i in range(raw.n_ids):
-        c = clean_track(raw.t_s[i], raw.lat[i], raw.lon[i], max_speed_mps=max_speed_mps, max_gap_s=max_gap_s)
-        glitches += c.glitches_dropped
-        relocations += c.relocations
-        if c.keep.any():
-            cleaned.append((raw.ids[i], raw.t_s[i][c.keep], raw.lat[i][c.keep], raw.lon[i][c.keep], c.break_after))
+        t_i, lat_i, lon_i = raw.t_s[i], raw.lat[i], raw.lon[i]
+        parts = (split_interleaved(t_i, lat_i, lon_i, max_speed_mps=max_speed_mps, max_gap_s=max_gap_s)
+                 if split else None)
+        if parts is None:
+            pieces = [(raw.ids[i], t_i, lat_i, lon_i)]
+        else:
+            ids_split += 1
+            pieces = [(f"{raw.ids[i]}#{k + 1}", t_i[idx], lat_i[idx], lon_i[idx]) for k, idx in enumerate(parts)]
+        for ident, t, lat, lon in pieces:
+            ids_out += 1
+            c = clean_track(t, lat, lon, max_speed_mps=max_speed_mps, max_gap_s=max_gap_s)
+            glitches += c.glitches_dropped
+            relocations += c.relocations
+            if c.keep.any():
+                cleaned.append((ident, t[c.keep], lat[c.keep], lon[c.keep], c.break_after))
     if not cleaned:
         raise ValidationError(f"{raw.source or 'traces'}: no fixes to build trajectories from")
     if projection is None:
@@ -198,7 +345,8 @@ def to_trajectories(
             "fixes_in": raw.n_fixes,
             "glitches_dropped": glitches,
             "relocations": relocations,
-            "users_dropped": raw.n_ids - n_users,
+            "users_dropped": ids_out - n_users,
+            "ids_split": ids_split,
             "max_speed_mps": max_speed_mps,
             "max_gap_s": max_gap_s,
             "area": None if area is None else [area.xmin_m, area.ymin_m, area.xmax_m, area.ymax_m],

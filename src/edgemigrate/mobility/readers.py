@@ -1,7 +1,8 @@
 """Readers for real GPS trace formats (see ``shared/data/traces/FORMATS.md``) -> :class:`RawTraces`.
 
 - :func:`read_cabspotting`: San Francisco cabspotting (CRAWDAD epfl/mobility, doi:10.15783/C7J010), one file
-  ``new_<cab>.txt`` per cab, lines ``lat lon occupancy unix_time`` NEWEST FIRST, optional ``_cabs.txt`` index.
+  ``new_<cab>.txt`` per cab, lines ``lat lon occupancy unix_time`` NEWEST FIRST, optional ``_cabs.txt`` index;
+  any of these files may be gzipped (``new_<cab>.txt.gz``, ``_cabs.txt.gz``), as the set is often kept.
 - :func:`read_roma`: Rome taxis (CRAWDAD roma/taxi, doi:10.15783/C7QC7M), one big file of
   ``ID;YYYY-MM-DD HH:MM:SS[.ffffff]+01;POINT(LAT LON)`` lines sorted by time. Streamed in fixed 4 MiB chunks:
   memory is bounded by the fixes KEPT (taxi-id and time-window cut), never by the file size. Because the file
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import calendar
 import csv
+import gzip
 import hashlib
 import io
 import re
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -96,22 +100,68 @@ def _normalise_ids(ids: Iterable[str | int] | None, what: str) -> set[str] | Non
     return out
 
 
+class _CountingReader:
+    """A binary file that reports the bytes read from it (the compressed bytes, under a gzip reader)."""
+
+    def __init__(self, fh: BinaryIO, progress: Progress) -> None:
+        self._fh, self._progress = fh, progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._progress(len(data))
+        return data
+
+
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+"""What reading a damaged or truncated gzip file raises."""
+
+
+@contextmanager
+def _open_binary(path: Path, progress: Progress | None) -> Iterator[tuple[BinaryIO, Progress | None]]:
+    """Open ``path`` for reading, decompressing a ``.gz`` file; yields the stream and the progress callback
+    for :func:`_iter_lines` (None for gzip: there progress counts the compressed bytes, as the file sizes do)."""
+    with path.open("rb") as fh:
+        if path.name.endswith(".gz"):
+            source = _CountingReader(fh, progress) if progress is not None else fh
+            with gzip.GzipFile(fileobj=source, mode="rb") as gz:  # type: ignore[arg-type]
+                yield gz, None  # type: ignore[misc]
+        else:
+            yield fh, progress
+
+
 # --------------------------------------------------------------------------------------------- cabspotting
 
 _CAB_ENTRY = re.compile(r'<cab\s+id="([^"]+)"')
 
+CAB_FILE_SUFFIXES = (".txt", ".txt.gz")
+
+
+def cabspotting_files(folder: str | Path) -> dict[str, Path]:
+    """Cab id -> its file in a cabspotting folder: ``new_<cab>.txt``, else ``new_<cab>.txt.gz`` (a folder may
+    hold either or both; both copies hold the same fixes, and the plain one is cheaper to read)."""
+    files: dict[str, Path] = {}
+    for suffix in reversed(CAB_FILE_SUFFIXES):
+        for p in Path(folder).glob(f"new_*{suffix}"):
+            if p.is_file():
+                files[p.name[4:-len(suffix)]] = p
+    return files
+
 
 def _read_cab_index(path: Path, faults: _Faults) -> list[str]:
+    try:
+        with _open_binary(path, None) as (fh, _):
+            text = fh.read().decode("utf-8", errors="replace")
+    except GZIP_ERRORS as exc:
+        raise DataFormatError(path, None, f"not a readable gzip file ({exc})") from None
     cabs: list[str] = []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            m = _CAB_ENTRY.search(line)
-            if m is None:
-                faults.bad(line_no, f"expected <cab id=\"...\" updates=\"...\"/>, got {line.strip()[:60]!r}", path)
-                continue
-            cabs.append(m.group(1))
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _CAB_ENTRY.search(line)
+        if m is None:
+            faults.bad(line_no, f"expected <cab id=\"...\" updates=\"...\"/>, got {line.strip()[:60]!r}", path)
+            continue
+        cabs.append(m.group(1))
     return cabs
 
 
@@ -128,8 +178,9 @@ def read_cabspotting(
 
     ``cab_ids`` selects cabs (unknown ones are an error with a suggestion); ``start``/``end`` keep fixes with
     ``start <= t < end``. Cabs are listed from ``_cabs.txt`` when present (a listed cab without its file is a
-    malformed index line), else from the ``new_*.txt`` files, in sorted order. ``sha256`` hashes the names
-    and contents of the files read.
+    malformed index line), else from the ``new_*.txt`` files, in sorted order. Every file may be gzipped
+    (``new_<cab>.txt.gz``, ``_cabs.txt.gz``; see :func:`cabspotting_files`). ``sha256`` hashes the names and
+    the (decompressed) contents of the files read.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -137,19 +188,19 @@ def read_cabspotting(
     start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
     check_window(start_s, end_s)
     faults = _Faults(folder, lenient)
-    files = {p.name[4:-4]: p for p in folder.glob("new_*.txt") if p.is_file()}
-    index = folder / "_cabs.txt"
-    if index.is_file():
+    files = cabspotting_files(folder)
+    index = next((p for p in (folder / "_cabs.txt", folder / "_cabs.txt.gz") if p.is_file()), None)
+    if index is not None:
         cabs = []
         for cab in _read_cab_index(index, faults):
             if cab in files:
                 cabs.append(cab)
             else:
-                faults.bad(None, f"cab '{cab}' is listed but new_{cab}.txt is missing", index)
+                faults.bad(None, f"cab '{cab}' is listed but new_{cab}.txt is missing (and no new_{cab}.txt.gz)", index)
     else:
         cabs = sorted(files)
     if not cabs:
-        raise DataFormatError(folder, None, "no cab files (new_<cab>.txt) found")
+        raise DataFormatError(folder, None, "no cab files (new_<cab>.txt or new_<cab>.txt.gz) found")
     wanted = _normalise_ids(cab_ids, "cab_ids")
     if wanted is not None:
         unknown = sorted(wanted - set(cabs))
@@ -164,33 +215,39 @@ def read_cabspotting(
         path = files[cab]
         t_arr, lat_arr, lon_arr = array("d"), array("d"), array("d")
         file_hash = hashlib.sha256()
-        with path.open("rb") as fh:
-            for line_no, raw in enumerate(_iter_lines(fh, file_hash, progress), 1):
-                lines_read += 1
-                parts = raw.split()
-                if not parts:
-                    continue
-                if len(parts) != 4:
-                    faults.bad(line_no, f"expected 4 fields 'lat lon occupancy unix_time', got {len(parts)}", path)
-                    continue
-                try:
-                    lat, lon, t = float(parts[0]), float(parts[1]), float(int(parts[3]))
-                    occupancy = int(parts[2])
-                except ValueError:
-                    faults.bad(line_no, f"non-numeric field in {raw.decode(errors='replace').strip()[:60]!r}", path)
-                    continue
-                if occupancy not in (0, 1):
-                    faults.bad(line_no, f"occupancy must be 0 or 1, got {occupancy}", path)
-                    continue
-                problem = _check_latlon(lat, lon)
-                if problem:
-                    faults.bad(line_no, problem, path)
-                    continue
-                if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
-                    continue
-                t_arr.append(t)
-                lat_arr.append(lat)
-                lon_arr.append(lon)
+        line_no = 0
+        try:
+            with _open_binary(path, progress) as (fh, line_progress):
+                for line_no, raw in enumerate(_iter_lines(fh, file_hash, line_progress), 1):
+                    lines_read += 1
+                    parts = raw.split()
+                    if not parts:
+                        continue
+                    if len(parts) != 4:
+                        faults.bad(line_no, f"expected 4 fields 'lat lon occupancy unix_time', got {len(parts)}", path)
+                        continue
+                    try:
+                        lat, lon, t = float(parts[0]), float(parts[1]), float(int(parts[3]))
+                        occupancy = int(parts[2])
+                    except ValueError:
+                        faults.bad(line_no, f"non-numeric field in {raw.decode(errors='replace').strip()[:60]!r}", path)
+                        continue
+                    if occupancy not in (0, 1):
+                        faults.bad(line_no, f"occupancy must be 0 or 1, got {occupancy}", path)
+                        continue
+                    problem = _check_latlon(lat, lon)
+                    if problem:
+                        faults.bad(line_no, problem, path)
+                        continue
+                    if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
+                        continue
+                    t_arr.append(t)
+                    lat_arr.append(lat)
+                    lon_arr.append(lon)
+        except GZIP_ERRORS as exc:
+            # a damaged or cut-off download; lenient keeps the fixes read before the damage
+            after = f" after line {line_no}" if line_no else ""
+            faults.bad(None, f"not a readable gzip file{after} ({exc})", path)
         folder_hash.update(f"{path.name}\0{file_hash.hexdigest()}\n".encode())
         tracks[cab] = (t_arr, lat_arr, lon_arr)
     return RawTraces.from_lists(
