@@ -10,16 +10,21 @@ full image and only then lets the restore run.
 
 A manifest comes from the network, so :meth:`Manifest.from_dict` treats it as hostile: file names must be
 plain CRIU image names (no ``/``, no ``..``, nothing absolute, never a bundle ``config.json`` - mounts and
-security settings always come from the destination's own bundle), and every declared size is bounded.
+security settings always come from the destination's own bundle), and every declared size is bounded: each
+file and the totals of the image and of the payload by ``limit_bytes`` (the caller's budget for this service).
+The receiver never allocates what a manifest declares: each chunk is written to disk as it arrives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import math
+import mmap
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,7 @@ CHUNK_SIZE_BYTES = 1 << 20
 MAX_CHUNK_SIZE_BYTES = 8 << 20
 MAX_IMAGE_SIZE_BYTES = 64 << 30
 MAX_FILES = 4096
+MAX_ROUND = 2**32 - 1  # data chunks carry the round as a u32
 # CRIU image files and runc's descriptors.json; nothing else may travel (no config.json, no paths)
 _NAME_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.img|descriptors\.json)$")
 
@@ -124,8 +130,8 @@ class Manifest:
             raise ManifestError(f"manifest: version {version} unsupported (expected {MANIFEST_VERSION})")
         service = _get(obj, "service", str, "manifest")
         round_index = _get(obj, "round", int, "manifest")
-        if round_index < 1:
-            raise ManifestError("manifest.round: must be >= 1")
+        if not 1 <= round_index <= MAX_ROUND:
+            raise ManifestError(f"manifest.round: {round_index} outside 1..{MAX_ROUND}")
         final = _get(obj, "final", bool, "manifest")
         raw_files = _get(obj, "files", list, "manifest")
         if len(raw_files) > MAX_FILES:
@@ -169,12 +175,25 @@ class Manifest:
                 if payload != expected_payload:
                     raise ManifestError(f"{where}.payload_bytes: must be {expected_payload} for a {kind.value} file")
             files.append(FileSpec(name, kind, size, payload, digest, pagemap, base))
+        kinds = {f.name: f.kind for f in files}
         for f in files:
-            if f.kind is FileKind.PAGES and f.pagemap not in seen:
+            if f.kind is not FileKind.PAGES:
+                continue
+            pagemap_kind = kinds.get(f.pagemap or "")
+            if pagemap_kind is None:
                 raise ManifestError(f"manifest: pages file {f.name} names pagemap {f.pagemap} not in the manifest")
+            if pagemap_kind is FileKind.PAGES:
+                # pages files are rebuilt after every other file, from their pagemap: it cannot be one of them
+                raise ManifestError(f"manifest: pages file {f.name} names another pages file as its pagemap")
+        # each file is within the limit on its own; many of them together must be too
         total = sum(f.size_bytes for f in files)
         if total > limit_bytes:
             raise ManifestError(f"manifest: declared image size {total} bytes exceeds the limit {limit_bytes}")
+        total_payload = sum(f.payload_bytes for f in files)
+        if total_payload > limit_bytes:
+            raise ManifestError(
+                f"manifest: declared payload of {total_payload} bytes exceeds the limit {limit_bytes}"
+            )
         raw_chunks = _get(obj, "chunks", list, "manifest")
         chunks: list[ChunkSpec] = []
         by_name = {f.name: f for f in files}
@@ -184,13 +203,13 @@ class Manifest:
             if not (isinstance(rc, list) and len(rc) == 5):
                 raise ManifestError(f"{where}: expected [index, file, offset, size_bytes, sha256]")
             index, fname, offset, size, digest = rc
-            if index != i or isinstance(index, bool):
+            if type(index) is not int or index != i:  # 1.0 == 1 and True == 1: the type matters
                 raise ManifestError(f"{where}: index must be {i}")
             if not isinstance(fname, str) or fname not in by_name:
                 raise ManifestError(f"{where}: unknown file {fname!r}")
             if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHUNK_SIZE_BYTES:
                 raise ManifestError(f"{where}: size_bytes must be in 1..{MAX_CHUNK_SIZE_BYTES}")
-            if offset != next_offset[fname]:
+            if type(offset) is not int or offset != next_offset[fname]:
                 raise ManifestError(f"{where}: offset {offset} leaves a gap or overlap in {fname}")
             if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
@@ -330,8 +349,20 @@ def plan_round(
 # ------------------------------------------------------------------------------------------ destination
 
 
+# a pages file's delta is staged under this prefix until the rebuild; manifest names start with a letter
+# or digit, so a staged payload can never take the place of an image file
+_STAGED_PREFIX = ".payload-"
+# open payload files kept per receiver; chunks arrive file by file, so more would only hold descriptors
+_MAX_OPEN_FILES = 16
+
+
 class RoundReceiver:
-    """Destination side of one round: verify chunks as they arrive, then rebuild the full image directory."""
+    """Destination side of one round: verify chunks as they arrive, then rebuild the full image directory.
+
+    Every verified chunk goes straight to disk at its offset (a ``full`` file is written in place, a
+    ``pages`` delta to a staged payload file read back by the rebuild), so memory stays at one chunk however
+    large the manifest's declared sizes are. :meth:`close` releases the open files of an aborted round.
+    """
 
     def __init__(self, manifest: Manifest, round_dir: Path, prev_dir: Path | None) -> None:
         self.manifest = manifest
@@ -339,17 +370,44 @@ class RoundReceiver:
         self.prev_dir = prev_dir
         round_dir.mkdir(parents=True, exist_ok=False)
         self._received = np.zeros(len(manifest.chunks), dtype=bool)
-        self._buffers: dict[str, bytearray] = {
-            f.name: bytearray(f.payload_bytes) for f in manifest.files if f.payload_bytes
-        }
+        self._kinds = {f.name: f.kind for f in manifest.files}
+        self._fds: OrderedDict[str, int] = OrderedDict()  # least recently written first
+        self._closed = False
         self.received_bytes = 0
 
     @property
     def complete(self) -> bool:
         return bool(self._received.all())
 
+    def _payload_path(self, name: str) -> Path:
+        if self._kinds[name] is FileKind.PAGES:
+            return self.round_dir / (_STAGED_PREFIX + name)
+        return self.round_dir / name
+
+    def _fd(self, name: str) -> int:
+        fd = self._fds.pop(name, None)
+        if fd is None:
+            if len(self._fds) >= _MAX_OPEN_FILES:
+                os.close(self._fds.popitem(last=False)[1])
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(self._payload_path(name), flags, 0o600)
+        self._fds[name] = fd
+        return fd
+
+    def _close_files(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+    def close(self) -> None:
+        """Close every file this round holds open (idempotent). After it no chunk is accepted and
+        :meth:`finish` refuses; the caller removes the round directory."""
+        self._closed = True
+        self._close_files()
+
     def accept_chunk(self, index: int, data: bytes | memoryview) -> None:
         m = self.manifest
+        if self._closed:
+            raise IntegrityError(f"round {m.round_index}: chunk {index} arrived after the round was closed")
         if not 0 <= index < len(m.chunks):
             raise IntegrityError(f"round {m.round_index}: chunk index {index} outside 0..{len(m.chunks) - 1}")
         spec = m.chunks[index]
@@ -361,23 +419,31 @@ class RoundReceiver:
             )
         if hashlib.sha256(data).hexdigest() != spec.sha256:
             raise IntegrityError(f"round {m.round_index}: chunk {index} of {spec.file} fails its sha256 check")
-        self._buffers[spec.file][spec.offset : spec.offset + spec.size_bytes] = data
+        fd = self._fd(spec.file)
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):  # pwrite may write less than asked
+            done += os.pwrite(fd, view[done:], spec.offset + done)
         self._received[index] = True
         self.received_bytes += spec.size_bytes
 
     def finish(self) -> Path:
         """Rebuild and verify the image directory; returns it. Raises :class:`IntegrityError` on mismatch."""
         m = self.manifest
+        if self._closed:
+            raise IntegrityError(f"round {m.round_index}: the round was closed before it finished")
         if not self.complete:
             missing = int((~self._received).sum())
             raise IntegrityError(f"round {m.round_index}: {missing} chunks never arrived")
+        self._close_files()
         order = [f for f in m.files if f.kind is not FileKind.PAGES] + [
             f for f in m.files if f.kind is FileKind.PAGES
         ]
         for f in order:
             out = self.round_dir / f.name
             if f.kind is FileKind.FULL:
-                out.write_bytes(self._buffers.pop(f.name, b""))
+                if not f.payload_bytes:  # no chunk created it
+                    os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
             elif f.kind is FileKind.SAME:
                 src = self._prev(f.name, f"same-as-previous file {f.name}")
                 os.link(src, out)
@@ -395,27 +461,62 @@ class RoundReceiver:
         return self.prev_dir / name
 
     def _rebuild_pages(self, f: FileSpec, out: Path) -> None:
-        assert f.pagemap is not None  # guaranteed by Manifest.from_dict
+        staged = self._payload_path(f.name)
+        try:
+            self._rebuild_staged(f, staged, out)
+        finally:
+            staged.unlink(missing_ok=True)  # never part of the image, rebuilt or not
+
+    def _rebuild_staged(self, f: FileSpec, staged: Path, out: Path) -> None:
+        rnd = self.manifest.round_index
+        if f.pagemap is None:  # Manifest.from_dict guarantees it; a hand-made manifest may not
+            raise IntegrityError(f"round {rnd}: pages file {f.name} has no pagemap")
         try:
             pm = delta.read_pagemap(self.round_dir / f.pagemap)
         except DataFormatError as exc:
-            raise IntegrityError(f"round {self.manifest.round_index}: {exc}") from None
+            raise IntegrityError(f"round {rnd}: {exc}") from None
         n = pm.n_stored_pages
+        # the pagemap fixes the rebuilt size: check it against the (bounded) declaration before writing
+        if n * PAGE_SIZE_BYTES != f.size_bytes:
+            raise IntegrityError(
+                f"round {rnd}: {f.pagemap} describes {n} pages, {f.name} is declared {f.size_bytes} bytes"
+            )
         bitmap_len = bitmap_bytes(n)
-        payload = self._buffers.pop(f.name, bytearray())
-        if len(payload) < bitmap_len:
-            raise IntegrityError(f"round {self.manifest.round_index}: {f.name} delta shorter than its bitmap")
-        changed = np.unpackbits(np.frombuffer(bytes(payload[:bitmap_len]), dtype=np.uint8), count=n).astype(bool)
+        payload_len = staged.stat().st_size if staged.exists() else 0
+        if payload_len < bitmap_len:
+            raise IntegrityError(f"round {rnd}: {f.name} delta shorter than its bitmap")
+        mm: mmap.mmap | None = None
+        payload: memoryview = memoryview(b"")
+        try:
+            if payload_len:
+                with staged.open("rb") as fh:
+                    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                payload = memoryview(mm)
+            bitmap = np.frombuffer(payload[:bitmap_len], dtype=np.uint8)
+            changed = np.unpackbits(bitmap, count=n).astype(bool)
+            del bitmap
+            self._rebuild_from(f, f.pagemap, pm, changed, payload[bitmap_len:], out)
+        finally:
+            # a failed rebuild's traceback may still hold views of the mapping; it is then unmapped when
+            # they are collected
+            with contextlib.suppress(BufferError):
+                payload.release()
+                if mm is not None:
+                    mm.close()
+
+    def _rebuild_from(self, f: FileSpec, pagemap: str, pm: delta.Pagemap, changed: np.ndarray,
+                      changed_data: memoryview, out: Path) -> None:
+        rnd = self.manifest.round_index
         prev_pm = prev_pages = None
-        pm_spec = next((g for g in self.manifest.files if g.name == f.pagemap), None)
+        pm_spec = next((g for g in self.manifest.files if g.name == pagemap), None)
         try:
             if f.base is not None:
                 prev_pages = self._prev(f.base, f"base pages file {f.base}")
                 if pm_spec is not None and pm_spec.kind is FileKind.SAME:
                     # identical pagemap = identical page layout: patch the previous file in place
-                    delta.patch_pages(prev_pages, changed, memoryview(payload)[bitmap_len:], out)
+                    delta.patch_pages(prev_pages, changed, changed_data, out)
                     return
-                prev_pm = delta.read_pagemap(self._prev(f.pagemap, f"base pagemap {f.pagemap}"))
-            delta.rebuild_pages(prev_pm, prev_pages, pm, changed, memoryview(payload)[bitmap_len:], out)
+                prev_pm = delta.read_pagemap(self._prev(pagemap, f"base pagemap {pagemap}"))
+            delta.rebuild_pages(prev_pm, prev_pages, pm, changed, changed_data, out)
         except DataFormatError as exc:
-            raise IntegrityError(f"round {self.manifest.round_index}: {exc}") from None
+            raise IntegrityError(f"round {rnd}: {exc}") from None
