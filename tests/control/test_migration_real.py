@@ -329,3 +329,23 @@ def test_migrate_refuses_unknown_compression_cleanly(clean) -> None:
     with pytest.raises(MigrationFailed, match="fixed:CODEC:LEVEL"):
         bed.migrate("counter", "edge2", "precopy", compression="gzip")
     assert bed.where_running("counter") == ["edge1"]
+
+
+def test_a_service_whose_container_died_with_its_host_is_not_a_ghost(clean) -> None:
+    """The host (or testbed) restarts: the container is gone but the agent's journal still lists it. The
+    restarted agent drops the record, so the service can be migrated there again."""
+    from edgemigrate.control import client
+    from edgemigrate.control.harness import _runc_kill
+
+    bed = clean
+    spec = _counter(bed, 8)
+    bed.deploy("edge2", spec)
+    agent = bed.agents["edge2"]
+    agent.kill()
+    _runc_kill(agent.state_dir / "runc", "counter")  # what tearing the host's namespace down does
+    bed.tb.remove_service_ip(spec.ip)
+    agent.start()
+    assert "counter" not in bed.run(client.status(bed.directory, "edge2"))
+    bed.deploy("edge1", spec)
+    stats = bed.migrate("counter", "edge2", "precopy")
+    assert stats["ok"] and bed.where_running("counter") == ["edge2"]

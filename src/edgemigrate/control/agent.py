@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,8 +218,8 @@ class Agent:
 
     # ---------------------------------------------------------------------------------- dispatching
     @contextlib.contextmanager
-    def _admitted(self) -> Any:
-        """Count an open connection; None (close it at once) beyond :data:`MAX_CONNECTIONS`."""
+    def _admitted(self) -> Iterator[bool]:
+        """Count an open connection; False (close it at once) beyond ``cfg.max_connections``."""
         if self._connections >= self.cfg.max_connections:
             yield False
             return
@@ -229,13 +230,18 @@ class Agent:
             self._connections -= 1
 
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = FramedConnection(reader, writer)
+        await self._gated(FramedConnection(reader, writer), self._serve_control)
+
+    async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._gated(FramedConnection(reader, writer), self._serve_data)
+
+    async def _gated(self, conn: FramedConnection, serve: Callable[[FramedConnection], Awaitable[None]]) -> None:
         with self._admitted() as ok:
             if not ok:
-                log.warning("control connection from %s refused: %d connections open", conn.peer, self._connections)
+                log.warning("connection from %s refused: %d connections open", conn.peer, self._connections)
                 await conn.close()
                 return
-            await self._serve_control(conn)
+            await serve(conn)
 
     async def _serve_control(self, conn: FramedConnection) -> None:
         try:
@@ -519,15 +525,6 @@ class Agent:
             return
         inc.sess.restored(stats.pid, time.perf_counter() - t0)
         await self._flush(inc)
-
-    async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = FramedConnection(reader, writer)
-        with self._admitted() as ok:
-            if not ok:
-                log.warning("data connection from %s refused: %d connections open", conn.peer, self._connections)
-                await conn.close()
-                return
-            await self._serve_data(conn)
 
     async def _data_session(self, conn: FramedConnection, first: Message) -> _Incoming | None:
         """The incoming migration a DATA_OPEN names, if it exists (its HELLO may still be in flight) and the

@@ -104,7 +104,10 @@ async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, 
     src = src_host or await locate(d, name)
     ip, port = d.addr(src)
     to_ip, to_port = d.addr(to_host)
-    token = await authorize(d, name, src, to_host)
+    try:
+        token = await authorize(d, name, src, to_host)
+    except (TimeoutError, EngineError) as exc:
+        raise MigrationFailed(f"cannot announce the migration of {name} to {to_host}: {exc}") from None
     conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
     try:
         await conn.send(MsgType.MIGRATE, service=name, to_host=to_host, to_addr=f"{to_ip}:{to_port}",
