@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 import edgemigrate.envs  # noqa: F401  (registers the env)
 from edgemigrate.envs import PPCMEnv
 from edgemigrate.policies import make_policy
+from edgemigrate.policies.rl.evaluate import evaluate
 
 SMALL = ["sim.n_steps=8", "users.count=20"]
 
@@ -95,3 +96,26 @@ def test_vector_env_rollout() -> None:
         obs, r, term, trunc, _ = envs.step(acts)
         assert r.shape == (2,) and np.all(r < 0)
     envs.close()
+
+
+def test_an_episode_without_any_task_is_empty_but_valid() -> None:
+    # a rate this small makes an arrival in 3 ticks of 2 users practically impossible (p ~ 6e-8)
+    env = PPCMEnv("ppcm-paper", ["sim.n_steps=3", "users.count=2", "workload.arrival_rate_per_user_s=1e-9"])
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)  # used to raise IndexError on the empty queue
+        assert env.observation_space.contains(obs)
+        assert info["task"] is None and info["empty_episode"]
+        assert obs["action_mask"].tolist() == [0] * env.n_nodes + [1]  # only the cloud
+        assert make_policy("nearest").act(obs, info) == env.n_nodes
+        obs, reward, terminated, truncated, info = env.step(0)  # the action is ignored
+        assert terminated and not truncated and reward == 0.0 and info["empty_episode"]
+        assert env.observation_space.contains(obs) and len(env.sim.recorder.decisions["task"]) == 0
+        with pytest.raises(RuntimeError, match="finished episode"):
+            env.step(0)
+    # the env checker's reset/step contract holds for empty episodes too
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infinity.*")
+        check_env(env, skip_render_check=True)
+    # the shared evaluation loop gets one zero-reward decision per empty episode
+    result = evaluate(make_policy("nearest"), lambda: env, 2, seeds=[5, 6])
+    assert result.lengths.tolist() == [1, 1] and result.returns.tolist() == [0.0, 0.0]

@@ -23,6 +23,12 @@ decision, and ``expert_action`` when an expert policy is attached (``expert=`` a
 
 The world (nodes, images) is fixed by the scenario's seed; ``reset(seed=...)`` re-seeds the dynamics
 (mobility, task arrivals) so episodes differ and the same seed replays exactly.
+
+An episode in which no task arrives at all (a tiny task rate, a short horizon) has nothing to decide; the
+simulator has run all its ticks by the time ``reset`` returns, so there is no task to wait for. Such an
+episode is EMPTY: ``reset`` returns a placeholder observation (all zeros but the cloud row's flag, and a
+mask allowing only the cloud) with ``info["task"] = None``, and the first ``step`` ends it
+(``terminated=True``, reward 0, the action ignored, ``info["empty_episode"] = True``).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ class PPCMEnv(gym.Env):  # type: ignore[type-arg]
         self._queue: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._pos = 0
         self._obs: dict[str, NDArray] | None = None
+        self._empty_pending = False  # reset found no task; the next step ends the episode
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -81,9 +88,15 @@ class PPCMEnv(gym.Env):  # type: ignore[type-arg]
             self.expert.reset(episode_seed)
         self._queue, self._pos = np.zeros(0, dtype=np.int64), 0
         self._advance()
+        self._empty_pending = self._pos >= len(self._queue)
+        if self._empty_pending:
+            return self._empty_observation(), self._empty_info()
         return self._observe(), self._info()
 
     def step(self, action: int) -> tuple[dict[str, NDArray], float, bool, bool, dict[str, Any]]:
+        if self._empty_pending:
+            self._empty_pending = False
+            return self._empty_observation(), 0.0, True, False, {"empty_episode": True}
         if self._pos >= len(self._queue):
             raise RuntimeError("step() called on a finished episode; call reset()")
         task = self._queue[self._pos]
@@ -121,6 +134,27 @@ class PPCMEnv(gym.Env):  # type: ignore[type-arg]
         info: dict[str, Any] = {"task": self.current_task, "view": self.sim.view}
         if self.expert is not None:
             info["expert_action"] = int(self.expert.act(self._obs, info))
+        return info
+
+    def _empty_observation(self) -> dict[str, NDArray]:
+        n1 = self.n_nodes + 1
+        nodes = np.zeros((n1, NODE_FEATURES), dtype=np.float32)
+        nodes[self.n_nodes, 11] = 1.0
+        mask = np.zeros(n1, dtype=np.int8)
+        mask[self.n_nodes] = 1  # a masked policy needs one allowed action; the cloud always is
+        self._obs = {
+            "nodes": nodes,
+            "node_layers": np.zeros((n1, self.n_layers), dtype=np.float32),
+            "task": np.zeros(TASK_FEATURES, dtype=np.float32),
+            "task_layers": np.zeros(self.n_layers, dtype=np.float32),
+            "action_mask": mask,
+        }
+        return self._obs
+
+    def _empty_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"task": None, "view": self.sim.view, "empty_episode": True}
+        if self.expert is not None:
+            info["expert_action"] = self.n_nodes  # the one allowed action
         return info
 
     def _observe(self) -> dict[str, NDArray]:

@@ -6,7 +6,8 @@ A policy decides where each queued task runs: an edge node 0..N-1 or the cloud N
 * a Gymnasium env (``edgemigrate/PPCM-v0``), through ``act(obs, info)`` one decision at a time.
 
 ``BatchPolicy`` implements ``act`` on top of ``decide`` when the env passes the simulator view and the task
-in ``info`` (keys ``"view"`` and ``"task"``), so a heuristic is written once.
+in ``info`` (keys ``"view"`` and ``"task"``), so a heuristic is written once; ``task`` None (an episode
+without any task) gets the cloud.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BatchPolicy:
         raise NotImplementedError
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
+        if info["task"] is None:  # an empty episode of the env: nothing to place, the cloud is its one action
+            return int(info["view"].cloud)
         return int(self.decide(info["view"], np.array([info["task"]], dtype=np.int64))[0])
 
 
