@@ -33,7 +33,7 @@ Range = tuple[float, float]
 # with the file and key instead of deep inside the simulator. Bounds are generous but finite; where a value
 # sizes an allocation, the bound keeps it within a workstation's memory (reasons at each constant).
 MAX_NODES = 2000
-"""Per-pair hop and distance matrices are N x N (with the cloud): 2000 nodes take ~64 MB; a city-scale
+"""Per-pair hop and distance matrices are N x N (with the cloud): 2000 nodes take ~80 MB; a city-scale
 deployment has at most a few hundred edge sites."""
 MAX_USERS = 100_000
 """Positions, association and per-user state are O(users) per tick and the radio step compares every user
