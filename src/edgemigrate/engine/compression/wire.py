@@ -26,6 +26,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -231,10 +232,11 @@ class _Pending:
     fut: asyncio.Future[tuple[bytes, bytes, float]]
 
 
-def _compress(index: int, offset: int, data: memoryview | bytes, codec: Codec) -> tuple[bytes, bytes, float]:
-    t0 = time.perf_counter()
+def _compress(index: int, offset: int, data: memoryview | bytes, codec: Codec,
+              clock: Callable[[], float]) -> tuple[bytes, bytes, float]:
+    t0 = clock()
     header, payload = encode_data_frame(index, offset, data, codec)
-    return header, payload, time.perf_counter() - t0
+    return header, payload, clock() - t0
 
 
 def _congestion_control(sock: socket.socket) -> str:
@@ -262,11 +264,16 @@ def _data_socket(conn: FramedConnection) -> Any:
 
 async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, cfg: CompressionConfig,
                      selector: Selector, monitor: NetworkMonitor, pool: Executor, timeout_s: float,
-                     corrupt_first: bool = False, t_origin: float | None = None) -> RoundWireStats:
+                     corrupt_first: bool = False, t_origin: float | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> RoundWireStats:
     """Compress and send every chunk of ``plan`` on ``conn`` (see the module doc); returns its statistics.
 
     ``corrupt_first`` (fault injection) flips a bit of the first raw chunk *before* compression, so the
     destination's SHA-256 check - not the frame's own hash - must catch it.
+    ``clock`` times everything the round measures: sample intervals, blocked writes (hence the bandwidth the
+    selector sees), compressions (hence the model's CPU factor) and ``t_origin``. It must tick at the rate of
+    the event loop's own clock, whose timers pace the sampling; tests pass the virtual clock of a virtual-time
+    loop, so what the selector learns depends on the emulated link and not on how busy the machine is.
     """
     loop = asyncio.get_running_loop()
     policy = cfg.policy()
@@ -279,7 +286,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     stats = RoundWireStats()
     depth = LOOKAHEAD_PER_WORKER * cfg.n_workers
     inflight: deque[_Pending] = deque()
-    t0 = time.perf_counter()
+    t0 = clock()
     origin = t0 if t_origin is None else t_origin
     last_sample = t0
     iv_bytes, iv_busy = 0, 0.0  # the current sample interval: bytes written, time blocked writing them
@@ -294,7 +301,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     def submit(p: _Pending) -> None:
         codec = policy.codec_for(p.file, p.choice)
         p.key = f"{codec.name}-{codec.level}"
-        p.fut = loop.run_in_executor(pool, _compress, p.index, p.offset, p.data, codec)
+        p.fut = loop.run_in_executor(pool, _compress, p.index, p.offset, p.data, codec, clock)
 
     def rechoose_lookahead() -> None:
         """After a new sample: chunks compressed ahead for a link that has since become slower are compressed
@@ -348,7 +355,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
             rtt_s = info.rtt_us / 1e6
         else:
             rtt_s = monitor.state.rtt_s or 0.0
-        return now - (t_first_write or now) >= SLOW_START_RTTS * rtt_s
+        first = now if t_first_write is None else t_first_write  # (a clock may well read 0.0 at the first write)
+        return now - first >= SLOW_START_RTTS * rtt_s
 
     async def write_frame(payload: bytes, choice: Choice, ts: float) -> bool:
         """Write ``payload``; while the write stays blocked, sample the link every SAMPLE_INTERVAL_S from the
@@ -363,11 +371,11 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         sampled = False
         try:
             while True:
-                wait_s = max(0.005, last_sample + SAMPLE_INTERVAL_S - time.perf_counter())
+                wait_s = max(0.005, last_sample + SAMPLE_INTERVAL_S - clock())
                 done, _ = await asyncio.wait({task}, timeout=wait_s)
                 if done:
                     break
-                now = time.perf_counter()
+                now = clock()
                 if now - last_sample < SAMPLE_INTERVAL_S:
                     continue
                 info = tcp_info()
@@ -399,14 +407,14 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         if not serial:  # serial mode observed every chunk when it compressed it
             selector.observe(p.choice, p.raw_n, len(payload), comp_s)
         frame_n = len(header) + len(payload)
-        ts = time.perf_counter()
+        ts = clock()
         if t_first_write is None:
             t_first_write = last_sample = ts
             info0 = tcp_info()
             acked_at_sample = info0.bytes_acked if info0 is not None else None
         conn.writer.write(encode_chunk_header(round_index, p.index, frame_n) + header)
         sampled = await write_frame(payload, p.choice, ts)
-        now = time.perf_counter()
+        now = clock()
         busy = now - ts
         stats.raw_bytes += p.raw_n
         stats.wire_bytes += frame_n
@@ -470,7 +478,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     finally:
         for p in inflight:  # a failed send: let queued compressions finish, drop their results
             p.fut.cancel()
-    stats.transfer_s = time.perf_counter() - t0
+    stats.transfer_s = clock() - t0
     return stats
 
 
