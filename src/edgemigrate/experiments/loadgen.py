@@ -219,6 +219,16 @@ def _rx_bytes(pid: int, iface: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class LoadProgress:
+    """What a running :class:`LoadGenerator` has seen so far."""
+
+    nic_samples: int  # interface-counter samples taken
+    read_bytes: int  # bytes ab has read (``rchar`` of /proc/<pid>/io): its responses, unlike the interface
+    # counters, which count whatever else crosses the interface too
+    errors_reported: int  # failed requests ab reported on stderr
+
+
 @dataclass
 class LoadGenerator:
     """``ab`` against ``url`` (in ``netns_path`` if given); ``start()``, then ``stop()`` -> :class:`LoadResult`."""
@@ -260,9 +270,10 @@ class LoadGenerator:
         argv = self.argv()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.gnuplot_path.unlink(missing_ok=True)
+        # taken before ab exists: then no request ab records can have started before it
+        self.started_s = time.time()
         with self.summary_path.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self.started_s = time.time()
         self._threads = [threading.Thread(target=self._read_errors, daemon=True),
                          threading.Thread(target=self._sample_nic, daemon=True)]
         for t in self._threads:
@@ -293,6 +304,19 @@ class LoadGenerator:
             if v is not None:
                 self._nic.append((time.time(), v))
             self._done.wait(self.cfg.sample_s)
+
+    def progress(self) -> LoadProgress:
+        """A snapshot while ab runs, so a caller can wait for the load to have done something (rather than
+        for some time to have passed)."""
+        read = 0
+        if self.proc is not None:
+            try:
+                for line in Path(f"/proc/{self.proc.pid}/io").read_text().splitlines():
+                    if line.startswith("rchar:"):
+                        read = int(line.split()[1])
+            except OSError:  # ab has ended (or this is not Linux)
+                pass
+        return LoadProgress(len(self._nic), read, len(self._errors))
 
     def stop(self, timeout_s: float = 30.0) -> LoadResult:
         """End ab (SIGINT: it writes its summary and ``-g`` file as at a normal end) and read its results."""
