@@ -3,7 +3,13 @@
 A spec travels between agents (``HELLO``) as a small JSON object and is validated here. It never carries a
 command line, mounts or security settings: the *receiving* host derives the process arguments from the
 service kind and writes its own ``config.json`` (its own network namespace, read-only bind mounts, no
-added capabilities), so nothing about isolation is taken from the peer or from the checkpoint image.
+capabilities unless the port needs one).
+
+The bundle alone does not bound a *restored* process: CRIU takes credentials, capabilities,
+``no_new_privs``, seccomp mode and mount flags from the checkpoint image (measured in
+``docs/security-checkpoint-images.md``). The destination therefore checks a received image against the
+policy derived from this same ``config.json`` before restoring it
+(:mod:`edgemigrate.engine.checkpoint.imagecheck`).
 
 The bundle is a minimal rootfs: an empty read-only skeleton into which ``/usr``, ``/etc``, the Python
 installation and the project tree are bind-mounted read-only (the services are this package's own
@@ -28,13 +34,26 @@ from edgemigrate.engine.services.httpd import DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 MAX_RESIDENT_MB = 16384.0
 _PKG_ROOT = Path(__file__).resolve().parents[2]  # .../src
+# The services run as uid 0 but without any capability: an empty bounding set (an execve, even of a
+# set-uid file, gives none back; noNewPrivileges as well), a read-only rootfs and read-only host trees,
+# so root here owns nothing it could write outside its own tmpfs. They run as nobody just as well; the
+# checkpoint is what prevents it: CRIU 4.2.1's dump reads each task's rlimits with prlimit(2), which for
+# a task of another uid needs CAP_SYS_RESOURCE, and root on these hosts lacks it in its bounding set
+# (the dump fails with "Can't get rlimit 0: Operation not permitted"). A user namespace does not help
+# either: CRIU restores the mounts inside it, and the mapped uid cannot open the bind source under
+# /root. See docs/security-checkpoint-images.md.
+SERVICE_UID = 0
+SERVICE_GID = 0
+# Binding below this port needs CAP_NET_BIND_SERVICE (the service shares its edge host's network
+# namespace, whose ip_unprivileged_port_start is not the bundle's to lower).
+PRIVILEGED_PORT_END = 1024
 
 
 class ServiceKind(enum.Enum):
     COUNTER = "counter"
     KVSTORE = "kvstore"
     REDIS = "redis"
-    WEB = "web"  # lighttpd serving one static page (seed 001, section VI-C)
+    WEB = "web"  # lighttpd serving one static page
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,9 @@ def build_bundle(spec: ServiceSpec, netns_path: str | None, bundle_dir: Path) ->
         if not any(p == b or p.startswith(b + "/") for b in binds):
             binds.append(p)
             (rootfs / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    # CAP_NET_BIND_SERVICE only when the port needs it, nothing else; in all five sets so that it also
+    # survives an execve as a non-root user (ambient capabilities must be inheritable too)
+    caps = ["CAP_NET_BIND_SERVICE"] if spec.port < PRIVILEGED_PORT_END else []
     namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
     if netns_path:
         namespaces.append({"type": "network", "path": netns_path})
@@ -148,13 +170,13 @@ def build_bundle(spec: ServiceSpec, netns_path: str | None, bundle_dir: Path) ->
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": SERVICE_UID, "gid": SERVICE_GID},
             "args": spec.argv(),
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", f"PYTHONPATH={_PKG_ROOT}",
                     "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
             "cwd": "/tmp",
-            "capabilities": {k: ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE"]
-                             for k in ("bounding", "effective", "permitted", "ambient")},
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "inheritable",
+                                                      "ambient")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
