@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from edgemigrate.control import agent as agent_mod
 from edgemigrate.control import client
 from edgemigrate.control.agent import Agent, AgentConfig, private_dir
 from edgemigrate.control.client import AgentDirectory
@@ -153,6 +154,8 @@ async def running_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **cfg: 
     monkeypatch.setattr(netlock, "apply_rules", lambda ns, rules: applied.extend(netlock.check_rules(rules)))
     monkeypatch.setattr(netlock, "remove_rules", lambda ns, rules: removed.extend(rules))
     monkeypatch.setattr(netlock, "criu_drop_rules", lambda ns, ip=None: list(applied))
+    # the real image checker is tested on real CRIU images in tests/engine/checkpoint; these images are empty
+    monkeypatch.setattr(agent_mod, "check_image", lambda image_dir, policy: None)
     port = _free_port_pair()
     runtime, mover = FakeRuntime(), FakeMover({SERVICE_IP: "edge1"})
     config = AgentConfig(host="edge2", listen_ip="127.0.0.1", port=port, pki_dir=host_dir(pki, "edge2"),
@@ -571,3 +574,25 @@ def test_a_frozen_source_keeps_its_final_image_until_the_service_runs_again(tmp_
     mig.resolved = True  # resumed here, or committed at the destination
     mig._discard_images()
     assert not mig.work.exists()
+
+
+def test_an_image_granting_more_than_the_bundle_is_not_restored(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgemigrate.engine.checkpoint.imagecheck import ImagePolicyError
+
+    def refuse(image_dir: Path, policy: Any) -> None:
+        raise ImagePolicyError("core-1.img: capabilities beyond the bundle's")
+
+    async def body(env: Env) -> None:
+        monkeypatch.setattr(agent_mod, "check_image", refuse)
+        conn, reply = await _final_round(env, [lock_rule()])
+        assert reply.type is MsgType.ROUND_OK
+        await conn.send(MsgType.RESTORE, session="s1", round=1, netfilter_rules=[])
+        reply = await asyncio.wait_for(conn.next_message(), 10)
+        await conn.close()
+        assert isinstance(reply, Message) and reply.type is MsgType.ABORT
+        assert "capabilities beyond" in reply.body["reason"]
+        await env.settle()
+        assert env.runtime.restores == [] and env.mover.claims == [] and env.applied == []
+
+    _run(tmp_path, monkeypatch, body)

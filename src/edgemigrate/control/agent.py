@@ -29,6 +29,7 @@ from edgemigrate.control.tokens import TokenBook
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError, ValidationError
 from edgemigrate.core.ids import check_id, child, round_dir
 from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.imagecheck import check_image, policy_from_bundle
 from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
 from edgemigrate.engine.compression.frames import FrameError
@@ -510,6 +511,9 @@ class Agent:
             if ev.netfilter_rules:  # rules that only the RESTORE message carries (normally none)
                 extra = netlock.check_service_rules([*inc.rules_pending, *ev.netfilter_rules], spec.ip)
                 inc.rules_pending = tuple(extra)
+            # CRIU restores credentials, capabilities, no_new_privs, seccomp and mount flags from the image,
+            # not from the bundle: an image that would grant more than this host's own bundle is refused
+            await asyncio.to_thread(check_image, inc.rounds[-1], policy_from_bundle(inc.bundle))
             await asyncio.to_thread(self._take_over, inc)
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
