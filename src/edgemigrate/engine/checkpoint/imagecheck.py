@@ -58,6 +58,9 @@ _SECCOMP_RANK = {SECCOMP_DISABLED: 0, SECCOMP_FILTER: 1, SECCOMP_STRICT: 2}
 # from the inventory's root_ids (criu/pstree.c get_clone_mask); task_kobj_ids_entry field numbers.
 _NS_IDS = {"pid": 5, "network": 6, "ipc": 7, "uts": 8, "mount": 9, "user": 10, "time": 12}
 _NS_ALL = {"pid", "network", "ipc", "uts", "mount", "user", "time", "cgroup"}
+# CRIU restores a process into a time namespace of its own (so that its monotonic clocks continue), so the
+# image of a service that was migrated before has one: isolation that grants nothing, allowed either way
+OPTIONAL_FRESH_NAMESPACES = frozenset({"time"})
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 _MS_OPTION = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
@@ -233,7 +236,7 @@ def _check(image_dir: Path, policy: ImagePolicy) -> None:
     except OSError as exc:
         raise ImagePolicyError(f"cannot list the image folder ({exc.strerror})") from None
     for name in names:
-        m = _IMG_NAME.match(name)
+        m = _IMG_NAME.fullmatch(name)
         if m:
             present[m.group(1)].add(int(m.group(2)))
     if present["creds"]:  # pre-3.x per-task creds images: CRIU reads them when thread_core.creds is absent
@@ -360,7 +363,7 @@ def _check_namespaces(image_dir: Path, pids: list[int], policy: ImagePolicy) -> 
         raise ImagePolicyError("pstree.img holds no task")
     criu = {ns: root_ids.uint(n, f"root_ids.{ns}_ns_id", default=0) for ns, n in _NS_IDS.items()}
     fresh = {ns for ns in _NS_IDS if first[ns] != criu[ns]}
-    if fresh != policy.fresh_namespaces:
+    if not policy.fresh_namespaces <= fresh <= policy.fresh_namespaces | OPTIONAL_FRESH_NAMESPACES:
         raise ImagePolicyError(f"the restore would create namespaces {sorted(fresh)}, the bundle "
                                f"creates {sorted(policy.fresh_namespaces)}")
     return first["mount"]

@@ -18,7 +18,7 @@ PAGES_IMAGE_RE = re.compile(r"^pages-\d+\.img$")
 
 def is_page_image(file_name: str) -> bool:
     """True for CRIU raw-page images (``pages-<n>.img``)."""
-    return PAGES_IMAGE_RE.match(file_name) is not None
+    return PAGES_IMAGE_RE.fullmatch(file_name) is not None
 
 
 @dataclass(frozen=True, slots=True)
