@@ -108,6 +108,11 @@ def test_link_meter_samples_a_real_device_counter() -> None:
                 while got < len(payload):
                     got += len(peer.recv(1 << 20))
                 time.sleep(0.02)
+            # one sample between the baseline and the last (read after the exit): wait for it rather than
+            # count on the sampling thread having run during the transfer
+            deadline = time.monotonic() + 60
+            while len(meter.samples()[0]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
     srv.close()
     t, b = meter.samples()
     assert len(t) >= 3 and np.all(np.diff(t) > 0) and np.all(np.diff(b) >= 0)

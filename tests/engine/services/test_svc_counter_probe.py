@@ -48,7 +48,9 @@ def test_probe_records_a_gap_free_monotonic_counter() -> None:
         c = LineClient(port)
         assert c.ask("INC") == "1"
         c.close()
-        res = Probe("127.0.0.1", port).run(duration_s=0.5)
+        probe = Probe("127.0.0.1", port).start()
+        wait_until(lambda: probe.result().replies > 10, "replies")  # a count of replies, not of seconds
+        res = probe.stop()
     assert res.error is None
     assert res.replies == res.requests > 10
     assert res.monotonic and res.jumps == ()
