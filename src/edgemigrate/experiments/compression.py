@@ -262,11 +262,14 @@ class Bench:
         for h in HOSTS:
             tb.set_link("client1", h, rate_mbit=cfg.client_mbit)
         self.loads += 1
+        # every connection's worth of one page (+ headers) before, two after: see migrate_under_load
+        response = cfg.load_concurrency * (cfg.page_kib * 1024 + 1024)
         stats, result, marks = migrate_under_load(
             self.bed, cfg.workload, src, dst, f"http://{tb.service_ip(0)}:{SERVICE_PORT['web']}/",
             self.bed.root / "load" / f"run{self.loads:03d}", load=LoadConfig(concurrency=cfg.load_concurrency),
             netns_path=tb.netns_path("client1"), lead_s=self.load_lead_s, tail_s=self.load_tail_s,
-            strategy=cfg.strategy, compression=cfg.selector, page_codec=cfg.page_codec, pipeline=cfg.pipeline)
+            strategy=cfg.strategy, compression=cfg.selector, page_codec=cfg.page_codec, pipeline=cfg.pipeline,
+            lead_read_bytes=response, tail_read_bytes=2 * response)
         return stats, load_row(result, marks)
 
 

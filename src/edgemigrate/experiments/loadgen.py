@@ -449,8 +449,8 @@ def phase_stats(result: LoadResult, marks: MigrationMarks) -> dict[str, Any]:
 def migrate_under_load(bed: Any, service: str, src: str, dst: str, url: str, out_dir: Path, *,
                        load: LoadConfig | None = None, netns_path: str | None = None, lead_s: float = 3.0,
                        tail_s: float = 4.0, strategy: str = "stop-and-copy", compression: str = "model",
-                       page_codec: str = "none", pipeline: str = "pipelined"
-                       ) -> tuple[dict[str, Any], LoadResult, MigrationMarks]:
+                       page_codec: str = "none", pipeline: str = "pipelined", lead_read_bytes: int = 0,
+                       tail_read_bytes: int = 0) -> tuple[dict[str, Any], LoadResult, MigrationMarks]:
     """Start ab, let it run ``lead_s``, migrate ``service`` from ``src`` to ``dst`` on ``bed`` (a
     :class:`~edgemigrate.control.harness.LocalCluster`), keep the load ``tail_s`` longer, stop it.
 
@@ -458,6 +458,11 @@ def migrate_under_load(bed: Any, service: str, src: str, dst: str, url: str, out
     freeze is the start of the last round (the source reports the round when it is verified, with its
     duration ``round_s``, so ``freeze = time that report arrived - round_s``); ``resume = freeze +
     frozen_window_s`` (the source's frozen window ends when the destination reports the service restored).
+
+    ``lead_read_bytes``/``tail_read_bytes``: also wait until ab has read this many bytes before the migration
+    and after it (progress, not time: on a busy machine ab may read little in ``lead_s``). With
+    ``concurrency x response size`` before and twice that after, some connection has completed a request
+    before and started and completed one after, whatever the machine's speed.
     """
     from edgemigrate.control import client
 
@@ -474,13 +479,16 @@ def migrate_under_load(bed: Any, service: str, src: str, dst: str, url: str, out
     gen.start()
     try:
         time.sleep(lead_s)
+        _wait_read(gen, lead_read_bytes, out_dir)
         if gen.proc is not None and gen.proc.poll() is not None:
             raise EngineError(f"ab ended before the migration started (exit {gen.proc.returncode}); see {out_dir}")
         t_start = time.time()
         stats = bed.run(client.migrate(bed.directory, service, dst, strategy, src_host=src, on_progress=on_progress,
                                        compression=compression, page_codec=page_codec, pipeline=pipeline))
         t_end = time.time()
+        read_at_end = gen.progress().read_bytes
         time.sleep(tail_s)
+        _wait_read(gen, read_at_end + tail_read_bytes, out_dir)
     except BaseException:
         gen.kill()
         raise
@@ -492,6 +500,15 @@ def migrate_under_load(bed: Any, service: str, src: str, dst: str, url: str, out
         freeze = max(t_start, t_end - float(stats.get("frozen_window_s", 0.0)))
     resume = min(t_end, freeze + float(stats.get("frozen_window_s", 0.0)))
     return stats, result, MigrationMarks(t_start, freeze, resume, t_end)
+
+
+def _wait_read(gen: LoadGenerator, target_bytes: int, out_dir: Path, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while gen.progress().read_bytes < target_bytes:
+        if (gen.proc is not None and gen.proc.poll() is not None) or time.monotonic() > deadline:
+            raise EngineError(f"ab read {gen.progress().read_bytes} of {target_bytes} bytes and stopped making "
+                              f"progress; see {out_dir}")
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------------------ results
