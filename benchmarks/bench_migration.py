@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
@@ -85,6 +87,82 @@ def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
         "state_intact": bool(res.monotonic and not res.jumps and res.error is None) if res else None,
+    }
+
+
+def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb: float, compression: str,
+                      plot_dir: Path | None, tag: str) -> dict[str, Any]:
+    """``run_engine`` with real clients on client1 (``--client-load``): see ``benchmarks/client_load.py``."""
+    import client_load as cl
+
+    from edgemigrate.control import client
+
+    tb = c.tb
+    kind = ServiceKind.COUNTER if service == "counter" else ServiceKind.REDIS
+    spec = ServiceSpec(service, kind, tb.service_ip(0), PORT if service == "counter" else 6379, resident_mb)
+    ns = tb.netns_path("client1")
+    c.deploy("edge1", spec)
+    progress: list[tuple[float, dict[str, Any]]] = []
+
+    def on_progress(event: dict[str, Any]) -> None:
+        r = event.get("round")
+        if isinstance(r, dict):
+            progress.append((time.time(), r))
+
+    work = Path(tempfile.mkdtemp(prefix="em-load-"))
+    load: Any = None
+    probe: Any = None
+    try:
+        if service == "counter":
+            probe = cl.TimedProbe(ns, spec.ip, spec.port)
+        else:
+            load = cl.RedisLoad(ns, spec.ip, spec.port, work)
+        t_start = time.time()
+        stats = c.run(client.migrate(c.directory, service, "edge2", strategy, src_host="edge1",
+                                     on_progress=on_progress, compression=compression))
+        t_end = time.time()
+        time.sleep(1.0)
+        extra: dict[str, Any] = {}
+        if probe is not None:
+            res, sent, recv = probe.stop()
+            extra["state_intact"] = bool(res.monotonic and not res.jumps and res.error is None)
+            extra["client"] = "probe"
+            extra["downtime_s"] = round(res.max_gap_s, 4)
+        else:
+            w = load.stop()
+            sent, recv = np.array(w["sent"]), np.array(w["recv"])
+            acked = w["acked"]
+            extra["client"] = "ack-writer+redis-benchmark-c10"
+            extra["acked_writes"] = len(acked)
+            extra["acked_writes_lost"] = cl.verify_acked(ns, spec.ip, spec.port, acked)
+            extra["writer_reconnects"] = w["reconnects"]
+            extra.update(load.bench_metrics(t_start, t_end))
+            gm_all = cl.gap_metrics(sent, recv, sent.min(), recv.max()) if len(sent) else {}
+            extra["downtime_s"] = gm_all.get("max_gap_s")
+    finally:
+        if load is not None and load.writer.poll() is None:
+            load.stop()
+        c.stop_all(service)
+    rounds = []
+    for t_report, r in progress:
+        rounds.append({"round": r["round"], "final": r["final"], "start_t": t_report - r["round_s"],
+                       "dump_s": r["dump_s"], "criu_frozen_s": r["criu_frozen_s"]})
+    gm = cl.gap_metrics(sent, recv, t_start, t_end)
+    if plot_dir is not None and len(sent):
+        cl.plot_latency(plot_dir / f"latency_{tag}.png", sent, recv, t_start, rounds,
+                        f"{service} {strategy}: request latency during the move ({tag})", t_end)
+    return {
+        **extra, "total_s": stats["total_s"], "final_round_bytes": stats["final_round_bytes"],
+        "full_checkpoint_bytes": stats["full_checkpoint_bytes"], "frozen_window_s": stats["frozen_window_s"],
+        "restore_s": stats.get("restore_s"),
+        "bytes_per_round": [r["payload_bytes"] for r in stats["rounds"]],
+        "frozen_s_per_round": [r["criu_frozen_s"] for r in stats["rounds"]],
+        "dump_s_per_round": [r["dump_s"] for r in stats["rounds"]],
+        "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
+        "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
+        "move_max_gap_s": gm["max_gap_s"], "move_gaps_over_100ms": gm["gaps_over_100ms"],
+        "move_p99_latency_s": gm["p99_latency_s"], "move_stall_s": gm["stall_s"],
+        "move_requests": gm["requests_in_move"], "stall_def": "sum of reply gaps > 50 ms, request->result",
     }
 
 
@@ -212,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
+    ap.add_argument("--client-load", action="store_true",
+                    help="real clients on client1 during the move (redis: redis-benchmark -c 10 + an acknowledged-"
+                         "write checker; counter: the probe) and client-side gap/latency/stall metrics")
+    ap.add_argument("--plot-dir", type=Path, default=None,
+                    help="with --client-load: write a latency-over-time plot per run here")
     args = ap.parse_args(argv)
     reason = real_engine_skip_reason()
     if reason:
@@ -231,11 +314,17 @@ def main(argv: list[str] | None = None) -> int:
                     for rep in range(args.repeats):
                         if strategy == "podman":
                             m = run_podman(c, args.resident_mb, args.podman_compress)
+                        elif args.client_load:
+                            tag = f"{args.service}_{strategy}_{rate:g}mbit_{rtt:g}ms_r{rep}"
+                            m = run_engine_loaded(c, args.service, strategy, args.resident_mb, args.compression,
+                                                  args.plot_dir, tag)
                         else:
                             m = run_engine(c, args.service, strategy, args.resident_mb, args.compression)
                         line = {"bench": "migration", "service": args.service, "strategy": strategy,
                                 "rate_mbit": rate, "rtt_ms": rtt, **m, "resident_mb": args.resident_mb,
                                 "repeat": rep, "git_sha": sha, "unix_time": round(time.time(), 1)}
+                        if args.client_load:
+                            line["client_load"] = True
                         text = json.dumps(line)
                         print(text, flush=True)
                         with args.out.open("a") as fh:
