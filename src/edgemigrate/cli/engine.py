@@ -28,9 +28,10 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
               help="The agent daemon: its own folder with ca.pem and HOST.pem/.key [default: "
                    f"{DEFAULT_PKI}/hosts/HOST]; the subcommands: the operator's folder (CA, client key) "
                    f"[default: {DEFAULT_PKI}].")
-@click.option("--state-dir", type=click.Path(path_type=Path), help="Agent state (default /run/edgemigrate/agents/HOST).")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Agent state [default: /run/edgemigrate/agents/TESTBED/HOST, removed by `testbed down`].")
 @click.option("--image-dir", type=click.Path(path_type=Path),
-              help="Checkpoint images, ideally tmpfs (default /dev/shm/edgemigrate/HOST).")
+              help="Checkpoint images, ideally tmpfs [default: /dev/shm/edgemigrate/TESTBED/HOST, removed by "
+                   "`testbed down`].")
 @click.option("--netns", help="Network namespace path of this host (default: the testbed's).")
 @click.option("--testbed", default="em", show_default=True, help="Testbed whose service IPs this agent moves.")
 @click.option("--io-timeout-s", type=float, default=20.0, show_default=True,

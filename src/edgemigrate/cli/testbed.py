@@ -62,7 +62,7 @@ def up(scenario: str | None, name: str) -> None:
 @testbed.command()
 @click.option("--name", default="em", show_default=True)
 def down(name: str) -> None:
-    """Remove the testbed and everything it created."""
+    """Remove the testbed and everything it created, including its agents' default state and image folders."""
     from edgemigrate.testbed import Testbed
 
     removed = Testbed.load(name).down()
