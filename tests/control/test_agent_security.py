@@ -456,9 +456,10 @@ def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path
 
 @pytest.mark.parametrize(("rules", "why"), [
     ([lock_rule(local_ip="10.99.9.9")], "another address"),
+    (netlock.service_lock_rules("10.99.9.9"), "another address"),  # a whole other address held
     ([lock_rule(port=p) for p in range(1, 2050)], "exceed the limit"),
-    (["-A INPUT -j DROP"], "not a CRIU connection lock"),
-    ([lock_rule() + "\n-A INPUT -j DROP"], "not a CRIU connection lock"),
+    (["-A INPUT -j DROP"], "not a connection lock"),
+    ([lock_rule() + "\n-A INPUT -j DROP"], "not a connection lock"),
 ])
 def test_hostile_lock_rules_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules: list[str],
                                         why: str) -> None:

@@ -87,8 +87,21 @@ def test_only_criu_lock_rules_are_ever_applied() -> None:
     assert netlock.check_rules([ok]) == [ok]
     for bad in ["-A INPUT -j ACCEPT", "-F", ok.replace("DROP", "ACCEPT"), ok + " ; rm -rf /",
                 "-A FORWARD" + ok[len("-A INPUT"):]]:
-        with pytest.raises(EngineError, match="not a CRIU connection lock"):
+        with pytest.raises(EngineError, match="not a connection lock"):
             netlock.check_rules([bad])
+
+
+def test_the_engines_address_lock_is_a_lock_rule_of_that_address() -> None:
+    rules = netlock.service_lock_rules("10.77.2.9")
+    assert netlock.check_service_rules(rules, "10.77.2.9") == rules
+    with pytest.raises(EngineError, match="another address"):
+        netlock.check_service_rules(rules, "10.77.2.8")
+    for bad in ["10.77.2.9/0", "10.77.2.9 -j ACCEPT", "256.1.1.1", "", "::1"]:
+        with pytest.raises(EngineError, match="not an IPv4 address"):
+            netlock.service_lock_rules(bad)
+    widened = rules[0].replace("/32", "/0")
+    with pytest.raises(EngineError, match="not a connection lock"):
+        netlock.check_rules([widened])
 
 
 def test_criu_dump_stats_decoder(tmp_path: Path) -> None:

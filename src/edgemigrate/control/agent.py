@@ -215,6 +215,8 @@ class Agent:
                 log.warning("recovering %s: keeping the restored copy (source says %s)", name, at_source)
                 self.store.put_service(rec.service)
         finally:
+            with contextlib.suppress(EdgeMigrateError):  # a lock left by a restore that never finished
+                netlock.unlock_service(self.cfg.netns_path, rec.service.ip)
             self.store.drop_session(rec.session)
 
     # ---------------------------------------------------------------------------------- dispatching
@@ -465,7 +467,7 @@ class Agent:
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
         """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock first (so
         killing a restored copy sends no reset), give the IP back, and only then lift the lock here. The lock
-        rules copied from the source are removed in every outcome (on commit CRIU has normally removed them)."""
+        rules copied from the source are removed in every outcome (after a restore they are normally gone)."""
         if inc.receiver is not None:
             inc.receiver.close()
         if undo and inc.spec is not None:
@@ -518,11 +520,13 @@ class Agent:
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
+            # the sockets are repaired: let the clients in (kept in inc.rules: an undo locks again first)
+            await asyncio.to_thread(netlock.remove_rules, self.cfg.netns_path, inc.rules)
             t2 = time.perf_counter()
             await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
             if self.cfg.fault == "die-after-restore":
                 os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
-            log.info("%s: restore of %s: ip+rules %.3f s, runc restore %.3f s (criu %.3f s), health %.3f s",
+            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s",
                      self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s, time.perf_counter() - t2)
         except EdgeMigrateError as exc:
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")

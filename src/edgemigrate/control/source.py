@@ -6,8 +6,9 @@ that changed since the round already at the destination, until :class:`StopRule`
 without leave-running (the service is frozen from here) and send the last delta (migration phase).
 Strategy ``stop-and-copy`` does only the final frozen round, with every page.
 
-After the destination rebuilt and verified the final image, the source hands it CRIU's connection-lock
-rules; the destination claims the service IP, restores and health-checks, and answers ``RESTORED`` - the
+The source locks the service's address just before the final dump (pre-copy rounds take no lock) and the
+lock rules travel with the final round; after the destination rebuilt and verified the final image, it
+locks the address too, claims the service IP, restores, lifts its lock, health-checks, and answers ``RESTORED`` - the
 point of no return. Any failure before it resumes the service here (restoring the final image locally if
 the source was already frozen); a failure while the destination might be restoring is resolved by asking
 the destination agent for the service's status first.
@@ -152,7 +153,7 @@ class _Migration:
         self.data: FramedConnection | None = None
         self.final_dir: Path | None = None
         self.timeout_s = agent.cfg.io_timeout_s
-        self.rules_task: asyncio.Task[list[str]] | None = None
+        self.lock_rules: list[str] = []  # the service address's lock, held here from the final dump on
         self.comp = compression or CompressionConfig()
         self.selector: Selector | None = None  # made on the first round (the model profiles real image data)
         self.monitor = NetworkMonitor()
@@ -238,14 +239,12 @@ class _Migration:
             self.sess.mark_frozen()
             t_freeze = time.perf_counter()
             await self._round(prev, final=True)  # includes the (pipelined) restore request
-            assert self.rules_task is not None
-            rules = await self.rules_task
             ev = await self._next_event(self.timeout_s + 30.0)
             if not isinstance(ev, Restored):
                 raise self._abort(f"unexpected {ev!r}")
             # ------------------------- POINT OF NO RETURN passed: the destination serves -------------
             t_restored = time.perf_counter()
-            await self._commit(rules)
+            await self._commit()
             with contextlib.suppress(_FailedError):
                 await self._next_event(5.0)  # DONE (best effort; the migration is already complete)
             return self._stats(t_start, t_freeze, t_restored, ev, cpu0)
@@ -282,23 +281,22 @@ class _Migration:
         name = self.spec.name
         t0 = time.perf_counter()
         try:
+            if final:  # clients wait (no reset, no reply) from here until the destination restored
+                self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
+                                                          self.spec.ip)
             cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=not final)
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
-            if final:  # CRIU's connection-lock rules, read while the last delta is computed
-                self.rules_task = asyncio.create_task(
-                    asyncio.to_thread(netlock.criu_drop_rules, self.agent.cfg.netns_path, self.spec.ip))
             t1 = time.perf_counter()
             # the model selector profiles its codecs on real image bytes while the round is planned (hashed)
             selector_task = asyncio.create_task(self._ensure_selector(d)) if self.selector is None else None
             plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
-            rules = await self.rules_task if final and self.rules_task is not None else []
             if selector_task is not None:
                 await selector_task
         except EdgeMigrateError as exc:
             raise self._abort(f"round {k}: {exc}") from None
         t2 = time.perf_counter()
-        self.sess.send_round(plan.manifest, rules)
+        self.sess.send_round(plan.manifest, self.lock_rules if final else [])
         await self._flush()
         corrupt = self.agent.cfg.fault == "corrupt-chunk" and final
         try:
@@ -354,17 +352,17 @@ class _Migration:
         self.selector = await asyncio.to_thread(self.comp.make_selector, sample)
         self.profile_s = time.perf_counter() - t0
 
-    async def _commit(self, rules: list[str]) -> None:
+    async def _commit(self) -> None:
         self.resolved = True
         self._journal(SessionPhase.COMMITTED)
         self.agent.store.drop_service(self.spec.name)
-        await asyncio.to_thread(self._discard_local, rules)
+        await asyncio.to_thread(self._discard_local)
         self.agent.store.drop_session(self.session)
 
-    def _discard_local(self, rules: list[str]) -> None:
-        with contextlib.suppress(EdgeMigrateError):
-            netlock.remove_rules(self.agent.cfg.netns_path, rules)
+    def _discard_local(self) -> None:
         self.agent.runtime.kill(self.spec.name)  # normally already gone after the final dump
+        with contextlib.suppress(EdgeMigrateError):
+            netlock.unlock_service(self.agent.cfg.netns_path, self.spec.ip)
 
     def _stats(self, t_start: float, t_freeze: float, t_restored: float, ev: Restored, cpu0: float) -> dict[str, Any]:
         final = self.rounds[-1]
@@ -393,7 +391,7 @@ class _Migration:
             running = await ask_destination_running(self.agent, self.to_host, self.to_addr, name)
             for ev2 in self.sess.resolve_in_doubt(running):
                 if isinstance(ev2, Finished):
-                    await self._commit([])
+                    await self._commit()
                     return {"service": name, "ok": True, "warning": f"in doubt, resolved: {ev.reason}",
                             "rounds": self.rounds}
                 if isinstance(ev2, Failed):
@@ -413,6 +411,7 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
 
     host = agent.cfg.host
     if agent.runtime.state(spec.name) is ContainerState.RUNNING:
+        netlock.unlock_service(agent.cfg.netns_path, spec.ip)  # a final dump that failed: it took the lock
         return f"service kept running on {host}"
     if final_dir is None or not (final_dir / "inventory.img").exists():
         raise MigrationError(f"service {spec.name} is not running on {host} and no final image is left to resume it")
@@ -420,6 +419,7 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
         agent.mover.claim(spec.ip, host)
     agent.runtime.kill(spec.name)
     agent.runtime.restore(spec.name, agent.ensure_bundle(spec), final_dir)
+    netlock.unlock_service(agent.cfg.netns_path, spec.ip)  # the sockets are repaired: let the clients in
     wait_healthy(agent, spec, HEALTH_TIMEOUT_S)
     agent.store.put_service(spec)
     return f"service resumed on {host} from its final checkpoint"
@@ -472,6 +472,8 @@ def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
                 final = Path(rec.image_dir) if rec.image_dir else None
                 log.warning("recovering %s: %s", name, resume_at_source(agent, rec.service, final))
     finally:
+        with contextlib.suppress(EdgeMigrateError):  # the lock of a final dump, whatever the outcome
+            netlock.unlock_service(agent.cfg.netns_path, rec.service.ip)
         agent.store.drop_session(rec.session)
         shutil.rmtree(outgoing, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from edgemigrate.control.harness import real_engine_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.criuimg import INVENTORY_MAGIC, read_one
 from edgemigrate.engine.checkpoint.runc import CriuError, RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.manifest import RoundReceiver, plan_round
@@ -33,10 +34,21 @@ def netns() -> Iterator[str]:
     name = f"emrt{os.getpid() % 100000}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    # the service's own address: the lock holds all TCP of it, and CRIU itself talks TCP over 127.0.0.1
+    subprocess.run(["ip", "-n", name, "addr", "add", f"{SERVICE_IP}/32", "dev", "lo"], check=True)
     try:
         yield f"/run/netns/{name}"
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+SERVICE_IP = "10.254.0.1"
+NETWORK_LOCK_SKIP = 2  # criu/include/cr_options.h enum NETWORK_LOCK_METHOD
+
+
+def _lock_method(image_dir: Path) -> int:
+    """The network lock a dump used, as its inventory records it (a restore takes the same)."""
+    return read_one(image_dir / "inventory.img", INVENTORY_MAGIC).uint(11, "network_lock_method", default=0)
 
 
 def _ask(sock: socket.socket) -> int:
@@ -47,7 +59,7 @@ def _ask(sock: socket.socket) -> int:
 def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, tmp_path: Path) -> None:
     images = Path("/dev/shm") / f"emrt-{os.getpid()}"
     rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs")
-    spec = ServiceSpec("counter", ServiceKind.COUNTER, "127.0.0.1", 7000, resident_mb=24)
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000, resident_mb=24)
     bundle = build_bundle(spec, netns, tmp_path / "bundle")
     try:
         rt.run("counter", bundle)
@@ -55,7 +67,7 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         while True:
             try:
                 with in_netns(netns):
-                    client = socket.create_connection(("127.0.0.1", 7000), timeout=10)
+                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10)
                 break
             except OSError:
                 if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
@@ -66,9 +78,11 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         assert rt.state("counter") is ContainerState.RUNNING and r1.image_bytes > 24 << 20
         assert 0 < r1.frozen_s <= r1.duration_s
         assert _ask(client) == 3
+        assert _lock_method(r1.image_dir) == NETWORK_LOCK_SKIP and netlock.criu_drop_rules(netns) == []
+        rules = netlock.lock_service(netns, SERVICE_IP)  # the engine's lock, taken before the final dump
         r2 = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
         assert rt.state("counter") is ContainerState.ABSENT
-        assert len(netlock.criu_drop_rules(netns)) == 2  # one per direction of the client connection
+        assert netlock.criu_drop_rules(netns) == rules and len(rules) == 2  # CRIU added none of its own
         p1 = plan_round("counter", 1, False, r1.image_dir, None)
         p2 = plan_round("counter", 2, True, r2.image_dir, r1.image_dir)
         assert p2.manifest.payload_bytes < 0.05 * r2.image_bytes
@@ -83,8 +97,10 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
             assert (rebuilt / f.name).read_bytes() == f.read_bytes(), f.name
         restored = rt.restore("counter", bundle, rebuilt)
         assert restored.pid > 0 and rt.state("counter") is ContainerState.RUNNING
+        assert netlock.criu_drop_rules(netns) == rules  # a restore leaves the engine's lock alone
+        netlock.unlock_service(netns, SERVICE_IP)
+        assert netlock.criu_drop_rules(netns) == []
         assert _ask(client) == 4  # the same TCP connection, the same counter
-        assert netlock.criu_drop_rules(netns) == []  # CRIU lifted its lock after the restore
         with pytest.raises(CriuError, match="checkpoint of nosuch failed"):
             rt.checkpoint("nosuch", images / "x", leave_running=True)
     finally:

@@ -1,10 +1,21 @@
-"""CRIU's per-connection network lock, copied from the source host to the destination host.
+"""The network lock that keeps a service's TCP peers waiting (not reset) while the service moves.
 
-After ``criu dump --tcp-established`` of a process in an external network namespace, CRIU leaves one
-``DROP`` rule per direction of every dumped connection (matching ``! --mark 0xc114``, the mark CRIU's own
-repair traffic carries) so the source kernel neither answers nor resets the peer. The destination needs the
-same rules while CRIU restores the sockets (CRIU removes them there once the connections are repaired);
-the source keeps its rules until the migration is over and then drops them.
+The engine locks the service's address itself, with one ``DROP`` rule per direction for all TCP traffic
+of that address (:func:`service_lock_rules`), and runs CRIU with ``--network-lock skip``
+(:mod:`~edgemigrate.engine.checkpoint.runc`). CRIU's own iptables lock inserts two rules per connection
+while the service is frozen and, in a leave-running round, deletes them again before it thaws it: with 11
+client connections that was ~0.5 s of each pre-copy round's freeze, and the same deletions again at the end
+of every restore (measured in ``docs/results/precopy-stall``). A pre-copy round needs no lock at all: only
+its memory pages are used, never its socket state. The order:
+
+* source: :func:`lock_service` just before the final dump; the rules travel with the final round; removed
+  when the migration commits, or after the service resumed here on failure;
+* destination: the same rules installed before the restore (so no reset reaches a client while the sockets
+  are repaired) and removed as soon as the restore returned (what CRIU itself does at the end of a restore).
+
+Rules arrive from the network: only the two shapes built here and CRIU's per-connection shape (matching
+``! --mark 0xc114``, the mark of CRIU's own repair traffic) are ever applied, and only for the service's
+own address.
 """
 
 from __future__ import annotations
@@ -22,6 +33,23 @@ _RULE_RE = re.compile(
     r"-A (INPUT|OUTPUT) -s (\d{1,3}(?:\.\d{1,3}){3})/32 -d (\d{1,3}(?:\.\d{1,3}){3})/32 -p tcp "
     r"-m mark ! --mark 0xc114 -m tcp --sport \d{1,5} --dport \d{1,5} -j DROP"
 )
+# the engine's own lock of a whole address, as iptables-save prints it
+_SERVICE_RULE_RE = re.compile(
+    r"-A (?:INPUT -d|OUTPUT -s) (\d{1,3}(?:\.\d{1,3}){3})/32 -p tcp -m mark ! --mark 0xc114 -j DROP"
+)
+_IPV4_RE = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+
+
+def service_lock_rules(ip: str) -> list[str]:
+    """The two rules that hold all TCP traffic of ``ip`` on this host (CRIU's marked repair traffic passes)."""
+    if not isinstance(ip, str) or not _IPV4_RE.fullmatch(ip):
+        raise EngineError(f"not an IPv4 address to lock: {str(ip)[:40]!r}")
+    return [f"-A INPUT -d {ip}/32 -p tcp -m mark ! --mark {CRIU_MARK} -j DROP",
+            f"-A OUTPUT -s {ip}/32 -p tcp -m mark ! --mark {CRIU_MARK} -j DROP"]
+
+
+def _is_lock_rule(rule: str) -> bool:
+    return bool(_RULE_RE.fullmatch(rule) or _SERVICE_RULE_RE.fullmatch(rule))
 
 
 def _ns(netns_path: str | None, argv: list[str]) -> list[str]:
@@ -29,29 +57,33 @@ def _ns(netns_path: str | None, argv: list[str]) -> list[str]:
 
 
 def criu_drop_rules(netns_path: str | None, service_ip: str | None = None) -> list[str]:
-    """The ``-A ...`` lines of CRIU's connection-lock rules in a namespace's filter table (only those of
-    ``service_ip``'s connections if given: other services on the host may be migrating too)."""
+    """The ``-A ...`` lines of the lock rules (CRIU's per-connection ones and the engine's per-address ones)
+    in a namespace's filter table; only those of ``service_ip`` if given (other services on the host may be
+    migrating too)."""
     proc = subprocess.run(_ns(netns_path, ["iptables-save", "-t", "filter"]), capture_output=True, text=True,
                           check=False, timeout=30)
     if proc.returncode != 0:
         raise EngineError(f"iptables-save failed: {proc.stderr.strip()[:200]}")
-    rules = [ln.strip() for ln in proc.stdout.splitlines() if _RULE_RE.fullmatch(ln.strip())]
+    rules = [ln.strip() for ln in proc.stdout.splitlines() if _is_lock_rule(ln.strip())]
     return rules if service_ip is None else [r for r in rules if _local_ip(r) == service_ip]
 
 
 def _local_ip(rule: str) -> str:
     """The address of this host's end of the locked connection (destination of INPUT, source of OUTPUT)."""
+    m = _SERVICE_RULE_RE.fullmatch(rule)
+    if m is not None:
+        return m.group(1)
     m = _RULE_RE.fullmatch(rule)
     if m is None:
-        raise EngineError(f"refusing netfilter rule that is not a CRIU connection lock: {rule[:120]!r}")
+        raise EngineError(f"refusing netfilter rule that is not a connection lock: {rule[:120]!r}")
     return m.group(3) if m.group(1) == "INPUT" else m.group(2)
 
 
 def check_rules(rules: list[str] | tuple[str, ...]) -> list[str]:
-    """Reject anything that is not a CRIU lock rule (rules arrive from the network)."""
+    """Reject anything that is not a lock rule (rules arrive from the network)."""
     for r in rules:
-        if not isinstance(r, str) or not _RULE_RE.fullmatch(r):
-            raise EngineError(f"refusing netfilter rule that is not a CRIU connection lock: {str(r)[:120]!r}")
+        if not isinstance(r, str) or not _is_lock_rule(r):
+            raise EngineError(f"refusing netfilter rule that is not a connection lock: {str(r)[:120]!r}")
     return list(rules)
 
 
@@ -77,10 +109,24 @@ def _restore(netns_path: str | None, lines: list[str]) -> None:
 
 
 def apply_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
-    _restore(netns_path, check_rules(rules))
+    """Insert the lock rules at the head of their chains (ahead of any ``ACCEPT`` a host may have)."""
+    _restore(netns_path, ["-I" + r[2:] for r in check_rules(rules)])
 
 
 def remove_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
     """Delete the given lock rules where present (idempotent)."""
     present = set(criu_drop_rules(netns_path))
     _restore(netns_path, ["-D" + r[2:] for r in check_rules(rules) if r in present])
+
+
+def lock_service(netns_path: str | None, ip: str) -> list[str]:
+    """Hold ``ip``'s TCP traffic here (idempotent); returns the rules, which travel with the final round."""
+    rules = service_lock_rules(ip)
+    present = set(criu_drop_rules(netns_path, ip))
+    apply_rules(netns_path, [r for r in rules if r not in present])
+    return rules
+
+
+def unlock_service(netns_path: str | None, ip: str) -> None:
+    """Let ``ip``'s TCP traffic through again (idempotent; CRIU's per-connection rules of ``ip`` go too)."""
+    remove_rules(netns_path, criu_drop_rules(netns_path, ip))

@@ -8,6 +8,11 @@ Facts this driver is built on (issue 3):
   re-attaches the pipes recorded in ``descriptors.json`` to its own stdio, so both ``run`` and ``restore``
   get fresh pipes whose read end a daemon thread drains into ``<log_dir>/<id>.log``;
 * ``--tcp-established`` on dump and restore keeps client connections alive across the move;
+* CRIU runs with ``--network-lock skip`` (runc 1.1 has no flag for it: a CRIU configuration file named in
+  ``CRIU_CONFIG_FILE``, which ``runc`` passes on to ``criu swrk``): the caller locks the service's address
+  itself before a final dump (:mod:`~edgemigrate.engine.checkpoint.netlock`), and a leave-running dump
+  takes no lock at all; a restore takes the lock method recorded in the image (so images dumped with
+  CRIU's iptables lock still unlock their rules);
 * a bundle whose ``config.json`` names ``/run/netns/<host>`` restores into that host: mounts, namespaces and
   security settings come from the *destination's* bundle, never from the image.
 """
@@ -30,6 +35,7 @@ from edgemigrate.engine.delta import IMG_SERVICE_MAGIC, decode_varint
 log = logging.getLogger(__name__)
 
 RUNC_TIMEOUT_S = 120.0
+CRIU_CONFIG = "network-lock skip\n"
 STATS_MAGIC = 0x57093306
 _US = 1e-6
 
@@ -92,6 +98,8 @@ class RuncCriuRuntime:
         self.runc = runc
         for d in (state_root, work_root, log_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.criu_config = state_root / "criu.conf"
+        self.criu_config.write_text(CRIU_CONFIG)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _argv(self, *args: str) -> list[str]:
@@ -101,8 +109,9 @@ class RuncCriuRuntime:
         return base
 
     def _call(self, *args: str, what: str, work: Path | None = None, timeout_s: float = RUNC_TIMEOUT_S) -> str:
+        env = {**os.environ, "CRIU_CONFIG_FILE": str(self.criu_config)}
         proc = subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL, check=False)
+                              stdin=subprocess.DEVNULL, check=False, env=env)
         if proc.returncode != 0:
             raise CriuError(f"{what} failed: {self._why(proc.stderr, work)}")
         return proc.stdout
@@ -159,6 +168,7 @@ class RuncCriuRuntime:
         return self.work_root / f"{image_dir.parent.name}-{image_dir.name}.{kind}"
 
     def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> CheckpointStats:
+        """Dump without any network lock: before a final dump the caller has locked the service's address."""
         image_dir.mkdir(parents=True, exist_ok=False)
         work = self.work_dir(image_dir, "work")
         shutil.rmtree(work, ignore_errors=True)
