@@ -65,6 +65,12 @@ class FakeRuntime:
         self.restores.append(image_dir)
         raise EngineError("fake runtime cannot restore")
 
+    def pause(self, container_id: str) -> None:
+        raise EngineError("fake runtime pauses nothing")
+
+    def resume(self, container_id: str) -> None:
+        raise EngineError("fake runtime resumes nothing")
+
     def kill(self, container_id: str) -> None:
         self.killed.append(container_id)
         self.states.pop(container_id, None)
@@ -154,6 +160,7 @@ async def running_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **cfg: 
     monkeypatch.setattr(netlock, "apply_rules", lambda ns, rules: applied.extend(netlock.check_rules(rules)))
     monkeypatch.setattr(netlock, "remove_rules", lambda ns, rules: removed.extend(rules))
     monkeypatch.setattr(netlock, "criu_drop_rules", lambda ns, ip=None: list(applied))
+    monkeypatch.setattr(netlock, "destroy_sockets", lambda ns, ip: None)  # no sockets: nothing restored
     # the real image checker is tested on real CRIU images in tests/engine/checkpoint; these images are empty
     monkeypatch.setattr(agent_mod, "check_image", lambda image_dir, policy: None)
     port = _free_port_pair()

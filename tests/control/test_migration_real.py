@@ -174,8 +174,8 @@ def test_source_agent_dying_while_service_frozen_resumes_it_on_restart(clean, re
         probe = _probe(bed, spec)
         with pytest.raises(MigrationFailed, match="closed the connection"):
             bed.migrate("counter", "edge2", "precopy")
-        assert bed.where_running("counter") == []  # frozen: dumped, nobody runs it
-        bed.agents["edge1"].restart()  # recovery: the destination does not run it -> resume the final image
+        assert bed.where_running("counter") == []  # paused for its final dump: nobody runs it
+        bed.agents["edge1"].restart()  # recovery: the destination does not run it -> thaw it here
         _assert_once_and_intact(bed, spec, probe)
     finally:
         bed.agents["edge1"].restart()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.control.source import StopRule, parse_addr
+from edgemigrate.control.source import RoundCost, StopRule, parse_addr
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EngineError
@@ -18,19 +18,45 @@ from edgemigrate.engine.delta import encode_varint
 MiB = 1 << 20
 
 
+MBps = 12.5e6  # 100 Mbit/s
+
+
+def _r(payload: int, wire: int | None = None, freeze_s: float = 0.08, link: float = MBps) -> RoundCost:
+    return RoundCost(payload, payload if wire is None else wire, freeze_s, link)
+
+
 @pytest.mark.parametrize(
-    ("payloads", "again"),
+    ("rounds", "again"),
     [
-        ([], True),
-        ([200 * MiB], True),  # after the full first round: always try a delta round
-        ([200 * MiB, 50 * MiB], True),  # shrinking well
-        ([200 * MiB, 50 * MiB, 45 * MiB], False),  # stopped shrinking (> 80 % of the previous)
-        ([200 * MiB, MiB // 2], False),  # small enough
-        ([100 * MiB, 60 * MiB, 30 * MiB, 10 * MiB, 5 * MiB], False),  # max rounds
+        ([], True),  # the first round always runs
+        # 200 MB counter: 75 MB on the wire take 6 s, a quarter of that is worth far more than a freeze
+        ([_r(227 * MiB, 75 * MiB)], True),
+        # ... and once the second round found 80 KB dirty, a third cannot save a freeze
+        ([_r(227 * MiB, 75 * MiB), _r(80 << 10, 30 << 10)], False),
+        # Redis, 3 MB that compress to 350 KB: 28 ms on the wire, at most 7 ms to save against an 80 ms freeze
+        ([_r(3 * MiB, 350 << 10)], False),
+        # the same image on a 1 Mbit/s link: worth a second round
+        ([_r(3 * MiB, 350 << 10, link=125e3)], True),
+        # deltas that do not shrink save nothing
+        ([_r(200 * MiB), _r(60 * MiB), _r(60 * MiB)], False),
+        # shrinking by half, 30 MB left: another round saves ~0.6 s
+        ([_r(200 * MiB), _r(60 * MiB), _r(30 * MiB)], True),
+        # ... unless a freeze costs more than that
+        ([_r(200 * MiB), _r(60 * MiB), _r(30 * MiB, freeze_s=1.0)], False),
+        ([_r(100 * MiB), _r(60 * MiB), _r(30 * MiB), _r(15 * MiB), _r(8 * MiB)], False),  # max rounds
+        ([_r(1 * MiB, link=0.0)], True),  # no link measured yet: no grounds to stop
     ],
 )
-def test_stop_rule(payloads: list[int], again: bool) -> None:
-    assert StopRule().another_round(payloads) is again
+def test_stop_rule_weighs_the_final_rounds_saving_against_a_freeze(rounds: list[RoundCost], again: bool) -> None:
+    assert StopRule().another_round(rounds) is again
+
+
+def test_stop_rule_saving_is_largest_for_half_shrinking_deltas() -> None:
+    rule = StopRule()
+    # the same last round (50 MiB), reached by deltas that shrank by q
+    w = [rule.expected_saving_s([_r(int(50 * MiB / q)), _r(50 * MiB)]) for q in (0.02, 0.25, 0.5, 0.75, 1.0)]
+    assert w[2] == max(w) and w[0] < w[1] and w[4] == 0.0
+    assert rule.expected_saving_s([_r(100 * MiB)]) == pytest.approx(0.25 * 100 * MiB / MBps)
 
 
 def test_spec_roundtrip_and_hostile_input() -> None:

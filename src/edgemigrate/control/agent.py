@@ -476,6 +476,8 @@ class Agent:
                 netlock.apply_rules(self.cfg.netns_path, [r for r in inc.rules if r not in present])
             if inc.restored:
                 self.runtime.kill(inc.spec.name)
+                with contextlib.suppress(EngineError):
+                    netlock.destroy_sockets(self.cfg.netns_path, inc.spec.ip)
             if inc.claimed_ip_from and self.mover is not None:
                 with contextlib.suppress(EdgeMigrateError):
                     if self.mover.locate(inc.spec.ip) == self.cfg.host:

@@ -2,9 +2,11 @@
 
 Strategy ``precopy`` (seed 002 section IV-B, "delta checkpoint", generalised to several rounds): dump with
 ``--leave-running`` and send everything (pre-migration phase), then repeat dumps sending only the pages
-that changed since the round already at the destination, until :class:`StopRule` says stop; then dump
-without leave-running (the service is frozen from here) and send the last delta (migration phase).
-Strategy ``stop-and-copy`` does only the final frozen round, with every page.
+that changed since the round already at the destination, until :class:`StopRule` says stop; then pause
+the service (cgroup freezer) and dump it paused: it stays frozen here, not gone, while the last delta is
+sent (migration phase), so killing it (~30 ms in runc) is no longer inside the frozen window and a failure
+before the point of no return only has to thaw it. Strategy ``stop-and-copy`` does only the final frozen
+round, with every page.
 
 The source locks the service's address just before the final dump (pre-copy rounds take no lock) and the
 lock rules travel with the final round; after the destination rebuilt and verified the final image, it
@@ -25,6 +27,7 @@ import resource
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +63,7 @@ log = logging.getLogger(__name__)
 
 # Stop rule of the pre-copy phase (named so experiments can cite them)
 MAX_PRECOPY_ROUNDS = 5  # leave-running rounds before the final frozen one
-SMALL_ROUND_BYTES = 1 << 20  # a round this small means the final delta will be small too: stop
-SHRINK_RATIO = 0.8  # stop once a round is not at least 20 % smaller than the one before
+FIRST_SHRINK = 0.5  # the next round's share of the first, before a second round has measured it
 IN_DOUBT_QUERY_S = 30.0  # how long to ask the destination about an in-doubt restore
 
 
@@ -75,19 +77,49 @@ class MigrationError(EngineError):
 
 
 @dataclass(frozen=True, slots=True)
-class StopRule:
-    max_rounds: int = MAX_PRECOPY_ROUNDS
-    small_round_bytes: int = SMALL_ROUND_BYTES
-    shrink_ratio: float = SHRINK_RATIO
+class RoundCost:
+    """What a leave-running round sent and what its clients felt, as the stop rule weighs it."""
 
-    def another_round(self, payload_bytes: list[int]) -> bool:
-        """Given the payload of every leave-running round so far, is another one worth it?"""
-        n = len(payload_bytes)
-        if n == 0:
+    payload_bytes: int
+    wire_bytes: int
+    freeze_s: float  # cgroup freezing + CRIU frozen time: the service did not answer
+    link_bytes_per_s: float  # the link's rate as the round measured it
+
+
+@dataclass(frozen=True, slots=True)
+class StopRule:
+    """When to stop pre-copying: another leave-running round is worth its freeze only if it shortens the final
+    round's transfer by more than that freeze (the pre-copy stop condition of Clark et al., "Live Migration of
+    Virtual Machines", NSDI 2005, weighed in client-felt time instead of a byte threshold).
+
+    Each round sends what the service dirtied while the round before it was sent, so the deltas shrink
+    roughly geometrically: with ``q`` = last payload / the one before, stopping now leaves ``q * w`` wire time
+    (``w`` = the last round's wire bytes / link rate) for the frozen round, one more round leaves ``q**2 * w``.
+    The saving ``q * (1 - q) * w`` is nil when the deltas stop shrinking (q near 1) and when they are already
+    tiny (q near 0). Before a second round there is no ``q``: :data:`FIRST_SHRINK` (the saving's maximum,
+    ``w / 4``). The first round always runs: it is what makes the final round a delta at all, and it measures
+    the link and the freeze. On a small, well-compressed service (Redis with ~3 MB) that one round is the
+    only one; on a large, slowly-dirtied one (the 200 MB counter) a second round finds almost nothing left."""
+
+    max_rounds: int = MAX_PRECOPY_ROUNDS
+    first_shrink: float = FIRST_SHRINK
+
+    def expected_saving_s(self, rounds: Sequence[RoundCost]) -> float:
+        """Wire time that one more leave-running round is expected to take off the final round."""
+        last = rounds[-1]
+        if last.link_bytes_per_s <= 0:
+            return float("inf")
+        q = self.first_shrink if len(rounds) < 2 else last.payload_bytes / max(1, rounds[-2].payload_bytes)
+        q = min(max(q, 0.0), 1.0)
+        return q * (1.0 - q) * last.wire_bytes / last.link_bytes_per_s
+
+    def another_round(self, rounds: Sequence[RoundCost]) -> bool:
+        """Given every leave-running round so far, is another one worth its freeze?"""
+        if not rounds:
             return True
-        if n >= self.max_rounds or payload_bytes[-1] <= self.small_round_bytes:
+        if len(rounds) >= self.max_rounds:
             return False
-        return not (n >= 2 and payload_bytes[-1] > self.shrink_ratio * payload_bytes[-2])
+        return self.expected_saving_s(rounds) > rounds[-1].freeze_s
 
 
 class _FailedError(Exception):
@@ -228,11 +260,11 @@ class _Migration:
             self._journal(SessionPhase.PRECOPY)
             prev: Path | None = None
             if self.strategy is Strategy.PRECOPY:
-                payloads: list[int] = []
+                costs: list[RoundCost] = []
                 while True:
                     prev = await self._round(prev, final=False)
-                    payloads.append(self.rounds[-1]["payload_bytes"])
-                    if not self.stop_rule.another_round(payloads):
+                    costs.append(self._cost(self.rounds[-1]))
+                    if not self.stop_rule.another_round(costs):
                         break
             self.final_dir = self.work / f"round-{len(self.rounds) + 1}"
             self._journal(SessionPhase.FROZEN)
@@ -284,7 +316,8 @@ class _Migration:
             if final:  # clients wait (no reset, no reply) from here until the destination restored
                 self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
                                                           self.spec.ip)
-            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=not final)
+                await asyncio.to_thread(self.agent.runtime.pause, name)
+            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=True)
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
@@ -329,13 +362,27 @@ class _Migration:
             "round": k, "final": final, "leave_running": not final, "image_bytes": cs.image_bytes,
             "payload_bytes": plan.manifest.payload_bytes, "changed_pages": plan.changed_pages,
             "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
-            "criu_frozen_s": round(cs.frozen_s, 4), "plan_s": round(t2 - t1, 4),
+            "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
-            "wire_bytes": wire.wire_bytes, "wire": wire.to_dict(),
+            "wire_bytes": wire.wire_bytes, "link_bytes_per_s": round(self._link_rate(wire.wire_bytes, wire.transfer_s)),
+            "wire": wire.to_dict(),
         }
         self.rounds.append(stats)
         await self._progress({"round": stats})
         return d
+
+    def _link_rate(self, wire_bytes: int, transfer_s: float) -> float:
+        """The link's rate: the monitor's goodput estimate, else its lower bound, else this round's average."""
+        st = self.monitor.state
+        rate = st.bandwidth_Bps or st.bandwidth_floor_Bps
+        if rate:
+            return float(rate)
+        return wire_bytes / transfer_s if transfer_s > 0 else 0.0
+
+    @staticmethod
+    def _cost(stats: dict[str, Any]) -> RoundCost:
+        return RoundCost(stats["payload_bytes"], stats["wire_bytes"], stats["criu_frozen_s"] + stats["freezing_s"],
+                         stats["link_bytes_per_s"])
 
     async def _ensure_selector(self, image_dir: Path) -> None:
         """The selector and compression threads, made once per migration (on its first round's images)."""
@@ -360,9 +407,12 @@ class _Migration:
         self.agent.store.drop_session(self.session)
 
     def _discard_local(self) -> None:
-        self.agent.runtime.kill(self.spec.name)  # normally already gone after the final dump
+        ns = self.agent.cfg.netns_path
+        self.agent.runtime.kill(self.spec.name)  # paused since the final dump; killed before the lock goes
         with contextlib.suppress(EdgeMigrateError):
-            netlock.unlock_service(self.agent.cfg.netns_path, self.spec.ip)
+            netlock.destroy_sockets(ns, self.spec.ip)
+        with contextlib.suppress(EdgeMigrateError):
+            netlock.unlock_service(ns, self.spec.ip)
 
     def _stats(self, t_start: float, t_freeze: float, t_restored: float, ev: Restored, cpu0: float) -> dict[str, Any]:
         final = self.rounds[-1]
@@ -410,9 +460,18 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
     from edgemigrate.control.agent import HEALTH_TIMEOUT_S, wait_healthy
 
     host = agent.cfg.host
-    if agent.runtime.state(spec.name) is ContainerState.RUNNING:
-        netlock.unlock_service(agent.cfg.netns_path, spec.ip)  # a final dump that failed: it took the lock
+    state = agent.runtime.state(spec.name)
+    if state is ContainerState.RUNNING:  # pre-copy, or a final dump that failed before the pause
+        netlock.unlock_service(agent.cfg.netns_path, spec.ip)
         return f"service kept running on {host}"
+    if state is ContainerState.PAUSED:  # frozen for the final dump and never killed: thaw it
+        if agent.mover is not None:
+            agent.mover.claim(spec.ip, host)
+        agent.runtime.resume(spec.name)
+        netlock.unlock_service(agent.cfg.netns_path, spec.ip)
+        wait_healthy(agent, spec, HEALTH_TIMEOUT_S)
+        agent.store.put_service(spec)
+        return f"service resumed on {host} (thawed: it was paused for its final checkpoint)"
     if final_dir is None or not (final_dir / "inventory.img").exists():
         raise MigrationError(f"service {spec.name} is not running on {host} and no final image is left to resume it")
     if agent.mover is not None:

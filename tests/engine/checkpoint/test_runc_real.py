@@ -36,6 +36,7 @@ def netns() -> Iterator[str]:
     subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
     # the service's own address: the lock holds all TCP of it, and CRIU itself talks TCP over 127.0.0.1
     subprocess.run(["ip", "-n", name, "addr", "add", f"{SERVICE_IP}/32", "dev", "lo"], check=True)
+    subprocess.run(["ip", "-n", name, "addr", "add", f"{CLIENT_IP}/32", "dev", "lo"], check=True)
     try:
         yield f"/run/netns/{name}"
     finally:
@@ -43,12 +44,19 @@ def netns() -> Iterator[str]:
 
 
 SERVICE_IP = "10.254.0.1"
+CLIENT_IP = "10.254.0.2"  # not the service's address: the engine aborts every socket of that one
 NETWORK_LOCK_SKIP = 2  # criu/include/cr_options.h enum NETWORK_LOCK_METHOD
 
 
 def _lock_method(image_dir: Path) -> int:
     """The network lock a dump used, as its inventory records it (a restore takes the same)."""
     return read_one(image_dir / "inventory.img", INVENTORY_MAGIC).uint(11, "network_lock_method", default=0)
+
+
+def _tcp_sockets(netns: str, ip: str) -> list[str]:
+    out = subprocess.run(["nsenter", f"--net={netns}", "ss", "-t", "-n", "-H", "src", ip], capture_output=True,
+                         text=True, check=True).stdout
+    return [ln for ln in out.splitlines() if ln.strip()]
 
 
 def _ask(sock: socket.socket) -> int:
@@ -67,7 +75,8 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         while True:
             try:
                 with in_netns(netns):
-                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10)
+                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10,
+                                                      source_address=(CLIENT_IP, 0))
                 break
             except OSError:
                 if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
@@ -80,9 +89,17 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         assert _ask(client) == 3
         assert _lock_method(r1.image_dir) == NETWORK_LOCK_SKIP and netlock.criu_drop_rules(netns) == []
         rules = netlock.lock_service(netns, SERVICE_IP)  # the engine's lock, taken before the final dump
-        r2 = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
-        assert rt.state("counter") is ContainerState.ABSENT
+        rt.pause("counter")  # the engine's final round: paused, then dumped; it stays paused
+        r2 = rt.checkpoint("counter", images / "src/round-2", leave_running=True)
+        assert rt.state("counter") is ContainerState.PAUSED
         assert netlock.criu_drop_rules(netns) == rules and len(rules) == 2  # CRIU added none of its own
+        rt.kill("counter")
+        assert rt.state("counter") is ContainerState.ABSENT
+        # the killed copy's socket was not in repair mode: it lingers (sending FINs the lock drops) and holds
+        # the connection's address and ports, which the restore below needs - the engine aborts it
+        assert _tcp_sockets(netns, SERVICE_IP)
+        netlock.destroy_sockets(netns, SERVICE_IP)
+        assert _tcp_sockets(netns, SERVICE_IP) == []
         p1 = plan_round("counter", 1, False, r1.image_dir, None)
         p2 = plan_round("counter", 2, True, r2.image_dir, r1.image_dir)
         assert p2.manifest.payload_bytes < 0.05 * r2.image_bytes

@@ -130,3 +130,18 @@ def lock_service(netns_path: str | None, ip: str) -> list[str]:
 def unlock_service(netns_path: str | None, ip: str) -> None:
     """Let ``ip``'s TCP traffic through again (idempotent; CRIU's per-connection rules of ``ip`` go too)."""
     remove_rules(netns_path, criu_drop_rules(netns_path, ip))
+
+
+def destroy_sockets(netns_path: str | None, ip: str) -> None:
+    """Abort every TCP socket whose local address is ``ip`` here (``ss -K``: the kernel's sock_destroy).
+
+    Call it after killing a service whose sockets were *not* in TCP repair mode (a container paused and
+    dumped with leave-running, or a restored copy being undone), with :func:`lock_service` held: the dead
+    process's sockets would otherwise linger as orphans sending FINs - to clients the service now answers
+    from another host, and blocking the same address and port if the service comes back here. The reset an
+    abort sends is dropped by the lock."""
+    service_lock_rules(ip)  # validates ip before it reaches a command line
+    proc = subprocess.run(_ns(netns_path, ["ss", "-K", "-t", "-n", "src", ip]), capture_output=True, text=True,
+                          check=False, timeout=30)
+    if proc.returncode != 0:
+        raise EngineError(f"ss -K failed: {proc.stderr.strip()[:200]}")

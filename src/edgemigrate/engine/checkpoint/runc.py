@@ -182,7 +182,8 @@ class RuncCriuRuntime:
         stats = read_dump_stats(work / "stats-dump")
         shutil.rmtree(work, ignore_errors=True)  # logs are kept only when CRIU fails
         frozen = stats.get("frozen_time_us", 0) * _US or duration
-        return CheckpointStats(image_dir, _dir_bytes(image_dir), duration, frozen, leave_running)
+        freezing = stats.get("freezing_time_us", 0) * _US
+        return CheckpointStats(image_dir, _dir_bytes(image_dir), duration, frozen, leave_running, freezing)
 
     def restore(self, container_id: str, bundle: Path, image_dir: Path) -> RestoreStats:
         work = self.work_dir(image_dir, "restore-work")
@@ -202,10 +203,21 @@ class RuncCriuRuntime:
         shutil.rmtree(work, ignore_errors=True)
         return RestoreStats(pid, duration)
 
+    def pause(self, container_id: str) -> None:
+        self._call("pause", container_id, what=f"pause of {container_id}")
+
+    def resume(self, container_id: str) -> None:
+        self._call("resume", container_id, what=f"resume of {container_id}")
+
     def kill(self, container_id: str) -> None:
-        if self.state(container_id) is ContainerState.ABSENT:
+        state = self.state(container_id)
+        if state is ContainerState.ABSENT:
             return
         subprocess.run(self._argv("kill", container_id, "KILL"), capture_output=True, check=False, timeout=30)
+        if state is ContainerState.PAUSED:
+            # a frozen task cannot die, and runc's delete then leaves its cgroup behind (busy); thawed with
+            # SIGKILL pending it exits before it runs another instruction of its own
+            subprocess.run(self._argv("resume", container_id), capture_output=True, check=False, timeout=30)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.state(container_id) is ContainerState.RUNNING:
             time.sleep(0.02)

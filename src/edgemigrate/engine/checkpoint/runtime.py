@@ -18,13 +18,15 @@ class ContainerState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CheckpointStats:
-    """One dump. ``frozen_s`` is CRIU's own frozen time (from its stats image) or the wall time if absent."""
+    """One dump. ``frozen_s`` is CRIU's own frozen time (from its stats image) or the wall time if absent;
+    ``freezing_s`` the time the cgroup freezer took before it (clients feel both)."""
 
     image_dir: Path
     image_bytes: int
     duration_s: float
     frozen_s: float
     leave_running: bool
+    freezing_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,16 @@ class Runtime(Protocol):
         ...
 
     def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> CheckpointStats:
-        """Dump the container into ``image_dir``; without ``leave_running`` the container is gone afterwards."""
+        """Dump the container into ``image_dir``; without ``leave_running`` the container is gone afterwards,
+        with it a paused container stays paused."""
+        ...
+
+    def pause(self, container_id: str) -> None:
+        """Freeze all the container's processes (it keeps its memory, sockets and address)."""
+        ...
+
+    def resume(self, container_id: str) -> None:
+        """Thaw a paused container."""
         ...
 
     def restore(self, container_id: str, bundle: Path, image_dir: Path) -> RestoreStats:
