@@ -102,6 +102,27 @@ class FakeMover:
         self.held.pop(ip, None)
 
 
+class FakeHold:
+    """A packet hold that holds nothing (the real one is tested on a real queue in tests/engine/checkpoint)."""
+
+    made: list[FakeHold] = []
+
+    def __init__(self) -> None:
+        self.queue, self.started, self.released, self.closed = 49152, False, False, False
+        FakeHold.made.append(self)
+
+    def start(self) -> FakeHold:
+        self.started = True
+        return self
+
+    def release(self) -> int:
+        self.released = True
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class Env:
     agent: Agent
@@ -157,10 +178,12 @@ async def running_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **cfg: 
     pki = create_pki(tmp_path / "pki", ["edge1", "edge2", "edge3"])
     applied: list[str] = []
     removed: list[str] = []
-    monkeypatch.setattr(netlock, "apply_rules", lambda ns, rules: applied.extend(netlock.check_rules(rules)))
+    monkeypatch.setattr(netlock, "apply_rules", lambda ns, rules: applied.extend(netlock.check_local_rules(rules)))
     monkeypatch.setattr(netlock, "remove_rules", lambda ns, rules: removed.extend(rules))
     monkeypatch.setattr(netlock, "criu_drop_rules", lambda ns, ip=None: list(applied))
     monkeypatch.setattr(netlock, "destroy_sockets", lambda ns, ip: None)  # no sockets: nothing restored
+    FakeHold.made = []
+    monkeypatch.setattr(agent_mod, "PacketHold", FakeHold)
     # the real image checker is tested on real CRIU images in tests/engine/checkpoint; these images are empty
     monkeypatch.setattr(agent_mod, "check_image", lambda image_dir, policy: None)
     port = _free_port_pair()
@@ -454,9 +477,12 @@ def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path
         await conn.close()
         assert isinstance(reply, Message) and reply.type is MsgType.ABORT  # the fake restore fails
         await env.settle()
-        assert env.applied == rules and env.runtime.restores
+        hold = netlock.hold_rule(SERVICE_IP, 49152)  # in front of the lock, before the IP was taken
+        assert env.applied == [*rules, hold] and env.runtime.restores
         assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]  # taken, then given back
-        assert sorted(env.removed) == sorted(rules)
+        assert sorted(env.removed) == sorted([*rules, hold])
+        [h] = FakeHold.made  # the restore failed: what it held is dropped, never let in
+        assert h.started and h.closed and not h.released
 
     _run(tmp_path, monkeypatch, body)
 
@@ -464,6 +490,7 @@ def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path
 @pytest.mark.parametrize(("rules", "why"), [
     ([lock_rule(local_ip="10.99.9.9")], "another address"),
     (netlock.service_lock_rules("10.99.9.9"), "another address"),  # a whole other address held
+    ([netlock.hold_rule(SERVICE_IP, 7)], "not a connection lock"),  # a hold is only ever this host's own
     ([lock_rule(port=p) for p in range(1, 2050)], "exceed the limit"),
     (["-A INPUT -j DROP"], "not a connection lock"),
     ([lock_rule() + "\n-A INPUT -j DROP"], "not a connection lock"),

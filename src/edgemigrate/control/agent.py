@@ -30,6 +30,7 @@ from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError, 
 from edgemigrate.core.ids import check_id, child, round_dir
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.imagecheck import check_image, policy_from_bundle
+from edgemigrate.engine.checkpoint.nfqueue import PacketHold
 from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
 from edgemigrate.engine.compression.frames import FrameError
@@ -104,6 +105,8 @@ class _Incoming:
     claimed_ip_from: str | None = None
     rules_pending: tuple[str, ...] = ()  # the final round's lock rules, installed once that round verified
     rules: tuple[str, ...] = ()  # lock rules installed here
+    hold: PacketHold | None = None  # incoming packets held (not dropped) while restoring
+    hold_rule: str | None = None
     restored: bool = False
     finished: bool = False
 
@@ -460,9 +463,48 @@ class Agent:
         new = [r for r in inc.rules_pending if r not in inc.rules]
         netlock.apply_rules(self.cfg.netns_path, new)
         inc.rules = (*inc.rules, *new)
+        self._hold_packets(inc)
         if self.mover is not None:
             inc.claimed_ip_from = where or inc.src_host
             self.mover.claim(spec.ip, self.cfg.host)
+
+    def _hold_packets(self, inc: _Incoming) -> None:
+        """Queue the service address's incoming packets in front of the lock (best effort: without a hold
+        the lock drops them and clients wait for their retransmission timeout)."""
+        assert inc.spec is not None
+        try:
+            with in_netns(self.cfg.netns_path):
+                hold = PacketHold()
+            rule = netlock.hold_rule(inc.spec.ip, hold.queue)
+            try:
+                netlock.apply_rules(self.cfg.netns_path, [rule])
+            except EngineError:
+                hold.close()
+                raise
+        except (OSError, EngineError) as exc:
+            log.warning("%s: no packet hold for %s (the lock drops instead): %s", self.cfg.host, inc.spec.name, exc)
+            return
+        inc.hold, inc.hold_rule = hold.start(), rule
+
+    def _lift_lock(self, inc: _Incoming) -> int:
+        """The restore returned: lock and hold rules go, then the held packets are let in. Returns how many
+        packets were held. The rules stay in ``inc.rules`` (an undo locks again first)."""
+        rules = [*inc.rules, *([inc.hold_rule] if inc.hold_rule else [])]
+        netlock.remove_rules(self.cfg.netns_path, rules)
+        held = 0
+        if inc.hold is not None:
+            held = inc.hold.release()
+            inc.hold.close()
+            inc.hold, inc.hold_rule = None, None
+        return held
+
+    def _drop_hold(self, inc: _Incoming) -> None:
+        if inc.hold_rule is not None:
+            with contextlib.suppress(EngineError):
+                netlock.remove_rules(self.cfg.netns_path, [inc.hold_rule])
+        if inc.hold is not None:
+            inc.hold.close()  # what it held is dropped, as the lock would have
+        inc.hold, inc.hold_rule = None, None
 
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
         """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock first (so
@@ -470,6 +512,7 @@ class Agent:
         rules copied from the source are removed in every outcome (after a restore they are normally gone)."""
         if inc.receiver is not None:
             inc.receiver.close()
+        self._drop_hold(inc)
         if undo and inc.spec is not None:
             with contextlib.suppress(EngineError):
                 present = set(netlock.criu_drop_rules(self.cfg.netns_path))
@@ -522,14 +565,14 @@ class Agent:
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
-            # the sockets are repaired: let the clients in (kept in inc.rules: an undo locks again first)
-            await asyncio.to_thread(netlock.remove_rules, self.cfg.netns_path, inc.rules)
+            held = await asyncio.to_thread(self._lift_lock, inc)  # the sockets are repaired: let the clients in
             t2 = time.perf_counter()
             await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
             if self.cfg.fault == "die-after-restore":
                 os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
-            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s",
-                     self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s, time.perf_counter() - t2)
+            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s, "
+                     "%d packets held", self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s,
+                     time.perf_counter() - t2, held)
         except EdgeMigrateError as exc:
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
             return

@@ -11,7 +11,9 @@ its memory pages are used, never its socket state. The order:
 * source: :func:`lock_service` just before the final dump; the rules travel with the final round; removed
   when the migration commits, or after the service resumed here on failure;
 * destination: the same rules installed before the restore (so no reset reaches a client while the sockets
-  are repaired) and removed as soon as the restore returned (what CRIU itself does at the end of a restore).
+  are repaired) and removed as soon as the restore returned (what CRIU itself does at the end of a restore);
+  in front of them a hold (:func:`hold_rule`, :mod:`~edgemigrate.engine.checkpoint.nfqueue`) keeps the
+  incoming packets instead of dropping them, and lets them in when the restore returned.
 
 Rules arrive from the network: only the two shapes built here and CRIU's per-connection shape (matching
 ``! --mark 0xc114``, the mark of CRIU's own repair traffic) are ever applied, and only for the service's
@@ -37,6 +39,10 @@ _RULE_RE = re.compile(
 _SERVICE_RULE_RE = re.compile(
     r"-A (?:INPUT -d|OUTPUT -s) (\d{1,3}(?:\.\d{1,3}){3})/32 -p tcp -m mark ! --mark 0xc114 -j DROP"
 )
+# the destination's hold (engine/checkpoint/nfqueue.py) in front of its lock; never accepted from a peer
+_HOLD_RULE_RE = re.compile(
+    r"-A INPUT -d (\d{1,3}(?:\.\d{1,3}){3})/32 -p tcp -m mark ! --mark 0xc114 -j NFQUEUE --queue-num \d{1,5}"
+)
 _IPV4_RE = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
 
 
@@ -48,8 +54,21 @@ def service_lock_rules(ip: str) -> list[str]:
             f"-A OUTPUT -s {ip}/32 -p tcp -m mark ! --mark {CRIU_MARK} -j DROP"]
 
 
+def hold_rule(ip: str, queue: int) -> str:
+    """The rule that sends ``ip``'s incoming TCP packets to netfilter queue ``queue`` (inserted ahead of the
+    lock, which drops them if nobody holds the queue)."""
+    service_lock_rules(ip)  # validates ip
+    if not 0 <= queue < 1 << 16:
+        raise EngineError(f"netfilter queue number out of range: {queue}")
+    return f"-A INPUT -d {ip}/32 -p tcp -m mark ! --mark {CRIU_MARK} -j NFQUEUE --queue-num {queue}"
+
+
 def _is_lock_rule(rule: str) -> bool:
     return bool(_RULE_RE.fullmatch(rule) or _SERVICE_RULE_RE.fullmatch(rule))
+
+
+def _is_local_rule(rule: str) -> bool:
+    return _is_lock_rule(rule) or bool(_HOLD_RULE_RE.fullmatch(rule))
 
 
 def _ns(netns_path: str | None, argv: list[str]) -> list[str]:
@@ -57,20 +76,20 @@ def _ns(netns_path: str | None, argv: list[str]) -> list[str]:
 
 
 def criu_drop_rules(netns_path: str | None, service_ip: str | None = None) -> list[str]:
-    """The ``-A ...`` lines of the lock rules (CRIU's per-connection ones and the engine's per-address ones)
-    in a namespace's filter table; only those of ``service_ip`` if given (other services on the host may be
+    """The ``-A ...`` lines of the lock rules (CRIU's per-connection ones, the engine's per-address ones and
+    its holds) in a namespace's filter table; only those of ``service_ip`` if given (other services on the host may be
     migrating too)."""
     proc = subprocess.run(_ns(netns_path, ["iptables-save", "-t", "filter"]), capture_output=True, text=True,
                           check=False, timeout=30)
     if proc.returncode != 0:
         raise EngineError(f"iptables-save failed: {proc.stderr.strip()[:200]}")
-    rules = [ln.strip() for ln in proc.stdout.splitlines() if _is_lock_rule(ln.strip())]
+    rules = [ln.strip() for ln in proc.stdout.splitlines() if _is_local_rule(ln.strip())]
     return rules if service_ip is None else [r for r in rules if _local_ip(r) == service_ip]
 
 
 def _local_ip(rule: str) -> str:
     """The address of this host's end of the locked connection (destination of INPUT, source of OUTPUT)."""
-    m = _SERVICE_RULE_RE.fullmatch(rule)
+    m = _SERVICE_RULE_RE.fullmatch(rule) or _HOLD_RULE_RE.fullmatch(rule)
     if m is not None:
         return m.group(1)
     m = _RULE_RE.fullmatch(rule)
@@ -108,15 +127,24 @@ def _restore(netns_path: str | None, lines: list[str]) -> None:
         raise EngineError(f"iptables-restore failed: {proc.stderr.strip()[:200]}")
 
 
+def check_local_rules(rules: list[str] | tuple[str, ...]) -> list[str]:
+    """Rules this host may apply or remove: the lock shapes, and its own hold rules (never from a peer)."""
+    for r in rules:
+        if not isinstance(r, str) or not _is_local_rule(r):
+            raise EngineError(f"refusing netfilter rule that is not a connection lock: {str(r)[:120]!r}")
+    return list(rules)
+
+
 def apply_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
-    """Insert the lock rules at the head of their chains (ahead of any ``ACCEPT`` a host may have)."""
-    _restore(netns_path, ["-I" + r[2:] for r in check_rules(rules)])
+    """Insert lock (or hold) rules at the head of their chains, ahead of any ``ACCEPT`` a host may have
+    (each line inserts at the head: the last one given ends up first)."""
+    _restore(netns_path, ["-I" + r[2:] for r in check_local_rules(rules)])
 
 
 def remove_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
     """Delete the given lock rules where present (idempotent)."""
     present = set(criu_drop_rules(netns_path))
-    _restore(netns_path, ["-D" + r[2:] for r in check_rules(rules) if r in present])
+    _restore(netns_path, ["-D" + r[2:] for r in check_local_rules(rules) if r in present])
 
 
 def lock_service(netns_path: str | None, ip: str) -> list[str]:

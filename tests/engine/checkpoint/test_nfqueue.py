@@ -1,0 +1,95 @@
+"""The destination's packet hold on a real netfilter queue: held packets are not delivered, and are
+delivered - the originals, no retransmission needed - once released. Root + a network namespace."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from edgemigrate.control.netns import in_netns
+from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint.nfqueue import FIRST_QUEUE, PacketHold
+
+pytestmark = [pytest.mark.netns]
+
+SERVICE_IP, CLIENT_IP = "10.254.1.1", "10.254.1.2"
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, netfilter)")
+    name = f"emnfq{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        for ip in (SERVICE_IP, CLIENT_IP):
+            subprocess.run(["ip", "-n", name, "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _wait_held(hold: PacketHold, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while hold.held < n:
+        if time.monotonic() > deadline:  # a wait that gave up, not a timing check
+            pytest.fail(f"the queue never saw {n} packet(s)")
+        time.sleep(0.01)
+
+
+def test_held_packets_arrive_when_released_and_not_before(netns: str) -> None:
+    with in_netns(netns):
+        srv = socket.create_server((SERVICE_IP, 7000))
+        cli = socket.create_connection((SERVICE_IP, 7000), timeout=10, source_address=(CLIENT_IP, 0))
+        conn, _ = srv.accept()
+        hold = PacketHold()
+        other = PacketHold()  # a second migration on the same host gets its own queue
+    try:
+        assert hold.queue >= FIRST_QUEUE and other.queue != hold.queue
+        rule = netlock.hold_rule(SERVICE_IP, hold.queue)
+        netlock.apply_rules(netns, [rule])
+        hold.start()
+        cli.sendall(b"held")
+        _wait_held(hold, 1)
+        conn.setblocking(False)
+        with pytest.raises(BlockingIOError):  # the segment sits in the queue, not in the socket
+            conn.recv(16)
+        netlock.remove_rules(netns, [rule])
+        assert netlock.criu_drop_rules(netns) == []
+        assert hold.release() >= 1
+        conn.settimeout(10)
+        assert conn.recv(16) == b"held"
+        cli.sendall(b"after")  # and the connection goes on past the hold
+        assert conn.recv(16) == b"after"
+    finally:
+        hold.close()
+        other.close()
+        for s in (cli, conn, srv):
+            s.close()
+
+
+def test_a_closed_hold_drops_what_it_held(netns: str) -> None:
+    with in_netns(netns):
+        srv = socket.create_server((SERVICE_IP, 7001))
+        cli = socket.create_connection((SERVICE_IP, 7001), timeout=10, source_address=(CLIENT_IP, 0))
+        conn, _ = srv.accept()
+        hold = PacketHold().start()
+    rule = netlock.hold_rule(SERVICE_IP, hold.queue)
+    try:
+        netlock.apply_rules(netns, [rule])
+        cli.sendall(b"lost")
+        _wait_held(hold, 1)
+        hold.close()  # the undo path: nothing held is let in
+        conn.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            conn.recv(16)
+    finally:
+        netlock.remove_rules(netns, [rule])
+        for s in (cli, conn, srv):
+            s.close()
