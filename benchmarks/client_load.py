@@ -41,17 +41,19 @@ ACK_PREFIX = "ack:"
 def gap_metrics(sent: np.ndarray, recv: np.ndarray, t_from: float, t_to: float) -> dict[str, Any]:
     """Gap/latency metrics of one back-to-back client between ``t_from`` and ``t_to`` (wall seconds).
 
-    The gap before the first reply in the window counts from the last reply before it (a stall that began
-    before the window and ended in it is seen whole)."""
+    The window's gaps run from the last reply before it to the first reply after it: a stall that began
+    before the window or ended after it (a client waiting for its next retransmission after the move
+    finished) is seen whole."""
     order = np.argsort(recv)
     sent, recv = sent[order], recv[order]
-    inwin = (recv >= t_from) & (recv <= t_to)
-    idx = np.flatnonzero(inwin)
-    if idx.size == 0:
+    idx = np.flatnonzero((recv >= t_from) & (recv <= t_to))
+    before, after = np.flatnonzero(recv < t_from), np.flatnonzero(recv > t_to)
+    lo = int(before[-1]) if before.size else (int(idx[0]) if idx.size else None)
+    hi = int(after[0]) if after.size else (int(idx[-1]) if idx.size else None)
+    if lo is None or hi is None or hi <= lo:
         return {"max_gap_s": None, "gaps_over_100ms": None, "p99_latency_s": None, "stall_s": None,
-                "requests_in_move": 0}
-    lo = max(int(idx[0]) - 1, 0)
-    r = recv[lo:int(idx[-1]) + 1]
+                "requests_in_move": int(idx.size)}
+    r = recv[lo:hi + 1]
     gaps = np.diff(r) if r.size > 1 else np.zeros(0)
     lat = (recv - sent)[(sent >= t_from) & (sent <= t_to)]
     return {

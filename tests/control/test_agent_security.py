@@ -478,9 +478,12 @@ def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path
         assert isinstance(reply, Message) and reply.type is MsgType.ABORT  # the fake restore fails
         await env.settle()
         hold = netlock.hold_rule(SERVICE_IP, 49152)  # in front of the lock, before the IP was taken
-        assert env.applied == [*rules, hold] and env.runtime.restores
+        # inbound only while restoring (restored sockets must reach their clients); the undo then locks the
+        # address both ways before it kills the failed copy, and in the end nothing is left
+        undo_lock = netlock.service_lock_rules(SERVICE_IP)
+        assert env.applied == [rules[0], hold, *undo_lock] and env.runtime.restores
         assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]  # taken, then given back
-        assert sorted(env.removed) == sorted([*rules, hold])
+        assert set(env.removed) == set(env.applied)  # (the fake tables do not track what is present)
         [h] = FakeHold.made  # the restore failed: what it held is dropped, never let in
         assert h.started and h.closed and not h.released
 

@@ -460,7 +460,7 @@ class Agent:
             where = self.mover.locate(spec.ip)
             if where not in (None, inc.src_host, self.cfg.host):
                 raise EngineError(f"service IP {spec.ip} is held by {where}, not by the source {inc.src_host}")
-        new = [r for r in inc.rules_pending if r not in inc.rules]
+        new = [r for r in netlock.inbound(inc.rules_pending) if r not in inc.rules]
         netlock.apply_rules(self.cfg.netns_path, new)
         inc.rules = (*inc.rules, *new)
         self._hold_packets(inc)
@@ -488,7 +488,7 @@ class Agent:
 
     def _lift_lock(self, inc: _Incoming) -> int:
         """The restore returned: lock and hold rules go, then the held packets are let in. Returns how many
-        packets were held. The rules stay in ``inc.rules`` (an undo locks again first)."""
+        packets were held. The rules stay in ``inc.rules``."""
         rules = [*inc.rules, *([inc.hold_rule] if inc.hold_rule else [])]
         netlock.remove_rules(self.cfg.netns_path, rules)
         held = 0
@@ -507,28 +507,33 @@ class Agent:
         inc.hold, inc.hold_rule = None, None
 
     def _cleanup_incoming(self, inc: _Incoming, undo: bool) -> None:
-        """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock first (so
-        killing a restored copy sends no reset), give the IP back, and only then lift the lock here. The lock
-        rules copied from the source are removed in every outcome (after a restore they are normally gone)."""
+        """Discard an incoming migration. Undo order matters for the clients' TCP connections: lock the
+        address both ways first (so killing a restored copy sends no FIN or reset), abort the dead copy's
+        sockets, give the IP back, and only then lift the lock here. Rules installed here are removed in
+        every outcome (after a restore they are normally gone)."""
+        ns = self.cfg.netns_path
         if inc.receiver is not None:
             inc.receiver.close()
         self._drop_hold(inc)
+        relocked = False
         if undo and inc.spec is not None:
-            with contextlib.suppress(EngineError):
-                present = set(netlock.criu_drop_rules(self.cfg.netns_path))
-                netlock.apply_rules(self.cfg.netns_path, [r for r in inc.rules if r not in present])
             if inc.restored:
+                with contextlib.suppress(EngineError):
+                    netlock.lock_service(ns, inc.spec.ip)
+                    relocked = True
                 self.runtime.kill(inc.spec.name)
                 with contextlib.suppress(EngineError):
-                    netlock.destroy_sockets(self.cfg.netns_path, inc.spec.ip)
+                    netlock.destroy_sockets(ns, inc.spec.ip)
             if inc.claimed_ip_from and self.mover is not None:
                 with contextlib.suppress(EdgeMigrateError):
                     if self.mover.locate(inc.spec.ip) == self.cfg.host:
                         self.mover.claim(inc.spec.ip, inc.claimed_ip_from)
             self.store.drop_session(inc.sess.session)
-        if inc.rules:
-            with contextlib.suppress(EngineError):
-                netlock.remove_rules(self.cfg.netns_path, inc.rules)
+        with contextlib.suppress(EngineError):
+            if relocked and inc.spec is not None:
+                netlock.unlock_service(ns, inc.spec.ip)
+            elif inc.rules:
+                netlock.remove_rules(ns, inc.rules)
         if inc.dir is not None:
             shutil.rmtree(inc.dir, ignore_errors=True)
 

@@ -10,8 +10,9 @@ its memory pages are used, never its socket state. The order:
 
 * source: :func:`lock_service` just before the final dump; the rules travel with the final round; removed
   when the migration commits, or after the service resumed here on failure;
-* destination: the same rules installed before the restore (so no reset reaches a client while the sockets
-  are repaired) and removed as soon as the restore returned (what CRIU itself does at the end of a restore);
+* destination: the inbound one of those rules installed before the restore (:func:`inbound`: no client
+  packet reaches the stack, so no reset is sent, while the sockets are repaired) and removed as soon as the
+  restore returned (what CRIU itself does at the end of a restore);
   in front of them a hold (:func:`hold_rule`, :mod:`~edgemigrate.engine.checkpoint.nfqueue`) keeps the
   incoming packets instead of dropping them, and lets them in when the restore returned.
 
@@ -133,6 +134,16 @@ def check_local_rules(rules: list[str] | tuple[str, ...]) -> list[str]:
         if not isinstance(r, str) or not _is_local_rule(r):
             raise EngineError(f"refusing netfilter rule that is not a connection lock: {str(r)[:120]!r}")
     return list(rules)
+
+
+def inbound(rules: list[str] | tuple[str, ...]) -> list[str]:
+    """The ``INPUT`` rules among ``rules``: all a destination installs while it restores. Its restored
+    sockets must be able to send: when CRIU lifts TCP repair the kernel sends each peer a window probe, and
+    that probe is what makes a waiting client retransmit at once (measured: with the outbound rule too, a
+    client frozen out for 7.4 s came back only at its next retransmission timeout, 13.8 s). Nothing else
+    can leave: no packet reaches the TCP stack for the address before the inbound rule is lifted, so no reset
+    is ever generated."""
+    return [r for r in check_local_rules(rules) if r.startswith("-A INPUT ")]
 
 
 def apply_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
