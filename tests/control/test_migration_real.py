@@ -181,6 +181,34 @@ def test_source_agent_dying_while_service_frozen_resumes_it_on_restart(clean, re
         bed.agents["edge1"].restart()
 
 
+def _runc_status(bed, host: str, name: str) -> str | None:
+    import json
+    import subprocess
+
+    proc = subprocess.run(["runc", "--root", str(bed.agents[host].state_dir / "runc"), "state", name],
+                          capture_output=True, text=True, check=False)
+    return str(json.loads(proc.stdout)["status"]) if proc.returncode == 0 else None
+
+
+@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
+def test_source_dying_after_commit_kills_its_paused_copy_on_restart(clean, repeat: int) -> None:
+    bed = clean
+    bed.agents["edge1"].restart("--inject-fault", "die-after-commit")
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        with pytest.raises(MigrationFailed, match="closed the connection"):
+            bed.migrate("counter", "edge2", "precopy")
+        assert _runc_status(bed, "edge1", "counter") == "paused"  # the old copy, frozen since its final dump
+        bed.agents["edge1"].restart()  # recovery: committed -> kill the paused copy, drop the record
+        assert _runc_status(bed, "edge1", "counter") is None
+        assert not any(bed.tb.exec_in("edge1", ["ss", "-t", "-n", "-H", "src", spec.ip]).stdout.split())
+        _assert_once_and_intact(bed, spec, probe, host="edge2")
+    finally:
+        bed.agents["edge1"].restart()
+
+
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
 def test_destination_dying_between_restore_and_reply_is_resolved_without_duplicates(clean, repeat: int) -> None:
     bed = clean

@@ -39,7 +39,8 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
 @click.option("--data-rcvbuf-mb", type=click.FloatRange(min=0),
               help="Receive buffer of incoming data connections, fixed so TCP can ramp up at once "
                    "[default: 16]; 0 = the kernel's autotuning.")
-@click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump", "die-after-restore"]), hidden=True,
+@click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump", "die-after-commit",
+                                                          "die-after-restore"]), hidden=True,
               help="Fault injection for the fault tests.")
 @click.pass_context
 def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int, pki: Path,

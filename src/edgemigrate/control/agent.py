@@ -77,7 +77,8 @@ class AgentConfig:
     netns_path: str | None = None
     testbed: str | None = None
     io_timeout_s: float = IO_TIMEOUT_S
-    fault: str | None = None  # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-restore"
+    # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-commit", "die-after-restore"
+    fault: str | None = None
     data_rcvbuf_bytes: int = DATA_RCVBUF_BYTES  # receive buffer of incoming data connections; 0 = autotuning
     max_connections: int = MAX_CONNECTIONS
     max_incoming: int = MAX_INCOMING

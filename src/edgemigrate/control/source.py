@@ -3,15 +3,15 @@
 Strategy ``precopy`` (seed 002 section IV-B, "delta checkpoint", generalised to several rounds): dump with
 ``--leave-running`` and send everything (pre-migration phase), then repeat dumps sending only the pages
 that changed since the round already at the destination, until :class:`StopRule` says stop; then pause
-the service (cgroup freezer) and dump it paused: it stays frozen here, not gone, while the last delta is
-sent (migration phase), so killing it (~30 ms in runc) is no longer inside the frozen window and a failure
-before the point of no return only has to thaw it. Strategy ``stop-and-copy`` does only the final frozen
-round, with every page.
+the service (cgroup freezer), lock its address and dump it paused: it stays frozen here, not gone, while
+the last delta is sent (migration phase), so runc's teardown of a dumped container is no longer inside the
+frozen window and a failure before the point of no return only has to thaw it. Strategy ``stop-and-copy``
+does only the final frozen round, with every page.
 
-The source locks the service's address just before the final dump (pre-copy rounds take no lock) and the
-lock rules travel with the final round; after the destination rebuilt and verified the final image, it
-locks the address too, claims the service IP, restores, lifts its lock, health-checks, and answers ``RESTORED`` - the
-point of no return. Any failure before it resumes the service here (restoring the final image locally if
+Pre-copy rounds take no network lock; the final round's lock rules travel with it. After the destination
+rebuilt and verified the final image, it holds the address's incoming packets, claims the service IP,
+restores, lets the held packets in, health-checks, and answers ``RESTORED`` - the point of no return.
+(Why each step is where it is, measured: ``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image locally if
 the source was already frozen); a failure while the destination might be restoring is resolved by asking
 the destination agent for the service's status first.
 """
@@ -82,7 +82,7 @@ class RoundCost:
 
     payload_bytes: int
     wire_bytes: int
-    freeze_s: float  # cgroup freezing + CRIU frozen time: the service did not answer
+    freeze_s: float  # freezing + frozen time: the service did not answer
     link_bytes_per_s: float  # the link's rate as the round measured it
 
 
@@ -406,17 +406,14 @@ class _Migration:
     async def _commit(self) -> None:
         self.resolved = True
         self._journal(SessionPhase.COMMITTED)
+        if self.agent.cfg.fault == "die-after-commit":
+            os._exit(137)  # fault test: committed, its paused copy not killed yet; the restart must kill it
         self.agent.store.drop_service(self.spec.name)
         await asyncio.to_thread(self._discard_local)
         self.agent.store.drop_session(self.session)
 
     def _discard_local(self) -> None:
-        ns = self.agent.cfg.netns_path
-        self.agent.runtime.kill(self.spec.name)  # paused since the final dump; killed before the lock goes
-        with contextlib.suppress(EdgeMigrateError):
-            netlock.destroy_sockets(ns, self.spec.ip)
-        with contextlib.suppress(EdgeMigrateError):
-            netlock.unlock_service(ns, self.spec.ip)
+        discard_local_copy(self.agent, self.spec)
 
     def _stats(self, t_start: float, t_freeze: float, t_restored: float, ev: Restored, cpu0: float) -> dict[str, Any]:
         final = self.rounds[-1]
@@ -517,12 +514,28 @@ async def ask_destination_running(agent: Agent, to_host: str, to_addr: tuple[str
     return False
 
 
+def discard_local_copy(agent: Agent, spec: ServiceSpec) -> None:
+    """Kill the copy of a service that now runs elsewhere (paused since its final dump), with its address
+    locked both ways (idempotent) so that neither the kill's FINs nor the resets of aborting its sockets reach
+    the clients; abort its sockets (they were not in TCP repair: they would linger, and hold the address and
+    ports should the service come back here); only then unlock."""
+    ns = agent.cfg.netns_path
+    with contextlib.suppress(EdgeMigrateError):
+        netlock.lock_service(ns, spec.ip)
+    agent.runtime.kill(spec.name)
+    with contextlib.suppress(EdgeMigrateError):
+        netlock.destroy_sockets(ns, spec.ip)
+    with contextlib.suppress(EdgeMigrateError):
+        netlock.unlock_service(ns, spec.ip)
+
+
 def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
     """At agent start: finish or undo a source session the previous incarnation left behind."""
     name = rec.service.name
     outgoing = child(agent.cfg.image_root, "outgoing", rec.session)
     try:
         if rec.phase is SessionPhase.COMMITTED:
+            discard_local_copy(agent, rec.service)
             agent.store.drop_service(name)
         elif agent.runtime.state(name) is ContainerState.RUNNING:
             pass  # pre-copy only, or the final dump never happened: the service kept running
@@ -530,6 +543,7 @@ def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
             running_there = asyncio.run(
                 ask_destination_running(agent, rec.peer_host, parse_addr(rec.peer_addr), name))
             if running_there:
+                discard_local_copy(agent, rec.service)
                 agent.store.drop_service(name)
             else:
                 final = Path(rec.image_dir) if rec.image_dir else None

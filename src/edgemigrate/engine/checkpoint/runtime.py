@@ -18,8 +18,9 @@ class ContainerState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CheckpointStats:
-    """One dump. ``frozen_s`` is CRIU's own frozen time (from its stats image) or the wall time if absent;
-    ``freezing_s`` the time the cgroup freezer took before it (clients feel both)."""
+    """One dump. ``frozen_s``: how long the service was frozen - CRIU's own frozen time (from its stats image,
+    the wall time if absent), or the whole freeze when the runtime froze the container itself; ``freezing_s``:
+    the time the cgroup freezer took before that (clients feel both)."""
 
     image_dir: Path
     image_bytes: int
