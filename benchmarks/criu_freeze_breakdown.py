@@ -14,6 +14,9 @@ keeping CRIU's ``dump.log``/``stats-dump`` (the engine deletes its work folder o
   directly (``criu`` under ``nsenter --net``, ``--tcp-established``, ``--freeze-cgroup`` of the container,
   ``-v4``).
 
+The engine itself no longer dumps this way (it runs CRIU with ``--network-lock skip`` and freezes pre-copy
+rounds itself: ``engine/checkpoint/runc.py``); this script keeps CRIU's defaults to show why.
+
 Each log line of CRIU carries its time since start; the script attributes the time between consecutive
 lines inside the frozen window (from the freeze to the unfreeze) to phases by the line that starts the
 interval (:data:`PHASES`) and prints one JSON line per checkpoint plus a median table.
