@@ -137,12 +137,12 @@ def check_local_rules(rules: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def inbound(rules: list[str] | tuple[str, ...]) -> list[str]:
-    """The ``INPUT`` rules among ``rules``: all a destination installs while it restores. Its restored
-    sockets must be able to send: when CRIU lifts TCP repair the kernel sends each peer a window probe, and
-    that probe is what makes a waiting client retransmit at once (measured: with the outbound rule too, a
-    client frozen out for 7.4 s came back only at its next retransmission timeout, 13.8 s). Nothing else
-    can leave: no packet reaches the TCP stack for the address before the inbound rule is lifted, so no reset
-    is ever generated."""
+    """The ``INPUT`` rules among ``rules``: all a destination installs while it restores. Its restored copy
+    must be able to send as soon as it runs: the replies to requests that were dumped in its sockets' queues
+    (the source pauses before it locks) and its own retransmissions. Nothing else can leave: no packet of a
+    client reaches the TCP stack for the address before the inbound rule is lifted, so no reset is ever
+    generated. (The window probe the kernel sends when CRIU lifts TCP repair goes out too; it does not, by
+    itself, make a waiting client retransmit: captured, the client answers it with a pure ACK.)"""
     return [r for r in check_local_rules(rules) if r.startswith("-A INPUT ")]
 
 
