@@ -213,7 +213,11 @@ class Agent:
             if at_source == "running":
                 log.warning("recovering %s: the source %s resumed it; discarding the restored copy", name,
                             rec.peer_host)
+                with contextlib.suppress(EdgeMigrateError):  # no FIN or reset of the copy may reach a client
+                    netlock.lock_service(self.cfg.netns_path, rec.service.ip)
                 self.runtime.kill(name)
+                with contextlib.suppress(EdgeMigrateError):
+                    netlock.destroy_sockets(self.cfg.netns_path, rec.service.ip)
                 self.store.drop_service(name)
             else:  # the source committed (or cannot say): this copy is the service
                 log.warning("recovering %s: keeping the restored copy (source says %s)", name, at_source)
