@@ -38,7 +38,17 @@ from edgemigrate.costs import four_delay as fd
 from edgemigrate.radio.association import Associator
 from edgemigrate.radio.uplink import ring_uplink_bps
 from edgemigrate.sim.config import DecisionKind, SimParams
-from edgemigrate.sim.kernels import apply_kernel, finishing_bytes_kernel, left_coverage_kernel, release_kernel
+from edgemigrate.sim.kernels import (
+    ApplyOut,
+    ImageLayers,
+    NodeArrays,
+    NodeLimits,
+    TaskArrays,
+    apply_kernel,
+    finishing_bytes_kernel,
+    left_coverage_kernel,
+    release_kernel,
+)
 from edgemigrate.sim.recorder import Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
@@ -111,6 +121,10 @@ class Simulator:
         self._img_indices = np.concatenate(self.image_layers).astype(np.int64)
         self._cpu_cap = (1 - params.sigma_cpu) * self.cpu_hz
         self._storage_cap = (1 - params.sigma_storage) * self.storage_bytes
+        self._layers = ImageLayers(indptr=self._img_indptr, indices=self._img_indices, layer_bytes=self.layer_sizes)
+        self._limits = NodeLimits(max_containers=self.max_containers, cpu_cap_hz=self._cpu_cap,
+                                  storage_cap_bytes=self._storage_cap, storage_bytes=self.storage_bytes,
+                                  wired_bps=self.wired_bps, xy_m=self._node_xy, coverage_m=self._coverage)
         self.view = _make_view(self)
         self.reset(seed)
 
@@ -299,19 +313,12 @@ class Simulator:
         now = self.now_s
         t = self.tasks
         k = tasks.size
-        download = np.zeros(k)
-        load_before = np.zeros(k)
-        fallback = np.zeros(k, dtype=bool)
-        nodes_out = np.empty(k, dtype=np.int64)
-        ns = self.nodes
-        apply_kernel(tasks, actions, now, n, t.image, t.cpu_hz, t.cycles, t.node, t.user, self.user_xy,
-                     self._node_xy, self._coverage,
-                     self._img_indptr, self._img_indices, self.layer_sizes,
-                     ns.containers, self.max_containers, ns.cpu_used_hz, self._cpu_cap, ns.load_cycles,
-                     ns.active_bytes, self._storage_cap, ns.stored_bytes, self.storage_bytes, ns.queue_free_at_s,
-                     ns.completion_s, ns.refcount, ns.last_used_s, self.wired_bps,
-                     nodes_out, download, load_before, fallback)
-        costs = self._costs(tasks, nodes_out, download, load_before, now)
+        out = ApplyOut(node=np.empty(k, dtype=np.int64), download_s=np.zeros(k), load_before_cycles=np.zeros(k),
+                       fallback=np.zeros(k, dtype=bool))
+        apply_kernel(tasks, actions, now, n, self._task_arrays(), self.user_xy, self._layers, self._limits,
+                     self._node_arrays(), out)
+        nodes_out, fallback = out.node, out.fallback
+        costs = self._costs(tasks, nodes_out, out.download_s, out.load_before_cycles, now)
         prev = t.prev_node[tasks].copy()
         moved = (prev >= 0) & (prev != nodes_out)
         t.migrations[tasks] += moved
@@ -338,10 +345,20 @@ class Simulator:
 
     def _release(self, ids: NDArray[np.int64]) -> None:
         """Free the resources of placed tasks (they finished or are being migrated)."""
-        t, ns = self.tasks, self.nodes
-        release_kernel(np.ascontiguousarray(ids, dtype=np.int64), t.node, t.image, t.cpu_hz, t.cycles,
-                       self._img_indptr, self._img_indices, self.layer_sizes, self._n, ns.containers,
-                       ns.cpu_used_hz, ns.load_cycles, ns.refcount, ns.active_bytes)
+        release_kernel(np.ascontiguousarray(ids, dtype=np.int64), self._n, self._task_arrays(), self._layers,
+                       self._node_arrays())
+
+    def _task_arrays(self) -> TaskArrays:
+        # built per call: the task table replaces its columns when it grows
+        t = self.tasks
+        return TaskArrays(image=t.image, cpu_hz=t.cpu_hz, cycles=t.cycles, node=t.node, user=t.user)
+
+    def _node_arrays(self) -> NodeArrays:
+        ns = self.nodes
+        return NodeArrays(containers=ns.containers, cpu_used_hz=ns.cpu_used_hz, load_cycles=ns.load_cycles,
+                          active_bytes=ns.active_bytes, stored_bytes=ns.stored_bytes,
+                          queue_free_at_s=ns.queue_free_at_s, completion_s=ns.completion_s, refcount=ns.refcount,
+                          last_used_s=ns.last_used_s)
 
     def _costs(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64], download: NDArray[np.float64],
                load_before: NDArray[np.float64], now: float) -> Costs:
