@@ -350,8 +350,8 @@ class Simulator:
 
     def _task_arrays(self) -> TaskArrays:
         # built per call: the task table replaces its columns when it grows
-        t = self.tasks
-        return TaskArrays(image=t.image, cpu_hz=t.cpu_hz, cycles=t.cycles, node=t.node, user=t.user)
+        c = self.tasks.cols
+        return TaskArrays(image=c["image"], cpu_hz=c["cpu_hz"], cycles=c["cycles"], node=c["node"], user=c["user"])
 
     def _node_arrays(self) -> NodeArrays:
         ns = self.nodes
