@@ -49,7 +49,7 @@ from edgemigrate.sim.kernels import (
     left_coverage_kernel,
     release_kernel,
 )
-from edgemigrate.sim.recorder import Recorder
+from edgemigrate.sim.recorder import COST_SUMS, TICK_SUMS, Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
 from edgemigrate.sim.world import World
@@ -178,9 +178,7 @@ class Simulator:
         """Phases MOVE, ASSOCIATE, ARRIVE; returns the tasks to decide this tick, in queue order."""
         p = self.params
         now = self.now_s
-        tick = dict.fromkeys(("handovers", "arrivals", "completions", "migrations_passive",
-                              "migrations_proactive", "decisions", "fallbacks_to_cloud", "download_bytes",
-                              "migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"), 0.0)
+        tick = dict.fromkeys(TICK_SUMS, 0.0)
         # 1. MOVE
         if self.step_index > 0:
             self.user_xy = np.asarray(self.mobility.step(p.dt_s), dtype=np.float64)
@@ -339,7 +337,7 @@ class Simulator:
         tick = self._tick
         tick["decisions"] += k
         tick["fallbacks_to_cloud"] += int(fallback.sum())
-        for name in ("migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"):
+        for name in COST_SUMS:
             tick[name] += float(getattr(costs, name).sum())
         return costs
 
