@@ -38,8 +38,18 @@ from edgemigrate.costs import four_delay as fd
 from edgemigrate.radio.association import Associator
 from edgemigrate.radio.uplink import ring_uplink_bps
 from edgemigrate.sim.config import DecisionKind, SimParams
-from edgemigrate.sim.kernels import apply_kernel, finishing_bytes_kernel, left_coverage_kernel, release_kernel
-from edgemigrate.sim.recorder import Recorder
+from edgemigrate.sim.kernels import (
+    ApplyOut,
+    ImageLayers,
+    NodeArrays,
+    NodeLimits,
+    TaskArrays,
+    apply_kernel,
+    finishing_bytes_kernel,
+    left_coverage_kernel,
+    release_kernel,
+)
+from edgemigrate.sim.recorder import COST_SUMS, TICK_SUMS, Recorder
 from edgemigrate.sim.state import NodeState, TaskTable
 from edgemigrate.sim.view import SimView
 from edgemigrate.sim.world import World
@@ -111,6 +121,10 @@ class Simulator:
         self._img_indices = np.concatenate(self.image_layers).astype(np.int64)
         self._cpu_cap = (1 - params.sigma_cpu) * self.cpu_hz
         self._storage_cap = (1 - params.sigma_storage) * self.storage_bytes
+        self._layers = ImageLayers(indptr=self._img_indptr, indices=self._img_indices, layer_bytes=self.layer_sizes)
+        self._limits = NodeLimits(max_containers=self.max_containers, cpu_cap_hz=self._cpu_cap,
+                                  storage_cap_bytes=self._storage_cap, storage_bytes=self.storage_bytes,
+                                  wired_bps=self.wired_bps, xy_m=self._node_xy, coverage_m=self._coverage)
         self.view = _make_view(self)
         self.reset(seed)
 
@@ -129,6 +143,12 @@ class Simulator:
         self.station, _, self.station_dist_m = self.associator.step(self.user_xy, self.station)
         self.tasks = TaskTable()
         self.nodes = NodeState(self.world.n_nodes, self.world.catalog.n_layers)
+        ns = self.nodes  # bundled once: the node arrays are only ever updated in place
+        self._node_bundle = NodeArrays(containers=ns.containers, cpu_used_hz=ns.cpu_used_hz,
+                                       load_cycles=ns.load_cycles, active_bytes=ns.active_bytes,
+                                       stored_bytes=ns.stored_bytes, queue_free_at_s=ns.queue_free_at_s,
+                                       completion_s=ns.completion_s, refcount=ns.refcount, last_used_s=ns.last_used_s)
+        self._task_bundle: TaskArrays | None = None
         self.queue = np.zeros(0, dtype=np.int64)
         self.step_index = 0
         self.recorder = Recorder(self.params.n_steps)
@@ -164,9 +184,7 @@ class Simulator:
         """Phases MOVE, ASSOCIATE, ARRIVE; returns the tasks to decide this tick, in queue order."""
         p = self.params
         now = self.now_s
-        tick = dict.fromkeys(("handovers", "arrivals", "completions", "migrations_passive",
-                              "migrations_proactive", "decisions", "fallbacks_to_cloud", "download_bytes",
-                              "migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"), 0.0)
+        tick = dict.fromkeys(TICK_SUMS, 0.0)
         # 1. MOVE
         if self.step_index > 0:
             self.user_xy = np.asarray(self.mobility.step(p.dt_s), dtype=np.float64)
@@ -299,19 +317,12 @@ class Simulator:
         now = self.now_s
         t = self.tasks
         k = tasks.size
-        download = np.zeros(k)
-        load_before = np.zeros(k)
-        fallback = np.zeros(k, dtype=bool)
-        nodes_out = np.empty(k, dtype=np.int64)
-        ns = self.nodes
-        apply_kernel(tasks, actions, now, n, t.image, t.cpu_hz, t.cycles, t.node, t.user, self.user_xy,
-                     self._node_xy, self._coverage,
-                     self._img_indptr, self._img_indices, self.layer_sizes,
-                     ns.containers, self.max_containers, ns.cpu_used_hz, self._cpu_cap, ns.load_cycles,
-                     ns.active_bytes, self._storage_cap, ns.stored_bytes, self.storage_bytes, ns.queue_free_at_s,
-                     ns.completion_s, ns.refcount, ns.last_used_s, self.wired_bps,
-                     nodes_out, download, load_before, fallback)
-        costs = self._costs(tasks, nodes_out, download, load_before, now)
+        out = ApplyOut(node=np.empty(k, dtype=np.int64), download_s=np.zeros(k), load_before_cycles=np.zeros(k),
+                       fallback=np.zeros(k, dtype=bool))
+        apply_kernel(tasks, actions, now, n, self._task_arrays(), self.user_xy, self._layers, self._limits,
+                     self._node_bundle, out)
+        nodes_out, fallback = out.node, out.fallback
+        costs = self._costs(tasks, nodes_out, out.download_s, out.load_before_cycles, now)
         prev = t.prev_node[tasks].copy()
         moved = (prev >= 0) & (prev != nodes_out)
         t.migrations[tasks] += moved
@@ -332,16 +343,23 @@ class Simulator:
         tick = self._tick
         tick["decisions"] += k
         tick["fallbacks_to_cloud"] += int(fallback.sum())
-        for name in ("migration_s", "computation_s", "deployment_s", "backhaul_s", "total_s"):
+        for name in COST_SUMS:
             tick[name] += float(getattr(costs, name).sum())
         return costs
 
     def _release(self, ids: NDArray[np.int64]) -> None:
         """Free the resources of placed tasks (they finished or are being migrated)."""
-        t, ns = self.tasks, self.nodes
-        release_kernel(np.ascontiguousarray(ids, dtype=np.int64), t.node, t.image, t.cpu_hz, t.cycles,
-                       self._img_indptr, self._img_indices, self.layer_sizes, self._n, ns.containers,
-                       ns.cpu_used_hz, ns.load_cycles, ns.refcount, ns.active_bytes)
+        release_kernel(np.ascontiguousarray(ids, dtype=np.int64), self._n, self._task_arrays(), self._layers,
+                       self._node_bundle)
+
+    def _task_arrays(self) -> TaskArrays:
+        # Kept between calls (a fresh bundle makes each kernel call a few microseconds slower) and rebuilt when
+        # the task table has grown, which replaces all its columns.
+        c, b = self.tasks.cols, self._task_bundle
+        if b is None or b.node is not c["node"]:
+            b = TaskArrays(image=c["image"], cpu_hz=c["cpu_hz"], cycles=c["cycles"], node=c["node"], user=c["user"])
+            self._task_bundle = b
+        return b
 
     def _costs(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64], download: NDArray[np.float64],
                load_before: NDArray[np.float64], now: float) -> Costs:

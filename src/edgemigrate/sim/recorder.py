@@ -7,34 +7,51 @@ step cost grow with time).
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 import numpy as np
 from numpy.typing import NDArray
 
-STEP_COLUMNS: dict[str, type] = {
-    "step": np.int64,
-    "time_s": np.float64,
-    "users_active": np.int64,
-    "handovers": np.int64,
-    "arrivals": np.int64,
-    "completions": np.int64,
-    "migrations_passive": np.int64,
-    "migrations_proactive": np.int64,
-    "decisions": np.int64,
-    "queued": np.int64,
-    "fallbacks_to_cloud": np.int64,
-    "tasks_edge": np.int64,
-    "tasks_cloud": np.int64,
-    "migration_s": np.float64,
-    "computation_s": np.float64,
-    "deployment_s": np.float64,
-    "backhaul_s": np.float64,
-    "total_s": np.float64,
-    "cpu_util_mean": np.float64,
-    "cpu_util_max": np.float64,
-    "storage_util_mean": np.float64,
-    "containers_mean": np.float64,
-    "download_bytes": np.float64,
-}
+
+class StepMetric(NamedTuple):
+    """One per-step column and how the engine fills it during a tick: ``"count"`` is summed from 0 over the
+    tick, ``"cost"`` is the sum of the tick's decisions' cost component of the same name (a field of
+    :class:`edgemigrate.sim.engine.Costs`), ``"end"`` is written once when the tick ends."""
+
+    name: str
+    dtype: type
+    fill: Literal["count", "cost", "end"]
+
+
+# The one list of per-step metrics: the recorder's columns and the engine's per-tick counters come from it.
+STEP_METRICS: tuple[StepMetric, ...] = (
+    StepMetric("step", np.int64, "end"),
+    StepMetric("time_s", np.float64, "end"),
+    StepMetric("users_active", np.int64, "end"),
+    StepMetric("handovers", np.int64, "count"),
+    StepMetric("arrivals", np.int64, "count"),
+    StepMetric("completions", np.int64, "count"),
+    StepMetric("migrations_passive", np.int64, "count"),
+    StepMetric("migrations_proactive", np.int64, "count"),
+    StepMetric("decisions", np.int64, "count"),
+    StepMetric("queued", np.int64, "end"),
+    StepMetric("fallbacks_to_cloud", np.int64, "count"),
+    StepMetric("tasks_edge", np.int64, "end"),
+    StepMetric("tasks_cloud", np.int64, "end"),
+    StepMetric("migration_s", np.float64, "cost"),
+    StepMetric("computation_s", np.float64, "cost"),
+    StepMetric("deployment_s", np.float64, "cost"),
+    StepMetric("backhaul_s", np.float64, "cost"),
+    StepMetric("total_s", np.float64, "cost"),
+    StepMetric("cpu_util_mean", np.float64, "end"),
+    StepMetric("cpu_util_max", np.float64, "end"),
+    StepMetric("storage_util_mean", np.float64, "end"),
+    StepMetric("containers_mean", np.float64, "end"),
+    StepMetric("download_bytes", np.float64, "count"),
+)
+STEP_COLUMNS: dict[str, type] = {m.name: m.dtype for m in STEP_METRICS}
+TICK_SUMS: tuple[str, ...] = tuple(m.name for m in STEP_METRICS if m.fill != "end")  # start at 0 every tick
+COST_SUMS: tuple[str, ...] = tuple(m.name for m in STEP_METRICS if m.fill == "cost")
 
 DECISION_COLUMNS: dict[str, type] = {
     "step": np.int64,

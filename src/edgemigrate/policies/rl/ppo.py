@@ -19,6 +19,10 @@
    ``(1 - share_u) * L_PPO + share_u * bc_coef * L_BC`` with ``L_BC`` the expert actions' negative log-likelihood.
    Without an expert (or with ``demo_episodes = 0``) this is plain PPO - the seed's "PPO" baseline.
 
+In the code, :func:`train` runs these steps top to bottom: ``_warm_start`` (steps 1-2), then per update
+``_collect_rollout``, ``_flatten_with_gae``, ``_update`` (``_ppo_loss`` per minibatch) and ``_log_row``, and
+finally ``_save_outputs``.
+
 Rewards are ``-T_k`` in seconds and can be large, so with ``normalize_reward`` they are divided by the running
 standard deviation of the discounted return (per env), as Gymnasium's ``NormalizeReward`` / SB3's ``VecNormalize``
 do; the statistics are primed with the demonstrations' discounted returns. Seeding: ``torch.manual_seed(seed)``, the vector
@@ -46,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -260,6 +264,65 @@ def _set_threads(n: int) -> None:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class _WarmStart:
+    """What steps 1-2 leave for PPO: the demonstrations (as tensors, for the BC term) and their statistics."""
+
+    demos: Demonstrations | None
+    obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    bc_accuracy: float | None
+    stats: dict[str, float]  # ``warm_start`` of config.json
+
+
+@dataclass(frozen=True, slots=True)
+class _Rollout:
+    """Rollout buffers, ``(num_steps, num_envs)`` per field; every update overwrites them in place."""
+
+    obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def zeros(cls, cfg: PPOConfig, space: spaces.Dict) -> _Rollout:
+        shape = (cfg.num_steps, cfg.num_envs)
+        obs = {
+            k: torch.zeros((*shape, *(space[k].shape or ())), dtype=torch.bool if k == "action_mask" else torch.float32)
+            for k in OBS_KEYS
+        }
+        logprobs, rewards, dones, values = (torch.zeros(shape) for _ in range(4))
+        return cls(obs, torch.zeros(shape, dtype=torch.long), logprobs, rewards, dones, values)
+
+
+class _RolloutEnd(NamedTuple):
+    next_obs: dict[str, torch.Tensor]  # where the next rollout starts
+    finished: list[float]  # returns of the episodes that ended during the rollout
+    entropy: float  # mean entropy of the acting policy over the rollout's states
+
+
+class _Batch(NamedTuple):
+    """A rollout flattened to ``batch_size`` samples, with its GAE advantages and returns."""
+
+    obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    values: torch.Tensor
+
+
+class _Losses(NamedTuple):
+    total: torch.Tensor  # what the optimiser minimises: pg - ent_coef * entropy + vf_coef * v
+    pg: torch.Tensor
+    v: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: float
+    clip_fraction: float
+
+
 def train(
     env_fn: EnvFn,
     cfg: PPOConfig = PPOConfig(),
@@ -282,7 +345,6 @@ def train(
     seeds = SeedTree(cfg.seed)
     algo = algo or ("ppcm" if expert is not None and cfg.demo_episodes > 0 else "ppo")
     run_dir = _new_run_dir(Path(out_dir), f"{scenario}__{algo}__{cfg.seed}__{int(time.time())}")
-    run_name = run_dir.name
 
     envs = _make_envs(env_fn, cfg)
     dims = ObsDims.from_space(envs.single_observation_space)
@@ -291,182 +353,256 @@ def train(
     scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.normalize_reward)
 
     # 1-2. demonstrations and behaviour-cloning warm start
-    demos: Demonstrations | None = None
-    demo_obs: dict[str, torch.Tensor] = {}
-    demo_actions = torch.zeros(0, dtype=torch.long)
-    bc_acc: float | None = None
-    warm: dict[str, float] = {}
-    if expert is not None and cfg.demo_episodes > 0:
-        demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
-        cloud = demos.obs["action_mask"].shape[1] - 1
-        warm["demo_steps"] = float(len(demos))
-        warm["demo_cloud_share"] = float(np.mean(demos.actions == cloud))
-        warm["entropy_before_bc"] = policy_entropy(agent, demos.obs)
-        if cfg.normalize_reward:
-            scaler.rms.update(demos.returns)  # prime the return statistics with the expert's returns
-        bc_loss, bc_acc = behaviour_cloning(
-            agent,
-            demos,
-            scaler.scale,
-            seeds.rng("bc"),
-            epochs=cfg.bc_epochs,
-            minibatch_size=cfg.minibatch_size,
-            learning_rate=cfg.learning_rate,
-            vf_coef=cfg.vf_coef,
-            max_grad_norm=cfg.max_grad_norm,
-        )
-        warm["entropy_after_bc"] = policy_entropy(agent, demos.obs)
-        warm["bc_accuracy"] = bc_acc
-        warm["bc_loss"] = bc_loss
-        warm["bc_cloud_share"] = float(np.mean(_greedy(agent, demos.obs) == cloud))
-        demo_obs, demo_actions = obs_to_torch(demos.obs), torch.as_tensor(demos.actions)
-        log.info(
-            "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
-            len(demos),
-            demos.episode_returns.mean(),
-            bc_loss,
-            bc_acc,
-        )
+    warm = _warm_start(env_fn, cfg, expert, agent, scaler, seeds)
 
     # 3. PPO
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    T, E = cfg.num_steps, cfg.num_envs
     space = cast(spaces.Dict, envs.single_observation_space)
-    buf_obs = {
-        k: torch.zeros(
-            (T, E, *(space[k].shape or ())), dtype=torch.bool if k == "action_mask" else torch.float32
-        )
-        for k in OBS_KEYS
-    }
-    actions = torch.zeros((T, E), dtype=torch.long)
-    logprobs, rewards, dones, values = (torch.zeros((T, E)) for _ in range(4))
+    buf = _Rollout.zeros(cfg, space)
     mb_rng = seeds.rng("minibatches")
     demo_rng = seeds.rng("demo-samples")
     csv_log = TrainLog(run_dir / "train.csv")
-    ep_return, global_step = np.zeros(E), 0
-
+    ep_return, global_step = np.zeros(cfg.num_envs), 0
     next_obs_np, _ = envs.reset(seed=cfg.seed)
     next_obs = obs_to_torch(next_obs_np)
     for update in range(cfg.num_updates):
         lr = cfg.learning_rate * (1.0 - update / cfg.num_updates if cfg.anneal_lr else 1.0)
         optimizer.param_groups[0]["lr"] = lr
-        finished: list[float] = []
-        rollout_ent: list[float] = []
-        agent.eval()
-        for t in range(T):
-            global_step += E
-            for k in OBS_KEYS:
-                buf_obs[k][t] = next_obs[k]
-            with torch.no_grad():
-                action, logp, ent_t, value = agent.act_value(next_obs)
-            rollout_ent.append(float(ent_t.mean()))
-            actions[t], logprobs[t], values[t] = action, logp, value
-            next_obs_np, reward, term, trunc, info = envs.step(action.numpy())
-            reward = np.asarray(reward, dtype=np.float64)
-            done = np.logical_or(term, trunc)
-            ep_return += reward
-            finished.extend(ep_return[done].tolist())
-            ep_return[done] = 0.0
-            r = scaler(reward, done)
-            boot = np.flatnonzero(np.asarray(trunc) & ~np.asarray(term))
-            if boot.size:  # truncated, not terminated: bootstrap from the final observation's value
-                final = {k: np.stack([info["final_obs"][i][k] for i in boot]) for k in OBS_KEYS}
-                with torch.no_grad():
-                    r[boot] += cfg.gamma * agent.value(obs_to_torch(final)).numpy()
-            rewards[t] = torch.as_tensor(r, dtype=torch.float32)
-            dones[t] = torch.as_tensor(done, dtype=torch.float32)
-            next_obs = obs_to_torch(next_obs_np)
-
-        with torch.no_grad():
-            advantages = compute_gae(rewards, values, dones, agent.value(next_obs), cfg.gamma, cfg.gae_lambda)
-            returns = advantages + values
-
-        b_obs = {k: v.reshape(T * E, *v.shape[2:]) for k, v in buf_obs.items()}
-        b_act, b_logp = actions.reshape(-1), logprobs.reshape(-1)
-        b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
-        share = 0.0
-        if demos is not None and cfg.demo_decay_updates > 0:
-            share = cfg.demo_share * max(0.0, 1.0 - update / cfg.demo_decay_updates)
-        n_demo = max(1, round(share * cfg.minibatch_size)) if share > 0 else 0
-
-        agent.train()
-        stats: dict[str, list[float]] = {k: [] for k in ("pg", "v", "ent", "kl", "clip", "bc")}
-        for _epoch in range(cfg.update_epochs):
-            perm = mb_rng.permutation(cfg.batch_size)
-            for start in range(0, cfg.batch_size, cfg.minibatch_size):
-                idx = perm[start : start + cfg.minibatch_size]
-                mb_obs = index_obs(b_obs, idx)
-                _, new_logp, entropy, new_value = agent.act_value(mb_obs, b_act[idx])
-                log_ratio = new_logp - b_logp[idx]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    stats["kl"].append(float(((ratio - 1) - log_ratio).mean()))
-                    stats["clip"].append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
-                adv = b_adv[idx]
-                if cfg.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
-                ).mean()  # eq. 24, as a loss to minimise
-                if cfg.clip_vloss:
-                    v_clipped = b_val[idx] + torch.clamp(
-                        new_value - b_val[idx], -cfg.clip_coef, cfg.clip_coef
-                    )
-                    v_loss = (
-                        0.5 * torch.max((new_value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
-                    )
-                else:
-                    v_loss = 0.5 * ((new_value - b_ret[idx]) ** 2).mean()
-                ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
-                if n_demo:
-                    d_idx = torch.as_tensor(demo_rng.integers(0, demo_actions.shape[0], size=n_demo))
-                    bc = F.cross_entropy(agent.logits(index_obs(demo_obs, d_idx)), demo_actions[d_idx])
-                    loss = (1.0 - share) * loss + share * cfg.bc_coef * bc
-                    stats["bc"].append(float(bc.item()))
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                stats["pg"].append(float(pg_loss.item()))
-                stats["v"].append(float(v_loss.item()))
-                stats["ent"].append(float(ent.item()))
-            if cfg.target_kl is not None and np.mean(stats["kl"][-cfg.num_minibatches :]) > cfg.target_kl:
-                break
-
-        row = {
-            "update": update + 1,
-            "global_step": global_step,
-            "policy_loss": np.mean(stats["pg"]),
-            "value_loss": np.mean(stats["v"]),
-            "entropy": np.mean(stats["ent"]),
-            "rollout_entropy": float(np.mean(rollout_ent)),
-            "rollout_cloud_share": float((actions == space["action_mask"].shape[0] - 1).float().mean()),
-            "approx_kl": np.mean(stats["kl"]),
-            "clip_fraction": np.mean(stats["clip"]),
-            "bc_loss": np.mean(stats["bc"]) if stats["bc"] else float("nan"),
-            "demo_share": share,
-            "learning_rate": lr,
-            "episodes": len(finished),
-            "mean_episode_reward": float(np.mean(finished)) if finished else float("nan"),
-            "wall_s": time.perf_counter() - t_start,
-        }
+        rollout = _collect_rollout(envs, agent, scaler, cfg, buf, next_obs, ep_return)
+        next_obs, global_step = rollout.next_obs, global_step + cfg.batch_size
+        batch = _flatten_with_gae(agent, cfg, buf, next_obs)
+        share = _demo_share(cfg, update, warm.demos is not None)
+        stats = _update(agent, optimizer, cfg, batch, warm, share, mb_rng, demo_rng)
+        cloud_share = float((buf.actions == space["action_mask"].shape[0] - 1).float().mean())
+        row = _log_row(update, global_step, lr, share, stats, rollout, cloud_share, time.perf_counter() - t_start)
         csv_log.write({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
-        log.info(
-            "update %d/%d step %d reward %.3f",
-            update + 1,
-            cfg.num_updates,
-            global_step,
-            row["mean_episode_reward"],
-        )
+        log.info("update %d/%d step %d reward %.3f", update + 1, cfg.num_updates, global_step,
+                 row["mean_episode_reward"])
         if on_update is not None:
             agent.eval()
-            stop = on_update(update + 1, PPCMPolicy(agent, name=algo, threads=None), row)
-            if stop:
+            if on_update(update + 1, PPCMPolicy(agent, name=algo, threads=None), row):
                 break
     envs.close()
     csv_log.close()
 
+    # outputs
+    return _save_outputs(agent, cfg, expert, warm, run_dir=run_dir, scenario=scenario, algo=algo, dims=dims,
+                         global_step=global_step, csv_log=csv_log)
+
+
+def _warm_start(
+    env_fn: EnvFn, cfg: PPOConfig, expert: Policy | None, agent: ActorCritic, scaler: RewardScaler, seeds: SeedTree
+) -> _WarmStart:
+    """Steps 1-2: the expert's demonstrations and behaviour cloning on them (nothing without an expert)."""
+    stats: dict[str, float] = {}
+    if expert is None or cfg.demo_episodes <= 0:
+        return _WarmStart(None, {}, torch.zeros(0, dtype=torch.long), None, stats)
+    demos = collect_demonstrations(env_fn, expert, cfg.demo_episodes, cfg.seed, cfg.gamma)
+    cloud = demos.obs["action_mask"].shape[1] - 1
+    stats["demo_steps"] = float(len(demos))
+    stats["demo_cloud_share"] = float(np.mean(demos.actions == cloud))
+    stats["entropy_before_bc"] = policy_entropy(agent, demos.obs)
+    if cfg.normalize_reward:
+        scaler.rms.update(demos.returns)  # prime the return statistics with the expert's returns
+    bc_loss, bc_acc = behaviour_cloning(
+        agent,
+        demos,
+        scaler.scale,
+        seeds.rng("bc"),
+        epochs=cfg.bc_epochs,
+        minibatch_size=cfg.minibatch_size,
+        learning_rate=cfg.learning_rate,
+        vf_coef=cfg.vf_coef,
+        max_grad_norm=cfg.max_grad_norm,
+    )
+    stats["entropy_after_bc"] = policy_entropy(agent, demos.obs)
+    stats["bc_accuracy"] = bc_acc
+    stats["bc_loss"] = bc_loss
+    stats["bc_cloud_share"] = float(np.mean(_greedy(agent, demos.obs) == cloud))
+    log.info(
+        "demonstrations: %d steps, mean episode return %.3f; BC loss %.4f, accuracy %.3f",
+        len(demos),
+        demos.episode_returns.mean(),
+        bc_loss,
+        bc_acc,
+    )
+    return _WarmStart(demos, obs_to_torch(demos.obs), torch.as_tensor(demos.actions), bc_acc, stats)
+
+
+def _collect_rollout(
+    envs: gym.vector.VectorEnv[Any, Any, Any],
+    agent: ActorCritic,
+    scaler: RewardScaler,
+    cfg: PPOConfig,
+    buf: _Rollout,
+    next_obs: dict[str, torch.Tensor],
+    ep_return: NDArray[np.float64],
+) -> _RolloutEnd:
+    """Act ``num_steps`` times in every env with the current policy, filling ``buf`` with scaled rewards;
+    ``ep_return`` carries the returns of unfinished episodes from one rollout to the next."""
+    finished: list[float] = []
+    entropies: list[float] = []
+    agent.eval()
+    for t in range(cfg.num_steps):
+        for k in OBS_KEYS:
+            buf.obs[k][t] = next_obs[k]
+        with torch.no_grad():
+            action, logp, entropy, value = agent.act_value(next_obs)
+        entropies.append(float(entropy.mean()))
+        buf.actions[t], buf.logprobs[t], buf.values[t] = action, logp, value
+        next_obs_np, reward, term, trunc, info = envs.step(action.numpy())
+        reward = np.asarray(reward, dtype=np.float64)
+        done = np.logical_or(term, trunc)
+        ep_return += reward
+        finished.extend(ep_return[done].tolist())
+        ep_return[done] = 0.0
+        r = scaler(reward, done)
+        boot = np.flatnonzero(np.asarray(trunc) & ~np.asarray(term))
+        if boot.size:  # truncated, not terminated: bootstrap from the final observation's value
+            final = {k: np.stack([info["final_obs"][i][k] for i in boot]) for k in OBS_KEYS}
+            with torch.no_grad():
+                r[boot] += cfg.gamma * agent.value(obs_to_torch(final)).numpy()
+        buf.rewards[t] = torch.as_tensor(r, dtype=torch.float32)
+        buf.dones[t] = torch.as_tensor(done, dtype=torch.float32)
+        next_obs = obs_to_torch(next_obs_np)
+    return _RolloutEnd(next_obs, finished, float(np.mean(entropies)))
+
+
+def _flatten_with_gae(
+    agent: ActorCritic, cfg: PPOConfig, buf: _Rollout, next_obs: dict[str, torch.Tensor]
+) -> _Batch:
+    """GAE advantages and returns (eq. 25) of the rollout in ``buf``, flattened over steps and envs."""
+    with torch.no_grad():
+        advantages = compute_gae(buf.rewards, buf.values, buf.dones, agent.value(next_obs), cfg.gamma, cfg.gae_lambda)
+        returns = advantages + buf.values
+    obs = {k: v.reshape(cfg.batch_size, *v.shape[2:]) for k, v in buf.obs.items()}
+    return _Batch(
+        obs,
+        buf.actions.reshape(-1),
+        buf.logprobs.reshape(-1),
+        advantages.reshape(-1),
+        returns.reshape(-1),
+        buf.values.reshape(-1),
+    )
+
+
+def _demo_share(cfg: PPOConfig, update: int, has_demos: bool) -> float:
+    """Share of demonstration samples in the minibatches of update ``update`` (0-based): linear decay to 0."""
+    if not has_demos or cfg.demo_decay_updates <= 0:
+        return 0.0
+    return cfg.demo_share * max(0.0, 1.0 - update / cfg.demo_decay_updates)
+
+
+def _update(
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    cfg: PPOConfig,
+    batch: _Batch,
+    warm: _WarmStart,
+    share: float,
+    mb_rng: np.random.Generator,
+    demo_rng: np.random.Generator,
+) -> dict[str, list[float]]:
+    """``update_epochs`` epochs of minibatch steps on the PPO loss, each minibatch joined by ``share`` of
+    demonstration samples whose BC loss weighs ``share * bc_coef``; returns per-minibatch statistics."""
+    n_demo = max(1, round(share * cfg.minibatch_size)) if share > 0 else 0
+    agent.train()
+    stats: dict[str, list[float]] = {k: [] for k in ("pg", "v", "ent", "kl", "clip", "bc")}
+    for _epoch in range(cfg.update_epochs):
+        perm = mb_rng.permutation(cfg.batch_size)
+        for start in range(0, cfg.batch_size, cfg.minibatch_size):
+            losses = _ppo_loss(agent, cfg, batch, perm[start : start + cfg.minibatch_size])
+            stats["kl"].append(losses.approx_kl)
+            stats["clip"].append(losses.clip_fraction)
+            loss = losses.total
+            if n_demo:
+                d_idx = torch.as_tensor(demo_rng.integers(0, warm.actions.shape[0], size=n_demo))
+                bc = F.cross_entropy(agent.logits(index_obs(warm.obs, d_idx)), warm.actions[d_idx])
+                loss = (1.0 - share) * loss + share * cfg.bc_coef * bc
+                stats["bc"].append(float(bc.item()))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            stats["pg"].append(float(losses.pg.item()))
+            stats["v"].append(float(losses.v.item()))
+            stats["ent"].append(float(losses.entropy.item()))
+        if cfg.target_kl is not None and np.mean(stats["kl"][-cfg.num_minibatches :]) > cfg.target_kl:
+            break
+    return stats
+
+
+def _ppo_loss(agent: ActorCritic, cfg: PPOConfig, batch: _Batch, idx: NDArray[np.int64]) -> _Losses:
+    """PPO loss of minibatch ``idx``: clipped surrogate (eq. 24), clipped value loss, entropy bonus."""
+    _, new_logp, entropy, new_value = agent.act_value(index_obs(batch.obs, idx), batch.actions[idx])
+    log_ratio = new_logp - batch.logprobs[idx]
+    ratio = log_ratio.exp()
+    with torch.no_grad():
+        approx_kl = float(((ratio - 1) - log_ratio).mean())
+        clip_fraction = float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+    adv = batch.advantages[idx]
+    if cfg.norm_adv and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = torch.max(
+        -adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
+    ).mean()  # eq. 24, as a loss to minimise
+    ret, old_value = batch.returns[idx], batch.values[idx]
+    if cfg.clip_vloss:
+        v_clipped = old_value + torch.clamp(new_value - old_value, -cfg.clip_coef, cfg.clip_coef)
+        v_loss = 0.5 * torch.max((new_value - ret) ** 2, (v_clipped - ret) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((new_value - ret) ** 2).mean()
+    ent = entropy.mean()
+    total = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+    return _Losses(total, pg_loss, v_loss, ent, approx_kl, clip_fraction)
+
+
+def _log_row(
+    update: int,
+    global_step: int,
+    lr: float,
+    share: float,
+    stats: dict[str, list[float]],
+    rollout: _RolloutEnd,
+    cloud_share: float,
+    wall_s: float,
+) -> dict[str, Any]:
+    """One row of train.csv (columns: :data:`edgemigrate.policies.rl.trainlog.COLUMNS`)."""
+    finished = rollout.finished
+    return {
+        "update": update + 1,
+        "global_step": global_step,
+        "policy_loss": np.mean(stats["pg"]),
+        "value_loss": np.mean(stats["v"]),
+        "entropy": np.mean(stats["ent"]),
+        "rollout_entropy": rollout.entropy,
+        "rollout_cloud_share": cloud_share,
+        "approx_kl": np.mean(stats["kl"]),
+        "clip_fraction": np.mean(stats["clip"]),
+        "bc_loss": np.mean(stats["bc"]) if stats["bc"] else float("nan"),
+        "demo_share": share,
+        "learning_rate": lr,
+        "episodes": len(finished),
+        "mean_episode_reward": float(np.mean(finished)) if finished else float("nan"),
+        "wall_s": wall_s,
+    }
+
+
+def _save_outputs(
+    agent: ActorCritic,
+    cfg: PPOConfig,
+    expert: Policy | None,
+    warm: _WarmStart,
+    *,
+    run_dir: Path,
+    scenario: str,
+    algo: str,
+    dims: ObsDims,
+    global_step: int,
+    csv_log: TrainLog,
+) -> TrainResult:
+    """Checkpoint, train.png and config.json under ``run_dir``; the result handed back to the caller."""
+    run_name = run_dir.name
     agent.eval()
     meta = {"run_name": run_name, "scenario": scenario, "algo": algo, "global_steps": global_step}
     policy = PPCMPolicy(agent, name=algo, meta=meta)
@@ -477,7 +613,7 @@ def train(
         "dims": dims.to_dict(),
         "run_name": run_name,
         "expert": getattr(expert, "name", None),
-        "warm_start": warm,
+        "warm_start": warm.stats,
         "versions": {"torch": torch.__version__},
     }
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=list))
@@ -490,9 +626,9 @@ def train(
         policy=policy,
         global_steps=global_step,
         rows=csv_log.rows,
-        demo_mean_return=float(demos.episode_returns.mean()) if demos is not None else None,
-        bc_accuracy=bc_acc,
-        warm_start=warm,
+        demo_mean_return=float(warm.demos.episode_returns.mean()) if warm.demos is not None else None,
+        bc_accuracy=warm.bc_accuracy,
+        warm_start=warm.stats,
     )
 
 
