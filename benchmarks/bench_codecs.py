@@ -8,8 +8,8 @@ a Python process holding ``--size-mb`` of real heap data (dicts, strings, JSON, 
 with ``criu dump --leave-running`` when CRIU is available (root), else its resident private pages are
 read from ``/proc/<pid>/mem``. Each line:
 
-    {"bench": "codecs", "codec": "lz4", "level": 1, "ratio": 2.4, "compress_MBps": 350.0,
-     "decompress_MBps": 470.0, "image_bytes": ..., "image_method": "criu", "threads": 1}
+    {"bench": "codecs", "codec": "lz4", "level": 1, "ratio": 2.4, "compress_megabytes_per_s": 350.0,
+     "decompress_megabytes_per_s": 470.0, "image_bytes": ..., "image_method": "criu", "threads": 1}
 
 ``ratio`` is input/output (bigger is better); MB/s is 10^6 bytes of input per second of one thread,
 best of ``--repeats`` runs. Every run checks the round trip is exact.
@@ -50,8 +50,8 @@ def measure(name: str, level: int, data: bytes, repeats: int) -> dict[str, float
         del back
     return {
         "ratio": round(len(data) / len(out), 3),
-        "compress_MBps": round(len(data) / best_c / 1e6, 1),
-        "decompress_MBps": round(len(data) / best_d / 1e6, 1),
+        "compress_megabytes_per_s": round(len(data) / best_c / 1e6, 1),
+        "decompress_megabytes_per_s": round(len(data) / best_d / 1e6, 1),
     }
 
 

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                             # the nominal link rate stands in until goodput is measured (serial mode
                             # compresses everything before the first byte is sent, so never measures)
                             sel = ModelSelector(
-                                profiles, compress_cores=args.workers, bandwidth_hint_Bps=rate * 1e6 / 8
+                                profiles, compress_cores=args.workers, bandwidth_hint_bytes_per_s=rate * 1e6 / 8
                             )
                         row = run_one(
                             src, Path(tmp) / "dst", sel, mode, rate, page_codec, args.workers, switch

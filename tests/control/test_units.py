@@ -18,10 +18,10 @@ from edgemigrate.engine.delta import encode_varint
 MiB = 1 << 20
 
 
-MBps = 12.5e6  # 100 Mbit/s
+LINK_BYTES_PER_S = 12.5e6  # 100 Mbit/s
 
 
-def _r(payload: int, wire: int | None = None, freeze_s: float = 0.08, link: float = MBps) -> RoundCost:
+def _r(payload: int, wire: int | None = None, freeze_s: float = 0.08, link: float = LINK_BYTES_PER_S) -> RoundCost:
     return RoundCost(payload, payload if wire is None else wire, freeze_s, link)
 
 
@@ -56,7 +56,7 @@ def test_stop_rule_saving_is_largest_for_half_shrinking_deltas() -> None:
     # the same last round (50 MiB), reached by deltas that shrank by q
     w = [rule.expected_saving_s([_r(int(50 * MiB / q)), _r(50 * MiB)]) for q in (0.02, 0.25, 0.5, 0.75, 1.0)]
     assert w[2] == max(w) and w[0] < w[1] and w[4] == 0.0
-    assert rule.expected_saving_s([_r(100 * MiB)]) == pytest.approx(0.25 * 100 * MiB / MBps)
+    assert rule.expected_saving_s([_r(100 * MiB)]) == pytest.approx(0.25 * 100 * MiB / LINK_BYTES_PER_S)
 
 
 def test_spec_roundtrip_and_hostile_input() -> None:

@@ -66,3 +66,11 @@ def test_ratechange_summary_pairs_adaptive_and_fixed_runs_by_repeat(tmp_path: Pa
     z1 = next(x for x in lines if x.startswith("| model | fixed:zstd:1 |"))
     assert "| -0.50 +- 0.00 | 3 / 3 | faster |" in z1
     assert next(x for x in lines if x.startswith("| model | fixed:zstd:9 |")).endswith("| faster |")
+
+
+def test_plots_read_the_bandwidth_of_wire_samples_under_either_key() -> None:
+    # the results committed under docs/results spell the key of a sample's bandwidth estimate the old way
+    from edgemigrate.experiments.compression_plots import _sample_bandwidth_bytes_per_s
+
+    assert _sample_bandwidth_bytes_per_s({"t_s": 0.1, "bandwidth_bytes_per_s": 2.5e6}) == 2.5e6
+    assert _sample_bandwidth_bytes_per_s({"t_s": 0.1, "bandwidth_Bps": 1.25e6}) == 1.25e6

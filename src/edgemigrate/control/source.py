@@ -378,7 +378,7 @@ class _Migration:
     def _link_rate(self, wire_bytes: int, transfer_s: float) -> float:
         """The link's rate: the monitor's goodput estimate, else its lower bound, else this round's average."""
         st = self.monitor.state
-        rate = st.bandwidth_Bps or st.bandwidth_floor_Bps
+        rate = st.bandwidth_bytes_per_s or st.bandwidth_floor_bytes_per_s
         if rate:
             return float(rate)
         return wire_bytes / transfer_s if transfer_s > 0 else 0.0
@@ -427,7 +427,8 @@ class _Migration:
             "bytes_on_wire": sum(r["wire_bytes"] for r in self.rounds), **self.comp.to_dict(),
             "selector_profile_s": round(self.profile_s, 4),
             "selector_profiles": [
-                {"codec": p.codec, "level": p.level, "compress_MBps": round(p.compress_Bps / 1e6, 1),
+                {"codec": p.codec, "level": p.level,
+                 "compress_megabytes_per_s": round(p.compress_bytes_per_s / 1e6, 1),
                  "ratio": round(p.ratio, 4)} for p in getattr(self.selector, "profiles", ())],
             "dest_pid": ev.pid,
         }

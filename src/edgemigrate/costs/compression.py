@@ -1,7 +1,7 @@
 """Compressed, pipelined migration transfer model of seed 001 (Zhang et al.), eqs. 3-11.
 
 Pure vectorised functions: every argument may be a scalar or a NumPy array, and arrays broadcast.
-Units: sizes in bytes, bandwidths in bytes per second (``_Bps``), times in seconds, per-stage
+Units: sizes in bytes, bandwidths in bytes per second (``_bytes_per_s``), times in seconds, per-stage
 processing costs in seconds per input byte (``_s_per_byte``), compression ratios as output/input
 (``R_i`` of the seed; 0.25 means the stage shrinks its input four times).
 
@@ -32,20 +32,20 @@ def migration_size_bytes(data_bytes: ArrayLike, stage_ratios: ArrayLike) -> F:
     return np.asarray(data_bytes, dtype=np.float64) * r.prod(axis=-1)
 
 
-def transfer_time_s(migration_bytes: ArrayLike, bandwidth_Bps: ArrayLike) -> F:
+def transfer_time_s(migration_bytes: ArrayLike, bandwidth_bytes_per_s: ArrayLike) -> F:
     """Eq. 4: ``Time_transfer = Size_migration / bandwidth``."""
-    return np.asarray(migration_bytes, dtype=np.float64) / np.asarray(bandwidth_Bps, dtype=np.float64)
+    return np.asarray(migration_bytes, dtype=np.float64) / np.asarray(bandwidth_bytes_per_s, dtype=np.float64)
 
 
-def processing_throughput_Bps(stage_s_per_byte: ArrayLike) -> F:
+def processing_throughput_bytes_per_s(stage_s_per_byte: ArrayLike) -> F:
     """Eq. 5: ``TPS_processing = 1 / sum_i P_i`` (input bytes per second)."""
     return 1.0 / np.asarray(stage_s_per_byte, dtype=np.float64).sum(axis=-1)
 
 
-def transfer_throughput_Bps(bandwidth_Bps: ArrayLike, stage_ratios: ArrayLike) -> F:
+def transfer_throughput_bytes_per_s(bandwidth_bytes_per_s: ArrayLike, stage_ratios: ArrayLike) -> F:
     """Eq. 6: ``TPS_transfer = bandwidth / prod_i R_i`` (input bytes per second the link can carry)."""
     r = np.asarray(stage_ratios, dtype=np.float64)
-    return np.asarray(bandwidth_Bps, dtype=np.float64) / r.prod(axis=-1)
+    return np.asarray(bandwidth_bytes_per_s, dtype=np.float64) / r.prod(axis=-1)
 
 
 def migration_time_pipelined_s(processing_s: ArrayLike, transfer_s: ArrayLike) -> F:
@@ -58,43 +58,46 @@ def migration_time_serial_s(processing_s: ArrayLike, transfer_s: ArrayLike) -> F
     return np.asarray(processing_s, dtype=np.float64) + np.asarray(transfer_s, dtype=np.float64)
 
 
-def system_throughput_Bps(processing_Bps: ArrayLike, transfer_Bps: ArrayLike) -> F:
+def system_throughput_bytes_per_s(processing_bytes_per_s: ArrayLike, transfer_bytes_per_s: ArrayLike) -> F:
     """Eq. 8: ``TPS_system = min(TPS_processing, TPS_transfer)``."""
     return np.minimum(
-        np.asarray(processing_Bps, dtype=np.float64), np.asarray(transfer_Bps, dtype=np.float64)
+        np.asarray(processing_bytes_per_s, dtype=np.float64), np.asarray(transfer_bytes_per_s, dtype=np.float64)
     )
 
 
 def compressed_transfer_time_s(
-    data_bytes: ArrayLike, compress_Bps: ArrayLike, ratio: ArrayLike, bandwidth_Bps: ArrayLike
+    data_bytes: ArrayLike, compress_bytes_per_s: ArrayLike, ratio: ArrayLike, bandwidth_bytes_per_s: ArrayLike
 ) -> F:
     """Left side of eq. 10: compress then send, ``D / V_compress + D * C_ratio / V_network``."""
     d = np.asarray(data_bytes, dtype=np.float64)
-    return d / np.asarray(compress_Bps, dtype=np.float64) + d * np.asarray(
+    return d / np.asarray(compress_bytes_per_s, dtype=np.float64) + d * np.asarray(
         ratio, dtype=np.float64
-    ) / np.asarray(bandwidth_Bps, dtype=np.float64)
+    ) / np.asarray(bandwidth_bytes_per_s, dtype=np.float64)
 
 
 def compression_pays_off(
-    compress_Bps: ArrayLike, ratio: ArrayLike, bandwidth_Bps: ArrayLike
+    compress_bytes_per_s: ArrayLike, ratio: ArrayLike, bandwidth_bytes_per_s: ArrayLike
 ) -> NDArray[np.bool_]:
     """Eq. 11: serial compression beats sending raw iff ``V_compress * (1 - C_ratio) >= V_network``.
 
     Derived from eq. 9/10 (``T_compressing + T_transfer <= T_non-compression``) by dividing by
     ``D`` and multiplying by ``V_compress * V_network``.
     """
-    v = np.asarray(compress_Bps, dtype=np.float64)
-    return v * (1.0 - np.asarray(ratio, dtype=np.float64)) >= np.asarray(bandwidth_Bps, dtype=np.float64)
+    v = np.asarray(compress_bytes_per_s, dtype=np.float64)
+    return v * (1.0 - np.asarray(ratio, dtype=np.float64)) >= np.asarray(bandwidth_bytes_per_s, dtype=np.float64)
 
 
-def pipelined_compression_rate_Bps(
-    compress_Bps_per_core: ArrayLike, cores: ArrayLike, ratio: ArrayLike, bandwidth_Bps: ArrayLike
+def pipelined_compression_rate_bytes_per_s(
+    compress_bytes_per_s_per_core: ArrayLike,
+    cores: ArrayLike,
+    ratio: ArrayLike,
+    bandwidth_bytes_per_s: ArrayLike,
 ) -> F:
     """Eqs. 5, 6, 8 for a single compress stage on ``cores`` cores: ``min(cores * V_c, B / R)``.
 
     The input bytes per second a pipelined compressed transfer sustains; the model-based selector of
     :mod:`edgemigrate.engine.compression.selectors` maximises the same quantity over codecs and levels.
     """
-    proc = np.asarray(compress_Bps_per_core, dtype=np.float64) * np.asarray(cores, dtype=np.float64)
-    link = np.asarray(bandwidth_Bps, dtype=np.float64) / np.asarray(ratio, dtype=np.float64)
-    return system_throughput_Bps(proc, link)
+    proc = np.asarray(compress_bytes_per_s_per_core, dtype=np.float64) * np.asarray(cores, dtype=np.float64)
+    link = np.asarray(bandwidth_bytes_per_s, dtype=np.float64) / np.asarray(ratio, dtype=np.float64)
+    return system_throughput_bytes_per_s(proc, link)

@@ -20,6 +20,15 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
+# the key of a wire sample's bandwidth estimate; the results committed under docs/results were written with
+# the old spelling, which the plots still read
+_BANDWIDTH_KEYS = ("bandwidth_bytes_per_s", "bandwidth_Bps")
+
+
+def _sample_bandwidth_bytes_per_s(sample: dict[str, Any]) -> float:
+    return float(next(sample[k] for k in _BANDWIDTH_KEYS if k in sample))
+
+
 def _mean_by(t: dict[str, np.ndarray], mask: np.ndarray, key: str, value: str) -> tuple[np.ndarray, np.ndarray]:
     xs = np.unique(t[key][mask])
     ys = np.array([t[value][mask & (t[key] == x)].astype(float).mean() for x in xs])
@@ -132,7 +141,8 @@ def plot_experiment(experiment: str, run_dir: Path) -> list[Path]:
                 if samples:
                     ts = [s["t_s"] for s in samples]
                     c = colour[row["selector"]]
-                    axes[1].step(ts, [s["bandwidth_Bps"] * 8 / 1e6 for s in samples], where="post", color=c,
+                    mbit = [_sample_bandwidth_bytes_per_s(s) * 8 / 1e6 for s in samples]
+                    axes[1].step(ts, mbit, where="post", color=c,
                                  label=f"{row['selector']}: bandwidth estimate (median run)")
                     ax2.step(ts, [s["level"] for s in samples], where="post", ls=":", color=c,
                              label=f"{row['selector']}: level")

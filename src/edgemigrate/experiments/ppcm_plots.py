@@ -9,6 +9,24 @@ import numpy as np
 
 
 def plot_sweep(agg: list[dict[str, Any]], x_key: str, out_dir: Path, axis: str) -> Path:
+    """Draw :func:`sweep_figure` to ``out_dir/sweep_{axis}.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = sweep_figure(agg, x_key, axis)
+    path = out_dir / f"sweep_{axis}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def sweep_figure(agg: list[dict[str, Any]], x_key: str, axis: str) -> Any:
+    """The delay components of every algorithm: over the sweep's points, one panel per component; at a
+    single point (the training run, or a sweep given one point) there is nothing to draw a line along, so
+    grouped bars, one group per algorithm."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,9 +34,11 @@ def plot_sweep(agg: list[dict[str, Any]], x_key: str, out_dir: Path, axis: str) 
 
     from edgemigrate.experiments.ppcm import ALGORITHMS, COMPONENT_TITLES, COMPONENTS
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     algos = [a for a in ALGORITHMS if any(r["algo"] == a for r in agg)] + \
         sorted({r["algo"] for r in agg} - set(ALGORITHMS))
+    points = sorted({r[x_key] for r in agg})
+    if len(points) == 1:
+        return _component_bars(agg, algos, points[0], axis)
     fig, axes = plt.subplots(1, len(COMPONENTS), figsize=(4.2 * len(COMPONENTS), 4.2))
     for ax, comp, title in zip(axes, COMPONENTS, COMPONENT_TITLES, strict=True):
         for algo in algos:
@@ -34,10 +54,44 @@ def plot_sweep(agg: list[dict[str, Any]], x_key: str, out_dir: Path, axis: str) 
     axes[0].legend(fontsize="small")
     fig.suptitle(f"PPCM {axis} sweep: delay components (seed 000 eqs. 1-10), 95 % CI")
     fig.tight_layout()
-    path = out_dir / f"sweep_{axis}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def _component_bars(agg: list[dict[str, Any]], algos: list[str], point: Any, axis: str) -> Any:
+    """One group of bars per algorithm, one bar per delay component (the total hatched, since it is their sum),
+    with the 95 % CIs as error bars when the episodes gave any."""
+    import matplotlib.pyplot as plt
+
+    from edgemigrate.experiments.ppcm import COMPONENT_TITLES, COMPONENTS
+
+    by_algo = {r["algo"]: r for r in agg}
+    x = np.arange(len(algos), dtype=float)
+    width = 0.8 / len(COMPONENTS)
+    has_ci = any(r.get(f"{c}_ci95", 0.0) > 0 for r in agg for c in COMPONENTS)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.15 * len(algos) + 3.0), 4.6))
+    for j, (comp, title) in enumerate(zip(COMPONENTS, COMPONENT_TITLES, strict=True)):
+        means = [by_algo[a][f"{comp}_mean"] for a in algos]
+        cis = [by_algo[a].get(f"{comp}_ci95", 0.0) for a in algos] if has_ci else None
+        total = comp == "per_task_total_s"
+        ax.bar(x + (j - (len(COMPONENTS) - 1) / 2) * width, means, width, yerr=cis, label=title,
+               color="0.85" if total else f"C{j}", edgecolor="0.35" if total else None, hatch="//" if total else None,
+               error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.2"})
+    ax.set_xticks(x, algos)
+    for label in ax.get_xticklabels():
+        if label.get_text() == "ppcm":
+            label.set_fontweight("bold")
+    ax.set_xlim(-0.6, len(algos) - 0.4)
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    ax.set_ylabel("delay per task [s]")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="component", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    where = {"nodes": f" at {point:g} edge nodes", "tasks": f" at {point:g} tasks per minute"}.get(axis, "")
+    episodes = sorted({int(r["episodes"]) for r in agg if "episodes" in r})
+    how = [f"mean of {episodes[0]} evaluation episodes"] if len(episodes) == 1 else ["mean"]
+    how += ["95 % CI"] if has_ci else []
+    ax.set_title(f"PPCM and the baselines{where}: delay per task by component ({', '.join(how)})")
+    fig.tight_layout()
+    return fig
 
 
 def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:

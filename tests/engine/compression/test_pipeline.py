@@ -151,7 +151,7 @@ def test_rule_and_model_selectors_end_to_end(image_dir: Path, tmp_path: Path, mo
     rep2, _ = _transfer(image_dir, tmp_path / "model", model, mode, TokenBucket(400e6))
     _same_tree(image_dir, tmp_path / "model")
     if mode is PipelineMode.PIPELINED:
-        assert rep2.states and rep2.states[-1].bandwidth_Bps is not None
+        assert rep2.states and rep2.states[-1].bandwidth_bytes_per_s is not None
 
 
 def _recorded_stream(image_dir: Path) -> tuple[bytes, Catalog]:

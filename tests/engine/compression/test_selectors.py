@@ -9,7 +9,7 @@ from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_image
 from edgemigrate.engine.compression.netstate import INITIAL_STATE, NetworkState
 from edgemigrate.engine.compression.selectors import (
-    COLD_START_BANDWIDTHS_BPS,
+    COLD_START_BANDWIDTHS_BYTES_PER_S,
     DEFAULT_PROFILES,
     MIN_OBSERVED_BYTES,
     PROBE_EVERY_CHUNKS,
@@ -101,7 +101,7 @@ PROFILES = [
 
 
 def _analytic_best(bw: float, cores: float) -> Choice:
-    best = max(PROFILES, key=lambda p: min(cores * p.compress_Bps, bw / p.ratio, cores * p.decompress_Bps))
+    best = max(PROFILES, key=lambda p: min(cores * p.compress_bytes_per_s, bw / p.ratio, cores * p.decompress_bytes_per_s))
     return best.choice
 
 
@@ -125,13 +125,13 @@ def test_model_selector_known_regimes() -> None:
     cold = sel.choose(INITIAL_STATE)
     assert cold.codec == "zstd" and cold.level <= 6  # an entropy coder fast enough for 1 Gbit/s, not lz4-1
     shares = []
-    for b in COLD_START_BANDWIDTHS_BPS:
-        rates = sel.rates_Bps(float(b))
+    for b in COLD_START_BANDWIDTHS_BYTES_PER_S:
+        rates = sel.rates_bytes_per_s(float(b))
         shares.append(rates / rates.max())
     worst = np.min(shares, axis=0)
     assert worst[sel.profiles.index(next(p for p in sel.profiles if p.choice == cold))] == worst.max()
     assert worst.max() > worst[[p.choice for p in sel.profiles].index(Choice("lz4", 1))]
-    hinted = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.0, bandwidth_hint_Bps=0.125 * MB)
+    hinted = ModelSelector(PROFILES, compress_cores=2, hysteresis=0.0, bandwidth_hint_bytes_per_s=0.125 * MB)
     assert hinted.choose(INITIAL_STATE) == Choice("zstd", 19)
 
 
@@ -144,11 +144,11 @@ def test_model_selector_learns_from_observations_and_hysteresis_holds() -> None:
     for _ in range(12):
         sel.observe(Choice("zstd", 3), 1_000_000, 198_000, 1_000_000 / (50 * MB))
     z3, l1 = sel.profile(Choice("zstd", 3)), sel.profile(Choice("lz4", 1))
-    assert z3.compress_Bps < 70 * MB and l1.compress_Bps < 120 * MB
-    assert l1.compress_Bps / z3.compress_Bps == pytest.approx(1000 / 600)  # the ordering of levels is kept
+    assert z3.compress_bytes_per_s < 70 * MB and l1.compress_bytes_per_s < 120 * MB
+    assert l1.compress_bytes_per_s / z3.compress_bytes_per_s == pytest.approx(1000 / 600)  # the ordering of levels is kept
     assert z3.ratio == pytest.approx(0.198, rel=0.02) and l1.ratio == pytest.approx(0.352, rel=0.02)
     # lz4-1 is now CPU-bound near 100 MB/s, zstd-3 near 60 MB/s, raw at 62.5 MB/s: lz4-1 is best
-    rates = sel.rates_Bps(bw)
+    rates = sel.rates_bytes_per_s(bw)
     assert sel.choose(_state(2, 1, 0, bw)) == PROFILES[int(np.argmax(rates))].choice == Choice("lz4", 1)
     sel.observe(Choice("none", 0), 1000, 1000, 0.0)  # raw chunks teach nothing
     assert sel.profile(Choice("lz4", 1)) == l1
@@ -168,7 +168,7 @@ def test_measure_profiles_on_real_data() -> None:
     assert [p.choice for p in profs] == [Choice("none", 0), Choice("lz4", 1), Choice("zstd", 3)]
     assert profs[0].ratio == 1.0
     assert all(p.ratio < 0.1 for p in profs[1:])
-    assert all(p.compress_Bps > 0 and p.decompress_Bps > 0 for p in profs)
+    assert all(p.compress_bytes_per_s > 0 and p.decompress_bytes_per_s > 0 for p in profs)
     with pytest.raises(ValidationError):
         ModelSelector([], compress_cores=1)
 
@@ -255,12 +255,12 @@ def test_cold_start_hedges_only_over_links_at_least_as_fast_as_the_floor() -> No
     assert unbounded == sel.profiles[sel.cold_start_index()].choice
 
     def minimax(grid: np.ndarray) -> Choice:
-        rates = sel.rates_Bps(grid[:, None])
+        rates = sel.rates_bytes_per_s(grid[:, None])
         return sel.profiles[int(np.argmax((rates / rates.max(axis=1, keepdims=True)).min(axis=0)))].choice
 
     floor = 60 * MB  # what crossed while TCP ramped up
     bounded = NetworkState(3, 0.02, 1.0, 0.0, None, floor)
-    grid = np.concatenate(([floor], COLD_START_BANDWIDTHS_BPS[COLD_START_BANDWIDTHS_BPS > floor]))
+    grid = np.concatenate(([floor], COLD_START_BANDWIDTHS_BYTES_PER_S[COLD_START_BANDWIDTHS_BYTES_PER_S > floor]))
     assert sel.preferred(bounded) == minimax(grid)
     # the test profiles: zstd-3 is right from 60 MB/s up (CPU-bound at 1200 MB/s), zstd-19 no longer a worry
     assert sel.preferred(bounded) == Choice("zstd", 3)

@@ -61,12 +61,12 @@ def _bbr_or_skip(sock: socket.socket) -> None:
 
 
 async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = False,  # type: ignore[no-untyped-def]
-                    rate_Bps: float | None = None):
-    """Send ``plan`` over real loopback TCP; the receiver collects the chunks. With ``rate_Bps`` the receiver reads
+                    rate_bytes_per_s: float | None = None):
+    """Send ``plan`` over real loopback TCP; the receiver collects the chunks. With ``rate_bytes_per_s`` the receiver reads
     at that rate through a small receive buffer - a slow link - and the sender uses BBR (see ``_bbr_or_skip``)."""
     received: list[Chunk] = []
     done = asyncio.Event()
-    timeout_s = 10.0 if rate_Bps is None else 30.0
+    timeout_s = 10.0 if rate_bytes_per_s is None else 30.0
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = FramedConnection(reader, writer)
@@ -74,12 +74,12 @@ async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = Fals
             m = await conn.next_message()
             assert isinstance(m, Chunk)
             received.append(m)
-            if rate_Bps is not None:
-                await asyncio.sleep(len(m.data) / rate_Bps)
+            if rate_bytes_per_s is not None:
+                await asyncio.sleep(len(m.data) / rate_bytes_per_s)
         done.set()
         await conn.close()
 
-    if rate_Bps is None:
+    if rate_bytes_per_s is None:
         server = await asyncio.start_server(on_conn, "127.0.0.1", 0, limit=4 << 20)
     else:
         lsock = socket.socket()
@@ -88,7 +88,7 @@ async def _transfer(plan, cfg: CompressionConfig, selector, corrupt: bool = Fals
         server = await asyncio.start_server(on_conn, sock=lsock, limit=64 << 10)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    if rate_Bps is not None:
+    if rate_bytes_per_s is not None:
         _bbr_or_skip(writer.get_extra_info("socket"))
     conn = FramedConnection(reader, writer)
     with ThreadPoolExecutor(2) as pool:
@@ -226,7 +226,7 @@ def test_a_write_blocked_on_a_real_socket_is_sampled_from_its_tcp_info(tmp_path:
     (d / "inventory.img").write_bytes(np.random.default_rng(3).bytes(2 << 20))  # two incompressible chunks
     plan = plan_round("svc", 1, False, d, None)
     cfg = CompressionConfig.parse("none")
-    stats, received = asyncio.run(_transfer(plan, cfg, FixedSelector("none", 0), rate_Bps=1e6))
+    stats, received = asyncio.run(_transfer(plan, cfg, FixedSelector("none", 0), rate_bytes_per_s=1e6))
     assert stats.chunks == 2 and len(received) == 2
     # more samples than writes: the link was sampled while a write blocked, not once per write
     assert len(stats.samples) >= 3, stats.samples
@@ -286,7 +286,7 @@ class _InlineExecutor(Executor):
 
 
 class _EmulatedLink:
-    """The data connection over a link of ``rate_Bps``, as far as ``send_round`` sees it (``write``, and
+    """The data connection over a link of ``rate_bytes_per_s``, as far as ``send_round`` sees it (``write``, and
     ``writer.write`` / ``writer.get_extra_info("socket")``; the socket is this object). The kernel takes what is
     written until ``buffer_bytes`` wait unacknowledged - the unsent limit plus a window - and a write then blocks
     until the link has drained the excess. ``TCP_INFO`` reports the bytes acknowledged so far, a fixed RTT and the
@@ -294,9 +294,9 @@ class _EmulatedLink:
 
     family = socket.AF_INET
 
-    def __init__(self, clock: _VirtualClock, rate_Bps: float, rtt_s: float = 0.02,
+    def __init__(self, clock: _VirtualClock, rate_bytes_per_s: float, rtt_s: float = 0.02,
                  buffer_bytes: int = NOTSENT_LOWAT_BYTES + (64 << 10)) -> None:
-        self.clock, self.rate_Bps, self.rtt_s, self.buffer_bytes = clock, rate_Bps, rtt_s, buffer_bytes
+        self.clock, self.rate_bytes_per_s, self.rtt_s, self.buffer_bytes = clock, rate_bytes_per_s, rtt_s, buffer_bytes
         self.written = bytearray()
         self.notsent_lowat: int | None = None
         self._acked, self._t = 0.0, clock()
@@ -314,7 +314,7 @@ class _EmulatedLink:
 
     def acked(self) -> float:
         now = self.clock()
-        self._acked = min(float(len(self.written)), self._acked + self.rate_Bps * (now - self._t))
+        self._acked = min(float(len(self.written)), self._acked + self.rate_bytes_per_s * (now - self._t))
         self._t = now
         return self._acked
 
@@ -326,7 +326,7 @@ class _EmulatedLink:
         self.enqueue(data)
         excess = len(self.written) - self.acked() - self.buffer_bytes
         if excess > 0:
-            await asyncio.sleep(excess / self.rate_Bps)
+            await asyncio.sleep(excess / self.rate_bytes_per_s)
 
     def setsockopt(self, level: int, option: int, value: int) -> None:
         self.notsent_lowat = value
@@ -339,16 +339,16 @@ class _EmulatedLink:
             rtt_us = int(self.rtt_s * 1e6)
             for off, fmt, value in ((0, "B", 1), (68, "I", rtt_us), (76, "I", 64), (80, "I", 128),  # cwnd > ssthresh
                                     (120, "Q", int(self.acked())), (148, "I", rtt_us),
-                                    (160, "Q", int(self.rate_Bps))):
+                                    (160, "Q", int(self.rate_bytes_per_s))):
                 struct.pack_into("<" + fmt, raw, off, value)
             return bytes(raw)
         return self.notsent_lowat
 
 
-def _emulated_transfer(plan, cfg: CompressionConfig, selector, rate_Bps: float):  # type: ignore[no-untyped-def]
-    """Send ``plan`` over an emulated link of ``rate_Bps`` in virtual time; returns (stats, received chunks)."""
+def _emulated_transfer(plan, cfg: CompressionConfig, selector, rate_bytes_per_s: float):  # type: ignore[no-untyped-def]
+    """Send ``plan`` over an emulated link of ``rate_bytes_per_s`` in virtual time; returns (stats, received chunks)."""
     clock = _VirtualClock()
-    link = _EmulatedLink(clock, rate_Bps)
+    link = _EmulatedLink(clock, rate_bytes_per_s)
     loop = _VirtualTimeLoop(clock)
     try:
         stats = loop.run_until_complete(send_round(plan, 1, link, cfg, selector, NetworkMonitor(),  # type: ignore[arg-type]
@@ -364,12 +364,13 @@ def _emulated_transfer(plan, cfg: CompressionConfig, selector, rate_Bps: float):
 # profiled speeds vary with the machine's load from run to run, and they decide which level the model starts from
 # (on the test data zstd-2 and zstd-3 swapped places between runs). The ratios are profiled: compressing the same
 # bytes always gives the same output.
-FIXED_SPEEDS_BPS = {("none", 0): 1e12, ("lz4", 1): 800e6, ("zstd", 1): 300e6, ("zstd", 2): 250e6,
+FIXED_SPEEDS_BYTES_PER_S = {("none", 0): 1e12, ("lz4", 1): 800e6, ("zstd", 1): 300e6, ("zstd", 2): 250e6,
                     ("zstd", 3): 200e6, ("zstd", 6): 70e6, ("zstd", 9): 40e6}
 
 
 def _fixed_speed_profiles(cfg: CompressionConfig, sample: bytes) -> list[CodecProfile]:
-    return [dataclasses.replace(p, compress_Bps=FIXED_SPEEDS_BPS[(p.codec, p.level)], decompress_Bps=1e9)
+    return [dataclasses.replace(p, compress_bytes_per_s=FIXED_SPEEDS_BYTES_PER_S[(p.codec, p.level)],
+                                decompress_bytes_per_s=1e9)
             for p in cfg.measure_profiles(sample)]
 
 
@@ -378,18 +379,18 @@ def test_a_write_blocked_on_a_slow_link_is_sampled_while_it_blocks(tmp_path: Pat
     d.mkdir()
     (d / "inventory.img").write_bytes(np.random.default_rng(3).bytes(2 << 20))  # two incompressible chunks
     plan = plan_round("svc", 1, False, d, None)
-    rate_Bps = 1e6
+    rate_bytes_per_s = 1e6
     stats, received, link = _emulated_transfer(plan, CompressionConfig.parse("none"), FixedSelector("none", 0),
-                                               rate_Bps)
+                                               rate_bytes_per_s)
     assert [m.index for m in received] == [0, 1]
     # two writes blocked for ~1.5 s between them: the link was sampled every SAMPLE_INTERVAL_S while they blocked
-    blocked_s = (len(link.written) - link.buffer_bytes) / rate_Bps
+    blocked_s = (len(link.written) - link.buffer_bytes) / rate_bytes_per_s
     assert len(stats.samples) >= int(blocked_s / SAMPLE_INTERVAL_S) - 1, stats.samples
     # TCP's first SLOW_START_RTTS round trips only bound the link from below; every sample after them measures it
     ramp_s = SLOW_START_RTTS * link.rtt_s
-    assert all(s["bandwidth_Bps"] == 0.0 for s in stats.samples if s["t_s"] < ramp_s), stats.samples
-    after = [s["bandwidth_Bps"] for s in stats.samples if s["t_s"] >= ramp_s + SAMPLE_INTERVAL_S]
-    assert after and after == pytest.approx([rate_Bps] * len(after), rel=1e-6), stats.samples
+    assert all(s["bandwidth_bytes_per_s"] == 0.0 for s in stats.samples if s["t_s"] < ramp_s), stats.samples
+    after = [s["bandwidth_bytes_per_s"] for s in stats.samples if s["t_s"] >= ramp_s + SAMPLE_INTERVAL_S]
+    assert after and after == pytest.approx([rate_bytes_per_s] * len(after), rel=1e-6), stats.samples
 
 
 def test_lookahead_compressed_for_a_fast_link_is_compressed_again_once_it_is_slow(tmp_path: Path) -> None:
@@ -401,7 +402,7 @@ def test_lookahead_compressed_for_a_fast_link_is_compressed_again_once_it_is_slo
     cfg = CompressionConfig.parse("model", workers=2)  # a lookahead of 4 chunks on any machine
     profiles = _fixed_speed_profiles(cfg, bytes(next(plan.iter_chunks())[1]))
     # the model starts out believing the link is 1 Gbit/s (a hint), so it compresses the lookahead lightly
-    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
+    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_bytes_per_s=125e6)
     first = selector.preferred(NetworkMonitor().state)
     strong = selector.preferred(NetworkMonitor().sample_explicit(None, 0.0, 2e6))
     assert (first, strong) == (Choice("zstd", 1), Choice("zstd", 3))  # zstd-3 has the best ratio on this data
@@ -421,7 +422,7 @@ def test_page_images_under_a_page_codec_are_not_compressed_again(tmp_path: Path)
     plan = plan_round("svc", 1, False, d, None)
     cfg = CompressionConfig.parse("model", "wkdm", workers=2)
     profiles = _fixed_speed_profiles(cfg, bytes(next(plan.iter_chunks())[1]))
-    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_Bps=125e6)
+    selector = ModelSelector(profiles, compress_cores=2.0, bandwidth_hint_bytes_per_s=125e6)
     stats, received, _ = _emulated_transfer(plan, cfg, selector, 2e6)
     # the model changes its mind as in the test above (each sample records the choice of the chunk being sent) ...
     chosen = [(s["codec"], s["level"]) for s in stats.samples]

@@ -54,12 +54,12 @@ _FIELDS: dict[str, tuple[int, str]] = {
     "snd_ssthresh": (76, "I"),
     "snd_cwnd": (80, "I"),
     "total_retrans": (100, "I"),
-    "pacing_rate_Bps": (104, "Q"),
+    "pacing_rate_bytes_per_s": (104, "Q"),
     "bytes_acked": (120, "Q"),
     "segs_out": (136, "I"),
     "segs_in": (140, "I"),
     "min_rtt_us": (148, "I"),
-    "delivery_rate_Bps": (160, "Q"),
+    "delivery_rate_bytes_per_s": (160, "Q"),
     "busy_us": (168, "Q"),
     "rwnd_limited_us": (176, "Q"),
     "sndbuf_limited_us": (184, "Q"),
@@ -88,12 +88,12 @@ class TcpInfo:
     snd_ssthresh: int  # 0x7fffffff (TCP_INFINITE_SSTHRESH) until the first loss or HyStart exit
     snd_cwnd: int
     total_retrans: int
-    pacing_rate_Bps: int
+    pacing_rate_bytes_per_s: int
     bytes_acked: int
     segs_out: int
     segs_in: int
     min_rtt_us: int
-    delivery_rate_Bps: int
+    delivery_rate_bytes_per_s: int
     busy_us: int  # time with data in flight, of which the peer's receive window / our send buffer limited:
     rwnd_limited_us: int
     sndbuf_limited_us: int
@@ -148,10 +148,10 @@ class NetworkState:
     rtt_s: float | None
     rtt_ratio: float  # this RTT / previous RTT (1.0 until two RTT samples exist)
     loss_rate: float  # retransmitted / sent segments in the last interval, 0..1
-    bandwidth_Bps: float | None  # EWMA of the link's goodput; None until measured
+    bandwidth_bytes_per_s: float | None  # EWMA of the link's goodput; None until measured
     # While no bandwidth is measured: the link is at least this fast (the highest goodput of an interval it did
     # not limit - TCP's ramp, a CPU-bound sender). None once a bandwidth is measured, or before any bound.
-    bandwidth_floor_Bps: float | None = None
+    bandwidth_floor_bytes_per_s: float | None = None
 
 
 INITIAL_STATE = NetworkState(0, None, 1.0, 0.0, None)
@@ -169,8 +169,8 @@ class NetworkMonitor:
         self._prev_info: TcpInfo | None = None
         self._sent_bytes = 0
         self._busy_s = 0.0
-        self._floor_Bps: float | None = None
-        self._floor_max_Bps: float | None = None  # highest floor since the last measured sample
+        self._floor_bytes_per_s: float | None = None
+        self._floor_max_bytes_per_s: float | None = None  # highest floor since the last measured sample
 
     @property
     def state(self) -> NetworkState:
@@ -191,7 +191,7 @@ class NetworkMonitor:
         pulled up to it. Without this, a selector that became CPU-bound would never see a faster link.
         """
         if interval_s > 0 and n_bytes > 0:
-            self._floor_Bps = max(self._floor_Bps or 0.0, n_bytes / interval_s)
+            self._floor_bytes_per_s = max(self._floor_bytes_per_s or 0.0, n_bytes / interval_s)
 
     def sample(self, info: TcpInfo | None = None, link_limited: bool = True) -> NetworkState:
         """Close the current interval and return the new state (``info``: a fresh ``TCP_INFO``, if any).
@@ -203,22 +203,23 @@ class NetworkMonitor:
         """
         s = self._state
         estimates = []
-        if (link_limited and info is not None and info.delivery_rate_Bps > 0
+        if (link_limited and info is not None and info.delivery_rate_bytes_per_s > 0
                 and not info.delivery_rate_app_limited):
-            estimates.append(float(info.delivery_rate_Bps))
+            estimates.append(float(info.delivery_rate_bytes_per_s))
         if self._busy_s > 0 and self._sent_bytes > 0:
             estimates.append(self._sent_bytes / self._busy_s)
         bw_sample = min(estimates) if estimates else None
         measured = bw_sample is not None  # the link limited the sender: a measure of the link, not a bound
         cur = self._bw.value
-        if bw_sample is None and self._floor_Bps is not None and cur is not None and self._floor_Bps > cur:
+        bound = self._floor_bytes_per_s
+        if bw_sample is None and bound is not None and cur is not None and bound > cur:
             # at most doubling per sample: a burst into empty socket buffers must not fake a fast link
-            bw_sample = min(self._floor_Bps, RISE_FACTOR * cur)
+            bw_sample = min(bound, RISE_FACTOR * cur)
         if measured:
-            self._floor_max_Bps = None
-        elif self._floor_Bps is not None:
-            self._floor_max_Bps = max(self._floor_max_Bps or 0.0, self._floor_Bps)
-        self._floor_Bps = None
+            self._floor_max_bytes_per_s = None
+        elif self._floor_bytes_per_s is not None:
+            self._floor_max_bytes_per_s = max(self._floor_max_bytes_per_s or 0.0, self._floor_bytes_per_s)
+        self._floor_bytes_per_s = None
         if measured and cur is not None and not DROP_FRACTION * cur <= bw_sample <= RISE_FACTOR * cur:
             # the sender waited on the link and got less than half (or more than twice) the estimate: the link
             # changed (a rate change, a handover, competing traffic), or the estimate came from slow-start
@@ -239,16 +240,16 @@ class NetworkMonitor:
                 d_retx = max(0, info.total_retrans - prev.total_retrans)
                 loss = min(1.0, d_retx / d_out) if d_out > 0 else 0.0
             self._prev_info = info
-        floor = self._floor_max_Bps if bandwidth is None else None
+        floor = self._floor_max_bytes_per_s if bandwidth is None else None
         self._state = NetworkState(s.sample_id + 1, rtt_s, ratio, loss, bandwidth, floor)
         return self._state
 
     def sample_explicit(
-        self, rtt_s: float | None, loss_rate: float, bandwidth_Bps: float | None = None
+        self, rtt_s: float | None, loss_rate: float, bandwidth_bytes_per_s: float | None = None
     ) -> NetworkState:
         """A sample from another source (protocol pings, a testbed, a replayed trace)."""
         s = self._state
         ratio = rtt_s / s.rtt_s if (rtt_s and s.rtt_s) else 1.0
-        bw = self._bw.update(bandwidth_Bps) if bandwidth_Bps is not None else self._bw.value
+        bw = self._bw.update(bandwidth_bytes_per_s) if bandwidth_bytes_per_s is not None else self._bw.value
         self._state = NetworkState(s.sample_id + 1, rtt_s if rtt_s else s.rtt_s, ratio, loss_rate, bw)
         return self._state

@@ -160,7 +160,7 @@ PROBE_EVERY_CHUNKS = 8  # while sending raw, compress one chunk in this many to 
 # Bandwidths the cold start of :class:`ModelSelector` guards against: 1 Mbit/s .. 1 Gbit/s, log-spaced. (Above
 # ~1 Gbit/s sending raw beats every compressor on a few cores, and a cold start hedging for that would pick the
 # fastest, weakest codec for every slower link.)
-COLD_START_BANDWIDTHS_BPS: np.ndarray = np.logspace(np.log10(1e6 / 8), np.log10(1e9 / 8), 19)
+COLD_START_BANDWIDTHS_BYTES_PER_S: np.ndarray = np.logspace(np.log10(1e6 / 8), np.log10(1e9 / 8), 19)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +172,8 @@ class CodecProfile:
 
     codec: str
     level: int
-    compress_Bps: float
-    decompress_Bps: float
+    compress_bytes_per_s: float
+    decompress_bytes_per_s: float
     ratio: float
 
     @property
@@ -232,11 +232,11 @@ def measure_profiles(
     return tuple(out)
 
 
-def effective_rate_Bps(
-    compress_Bps: np.ndarray | float,
-    decompress_Bps: np.ndarray | float,
+def effective_rate_bytes_per_s(
+    compress_bytes_per_s: np.ndarray | float,
+    decompress_bytes_per_s: np.ndarray | float,
     ratio: np.ndarray | float,
-    bandwidth_Bps: float | np.ndarray,
+    bandwidth_bytes_per_s: float | np.ndarray,
     compress_cores: float,
     decompress_cores: float,
 ) -> np.ndarray:
@@ -249,15 +249,15 @@ def effective_rate_Bps(
     """
     return np.minimum(
         np.minimum(
-            np.asarray(compress_Bps, dtype=float) * compress_cores,
-            bandwidth_Bps / np.asarray(ratio, dtype=float),
+            np.asarray(compress_bytes_per_s, dtype=float) * compress_cores,
+            bandwidth_bytes_per_s / np.asarray(ratio, dtype=float),
         ),
-        np.asarray(decompress_Bps, dtype=float) * decompress_cores,
+        np.asarray(decompress_bytes_per_s, dtype=float) * decompress_cores,
     )
 
 
 class ModelSelector:
-    """Chooses the codec/level with the highest :func:`effective_rate_Bps` at the current bandwidth.
+    """Chooses the codec/level with the highest :func:`effective_rate_bytes_per_s` at the current bandwidth.
 
     ``profiles`` come from :func:`measure_profiles` (include ``("none", 0)`` to allow sending raw) and are
     refined online by :meth:`observe`. What a chunk teaches is applied to *every* profile through two
@@ -267,9 +267,9 @@ class ModelSelector:
     optimistic numbers and make the choice hop between levels.
     ``hysteresis``: keep the current choice unless another is that fraction faster, so noise in the
     bandwidth estimate does not make the level flap. Before any bandwidth is measured,
-    ``bandwidth_hint_Bps`` (e.g. the link's nominal rate, or the last migration's goodput) stands in.
+    ``bandwidth_hint_bytes_per_s`` (e.g. the link's nominal rate, or the last migration's goodput) stands in.
     Without a hint the bandwidth is unknown, so the cold start picks the *minimax-regret* candidate: the one
-    whose worst-case share of the best achievable rate, over bandwidths from ``COLD_START_BANDWIDTHS_BPS``
+    whose worst-case share of the best achievable rate, over bandwidths from ``COLD_START_BANDWIDTHS_BYTES_PER_S``
     (1 Mbit/s .. 1 Gbit/s, the span of edge backhaul links), is highest. It is typically a fast entropy coder (zstd 1-3), which neither starves
     a fast link nor wastes a slow one - always taking the fastest compressor (lz4-1) used to cost up to 40 %
     more bytes on the wire for the first seconds of every migration.
@@ -282,7 +282,7 @@ class ModelSelector:
         decompress_cores: float | None = None,
         hysteresis: float = 0.05,
         alpha: float = 0.3,
-        bandwidth_hint_Bps: float | None = None,
+        bandwidth_hint_bytes_per_s: float | None = None,
     ) -> None:
         if compress_cores <= 0:
             raise ValidationError(f"model selector: compress_cores must be > 0, got {compress_cores}")
@@ -291,9 +291,11 @@ class ModelSelector:
         self.compress_cores = compress_cores
         self.decompress_cores = compress_cores if decompress_cores is None else decompress_cores
         self.hysteresis = hysteresis
-        if bandwidth_hint_Bps is not None and bandwidth_hint_Bps <= 0:
-            raise ValidationError(f"model selector: bandwidth_hint_Bps must be > 0, got {bandwidth_hint_Bps}")
-        self.bandwidth_hint_Bps = bandwidth_hint_Bps
+        if bandwidth_hint_bytes_per_s is not None and bandwidth_hint_bytes_per_s <= 0:
+            raise ValidationError(
+                f"model selector: bandwidth_hint_bytes_per_s must be > 0, got {bandwidth_hint_bytes_per_s}"
+            )
+        self.bandwidth_hint_bytes_per_s = bandwidth_hint_bytes_per_s
         self._alpha = alpha
         self.current: int | None = None
         self.profiles: list[CodecProfile] = []
@@ -307,7 +309,7 @@ class ModelSelector:
         if not profiles:
             raise ValidationError("model selector: no codec profiles given")
         for p in profiles:
-            if p.compress_Bps <= 0 or p.decompress_Bps <= 0 or p.ratio <= 0:
+            if p.compress_bytes_per_s <= 0 or p.decompress_bytes_per_s <= 0 or p.ratio <= 0:
                 raise ValidationError(
                     f"model selector: profile {p.codec}-{p.level} has a non-positive rate or ratio"
                 )
@@ -318,7 +320,7 @@ class ModelSelector:
         self._data = Ewma(self._alpha)  # observed / profiled compression ratio
         self._cpu.update(1.0)
         self._data.update(1.0)
-        self._speed0 = np.array([p.compress_Bps for p in self.profiles], dtype=float)
+        self._speed0 = np.array([p.compress_bytes_per_s for p in self.profiles], dtype=float)
         self._ratio0 = np.array([p.ratio for p in self.profiles], dtype=float)
         self._is_none = np.array([p.codec == "none" for p in self.profiles])
         self.current = self._index.get(old) if old is not None else None
@@ -334,23 +336,23 @@ class ModelSelector:
         ratio = np.where(self._is_none, self._ratio0, self._ratio0 * data)
         return speed, ratio
 
-    def rates_Bps(self, bandwidth_Bps: float | np.ndarray) -> np.ndarray:
-        """Effective rate of every profile at ``bandwidth_Bps`` (same order as ``profiles``; a column of
+    def rates_bytes_per_s(self, bandwidth_bytes_per_s: float | np.ndarray) -> np.ndarray:
+        """Effective rate of every profile at ``bandwidth_bytes_per_s`` (same order as ``profiles``; a column of
         bandwidths gives one row per bandwidth)."""
         speed, ratio = self._estimates()
-        dec = np.array([p.decompress_Bps for p in self.profiles], dtype=float)
-        return effective_rate_Bps(
-            speed, dec, ratio, bandwidth_Bps, self.compress_cores, self.decompress_cores
+        dec = np.array([p.decompress_bytes_per_s for p in self.profiles], dtype=float)
+        return effective_rate_bytes_per_s(
+            speed, dec, ratio, bandwidth_bytes_per_s, self.compress_cores, self.decompress_cores
         )
 
     def _bandwidth(self, state: NetworkState) -> float | None:
-        bw = state.bandwidth_Bps if state.bandwidth_Bps else self.bandwidth_hint_Bps
+        bw = state.bandwidth_bytes_per_s if state.bandwidth_bytes_per_s else self.bandwidth_hint_bytes_per_s
         return bw if bw is not None and bw > 0 else None
 
-    def _pick(self, bw: float | None, floor_Bps: float | None = None) -> int:
+    def _pick(self, bw: float | None, floor_bytes_per_s: float | None = None) -> int:
         if bw is None:
-            return self.cold_start_index(floor_Bps)
-        rates = self.rates_Bps(bw)
+            return self.cold_start_index(floor_bytes_per_s)
+        rates = self.rates_bytes_per_s(bw)
         best = int(np.argmax(rates))
         cur = self.current
         if cur is not None and rates[cur] >= (1.0 - self.hysteresis) * rates[best]:
@@ -359,7 +361,7 @@ class ModelSelector:
 
     def preferred(self, state: NetworkState) -> Choice:
         """What :meth:`choose` would pick at ``state`` (hysteresis included), without changing any state."""
-        return self.profiles[self._pick(self._bandwidth(state), state.bandwidth_floor_Bps)].choice
+        return self.profiles[self._pick(self._bandwidth(state), state.bandwidth_floor_bytes_per_s)].choice
 
     def worth_recompressing(self, old: Choice, new: Choice, state: NetworkState) -> bool:
         """Whether a chunk compressed ahead as ``old`` should be compressed again as ``new`` before it is sent.
@@ -372,7 +374,7 @@ class ModelSelector:
         chosen for; when it became faster, what is already compressed is sent as it is (the CPU is then what
         limits the transfer, and compressing again would spend it).
         """
-        bw = state.bandwidth_Bps
+        bw = state.bandwidth_bytes_per_s
         i, j = self._index.get(old), self._index.get(new)
         if not bw or bw <= 0 or i is None or j is None or i == j or self._is_none[j]:
             return False
@@ -382,7 +384,7 @@ class ModelSelector:
 
     def choose(self, state: NetworkState) -> Choice:
         bw = self._bandwidth(state)
-        best = self._pick(bw, state.bandwidth_floor_Bps)
+        best = self._pick(bw, state.bandwidth_floor_bytes_per_s)
         self.current = best
         if self._is_none[best]:
             # Sending raw teaches nothing about the data or the CPU, so a choice of ``none`` made on a wrong
@@ -391,23 +393,24 @@ class ModelSelector:
             self._raw_streak += 1
             if self._raw_streak >= PROBE_EVERY_CHUNKS:
                 self._raw_streak = 0
-                rates = self.rates_Bps(bw) if bw else self.rates_Bps(float(COLD_START_BANDWIDTHS_BPS[-1]))
+                top = float(COLD_START_BANDWIDTHS_BYTES_PER_S[-1])
+                rates = self.rates_bytes_per_s(bw) if bw else self.rates_bytes_per_s(top)
                 return self.profiles[int(np.argmax(np.where(self._is_none, -np.inf, rates)))].choice
         else:
             self._raw_streak = 0
         return self.profiles[best].choice
 
-    def cold_start_index(self, floor_Bps: float | None = None) -> int:
-        """Index of the minimax-regret profile over :data:`COLD_START_BANDWIDTHS_BPS` (see the class doc), or
-        over those at or above ``floor_Bps`` when the link is known to be at least that fast
-        (``NetworkState.bandwidth_floor_Bps``: what TCP got acknowledged while it ramped up). Once 50 MB/s
+    def cold_start_index(self, floor_bytes_per_s: float | None = None) -> int:
+        """Index of the minimax-regret profile over :data:`COLD_START_BANDWIDTHS_BYTES_PER_S` (see the class doc), or
+        over those at or above ``floor_bytes_per_s`` when the link is known to be at least that fast
+        (``NetworkState.bandwidth_floor_bytes_per_s``: what TCP got acknowledged while it ramped up). Once 50 MB/s
         have crossed, hedging against a 1 Mbit/s link only weighs links that cannot be this one."""
-        grid = np.asarray(COLD_START_BANDWIDTHS_BPS, dtype=float)
-        if floor_Bps is not None and floor_Bps > grid[0]:
-            grid = np.concatenate(([floor_Bps], grid[grid > floor_Bps]))
+        grid = np.asarray(COLD_START_BANDWIDTHS_BYTES_PER_S, dtype=float)
+        if floor_bytes_per_s is not None and floor_bytes_per_s > grid[0]:
+            grid = np.concatenate(([floor_bytes_per_s], grid[grid > floor_bytes_per_s]))
         # (bandwidths, profiles) in one broadcast: this runs for every chunk until a bandwidth is measured, on
         # the event loop that also encrypts the data connection (one call per bandwidth took ~150 us a chunk)
-        rates = self.rates_Bps(grid[:, None])
+        rates = self.rates_bytes_per_s(grid[:, None])
         share = rates / rates.max(axis=1, keepdims=True)
         return int(np.argmax(share.min(axis=0)))
 
@@ -423,4 +426,4 @@ class ModelSelector:
         """The current (online-refined) estimate for ``choice``."""
         i = self._index[choice]
         speed, ratio = self._estimates()
-        return replace(self.profiles[i], compress_Bps=float(speed[i]), ratio=float(ratio[i]))
+        return replace(self.profiles[i], compress_bytes_per_s=float(speed[i]), ratio=float(ratio[i]))

@@ -58,7 +58,7 @@ class TokenBucket:
             raise ValidationError(
                 f"token bucket: rate_bps and burst_bytes must be > 0, got {rate_bps}, {burst_bytes}"
             )
-        self._rate_Bps = rate_bps / 8.0
+        self._rate_bytes_per_s = rate_bps / 8.0
         self.burst_bytes = burst_bytes
         self._tokens = float(burst_bytes)
         self._clock, self._sleep = clock, sleep
@@ -67,18 +67,18 @@ class TokenBucket:
 
     @property
     def rate_bps(self) -> float:
-        return self._rate_Bps * 8.0
+        return self._rate_bytes_per_s * 8.0
 
     def set_rate(self, rate_bps: float) -> None:
         if rate_bps <= 0:
             raise ValidationError(f"token bucket: rate_bps must be > 0, got {rate_bps}")
         with self._lock:
             self._refill()
-            self._rate_Bps = rate_bps / 8.0
+            self._rate_bytes_per_s = rate_bps / 8.0
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(float(self.burst_bytes), self._tokens + (now - self._t) * self._rate_Bps)
+        self._tokens = min(float(self.burst_bytes), self._tokens + (now - self._t) * self._rate_bytes_per_s)
         self._t = now
 
     def acquire(self, n: int) -> None:
@@ -90,7 +90,7 @@ class TokenBucket:
                 if self._tokens >= n - 1e-6:  # tolerance: float refill arithmetic may land a hair short
                     self._tokens -= n
                     return
-                wait = (n - self._tokens) / self._rate_Bps
+                wait = (n - self._tokens) / self._rate_bytes_per_s
             self._sleep(wait)
 
 

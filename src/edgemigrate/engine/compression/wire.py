@@ -308,7 +308,7 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         again with what the model now prefers. On a 1000 -> 20 Mbit/s change the 4 lz4-1 chunks compressed ahead
         held ~0.7 s of the slow link (Redis pages: 2.37x); as zstd-9 (3.68x) they take ~0.45 s."""
         state = monitor.state
-        if serial or not isinstance(selector, ModelSelector) or not inflight or not state.bandwidth_Bps:
+        if serial or not isinstance(selector, ModelSelector) or not inflight or not state.bandwidth_bytes_per_s:
             return  # (without a measured bandwidth nothing is worth compressing again)
         best = selector.preferred(state)
         for p in inflight:
@@ -328,7 +328,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
         st = monitor.sample(info, link_limited=link_limited)
         stats.samples.append({
             "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
-            "bandwidth_Bps": round(st.bandwidth_Bps or 0.0, 1), "codec": choice.codec, "level": choice.level,
+            "bandwidth_bytes_per_s": round(st.bandwidth_bytes_per_s or 0.0, 1),
+            "codec": choice.codec, "level": choice.level,
             # what limited TCP (cumulative ms): the peer's receive window or our send buffer; and the window
             **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start, "snd_wnd": info.snd_wnd,
                 "rwnd_limited_ms": info.rwnd_limited_us // 1000, "sndbuf_limited_ms": info.sndbuf_limited_us // 1000,
