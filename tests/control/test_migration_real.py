@@ -164,23 +164,6 @@ def test_killed_agent_mid_transfer_leaves_service_running_once(clean, victim: st
     bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
 
 
-@pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
-def test_source_agent_dying_while_service_frozen_resumes_it_on_restart(clean, repeat: int) -> None:
-    bed = clean
-    bed.agents["edge1"].restart("--inject-fault", "die-after-final-dump")
-    try:
-        spec = _counter(bed, 16)
-        bed.deploy("edge1", spec)
-        probe = _probe(bed, spec)
-        with pytest.raises(MigrationFailed, match="closed the connection"):
-            bed.migrate("counter", "edge2", "precopy")
-        assert bed.where_running("counter") == []  # paused for its final dump: nobody runs it
-        bed.agents["edge1"].restart()  # recovery: the destination does not run it -> thaw it here
-        _assert_once_and_intact(bed, spec, probe)
-    finally:
-        bed.agents["edge1"].restart()
-
-
 def _runc_status(bed, host: str, name: str) -> str | None:
     import json
     import subprocess
@@ -190,21 +173,28 @@ def _runc_status(bed, host: str, name: str) -> str | None:
     return str(json.loads(proc.stdout)["status"]) if proc.returncode == 0 else None
 
 
+@pytest.mark.parametrize(("fault", "serves"), [("die-after-final-dump", "edge1"), ("die-after-commit", "edge2")])
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
-def test_source_dying_after_commit_kills_its_paused_copy_on_restart(clean, repeat: int) -> None:
+def test_source_agent_dying_with_its_copy_paused_is_resolved_on_restart(clean, fault: str, serves: str,
+                                                                       repeat: int) -> None:
+    """Dead after its final dump, the destination never restored: the restart thaws the paused copy. Dead after
+    committing, the destination serves: the restart kills the paused copy, its sockets aborted under the lock."""
     bed = clean
-    bed.agents["edge1"].restart("--inject-fault", "die-after-commit")
+    bed.agents["edge1"].restart("--inject-fault", fault)
     try:
         spec = _counter(bed, 16)
         bed.deploy("edge1", spec)
         probe = _probe(bed, spec)
         with pytest.raises(MigrationFailed, match="closed the connection"):
             bed.migrate("counter", "edge2", "precopy")
-        assert _runc_status(bed, "edge1", "counter") == "paused"  # the old copy, frozen since its final dump
-        bed.agents["edge1"].restart()  # recovery: committed -> kill the paused copy, drop the record
-        assert _runc_status(bed, "edge1", "counter") is None
-        assert not any(bed.tb.exec_in("edge1", ["ss", "-t", "-n", "-H", "src", spec.ip]).stdout.split())
-        _assert_once_and_intact(bed, spec, probe, host="edge2")
+        assert _runc_status(bed, "edge1", "counter") == "paused"  # frozen since its final dump
+        if serves == "edge1":
+            assert bed.where_running("counter") == []  # nobody runs it
+        bed.agents["edge1"].restart()
+        if serves == "edge2":
+            assert _runc_status(bed, "edge1", "counter") is None
+            assert not any(bed.tb.exec_in("edge1", ["ss", "-t", "-n", "-H", "src", spec.ip]).stdout.split())
+        _assert_once_and_intact(bed, spec, probe, host=serves)
     finally:
         bed.agents["edge1"].restart()
 

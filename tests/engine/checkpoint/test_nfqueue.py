@@ -1,5 +1,6 @@
-"""The destination's packet hold on a real netfilter queue: held packets are not delivered, and are
-delivered - the originals, no retransmission needed - once released. Root + a network namespace."""
+"""On a real network namespace: the destination's packet hold (a netfilter queue: held packets are not
+delivered, and are delivered - the originals, no retransmission needed - once released) and the lock rules'
+bookkeeping. Root + a network namespace."""
 
 from __future__ import annotations
 
@@ -93,3 +94,14 @@ def test_a_closed_hold_drops_what_it_held(netns: str) -> None:
         netlock.remove_rules(netns, [rule])
         for s in (cli, conn, srv):
             s.close()
+
+
+def test_locking_twice_adds_copies_and_unlocking_removes_every_copy(netns: str) -> None:
+    rules = netlock.lock_service(netns, SERVICE_IP)
+    netlock.lock_service(netns, SERVICE_IP)  # no look first: a second lock only adds copies
+    assert sorted(netlock.criu_drop_rules(netns, SERVICE_IP)) == sorted(rules * 2)
+    netlock.remove_rules(netns, [rules[0], rules[0], rules[0]])  # one copy too many: as many as are there go
+    assert netlock.criu_drop_rules(netns, SERVICE_IP) == [rules[1], rules[1]]
+    netlock.unlock_service(netns, SERVICE_IP)
+    assert netlock.criu_drop_rules(netns) == []
+    netlock.remove_rules(netns, rules)  # idempotent

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections import Counter
 
 from edgemigrate.core.errors import EngineError
 
@@ -153,16 +154,32 @@ def apply_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> N
 
 
 def remove_rules(netns_path: str | None, rules: list[str] | tuple[str, ...]) -> None:
-    """Delete the given lock rules where present (idempotent)."""
-    present = set(criu_drop_rules(netns_path))
-    _restore(netns_path, ["-D" + r[2:] for r in check_local_rules(rules) if r in present])
+    """Delete the given lock rules where present (idempotent). All at once first - one process, since this
+    runs while clients wait; only if one of them is absent (the batch then fails whole) the table is listed
+    and as many copies of each deleted as it holds."""
+    rules = check_local_rules(rules)
+    if not rules:
+        return
+    try:
+        _restore(netns_path, ["-D" + r[2:] for r in rules])
+        return
+    except EngineError:
+        pass
+    present = Counter(criu_drop_rules(netns_path))
+    deletes = []
+    for r in rules:
+        if present[r] > 0:
+            present[r] -= 1
+            deletes.append("-D" + r[2:])
+    _restore(netns_path, deletes)
 
 
 def lock_service(netns_path: str | None, ip: str) -> list[str]:
-    """Hold ``ip``'s TCP traffic here (idempotent); returns the rules, which travel with the final round."""
+    """Hold ``ip``'s TCP traffic here; returns the rules, which travel with the final round. One process and
+    no look first (this runs with the service frozen): locking twice only adds copies, and
+    :func:`unlock_service` removes every copy."""
     rules = service_lock_rules(ip)
-    present = set(criu_drop_rules(netns_path, ip))
-    apply_rules(netns_path, [r for r in rules if r not in present])
+    apply_rules(netns_path, rules)
     return rules
 
 

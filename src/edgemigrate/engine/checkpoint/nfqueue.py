@@ -157,16 +157,18 @@ class PacketHold:
             if self._stop_r in ready:
                 return
             try:
-                data = self._sock.recv(65536)
+                self._note_packets(self._sock.recv(65536))
             except OSError:
                 return
-            for kind, payload in _messages(data):
-                if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
-                    pid = _packet_id(payload)
-                    if pid is not None:
-                        with self._lock:
-                            self._last_id = pid if self._last_id is None else max(self._last_id, pid)
-                            self.held += 1
+
+    def _note_packets(self, data: bytes) -> None:
+        for kind, payload in _messages(data):
+            if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
+                pid = _packet_id(payload)
+                if pid is not None:
+                    with self._lock:
+                        self._last_id = pid if self._last_id is None else max(self._last_id, pid)
+                        self.held += 1
 
     def _stop_collecting(self) -> None:
         if self._thread is not None:
@@ -181,13 +183,7 @@ class PacketHold:
         with contextlib.suppress(BlockingIOError, InterruptedError):
             self._sock.setblocking(False)
             while True:  # ids already queued to the socket but not yet read
-                data = self._sock.recv(65536)
-                for kind, payload in _messages(data):
-                    if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
-                        pid = _packet_id(payload)
-                        if pid is not None:
-                            self._last_id = pid if self._last_id is None else max(self._last_id, pid)
-                            self.held += 1
+                self._note_packets(self._sock.recv(65536))
         self._sock.setblocking(True)
         if self._last_id is not None:
             self._seq += 1
