@@ -15,19 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemigrate.core.stats import ci95
 from edgemigrate.experiments.results import read_table
 
 
-def _ci95(v: np.ndarray) -> float:
-    if len(v) < 2:
-        return 0.0
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
 def _fmt(v: np.ndarray) -> str:
-    return f"{v.mean():.2f} +- {_ci95(v):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+    return f"{v.mean():.2f} +- {ci95(v):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -79,8 +72,8 @@ def _paired(t: dict[str, np.ndarray], w: np.ndarray) -> list[str]:
                 continue
             d = np.array([ta[r] - tf[r] for r in common])
             wins = int((d < 0).sum())
-            verdict = "faster" if len(d) > 1 and d.mean() + _ci95(d) < 0 else (
-                "slower" if len(d) > 1 and d.mean() - _ci95(d) > 0 else "tie (CI spans 0)")
+            verdict = "faster" if len(d) > 1 and d.mean() + ci95(d) < 0 else (
+                "slower" if len(d) > 1 and d.mean() - ci95(d) > 0 else "tie (CI spans 0)")
             rows.append([a, f, _fmt(d), f"{wins} / {len(d)}", verdict])
     if not rows:
         return []

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgemigrate.core.errors import ConfigError
+from edgemigrate.core.stats import ci95
 from edgemigrate.experiments.grid import Job, run_grid
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 from edgemigrate.experiments.runner import summarise
@@ -182,13 +183,6 @@ class SweepResult:
     rows: list[dict[str, Any]]
 
 
-def t95(n: int) -> float:
-    """Two-sided 95 % Student-t quantile for n samples (n - 1 degrees of freedom)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, max(n - 1, 1)))
-
-
 def aggregate(rows: list[dict[str, Any]], x_key: str) -> list[dict[str, Any]]:
     out = []
     keys = sorted({(r[x_key], r["algo"]) for r in rows}, key=lambda k: (k[0], ALGORITHMS.index(k[1])
@@ -199,7 +193,7 @@ def aggregate(rows: list[dict[str, Any]], x_key: str) -> list[dict[str, Any]]:
         for c in COMPONENTS:
             v = np.array([r[c] for r in sel], dtype=np.float64)
             agg[f"{c}_mean"] = float(v.mean())
-            agg[f"{c}_ci95"] = float(t95(len(v)) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+            agg[f"{c}_ci95"] = ci95(v)
         out.append(agg)
     return out
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgemigrate.core.errors import ConfigError
+from edgemigrate.core.stats import mean_ci95
 from edgemigrate.experiments.grid import Job, run_grid
 from edgemigrate.experiments.ppcm import (
     BASELINES,
@@ -43,7 +44,6 @@ from edgemigrate.experiments.ppcm import (
     check_expert,
     eval_job,
     point_overrides,
-    t95,
     train_job,
     variant_expert,
 )
@@ -120,10 +120,6 @@ def run_controlled(*, point: float = 120.0, variants: Sequence[str] = CONTROLLED
     return SweepResult(out, rows)
 
 
-def _ci(v: np.ndarray) -> float:
-    return float(t95(len(v)) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-
-
 def aggregate_controlled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per algorithm: mean and 95 % CI of every metric pooled over all its episodes (training seeds x evaluation
     seeds), the number of training seeds, and the per-training-seed means of the total delay."""
@@ -135,7 +131,7 @@ def aggregate_controlled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         agg: dict[str, Any] = {"algo": algo, "episodes": len(sel), "train_seeds": len(tseeds) if tseeds != [-1] else 0}
         for m in METRICS:
             v = np.array([r[m] for r in sel], dtype=np.float64)
-            agg[f"{m}_mean"], agg[f"{m}_ci95"] = float(v.mean()), _ci(v)
+            agg[f"{m}_mean"], agg[f"{m}_ci95"] = mean_ci95(v)
         per_seed = [float(np.mean([r["per_task_total_s"] for r in sel if int(r["train_seed"]) == s])) for s in tseeds]
         agg["per_seed_total_s"] = " ".join(f"{x:.2f}" for x in per_seed) if tseeds != [-1] else ""
         out.append(agg)

@@ -27,6 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgemigrate import __version__
+from edgemigrate.core.runs import new_run_dir, run_name
+
+__all__ = ["git_sha", "manifest", "new_run_dir", "read_table", "run_name", "versions", "write_json", "write_table"]
 
 VERSIONED = ("numpy", "scipy", "gymnasium", "torch", "matplotlib", "click")
 
@@ -52,21 +55,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def run_name(scenario: str, algo: str, seed: int) -> str:
-    """CleanRL-style run names: ``{scenario}__{algo}__{seed}__{time}``."""
-    return f"{scenario}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    path = root / name
-    i = 1
-    while path.exists():
-        path = root / f"{name}-{i}"
-        i += 1
-    path.mkdir(parents=True)
-    return path
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -15,7 +15,7 @@ import torch
 from edgemigrate.core.errors import ConfigError, DataFormatError, ValidationError
 from edgemigrate.policies.rl.agent import PPCMPolicy
 from edgemigrate.policies.rl.evaluate import evaluate
-from edgemigrate.policies.rl.ppo import PPOConfig, TrainResult, _new_run_dir, train
+from edgemigrate.policies.rl.ppo import PPOConfig, TrainResult, train
 from edgemigrate.policies.rl.toyenv import InfoExpert, LayerOverlapEnv, RandomMaskedPolicy
 from edgemigrate.policies.rl.trainlog import COLUMNS
 
@@ -140,12 +140,6 @@ def test_async_vector_env_and_ablation_networks(tmp_path: Path) -> None:
         type(loaded.model.actor).__name__ == "MLPActor" and type(loaded.model.critic).__name__ == "MLPCritic"
     )
     assert res.global_steps == 64
-
-
-def test_parallel_runs_with_the_same_name_get_distinct_directories(tmp_path: Path) -> None:
-    first = _new_run_dir(tmp_path / "runs", "toy__ppo__1__1700000000")
-    second = _new_run_dir(tmp_path / "runs", "toy__ppo__1__1700000000")
-    assert first.is_dir() and second.is_dir() and second.name == "toy__ppo__1__1700000000-2"
 
 
 def test_config_errors() -> None:

@@ -61,6 +61,7 @@ from numpy.typing import NDArray
 
 from edgemigrate.core.errors import ConfigError, ValidationError
 from edgemigrate.core.registry import suggest
+from edgemigrate.core.runs import new_run_dir, run_name
 from edgemigrate.core.seeding import SeedTree
 from edgemigrate.policies.rl.agent import ActorCritic, PPCMPolicy, index_obs, obs_to_torch
 from edgemigrate.policies.rl.demos import (
@@ -242,19 +243,6 @@ def _make_envs(env_fn: EnvFn, cfg: PPOConfig) -> gym.vector.VectorEnv[Any, Any, 
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
-def _new_run_dir(out_dir: Path, name: str) -> Path:
-    """Create ``out_dir/name`` atomically; if a parallel run took the name in the same second, add ``-2``, ..."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 1000):
-        path = out_dir / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ValidationError(f"{out_dir}: could not find a free run directory name for {name}")
-
-
 def _set_threads(n: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(n)  # inherited by AsyncVectorEnv workers
     torch.set_num_threads(n)
@@ -344,7 +332,7 @@ def train(
     torch.manual_seed(cfg.seed)
     seeds = SeedTree(cfg.seed)
     algo = algo or ("ppcm" if expert is not None and cfg.demo_episodes > 0 else "ppo")
-    run_dir = _new_run_dir(Path(out_dir), f"{scenario}__{algo}__{cfg.seed}__{int(time.time())}")
+    run_dir = new_run_dir(Path(out_dir), run_name(scenario, algo, cfg.seed))
 
     envs = _make_envs(env_fn, cfg)
     dims = ObsDims.from_space(envs.single_observation_space)
