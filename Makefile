@@ -26,7 +26,7 @@ system-deps:
 demo: install
 	$(BIN)/edgemigrate run default
 
-# seed 000: train PPCM on the bundled scenario and evaluate it against all eight baselines
+# PPCM (Liu et al. 2024): train it on the bundled scenario and evaluate it against all eight baselines
 demo-ppcm: install
 	$(BIN)/edgemigrate experiment ppcm training
 

@@ -5,11 +5,11 @@
 
 With ``--scenario`` it instead trains PPCM (DEP_SOFT demonstrations) on ``edgemigrate/PPCM-v0`` for ``--steps``
 and evaluates it and DEP_SOFT on the same three dynamics seeds (101-103): one JSON line with the wall-clock
-training time and both mean episode returns (sum of -T_k, seconds) - the "reaches DEP_SOFT within 30 minutes"
-check of issue 5.
+training time and both mean episode returns (sum of -T_k, seconds): does PPCM reach DEP_SOFT within
+30 minutes on 2 cores?
 
-Runs ``train`` with seed 000 Table I settings (4 envs x 128 steps = 512 per rollout, 10 epochs, 4 minibatches,
-one torch thread) and reports ``steps_per_s`` = environment steps / wall-clock seconds of the whole run
+Runs ``train`` with the settings of Liu et al. 2024, Table I (4 envs x 128 steps = 512 per rollout,
+10 epochs, 4 minibatches, one torch thread) and reports ``steps_per_s`` = environment steps / wall-clock seconds of the whole run
 (rollouts + updates, without process start-up), plus the rollout-only rate of the greedy policy.
 """
 

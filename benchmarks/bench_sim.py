@@ -7,8 +7,8 @@ Usage: python benchmarks/bench_sim.py                 # the 3 x 3 grid of 100/1,
        python benchmarks/bench_sim.py --users 10000 --nodes 1000
 
 World: nodes on a square grid with ~500 m spacing (coverage 600 m), users moving taxi-like in the grid's
-area, real Docker Hub images, seed 000 VI-A task distributions, 1 s ticks, 0.01 tasks per user per second
-(mean task lifetime 120 s, so ~1.2 running tasks per user at steady state). The first ``--warmup`` ticks
+area, real Docker Hub images, the task distributions of Liu et al. 2024 (sec. VI-A), 1 s ticks, 0.01 tasks
+per user per second (mean task lifetime 120 s, so ~1.2 running tasks per user at steady state). The first ``--warmup`` ticks
 (which fill the system) are run but not timed.
 """
 

@@ -1,3 +1,5 @@
+"""Tests of the migration-time model of Zhang et al. 2019 (eqs. 3-11), with numbers computed by hand."""
+
 from __future__ import annotations
 
 import numpy as np

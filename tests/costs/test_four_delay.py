@@ -1,4 +1,4 @@
-"""Seed 000 eqs. (1)-(10), each against numbers computed by hand here."""
+"""Liu et al. 2024, eqs. (1)-(10), each against numbers computed by hand here."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def test_pathloss_rejects_bad_exponent() -> None:
         LogDistancePathLoss(exponent=9)
 
 
-def test_uplink_rings_seed000() -> None:
+def test_uplink_rings_of_liu_2024() -> None:
     d = np.array([0, 150, 250, 450, 650, 999, 5000])
     np.testing.assert_allclose(ring_uplink_bps(d, 1000.0) / 1e6, [60, 60, 48, 36, 24, 12, 12])
 

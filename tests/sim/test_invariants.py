@@ -26,7 +26,7 @@ def check_invariants(sim: Simulator) -> None:
     counts = np.bincount(node[node >= 0], minlength=n + 1)
     np.testing.assert_array_equal(counts, ns.containers)
     assert (ns.containers[:n] <= sim.world.nodes.max_containers).all()
-    # CPU stays below the eq. 12 threshold after every tick
+    # CPU stays below the threshold of Liu et al. 2024, eq. 12, after every tick
     assert (ns.cpu_used_hz[:n] <= sim._cpu_cap[:n] * (1 + 1e-9) + 1e-3).all()
     # storage: stored layers never exceed capacity and match the cache
     finite = np.isfinite(ns.completion_s)

@@ -1,4 +1,4 @@
-"""Scenario parsing for the testbed: defaults from seed 002, validation, unknown keys with suggestions."""
+"""Scenario parsing for the testbed: defaults from Ngo et al. 2020, validation, unknown keys with suggestions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from edgemigrate.testbed.config import (
 from edgemigrate.testbed.plan import Plan
 
 
-def test_default_profile_is_seed_002() -> None:
+def test_default_profile_is_ngo_2020() -> None:
     cfg = load_config(None)
     hosts = {h.name: h for h in cfg.hosts()}
     assert list(hosts) == ["edge1", "edge2", "edge3", "cloud", "client1"]

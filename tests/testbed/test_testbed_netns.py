@@ -63,7 +63,7 @@ def test_hosts_visible_as_netns_and_reach_each_other(small_testbed: Testbed) -> 
 
 def test_measured_rtt_is_at_least_the_configured_latency(small_testbed: Testbed) -> None:
     tb = small_testbed
-    assert tb.link("edge1", "edge2").rtt_ms == 50  # seed 002 default
+    assert tb.link("edge1", "edge2").rtt_ms == 50  # Ngo et al. 2020 default
     _, rtt_ms = ping(tb, "edge1", tb.host_ip("edge2"), 5, 0.05)
     assert 50.0 <= rtt_ms < 50.0 + 15.0
     _, rtt_ms = ping(tb, "cloud", tb.host_ip("edge2"), 3, 0.05)

@@ -1,14 +1,14 @@
-"""Compressed, pipelined migration transfer model of seed 001 (Zhang et al.), eqs. 3-11.
+"""Compressed, pipelined migration transfer model of Zhang et al. 2019, eqs. 3-11.
 
 Pure vectorised functions: every argument may be a scalar or a NumPy array, and arrays broadcast.
 Units: sizes in bytes, bandwidths in bytes per second (``_bytes_per_s``), times in seconds, per-stage
 processing costs in seconds per input byte (``_s_per_byte``), compression ratios as output/input
-(``R_i`` of the seed; 0.25 means the stage shrinks its input four times).
+(``R_i`` of the paper; 0.25 means the stage shrinks its input four times).
 
-The seed writes eq. 5 as ``TPS = 1 / sum(P_i)`` with ``P_i`` a "processing time". We read ``P_i`` as the
-time stage i spends per input byte, so ``TPS_processing`` comes out in bytes per second and eq. 3
+Zhang et al. 2019 write eq. 5 as ``TPS = 1 / sum(P_i)`` with ``P_i`` a "processing time". We read ``P_i``
+as the time stage i spends per input byte, so ``TPS_processing`` comes out in bytes per second and eq. 3
 times the data size is the serial processing time. Stage i sees the output of the stages before it; the
-seed ignores that shrinkage in eq. 3 and so do these functions (pass per-byte costs already referred to
+paper ignores that shrinkage in eq. 3 and so do these functions (pass per-byte costs already referred to
 the original input if you need it).
 """
 
@@ -54,7 +54,7 @@ def migration_time_pipelined_s(processing_s: ArrayLike, transfer_s: ArrayLike) -
 
 
 def migration_time_serial_s(processing_s: ArrayLike, transfer_s: ArrayLike) -> F:
-    """Serial execution (seed fig. 5a): every stage waits for the previous one, so the times add."""
+    """Serial execution (Zhang et al. 2019, fig. 5a): every stage waits for the previous one, so the times add."""
     return np.asarray(processing_s, dtype=np.float64) + np.asarray(transfer_s, dtype=np.float64)
 
 

@@ -1,9 +1,9 @@
-"""The four-delay task cost model of seed 000 (PPCM), section III-B, eqs. (1)-(10).
+"""The four-delay task cost model of Liu et al. 2024 (PPCM), section III-B, eqs. (1)-(10).
 
 Every function is pure and vectorised: arguments broadcast like NumPy arrays, results are seconds.
 Sizes are bytes and rates bits per second; the functions convert (x 8) where a size meets a rate.
 
-Symbols (seed 000):
+Symbols (Liu et al. 2024):
     s_u^s  service (memory state) size moved by a migration        -> ``service_bytes``
     eta^migr  bandwidth of the migration path                       -> ``migration_bps``
     sigma^migr  migration delay factor, s per hop (U[1, 3] in VI-A) -> ``migration_s_per_hop``

@@ -32,9 +32,9 @@ from edgemigrate.model.images import ImageCatalog
 BUNDLED_CATALOG_FILE = "dockerhub_official_2023.json"
 DEFAULT_ZIPF_S = 1.0
 """Popularity exponent of :func:`sample_services`: image of rank k is chosen with probability
-proportional to k^-s. s = 1 is the classic Zipf law used for content/service popularity; no seed paper
-gives a value (seed 000 draws service sizes uniformly, which is ``zipf_s=0``), so treat it as a scenario
-knob."""
+proportional to k^-s. s = 1 is the classic Zipf law used for content/service popularity; none of the papers
+we reproduce gives a value (Liu et al. 2024 draw service sizes uniformly, which is ``zipf_s=0``), so treat it
+as a scenario knob."""
 
 
 def _image_name(name: str, tag: str) -> str:

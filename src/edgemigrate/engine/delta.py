@@ -2,7 +2,7 @@
 
 This kernel has no soft-dirty tracking, so CRIU's own ``--track-mem``/pre-dump cannot be used. Instead,
 every pre-copy round is a full ``criu dump --leave-running`` and we compute the *delta memory state* of
-seed 002 (section IV-B, "delta checkpoint": the difference between this checkpoint and the previous one)
+Ngo et al. 2020 (section IV-B, "delta checkpoint": the difference between this checkpoint and the previous one)
 page by page in user space:
 
 * a ``pagemap-*.img`` file is a CRIU image: two little-endian u32 magics (``IMG_COMMON_MAGIC`` then

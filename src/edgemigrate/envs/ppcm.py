@@ -1,4 +1,4 @@
-"""``edgemigrate/PPCM-v0``: one decision per queued task over the simulator (seed 000 section V-A).
+"""``edgemigrate/PPCM-v0``: one decision per queued task over the simulator (Liu et al. 2024, sec. V-A).
 
 Each env step places ONE queued task (a new arrival, or a task being migrated proactively or passively) on
 an edge node or the cloud. Ticks advance between decisions whenever the queue of the current tick is empty.
@@ -173,7 +173,8 @@ class PPCMEnv(gym.Env):  # type: ignore[type-arg]
 
     def _node_features(self, task: NDArray[np.int64], view: Any) -> NDArray[np.float32]:
         """Scales: positions and distances by the node layout's extent; bytes by the largest image; CPU by
-        128 GHz (seed 000 VI-A); bandwidth by 1 Gbit/s; hops by 10. The cloud row sits at the centre."""
+        128 GHz (Liu et al. 2024, sec. VI-A); bandwidth by 1 Gbit/s; hops by 10. The cloud row sits at the
+        centre."""
         n1 = self.n_nodes + 1
         f = np.zeros((n1, NODE_FEATURES), dtype=np.float32)
         xy = (view.node_xy_m - self._centre) / self._scale_m

@@ -1,4 +1,4 @@
-"""Container images as ordered lists of shared layers (seed 000 section III-A: images M made of layers L,
+"""Container images as ordered lists of shared layers (Liu et al. 2024, sec. III-A: images M made of layers L,
 each layer l with size d_l; x_c^l = 1 when container c holds layer l)."""
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ def _check_vec(name: str, arr: NDArray, n: int, *, positive: bool = True, intege
 
 @dataclass(frozen=True, slots=True)
 class EdgeNodes:
-    """N edge nodes (seed 000 III-A: CPU frequency f_n, bandwidth b_n, storage d_n; seed 003: idle/max power).
+    """N edge nodes (Liu et al. 2024, sec. III-A: CPU frequency f_n, bandwidth b_n, storage d_n;
+    Ghafouri et al. 2022: idle/max power).
 
     ``wired_bps`` is b_n, the rate at which the node pulls image layers (eq. 2); ``backhaul_bps`` is the
     node's backhaul link eta (eqs. 1 and 9); ``coverage_m`` the radius within which its users are served
@@ -68,7 +69,8 @@ class EdgeNodes:
 
 @dataclass(frozen=True, slots=True)
 class CloudNode:
-    """The cloud: unlimited capacity (seed 000 treats it as node n_{|N|+1}) behind a slow, distant link."""
+    """The cloud: unlimited capacity (Liu et al. 2024 treat it as node n_{|N|+1}) behind a slow, distant
+    link."""
 
     cpu_hz: float = 1e12
     wired_bps: float = 100e6

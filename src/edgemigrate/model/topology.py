@@ -1,8 +1,8 @@
 """Backhaul topologies between edge nodes: hop counts (N, N) and distances.
 
-Three builders, one per seed: a Manhattan grid (seed 000 VI-A: hop distance between grid cells is the
-Manhattan distance), a minimum spanning tree over tower sites (seed 003), and a 3-tier
-edge/regional/cloud layout (seed 002).
+Three builders, one per paper: a Manhattan grid (Liu et al. 2024, sec. VI-A: hop distance between grid
+cells is the Manhattan distance), a minimum spanning tree over tower sites (Ghafouri et al. 2022), and a
+3-tier edge/regional/cloud layout (Ngo et al. 2020).
 """
 
 from __future__ import annotations
@@ -41,14 +41,15 @@ def _distances(xy: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def manhattan_grid(xy_m: NDArray[np.float64], cell_m: float) -> Backhaul:
-    """Seed 000: nodes sit in grid cells of ``cell_m``; hops = |di| + |dj| between their cells."""
+    """Liu et al. 2024: nodes sit in grid cells of ``cell_m``; hops = |di| + |dj| between their cells."""
     ij = np.floor(np.asarray(xy_m) / cell_m).astype(np.int64)
     hops = (np.abs(ij[:, None, 0] - ij[None, :, 0]) + np.abs(ij[:, None, 1] - ij[None, :, 1])).astype(np.int32)
     return Backhaul(hops=hops, distance_m=_distances(xy_m), kind="manhattan")
 
 
 def mst(xy_m: NDArray[np.float64]) -> Backhaul:
-    """Seed 003: the backhaul is the Euclidean minimum spanning tree over the sites; hops along the tree."""
+    """Ghafouri et al. 2022: the backhaul is the Euclidean minimum spanning tree over the sites; hops along
+    the tree."""
     d = _distances(xy_m)
     n = len(d)
     if n == 1:
@@ -60,7 +61,7 @@ def mst(xy_m: NDArray[np.float64]) -> Backhaul:
 
 
 def three_tier(xy_m: NDArray[np.float64], n_regions: int) -> Backhaul:
-    """Seed 002: edge nodes hang off regional aggregation nodes, which hang off the core.
+    """Ngo et al. 2020: edge nodes hang off regional aggregation nodes, which hang off the core.
 
     Regions are the ``n_regions`` groups of a deterministic k-means split (Lloyd from evenly spaced seeds).
     Same region: 2 hops (edge - regional - edge); different regions: 4 hops (via the core).

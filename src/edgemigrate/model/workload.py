@@ -1,4 +1,5 @@
-"""Workload specs: how tasks and their services are drawn (seed 000 section VI-A parameters by default)."""
+"""Workload specs: how tasks and their services are drawn (by default with the parameters of Liu et al.
+2024, sec. VI-A)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def _range(name: str, lo_hi: tuple[float, float], *, positive: bool = True) -> N
 class WorkloadSpec:
     """Task and service distributions. Ranges are uniform [low, high].
 
-    Seed 000 VI-A: task data U[0.05, 5] MB, processing density U[200, 10000] cycles/bit, service size
-    U[0.5, 100] MB, migration delay factor U[1, 3] s/hop, Poisson arrivals. The CPU request p_k, the task
-    lifetime and the Zipf exponent of image popularity are not given in the paper; ours are documented
-    defaults (a 128 GHz node holds ~30 tasks of 1-8 GHz before the 20 % CPU threshold bites).
+    Liu et al. 2024, sec. VI-A: task data U[0.05, 5] MB, processing density U[200, 10000] cycles/bit,
+    service size U[0.5, 100] MB, migration delay factor U[1, 3] s/hop, Poisson arrivals. The CPU request p_k,
+    the task lifetime and the Zipf exponent of image popularity are not given in the paper; ours are
+    documented defaults (a 128 GHz node holds ~30 tasks of 1-8 GHz before the 20 % CPU threshold bites).
     """
 
     # the task table grows with the arrivals: 100 tasks per user per second is already absurd

@@ -1,6 +1,6 @@
 """Uplink rates by area.
 
-Seed 000 section VI-A sets the upload rate per grid cell "progressively as 60, 48, 36, 24 and 12 Mbps"
+Liu et al. 2024 (sec. VI-A) set the upload rate per grid cell "progressively as 60, 48, 36, 24 and 12 Mbps"
 (typical commercial 5G uplinks stay under 60 Mbit/s). We read "progressively" as decreasing with the
 distance from the serving station: rings of equal width out to the coverage radius.
 """

@@ -74,7 +74,7 @@ class AreaConfig:
 class NodesConfig:
     """Edge nodes. ``source = "towers"`` clusters real cell sites of ``towers`` (a bundled name: sf, rome, or a
     CSV path) and picks ``count`` spread-out sites; ``source = "grid"`` puts one node in the centre of each
-    ``cell_m`` grid cell (seed 000 VI-A: 1 km cells). Ranges are uniform [low, high] per node."""
+    ``cell_m`` grid cell (Liu et al. 2024, sec. VI-A: 1 km cells). Ranges are uniform [low, high] per node."""
 
     source: Literal["towers", "grid"] = "towers"
     towers: str = "sf"
@@ -99,7 +99,8 @@ class NodesConfig:
 
 @dataclass(frozen=True, slots=True)
 class BackhaulConfig:
-    """Backhaul between nodes: ``manhattan`` (seed 000), ``mst`` (seed 003) or ``three_tier`` (seed 002)."""
+    """Backhaul between nodes: ``manhattan`` (Liu et al. 2024), ``mst`` (Ghafouri et al. 2022) or
+    ``three_tier`` (Ngo et al. 2020)."""
 
     kind: Literal["manhattan", "mst", "three_tier"] = "mst"
     cell_m: _Metres = 1000.0

@@ -28,7 +28,8 @@ class Phase(enum.IntEnum):
 
 
 class DecisionKind(enum.IntEnum):
-    """Why a task is in the queue: a new arrival or one of the two migration triggers of seed 000 III-B."""
+    """Why a task is in the queue: a new arrival or one of the two migration triggers (Liu et al. 2024,
+    sec. III-B)."""
 
     ARRIVAL = 0
     PROACTIVE = 1  # its node fell below the resource threshold (eq. 12)
@@ -39,13 +40,14 @@ class DecisionKind(enum.IntEnum):
 class SimParams:
     """Engine parameters.
 
-    ``sigma_storage``/``sigma_cpu`` are the thresholds of seed 000 eq. (12) (0.2 in VI-A: migrate when less
-    than 20 % of a resource is free); ``wait_factor`` is sigma^wait of eq. (5); ``backhaul_s_per_hop`` is
-    sigma^bh of eq. (9) (0.02 s/hop in VI-A). ``max_decisions_per_step`` (0 = unlimited) bounds how many
-    queued tasks are placed per tick; the rest wait, which eq. (4) charges. With
-    ``placement_within_coverage`` an edge node is a candidate only while the task's user is inside its service
-    range (seed 000 III-B: "each edge node has a limited service range, exceeding it compels the user to
-    switch to another node"); otherwise a placement out of range would trigger a passive migration at once.
+    Equations and sections are those of Liu et al. 2024. ``sigma_storage``/``sigma_cpu`` are the thresholds
+    of eq. (12) (0.2 in VI-A: migrate when less than 20 % of a resource is free); ``wait_factor`` is
+    sigma^wait of eq. (5); ``backhaul_s_per_hop`` is sigma^bh of eq. (9) (0.02 s/hop in VI-A).
+    ``max_decisions_per_step`` (0 = unlimited) bounds how many queued tasks are placed per tick; the rest
+    wait, which eq. (4) charges. With ``placement_within_coverage`` an edge node is a candidate only while the
+    task's user is inside its service range (III-B: "each edge node has a limited service range, exceeding it
+    compels the user to switch to another node"); otherwise a placement out of range would trigger a passive
+    migration at once.
     """
 
     # a tick of more than a day says nothing about migrations that take seconds to minutes

@@ -4,10 +4,10 @@ Placements within a tick depend on each other (a placement changes the container
 download queue the next one sees), so APPLY is inherently sequential. This loop is compiled with Numba: per
 decision it costs about as much as one NumPy call, which keeps 10,000-user ticks within a few milliseconds.
 
-The arithmetic is seed 000's: FIFO layer downloads at the node bandwidth, z_l^n = d_l / b_n (eq. 2), the
-task's download delay D = max over its layers of the completion time (eq. 3), and the node workload w_t seen
-by the task (eq. 6). The pure functions in ``edgemigrate.costs.four_delay`` are the reference; tests check
-the two agree.
+The arithmetic is that of Liu et al. 2024: FIFO layer downloads at the node bandwidth, z_l^n = d_l / b_n
+(eq. 2), the task's download delay D = max over its layers of the completion time (eq. 3), and the node
+workload w_t seen by the task (eq. 6). The pure functions in ``edgemigrate.costs.four_delay`` are the
+reference; tests check the two agree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Mutable simulator state as NumPy arrays: the task table and per-node resources/layer caches.
 
 Node arrays have N + 1 rows: rows 0..N-1 are edge nodes, row N is the cloud (unbounded capacity, its own
-layer cache and download queue at the cloud bandwidth b_c, seed 000 eq. 2).
+layer cache and download queue at the cloud bandwidth b_c, Liu et al. 2024, eq. 2).
 """
 
 from __future__ import annotations

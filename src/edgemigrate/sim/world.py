@@ -49,7 +49,7 @@ class World:
 
     @property
     def cloud_index(self) -> int:
-        """Actions index edge nodes 0..N-1; N is the cloud (seed 000 eq. 18)."""
+        """Actions index edge nodes 0..N-1; N is the cloud (Liu et al. 2024, eq. 18)."""
         return self.nodes.n
 
 

@@ -1,8 +1,8 @@
 """Testbed configuration: the ``[testbed]`` section of a scenario file.
 
-Default profile from seed 002 (``002_6e004d9fcf465d84``, section V, testbed): adjacent edge servers are
-connected with 100 Mbit/s and 50 ms latency, each edge server to the cloud with 75 Mbit/s and 150 ms. We read
-the seed's "latency" as round-trip time (the figure a ``ping`` between the two hosts shows); each direction of a
+Default profile from Ngo et al. 2020 (section V, testbed): adjacent edge servers are connected with
+100 Mbit/s and 50 ms latency, each edge server to the cloud with 75 Mbit/s and 150 ms. We read the paper's
+"latency" as round-trip time (the figure a ``ping`` between the two hosts shows); each direction of a
 link gets half of it as one-way delay. Clients (mobile users behind their base station) reach edges with
 1 Gbit/s and 5 ms, the cloud with 1 Gbit/s and 155 ms.
 
@@ -87,8 +87,8 @@ class LinkSpec:
 
 # link classes, keyed by the sorted pair of host kinds
 DEFAULT_LINKS: dict[str, LinkSpec] = {
-    "edge_edge": LinkSpec(rate_mbit=100, rtt_ms=50),  # seed 002, section V
-    "cloud_edge": LinkSpec(rate_mbit=75, rtt_ms=150),  # seed 002, section V
+    "edge_edge": LinkSpec(rate_mbit=100, rtt_ms=50),  # Ngo et al. 2020, section V
+    "cloud_edge": LinkSpec(rate_mbit=75, rtt_ms=150),  # Ngo et al. 2020, section V
     "client_edge": LinkSpec(rate_mbit=1000, rtt_ms=5),
     "client_cloud": LinkSpec(rate_mbit=1000, rtt_ms=155),
     "client_client": LinkSpec(rate_mbit=1000, rtt_ms=10),

@@ -1,6 +1,6 @@
 """runc + CRIU driver (measured on this machine kind: runc 1.1.5, CRIU 4.2.1 built from source).
 
-Facts this driver is built on (issue 3):
+Facts this driver is built on:
 
 * every runc call runs under ``nsenter --net=<host netns>`` so CRIU's TCP repair and its per-connection
   ``DROP`` rules (network lock) act in the host's namespace (``ip netns exec`` would also remount ``/sys``);
