@@ -41,7 +41,9 @@ from edgemigrate.engine.protocol.codec import Chunk, Message, MsgType, ProtocolE
 from edgemigrate.engine.protocol.session import (
     Aborted,
     Committed,
+    DestCleanup,
     DestSession,
+    DestState,
     HelloReceived,
     RestoreRequested,
     RoundAnnounced,
@@ -307,7 +309,7 @@ class Agent:
                          "migrating": name in self.busy}
         for inc in self.incoming.values():
             if inc.spec is not None and inc.spec.name not in out:
-                state = "restoring" if inc.sess.state.value in ("restoring", "restored") else "receiving"
+                state = "restoring" if inc.sess.state in (DestState.RESTORING, DestState.RESTORED) else "receiving"
                 out[inc.spec.name] = {"state": state, "pid": self.runtime.pid(inc.spec.name),
                                       "spec": inc.spec.to_dict(), "migrating": True}
         return out
@@ -354,7 +356,7 @@ class Agent:
         finally:
             if not inc.finished:
                 events = inc.sess.connection_lost("agent handler ended") or [
-                    Aborted("agent handler ended", kill_restored=False)]
+                    Aborted("agent handler ended", DestCleanup.DISCARD)]
                 for ev in events:
                     await self._dest_event(inc, ev)
             if self.incoming.get(inc.sess.session) is inc:
@@ -439,7 +441,7 @@ class Agent:
         if inc.finished:
             return
         inc.finished = True
-        if ev.keep_running_in_doubt and inc.restored and inc.spec is not None:
+        if ev.cleanup is DestCleanup.KEEP_IN_DOUBT and inc.restored and inc.spec is not None:
             # the source may have passed the point of no return: keep serving; it will ask our status
             self.store.put_service(inc.spec)
             self.store.drop_session(inc.sess.session)

@@ -51,6 +51,7 @@ from edgemigrate.engine.protocol.session import (
     Restored,
     RoundVerified,
     SourceEvent,
+    SourceRecovery,
     SourceSession,
 )
 from edgemigrate.engine.transport import tls
@@ -223,7 +224,11 @@ class _Migration:
 
     def _abort(self, reason: str) -> _FailedError:
         events = self.sess.abort(reason)
-        return _FailedError(events[0] if events else Failed(reason, resume_at_source=self.sess.frozen))
+        if events:
+            return _FailedError(events[0])
+        recovery = self.sess.recovery  # the session had already failed: what that failure left to do
+        assert recovery is not None
+        return _FailedError(Failed(reason, recovery))
 
     async def _progress(self, event: dict[str, Any]) -> None:
         if self.client is not None:
@@ -436,10 +441,10 @@ class _Migration:
     # --------------------------------------------------------------------------------------- failure
     async def _handle_failure(self, ev: Failed, t_start: float, cpu0: float) -> dict[str, Any]:
         name = self.spec.name
-        if ev.after_point_of_no_return:
+        if ev.recovery is SourceRecovery.MIGRATED:
             log.warning("%s: after the point of no return: %s", name, ev.reason)
             return {"service": name, "ok": True, "warning": ev.reason, "rounds": self.rounds}
-        if ev.in_doubt:
+        if ev.recovery is SourceRecovery.ASK_DESTINATION:
             running = await ask_destination_running(self.agent, self.to_host, self.to_addr, name)
             for ev2 in self.sess.resolve_in_doubt(running):
                 if isinstance(ev2, Finished):
@@ -448,7 +453,7 @@ class _Migration:
                             "rounds": self.rounds}
                 if isinstance(ev2, Failed):
                     ev = ev2
-        outcome = await asyncio.to_thread(self._resume, ev.resume_at_source)
+        outcome = await asyncio.to_thread(self._resume, ev.recovery is SourceRecovery.RESUME_HERE)
         self.resolved = True
         self.agent.store.drop_session(self.session)
         raise MigrationError(f"migration of {name} to {self.to_host} failed: {ev.reason}; {outcome}")
