@@ -84,3 +84,11 @@ def test_control_imports_no_layer_above_it() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_nothing_below_the_local_cluster_imports_it() -> None:
+    # cluster/ starts real agents on the testbed: it sits above control and testbed, never below
+    for package in ("core", "engine", "testbed", "control"):
+        for f in (SRC / package).rglob("*.py"):
+            bad = sorted(i for i in _imports(f) if i.startswith("edgemigrate.cluster"))
+            assert not bad, f"{package}/{f.name} imports {bad}"

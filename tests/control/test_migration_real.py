@@ -352,8 +352,8 @@ def test_migrate_refuses_unknown_compression_cleanly(clean) -> None:
 def test_a_service_whose_container_died_with_its_host_is_not_a_ghost(clean) -> None:
     """The host (or testbed) restarts: the container is gone but the agent's journal still lists it. The
     restarted agent drops the record, so the service can be migrated there again."""
+    from edgemigrate.cluster.local import _runc_kill
     from edgemigrate.control import client
-    from edgemigrate.control.harness import _runc_kill
 
     bed = clean
     spec = _counter(bed, 8)
