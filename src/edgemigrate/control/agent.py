@@ -401,9 +401,7 @@ class Agent:
         try:
             spec = self._admit_hello(inc, ev)
             inc.spec, inc.src_host, inc.src_addr = spec, ev.src_host, ev.src_addr
-            async with self._incoming_added:
-                self.incoming[ev.session] = inc
-                self._incoming_added.notify_all()
+            await self._register(ev.session, inc)
             inc.dir = child(self.incoming_root(), ev.session)
             inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
             shutil.rmtree(inc.dir, ignore_errors=True)
@@ -582,6 +580,13 @@ class Agent:
             return
         inc.sess.restored(stats.pid, time.perf_counter() - t0)
         await self._flush(inc)
+
+    async def _register(self, session: str, inc: _Incoming) -> None:
+        """Admit an incoming session (right after its HELLO's checks, so a second HELLO of it is refused) and
+        wake the data connections that overtook that HELLO."""
+        self.incoming[session] = inc
+        async with self._incoming_added:
+            self._incoming_added.notify_all()
 
     async def _data_session(self, conn: FramedConnection, first: Message) -> _Incoming | None:
         """The incoming migration a DATA_OPEN names, if it exists (its HELLO may still be in flight) and the
