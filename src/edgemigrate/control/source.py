@@ -32,7 +32,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,7 +102,7 @@ class SourceHost(Protocol):
         """The service's runc bundle on this host."""
         ...
 
-    def migrating(self, name: str) -> AbstractContextManager[None]:
+    def migrating(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Mark ``name`` as migrating out while the block runs; raise if it already is."""
         ...
 
