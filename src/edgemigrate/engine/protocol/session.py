@@ -184,9 +184,11 @@ DEST_TRANSITIONS: Mapping[tuple[DestState, DestInput], DestState] = {
     (_D.FINAL_VERIFIED, _DI.GOT_RESTORE): _D.RESTORING,
     (_D.RESTORING, _DI.RESTORED): _D.RESTORED,
     (_D.RESTORED, _DI.GOT_COMMIT): _D.DONE,
-    # failures before the restore discard everything (the first message must be HELLO, even an ABORT)
+    # failures before the restore discard everything
     **{(s, i): _D.ABORTED for s in _DEST_BEFORE_RESTORE for i in (_DI.LOCAL_FAILURE, _DI.CONNECTION_LOST)},
-    **{(s, _DI.GOT_ABORT): _D.ABORTED for s in (*_DEST_BEFORE_RESTORE[1:], _D.RESTORING, _D.RESTORED)},
+    # the source's ABORT ends every session it has said HELLO to (before the point of no return it still
+    # runs its own copy, so even a restored one here goes)
+    **{(s, _DI.GOT_ABORT): _D.ABORTED for s in _DEST_BEFORE_RESTORE + (_D.RESTORING, _D.RESTORED) if s is not _D.IDLE},
     (_D.RESTORING, _DI.LOCAL_FAILURE): _D.ABORTED,  # the restore failed: kill what it left
     # the source may have passed the point of no return: the copy stays, the state too, the source resolves it
     (_D.RESTORING, _DI.CONNECTION_LOST): _D.RESTORING,
