@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.engine.checkpoint import netlock

@@ -40,7 +40,7 @@ from typing import Any
 import client_load as cl
 import numpy as np
 
-from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.engine.checkpoint.runc import read_dump_stats
 

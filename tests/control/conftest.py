@@ -1,7 +1,7 @@
 """Real testbed + host agents for the migration tests (root, CRIU >= 4.2, runc; skipped otherwise).
 
 One cluster per test module, with its own testbed name and subnet so that parallel runs and other
-engineers' testbeds never collide (:class:`edgemigrate.control.harness.LocalCluster`).
+engineers' testbeds never collide (:class:`edgemigrate.cluster.LocalCluster`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 
 
 @pytest.fixture(scope="module")

@@ -605,6 +605,8 @@ def test_a_frozen_source_keeps_its_final_image_until_the_service_runs_again(tmp_
         (mig.work / f"round-{k}").mkdir(parents=True)
         (mig.work / f"round-{k}" / "inventory.img").write_bytes(b"x")
     mig.final_dir = mig.work / "round-2"
+    mig.sess.hello({}, "edge1", "precopy")  # the destination accepted, then the service was paused
+    mig.sess.receive_message(Message(MsgType.HELLO_OK, {"session": mig.session}))
     mig.sess.mark_frozen()
     mig._discard_images()  # e.g. an unexpected error while frozen: the final image is what resumes it
     assert [p.name for p in mig.work.iterdir()] == ["round-2"]

@@ -1,7 +1,7 @@
 """Real migrations of real containers between namespace hosts (root + CRIU; CI runs them).
 
 Sizes keep CI to a few minutes; ``EDGEMIGRATE_MIGRATION_CYCLES`` (default 1) sets how many A -> B -> C -> A
-cycles the consecutive-migration tests do (the issue's 30 migrations = 10 cycles), and
+cycles the consecutive-migration tests do (30 migrations in a row = 10 cycles), and
 ``EDGEMIGRATE_FAULT_REPEATS`` (default 1) how often each fault test repeats.
 """
 
@@ -50,7 +50,7 @@ def test_precopy_200mb_counter_final_round_small_and_client_stall_bounded(clean)
     """The structural property pre-copy promises: the frozen final round moves <= 5 % of the checkpoint, so
     the client stall is a small fraction of a stop-and-copy move (which ships ~226 MB at 100 Mbit/s, ~18 s).
 
-    The issue's <= 1 s downtime figure is a timing and lives in ``benchmarks/bench_migration.py`` (JSON
+    A downtime target (<= 1 s) is a timing, so it lives in ``benchmarks/bench_migration.py`` (JSON
     ``downtime_s``); here only a loose bound that a broken pre-copy (final round shipping everything) breaks.
     """
     bed = clean
@@ -352,8 +352,8 @@ def test_migrate_refuses_unknown_compression_cleanly(clean) -> None:
 def test_a_service_whose_container_died_with_its_host_is_not_a_ghost(clean) -> None:
     """The host (or testbed) restarts: the container is gone but the agent's journal still lists it. The
     restarted agent drops the record, so the service can be migrated there again."""
+    from edgemigrate.cluster.local import _runc_kill
     from edgemigrate.control import client
-    from edgemigrate.control.harness import _runc_kill
 
     bed = clean
     spec = _counter(bed, 8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.control.source import RoundCost, StopRule, parse_addr
+from edgemigrate.control.source import RoundCost, StopRule
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EngineError
@@ -99,12 +99,6 @@ def test_store_roundtrip(tmp_path: Path) -> None:
     st.drop_session("abc")
     st.drop_service("redis")
     assert st.sessions() == [] and st.services() == {}
-
-
-def test_parse_addr() -> None:
-    assert parse_addr("10.0.0.1:7400") == ("10.0.0.1", 7400)
-    with pytest.raises(ConfigError, match="IP:PORT"):
-        parse_addr("10.0.0.1")
 
 
 def test_only_criu_lock_rules_are_ever_applied() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.cluster import real_engine_skip_reason
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.experiments.compression import (
     LinkMeter,

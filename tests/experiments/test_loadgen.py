@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.cluster import real_engine_skip_reason
 from edgemigrate.core.errors import DataFormatError, EngineError
 from edgemigrate.engine.services.httpd import lighttpd_skip_reason
 from edgemigrate.experiments.loadgen import (

@@ -43,7 +43,7 @@ def testbed() -> None:
 
 @testbed.command()
 @click.option("--scenario", "scenario", type=click.Path(dir_okay=False), default=None,
-              help="TOML file whose [testbed] section describes hosts and links (default: seed-002 profile).")
+              help="TOML file whose [testbed] section describes hosts and links (default: the Ngo et al. 2020 profile).")
 @click.option("--name", default="em", show_default=True, help="Testbed name (prefixes namespaces: NAME-edge1).")
 def up(scenario: str | None, name: str) -> None:
     """Create the hosts, links and link emulator."""

@@ -2,9 +2,10 @@
 
 It listens on two mutual-TLS ports: control (``port``: JSON control messages from the CLI and from peer
 agents) and data (``port + 1``: compressed chunks of checkpoint rounds). It deploys services, reports status, and
-plays either side of a migration: the source side lives in :mod:`.source`, the destination side here
-(:class:`_Incoming`). Durable state (services, sessions in flight) is in :class:`~.store.AgentStore`, so a
-restarted agent reconciles what its previous incarnation left behind (:meth:`Agent.recover`).
+plays either side of a migration: the source side lives in :mod:`.source` (which sees the agent only as
+its narrow :class:`~.source.SourceHost`), the destination side here (:class:`_Incoming`). Durable state
+(services, sessions in flight) is in :class:`~.store.AgentStore`, so a restarted agent reconciles what its
+previous incarnation left behind (:meth:`Agent.recover`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.control.address import AddressMover, TestbedAddressMover
+from edgemigrate.control.config import AgentConfig
+from edgemigrate.control.health import HEALTH_TIMEOUT_S, parse_addr, peer_service_state, wait_healthy
 from edgemigrate.control.netns import in_netns
+from edgemigrate.control.source import migrate_out, recover_source_session
 from edgemigrate.control.spec import ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.control.tokens import TokenBook
@@ -41,23 +45,21 @@ from edgemigrate.engine.protocol.codec import Chunk, Message, MsgType, ProtocolE
 from edgemigrate.engine.protocol.session import (
     Aborted,
     Committed,
+    DestCleanup,
     DestSession,
+    DestState,
     HelloReceived,
     RestoreRequested,
     RoundAnnounced,
 )
 from edgemigrate.engine.transport import tls
-from edgemigrate.engine.transport.streams import DATA_RCVBUF_BYTES, FramedConnection, size_receive_buffer
+from edgemigrate.engine.transport.streams import FramedConnection, size_receive_buffer
 
 log = logging.getLogger(__name__)
 
-IO_TIMEOUT_S = 20.0  # no progress on a connection for this long = the link or the peer is gone
 IDLE_TIMEOUT_S = 120.0  # destination: a session silent for this long is abandoned
-HEALTH_TIMEOUT_S = 10.0
-HEALTH_POLL_S = 0.01
+DATA_OPEN_WAIT_S = 2.0  # a data connection may arrive this long before its session's HELLO is admitted
 SMALL_FRAME_BYTES = 64 << 10  # chunk frames below this are decoded on the event loop (a thread hop costs more)
-MAX_CONNECTIONS = 64  # open control + data connections; more are closed at once
-MAX_INCOMING = 4  # migrations this host receives at the same time
 # What a peer may send for one service: its declared resident memory twice over (CRIU's image of a process
 # holds more than its data: Redis's 256 MiB of values dumps to 346 MB) plus the runtime around it (the
 # interpreter and libraries of a 0 MB counter dump to ~30 MB). A migration has at most 5 pre-copy rounds
@@ -65,27 +67,7 @@ MAX_INCOMING = 4  # migrations this host receives at the same time
 IMAGE_SLACK_BYTES = 512 << 20
 SESSION_ROUNDS = 6
 
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    host: str
-    listen_ip: str
-    port: int
-    pki_dir: Path
-    state_dir: Path
-    image_root: Path
-    netns_path: str | None = None
-    testbed: str | None = None
-    io_timeout_s: float = IO_TIMEOUT_S
-    # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-commit", "die-after-restore"
-    fault: str | None = None
-    data_rcvbuf_bytes: int = DATA_RCVBUF_BYTES  # receive buffer of incoming data connections; 0 = autotuning
-    max_connections: int = MAX_CONNECTIONS
-    max_incoming: int = MAX_INCOMING
-
-    @property
-    def data_port(self) -> int:
-        return self.port + 1
+__all__ = ["Agent", "AgentConfig", "private_dir"]
 
 
 @dataclass(slots=True)
@@ -122,6 +104,7 @@ class Agent:
         check_id(cfg.host, "agent --host")
         _refuse_operator_keys(cfg.pki_dir)
         self.incoming: dict[str, _Incoming] = {}
+        self._incoming_added = asyncio.Condition()  # notified when a HELLO admits a session to self.incoming
         self.busy: set[str] = set()  # services with a migration in flight
         self.tokens = TokenBook(cfg.host)
         self._connections = 0
@@ -139,6 +122,20 @@ class Agent:
 
     def ensure_bundle(self, spec: ServiceSpec) -> Path:
         return build_bundle(spec, self.cfg.netns_path, self.bundle_dir(spec.name))
+
+    @contextlib.contextmanager
+    def migrating(self, name: str) -> Iterator[None]:
+        """Mark ``name`` as migrating out for the duration of the block (one migration per service)."""
+        if name in self.busy:
+            raise ConfigError(f"service {name} is already being migrated")
+        self.busy.add(name)
+        try:
+            yield
+        finally:
+            self.busy.discard(name)
+
+    def wait_healthy(self, spec: ServiceSpec) -> None:
+        wait_healthy(spec, self.runtime, self.cfg.netns_path, self.cfg.host, HEALTH_TIMEOUT_S)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.recover)
@@ -175,10 +172,8 @@ class Agent:
         for rec in self.store.sessions():
             if rec.role == "destination":
                 self._recover_incoming(rec)
-                continue
-            from edgemigrate.control.source import recover_source_session
-
-            recover_source_session(self, rec)
+            else:
+                recover_source_session(self, rec)
         for d in self.incoming_root().iterdir():
             shutil.rmtree(d, ignore_errors=True)
         self.reconcile_services()
@@ -205,11 +200,10 @@ class Agent:
         try:
             if self.runtime.state(name) is not ContainerState.RUNNING:
                 return
-            from edgemigrate.control.source import parse_addr, peer_service_state
-
             at_source = None
             if rec.peer_addr:
-                at_source = asyncio.run(peer_service_state(self, rec.peer_host, parse_addr(rec.peer_addr), name))
+                at_source = asyncio.run(
+                    peer_service_state(self.client_ctx, rec.peer_host, parse_addr(rec.peer_addr), name))
             if at_source == "running":
                 log.warning("recovering %s: the source %s resumed it; discarding the restored copy", name,
                             rec.peer_host)
@@ -293,8 +287,6 @@ class Agent:
             await asyncio.to_thread(self.stop_service, m.body["service"])
             await conn.send(MsgType.OK, detail=f"{m.body['service']} stopped on {self.cfg.host}")
         else:
-            from edgemigrate.control.source import migrate_out
-
             stats = await migrate_out(self, conn, m.body)
             await conn.send(MsgType.RESULT, stats=stats)
 
@@ -307,7 +299,7 @@ class Agent:
                          "migrating": name in self.busy}
         for inc in self.incoming.values():
             if inc.spec is not None and inc.spec.name not in out:
-                state = "restoring" if inc.sess.state.value in ("restoring", "restored") else "receiving"
+                state = "restoring" if inc.sess.state in (DestState.RESTORING, DestState.RESTORED) else "receiving"
                 out[inc.spec.name] = {"state": state, "pid": self.runtime.pid(inc.spec.name),
                                       "spec": inc.spec.to_dict(), "migrating": True}
         return out
@@ -321,7 +313,7 @@ class Agent:
         bundle = self.ensure_bundle(spec)
         pid = self.runtime.run(spec.name, bundle)
         self.store.put_service(spec)
-        wait_healthy(self, spec, HEALTH_TIMEOUT_S)
+        self.wait_healthy(spec)
         return pid
 
     def stop_service(self, name: str) -> None:
@@ -354,7 +346,7 @@ class Agent:
         finally:
             if not inc.finished:
                 events = inc.sess.connection_lost("agent handler ended") or [
-                    Aborted("agent handler ended", kill_restored=False)]
+                    Aborted("agent handler ended", DestCleanup.DISCARD)]
                 for ev in events:
                     await self._dest_event(inc, ev)
             if self.incoming.get(inc.sess.session) is inc:
@@ -409,7 +401,7 @@ class Agent:
         try:
             spec = self._admit_hello(inc, ev)
             inc.spec, inc.src_host, inc.src_addr = spec, ev.src_host, ev.src_addr
-            self.incoming[ev.session] = inc
+            await self._register(ev.session, inc)
             inc.dir = child(self.incoming_root(), ev.session)
             inc.bundle = await asyncio.to_thread(self.ensure_bundle, spec)
             shutil.rmtree(inc.dir, ignore_errors=True)
@@ -439,7 +431,7 @@ class Agent:
         if inc.finished:
             return
         inc.finished = True
-        if ev.keep_running_in_doubt and inc.restored and inc.spec is not None:
+        if ev.cleanup is DestCleanup.KEEP_IN_DOUBT and inc.restored and inc.spec is not None:
             # the source may have passed the point of no return: keep serving; it will ask our status
             self.store.put_service(inc.spec)
             self.store.drop_session(inc.sess.session)
@@ -577,7 +569,7 @@ class Agent:
             stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
             held = await asyncio.to_thread(self._lift_lock, inc)  # the sockets are repaired: let the clients in
             t2 = time.perf_counter()
-            await asyncio.to_thread(wait_healthy, self, spec, HEALTH_TIMEOUT_S)
+            await asyncio.to_thread(self.wait_healthy, spec)
             if self.cfg.fault == "die-after-restore":
                 os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
             log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s, "
@@ -589,6 +581,13 @@ class Agent:
         inc.sess.restored(stats.pid, time.perf_counter() - t0)
         await self._flush(inc)
 
+    async def _register(self, session: str, inc: _Incoming) -> None:
+        """Admit an incoming session (right after its HELLO's checks, so a second HELLO of it is refused) and
+        wake the data connections that overtook that HELLO."""
+        self.incoming[session] = inc
+        async with self._incoming_added:
+            self._incoming_added.notify_all()
+
     async def _data_session(self, conn: FramedConnection, first: Message) -> _Incoming | None:
         """The incoming migration a DATA_OPEN names, if it exists (its HELLO may still be in flight) and the
         data connection comes from the same host as the control connection."""
@@ -596,12 +595,14 @@ class Agent:
             session = check_id(first.body["session"], "DATA_OPEN.session")
         except ValidationError as exc:
             raise ProtocolError(str(exc)) from None
-        for _ in range(200):
-            inc = self.incoming.get(session)
-            if inc is not None:
-                return inc if conn.peer == inc.src_host else None
-            await asyncio.sleep(0.01)
-        return None
+        try:
+            async with self._incoming_added:
+                await asyncio.wait_for(self._incoming_added.wait_for(lambda: session in self.incoming),
+                                       DATA_OPEN_WAIT_S)
+        except TimeoutError:
+            return None
+        inc = self.incoming[session]
+        return inc if conn.peer == inc.src_host else None
 
     async def _serve_data(self, conn: FramedConnection) -> None:
         inc: _Incoming | None = None
@@ -647,26 +648,6 @@ class Agent:
                 await self._dest_fail(inc, f"data connection failed: {exc!r}")
         finally:
             await conn.close()
-
-
-def wait_healthy(agent: Agent, spec: ServiceSpec, timeout_s: float) -> None:
-    """The service's container runs and accepts TCP connections on its service address (from this host)."""
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    last = "not started"
-    while time.monotonic() < deadline:
-        try:
-            with in_netns(agent.cfg.netns_path), socket.create_connection((spec.ip, spec.port), timeout=1.0):
-                pass
-        except OSError as exc:
-            last = str(exc)
-        else:
-            if agent.runtime.state(spec.name) is ContainerState.RUNNING:
-                return
-            last = "something else answers on the service address; the container is not running"
-        time.sleep(HEALTH_POLL_S)
-    raise EngineError(f"service {spec.name} on {agent.cfg.host} not healthy after {timeout_s:.0f} s: {last}")
 
 
 def private_dir(path: Path) -> Path:

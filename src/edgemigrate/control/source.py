@@ -1,6 +1,6 @@
 """Source side of a migration: pre-copy rounds, the final frozen round, restore, point of no return.
 
-Strategy ``precopy`` (seed 002 section IV-B, "delta checkpoint", generalised to several rounds): dump with
+Strategy ``precopy`` (Ngo et al. 2020, sec. IV-B, "delta checkpoint", generalised to several rounds): dump with
 ``--leave-running`` and send everything (pre-migration phase), then repeat dumps sending only the pages
 that changed since the round already at the destination, until :class:`StopRule` says stop; then pause
 the service (cgroup freezer), lock its address and dump it paused: it stays frozen here, not gone, while
@@ -14,6 +14,9 @@ restores, lets the held packets in, health-checks, and answers ``RESTORED`` - th
 (Why each step is where it is, measured: ``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image locally if
 the source was already frozen); a failure while the destination might be restoring is resolved by asking
 the destination agent for the service's status first.
+
+The agent running a migration is seen here only through :class:`SourceHost` (this module never imports the
+agent), so the source side can be driven by a fake host in tests.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from edgemigrate.control.config import AgentConfig
+from edgemigrate.control.health import HEALTH_TIMEOUT_S, parse_addr, peer_service_state, wait_healthy
 from edgemigrate.control.spec import ServiceSpec
-from edgemigrate.control.store import SessionPhase, SessionRecord
+from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.core.ids import check_id, child
 from edgemigrate.engine.checkpoint import netlock
-from edgemigrate.engine.checkpoint.runtime import ContainerState
+from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
 from edgemigrate.engine.compression.netstate import NetworkMonitor
 from edgemigrate.engine.compression.selectors import Selector
 from edgemigrate.engine.compression.wire import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
@@ -51,20 +56,55 @@ from edgemigrate.engine.protocol.session import (
     Restored,
     RoundVerified,
     SourceEvent,
+    SourceRecovery,
     SourceSession,
 )
-from edgemigrate.engine.transport import tls
 from edgemigrate.engine.transport.streams import FramedConnection, TransportError, connect
 
 if TYPE_CHECKING:
-    from edgemigrate.control.agent import Agent
+    import ssl
+
+    from edgemigrate.control.address import AddressMover
 
 log = logging.getLogger(__name__)
 
 # Stop rule of the pre-copy phase (named so experiments can cite them)
 MAX_PRECOPY_ROUNDS = 5  # leave-running rounds before the final frozen one
 FIRST_SHRINK = 0.5  # the next round's share of the first, before a second round has measured it
+# Waits, on top of the agent's I/O timeout where they are a reply to a round or to the restore
+DESTINATION_WORK_S = 30.0  # the destination's own work before it answers: rebuild + verify, restore + health
+REFUSAL_WAIT_S = 1.0  # after a data connection failed: the destination may say why on the control connection
+DONE_WAIT_S = 5.0  # DONE after COMMIT (best effort: the migration is complete either way)
+PROGRESS_SEND_S = 5.0  # one progress report to the client (a slow client must not stall the migration)
 IN_DOUBT_QUERY_S = 30.0  # how long to ask the destination about an in-doubt restore
+IN_DOUBT_POLL_S = 0.5  # between those questions while it says "restoring"
+
+
+class SourceHost(Protocol):
+    """What the source side of a migration uses of the agent that runs it (:class:`~.agent.Agent` is one)."""
+
+    @property
+    def cfg(self) -> AgentConfig: ...
+
+    @property
+    def store(self) -> AgentStore: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def mover(self) -> AddressMover | None: ...
+
+    @property
+    def client_ctx(self) -> ssl.SSLContext: ...
+
+    def ensure_bundle(self, spec: ServiceSpec) -> Path:
+        """The service's runc bundle on this host."""
+        ...
+
+    def migrating(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Mark ``name`` as migrating out while the block runs; raise if it already is."""
+        ...
 
 
 class Strategy(enum.Enum):
@@ -133,14 +173,8 @@ def _cpu_s() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def parse_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"agent address {addr!r}: expected IP:PORT")
-    return host, int(port)
-
-
-async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, Any]) -> dict[str, Any]:
+async def migrate_out(agent: SourceHost, client: FramedConnection, body: dict[str, Any]) -> dict[str, Any]:
+    """Migrate the service a client's ``MIGRATE`` names; returns the migration's statistics."""
     name = body["service"]
     services = agent.store.services()
     if name not in services:
@@ -151,23 +185,18 @@ async def migrate_out(agent: Agent, client: FramedConnection, body: dict[str, An
         raise ConfigError(f"strategy {body['strategy']!r}: expected stop-and-copy or precopy") from None
     if body["to_host"] == agent.cfg.host:
         raise ConfigError(f"service {name} already runs on {agent.cfg.host}")
-    if name in agent.busy:
-        raise ConfigError(f"service {name} is already being migrated")
-    if agent.runtime.state(name) is not ContainerState.RUNNING:
-        raise EngineError(f"service {name} is not running on {agent.cfg.host}")
-    comp = CompressionConfig.parse(body.get("compression", "model"), body.get("page_codec", "none"),
-                                   body.get("pipeline", "pipelined"))
-    agent.busy.add(name)
-    try:
+    with agent.migrating(name):
+        if agent.runtime.state(name) is not ContainerState.RUNNING:
+            raise EngineError(f"service {name} is not running on {agent.cfg.host}")
+        comp = CompressionConfig.parse(body.get("compression", "model"), body.get("page_codec", "none"),
+                                       body.get("pipeline", "pipelined"))
         mig = _Migration(agent, services[name], check_id(body["to_host"], "to_host"), parse_addr(body["to_addr"]),
                          strategy, client, compression=comp, token=body["token"])
         return await mig.run()
-    finally:
-        agent.busy.discard(name)
 
 
 class _Migration:
-    def __init__(self, agent: Agent, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
+    def __init__(self, agent: SourceHost, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
                  strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None,
                  compression: CompressionConfig | None = None, token: str = "") -> None:
         self.agent = agent
@@ -223,12 +252,16 @@ class _Migration:
 
     def _abort(self, reason: str) -> _FailedError:
         events = self.sess.abort(reason)
-        return _FailedError(events[0] if events else Failed(reason, resume_at_source=self.sess.frozen))
+        if events:
+            return _FailedError(events[0])
+        recovery = self.sess.recovery  # the session had already failed: what that failure left to do
+        assert recovery is not None
+        return _FailedError(Failed(reason, recovery))
 
     async def _progress(self, event: dict[str, Any]) -> None:
         if self.client is not None:
             with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError, EdgeMigrateError):
-                await asyncio.wait_for(self.client.send(MsgType.PROGRESS, event=event), 5.0)
+                await asyncio.wait_for(self.client.send(MsgType.PROGRESS, event=event), PROGRESS_SEND_S)
 
     def _journal(self, phase: SessionPhase) -> None:
         self.agent.store.put_session(SessionRecord(
@@ -271,14 +304,14 @@ class _Migration:
             self.sess.mark_frozen()
             t_freeze = time.perf_counter()
             await self._round(prev, final=True)  # includes the (pipelined) restore request
-            ev = await self._next_event(self.timeout_s + 30.0)
+            ev = await self._next_event(self.timeout_s + DESTINATION_WORK_S)
             if not isinstance(ev, Restored):
                 raise self._abort(f"unexpected {ev!r}")
             # ------------------------- POINT OF NO RETURN passed: the destination serves -------------
             t_restored = time.perf_counter()
             await self._commit()
             with contextlib.suppress(_FailedError):
-                await self._next_event(5.0)  # DONE (best effort; the migration is already complete)
+                await self._next_event(DONE_WAIT_S)
             return self._stats(t_start, t_freeze, t_restored, ev, cpu0)
         except _FailedError as f:
             return await self._handle_failure(f.ev, t_start, cpu0)
@@ -345,7 +378,7 @@ class _Migration:
             why = "no progress" if isinstance(exc, TimeoutError) else repr(exc)
             assert self.ctrl is not None
             try:
-                m = await asyncio.wait_for(self.ctrl.next_message(), 1.0)
+                m = await asyncio.wait_for(self.ctrl.next_message(), REFUSAL_WAIT_S)
             except (TimeoutError, ConnectionError, OSError, ProtocolError):
                 m = None
             if m is not None:
@@ -356,7 +389,7 @@ class _Migration:
         if final:  # pipelined: the destination restores as soon as it has verified this round
             self.sess.send_restore([])
             await self._flush()
-        ev = await self._next_event(self.timeout_s + 30.0)
+        ev = await self._next_event(self.timeout_s + DESTINATION_WORK_S)
         if not isinstance(ev, RoundVerified) or ev.round_index != k:
             raise self._abort(f"round {k}: unexpected {ev!r}")
         t3 = time.perf_counter()
@@ -436,10 +469,10 @@ class _Migration:
     # --------------------------------------------------------------------------------------- failure
     async def _handle_failure(self, ev: Failed, t_start: float, cpu0: float) -> dict[str, Any]:
         name = self.spec.name
-        if ev.after_point_of_no_return:
+        if ev.recovery is SourceRecovery.MIGRATED:
             log.warning("%s: after the point of no return: %s", name, ev.reason)
             return {"service": name, "ok": True, "warning": ev.reason, "rounds": self.rounds}
-        if ev.in_doubt:
+        if ev.recovery is SourceRecovery.ASK_DESTINATION:
             running = await ask_destination_running(self.agent, self.to_host, self.to_addr, name)
             for ev2 in self.sess.resolve_in_doubt(running):
                 if isinstance(ev2, Finished):
@@ -448,7 +481,7 @@ class _Migration:
                             "rounds": self.rounds}
                 if isinstance(ev2, Failed):
                     ev = ev2
-        outcome = await asyncio.to_thread(self._resume, ev.resume_at_source)
+        outcome = await asyncio.to_thread(self._resume, ev.recovery is SourceRecovery.RESUME_HERE)
         self.resolved = True
         self.agent.store.drop_session(self.session)
         raise MigrationError(f"migration of {name} to {self.to_host} failed: {ev.reason}; {outcome}")
@@ -457,10 +490,8 @@ class _Migration:
         return resume_at_source(self.agent, self.spec, self.final_dir if restore_final else None)
 
 
-def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) -> str:
+def resume_at_source(agent: SourceHost, spec: ServiceSpec, final_dir: Path | None) -> str:
     """Make sure the service runs here again; returns a short description of what was done."""
-    from edgemigrate.control.agent import HEALTH_TIMEOUT_S, wait_healthy
-
     host = agent.cfg.host
     state = agent.runtime.state(spec.name)
     if state is ContainerState.RUNNING:  # pre-copy, or a final dump that failed before the pause
@@ -471,7 +502,7 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
             agent.mover.claim(spec.ip, host)
         agent.runtime.resume(spec.name)
         netlock.unlock_service(agent.cfg.netns_path, spec.ip)
-        wait_healthy(agent, spec, HEALTH_TIMEOUT_S)
+        wait_healthy(spec, agent.runtime, agent.cfg.netns_path, host, HEALTH_TIMEOUT_S)
         agent.store.put_service(spec)
         return f"service resumed on {host} (thawed: it was paused for its final checkpoint)"
     if final_dir is None or not (final_dir / "inventory.img").exists():
@@ -481,41 +512,26 @@ def resume_at_source(agent: Agent, spec: ServiceSpec, final_dir: Path | None) ->
     agent.runtime.kill(spec.name)
     agent.runtime.restore(spec.name, agent.ensure_bundle(spec), final_dir)
     netlock.unlock_service(agent.cfg.netns_path, spec.ip)  # the sockets are repaired: let the clients in
-    wait_healthy(agent, spec, HEALTH_TIMEOUT_S)
+    wait_healthy(spec, agent.runtime, agent.cfg.netns_path, host, HEALTH_TIMEOUT_S)
     agent.store.put_service(spec)
     return f"service resumed on {host} from its final checkpoint"
 
 
-async def peer_service_state(agent: Agent, host: str, addr: tuple[str, int], name: str) -> str | None:
-    """What another agent reports about ``name`` ("running", "restoring", "absent" ...); None if unreachable."""
-    try:
-        conn = await connect(addr[0], addr[1], agent.client_ctx, host, 5.0)
-        try:
-            await conn.send(MsgType.STATUS)
-            reply = await asyncio.wait_for(conn.expect(MsgType.STATUS_REPLY), 10.0)
-        finally:
-            await conn.close()
-    except (TimeoutError, EdgeMigrateError, OSError):
-        return None
-    entry = reply.body["services"].get(name)
-    return str(entry.get("state")) if isinstance(entry, dict) else "absent"
-
-
-async def ask_destination_running(agent: Agent, to_host: str, to_addr: tuple[str, int], name: str) -> bool:
+async def ask_destination_running(agent: SourceHost, to_host: str, to_addr: tuple[str, int], name: str) -> bool:
     """Resolve an in-doubt restore: does the destination agent report the service running?"""
     deadline = time.monotonic() + IN_DOUBT_QUERY_S
     while time.monotonic() < deadline:
-        state = await peer_service_state(agent, to_host, to_addr, name)
+        state = await peer_service_state(agent.client_ctx, to_host, to_addr, name)
         if state == "running":
             return True
         if state is not None and state not in ("restoring", "receiving"):
             return False
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(IN_DOUBT_POLL_S)
     log.warning("destination %s unreachable while in doubt about %s; resuming at the source", to_host, name)
     return False
 
 
-def discard_local_copy(agent: Agent, spec: ServiceSpec) -> None:
+def discard_local_copy(agent: SourceHost, spec: ServiceSpec) -> None:
     """Kill the copy of a service that now runs elsewhere (paused since its final dump), with its address
     locked both ways (idempotent) so that neither the kill's FINs nor the resets of aborting its sockets reach
     the clients; abort its sockets (they were not in TCP repair: they would linger, and hold the address and
@@ -530,7 +546,7 @@ def discard_local_copy(agent: Agent, spec: ServiceSpec) -> None:
         netlock.unlock_service(ns, spec.ip)
 
 
-def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
+def recover_source_session(agent: SourceHost, rec: SessionRecord) -> None:
     """At agent start: finish or undo a source session the previous incarnation left behind."""
     name = rec.service.name
     outgoing = child(agent.cfg.image_root, "outgoing", rec.session)
@@ -556,7 +572,7 @@ def recover_source_session(agent: Agent, rec: SessionRecord) -> None:
         shutil.rmtree(outgoing, ignore_errors=True)
 
 
-__all__ = ["MigrationError", "StopRule", "Strategy", "migrate_out", "tls"]
+__all__ = ["MigrationError", "SourceHost", "StopRule", "Strategy", "migrate_out", "recover_source_session"]
 
 
 def _profile_sample(image_dir: Path, size_bytes: int = 256 << 10, pieces: int = 4) -> bytes:

@@ -2,7 +2,8 @@
 
 The journal is what lets a restarted agent finish or undo a migration its previous incarnation left
 half-way: a source session recorded as ``frozen`` (dumped without leave-running, not yet committed) is
-resumed at the source unless the destination reports the service running (see :mod:`.agent`).
+resumed at the source unless the destination reports the service running
+(:func:`~.source.recover_source_session`; the destination's side: :meth:`~.agent.Agent.recover`).
 """
 
 from __future__ import annotations

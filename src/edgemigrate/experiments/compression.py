@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.engine.compression.wire import CompressionConfig

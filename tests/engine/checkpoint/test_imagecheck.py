@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.engine.checkpoint import tamper
 
-from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.cluster import real_engine_skip_reason
 from edgemigrate.control.spec import SERVICE_GID, SERVICE_UID, ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.engine.checkpoint.criuimg import (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.control.harness import real_engine_skip_reason
+from edgemigrate.cluster import real_engine_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.engine.checkpoint import netlock

@@ -11,6 +11,7 @@ from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
     Aborted,
     Committed,
+    DestCleanup,
     DestSession,
     DestState,
     Failed,
@@ -21,6 +22,7 @@ from edgemigrate.engine.protocol.session import (
     RestoreRequested,
     RoundAnnounced,
     RoundVerified,
+    SourceRecovery,
     SourceSession,
     SourceState,
 )
@@ -113,44 +115,46 @@ def test_full_precopy_session_reaches_done_through_point_of_no_return() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "resume", "in_doubt"),
+    ("state", "recovery", "end"),
     [
-        (SourceState.READY, False, False),
-        (SourceState.FINAL_SENT, True, False),
-        (SourceState.FINAL_VERIFIED, True, False),
-        (SourceState.RESTORE_SENT, True, True),
+        (SourceState.READY, SourceRecovery.KEEP_RUNNING, SourceState.ABORTED),
+        (SourceState.FINAL_SENT, SourceRecovery.RESUME_HERE, SourceState.ABORTED_FROZEN),
+        (SourceState.FINAL_VERIFIED, SourceRecovery.RESUME_HERE, SourceState.ABORTED_FROZEN),
+        (SourceState.RESTORE_SENT, SourceRecovery.ASK_DESTINATION, SourceState.IN_DOUBT),
     ],
 )
-def test_source_connection_loss_before_point_of_no_return_rolls_back(state, resume, in_doubt) -> None:
+def test_source_connection_loss_before_point_of_no_return_rolls_back(state, recovery, end) -> None:
     src, _ = _to_state(state)
     (ev,) = src.connection_lost()
-    assert ev == Failed("control connection lost", resume_at_source=resume, in_doubt=in_doubt)
-    assert src.state is SourceState.ABORTED
+    assert ev == Failed("control connection lost", recovery)
+    assert src.state is end
     assert src.connection_lost() == []
 
 
 def test_source_connection_loss_after_point_of_no_return_is_only_logged() -> None:
     src, _ = _to_state(SourceState.COMMITTED)
     (ev,) = src.connection_lost()
-    assert ev.after_point_of_no_return and not ev.resume_at_source
+    assert ev.recovery is SourceRecovery.MIGRATED
 
 
 @pytest.mark.parametrize("state", [SourceState.READY, SourceState.FINAL_SENT, SourceState.FINAL_VERIFIED, SourceState.RESTORE_SENT])
 def test_source_local_abort_notifies_destination(state) -> None:
     src, dst = _to_state(state)
     (ev,) = src.abort("criu dump failed")
-    assert isinstance(ev, Failed) and ev.resume_at_source == src.frozen
+    assert isinstance(ev, Failed) and ev.recovery is {
+        SourceState.READY: SourceRecovery.KEEP_RUNNING, SourceState.RESTORE_SENT: SourceRecovery.ASK_DESTINATION,
+    }.get(state, SourceRecovery.RESUME_HERE)
     _, d_ev = _pump(src, dst)
     (dev,) = d_ev
     assert isinstance(dev, Aborted) and "criu dump failed" in dev.reason
-    assert dev.kill_restored == (state is SourceState.RESTORE_SENT)
+    assert dev.cleanup is (DestCleanup.KILL_RESTORED if state is SourceState.RESTORE_SENT else DestCleanup.DISCARD)
     assert dst.state is DestState.ABORTED
 
 
 def test_abort_after_point_of_no_return_does_not_roll_back() -> None:
     src, _ = _to_state(SourceState.COMMITTED)
     (ev,) = src.abort("late failure")
-    assert ev.after_point_of_no_return and src.state is SourceState.COMMITTED
+    assert ev.recovery is SourceRecovery.MIGRATED and src.state is SourceState.COMMITTED
 
 
 @pytest.mark.parametrize("state", [SourceState.READY, SourceState.FINAL_SENT, SourceState.RESTORE_SENT])
@@ -158,20 +162,23 @@ def test_destination_abort_makes_source_roll_back(state) -> None:
     src, dst = _to_state(state)
     if dst.state is DestState.RESTORING:
         (dev,) = dst.abort("restore failed")
-        assert dev.kill_restored
+        assert dev.cleanup is DestCleanup.KILL_RESTORED
     else:
         dst.abort("chunk 3 fails its sha256 check")
     (ev,) = _pump(src, dst)[0]
-    assert isinstance(ev, Failed) and ev.resume_at_source == src.frozen and not ev.in_doubt
-    assert src.state is SourceState.ABORTED
+    # an explicit ABORT: the destination discarded its copy, so never in doubt
+    frozen = state is not SourceState.READY
+    assert isinstance(ev, Failed)
+    assert ev.recovery is (SourceRecovery.RESUME_HERE if frozen else SourceRecovery.KEEP_RUNNING)
+    assert src.state is (SourceState.ABORTED_FROZEN if frozen else SourceState.ABORTED)
 
 
 @pytest.mark.parametrize(
-    ("dest_state", "kill", "keep"),
-    [(DestState.READY, False, False), (DestState.FINAL_VERIFIED, False, False),
-     (DestState.RESTORING, False, True), (DestState.RESTORED, False, True)],
+    ("dest_state", "cleanup"),
+    [(DestState.READY, DestCleanup.DISCARD), (DestState.FINAL_VERIFIED, DestCleanup.DISCARD),
+     (DestState.RESTORING, DestCleanup.KEEP_IN_DOUBT), (DestState.RESTORED, DestCleanup.KEEP_IN_DOUBT)],
 )
-def test_destination_connection_loss(dest_state, kill, keep) -> None:
+def test_destination_connection_loss(dest_state, cleanup) -> None:
     target = {DestState.READY: SourceState.READY, DestState.FINAL_VERIFIED: SourceState.FINAL_VERIFIED,
               DestState.RESTORING: SourceState.RESTORE_SENT, DestState.RESTORED: SourceState.RESTORE_SENT}[dest_state]
     src, dst = _to_state(target)
@@ -179,18 +186,20 @@ def test_destination_connection_loss(dest_state, kill, keep) -> None:
         dst.restored(9, 0.1)
     assert dst.state is dest_state
     (ev,) = dst.connection_lost()
-    assert ev.kill_restored == kill and ev.keep_running_in_doubt == keep
+    assert ev.cleanup is cleanup
 
 
 def test_in_doubt_resolution() -> None:
     src, _ = _to_state(SourceState.RESTORE_SENT)
     (ev,) = src.connection_lost()
-    assert ev.in_doubt
+    assert ev.recovery is SourceRecovery.ASK_DESTINATION and src.state is SourceState.IN_DOUBT
     assert src.resolve_in_doubt(True) == [Finished("s1")]
+    assert src.state is SourceState.DONE and src.past_point_of_no_return
     src2, _ = _to_state(SourceState.RESTORE_SENT)
     src2.connection_lost()
     (ev2,) = src2.resolve_in_doubt(False)
-    assert isinstance(ev2, Failed) and ev2.resume_at_source
+    assert isinstance(ev2, Failed) and ev2.recovery is SourceRecovery.RESUME_HERE
+    assert src2.state is SourceState.ABORTED_FROZEN
 
 
 def test_protocol_violations_abort_cleanly() -> None:
@@ -272,7 +281,7 @@ def test_pipelined_restore_saves_a_round_trip() -> None:
     src, dst = _to_ready(1)
     src.send_round(_manifest(2, True), ["-A INPUT -j DROP"])
     src.send_restore([])  # before the final ROUND_OK
-    assert src.state is SourceState.RESTORE_SENT
+    assert src.state is SourceState.RESTORE_PIPELINED
     _, d_ev = _pump(src, dst)
     assert isinstance(d_ev[0], RoundAnnounced) and len(d_ev) == 1  # RESTORE waits for the verification
     (ev,) = dst.round_verified(4, 0.0)
@@ -288,7 +297,7 @@ def test_restored_before_final_round_ok_is_a_protocol_error() -> None:
     src.send_round(_manifest(2, True))
     src.send_restore([])
     (ev,) = src.receive_data(codec.encode(MsgType.RESTORED, session="s1", pid=1, restore_s=0.0))
-    assert isinstance(ev, Failed) and ev.in_doubt and ev.resume_at_source
+    assert isinstance(ev, Failed) and ev.recovery is SourceRecovery.ASK_DESTINATION
 
 
 def test_garbage_after_restored_keeps_the_restored_copy() -> None:
@@ -297,7 +306,7 @@ def test_garbage_after_restored_keeps_the_restored_copy() -> None:
     src, dst = _to_state(SourceState.RESTORE_SENT)
     dst.restored(9, 0.1)
     (ev,) = dst.receive_data(b"EM" + bytes([codec.PROTOCOL_VERSION, 99]) + b"\x00" * 4)
-    assert isinstance(ev, Aborted) and ev.keep_running_in_doubt and not ev.kill_restored
+    assert isinstance(ev, Aborted) and ev.cleanup is DestCleanup.KEEP_IN_DOUBT
 
 
 def test_rounds_beyond_the_accepted_limits_abort() -> None:

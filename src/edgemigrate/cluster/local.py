@@ -22,7 +22,9 @@ from typing import Any
 from edgemigrate.control import client
 from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
 from edgemigrate.control.spec import ServiceSpec
-from edgemigrate.engine.transport.tls import host_dir
+from edgemigrate.engine.transport.tls import create_pki, host_dir
+from edgemigrate.testbed.config import config_from_mapping
+from edgemigrate.testbed.testbed import Testbed
 
 READY_TIMEOUT_S = 20.0
 _AGENT_BOOT = "import sys; from edgemigrate.cli import main; sys.exit(main())"
@@ -97,10 +99,8 @@ class LocalCluster:
     agents: dict[str, AgentProc] = field(default_factory=dict)
 
     @property
-    def tb(self) -> Any:
+    def tb(self) -> Testbed:
         """The testbed, reloaded: agents change its state (service IPs) from other processes."""
-        from edgemigrate.testbed.testbed import Testbed
-
         return Testbed.load(self.name)
 
     @property
@@ -114,10 +114,6 @@ class LocalCluster:
 
     @classmethod
     def up(cls, name: str, subnet: str, root: Path, edges: int = 3, io_timeout_s: float = 6.0) -> LocalCluster:
-        from edgemigrate.engine.transport.tls import create_pki
-        from edgemigrate.testbed.config import config_from_mapping
-        from edgemigrate.testbed.testbed import Testbed
-
         if name in Testbed.names():
             Testbed.load(name).down()
         Testbed.up(config_from_mapping({"edges": edges, "clouds": 0, "clients": 1, "subnet": subnet}), name=name)
