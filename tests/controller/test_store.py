@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -29,12 +30,16 @@ from edgemigrate.controller.store import (
     RssiSample,
     SchemaVersionError,
     Store,
+    StoreError,
     TaskDelay,
     User,
     open_store,
 )
 from edgemigrate.core.errors import ValidationError
 from tests.controller.helpers import GIB, raw_execute, seed
+
+if TYPE_CHECKING:
+    from tests.controller.conftest import PgServer
 
 S = ActionState
 
@@ -281,6 +286,12 @@ def test_schema_version_is_recorded_and_a_newer_one_refused(store_url: str) -> N
         open_store(store_url)
 
 
+def test_a_database_of_something_else_is_not_taken_over(store_url: str) -> None:
+    raw_execute(store_url, "CREATE TABLE inventory (item TEXT)")
+    with pytest.raises(SchemaVersionError, match=r"holds tables \(inventory\) but no schema_version"):
+        open_store(store_url)
+
+
 def test_the_database_itself_refuses_bad_enum_values(store_url: str) -> None:
     """Defence in depth: a row written behind the store's back cannot hold an unknown state."""
     with open_store(store_url) as s:
@@ -289,3 +300,17 @@ def test_the_database_itself_refuses_bad_enum_values(store_url: str) -> None:
         raw_execute(store_url, "UPDATE hosts SET state = 'exploded' WHERE name = 'e1'")
     with open_store(store_url) as s:
         assert s.host("e1").state is HostState.UP
+
+
+def test_a_broken_postgres_connection_fails_one_call_and_is_reopened(pg_server: PgServer) -> None:
+    url = pg_server.url(pg_server.create_database())
+    with open_store(url) as store:
+        seed(store)
+        pid = store._db.conn.info.backend_pid  # type: ignore[attr-defined]
+        # as a server restart or a dropped network would: the server ends the store's connection
+        raw_execute(pg_server.url("postgres"), f"SELECT pg_terminate_backend({int(pid)}, 60000)")
+        with pytest.raises(StoreError) as info:
+            store.hosts()
+        assert "\n" not in str(info.value)
+        assert [h.name for h in store.hosts()] == ["cloud", "e1", "e2"]
+        assert store._db.conn.info.backend_pid != pid  # type: ignore[attr-defined]

@@ -8,9 +8,12 @@ so both back ends hold the same schema and enforce the same rules.
   timeout so a second writer waits instead of failing at once, and ``BEGIN IMMEDIATE`` for every write
   transaction so the write lock is taken up front (a deferred transaction that upgrades its lock half-way
   can fail with "database is locked" despite the timeout).
-- PostgreSQL (many edge hosts, many writers): psycopg 3. Read-modify-write of an action takes the row lock
-  with ``SELECT ... FOR UPDATE`` (:attr:`Backend.for_update`), so two controllers changing one action are
-  serialised and the later one sees the earlier one's result.
+- PostgreSQL (many edge hosts, many writers): psycopg 3. Read-modify-write takes row locks with
+  ``SELECT ... FOR UPDATE`` (:attr:`Backend.for_update`), so two controllers changing one action are
+  serialised and the later one sees the earlier one's result. Read transactions are REPEATABLE READ so a
+  query of several statements sees one snapshot. A connection that broke (server restart, network) fails
+  the call that found it broken and is reopened by the next one; a transaction is never retried by the
+  store, because whether a broken COMMIT took effect is unknown and the caller must reread.
 
 Driver errors never escape: :meth:`Backend.translate` turns them into one-line
 :class:`~.errors.StoreError` messages naming the store (with any password removed from the URL).
@@ -22,7 +25,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -61,7 +64,9 @@ class Backend(Protocol):
         """Context manager: a transaction that only reads (one consistent snapshot)."""
         ...
 
-    def has_table(self, tx: Tx, table: str) -> bool: ...
+    def tables(self, tx: Tx) -> set[str]:
+        """Names of the tables in the store's database (schema)."""
+        ...
 
     def lock_schema(self, tx: Tx) -> None:
         """Serialise schema creation between processes opening a new store at once."""
@@ -161,14 +166,16 @@ class SqliteBackend:
             try:
                 yield _SqliteTx(self.conn)
             except BaseException as exc:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # some errors (disk full, I/O) already rolled it back
+                    self.conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise self.translate(exc) from None
                 raise
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise self.translate(exc) from None
 
     def write(self) -> Any:
@@ -183,14 +190,17 @@ class SqliteBackend:
             if "actions.user_name, actions.service" in msg:
                 return ConflictError(f"store {self.shown_url}: another action for this user and service "
                                      "is already in flight")
+            if "UNIQUE" in msg:
+                return ConflictError(f"store {self.shown_url}: written by another writer first: {msg}")
             return StoreError(f"store {self.shown_url}: refused by the database: {msg}")
         if "locked" in msg or "busy" in msg:
             return StoreError(f"store {self.shown_url}: {msg} (another writer held it longer than "
                               f"{SQLITE_BUSY_TIMEOUT_S:g} s)")
         return StoreError(f"store {self.shown_url}: {msg}")
 
-    def has_table(self, tx: Tx, table: str) -> bool:
-        return bool(tx.run("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+    def tables(self, tx: Tx) -> set[str]:
+        rows = tx.run("SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) != 'sqlite_'")
+        return {name for (name,) in rows}
 
     def lock_schema(self, tx: Tx) -> None:
         pass  # BEGIN IMMEDIATE already excludes every other writer
@@ -212,6 +222,16 @@ class _PgTx:
         return self._cur.fetchall() if self._cur.description is not None else []
 
 
+def _pg_connect(url: str, shown: str) -> Any:
+    import psycopg  # imported here so that SQLite-only deployments never need the driver
+
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"store {shown}: cannot connect: {first}") from None
+
+
 # any constant: the advisory lock that serialises schema creation between controllers
 _SCHEMA_LOCK_KEY = 0x65646D67
 
@@ -221,6 +241,7 @@ class PostgresBackend:
     conn: Any  # psycopg.Connection
     shown_url: str
     lock: threading.Lock
+    url: str = field(default="", repr=False)  # with the password: only for reconnecting
     name: str = "postgresql"
     id_column: str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
     real: str = "DOUBLE PRECISION"
@@ -228,8 +249,6 @@ class PostgresBackend:
 
     @classmethod
     def open(cls, url: str) -> PostgresBackend:
-        import psycopg  # imported here so that SQLite-only deployments never need the driver
-
         shown = redact(url)
         try:
             parts = urlsplit(url)
@@ -238,29 +257,29 @@ class PostgresBackend:
             raise ValidationError(f"store URL {shown!r}: {exc}") from None
         if not parts.path.strip("/"):
             raise ValidationError(f"store URL {shown!r}: no database name (postgresql://user@host:port/db)")
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S)
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"store {shown}: cannot connect: {first}") from None
-        return cls(conn, shown, threading.Lock())
+        return cls(_pg_connect(url, shown), shown, threading.Lock(), url)
 
     @contextmanager
-    def _tx(self) -> Iterator[Tx]:
+    def _tx(self, read_only: bool) -> Iterator[Tx]:
         import psycopg
 
         with self.lock:
+            if self.conn.closed or self.conn.broken:
+                self.conn.close()
+                self.conn = _pg_connect(self.url, self.shown_url)
             try:
                 with self.conn.transaction(), self.conn.cursor() as cur:
+                    if read_only:
+                        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     yield _PgTx(cur)
             except psycopg.Error as exc:
                 raise self.translate(exc) from None
 
     def write(self) -> Any:
-        return self._tx()
+        return self._tx(read_only=False)
 
     def read(self) -> Any:
-        return self._tx()
+        return self._tx(read_only=True)
 
     def translate(self, exc: Exception) -> EdgeMigrateError:
         from psycopg import errors as pgerr
@@ -269,14 +288,18 @@ class PostgresBackend:
         if isinstance(exc, pgerr.UniqueViolation) and ONE_IN_FLIGHT_INDEX in msg:
             return ConflictError(f"store {self.shown_url}: another action for this user and service "
                                  "is already in flight")
+        if isinstance(exc, pgerr.UniqueViolation):
+            return ConflictError(f"store {self.shown_url}: written by another writer first: {msg}")
+        # a deadlock needs two writers locking placements and actions in opposite orders (a plan and a
+        # finishing action of one user); PostgreSQL aborts one of them, which may simply retry
         if isinstance(exc, pgerr.SerializationFailure | pgerr.DeadlockDetected):
             return ConflictError(f"store {self.shown_url}: concurrent change, retry: {msg}")
         if isinstance(exc, pgerr.IntegrityError):
             return StoreError(f"store {self.shown_url}: refused by the database: {msg}")
         return StoreError(f"store {self.shown_url}: {msg}")
 
-    def has_table(self, tx: Tx, table: str) -> bool:
-        return tx.run("SELECT to_regclass(?)", (table,))[0][0] is not None
+    def tables(self, tx: Tx) -> set[str]:
+        return {name for (name,) in tx.run("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
 
     def lock_schema(self, tx: Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK_KEY,))

@@ -87,7 +87,12 @@ class Store:
     def _init_schema(self) -> None:
         with self._db.write() as tx:
             self._db.lock_schema(tx)
-            if not self._db.has_table(tx, "schema_version"):
+            tables = self._db.tables(tx)
+            if "schema_version" not in tables:
+                if tables:
+                    raise SchemaVersionError(f"store {self._db.shown_url}: the database holds tables "
+                                             f"({', '.join(sorted(tables)[:5])}) but no schema_version; "
+                                             "it is not an edgemigrate store")
                 for statement in ddl(id_column=self._db.id_column, real=self._db.real):
                     tx.run(statement)
                 tx.run("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -196,6 +201,7 @@ class Store:
             self._require(tx, "users", p.user, "placement.user")
             self._require(tx, "hosts", p.host, "placement.host")
             self._require(tx, "base_stations", p.base_station, "placement.base_station")
+            self._lock_placement(tx, p.user, p.service)
             self._refuse_in_flight(tx, p.user, p.service)
             tx.run("INSERT INTO placements (user_name, service, host, base_station, updated_at_s) "
                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_name, service) DO UPDATE SET "
@@ -207,8 +213,9 @@ class Store:
         check_id(user, "placement.user")
         check_id(service, "placement.service")
         with self._db.write() as tx:
+            found = self._lock_placement(tx, user, service)
             self._refuse_in_flight(tx, user, service)
-            if not tx.run("SELECT 1 FROM placements WHERE user_name = ? AND service = ?", (user, service)):
+            if not found:
                 raise NotFoundError(f"placement: {user}/{service} is not in the store")
             tx.run("DELETE FROM placements WHERE user_name = ? AND service = ?", (user, service))
 
@@ -235,6 +242,17 @@ class Store:
         with self._db.read() as tx:
             rows = tx.run(sql + " ORDER BY user_name, service", params)
         return [Placement(*r) for r in rows]
+
+    def _lock_placement(self, tx: Tx, user: str, service: str) -> tuple | None:
+        """The placement row (host, base_station), locked until the transaction ends (PostgreSQL).
+
+        Taken before anything else is checked by every writer of a placement that also looks at actions
+        (put/remove here, planning an action), so a plan and a placement change for one service cannot
+        interleave: the second sees the first's result (the in-flight action, or the moved service).
+        """
+        rows = tx.run("SELECT host, base_station FROM placements WHERE user_name = ? AND service = ?"
+                      + self._db.for_update, (user, service))
+        return rows[0] if rows else None
 
     @staticmethod
     def _refuse_in_flight(tx: Tx, user: str, service: str) -> None:
@@ -305,15 +323,17 @@ class Store:
         """The newest ``limit`` resource reports of ``host`` at or after ``since_s``, oldest first."""
         check_id(host, "host")
         with self._db.read() as tx:
+            params = (host, _since(since_s), _check_limit(limit))
+            newest = ("SELECT id FROM host_reports WHERE host = ? AND at_s >= ? "
+                      "ORDER BY at_s DESC, id DESC LIMIT ?")
             rows = tx.run("SELECT id, host, at_s, cpu_used_cores, memory_used_bytes, disk_used_bytes "
-                          "FROM host_reports WHERE host = ? AND at_s >= ? ORDER BY at_s DESC, id DESC LIMIT ?",
-                          (host, _since(since_s), _check_limit(limit)))
-            out = []
-            for rid, *fields in reversed(rows):
-                services = tx.run("SELECT service FROM host_report_services WHERE report_id = ? "
-                                  "ORDER BY service", (rid,))
-                out.append(HostReport(*fields, services=tuple(s for (s,) in services)))
-        return out
+                          f"FROM host_reports WHERE id IN ({newest}) ORDER BY at_s, id", params)
+            # same snapshot (a read transaction), so the subquery selects the same reports again
+            services: dict[int, list[str]] = {}
+            for rid, service in tx.run("SELECT report_id, service FROM host_report_services "
+                                       f"WHERE report_id IN ({newest}) ORDER BY service", params):
+                services.setdefault(rid, []).append(service)
+        return [HostReport(*fields, services=tuple(services.get(rid, ()))) for rid, *fields in rows]
 
     def checkpoint_history(self, host: str, kind: CheckpointKind | None = None, *,
                            limit: int = 1000) -> list[CheckpointRecord]:
@@ -347,7 +367,7 @@ class Store:
                 value = getattr(action, field)
                 if value is not None:
                     self._require(tx, table, value, f"action.{field}")
-            self._check_source(tx, action)
+            self._check_source(tx, action, self._lock_placement(tx, action.user, action.service))
             if tx.run("SELECT 1 FROM actions WHERE id = ?", (action.id,)):
                 raise ConflictError(f"action {action.id}: an action with this id already exists")
             self._refuse_in_flight(tx, action.user, action.service)
@@ -360,12 +380,10 @@ class Store:
         return replace(action, created_at_s=now, updated_at_s=now)
 
     @staticmethod
-    def _check_source(tx: Tx, action: Action) -> None:
-        rows = tx.run("SELECT host, base_station FROM placements WHERE user_name = ? AND service = ?",
-                      (action.user, action.service))
-        if not rows:
+    def _check_source(tx: Tx, action: Action, placement: tuple | None) -> None:
+        if placement is None:
             raise NotFoundError(f"action {action.id}: {action.user}/{action.service} has no placement to move")
-        host, bs = rows[0]
+        host, bs = placement
         if action.source_host is not None and action.source_host != host:
             raise ConflictError(f"action {action.id}: source_host is {action.source_host!r} but "
                                 f"{action.user}/{action.service} runs on {host!r}")
