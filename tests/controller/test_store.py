@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -314,3 +315,84 @@ def test_a_broken_postgres_connection_fails_one_call_and_is_reopened(pg_server: 
         assert "\n" not in str(info.value)
         assert [h.name for h in store.hosts()] == ["cloud", "e1", "e2"]
         assert store._db.conn.info.backend_pid != pid  # type: ignore[attr-defined]
+
+
+# -- atomicity under a failure half-way ----------------------------------------------------------------
+
+class _Injected(Exception):
+    pass
+
+
+class _FailAfter:
+    """A back end that lets ``n`` statements of a write transaction through and fails the next one
+    (the real database underneath rolls back: that is what is being tested)."""
+
+    def __init__(self, backend: object, n: int) -> None:
+        self._backend = backend
+        self._n = n
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._backend, name)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[object]:
+        with self._backend.write() as tx:  # type: ignore[attr-defined]
+            yield _CountingTx(tx, self._n)
+
+
+class _CountingTx:
+    def __init__(self, tx: object, n: int) -> None:
+        self._tx, self._left = tx, n
+
+    def _tick(self) -> None:
+        if self._left == 0:
+            raise _Injected("injected failure")
+        self._left -= 1
+
+    def run(self, sql: str, params: object = ()) -> object:
+        self._tick()
+        return self._tx.run(sql, params)  # type: ignore[attr-defined]
+
+    def run_many(self, sql: str, rows: object) -> None:
+        self._tick()
+        self._tx.run_many(sql, rows)  # type: ignore[attr-defined]
+
+
+def _snapshot(store: Store) -> tuple:
+    return (store.task_delays("u1"), store.rssi_samples("u1"), store.host_reports("e1"), store.actions(),
+            store.placements())
+
+
+def _fails_whole_at_every_statement(store: Store, call: Callable[[], object]) -> int:
+    """Fail ``call`` at its 1st, 2nd, ... statement until it succeeds; each failure must leave the store as
+    it was. Returns how many failure points there were."""
+    real = store._db  # type: ignore[attr-defined]
+    for n in range(100):
+        before = _snapshot(store)
+        store._db = _FailAfter(real, n)  # type: ignore[attr-defined]
+        try:
+            call()
+        except _Injected:
+            store._db = real  # type: ignore[attr-defined]
+            assert _snapshot(store) == before, f"partial write when statement {n + 1} failed"
+            continue
+        finally:
+            store._db = real  # type: ignore[attr-defined]
+        return n
+    raise AssertionError("call never succeeded")
+
+
+def test_every_multi_row_change_is_all_or_nothing(store: Store) -> None:
+    report = MuReport("u1", 3.0, delays=tuple(TaskDelay("svc", 0.01 * i) for i in range(1, 300)),
+                      rssi=(BsRssi("b1", -60.0), BsRssi("b2", -90.0)))
+    assert _fails_whole_at_every_statement(store, lambda: store.record_mu_report(report)) >= 4
+    assert len(store.task_delays("u1")) == 299 and len(store.rssi_samples("u1")) == 2
+    host_report = HostReport("e1", 4.0, 2.0, GIB, 2 * GIB, ("svc", "db", "cache"))
+    assert _fails_whole_at_every_statement(store, lambda: store.record_host_report(host_report)) >= 3
+    assert store.host_reports("e1") == [HostReport("e1", 4.0, 2.0, GIB, 2 * GIB, ("cache", "db", "svc"))]
+    assert _fails_whole_at_every_statement(store, lambda: store.plan_action(_migration())) >= 5
+    store.transition("act-1", S.PLANNED, S.RUNNING)
+    assert _fails_whole_at_every_statement(
+        store, lambda: store.transition("act-1", S.RUNNING, S.DONE)) >= 3
+    assert store.action("act-1").state is S.DONE
+    assert store.placement("u1", "svc") == Placement("u1", "svc", "e2", "b2")

@@ -48,6 +48,10 @@ class Tx(Protocol):
         """Execute ``sql`` (``?`` placeholders) and return its rows (empty for statements without rows)."""
         ...
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Execute ``sql`` once per parameter row (batched by the driver: one round trip, not one per row)."""
+        ...
+
 
 class Backend(Protocol):
     name: str  # "sqlite" | "postgresql"
@@ -111,6 +115,10 @@ class _SqliteTx:
 
     def run(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if rows:
+            self._conn.executemany(sql, [tuple(r) for r in rows])
 
 
 def _sqlite_path(url: str) -> str:
@@ -220,6 +228,10 @@ class _PgTx:
         # our SQL never contains a literal '?' or '%', so the placeholder swap is exact
         self._cur.execute(sql.replace("?", "%s"), tuple(params))
         return self._cur.fetchall() if self._cur.description is not None else []
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if rows:
+            self._cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
 
 
 def _pg_connect(url: str, shown: str) -> Any:

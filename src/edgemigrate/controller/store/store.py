@@ -271,13 +271,13 @@ class Store:
             self._require(tx, "users", report.user, "mu_report.user")
             for r in {r.base_station for r in report.rssi}:
                 self._require(tx, "base_stations", r, "mu_report.rssi.base_station")
-            for d in report.delays:
-                tx.run("INSERT INTO task_delays (user_name, at_s, service, e2e_delay_s, task_size_bytes) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (report.user, float(report.at_s), d.service, float(d.e2e_delay_s), d.task_size_bytes))
-            for r in report.rssi:
-                tx.run("INSERT INTO rssi_samples (user_name, at_s, base_station, rssi_dbm) VALUES (?, ?, ?, ?)",
-                       (report.user, float(report.at_s), r.base_station, float(r.rssi_dbm)))
+            at_s = float(report.at_s)
+            tx.run_many("INSERT INTO task_delays (user_name, at_s, service, e2e_delay_s, task_size_bytes) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [(report.user, at_s, d.service, float(d.e2e_delay_s), d.task_size_bytes)
+                         for d in report.delays])
+            tx.run_many("INSERT INTO rssi_samples (user_name, at_s, base_station, rssi_dbm) VALUES (?, ?, ?, ?)",
+                        [(report.user, at_s, r.base_station, float(r.rssi_dbm)) for r in report.rssi])
 
     def record_host_report(self, report: HostReport) -> None:
         """Append one agent resource report with the services it lists (atomically)."""
@@ -288,8 +288,8 @@ class Store:
                          "disk_used_bytes) VALUES (?, ?, ?, ?, ?) RETURNING id",
                          (report.host, float(report.at_s), float(report.cpu_used_cores),
                           report.memory_used_bytes, report.disk_used_bytes))[0][0]
-            for service in report.services:
-                tx.run("INSERT INTO host_report_services (report_id, service) VALUES (?, ?)", (rid, service))
+            tx.run_many("INSERT INTO host_report_services (report_id, service) VALUES (?, ?)",
+                        [(rid, service) for service in report.services])
 
     def record_checkpoint(self, rec: CheckpointRecord) -> None:
         """Append one checkpoint or restore measurement (bytes and seconds) of a host."""
