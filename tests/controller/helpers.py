@@ -18,7 +18,7 @@ GIB = 1 << 30
 
 def seed(store: Store, users: tuple[str, ...] = ("u1",)) -> None:
     """Hosts e1, e2, cloud; stations b1, b2; each user's service ``svc`` on e1 via b1."""
-    store.put_host(Host("e1", HostRole.EDGE, "10.0.0.1:7070", 4.0, 16 * GIB, 200 * GIB))
+    store.put_host(Host("e1", HostRole.EDGE, "10.0.0.1:7070", 4.0, 16 * GIB, 200 * GIB, cpu_events_per_s=2400.5))
     store.put_host(Host("e2", HostRole.EDGE, "10.0.0.2:7070", 4.0, 16 * GIB, 200 * GIB))
     store.put_host(Host("cloud", HostRole.CLOUD, "cloud.example:7070", 12.0, 128 * GIB, 4000 * GIB))
     store.put_base_station(BaseStation("b1", 0.0, 0.0, 1e9, 8))

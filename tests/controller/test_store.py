@@ -73,6 +73,7 @@ def _migration(aid: str = "act-1", user: str = "u1") -> Action:
 def test_hosts_base_stations_users_round_trip(store: Store) -> None:
     assert [h.name for h in store.hosts()] == ["cloud", "e1", "e2"]
     assert store.host("cloud") == Host("cloud", HostRole.CLOUD, "cloud.example:7070", 12.0, 128 * GIB, 4000 * GIB)
+    assert store.host("e1").cpu_events_per_s == 2400.5
     store.put_host(Host("e1", HostRole.EDGE, "10.0.0.9:7070", 8.0, 32 * GIB, 1 << 60))  # replace
     assert store.host("e1") == Host("e1", HostRole.EDGE, "10.0.0.9:7070", 8.0, 32 * GIB, 1 << 60)
     store.set_host_state("e2", HostState.DOWN)

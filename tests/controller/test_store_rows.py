@@ -77,6 +77,7 @@ BAD_ROWS = [
     ("host.memory_bytes", lambda: _host(memory_bytes=1 << 70)),
     ("host.memory_bytes", lambda: _host(memory_bytes=1.5)),
     ("host.disk_bytes", lambda: _host(disk_bytes=True)),
+    ("host.cpu_events_per_s", lambda: _host(cpu_events_per_s=-3.0)),
     ("base_station.x_m", lambda: BaseStation("b1", math.nan, 0.0, 1e9, 4)),
     ("base_station.bandwidth_bps", lambda: BaseStation("b1", 0.0, 0.0, -1e9, 4)),
     ("base_station.max_users", lambda: BaseStation("b1", 0.0, 0.0, 1e9, 0)),

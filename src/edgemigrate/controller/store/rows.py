@@ -31,6 +31,7 @@ from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.ids import check_id
 
 MAX_CPU_CORES = 1e6
+MAX_CPU_SCORE = 1e12
 MAX_BANDWIDTH_BPS = 1e15
 MAX_POSITION_M = 1e8  # local projected coordinates; the Earth is ~4e7 m around
 MAX_DELAY_S = 1e6
@@ -113,6 +114,9 @@ class Host:
     memory_bytes: int
     disk_bytes: int
     state: HostState = HostState.UP
+    # C_s of Ngo et al. 2020, sec. IV-A: computing power from a CPU benchmark run once per host (e.g.
+    # sysbench's events per second); eq. 4 and 5 use only ratios of it, so any one benchmark will do
+    cpu_events_per_s: float | None = None
 
     def __post_init__(self) -> None:
         check_id(self.name, "host.name")
@@ -122,6 +126,8 @@ class Host:
         check_bytes(self.memory_bytes, "host.memory_bytes")
         check_bytes(self.disk_bytes, "host.disk_bytes")
         _check_enum(self.state, HostState, "host.state")
+        if self.cpu_events_per_s is not None:
+            check_float(self.cpu_events_per_s, "host.cpu_events_per_s", hi=MAX_CPU_SCORE, lo_open=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     cpu_cores {real} NOT NULL,
     memory_bytes BIGINT NOT NULL,
     disk_bytes BIGINT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('up', 'down'))
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    cpu_events_per_s {real}
 );
 CREATE TABLE IF NOT EXISTS base_stations (
     name TEXT PRIMARY KEY,

@@ -135,13 +135,13 @@ class Store:
         """Add ``host`` or replace the row of the host with its name."""
         _require_type(host, Host, "host")
         with self._db.write() as tx:
-            tx.run("INSERT INTO hosts (name, role, address, cpu_cores, memory_bytes, disk_bytes, state) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
-                   "address = excluded.address, cpu_cores = excluded.cpu_cores, "
+            tx.run("INSERT INTO hosts (name, role, address, cpu_cores, memory_bytes, disk_bytes, state, "
+                   "cpu_events_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                   "role = excluded.role, address = excluded.address, cpu_cores = excluded.cpu_cores, "
                    "memory_bytes = excluded.memory_bytes, disk_bytes = excluded.disk_bytes, "
-                   "state = excluded.state",
+                   "state = excluded.state, cpu_events_per_s = excluded.cpu_events_per_s",
                    (host.name, host.role.value, host.address, float(host.cpu_cores), host.memory_bytes,
-                    host.disk_bytes, host.state.value))
+                    host.disk_bytes, host.state.value, _opt_float(host.cpu_events_per_s)))
 
     def set_host_state(self, name: str, state: HostState) -> None:
         check_id(name, "host")
@@ -153,7 +153,7 @@ class Store:
     def host(self, name: str) -> Host:
         check_id(name, "host")
         with self._db.read() as tx:
-            rows = tx.run("SELECT name, role, address, cpu_cores, memory_bytes, disk_bytes, state "
+            rows = tx.run("SELECT name, role, address, cpu_cores, memory_bytes, disk_bytes, state, cpu_events_per_s "
                           "FROM hosts WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"host: {name!r} is not in the store")
@@ -161,7 +161,7 @@ class Store:
 
     def hosts(self) -> list[Host]:
         with self._db.read() as tx:
-            rows = tx.run("SELECT name, role, address, cpu_cores, memory_bytes, disk_bytes, state "
+            rows = tx.run("SELECT name, role, address, cpu_cores, memory_bytes, disk_bytes, state, cpu_events_per_s "
                           "FROM hosts ORDER BY name")
         return [_host(r) for r in rows]
 
@@ -490,6 +490,6 @@ def _require_type(value: object, cls: type, what: str) -> None:
 
 
 def _host(row: tuple) -> Host:
-    name, role, address, cpu, mem, disk, state = row
-    return Host(name, HostRole(role), address, cpu, mem, disk, HostState(state))
+    name, role, address, cpu, mem, disk, state, events_per_s = row
+    return Host(name, HostRole(role), address, cpu, mem, disk, HostState(state), events_per_s)
 
