@@ -210,6 +210,7 @@ class Store:
                    (p.user, p.service, p.host, p.base_station, self._clock()))
 
     def remove_placement(self, user: str, service: str) -> None:
+        """Forget where ``user``'s ``service`` runs (it was stopped); refused while an action for it is in flight."""
         check_id(user, "placement.user")
         check_id(service, "placement.service")
         with self._db.write() as tx:
@@ -246,8 +247,8 @@ class Store:
     def _lock_placement(self, tx: Tx, user: str, service: str) -> tuple | None:
         """The placement row (host, base_station), locked until the transaction ends (PostgreSQL).
 
-        Taken before anything else is checked by every writer of a placement that also looks at actions
-        (put/remove here, planning an action), so a plan and a placement change for one service cannot
+        Every writer that checks both a placement and the actions (put/remove here, planning an action)
+        takes it before looking at the actions, so a plan and a placement change for one service cannot
         interleave: the second sees the first's result (the in-flight action, or the moved service).
         """
         rows = tx.run("SELECT host, base_station FROM placements WHERE user_name = ? AND service = ?"
