@@ -5,8 +5,8 @@
 * :mod:`.images` - which codec a checkpoint image file gets (WKdm for ``pages-*.img``);
 * :mod:`.netstate` - network state from TCP_INFO and goodput (RTT ratio, loss, bandwidth);
 * :mod:`.selectors` - per-chunk codec/level choice: the seed's RTT x loss rule and a model-based selector;
-* :mod:`.frames`, :mod:`.transport`, :mod:`.pipeline`, :mod:`.directory` - framed, pipelined
-  read-compress-send / receive-decompress-write of checkpoint chunks;
+* :mod:`.frames` - the self-checking frame around one compressed chunk;
+* :mod:`.wire` - the engine's data path: per-chunk selection, parallel compression and sending of a round;
 * :mod:`.pageimage` - realistic page images (CRIU dump or ``/proc/<pid>/mem``) for measurements.
 """
 
@@ -24,14 +24,6 @@ from edgemigrate.engine.compression.codecs import (
 )
 from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_image
 from edgemigrate.engine.compression.netstate import NetworkMonitor, NetworkState
-from edgemigrate.engine.compression.pipeline import (
-    PipelineConfig,
-    PipelineMode,
-    ReceiveReport,
-    SendReport,
-    receive_chunks,
-    send_chunks,
-)
 from edgemigrate.engine.compression.selectors import (
     Choice,
     CodecProfile,
@@ -54,20 +46,14 @@ __all__ = [
     "ModelSelector",
     "NetworkMonitor",
     "NetworkState",
-    "PipelineConfig",
-    "PipelineMode",
-    "ReceiveReport",
     "RuleSelector",
     "Selector",
-    "SendReport",
     "WkdmCodec",
     "codec_names",
     "codec_spec",
     "is_page_image",
     "make_codec",
     "measure_profiles",
-    "receive_chunks",
-    "send_chunks",
     "shared_codec",
     "spec_by_id",
     "warm_up",

@@ -165,11 +165,9 @@ def decode_data(header: FrameHeader, payload: bytes | memoryview) -> bytes:
 def encode_data_frame(
     index: int, offset: int, data: bytes | bytearray | memoryview, codec: Codec
 ) -> tuple[bytes, bytes]:
-    """Compress one chunk with ``codec``; returns (44-byte header, payload). Pure and thread-safe.
-
-    The hook for transports other than :mod:`.pipeline` (e.g. the engine's asyncio data connection, which
-    can carry ``header + payload`` as one opaque message and run this in an executor).
-    """
+    """Compress one chunk with ``codec``; returns (44-byte header, payload). Pure and thread-safe, so the
+    engine's data path (:mod:`.wire`) runs it on a thread pool and carries ``header + payload`` as one
+    opaque ``CHUNK`` message."""
     payload = codec.compress(data)
     header = FrameHeader(
         FrameKind.DATA, codec.codec_id, codec.level, index, offset, len(data), len(payload), raw_digest(data)
