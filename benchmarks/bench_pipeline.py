@@ -7,14 +7,14 @@ The checkpoint is a CRIU dump (``criu dump --leave-running``) of a Python proces
 real heap data, or, without CRIU/root, that process's resident pages as ``pages-1.img``. What is measured is
 the migration engine's own data path, exactly as the host agents run it: the source plans one round
 (:func:`~edgemigrate.engine.manifest.plan_round`: read + SHA-256 of every chunk) and sends it with
-:func:`~edgemigrate.engine.compression.wire.send_round` (per-chunk selector, compression on a thread pool,
+:func:`~edgemigrate.engine.adaptive.sender.send_round` (per-chunk selector, compression on a thread pool,
 ``CHUNK`` messages of the agent protocol, the link sampled from ``TCP_INFO``); the destination, in its own
-process, decodes every chunk with :func:`~edgemigrate.engine.compression.wire.decode_chunk` into a
+process, decodes every chunk with :func:`~edgemigrate.engine.adaptive.sender.decode_chunk` into a
 :class:`~edgemigrate.engine.manifest.RoundReceiver` and rebuilds the round. The link rate is emulated by the
 receiver, which reads at that rate through a 64 KiB receive buffer (TCP's flow control then blocks the
 sender as a slower link would); the sender uses BBR where the kernel has it, since loss-free loopback keeps
 CUBIC in slow start forever and the sender would never take a sample for the link's rate. Selectors are built
-by :meth:`~edgemigrate.engine.compression.wire.CompressionConfig.make_selector` from a sample of the image,
+by :meth:`~edgemigrate.engine.adaptive.sender.CompressionConfig.make_selector` from a sample of the image,
 as the agents build them. One JSON line per (rate, mode, selector, page codec):
 
     {"bench": "pipeline", "mode": "pipelined", "selector": "rule", "page_codec": "wkdm", "rate_mbit": 100,
@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.costs import compression as cm
-from edgemigrate.engine.compression import warm_up
-from edgemigrate.engine.compression.netstate import NetworkMonitor
-from edgemigrate.engine.compression.pageimage import criu_dump_pages, proc_mem_pages, spawn_holder
-from edgemigrate.engine.compression.wire import CompressionConfig, PipelineMode, decode_chunk, send_round
+from edgemigrate.engine.adaptive.netstate import NetworkMonitor
+from edgemigrate.engine.adaptive.sender import CompressionConfig, PipelineMode, decode_chunk, send_round
+from edgemigrate.engine.codecs import warm_up
+from edgemigrate.engine.codecs.pageimage import criu_dump_pages, proc_mem_pages, spawn_holder
 from edgemigrate.engine.manifest import Manifest, RoundReceiver, plan_round
 from edgemigrate.engine.protocol.codec import Chunk
 from edgemigrate.engine.transport.streams import FramedConnection

@@ -4,7 +4,7 @@ Every frame is ``magic(2) | version(u8) | type(u8) | length(u32, big-endian) | p
 carry a UTF-8 JSON object, decoded strictly (:func:`edgemigrate.engine.strictjson.loads_untrusted`: finite
 numbers, 64-bit integers, bounded nesting) and validated against a per-type schema; the one data message (:attr:`MsgType.CHUNK`)
 carries a small binary header (round, chunk index) followed by the chunk as one compression frame
-(:mod:`edgemigrate.engine.compression.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
+(:mod:`edgemigrate.engine.codecs.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
 the frames (version 1 sent raw chunk bytes); a peer of another version is refused with a message naming
 both versions. Version 3 added migration tokens (``AUTHORIZE``; ``token`` in ``MIGRATE`` and ``HELLO``).
 :class:`FrameDecoder`
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.compression.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
-from edgemigrate.engine.compression.frames import max_payload_bytes
+from edgemigrate.engine.codecs.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
+from edgemigrate.engine.codecs.frames import max_payload_bytes
 from edgemigrate.engine.strictjson import MAX_JSON_INT, loads_untrusted
 
 MAGIC = b"EM"

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from edgemigrate.core.errors import ConfigError, ValidationError
-from edgemigrate.engine.compression.images import ImageCodecPolicy, is_page_image
-from edgemigrate.engine.compression.netstate import INITIAL_STATE, NetworkState
-from edgemigrate.engine.compression.selectors import (
+from edgemigrate.engine.adaptive.netstate import INITIAL_STATE, NetworkState
+from edgemigrate.engine.adaptive.selectors import (
     COLD_START_BANDWIDTHS_BYTES_PER_S,
     DEFAULT_PROFILES,
     MIN_OBSERVED_BYTES,
@@ -22,6 +21,7 @@ from edgemigrate.engine.compression.selectors import (
     measure_profiles,
     region,
 )
+from edgemigrate.engine.codecs.images import ImageCodecPolicy, is_page_image
 
 MB = 1e6
 RTT_POINTS = {0: 0.5, 1: 0.95, 2: 1.5}  # one RTT ratio inside each region

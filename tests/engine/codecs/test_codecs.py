@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError
-from edgemigrate.engine.compression import CorruptDataError, codec_names, codec_spec, make_codec, spec_by_id
-from edgemigrate.engine.compression.frames import max_payload_bytes
+from edgemigrate.engine.codecs import CorruptDataError, codec_names, codec_spec, make_codec, spec_by_id
+from edgemigrate.engine.codecs.frames import max_payload_bytes
 
 
 def _sample(n: int = 200_000) -> bytes:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.compression.codecs import Codec, CorruptDataError, shared_codec, spec_by_id
+from edgemigrate.engine.codecs.registry import Codec, CorruptDataError, shared_codec, spec_by_id
 from edgemigrate.engine.strictjson import loads_untrusted
 
 MAGIC = b"EMC1"
@@ -166,8 +166,8 @@ def encode_data_frame(
     index: int, offset: int, data: bytes | bytearray | memoryview, codec: Codec
 ) -> tuple[bytes, bytes]:
     """Compress one chunk with ``codec``; returns (44-byte header, payload). Pure and thread-safe, so the
-    engine's data path (:mod:`.wire`) runs it on a thread pool and carries ``header + payload`` as one
-    opaque ``CHUNK`` message."""
+    engine's data path (:mod:`edgemigrate.engine.adaptive.sender`) runs it on a thread pool and carries
+    ``header + payload`` as one opaque ``CHUNK`` message."""
     payload = codec.compress(data)
     header = FrameHeader(
         FrameKind.DATA, codec.codec_id, codec.level, index, offset, len(data), len(payload), raw_digest(data)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.engine.compression import make_codec
-from edgemigrate.engine.compression.pageimage import PAGE_SIZE_BYTES, make_page_image, proc_mem_pages
+from edgemigrate.engine.codecs import make_codec
+from edgemigrate.engine.codecs.pageimage import PAGE_SIZE_BYTES, make_page_image, proc_mem_pages
 
 
 def test_proc_mem_pages_of_this_process_contains_live_data() -> None:

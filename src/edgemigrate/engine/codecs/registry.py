@@ -1,7 +1,7 @@
 """General-purpose codecs behind one :class:`Codec` protocol, and the codec registry.
 
 Every codec is an immutable object: ``name``, ``level``, ``codec_id`` (one byte on the wire, see
-:mod:`edgemigrate.engine.compression.frames`), ``compress(bytes) -> bytes`` and
+:mod:`edgemigrate.engine.codecs.frames`), ``compress(bytes) -> bytes`` and
 ``decompress(bytes, raw_size_bytes) -> bytes``.
 
 Thread safety
@@ -55,6 +55,14 @@ class Codec(Protocol):
 
 class CorruptDataError(EngineError):
     """A compressed payload does not decode to the declared size (corrupt or malicious input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A codec family and level, as a selector chooses them for the next chunk."""
+
+    codec: str
+    level: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +236,11 @@ register_codec(CodecSpec("zlib", 3, 1, 9, 6, ZlibCodec, "zlib DEFLATE"))
 
 def codec_spec(name: str) -> CodecSpec:
     """The spec of codec family ``name``; unknown names raise :class:`ConfigError` with a suggestion."""
-    _ensure_wkdm_registered()
     return CODECS.get(name)
 
 
 def spec_by_id(codec_id: int) -> CodecSpec:
     """The spec for a wire codec id; unknown ids raise :class:`CorruptDataError`."""
-    _ensure_wkdm_registered()
     try:
         return _BY_ID[codec_id]
     except KeyError:
@@ -255,15 +261,7 @@ def make_codec(name: str, level: int | None = None) -> Codec:
 
 
 def codec_names() -> list[str]:
-    _ensure_wkdm_registered()
     return CODECS.names()
-
-
-def _ensure_wkdm_registered() -> None:
-    # wkdm lives in its own module (it needs NumPy); importing it registers it. Done lazily to keep the
-    # import graph acyclic (wkdm imports this module).
-    if "wkdm" not in CODECS:
-        from edgemigrate.engine.compression import wkdm  # noqa: F401
 
 
 @functools.lru_cache(maxsize=128)

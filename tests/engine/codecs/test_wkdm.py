@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgemigrate.engine.compression import CorruptDataError
-from edgemigrate.engine.compression.wkdm import (
+from edgemigrate.engine.codecs import CorruptDataError
+from edgemigrate.engine.codecs.wkdm import (
     HEADER_SIZE_BYTES,
     PAGE_SIZE_BYTES,
     max_compressed_size,

@@ -5,7 +5,7 @@ all pages of a batch at once; it is the reference. These kernels walk each page 
 machine code (``nogil=True``, so several chunks compress in parallel in a thread pool) and are used
 whenever numba imports. ``tests/engine/compression/test_wkdm.py`` checks both produce identical bytes.
 
-Decoding trusts the record counts: :func:`edgemigrate.engine.compression.wkdm.wkdm_decompress` checks
+Decoding trusts the record counts: :func:`edgemigrate.engine.codecs.wkdm.wkdm_decompress` checks
 them against the header and the section sizes before calling :func:`decode_pages`.
 """
 

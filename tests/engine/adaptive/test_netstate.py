@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from edgemigrate.engine.compression.netstate import (
+from edgemigrate.engine.adaptive.netstate import (
     TCP_ESTABLISHED,
     Ewma,
     NetworkMonitor,

@@ -10,8 +10,7 @@ import lz4.frame
 import pytest
 import zstandard
 
-from edgemigrate.engine.compression.codecs import make_codec
-from edgemigrate.engine.compression.frames import (
+from edgemigrate.engine.codecs.frames import (
     FrameError,
     FrameHeader,
     FrameKind,
@@ -23,6 +22,7 @@ from edgemigrate.engine.compression.frames import (
     parse_control,
     raw_digest,
 )
+from edgemigrate.engine.codecs.registry import make_codec
 
 BOMB_RAW_BYTES = 2 << 20  # what the payload really expands to
 # slack for the decompressor's own state and the refusal's message; far below the bomb's size

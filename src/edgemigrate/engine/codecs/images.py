@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgemigrate.engine.compression.codecs import Codec, codec_spec, shared_codec
-from edgemigrate.engine.compression.selectors import Choice
+from edgemigrate.engine.codecs.registry import Choice, Codec, codec_spec, shared_codec
 
 PAGES_IMAGE_RE = re.compile(r"^pages-\d+\.img$")
 

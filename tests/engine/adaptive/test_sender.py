@@ -17,16 +17,15 @@ import numpy as np
 import pytest
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.engine.compression.frames import FrameError
-from edgemigrate.engine.compression.netstate import NetworkMonitor
-from edgemigrate.engine.compression.selectors import (
+from edgemigrate.engine.adaptive.netstate import NetworkMonitor
+from edgemigrate.engine.adaptive.selectors import (
     Choice,
     CodecProfile,
     FixedSelector,
     ModelSelector,
     RuleSelector,
 )
-from edgemigrate.engine.compression.wire import (
+from edgemigrate.engine.adaptive.sender import (
     NOTSENT_LOWAT_BYTES,
     SAMPLE_INTERVAL_S,
     SLOW_START_RTTS,
@@ -35,6 +34,7 @@ from edgemigrate.engine.compression.wire import (
     decode_chunk,
     send_round,
 )
+from edgemigrate.engine.codecs.frames import FrameError
 from edgemigrate.engine.manifest import IntegrityError, RoundReceiver, plan_round
 from edgemigrate.engine.protocol.codec import Chunk, FrameDecoder
 from edgemigrate.engine.transport.streams import FramedConnection
@@ -176,7 +176,7 @@ def test_page_codec_applies_to_page_images_only(tmp_path: Path) -> None:
 
 
 def _wkdm_level() -> int:
-    from edgemigrate.engine.compression.codecs import codec_spec
+    from edgemigrate.engine.codecs.registry import codec_spec
 
     return codec_spec("wkdm").default_level
 
@@ -210,7 +210,7 @@ def test_decode_chunk_refuses_tampered_and_misplaced_frames(tmp_path: Path) -> N
 
 
 def test_congestion_control_of_a_socket() -> None:
-    from edgemigrate.engine.compression.wire import _congestion_control
+    from edgemigrate.engine.adaptive.sender import _congestion_control
 
     with socket.socket() as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")

@@ -32,16 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.engine.compression.codecs import Codec, codec_spec
-from edgemigrate.engine.compression.frames import (
-    FrameError,
-    FrameLimits,
-    decode_data_frame,
-    encode_data_frame,
-)
-from edgemigrate.engine.compression.images import ImageCodecPolicy
-from edgemigrate.engine.compression.netstate import NetworkMonitor, read_tcp_info
-from edgemigrate.engine.compression.selectors import (
+from edgemigrate.engine.adaptive.netstate import NetworkMonitor, read_tcp_info
+from edgemigrate.engine.adaptive.selectors import (
     DEFAULT_PROFILES,
     Choice,
     CodecProfile,
@@ -51,6 +43,14 @@ from edgemigrate.engine.compression.selectors import (
     Selector,
     measure_profiles,
 )
+from edgemigrate.engine.codecs.frames import (
+    FrameError,
+    FrameLimits,
+    decode_data_frame,
+    encode_data_frame,
+)
+from edgemigrate.engine.codecs.images import ImageCodecPolicy
+from edgemigrate.engine.codecs.registry import Codec, codec_spec
 from edgemigrate.engine.protocol.codec import encode_chunk_header
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Per-chunk codec/level selection while a transfer runs (seed 001, sec. III-C and V-B).
 
 A :class:`Selector` is asked :meth:`~Selector.choose` for every chunk just before that chunk is
-compressed, with the latest :class:`~edgemigrate.engine.compression.netstate.NetworkState`, and is told
+compressed, with the latest :class:`~edgemigrate.engine.adaptive.netstate.NetworkState`, and is told
 :meth:`~Selector.observe` what each compression actually achieved. Three implementations:
 
 * :class:`FixedSelector` - one codec and level throughout (the "fixed level" baselines);
@@ -24,16 +24,8 @@ from typing import Protocol
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.engine.compression.codecs import codec_spec, shared_codec
-from edgemigrate.engine.compression.netstate import Ewma, NetworkState
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    """A codec family and level for the next chunk."""
-
-    codec: str
-    level: int
+from edgemigrate.engine.adaptive.netstate import Ewma, NetworkState
+from edgemigrate.engine.codecs.registry import Choice, codec_spec, shared_codec
 
 
 class Selector(Protocol):

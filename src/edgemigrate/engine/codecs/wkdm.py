@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edgemigrate.engine.compression.codecs import CodecSpec, CorruptDataError, register_codec
+from edgemigrate.engine.codecs.registry import CodecSpec, CorruptDataError, register_codec
 
 PAGE_SIZE_BYTES = 4096
 WORDS_PER_PAGE = PAGE_SIZE_BYTES // 4
@@ -163,7 +163,7 @@ def _jit() -> Any:
     with _JIT_LOCK:  # worker threads may ask at the same moment; import (and numba start-up) happens once
         if _JIT is None:
             try:
-                from edgemigrate.engine.compression import wkdm_jit
+                from edgemigrate.engine.codecs import wkdm_jit
 
                 _JIT = wkdm_jit
             except ImportError:  # numba missing: the NumPy path below is complete on its own
@@ -380,7 +380,7 @@ def wkdm_decompress(data: bytes | bytearray | memoryview, raw_size_bytes: int, i
 
 @dataclass(frozen=True, slots=True)
 class WkdmCodec:
-    """WKdm as a :class:`~edgemigrate.engine.compression.codecs.Codec` (single level 0). Thread-safe: no state."""
+    """WKdm as a :class:`~edgemigrate.engine.codecs.registry.Codec` (single level 0). Thread-safe: no state."""
 
     level: int = 0
     name: str = "wkdm"
