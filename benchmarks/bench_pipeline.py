@@ -14,7 +14,7 @@ process, decodes every chunk with :func:`~edgemigrate.engine.adaptive.sender.dec
 receiver, which reads at that rate through a 64 KiB receive buffer (TCP's flow control then blocks the
 sender as a slower link would); the sender uses BBR where the kernel has it, since loss-free loopback keeps
 CUBIC in slow start forever and the sender would never take a sample for the link's rate. Selectors are built
-by :meth:`~edgemigrate.engine.adaptive.sender.CompressionConfig.make_selector` from a sample of the image,
+by :meth:`~edgemigrate.engine.adaptive.config.CompressionConfig.make_selector` from a sample of the image,
 as the agents build them. One JSON line per (rate, mode, selector, page codec):
 
     {"bench": "pipeline", "mode": "pipelined", "selector": "rule", "page_codec": "wkdm", "rate_mbit": 100,
@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.costs import compression as cm
+from edgemigrate.engine.adaptive.config import CompressionConfig, PipelineMode
 from edgemigrate.engine.adaptive.netstate import NetworkMonitor
-from edgemigrate.engine.adaptive.sender import CompressionConfig, PipelineMode, decode_chunk, send_round
+from edgemigrate.engine.adaptive.sender import decode_chunk, send_round
 from edgemigrate.engine.codecs import warm_up
 from edgemigrate.engine.codecs.pageimage import criu_dump_pages, proc_mem_pages, spawn_holder
 from edgemigrate.engine.manifest import Manifest, RoundReceiver, plan_round

@@ -37,9 +37,10 @@ from edgemigrate.control.spec import ServiceSpec
 from edgemigrate.control.store import SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.core.ids import check_id, child
+from edgemigrate.engine.adaptive.config import PROFILE_SAMPLE_BYTES, CompressionConfig
 from edgemigrate.engine.adaptive.netstate import NetworkMonitor
 from edgemigrate.engine.adaptive.selectors import Selector
-from edgemigrate.engine.adaptive.sender import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
+from edgemigrate.engine.adaptive.sender import send_round
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.manifest import plan_round

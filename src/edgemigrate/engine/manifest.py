@@ -38,6 +38,8 @@ from edgemigrate.engine.delta import PAGE_SIZE_BYTES
 
 MANIFEST_VERSION = 1
 CHUNK_SIZE_BYTES = 1 << 20
+# the one chunk-size limit of the data path: manifests refuse larger chunks, the agent protocol sizes its CHUNK
+# messages and the destination its frame limits from it
 MAX_CHUNK_SIZE_BYTES = 8 << 20
 MAX_IMAGE_SIZE_BYTES = 64 << 30
 MAX_FILES = 4096

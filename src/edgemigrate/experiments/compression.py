@@ -35,7 +35,7 @@ import numpy as np
 from edgemigrate.control.harness import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
-from edgemigrate.engine.adaptive.sender import CompressionConfig
+from edgemigrate.engine.adaptive.config import CompressionConfig
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 
 WORKLOADS = ("counter", "kvstore", "redis", "web")

@@ -9,6 +9,7 @@ import hashlib
 import selectors
 import socket
 import struct
+import types
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from edgemigrate.core.errors import ConfigError
+from edgemigrate.engine.adaptive.config import CompressionConfig, PipelineMode
 from edgemigrate.engine.adaptive.netstate import NetworkMonitor
 from edgemigrate.engine.adaptive.selectors import (
     Choice,
@@ -29,9 +31,8 @@ from edgemigrate.engine.adaptive.sender import (
     NOTSENT_LOWAT_BYTES,
     SAMPLE_INTERVAL_S,
     SLOW_START_RTTS,
-    CompressionConfig,
-    PipelineMode,
     decode_chunk,
+    is_link_limited,
     send_round,
 )
 from edgemigrate.engine.codecs.frames import FrameError
@@ -138,6 +139,18 @@ def test_round_travels_compressed_and_rebuilds_exactly(tmp_path: Path, mode: str
         assert stats.wire_bytes - stats.raw_bytes == 44 * stats.chunks
     else:
         assert stats.wire_bytes < 0.8 * stats.raw_bytes  # the heap-like file compresses
+
+
+def test_link_limited_only_when_blocked_past_the_ramp_and_out_of_slow_start() -> None:
+    slow_start = types.SimpleNamespace(in_slow_start=True)
+    steady = types.SimpleNamespace(in_slow_start=False)
+    assert is_link_limited(0.06, 0.1, True, steady, model_cc=False)  # type: ignore[arg-type]
+    assert is_link_limited(0.06, 0.1, True, None, model_cc=False)  # no TCP_INFO: blocked past the ramp is enough
+    assert not is_link_limited(0.04, 0.1, True, steady, model_cc=False)  # type: ignore[arg-type]  # sender-bound
+    assert not is_link_limited(0.06, 0.1, False, steady, model_cc=False)  # type: ignore[arg-type]  # TCP ramping
+    assert not is_link_limited(0.06, 0.1, True, slow_start, model_cc=False)  # type: ignore[arg-type]
+    # BBR's ssthresh says nothing of slow start: only the ramp's RTTs count
+    assert is_link_limited(0.06, 0.1, True, slow_start, model_cc=True)  # type: ignore[arg-type]
 
 
 def test_selector_kinds_and_bad_specs() -> None:

@@ -1,15 +1,16 @@
-"""Compression on the migration engine's data connection (issue 4, seed 001 sec. III).
+"""The source's compressed data path of one pre-copy round (Zhang et al. 2019, sec. III).
 
 Each manifest chunk of a round travels as one protocol ``CHUNK`` message whose data is one
-:mod:`.frames` DATA frame (44-byte header with codec, level, raw size and BLAKE2b of the raw chunk, then
-the compressed payload). The codec/level is chosen per chunk by a :class:`~.selectors.Selector` from the
-live :class:`~.netstate.NetworkState` (RTT and retransmissions from ``TCP_INFO`` of the data socket,
-bandwidth from goodput - and, while a write stays blocked, from the bytes TCP acknowledged every 0.1 s) just
-before the chunk is compressed; chunks compressed ahead for a link that has since slowed are compressed again.
+:mod:`~edgemigrate.engine.codecs.frames` DATA frame (44-byte header with codec, level, raw size and BLAKE2b of
+the raw chunk, then the compressed payload). The codec/level is chosen per chunk by a
+:class:`~.selectors.Selector` from the live :class:`~.netstate.NetworkState` (RTT and retransmissions from
+``TCP_INFO`` of the data socket, bandwidth from goodput - and, while a write stays blocked, from the bytes TCP
+acknowledged every 0.1 s) just before the chunk is compressed; chunks compressed ahead for a link that has
+since slowed are compressed again.
 
 :func:`send_round` is the source's data path: chunks are compressed on a thread pool (lz4, zstd, zlib and
 the compiled WKdm release the GIL) while earlier chunks are written - checkpoint -> chunk -> parallel
-compress -> send, with bounded lookahead (seed 001 sec. III-D, eqs. 5-8). ``serial`` mode is the seed's
+compress -> send, with bounded lookahead (Zhang et al. 2019, sec. III-D, eqs. 5-8). ``serial`` mode is their
 baseline (fig. 5a): it compresses every chunk of the round, one at a time, and only then sends them (the
 compressed round is held in memory - a baseline for comparison, not for production). Compressing a chunk
 "after the previous one was sent" is not serial: a write returns once the bytes are in the socket buffer,
@@ -21,8 +22,6 @@ SHA-256 of the raw chunk, exactly as without compression.
 from __future__ import annotations
 
 import asyncio
-import enum
-import os
 import socket
 import time
 from collections import deque
@@ -31,46 +30,18 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edgemigrate.core.errors import ConfigError
-from edgemigrate.engine.adaptive.netstate import NetworkMonitor, read_tcp_info
-from edgemigrate.engine.adaptive.selectors import (
-    DEFAULT_PROFILES,
-    Choice,
-    CodecProfile,
-    FixedSelector,
-    ModelSelector,
-    RuleSelector,
-    Selector,
-    measure_profiles,
-)
-from edgemigrate.engine.codecs.frames import (
-    FrameError,
-    FrameLimits,
-    decode_data_frame,
-    encode_data_frame,
-)
-from edgemigrate.engine.codecs.images import ImageCodecPolicy
-from edgemigrate.engine.codecs.registry import Codec, codec_spec
+from edgemigrate.engine.adaptive.config import CompressionConfig, PipelineMode
+from edgemigrate.engine.adaptive.netstate import NetworkMonitor, TcpInfo, read_tcp_info
+from edgemigrate.engine.adaptive.selectors import Choice, ModelSelector, Selector
+from edgemigrate.engine.codecs.frames import FrameError, FrameLimits, decode_data_frame, encode_data_frame
+from edgemigrate.engine.codecs.registry import Codec
+from edgemigrate.engine.manifest import MAX_CHUNK_SIZE_BYTES
 from edgemigrate.engine.protocol.codec import encode_chunk_header
 
 if TYPE_CHECKING:
     from edgemigrate.engine.manifest import RoundPlan
     from edgemigrate.engine.transport.streams import FramedConnection
 
-# Candidates of the model selector (seed 001 uses lz4 levels; zstd is measured faster and stronger here,
-# issue 4 "Facts"): the speed/ratio frontier only - lz4's HC levels are slower *and* weaker than zstd 3-6, and
-# zstd above 9 gains < 3 % on 1 MiB chunks at under half zstd-9's speed (Redis pages: zstd-13 3.77x at 9 MB/s,
-# zstd-9 3.68x at 41) - so profiling them all costs ~0.1 s. ``none`` lets it send raw when
-# the link is faster than every compressor. zstd-2 is on the frontier for text-like heaps: on a 128 MiB Redis
-# page image it gave 3.55x at 269 MB/s, against zstd-1's 3.30x at 331 and zstd-3's 3.60x at 202.
-MODEL_CANDIDATES: tuple[tuple[str, int], ...] = (
-    ("none", 0), ("lz4", 1), ("zstd", 1), ("zstd", 2), ("zstd", 3), ("zstd", 6), ("zstd", 9),
-)
-MODEL_MAX_LEVEL = 9  # ``model:CODEC``: that codec's levels up to this one (the seed's range, 1..9)
-# The profiles are measured on one chunk-sized piece of the image: zstd tunes its parameters to the input size,
-# and on 64-256 KiB samples the gap between levels was half of what 1 MiB chunks really showed.
-PROFILE_SAMPLE_BYTES = 1 << 20
-PROFILE_MIN_TIME_S = 0.004  # per codec/level and direction: ~70 ms for all candidates
 SAMPLE_INTERVAL_S = 0.1  # a new network sample (TCP_INFO + goodput) at most this often
 LOOKAHEAD_PER_WORKER = 2  # chunks compressed ahead of the socket, per compression thread
 # Goodput measures the link only over intervals in which the sender mostly waited for it: otherwise the
@@ -89,107 +60,7 @@ MODEL_BASED_CC = frozenset({"bbr", "bbr2", "bbr3"})  # congestion controls whose
 # the selector saw no blocked write - hence no new sample - for seconds. With it a write blocks as soon as the
 # link falls behind, and what is committed to a codec is the window plus this.
 NOTSENT_LOWAT_BYTES = 512 << 10
-FRAME_LIMITS = FrameLimits(max_raw_bytes=8 << 20)  # the manifest's MAX_CHUNK_SIZE_BYTES
-
-
-def model_codec(selector: str) -> str | None:
-    """The codec a ``model:CODEC`` selector is restricted to (``None`` for plain ``model``)."""
-    if selector == "model":
-        return None
-    name = selector.split(":", 1)[1]
-    spec = codec_spec(name)  # unknown codec -> ConfigError with a suggestion
-    if spec.name == "none" or spec.max_level <= spec.min_level:
-        raise ConfigError(f"compression {selector!r}: {spec.name} has no levels to choose between")
-    return spec.name
-
-
-def model_candidates(codec: str | None) -> tuple[tuple[str, int], ...]:
-    """Candidates of the model selector: :data:`MODEL_CANDIDATES`, or raw and ``codec``'s levels up to
-    :data:`MODEL_MAX_LEVEL`."""
-    if codec is None:
-        return MODEL_CANDIDATES
-    spec = codec_spec(codec)
-    return (("none", 0), *((spec.name, lv) for lv in spec.levels() if lv <= MODEL_MAX_LEVEL))
-
-
-class PipelineMode(enum.Enum):
-    PIPELINED = "pipelined"
-    SERIAL = "serial"
-
-
-@dataclass(frozen=True, slots=True)
-class CompressionConfig:
-    """What the user asked for: ``selector`` is ``none``, ``fixed:CODEC:LEVEL``, ``rule``, ``model`` (over
-    :data:`MODEL_CANDIDATES`) or ``model:CODEC`` (over raw and that codec's levels 1..9 only - ``model:lz4`` is
-    the seed's setting, which adapts lz4 levels); ``page_codec`` is ``none`` (pages use the selector's choice)
-    or a codec name for ``pages-*.img`` (``wkdm`` as in the seed)."""
-
-    selector: str = "model"
-    page_codec: str = "none"
-    mode: PipelineMode = PipelineMode.PIPELINED
-    workers: int = 0  # compression threads; 0 = one per CPU
-
-    @classmethod
-    def parse(cls, selector: str = "model", page_codec: str = "none", mode: str = "pipelined",
-              workers: int = 0) -> CompressionConfig:
-        """Validate user input; raises :class:`ConfigError` naming the bad value."""
-        if selector.startswith("model:"):
-            model_codec(selector)  # unknown codec -> ConfigError with a suggestion
-        elif selector not in ("none", "rule", "model"):
-            parts = selector.split(":")
-            if len(parts) != 3 or parts[0] != "fixed" or not parts[2].lstrip("-").isdigit():
-                raise ConfigError(f"compression {selector!r}: expected none, fixed:CODEC:LEVEL, rule, model or "
-                                  "model:CODEC")
-            spec = codec_spec(parts[1])  # unknown codec -> ConfigError with a suggestion
-            if int(parts[2]) not in spec.levels():
-                raise ConfigError(f"compression {selector!r}: {spec.name} levels are {spec.min_level}..{spec.max_level}")
-        if page_codec != "none":
-            codec_spec(page_codec)
-        try:
-            pmode = PipelineMode(mode)
-        except ValueError:
-            raise ConfigError(f"pipeline mode {mode!r}: expected pipelined or serial") from None
-        if workers < 0:
-            raise ConfigError(f"compression workers must be >= 0, got {workers}")
-        return cls(selector, page_codec, pmode, workers)
-
-    @property
-    def n_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
-
-    def policy(self) -> ImageCodecPolicy:
-        return ImageCodecPolicy(None if self.page_codec == "none" else self.page_codec)
-
-    def make_selector(self, sample: bytes | None) -> Selector:
-        """The selector for one migration. ``model`` profiles its candidates on ``sample`` (real image data;
-        ~0.1 s for one 1 MiB chunk); without a sample it starts from :data:`DEFAULT_PROFILES` (the issue's
-        table, measured on another process's memory: its lz4/zstd gap can be far off for this data)."""
-        if self.selector == "none":
-            return FixedSelector("none", 0)
-        if self.selector == "rule":
-            return RuleSelector()
-        if self.is_model:
-            if sample:
-                profiles = self.measure_profiles(sample)
-            else:
-                wanted = set(model_candidates(model_codec(self.selector)))
-                profiles = tuple(p for p in DEFAULT_PROFILES if (p.codec, p.level) in wanted)
-            return ModelSelector(profiles, compress_cores=float(self.n_workers))
-        _, name, level = self.selector.split(":")
-        return FixedSelector(name, int(level))
-
-    @property
-    def is_model(self) -> bool:
-        """``model`` or ``model:CODEC``: the selector profiles codecs on a sample of the image."""
-        return self.selector == "model" or self.selector.startswith("model:")
-
-    def measure_profiles(self, sample: bytes) -> tuple[CodecProfile, ...]:
-        """The model selector's candidates profiled on ``sample`` (one chunk of real image data)."""
-        codec = model_codec(self.selector) if self.is_model else None
-        return measure_profiles(sample[:PROFILE_SAMPLE_BYTES], model_candidates(codec), PROFILE_MIN_TIME_S)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"compression": self.selector, "page_codec": self.page_codec, "pipeline": self.mode.value}
+FRAME_LIMITS = FrameLimits(max_raw_bytes=MAX_CHUNK_SIZE_BYTES)
 
 
 @dataclass(slots=True)
@@ -262,6 +133,255 @@ def _data_socket(conn: FramedConnection) -> Any:
     return sock
 
 
+def is_link_limited(busy_s: float, interval_s: float, past_ramp: bool, info: TcpInfo | None,
+                    model_cc: bool) -> bool:
+    """Did the link, rather than the sender or TCP's own ramp, limit what was sent in this interval?
+
+    Yes when the sender was blocked writing for at least :data:`LINK_LIMITED_FRACTION` of the interval, TCP
+    has had :data:`SLOW_START_RTTS` round trips to ramp up, and TCP_INFO does not report slow start - which a
+    loss-based congestion control signals with cwnd < ssthresh, while BBR (``model_cc``) leaves ssthresh at
+    "infinite" for the whole connection. Otherwise what the interval carried only bounds the link from below.
+    """
+    if busy_s < LINK_LIMITED_FRACTION * interval_s or not past_ramp:
+        return False
+    return not (info is not None and info.in_slow_start and not model_cc)
+
+
+class _RoundSender:
+    """One round's send: compress chunks ahead on the pool, write them in order, sample the link meanwhile.
+
+    Sampling works on intervals of at least :data:`SAMPLE_INTERVAL_S`: ``iv_bytes`` written and ``iv_busy``
+    seconds blocked writing since ``last_sample``; ``acked_at_sample`` is TCP_INFO's ``bytes_acked`` then.
+    """
+
+    def __init__(self, round_index: int, conn: FramedConnection, cfg: CompressionConfig, selector: Selector,
+                 monitor: NetworkMonitor, pool: Executor, timeout_s: float, t_origin: float | None,
+                 clock: Callable[[], float]) -> None:
+        self.round_index, self.conn, self.selector, self.monitor = round_index, conn, selector, monitor
+        self.pool, self.timeout_s, self.clock = pool, timeout_s, clock
+        self.loop = asyncio.get_running_loop()
+        self.policy = cfg.policy()
+        self.serial = cfg.mode is PipelineMode.SERIAL
+        self.depth = LOOKAHEAD_PER_WORKER * cfg.n_workers
+        self.sock = _data_socket(conn)
+        if self.sock is not None:
+            _limit_unsent(self.sock, NOTSENT_LOWAT_BYTES)
+        # cwnd < ssthresh means slow start only for loss-based congestion control; BBR leaves ssthresh at
+        # "infinite" for the whole connection, so there the ramp is only the first SLOW_START_RTTS RTTs
+        self.model_cc = self.sock is not None and _congestion_control(self.sock) in MODEL_BASED_CC
+        self.stats = RoundWireStats()
+        self.inflight: deque[_Pending] = deque()
+        self.t0 = clock()
+        self.origin = self.t0 if t_origin is None else t_origin
+        self.last_sample = self.t0
+        self.iv_bytes, self.iv_busy = 0, 0.0
+        self.acked_at_sample: int | None = None
+        # TCP's ramp is timed from the round's first write, not its start: the first chunk's compression (and
+        # the model's profiling) can take longer than SLOW_START_RTTS RTTs, and the window-limited first samples
+        # then counted as the link's rate - a 1000 Mbit/s link read as 1.6 MB/s made the model pick zstd-9
+        self.t_first_write: float | None = None
+
+    async def run(self, plan: RoundPlan, corrupt_first: bool) -> RoundWireStats:
+        try:
+            for spec, view in plan.iter_chunks():
+                data: memoryview | bytes = view
+                if corrupt_first:
+                    data = bytes([view[0] ^ 0xFF]) + bytes(view[1:])
+                    corrupt_first = False
+                choice = self.selector.choose(self.monitor.state)
+                pending = _Pending(spec.index, spec.offset, spec.size_bytes, spec.file, data, choice, "", None)  # type: ignore[arg-type]
+                self._submit(pending)
+                self.inflight.append(pending)
+                if self.serial:  # stage 1 of fig. 5a: compress everything (one chunk at a time) before sending
+                    _header, payload, comp_s = await pending.fut
+                    self.selector.observe(choice, spec.size_bytes, len(payload), comp_s)
+                    self.stats.compress_wall_s += comp_s
+                    continue
+                while len(self.inflight) >= self.depth:
+                    await self._send_next()
+            while self.inflight:  # serial: stage 2, send everything
+                await self._send_next()
+        finally:
+            for p in self.inflight:  # a failed send: let queued compressions finish, drop their results
+                p.fut.cancel()
+        self.stats.transfer_s = self.clock() - self.t0
+        return self.stats
+
+    # ---------------------------------------------------------------------------------------- compression
+
+    def _submit(self, p: _Pending) -> None:
+        codec = self.policy.codec_for(p.file, p.choice)
+        p.key = f"{codec.name}-{codec.level}"
+        p.fut = self.loop.run_in_executor(self.pool, _compress, p.index, p.offset, p.data, codec, self.clock)
+
+    def _rechoose_lookahead(self) -> None:
+        """After a new sample: chunks compressed ahead for a link that has since become slower are compressed
+        again with what the model now prefers. On a 1000 -> 20 Mbit/s change the 4 lz4-1 chunks compressed ahead
+        held ~0.7 s of the slow link (Redis pages: 2.37x); as zstd-9 (3.68x) they take ~0.45 s."""
+        state, selector = self.monitor.state, self.selector
+        if self.serial or not isinstance(selector, ModelSelector) or not self.inflight \
+                or not state.bandwidth_bytes_per_s:
+            return  # (without a measured bandwidth nothing is worth compressing again)
+        best = selector.preferred(state)
+        for p in self.inflight:
+            if p.choice != best and selector.worth_recompressing(p.choice, best, state):
+                new = self.policy.codec_for(p.file, best)
+                if f"{new.name}-{new.level}" == p.key:  # e.g. a page image under --page-codec: nothing to redo
+                    continue
+                p.fut.cancel()  # not started: dropped from the pool's queue; running: its result is ignored
+                p.choice = best
+                self._submit(p)
+                self.stats.recompressed += 1
+
+    # -------------------------------------------------------------------------------------------- sending
+
+    async def _send_next(self) -> None:
+        """Write the oldest chunk of the lookahead, then account for it and sample the link if it is time."""
+        p = self.inflight.popleft()
+        header, payload, comp_s = await p.fut
+        if not self.serial:  # serial mode observed every chunk when it compressed it
+            self.selector.observe(p.choice, p.raw_n, len(payload), comp_s)
+        frame_n = len(header) + len(payload)
+        ts = self.clock()
+        if self.t_first_write is None:
+            self.t_first_write = self.last_sample = ts
+            info0 = self._tcp_info()
+            self.acked_at_sample = info0.bytes_acked if info0 is not None else None
+        self.conn.writer.write(encode_chunk_header(self.round_index, p.index, frame_n) + header)
+        sampled = await self._write_sampling(payload, p.choice, ts)
+        now = self.clock()
+        self._account(p, frame_n, comp_s, now - ts)
+        if sampled:
+            # the blocked part of this write was measured by the samples taken during it: the next interval
+            # starts now (what the write sent after the last sample is not attributed to any interval)
+            self._start_interval(now)
+            return
+        self.iv_bytes += frame_n
+        self.iv_busy += now - ts
+        if now - self.last_sample >= SAMPLE_INTERVAL_S:
+            self._sample_after_write(now, p.choice)
+
+    def _account(self, p: _Pending, frame_n: int, comp_s: float, busy_s: float) -> None:
+        st = self.stats
+        st.raw_bytes += p.raw_n
+        st.wire_bytes += frame_n
+        st.chunks += 1
+        st.compress_cpu_s += comp_s
+        st.send_busy_s += busy_s
+        st.choices[p.key] = st.choices.get(p.key, 0) + 1
+
+    async def _write_sampling(self, payload: bytes, choice: Choice, ts: float) -> bool:
+        """Write ``payload``; while the write stays blocked, sample the link every SAMPLE_INTERVAL_S from the
+        bytes it acknowledged (``TCP_INFO`` ``bytes_acked``). Returns whether such a sample was taken.
+
+        Without these samples a link that slowed down was noticed only when a write completed - measured on a
+        1000 -> 20 Mbit/s change, 0.4-0.9 s later, all of it spent sending chunks compressed for the old link.
+        ``ts``: when this chunk's write began.
+        """
+        task = asyncio.ensure_future(asyncio.wait_for(self.conn.write(payload), self.timeout_s))
+        sampled = False
+        try:
+            while True:
+                wait_s = max(0.005, self.last_sample + SAMPLE_INTERVAL_S - self.clock())
+                done, _ = await asyncio.wait({task}, timeout=wait_s)
+                if done:
+                    break
+                sampled = self._sample_blocked_write(self.clock(), ts, choice) or sampled
+        finally:
+            if not task.done():
+                task.cancel()
+        task.result()
+        return sampled
+
+    # ------------------------------------------------------------------------------------------- sampling
+
+    def _sample_blocked_write(self, now: float, ts: float, choice: Choice) -> bool:
+        """A sample while a write (begun at ``ts``) is blocked, from what TCP got acknowledged meanwhile; returns
+        whether one was taken (not before SAMPLE_INTERVAL_S, nor without TCP_INFO)."""
+        if now - self.last_sample < SAMPLE_INTERVAL_S:
+            return False
+        info = self._tcp_info()
+        if info is None or self.acked_at_sample is None:
+            return False
+        interval_s = now - self.last_sample
+        # blocked for most of the interval since the last sample: what TCP got acknowledged meanwhile is what
+        # the link carried (otherwise, as for completed writes, only a lower bound of it)
+        link_limited = is_link_limited(self.iv_busy + (now - ts), interval_s, self._past_ramp(now, info), info,
+                                       self.model_cc)
+        acked = info.bytes_acked - self.acked_at_sample
+        if link_limited and acked > 0:
+            self.monitor.observe_send(acked, interval_s)
+        elif acked > 0:  # TCP's ramp or a partly idle sender: the link carried at least this much
+            self.monitor.observe_floor(acked, interval_s)
+        self._start_interval(now)
+        self._take_sample(now, info, link_limited, choice)
+        return True
+
+    def _sample_after_write(self, now: float, choice: Choice) -> None:
+        """A sample at the end of an interval of completed writes, from the bytes written in it."""
+        info = self._tcp_info()
+        interval_s = now - self.last_sample
+        past_ramp = self._past_ramp(now, info)
+        link_limited = is_link_limited(self.iv_busy, interval_s, past_ramp, info, self.model_cc)
+        if link_limited:
+            self.monitor.observe_send(self.iv_bytes, interval_s)
+        elif past_ramp:
+            # TCP's window or the sender (CPU-bound, or partly) more than the link was the bottleneck: the link
+            # is at least this fast. Mixed intervals count too: measured at 1000 Mbit/s, an estimate taken in the
+            # last RTTs of the ramp (35 MB/s) stood for the whole fast phase because the sender was blocked
+            # 10-50 % of each interval, and the model kept zstd-3 where zstd-1 sends more.
+            self.monitor.observe_floor(self.iv_bytes, interval_s)
+        elif info is not None and self.acked_at_sample is not None:
+            # TCP is still ramping up: not the link's rate, but the link carried at least what it got
+            # acknowledged (not what was written: that can sit in socket buffers), and the model's cold
+            # start then hedges only over links at least that fast
+            self.monitor.observe_floor(info.bytes_acked - self.acked_at_sample, interval_s)
+        self._start_interval(now)
+        self._take_sample(now, info, link_limited, choice)
+
+    def _start_interval(self, now: float) -> None:
+        self.iv_bytes, self.iv_busy = 0, 0.0
+        self.last_sample = now
+
+    def _take_sample(self, now: float, info: TcpInfo | None, link_limited: bool, choice: Choice) -> None:
+        """Publish a new network state to the selector, record it, and revisit the lookahead."""
+        if info is not None:
+            self.acked_at_sample = info.bytes_acked
+        st = self.monitor.sample(info, link_limited=link_limited)
+        self.stats.samples.append({
+            "t_s": round(now - self.origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
+            "bandwidth_bytes_per_s": round(st.bandwidth_bytes_per_s or 0.0, 1),
+            "codec": choice.codec, "level": choice.level,
+            # what limited TCP (cumulative ms): the peer's receive window or our send buffer; and the window
+            **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start, "snd_wnd": info.snd_wnd,
+                "rwnd_limited_ms": info.rwnd_limited_us // 1000, "sndbuf_limited_ms": info.sndbuf_limited_us // 1000,
+                "busy_ms": info.busy_us // 1000} if info is not None else {}),
+        })
+        self._rechoose_lookahead()
+
+    def _tcp_info(self) -> TcpInfo | None:
+        if self.sock is None:
+            return None
+        try:
+            return read_tcp_info(self.sock)
+        except OSError:
+            return None
+
+    def _past_ramp(self, now: float, info: TcpInfo | None) -> bool:
+        """TCP has had SLOW_START_RTTS round trips to ramp up since the round's first write. The path's
+        propagation RTT (``min_rtt``) times them, not the smoothed RTT: that one grows with the queue the ramp
+        itself builds (20 -> 37 ms on a 20 ms link at 1000 Mbit/s), which kept 0.36 s of a 0.5 s fast phase
+        unmeasured."""
+        if info is not None and info.min_rtt_us > 0:
+            rtt_s = info.min_rtt_us / 1e6
+        elif info is not None and info.rtt_us > 0:
+            rtt_s = info.rtt_us / 1e6
+        else:
+            rtt_s = self.monitor.state.rtt_s or 0.0
+        first = now if self.t_first_write is None else self.t_first_write  # (a clock may read 0.0 at the first write)
+        return now - first >= SLOW_START_RTTS * rtt_s
+
+
 async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, cfg: CompressionConfig,
                      selector: Selector, monitor: NetworkMonitor, pool: Executor, timeout_s: float,
                      corrupt_first: bool = False, t_origin: float | None = None,
@@ -275,212 +395,8 @@ async def send_round(plan: RoundPlan, round_index: int, conn: FramedConnection, 
     the event loop's own clock, whose timers pace the sampling; tests pass the virtual clock of a virtual-time
     loop, so what the selector learns depends on the emulated link and not on how busy the machine is.
     """
-    loop = asyncio.get_running_loop()
-    policy = cfg.policy()
-    sock = _data_socket(conn)
-    if sock is not None:
-        _limit_unsent(sock, NOTSENT_LOWAT_BYTES)
-    # cwnd < ssthresh means slow start only for loss-based congestion control; BBR leaves ssthresh at
-    # "infinite" for the whole connection, so there the ramp is only the first SLOW_START_RTTS RTTs
-    model_cc = sock is not None and _congestion_control(sock) in MODEL_BASED_CC
-    stats = RoundWireStats()
-    depth = LOOKAHEAD_PER_WORKER * cfg.n_workers
-    inflight: deque[_Pending] = deque()
-    t0 = clock()
-    origin = t0 if t_origin is None else t_origin
-    last_sample = t0
-    iv_bytes, iv_busy = 0, 0.0  # the current sample interval: bytes written, time blocked writing them
-    acked_at_sample: int | None = None  # TCP_INFO bytes_acked at the last sample
-    # TCP's ramp is timed from the round's first write, not its start: the first chunk's compression (and the
-    # model's profiling) can take longer than SLOW_START_RTTS RTTs, and the window-limited first samples then
-    # counted as the link's rate - a 1000 Mbit/s link read as 1.6 MB/s made the model pick zstd-9
-    t_first_write: float | None = None
-
-    serial = cfg.mode is PipelineMode.SERIAL
-
-    def submit(p: _Pending) -> None:
-        codec = policy.codec_for(p.file, p.choice)
-        p.key = f"{codec.name}-{codec.level}"
-        p.fut = loop.run_in_executor(pool, _compress, p.index, p.offset, p.data, codec, clock)
-
-    def rechoose_lookahead() -> None:
-        """After a new sample: chunks compressed ahead for a link that has since become slower are compressed
-        again with what the model now prefers. On a 1000 -> 20 Mbit/s change the 4 lz4-1 chunks compressed ahead
-        held ~0.7 s of the slow link (Redis pages: 2.37x); as zstd-9 (3.68x) they take ~0.45 s."""
-        state = monitor.state
-        if serial or not isinstance(selector, ModelSelector) or not inflight or not state.bandwidth_bytes_per_s:
-            return  # (without a measured bandwidth nothing is worth compressing again)
-        best = selector.preferred(state)
-        for p in inflight:
-            if p.choice != best and selector.worth_recompressing(p.choice, best, state):
-                new = policy.codec_for(p.file, best)
-                if f"{new.name}-{new.level}" == p.key:  # e.g. a page image under --page-codec: nothing to redo
-                    continue
-                p.fut.cancel()  # not started: dropped from the pool's queue; running: its result is ignored
-                p.choice = best
-                submit(p)
-                stats.recompressed += 1
-
-    def take_sample(now: float, info: Any, link_limited: bool, choice: Choice) -> None:
-        nonlocal acked_at_sample
-        if info is not None:
-            acked_at_sample = info.bytes_acked
-        st = monitor.sample(info, link_limited=link_limited)
-        stats.samples.append({
-            "t_s": round(now - origin, 4), "rtt_s": st.rtt_s or 0.0, "loss": round(st.loss_rate, 4),
-            "bandwidth_bytes_per_s": round(st.bandwidth_bytes_per_s or 0.0, 1),
-            "codec": choice.codec, "level": choice.level,
-            # what limited TCP (cumulative ms): the peer's receive window or our send buffer; and the window
-            **({"cwnd": info.snd_cwnd, "slow_start": info.in_slow_start, "snd_wnd": info.snd_wnd,
-                "rwnd_limited_ms": info.rwnd_limited_us // 1000, "sndbuf_limited_ms": info.sndbuf_limited_us // 1000,
-                "busy_ms": info.busy_us // 1000} if info is not None else {}),
-        })
-        rechoose_lookahead()
-
-    def tcp_info() -> Any:
-        if sock is None:
-            return None
-        try:
-            return read_tcp_info(sock)
-        except OSError:
-            return None
-
-    def past_ramp(now: float, info: Any) -> bool:
-        """TCP has had SLOW_START_RTTS round trips to ramp up since the round's first write. The path's
-        propagation RTT (``min_rtt``) times them, not the smoothed RTT: that one grows with the queue the ramp
-        itself builds (20 -> 37 ms on a 20 ms link at 1000 Mbit/s), which kept 0.36 s of a 0.5 s fast phase
-        unmeasured."""
-        if info is not None and info.min_rtt_us > 0:
-            rtt_s = info.min_rtt_us / 1e6
-        elif info is not None and info.rtt_us > 0:
-            rtt_s = info.rtt_us / 1e6
-        else:
-            rtt_s = monitor.state.rtt_s or 0.0
-        first = now if t_first_write is None else t_first_write  # (a clock may well read 0.0 at the first write)
-        return now - first >= SLOW_START_RTTS * rtt_s
-
-    async def write_frame(payload: bytes, choice: Choice, ts: float) -> bool:
-        """Write ``payload``; while the write stays blocked, sample the link every SAMPLE_INTERVAL_S from the
-        bytes it acknowledged (``TCP_INFO`` ``bytes_acked``). Returns whether such a sample was taken.
-
-        Without these samples a link that slowed down was noticed only when a write completed - measured on a
-        1000 -> 20 Mbit/s change, 0.4-0.9 s later, all of it spent sending chunks compressed for the old link.
-        ``ts``: when this chunk's write began.
-        """
-        nonlocal last_sample, iv_bytes, iv_busy
-        task = asyncio.ensure_future(asyncio.wait_for(conn.write(payload), timeout_s))
-        sampled = False
-        try:
-            while True:
-                wait_s = max(0.005, last_sample + SAMPLE_INTERVAL_S - clock())
-                done, _ = await asyncio.wait({task}, timeout=wait_s)
-                if done:
-                    break
-                now = clock()
-                if now - last_sample < SAMPLE_INTERVAL_S:
-                    continue
-                info = tcp_info()
-                if info is None or acked_at_sample is None:
-                    continue
-                # blocked for most of the interval since the last sample: what TCP got acknowledged meanwhile is
-                # what the link carried (otherwise, as for completed writes, only a lower bound of it)
-                blocked = iv_busy + (now - ts) >= LINK_LIMITED_FRACTION * (now - last_sample)
-                link_limited = blocked and past_ramp(now, info) and not (info.in_slow_start and not model_cc)
-                acked = info.bytes_acked - acked_at_sample
-                if link_limited and acked > 0:
-                    monitor.observe_send(acked, now - last_sample)
-                elif acked > 0:  # TCP's ramp or a partly idle sender: the link carried at least this much
-                    monitor.observe_floor(acked, now - last_sample)
-                iv_bytes, iv_busy = 0, 0.0
-                last_sample = now
-                sampled = True
-                take_sample(now, info, link_limited, choice)
-        finally:
-            if not task.done():
-                task.cancel()
-        task.result()
-        return sampled
-
-    async def drain_one() -> None:
-        nonlocal last_sample, iv_bytes, iv_busy, t_first_write, acked_at_sample
-        p = inflight.popleft()
-        header, payload, comp_s = await p.fut
-        if not serial:  # serial mode observed every chunk when it compressed it
-            selector.observe(p.choice, p.raw_n, len(payload), comp_s)
-        frame_n = len(header) + len(payload)
-        ts = clock()
-        if t_first_write is None:
-            t_first_write = last_sample = ts
-            info0 = tcp_info()
-            acked_at_sample = info0.bytes_acked if info0 is not None else None
-        conn.writer.write(encode_chunk_header(round_index, p.index, frame_n) + header)
-        sampled = await write_frame(payload, p.choice, ts)
-        now = clock()
-        busy = now - ts
-        stats.raw_bytes += p.raw_n
-        stats.wire_bytes += frame_n
-        stats.chunks += 1
-        stats.compress_cpu_s += comp_s
-        stats.send_busy_s += busy
-        stats.choices[p.key] = stats.choices.get(p.key, 0) + 1
-        if sampled:
-            # the blocked part of this write was measured by the samples taken during it: the next interval
-            # starts now (what the write sent after the last sample is not attributed to any interval)
-            iv_bytes, iv_busy = 0, 0.0
-            last_sample = now
-            return
-        iv_bytes += frame_n
-        iv_busy += busy
-        if now - last_sample >= SAMPLE_INTERVAL_S:
-            info = tcp_info()
-            link_limited = False
-            if past_ramp(now, info):
-                if iv_busy >= LINK_LIMITED_FRACTION * (now - last_sample):
-                    if info is not None and info.in_slow_start and not model_cc:
-                        # TCP's window, not the link, limited the sender: the link is at least this fast
-                        monitor.observe_floor(iv_bytes, now - last_sample)
-                    else:
-                        monitor.observe_send(iv_bytes, now - last_sample)
-                        link_limited = True
-                else:
-                    # the sender (CPU-bound, or partly) more than the link was the bottleneck: the link is at
-                    # least this fast. Mixed intervals count too: measured at 1000 Mbit/s, an estimate taken in
-                    # the last RTTs of the ramp (35 MB/s) stood for the whole fast phase because the sender was
-                    # blocked 10-50 % of each interval, and the model kept zstd-3 where zstd-1 sends more.
-                    monitor.observe_floor(iv_bytes, now - last_sample)
-            elif info is not None and acked_at_sample is not None:
-                # TCP is still ramping up: not the link's rate, but the link carried at least what it got
-                # acknowledged (not what was written: that can sit in socket buffers), and the model's cold
-                # start then hedges only over links at least that fast
-                monitor.observe_floor(info.bytes_acked - acked_at_sample, now - last_sample)
-            iv_bytes, iv_busy = 0, 0.0
-            last_sample = now
-            take_sample(now, info, link_limited, p.choice)
-
-    try:
-        for spec, view in plan.iter_chunks():
-            data: memoryview | bytes = view
-            if corrupt_first:
-                data = bytes([view[0] ^ 0xFF]) + bytes(view[1:])
-                corrupt_first = False
-            choice = selector.choose(monitor.state)
-            pending = _Pending(spec.index, spec.offset, spec.size_bytes, spec.file, data, choice, "", None)  # type: ignore[arg-type]
-            submit(pending)
-            inflight.append(pending)
-            if serial:  # stage 1 of fig. 5a: compress everything (one chunk at a time) before sending
-                header, payload, comp_s = await pending.fut
-                selector.observe(choice, spec.size_bytes, len(payload), comp_s)
-                stats.compress_wall_s += comp_s
-                continue
-            while len(inflight) >= depth:
-                await drain_one()
-        while inflight:  # serial: stage 2, send everything
-            await drain_one()
-    finally:
-        for p in inflight:  # a failed send: let queued compressions finish, drop their results
-            p.fut.cancel()
-    stats.transfer_s = clock() - t0
-    return stats
+    sender = _RoundSender(round_index, conn, cfg, selector, monitor, pool, timeout_s, t_origin, clock)
+    return await sender.run(plan, corrupt_first)
 
 
 def decode_chunk(index: int, frame: bytes | memoryview) -> bytes:
