@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemigrate.experiments.compression_summary import has_number
+from edgemigrate.experiments.compression.summary import has_number
 from edgemigrate.experiments.results import read_table
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from edgemigrate.control.harness import real_engine_skip_reason
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.experiments.compression import (
+from edgemigrate.experiments.compression.experiment import (
     LinkMeter,
     RunConfig,
     link_busy_utilisation,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgemigrate.experiments.compression import write_rows
-from edgemigrate.experiments.compression_summary import summarise
+from edgemigrate.experiments.compression.experiment import write_rows
+from edgemigrate.experiments.compression.summary import summarise
 
 
 def _row(selector: str, pipeline: str, total_s: float, rep: int, rate: float = 100.0) -> dict:
@@ -40,7 +40,7 @@ def test_summary_shows_link_busy_utilisation_when_measured(tmp_path: Path) -> No
 
 
 def test_pipeline_plot_draws_one_readable_png(tmp_path: Path) -> None:
-    from edgemigrate.experiments.compression_plots import plot_experiment
+    from edgemigrate.experiments.compression.plots import plot_experiment
 
     rows = [{**_row(sel, mode, t, r, rate), "link_util": 0.96}
             for rate in (100.0, 1000.0) for sel, base in (("model", 3.0), ("fixed:zstd:9", 4.0))
@@ -70,7 +70,7 @@ def test_ratechange_summary_pairs_adaptive_and_fixed_runs_by_repeat(tmp_path: Pa
 
 def test_plots_read_the_bandwidth_of_wire_samples_under_either_key() -> None:
     # the results committed under docs/results spell the key of a sample's bandwidth estimate the old way
-    from edgemigrate.experiments.compression_plots import _sample_bandwidth_bytes_per_s
+    from edgemigrate.experiments.compression.plots import _sample_bandwidth_bytes_per_s
 
     assert _sample_bandwidth_bytes_per_s({"t_s": 0.1, "bandwidth_bytes_per_s": 2.5e6}) == 2.5e6
     assert _sample_bandwidth_bytes_per_s({"t_s": 0.1, "bandwidth_Bps": 1.25e6}) == 1.25e6

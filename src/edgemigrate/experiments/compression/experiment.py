@@ -316,7 +316,7 @@ def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
         for k, v in r["wire"]["choices"].items():
             choices[k] = choices.get(k, 0) + v
     if cfg.change_to_mbit is None:  # eqs. 3-8 need one link rate
-        from edgemigrate.experiments.compression_model import predict_s
+        from edgemigrate.experiments.compression.model import predict_s
 
         pred = predict_s(stats, cfg.rate_mbit, CompressionConfig().n_workers)
     else:
@@ -454,11 +454,11 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
 
             write_timeline(out / "timeline.csv", rows)
     if rows:
-        from edgemigrate.experiments.compression_summary import summarise
+        from edgemigrate.experiments.compression.summary import summarise
 
         summarise(experiment, out)
     if plot and rows:
-        from edgemigrate.experiments.compression_plots import plot_experiment
+        from edgemigrate.experiments.compression.plots import plot_experiment
 
         plot_experiment(experiment, out)
     return out

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgemigrate.experiments.compression_model import predict_s, stage_times_s
+from edgemigrate.experiments.compression.model import predict_s, stage_times_s
 
 
 def _stats(compress_cpu_s: float, wire_bytes: int) -> dict:
