@@ -3,7 +3,7 @@
 The source describes each round as a :class:`Manifest`: every file of the CRIU image directory is
 ``full`` (sent whole), ``same`` (byte-identical to the previous round's file of that name, not sent) or
 ``pages`` (a ``pages-*.img`` sent as a delta against the previous round: a bitmap of changed pages and the
-changed pages, seed 002 section IV-B). The wire payload of every file is cut into chunks of at most
+changed pages, Ngo et al. 2020, section IV-B). The wire payload of every file is cut into chunks of at most
 :data:`CHUNK_SIZE_BYTES`, each with its SHA-256. The destination (:class:`RoundReceiver`) refuses any chunk
 whose hash or placement is wrong, verifies whole-file hashes where the manifest carries them, rebuilds the
 full image and only then lets the restore run.

@@ -208,7 +208,7 @@ def test_model_selector_ignores_tiny_chunks() -> None:
 
 def test_model_selector_starts_from_defaults_and_takes_measured_profiles_midway() -> None:
     sel = ModelSelector(DEFAULT_PROFILES, compress_cores=2, hysteresis=0.0)
-    first = sel.choose(_state(1, 1, 0, 12.5 * MB))  # 100 Mbit/s: a zstd level by the table
+    first = sel.choose(_state(1, 1, 0, 12.5 * MB))  # 100 Mbit/s: a zstd level by the default profiles
     assert first.codec == "zstd"
     sel.observe(first, 1 << 20, (1 << 20) // 2, 0.01)  # this data compresses only 2x: factors move
     # measured on this migration's data: zstd-9 exists now, and the CPU is far slower than the table

@@ -1,4 +1,4 @@
-"""The engine's compressed data path (compression.wire): over a real loopback TCP connection, and over an
+"""The engine's compressed data path (adaptive.sender): over a real loopback TCP connection, and over an
 emulated link in virtual time where what the selectors learn must not depend on the machine's speed."""
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_round_travels_compressed_and_rebuilds_exactly(tmp_path: Path, mode: str
     assert stats.chunks == len(plan.manifest.chunks)
     assert stats.wire_bytes == sum(len(m.data) for m in received)
     assert sum(stats.choices.values()) == stats.chunks
-    # serial (seed fig. 5a) has a compress stage of its own before the first byte is sent; pipelined has none
+    # serial (Zhang et al. 2019, fig. 5a) has a compress stage of its own before the first byte is sent; pipelined has none
     assert (stats.compress_wall_s > 0) == (mode == "serial")
     if selector == "none":
         assert stats.wire_bytes > stats.raw_bytes  # only the 44-byte frame headers on top
@@ -158,7 +158,7 @@ def test_selector_kinds_and_bad_specs() -> None:
     assert isinstance(CompressionConfig.parse("model").make_selector(b"ab" * 8192), ModelSelector)
     lz4_only = CompressionConfig.parse("model:lz4")
     assert [(p.codec, p.level) for p in lz4_only.make_selector(b"ab" * 8192).profiles] == [
-        ("none", 0), *(("lz4", lv) for lv in range(1, 10))]  # the seed's setting: lz4 levels 1..9 and raw
+        ("none", 0), *(("lz4", lv) for lv in range(1, 10))]  # Zhang et al. 2019's setting: lz4 levels 1..9 and raw
     assert {p.codec for p in lz4_only.make_selector(b"").profiles} == {"none", "lz4"}  # default profiles
     fixed = CompressionConfig.parse("fixed:lz4:9").make_selector(b"")
     assert isinstance(fixed, FixedSelector) and (fixed.codec, fixed.level) == ("lz4", 9)

@@ -1,4 +1,4 @@
-"""Issue 4 experiment plumbing: plans, validation, and one real sweep end to end (root + CRIU)."""
+"""Compression experiment plumbing: plans, validation, and one real sweep end to end (root + CRIU)."""
 
 from __future__ import annotations
 

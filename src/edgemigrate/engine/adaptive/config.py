@@ -70,8 +70,8 @@ class PipelineMode(enum.Enum):
 class CompressionConfig:
     """What the user asked for: ``selector`` is ``none``, ``fixed:CODEC:LEVEL``, ``rule``, ``model`` (over
     :data:`MODEL_CANDIDATES`) or ``model:CODEC`` (over raw and that codec's levels 1..9 only - ``model:lz4`` is
-    the seed's setting, which adapts lz4 levels); ``page_codec`` is ``none`` (pages use the selector's choice)
-    or a codec name for ``pages-*.img`` (``wkdm`` as in the seed)."""
+    Zhang et al. 2019's setting, which adapts lz4 levels); ``page_codec`` is ``none`` (pages use the selector's choice)
+    or a codec name for ``pages-*.img`` (``wkdm`` as in Zhang et al. 2019)."""
 
     selector: str = "model"
     page_codec: str = "none"
@@ -111,8 +111,8 @@ class CompressionConfig:
 
     def make_selector(self, sample: bytes | None) -> Selector:
         """The selector for one migration. ``model`` profiles its candidates on ``sample`` (real image data;
-        ~0.1 s for one 1 MiB chunk); without a sample it starts from :data:`DEFAULT_PROFILES` (the issue's
-        table, measured on another process's memory: its lz4/zstd gap can be far off for this data)."""
+        ~0.1 s for one 1 MiB chunk); without a sample it starts from :data:`DEFAULT_PROFILES` (measured
+        on another process's memory: its lz4/zstd gap can be far off for this data)."""
         if self.selector == "none":
             return FixedSelector("none", 0)
         if self.selector == "rule":

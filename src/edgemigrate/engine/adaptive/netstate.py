@@ -1,6 +1,6 @@
 """Network state for the adaptive selectors: RTT and loss from ``TCP_INFO``, bandwidth from goodput.
 
-Seed 001 (eq. 1) judges the network by ``State(RTT, packetLoss)``; the model-based selector also needs
+Zhang et al. 2019 (eq. 1) judge the network by ``State(RTT, packetLoss)``; the model-based selector also needs
 the current bandwidth. All three come from the live transfer socket:
 
 * :func:`read_tcp_info` calls ``getsockopt(IPPROTO_TCP, TCP_INFO)`` and :func:`parse_tcp_info` decodes
@@ -20,7 +20,7 @@ the current bandwidth. All three come from the live transfer socket:
   Fields after offset 104 appeared in later kernels (4.1-4.19); if the kernel returns a shorter struct
   they read as 0.
 * :class:`NetworkMonitor` turns successive samples into a :class:`NetworkState`: the RTT ratio to the
-  previous sample (seed 001, sec. III-C: thresholds are "85 % and 105 % of the previous RTT"), the loss
+  previous sample (Zhang et al. 2019, sec. III-C: thresholds are "85 % and 105 % of the previous RTT"), the loss
   rate over the interval (retransmitted / sent segments), and an EWMA of the bandwidth - except that a measured
   sample below half or above twice the estimate replaces it: a link that changed must be followed at once, not
   over 5-10 samples.

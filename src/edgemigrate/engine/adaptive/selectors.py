@@ -1,15 +1,15 @@
-"""Per-chunk codec/level selection while a transfer runs (seed 001, sec. III-C and V-B).
+"""Per-chunk codec/level selection while a transfer runs (Zhang et al. 2019, sec. III-C and V-B).
 
 A :class:`Selector` is asked :meth:`~Selector.choose` for every chunk just before that chunk is
 compressed, with the latest :class:`~edgemigrate.engine.adaptive.netstate.NetworkState`, and is told
 :meth:`~Selector.observe` what each compression actually achieved. Three implementations:
 
 * :class:`FixedSelector` - one codec and level throughout (the "fixed level" baselines);
-* :class:`RuleSelector` - the seed's rule, eq. 2: the RTT ratio and the loss rate select one of nine
+* :class:`RuleSelector` - Zhang et al. 2019's rule, eq. 2: the RTT ratio and the loss rate select one of nine
   regions, each region adds a level delta to the current lz4 level (default 4, clamped to 1..9);
 * :class:`ModelSelector` - picks the codec/level that maximises the effective transfer rate
   ``min(cores * V_compress, B / C_ratio, cores_dst * V_decompress)`` from measured per-level profiles
-  (seed 001 eqs. 6, 8 and the trade-off of eqs. 9-11).
+  (Zhang et al. 2019, eqs. 6, 8 and the trade-off of eqs. 9-11).
 
 Selectors are called from the sending thread only; they need no locking.
 """
@@ -74,12 +74,12 @@ SEED_RULE_TABLE: tuple[tuple[int, int, int], ...] = (
 
 def region(value: float, low: float, high: float) -> int:
     """0 if ``value <= low``, 1 if ``value <= high``, else 2 (a threshold value belongs to the better region,
-    as the seed's closed intervals ``[0, 0.85]``, ``[0, 0.2]`` list it first)."""
+    as Zhang et al. 2019's closed intervals ``[0, 0.85]``, ``[0, 0.2]`` list it first)."""
     return 0 if value <= low else (1 if value <= high else 2)
 
 
 class RuleSelector:
-    """Seed 001's adaptive rule (eq. 1 ``Netstate = State(RTT, packetLoss)`` and eq. 2 ``Delta_level``).
+    """Zhang et al. 2019's adaptive rule (eq. 1 ``Netstate = State(RTT, packetLoss)`` and eq. 2 ``Delta_level``).
 
     On every *new* network sample (``state.sample_id`` changed) the level moves by
     ``table[rtt_region][loss_region]`` and is clamped to ``[min_level, max_level]``; between samples the
@@ -92,9 +92,9 @@ class RuleSelector:
     increases when the RTT ratio grows (per loss column: +4, +2, 0 / +3, +1, -1 / -2, -3, -4) nor when
     the loss grows (per RTT row: +4, +3, -2 / +2, +1, -3 / 0, -1, -4). The other reading (-1 in the
     duplicated cell, +1 in the missing one) would give the mid-loss column +3, -1, +1: a *worse* RTT
-    (mid -> high) would raise the level, against the seed's ordering of the regions from good to bad.
+    (mid -> high) would raise the level, against Zhang et al. 2019's ordering of the regions from good to bad.
 
-    The sign convention is the seed's: a better network raises the level (stronger lz4), a worse one
+    The sign convention is Zhang et al. 2019's: a better network raises the level (stronger lz4), a worse one
     lowers it. :class:`ModelSelector` derives its choice from measured rates instead.
     """
 
@@ -159,7 +159,7 @@ COLD_START_BANDWIDTHS_BYTES_PER_S: np.ndarray = np.logspace(np.log10(1e6 / 8), n
 class CodecProfile:
     """Measured behaviour of one codec/level on representative data (single core).
 
-    ``ratio`` is output/input (the seed's ``C_ratio``/``R_i``: smaller is better).
+    ``ratio`` is output/input (Zhang et al. 2019's ``C_ratio``/``R_i``: smaller is better).
     """
 
     codec: str
@@ -174,7 +174,7 @@ class CodecProfile:
 
 
 # What the model selector starts from before its own profiles of this migration's data are measured: the
-# issue 4 "Facts" table (one core, a real 322 MiB CRIU page image of a Python process; ratio as output/input).
+# measurements of every codec and level on one core of this machine (one core, a real 322 MiB CRIU page image of a Python process; ratio as output/input).
 DEFAULT_PROFILES: tuple[CodecProfile, ...] = (
     CodecProfile("none", 0, 1e12, 1e12, 1.0),
     CodecProfile("lz4", 1, 1141e6, 3020e6, 1 / 3.14),
@@ -232,7 +232,7 @@ def effective_rate_bytes_per_s(
     compress_cores: float,
     decompress_cores: float,
 ) -> np.ndarray:
-    """Raw bytes per second a pipelined compressed transfer sustains (seed 001 eqs. 6 and 8).
+    """Raw bytes per second a pipelined compressed transfer sustains (Zhang et al. 2019, eqs. 6 and 8).
 
     ``TPS_system = min(TPS_processing, TPS_transfer)`` with ``TPS_processing`` the compress (and, at the
     destination, decompress) throughput of all cores and ``TPS_transfer = B / R`` (eq. 6). Eq. 11

@@ -1,6 +1,6 @@
 """Which codec a checkpoint image file gets: WKdm for CRIU memory pages, the selected codec otherwise.
 
-Seed 001 (sec. V-B): "we use the WKDM memory compression algorithm to process the compressed memory
+Zhang et al. 2019 (sec. V-B): "we use the WKDM memory compression algorithm to process the compressed memory
 page. Other data volumes and metadata can be dynamically set to compress the lz4 compression algorithm."
 CRIU stores raw 4 KiB pages in ``pages-<id>.img``; every other image is protobuf metadata.
 """
@@ -24,7 +24,7 @@ def is_page_image(file_name: str) -> bool:
 class ImageCodecPolicy:
     """Maps (file name, selector choice) to a codec.
 
-    ``page_codec``: codec name for ``pages-*.img`` (``"wkdm"`` as in the seed), or ``None`` to let the
+    ``page_codec``: codec name for ``pages-*.img`` (``"wkdm"`` as in Zhang et al. 2019), or ``None`` to let the
     selector's choice apply to page images too.
     """
 

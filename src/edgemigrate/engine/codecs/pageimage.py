@@ -1,4 +1,4 @@
-"""Realistic memory-page images for codec measurements (WKdm vs lz4 vs zstd, issue 4).
+"""Realistic memory-page images for codec measurements (WKdm vs lz4 vs zstd).
 
 :func:`make_page_image` starts a Python process that builds a realistic heap (user records as dicts of
 strings and lists, JSON-encoded sessions in a dict, NumPy arrays of walks and counters) until its

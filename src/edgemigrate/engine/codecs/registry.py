@@ -11,7 +11,7 @@ Thread safety
 * ``none``, ``zlib`` and ``lz4`` (lz4.frame one-shot functions) keep no shared state and release the GIL
   while they work, so a thread pool compresses chunks in parallel.
 * ``zstd``: a ``zstandard.ZstdCompressor``/``ZstdDecompressor`` must never be shared between threads (sharing
-  one crashed on this machine, issue 4). :class:`ZstdCodec` therefore keeps one compressor and one
+  one crashed the process). :class:`ZstdCodec` therefore keeps one compressor and one
   decompressor *per thread* in a ``threading.local``; the codec object itself can be shared freely.
 * ``wkdm`` (:mod:`.wkdm`) is pure NumPy; NumPy releases the GIL inside each vector operation.
 
@@ -108,7 +108,7 @@ class NoneCodec:
 class Lz4Codec:
     """LZ4 frame format. Levels 1-2 are the fast compressor (identical in liblz4), 3-12 are LZ4-HC.
 
-    The seed (001, sec. III-B) adapts "lz4 levels 1..9"; levels 10-12 are kept for the model selector.
+    Zhang et al. 2019 (sec. III-B) adapt "lz4 levels 1..9"; levels 10-12 are kept for the model selector.
     Content checksums are off: every frame of ours carries its own hash of the raw bytes.
     """
 

@@ -1,6 +1,6 @@
 """WKdm: the Wilson-Kaplan direct-mapped memory-page compressor, vectorised over many pages.
 
-Seed 001 (sec. V-B) compresses the CRIU memory pages (``pages-*.img``) with WKdm [Wilson, Kaplan &
+Zhang et al. 2019 (sec. V-B) compress the CRIU memory pages (``pages-*.img``) with WKdm [Wilson, Kaplan &
 Smaragdakis, "The Case for Compressed Caching in Virtual Memory Systems", USENIX 1999] and everything
 else with lz4. This is WKdm written from that algorithm:
 
@@ -393,4 +393,4 @@ class WkdmCodec:
         return wkdm_decompress(data, raw_size_bytes)
 
 
-register_codec(CodecSpec("wkdm", 4, 0, 0, 0, lambda level: WkdmCodec(), "WKdm page compressor (seed 001)"))
+register_codec(CodecSpec("wkdm", 4, 0, 0, 0, lambda level: WkdmCodec(), "WKdm page compressor (Wilson et al. 1999)"))

@@ -3,7 +3,7 @@
 The NumPy implementation in :mod:`.wkdm` steps through the 1024 word positions of a page and handles
 all pages of a batch at once; it is the reference. These kernels walk each page word by word in
 machine code (``nogil=True``, so several chunks compress in parallel in a thread pool) and are used
-whenever numba imports. ``tests/engine/compression/test_wkdm.py`` checks both produce identical bytes.
+whenever numba imports. ``tests/engine/codecs/test_wkdm.py`` checks both produce identical bytes.
 
 Decoding trusts the record counts: :func:`edgemigrate.engine.codecs.wkdm.wkdm_decompress` checks
 them against the header and the section sizes before calling :func:`decode_pages`.

@@ -1,19 +1,19 @@
-"""Issue 4 experiments: compressed, adaptive, pipelined migration on the real engine (seed 001 sec. V).
+"""Compressed, adaptive, pipelined migration on the real engine (Zhang et al. 2019, sec. V).
 
 Every run is one real migration between two namespace hosts of a testbed
 (:class:`~edgemigrate.control.harness.LocalCluster`: real agents, runc + CRIU, tbf-shaped link) of one
 workload (the engine's counter, KV store or Redis) with one compression configuration. A sweep writes a
 results folder ``results/compression__<experiment>__<seed>__<time>/`` with ``runs.csv``, ``summary.md``
-(:mod:`.compression_summary`), ``runs.jsonl``
+(:mod:`.summary`), ``runs.jsonl``
 (the full statistics of every migration), ``manifest.json`` (resolved configuration, versions, git SHA)
-and PNG plots (:mod:`.compression_plots`), and prints one JSON line per run::
+and PNG plots (:mod:`.plots`), and prints one JSON line per run::
 
     {"bench": "compression", "workload": ..., "selector": ..., "rate_mbit": ..., "total_s": ..., "bytes_on_wire": ...}
 
-Experiments (issue 4, "Experiments"): ``rates`` (a) compressed vs uncompressed across link rates,
+Experiments: ``rates`` (a) compressed vs uncompressed across link rates,
 ``levels`` (b) fixed zstd/lz4 levels with both adaptive selectors overlaid, ``pipeline`` (c) pipelined vs
 serial, ``ratechange`` (e) the shaper's rate changed while the image is in flight, ``web`` (d) lighttpd serving a
-512 KB page under ``ab -c 100`` while it migrates: per-second throughput and QPS (:mod:`.loadgen`,
+512 KB page under ``ab -c 100`` while it migrates: per-second throughput and QPS (:mod:`edgemigrate.experiments.loadgen`,
 ``timeline.csv``).
 """
 
@@ -409,7 +409,7 @@ def plan_ratechange(base: RunConfig, workloads: Sequence[str], from_mbit: float,
 
 def plan_web(base: RunConfig, rates: Sequence[float] = (100.0,),
              selectors: Sequence[str] = ("none", "model", "rule")) -> list[RunConfig]:
-    """(d) lighttpd under ``ab -c 100`` migrated with each selector: throughput / QPS timelines (seed 001, VI-C)."""
+    """(d) lighttpd under ``ab -c 100`` migrated with each selector: throughput / QPS timelines (Zhang et al. 2019, VI-C)."""
     return [replace(base, workload="web", rate_mbit=r, selector=s) for r in rates for s in selectors]
 
 

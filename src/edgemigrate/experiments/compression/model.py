@@ -1,4 +1,4 @@
-"""Seed 001's pipeline model (eqs. 3-8) evaluated on a measured migration, to set predictions beside results.
+"""Zhang et al. 2019's pipeline model (eqs. 3-8) evaluated on a measured migration, to set predictions beside results.
 
 A migration's stages, as the engine records them (``stats`` of :meth:`LocalCluster.migrate`):
 
@@ -11,7 +11,7 @@ A migration's stages, as the engine records them (``stats`` of :meth:`LocalClust
 
 Predictions (seconds):
 
-* serial (seed fig. 5a): every stage waits for the previous one, so the times add - eq. 3 for the
+* serial (Zhang et al. 2019, fig. 5a): every stage waits for the previous one, so the times add - eq. 3 for the
   processing stages plus eq. 4 for the transfer: ``checkpoint + compress + transfer + rebuild + restore``;
 * pipelined (fig. 5b, eq. 7): compression on ``workers`` cores overlaps the transfer, so that part costs
   ``max(compress / workers, transfer)``; checkpoint and restore stay outside the overlap because CRIU
@@ -42,7 +42,7 @@ def stage_times_s(stats: dict[str, Any], rate_mbit: float) -> dict[str, float]:
 
 
 def predict_s(stats: dict[str, Any], rate_mbit: float, workers: int) -> dict[str, float]:
-    """Seed 001 eqs. 3, 4 and 7 for this migration's measured stages: ``pred_serial_s``, ``pred_pipelined_s``,
+    """Zhang et al. 2019 eqs. 3, 4 and 7 for this migration's measured stages: ``pred_serial_s``, ``pred_pipelined_s``,
     and the stage times they are made of (``stage_*_s``)."""
     st = stage_times_s(stats, rate_mbit)
     outside = st["checkpoint"] + st["rebuild_restore"]

@@ -1,4 +1,4 @@
-"""PNG plots of the issue 4 compression experiments (read ``runs.csv`` of a results folder)."""
+"""PNG plots of the compression experiments (read ``runs.csv`` of a results folder)."""
 
 from __future__ import annotations
 
@@ -239,7 +239,7 @@ def _plot_pipeline(plt: Any, t: dict[str, np.ndarray], w: np.ndarray, wl: str, r
                         util_busy[ri, si] = np.mean(busy) if busy else np.nan
             xs = x + (pi - 0.5) * bw
             ax.bar(xs, vals, bw, yerr=errs, color="C0" if p == "pipelined" else "C1", label=p)
-            ax.plot(xs, preds, "k_", ms=16, mew=2, label="seed 001 eqs. 3-7" if pi == 0 else None)
+            ax.plot(xs, preds, "k_", ms=16, mew=2, label="Zhang et al. 2019 eqs. 3-7" if pi == 0 else None)
             if p == "pipelined":
                 pipe = vals
             else:
@@ -289,7 +289,7 @@ def plot_web_all(run_dir: Path) -> list[Path]:
 
 def plot_web(run_dir: Path, rate_mbit: float | None = None, name: str = "web_timeline.png") -> Path:
     """(d) Throughput (top) and QPS (bottom) per second while the web service migrates, one line per selector,
-    time aligned at each migration's start; bars: migration / frozen window (seed 001, section VI-C, figs. 6-7).
+    time aligned at each migration's start; bars: migration / frozen window (Zhang et al. 2019, section VI-C, figs. 6-7).
     ``rate_mbit``: only the runs at that edge-to-edge rate (default: all)."""
     rows = [r for r in _web_rows(run_dir) if rate_mbit is None or float(r["rate_mbit"]) == rate_mbit]
     plt = _plt()

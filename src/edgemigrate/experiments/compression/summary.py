@@ -1,9 +1,9 @@
-"""Markdown summary (``summary.md``) of an issue 4 compression experiment, from its ``runs.csv``.
+"""Markdown summary (``summary.md``) of a compression experiment, from its ``runs.csv``.
 
 Means with 95 % Student-t confidence half-widths over the repeats of each configuration, and the comparison
 each experiment exists for: (a) ``rates`` time saved versus uncompressed; (b) ``levels`` each adaptive
 selector versus the best fixed level at the same rate; (c) ``pipeline`` pipelined versus serial, measured
-and as seed 001's eqs. 3-7 predict it from the *serial* runs' stage times (in a pipelined run the stages
+and as Zhang et al. 2019's eqs. 3-7 predict it from the *serial* runs' stage times (in a pipelined run the stages
 overlap and share the CPU, so its own per-chunk compression times are inflated); (e) ``ratechange`` every
 selector versus the best fixed level. Utilisation is given end to end (each round from its first chunk to the
 destination's confirmation) and, where measured, while the link carried the image (``link_util``).
