@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_codecs.py [--size-mb 128] [--image pages.img] [--codecs lz4:1,zstd:3,wkdm:0]
                                                 [--out results.jsonl]
 
-Without ``--image`` the page image is made here (:func:`edgemigrate.engine.compression.pageimage.make_page_image`):
+Without ``--image`` the page image is made here (:func:`edgemigrate.engine.codecs.pageimage.make_page_image`):
 a Python process holding ``--size-mb`` of real heap data (dicts, strings, JSON, NumPy arrays) is dumped
 with ``criu dump --leave-running`` when CRIU is available (root), else its resident private pages are
 read from ``/proc/<pid>/mem``. Each line:
@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgemigrate.engine.compression import make_codec
-from edgemigrate.engine.compression.pageimage import make_page_image
+from edgemigrate.engine.codecs import make_codec
+from edgemigrate.engine.codecs.pageimage import make_page_image
 
 DEFAULT_CODECS = (
     "none:0,lz4:1,lz4:3,lz4:6,lz4:9,lz4:12,zstd:1,zstd:3,zstd:6,zstd:9,zstd:19,zlib:1,zlib:6,wkdm:0"

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.engine import delta
-from edgemigrate.engine.compression.codecs import make_codec
-from edgemigrate.engine.compression.frames import (
+from edgemigrate.engine.adaptive.sender import decode_chunk
+from edgemigrate.engine.codecs.frames import (
     HEADER_SIZE_BYTES,
     FrameError,
     FrameHeader,
@@ -38,7 +38,7 @@ from edgemigrate.engine.compression.frames import (
     parse_control,
     raw_digest,
 )
-from edgemigrate.engine.compression.wire import decode_chunk
+from edgemigrate.engine.codecs.registry import make_codec
 from edgemigrate.engine.manifest import (
     ChunkSpec,
     FileKind,

@@ -246,7 +246,7 @@ def test_web_service_migrates_under_ab_load(tmp_path: Path) -> None:
     if reason:
         pytest.skip(reason)
     from edgemigrate.experiments.compression import Bench, RunConfig, json_line
-    from edgemigrate.experiments.compression_plots import plot_web
+    from edgemigrate.experiments.compression.plots import plot_web
     from edgemigrate.experiments.loadgen import write_timeline
 
     bench = Bench(tmp_path / "cluster")

@@ -1,4 +1,4 @@
-"""``edgemigrate experiment compression ...``: issue 4 / seed 001 experiments on the real engine (root)."""
+"""``edgemigrate experiment compression ...``: the Zhang et al. 2019 experiments on the real engine (root)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _go(name: str, plan: list[Any], out_root: Path, repeats: int, no_plots: bool
 
 @click.group()
 def compression() -> None:
-    """Seed 001: compressed, adaptive, pipelined migration of real containers over a shaped link (root)."""
+    """Zhang et al. 2019: compressed, adaptive, pipelined migration of real containers over a shaped link (root)."""
 
 
 @compression.command()

@@ -150,7 +150,7 @@ def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, 
             page_codec: str, pipeline: str, as_json: bool) -> None:
     """Move the running SERVICE to host --to (pre-copy deltas or stop-and-copy), compressed per chunk."""
     from edgemigrate.control import client
-    from edgemigrate.engine.compression.wire import CompressionConfig
+    from edgemigrate.engine.adaptive.config import CompressionConfig
 
     CompressionConfig.parse(compression, page_codec, pipeline)  # a typo fails here, before any agent is asked
     d = _dir(testbed, pki, port)

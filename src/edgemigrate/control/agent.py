@@ -32,14 +32,14 @@ from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.control.tokens import TokenBook
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError, ValidationError
 from edgemigrate.core.ids import check_id, child, round_dir
+from edgemigrate.engine.adaptive.sender import decode_chunk
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.imagecheck import check_image, policy_from_bundle
 from edgemigrate.engine.checkpoint.nfqueue import PacketHold
 from edgemigrate.engine.checkpoint.runc import RuncCriuRuntime
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
-from edgemigrate.engine.compression.frames import FrameError
-from edgemigrate.engine.compression.wire import decode_chunk
-from edgemigrate.engine.compression.wkdm import warm_up
+from edgemigrate.engine.codecs.frames import FrameError
+from edgemigrate.engine.codecs.wkdm import warm_up
 from edgemigrate.engine.manifest import IntegrityError, RoundReceiver
 from edgemigrate.engine.protocol.codec import Chunk, Message, MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (

@@ -42,11 +42,12 @@ from edgemigrate.control.spec import ServiceSpec
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.core.ids import check_id, child
+from edgemigrate.engine.adaptive.config import PROFILE_SAMPLE_BYTES, CompressionConfig
+from edgemigrate.engine.adaptive.netstate import NetworkMonitor
+from edgemigrate.engine.adaptive.selectors import Selector
+from edgemigrate.engine.adaptive.sender import send_round
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
-from edgemigrate.engine.compression.netstate import NetworkMonitor
-from edgemigrate.engine.compression.selectors import Selector
-from edgemigrate.engine.compression.wire import PROFILE_SAMPLE_BYTES, CompressionConfig, send_round
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (

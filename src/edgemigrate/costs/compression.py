@@ -96,7 +96,7 @@ def pipelined_compression_rate_bytes_per_s(
     """Eqs. 5, 6, 8 for a single compress stage on ``cores`` cores: ``min(cores * V_c, B / R)``.
 
     The input bytes per second a pipelined compressed transfer sustains; the model-based selector of
-    :mod:`edgemigrate.engine.compression.selectors` maximises the same quantity over codecs and levels.
+    :mod:`edgemigrate.engine.adaptive.selectors` maximises the same quantity over codecs and levels.
     """
     proc = np.asarray(compress_bytes_per_s_per_core, dtype=np.float64) * np.asarray(cores, dtype=np.float64)
     link = np.asarray(bandwidth_bytes_per_s, dtype=np.float64) / np.asarray(ratio, dtype=np.float64)

@@ -3,7 +3,7 @@
 The source describes each round as a :class:`Manifest`: every file of the CRIU image directory is
 ``full`` (sent whole), ``same`` (byte-identical to the previous round's file of that name, not sent) or
 ``pages`` (a ``pages-*.img`` sent as a delta against the previous round: a bitmap of changed pages and the
-changed pages, seed 002 section IV-B). The wire payload of every file is cut into chunks of at most
+changed pages, Ngo et al. 2020, section IV-B). The wire payload of every file is cut into chunks of at most
 :data:`CHUNK_SIZE_BYTES`, each with its SHA-256. The destination (:class:`RoundReceiver`) refuses any chunk
 whose hash or placement is wrong, verifies whole-file hashes where the manifest carries them, rebuilds the
 full image and only then lets the restore run.
@@ -38,6 +38,8 @@ from edgemigrate.engine.delta import PAGE_SIZE_BYTES
 
 MANIFEST_VERSION = 1
 CHUNK_SIZE_BYTES = 1 << 20
+# the one chunk-size limit of the data path: manifests refuse larger chunks, the agent protocol sizes its CHUNK
+# messages and the destination its frame limits from it
 MAX_CHUNK_SIZE_BYTES = 8 << 20
 MAX_IMAGE_SIZE_BYTES = 64 << 30
 MAX_FILES = 4096
@@ -122,7 +124,11 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, obj: Any, limit_bytes: int = MAX_IMAGE_SIZE_BYTES) -> Manifest:
-        """Validate an untrusted decoded manifest; raise :class:`ManifestError` naming the bad key."""
+        """Validate an untrusted decoded manifest; raise :class:`ManifestError` naming the bad key.
+
+        The steps run in this order (so the first problem found is the one reported): the header, every file
+        on its own, the files together (pagemaps, total sizes), then the chunks against the files.
+        """
         if not isinstance(obj, dict):
             raise ManifestError("manifest: expected a JSON object")
         version = _get(obj, "version", int, "manifest")
@@ -133,94 +139,133 @@ class Manifest:
         if not 1 <= round_index <= MAX_ROUND:
             raise ManifestError(f"manifest.round: {round_index} outside 1..{MAX_ROUND}")
         final = _get(obj, "final", bool, "manifest")
-        raw_files = _get(obj, "files", list, "manifest")
-        if len(raw_files) > MAX_FILES:
-            raise ManifestError(f"manifest.files: {len(raw_files)} files exceed the limit of {MAX_FILES}")
-        files: list[FileSpec] = []
-        seen: set[str] = set()
-        for i, rf in enumerate(raw_files):
-            where = f"manifest.files[{i}]"
-            if not isinstance(rf, dict):
-                raise ManifestError(f"{where}: expected an object")
-            name = _check_name(_get(rf, "name", str, where), f"{where}.name")
-            if name in seen:
-                raise ManifestError(f"{where}.name: duplicate file {name!r}")
-            seen.add(name)
-            kind_s = _get(rf, "kind", str, where)
-            try:
-                kind = FileKind(kind_s)
-            except ValueError:
-                raise ManifestError(f"{where}.kind: {kind_s!r} is not one of full/same/pages") from None
-            size = _size(_get(rf, "size_bytes", int, where), f"{where}.size_bytes", limit_bytes)
-            payload = _size(_get(rf, "payload_bytes", int, where), f"{where}.payload_bytes", limit_bytes)
-            digest = rf.get("sha256")
-            if digest is not None and (not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest)):
-                raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
-            pagemap = rf.get("pagemap")
-            base = rf.get("base")
-            if kind is FileKind.PAGES:
-                if not isinstance(pagemap, str):
-                    raise ManifestError(f"{where}.pagemap: a pages file needs its pagemap")
-                _check_name(pagemap, f"{where}.pagemap")
-                if base is not None:
-                    _check_name(_expect(base, str, f"{where}.base"), f"{where}.base")
-                if size % PAGE_SIZE_BYTES:
-                    raise ManifestError(f"{where}.size_bytes: not a multiple of the page size")
-            else:
-                if digest is None:
-                    raise ManifestError(f"{where}.sha256: required for {kind.value} files")
-                if pagemap is not None or base is not None:
-                    raise ManifestError(f"{where}: pagemap/base only apply to pages files")
-                expected_payload = size if kind is FileKind.FULL else 0
-                if payload != expected_payload:
-                    raise ManifestError(f"{where}.payload_bytes: must be {expected_payload} for a {kind.value} file")
-            files.append(FileSpec(name, kind, size, payload, digest, pagemap, base))
-        kinds = {f.name: f.kind for f in files}
-        for f in files:
-            if f.kind is not FileKind.PAGES:
-                continue
-            pagemap_kind = kinds.get(f.pagemap or "")
-            if pagemap_kind is None:
-                raise ManifestError(f"manifest: pages file {f.name} names pagemap {f.pagemap} not in the manifest")
-            if pagemap_kind is FileKind.PAGES:
-                # pages files are rebuilt after every other file, from their pagemap: it cannot be one of them
-                raise ManifestError(f"manifest: pages file {f.name} names another pages file as its pagemap")
-        # each file is within the limit on its own; many of them together must be too
-        total = sum(f.size_bytes for f in files)
-        if total > limit_bytes:
-            raise ManifestError(f"manifest: declared image size {total} bytes exceeds the limit {limit_bytes}")
-        total_payload = sum(f.payload_bytes for f in files)
-        if total_payload > limit_bytes:
-            raise ManifestError(
-                f"manifest: declared payload of {total_payload} bytes exceeds the limit {limit_bytes}"
-            )
-        raw_chunks = _get(obj, "chunks", list, "manifest")
-        chunks: list[ChunkSpec] = []
-        by_name = {f.name: f for f in files}
-        next_offset = {f.name: 0 for f in files}
-        for i, rc in enumerate(raw_chunks):
-            where = f"manifest.chunks[{i}]"
-            if not (isinstance(rc, list) and len(rc) == 5):
-                raise ManifestError(f"{where}: expected [index, file, offset, size_bytes, sha256]")
-            index, fname, offset, size, digest = rc
-            if type(index) is not int or index != i:  # 1.0 == 1 and True == 1: the type matters
-                raise ManifestError(f"{where}: index must be {i}")
-            if not isinstance(fname, str) or fname not in by_name:
-                raise ManifestError(f"{where}: unknown file {fname!r}")
-            if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHUNK_SIZE_BYTES:
-                raise ManifestError(f"{where}: size_bytes must be in 1..{MAX_CHUNK_SIZE_BYTES}")
-            if type(offset) is not int or offset != next_offset[fname]:
-                raise ManifestError(f"{where}: offset {offset} leaves a gap or overlap in {fname}")
-            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
-            next_offset[fname] = offset + size
-            if next_offset[fname] > by_name[fname].payload_bytes:
-                raise ManifestError(f"{where}: chunk runs past the declared payload of {fname}")
-            chunks.append(ChunkSpec(index, fname, offset, size, digest))
-        for f in files:
-            if next_offset[f.name] != f.payload_bytes:
-                raise ManifestError(f"manifest: chunks cover {next_offset[f.name]} of {f.payload_bytes} payload bytes of {f.name}")
-        return cls(service, round_index, final, tuple(files), tuple(chunks), version)
+        files = _parse_files(_get(obj, "files", list, "manifest"), limit_bytes)
+        _check_pagemaps(files)
+        _check_totals(files, limit_bytes)
+        chunks = _parse_chunks(_get(obj, "chunks", list, "manifest"), files)
+        return cls(service, round_index, final, files, chunks, version)
+
+
+def _parse_files(raw_files: list[Any], limit_bytes: int) -> tuple[FileSpec, ...]:
+    """Every file entry on its own: a safe, unique name and sizes within ``limit_bytes``."""
+    if len(raw_files) > MAX_FILES:
+        raise ManifestError(f"manifest.files: {len(raw_files)} files exceed the limit of {MAX_FILES}")
+    files: list[FileSpec] = []
+    seen: set[str] = set()
+    for i, rf in enumerate(raw_files):
+        files.append(_parse_file(rf, f"manifest.files[{i}]", limit_bytes, seen))
+    return tuple(files)
+
+
+def _parse_file(rf: Any, where: str, limit_bytes: int, seen: set[str]) -> FileSpec:
+    """One file entry; ``seen`` holds the names of the entries before it (and gets this one's)."""
+    if not isinstance(rf, dict):
+        raise ManifestError(f"{where}: expected an object")
+    name = _check_name(_get(rf, "name", str, where), f"{where}.name")
+    if name in seen:
+        raise ManifestError(f"{where}.name: duplicate file {name!r}")
+    seen.add(name)
+    kind_s = _get(rf, "kind", str, where)
+    try:
+        kind = FileKind(kind_s)
+    except ValueError:
+        raise ManifestError(f"{where}.kind: {kind_s!r} is not one of full/same/pages") from None
+    size = _size(_get(rf, "size_bytes", int, where), f"{where}.size_bytes", limit_bytes)
+    payload = _size(_get(rf, "payload_bytes", int, where), f"{where}.payload_bytes", limit_bytes)
+    digest = rf.get("sha256")
+    if digest is not None and (not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
+    pagemap = rf.get("pagemap")
+    base = rf.get("base")
+    if kind is FileKind.PAGES:
+        _check_pages_fields(where, size, pagemap, base)
+    else:
+        _check_whole_file_fields(where, kind, size, payload, digest, pagemap, base)
+    return FileSpec(name, kind, size, payload, digest, pagemap, base)
+
+
+def _check_pages_fields(where: str, size: int, pagemap: Any, base: Any) -> None:
+    """A ``pages`` file names its pagemap (and maybe its base) and holds whole pages."""
+    if not isinstance(pagemap, str):
+        raise ManifestError(f"{where}.pagemap: a pages file needs its pagemap")
+    _check_name(pagemap, f"{where}.pagemap")
+    if base is not None:
+        _check_name(_expect(base, str, f"{where}.base"), f"{where}.base")
+    if size % PAGE_SIZE_BYTES:
+        raise ManifestError(f"{where}.size_bytes: not a multiple of the page size")
+
+
+def _check_whole_file_fields(where: str, kind: FileKind, size: int, payload: int, digest: str | None,
+                             pagemap: Any, base: Any) -> None:
+    """A ``full`` or ``same`` file carries its hash; its payload is the whole file or nothing."""
+    if digest is None:
+        raise ManifestError(f"{where}.sha256: required for {kind.value} files")
+    if pagemap is not None or base is not None:
+        raise ManifestError(f"{where}: pagemap/base only apply to pages files")
+    expected_payload = size if kind is FileKind.FULL else 0
+    if payload != expected_payload:
+        raise ManifestError(f"{where}.payload_bytes: must be {expected_payload} for a {kind.value} file")
+
+
+def _check_pagemaps(files: tuple[FileSpec, ...]) -> None:
+    """Every pages file's pagemap is a file of the manifest, and not a pages file itself."""
+    kinds = {f.name: f.kind for f in files}
+    for f in files:
+        if f.kind is not FileKind.PAGES:
+            continue
+        pagemap_kind = kinds.get(f.pagemap or "")
+        if pagemap_kind is None:
+            raise ManifestError(f"manifest: pages file {f.name} names pagemap {f.pagemap} not in the manifest")
+        if pagemap_kind is FileKind.PAGES:
+            # pages files are rebuilt after every other file, from their pagemap: it cannot be one of them
+            raise ManifestError(f"manifest: pages file {f.name} names another pages file as its pagemap")
+
+
+def _check_totals(files: tuple[FileSpec, ...], limit_bytes: int) -> None:
+    # each file is within the limit on its own; many of them together must be too
+    total = sum(f.size_bytes for f in files)
+    if total > limit_bytes:
+        raise ManifestError(f"manifest: declared image size {total} bytes exceeds the limit {limit_bytes}")
+    total_payload = sum(f.payload_bytes for f in files)
+    if total_payload > limit_bytes:
+        raise ManifestError(
+            f"manifest: declared payload of {total_payload} bytes exceeds the limit {limit_bytes}"
+        )
+
+
+def _parse_chunks(raw_chunks: list[Any], files: tuple[FileSpec, ...]) -> tuple[ChunkSpec, ...]:
+    """The chunks, in index order, tile every file's payload exactly: no gap, no overlap, nothing past it."""
+    chunks: list[ChunkSpec] = []
+    by_name = {f.name: f for f in files}
+    next_offset = {f.name: 0 for f in files}
+    for i, rc in enumerate(raw_chunks):
+        chunk = _parse_chunk(rc, i, by_name, next_offset)
+        next_offset[chunk.file] = chunk.offset + chunk.size_bytes
+        if next_offset[chunk.file] > by_name[chunk.file].payload_bytes:
+            raise ManifestError(f"manifest.chunks[{i}]: chunk runs past the declared payload of {chunk.file}")
+        chunks.append(chunk)
+    for f in files:
+        if next_offset[f.name] != f.payload_bytes:
+            raise ManifestError(f"manifest: chunks cover {next_offset[f.name]} of {f.payload_bytes} payload bytes of {f.name}")
+    return tuple(chunks)
+
+
+def _parse_chunk(rc: Any, i: int, by_name: dict[str, FileSpec], next_offset: dict[str, int]) -> ChunkSpec:
+    where = f"manifest.chunks[{i}]"
+    if not (isinstance(rc, list) and len(rc) == 5):
+        raise ManifestError(f"{where}: expected [index, file, offset, size_bytes, sha256]")
+    index, fname, offset, size, digest = rc
+    if type(index) is not int or index != i:  # 1.0 == 1 and True == 1: the type matters
+        raise ManifestError(f"{where}: index must be {i}")
+    if not isinstance(fname, str) or fname not in by_name:
+        raise ManifestError(f"{where}: unknown file {fname!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHUNK_SIZE_BYTES:
+        raise ManifestError(f"{where}: size_bytes must be in 1..{MAX_CHUNK_SIZE_BYTES}")
+    if type(offset) is not int or offset != next_offset[fname]:
+        raise ManifestError(f"{where}: offset {offset} leaves a gap or overlap in {fname}")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
+    return ChunkSpec(index, fname, offset, size, digest)
 
 
 def _expect(value: Any, typ: type, where: str) -> Any:

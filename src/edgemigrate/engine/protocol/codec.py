@@ -4,7 +4,7 @@ Every frame is ``magic(2) | version(u8) | type(u8) | length(u32, big-endian) | p
 carry a UTF-8 JSON object, decoded strictly (:func:`edgemigrate.engine.strictjson.loads_untrusted`: finite
 numbers, 64-bit integers, bounded nesting) and validated against a per-type schema; the one data message (:attr:`MsgType.CHUNK`)
 carries a small binary header (round, chunk index) followed by the chunk as one compression frame
-(:mod:`edgemigrate.engine.compression.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
+(:mod:`edgemigrate.engine.codecs.frames`: codec, level, raw size, BLAKE2b, payload). Version 2 added
 the frames (version 1 sent raw chunk bytes); a peer of another version is refused with a message naming
 both versions. Version 3 added migration tokens (``AUTHORIZE``; ``token`` in ``MIGRATE`` and ``HELLO``).
 :class:`FrameDecoder`
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.compression.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
-from edgemigrate.engine.compression.frames import max_payload_bytes
+from edgemigrate.engine.codecs.frames import HEADER_SIZE_BYTES as FRAME_HEADER_BYTES
+from edgemigrate.engine.codecs.frames import max_payload_bytes
+from edgemigrate.engine.manifest import MAX_CHUNK_SIZE_BYTES
 from edgemigrate.engine.strictjson import MAX_JSON_INT, loads_untrusted
 
 MAGIC = b"EM"
@@ -29,9 +30,9 @@ PROTOCOL_VERSION = 3
 HEADER = struct.Struct("!2sBBI")
 CHUNK_HEADER = struct.Struct("!II")
 MAX_CONTROL_PAYLOAD_BYTES = 16 << 20  # a manifest of a 64 GiB image is ~10 MB of JSON
-MAX_RAW_CHUNK_BYTES = 8 << 20  # the manifest's MAX_CHUNK_SIZE_BYTES
-# a frame of an incompressible 8 MiB chunk is larger than 8 MiB: every codec's worst case must fit
-MAX_CHUNK_PAYLOAD_BYTES = CHUNK_HEADER.size + FRAME_HEADER_BYTES + max_payload_bytes(MAX_RAW_CHUNK_BYTES)
+# a frame of an incompressible chunk of the largest size a manifest allows is larger than that chunk: every
+# codec's worst case must fit
+MAX_CHUNK_PAYLOAD_BYTES = CHUNK_HEADER.size + FRAME_HEADER_BYTES + max_payload_bytes(MAX_CHUNK_SIZE_BYTES)
 
 
 class ProtocolError(EngineError):
