@@ -41,8 +41,9 @@ from edgemigrate.policies.base import POLICIES, BatchPolicy
 from edgemigrate.sim.view import SimView
 
 
-def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
-    """(K, N+1) estimated M (eq. 1), D (eqs. 2-3), C (eq. 6) and B (eq. 9) of each task on each choice."""
+def separable_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """(K, N+1) estimated M (eq. 1), C (eq. 6) and B (eq. 9) of each task on each choice: the parts that do not
+    depend on where the other tasks go (GA/DE/PSO's per-task cost, :func:`edgemigrate.policies.search.problem_from_view`)."""
     tasks = np.asarray(tasks, dtype=np.int64)
     n1 = view.n_nodes + 1
     data = view.task_attr("data_bytes", tasks).astype(np.float64)
@@ -51,7 +52,6 @@ def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[
     hops = view.hops
     access = view.access_node(tasks)
     backhaul = data[:, None] * BITS_PER_BYTE / view.backhaul_bps[None, :] + view.backhaul_s_per_hop * hops[access]
-    download = view.download_estimate_s(tasks)
     move = np.zeros((tasks.size, n1))
     prev = view.task_attr("prev_node", tasks)
     moving = prev >= 0
@@ -62,7 +62,14 @@ def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[
         mv = (view.task_attr("service_bytes", tasks)[moving][:, None] * BITS_PER_BYTE / bps
               + view.task_attr("migration_s_per_hop", tasks)[moving][:, None] * h)
         move[moving] = np.where(h > 0, mv, 0.0)
-    return {"move_s": move, "download_s": download, "computation_s": comp, "backhaul_s": backhaul}
+    return {"move_s": move, "computation_s": comp, "backhaul_s": backhaul}
+
+
+def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """(K, N+1) estimated M (eq. 1), D (eqs. 2-3), C (eq. 6) and B (eq. 9) of each task on each choice."""
+    parts = separable_parts_s(view, tasks)
+    return {"move_s": parts["move_s"], "download_s": view.download_estimate_s(np.asarray(tasks, dtype=np.int64)),
+            "computation_s": parts["computation_s"], "backhaul_s": parts["backhaul_s"]}
 
 
 def combine_s(move_s: NDArray[np.float64], download_s: NDArray[np.float64], computation_s: NDArray[np.float64],
