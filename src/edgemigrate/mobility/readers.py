@@ -190,7 +190,8 @@ def _require_ids(path: Path, label: str, wanted: set[str] | None, found: Iterabl
         return
     missing = sorted(wanted - set(found))
     if missing:
-        raise ValidationError(f"{path}: {label} {', '.join(missing[:5])} have no fix{where}{suggest(missing[0], known)}")
+        listed = ", ".join(missing[:5])
+        raise ValidationError(f"{path}: {label} {listed} have no fix{where}{suggest(missing[0], known)}")
 
 
 def _raw_traces(tracks: Mapping[str, Track], source: Path, sha256: str, reader: str, options: dict[str, Any],

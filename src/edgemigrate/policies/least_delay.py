@@ -1,12 +1,13 @@
-"""LEAST_DELAY: a per-decision expert that puts each task where its estimated T_k is least (seed 000 eqs. 1-10).
+"""LEAST_DELAY: a per-decision expert that puts each task where its estimated T_k is least (Liu et al. 2024,
+eqs. 1-10).
 
-Written as a *strong* expert for PPCM's demonstrations (issue 5's controlled experiment: is PPCM weak because
-its seed-given expert, DEP_SOFT, is weak in our model?). Unlike GA/DE/PSO it never searches: for every queued
-task, in queue order, it evaluates seed 000's cost model on every feasible choice (the N edge nodes and the
+Written as a *strong* expert for PPCM's demonstrations (the controlled PPCM experiment: is PPCM weak because its
+expert in Liu et al. 2024, DEP_SOFT, is weak in our model?). Unlike GA/DE/PSO it never searches: for every queued
+task, in queue order, it evaluates Liu et al. 2024's cost model on every feasible choice (the N edge nodes and the
 cloud) from what :class:`~edgemigrate.sim.view.SimView` exposes, and takes the cheapest. With one task per call
 (the env's ``act``) this is exactly "pick the feasible node (or the cloud) of least estimated T_k".
 
-Estimate for task k on choice j (seconds), following seed 000 section III-B:
+Estimate for task k on choice j (seconds), following Liu et al. 2024, sec. III-B:
 
 * M_j - eq. (1): migrations only, ``service_bytes * 8 / min(eta_prev, eta_j) + sigma_migr * hops(prev, j)``,
   0 when j is the previous node;
@@ -43,7 +44,8 @@ from edgemigrate.sim.view import SimView
 
 def separable_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
     """(K, N+1) estimated M (eq. 1), C (eq. 6) and B (eq. 9) of each task on each choice: the parts that do not
-    depend on where the other tasks go (GA/DE/PSO's per-task cost, :func:`edgemigrate.policies.search.problem_from_view`)."""
+    depend on where the other tasks go (GA/DE/PSO's per-task cost in
+    :func:`edgemigrate.policies.search.problem_from_view`)."""
     tasks = np.asarray(tasks, dtype=np.int64)
     n1 = view.n_nodes + 1
     data = view.task_attr("data_bytes", tasks).astype(np.float64)
@@ -85,7 +87,7 @@ def estimate_delay_s(view: SimView, tasks: NDArray[np.int64]) -> NDArray[np.floa
 
 @POLICIES.register("least_delay")
 class LeastDelay(BatchPolicy):
-    """Per task, the feasible edge node or the cloud of least estimated T_k (seed 000 eqs. 1-10); ties at
+    """Per task, the feasible edge node or the cloud of least estimated T_k (Liu et al. 2024, eqs. 1-10); ties at
     random. A strong, search-free expert for PPCM's demonstrations (``--expert least_delay``)."""
 
     name = "least_delay"

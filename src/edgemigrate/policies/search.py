@@ -1,8 +1,8 @@
-"""GA, DE and PSO as placement policies (seed 000 VI-A baselines 5-7).
+"""GA, DE and PSO as placement policies (Liu et al. 2024, sec. VI-A baselines 5-7).
 
 Each tick, the queued tasks form one assignment problem over the N edge nodes + the cloud, solved by the
 metaheuristics in ``policies/optim`` (problem-specific integer encoding, greedy-seeded population, repair to
-feasibility). The fitness is seed 000's cost model as far as it can be evaluated for many candidate
+feasibility). The fitness is Liu et al. 2024's cost model as far as it can be evaluated for many candidate
 assignments at once (:func:`problem_from_view`):
 
 * separable per (task, choice): computation C (eq. 6, the node's current workload), backhaul B (eq. 9),
@@ -65,20 +65,20 @@ class Metaheuristic(BatchPolicy):
 
 @POLICIES.register("ga")
 class GA(Metaheuristic):
-    """GA (seed 000 VI-A baseline 5)."""
+    """GA (Liu et al. 2024, sec. VI-A baseline 5)."""
 
     name = algo = "ga"
 
 
 @POLICIES.register("de")
 class DE(Metaheuristic):
-    """Differential evolution (seed 000 VI-A baseline 6)."""
+    """Differential evolution (Liu et al. 2024, sec. VI-A baseline 6)."""
 
     name = algo = "de"
 
 
 @POLICIES.register("pso")
 class PSO(Metaheuristic):
-    """Particle swarm optimisation (seed 000 VI-A baseline 7)."""
+    """Particle swarm optimisation (Liu et al. 2024, sec. VI-A baseline 7)."""
 
     name = algo = "pso"
