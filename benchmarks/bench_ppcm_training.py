@@ -40,7 +40,7 @@ def main() -> None:
     import dataclasses
 
     from edgemigrate.envs.ppcm import PPCMEnv
-    from edgemigrate.policies.base import make_policy
+    from edgemigrate.policies import make_policy
     from edgemigrate.policies.rl.ppo import train
 
     seeds = [EVAL_SEED0 + i for i in range(a.eval_seeds)]

@@ -30,7 +30,7 @@ from edgemigrate.policies.rl.toyenv import LayerOverlapEnv
 
 def scenario_run(scenario: str, steps: int, demo_episodes: int, seed: int) -> dict[str, object]:
     from edgemigrate.envs.ppcm import PPCMEnv
-    from edgemigrate.policies.base import make_policy
+    from edgemigrate.policies import make_policy
     from edgemigrate.policies.rl.evaluate import evaluate
 
     env_fn = partial(PPCMEnv, scenario)

@@ -1,4 +1,4 @@
-"""Baselines of seed 000 VI-A decide by their documented scores, only among feasible nodes."""
+"""Baselines of Liu et al. 2024, sec. VI-A decide by their documented scores, only among feasible nodes."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def run(scenario: str, seed: int | None, policy: str | None, overrides: tuple[st
     and plots. Its path is printed on the last line.
     """
     from edgemigrate.experiments.runner import run_scenario
-    from edgemigrate.policies.base import POLICIES, make_policy
+    from edgemigrate.policies import POLICIES, make_policy
     from edgemigrate.scenarios.scenario import load_scenario
 
     sets = list(overrides)
@@ -51,7 +51,7 @@ def run(scenario: str, seed: int | None, policy: str | None, overrides: tuple[st
 @click.command()
 def scenarios() -> None:
     """List the bundled scenarios and the available policies."""
-    from edgemigrate.policies.base import POLICIES, make_policy
+    from edgemigrate.policies import POLICIES, make_policy
     from edgemigrate.scenarios.scenario import bundled_scenarios
 
     make_policy("cloud")  # loads the built-in registrations

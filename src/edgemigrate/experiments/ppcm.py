@@ -113,7 +113,7 @@ def variant_expert(algo: str, expert: str = "dep_soft") -> str | None:
 def make_baseline(name: str, seed: int | None) -> Any:
     """A registered batch policy by name (the eight baselines, or LEAST_DELAY)."""
     import edgemigrate.policies.least_delay  # noqa: F401  (registers least_delay)
-    from edgemigrate.policies.base import make_policy
+    from edgemigrate.policies import make_policy
 
     return make_policy(name, seed=seed)
 

@@ -12,7 +12,7 @@ import numpy as np
 from edgemigrate.core.config import to_dict
 from edgemigrate.experiments.plots import plot_run
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
-from edgemigrate.policies.base import make_policy
+from edgemigrate.policies import make_policy
 from edgemigrate.scenarios.scenario import Scenario, build_simulator
 from edgemigrate.sim.config import DecisionKind
 

@@ -283,6 +283,66 @@ def to_trajectories(
         raise ValidationError(f"dt_s must be a positive number of seconds, got {dt_s!r}")
     if not (max_speed_mps > 0 and max_gap_s > 0):
         raise ValidationError("max_speed_mps and max_gap_s must be positive")
+    cleaned, counts = _clean_all(raw, max_speed_mps=max_speed_mps, max_gap_s=max_gap_s, split=split)
+    if projection is None:
+        all_lat = np.concatenate([c.lat for c in cleaned])
+        all_lon = np.concatenate([c.lon for c in cleaned])
+        projection = LocalProjection(float(all_lat.mean()), float(all_lon.mean()))
+    grid = _time_grid(cleaned, dt_s, start, end)
+    xy, active = _resample(cleaned, grid, projection)
+    if area is not None:
+        active &= area.contains(xy)
+    metadata = {
+        "source": raw.source,
+        "sha256": raw.sha256,
+        "reader": raw.reader,
+        "reader_options": dict(raw.options),
+        "lines_read": raw.lines_read,
+        "skipped_lines": raw.skipped_lines,
+        "cleaning": {
+            "fixes_in": raw.n_fixes,
+            "glitches_dropped": counts.glitches_dropped,
+            "relocations": counts.relocations,
+            "users_dropped": counts.tracks - len(cleaned),
+            "ids_split": counts.ids_split,
+            "max_speed_mps": max_speed_mps,
+            "max_gap_s": max_gap_s,
+            "area": None if area is None else [area.xmin_m, area.ymin_m, area.xmax_m, area.ymax_m],
+        },
+    }
+    return Trajectories(
+        ids=tuple(c.ident for c in cleaned),
+        t0_s=float(grid[0]),  # the start itself (t0 + dt_s * 0.0)
+        dt_s=float(dt_s),
+        xy_m=xy,
+        active=active,
+        projection=projection,
+        metadata=metadata,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _CleanTrack:
+    """One user's kept fixes (steps 0-2 done) and where interpolation must not bridge."""
+
+    ident: str
+    t_s: NDArray[np.float64]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    break_after: NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class _CleaningCounts:
+    glitches_dropped: int
+    relocations: int
+    ids_split: int
+    tracks: int  # users before dropping the empty ones (ids, plus one per split id)
+
+
+def _clean_all(raw: RawTraces, *, max_speed_mps: float, max_gap_s: float,
+               split: bool) -> tuple[list[_CleanTrack], _CleaningCounts]:
+    """Steps 0-2 for every id: split interleaved vehicles, drop glitches, find breaks; drop emptied users."""
     cleaned = []
     glitches = relocations = ids_split = ids_out = 0
     for i in range(raw.n_ids):
@@ -300,16 +360,18 @@ def to_trajectories(
             glitches += c.glitches_dropped
             relocations += c.relocations
             if c.keep.any():
-                cleaned.append((ident, t[c.keep], lat[c.keep], lon[c.keep], c.break_after))
+                cleaned.append(_CleanTrack(ident, t[c.keep], lat[c.keep], lon[c.keep], c.break_after))
     if not cleaned:
         raise ValidationError(f"{raw.source or 'traces'}: no fixes to build trajectories from")
-    if projection is None:
-        all_lat = np.concatenate([c[2] for c in cleaned])
-        all_lon = np.concatenate([c[3] for c in cleaned])
-        projection = LocalProjection(float(all_lat.mean()), float(all_lon.mean()))
+    return cleaned, _CleaningCounts(glitches, relocations, ids_split, ids_out)
+
+
+def _time_grid(cleaned: list[_CleanTrack], dt_s: float, start: TimeLike, end: TimeLike) -> NDArray[np.float64]:
+    """The resampling times (step 3): ``start`` (or the first fix) to ``end`` (or the last fix) inclusive,
+    refused when the (T, U, 2) positions would exceed :data:`MAX_TRAJECTORY_BYTES`."""
     start_s, end_s = parse_time(start, what="start"), parse_time(end, what="end")
-    t0 = start_s if start_s is not None else min(float(c[1][0]) for c in cleaned)
-    t_last = end_s if end_s is not None else max(float(c[1][-1]) for c in cleaned)
+    t0 = start_s if start_s is not None else min(float(c.t_s[0]) for c in cleaned)
+    t_last = end_s if end_s is not None else max(float(c.t_s[-1]) for c in cleaned)
     if t_last < t0:
         raise ValidationError(f"time window is empty: end ({t_last}) is before start ({t0})")
     n_steps = int(math.floor((t_last - t0) / dt_s + 1e-9)) + 1
@@ -320,44 +382,23 @@ def to_trajectories(
             f"{n_steps} steps x {n_users} users would need {size_bytes / (1 << 30):.1f} GiB; "
             "cut the time window (start/end) or the ids, or raise dt_s"
         )
-    grid = t0 + dt_s * np.arange(n_steps, dtype=np.float64)
-    xy = np.empty((n_steps, n_users, 2), dtype=np.float64)
-    active = np.empty((n_steps, n_users), dtype=bool)
-    for u, (_, t, lat, lon, break_after) in enumerate(cleaned):
-        pts = projection.to_xy(lat, lon)
+    return t0 + dt_s * np.arange(n_steps, dtype=np.float64)
+
+
+def _resample(cleaned: list[_CleanTrack], grid: NDArray[np.float64],
+              projection: LocalProjection) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Steps 3-4: projected positions interpolated on ``grid``, active only between a user's first and last
+    fix and not across a break."""
+    xy = np.empty((grid.size, len(cleaned), 2), dtype=np.float64)
+    active = np.empty((grid.size, len(cleaned)), dtype=bool)
+    for u, c in enumerate(cleaned):
+        t = c.t_s
+        pts = projection.to_xy(c.lat, c.lon)
         xy[:, u, 0] = np.interp(grid, t, pts[:, 0])
         xy[:, u, 1] = np.interp(grid, t, pts[:, 1])
         act = (grid >= t[0]) & (grid <= t[-1])
-        if break_after.any():
+        if c.break_after.any():
             seg = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 1)
-            act &= ~(break_after[seg] & (grid > t[seg]))
+            act &= ~(c.break_after[seg] & (grid > t[seg]))
         active[:, u] = act
-    if area is not None:
-        active &= area.contains(xy)
-    metadata = {
-        "source": raw.source,
-        "sha256": raw.sha256,
-        "reader": raw.reader,
-        "reader_options": dict(raw.options),
-        "lines_read": raw.lines_read,
-        "skipped_lines": raw.skipped_lines,
-        "cleaning": {
-            "fixes_in": raw.n_fixes,
-            "glitches_dropped": glitches,
-            "relocations": relocations,
-            "users_dropped": ids_out - n_users,
-            "ids_split": ids_split,
-            "max_speed_mps": max_speed_mps,
-            "max_gap_s": max_gap_s,
-            "area": None if area is None else [area.xmin_m, area.ymin_m, area.xmax_m, area.ymax_m],
-        },
-    }
-    return Trajectories(
-        ids=tuple(c[0] for c in cleaned),
-        t0_s=float(t0),
-        dt_s=float(dt_s),
-        xy_m=xy,
-        active=active,
-        projection=projection,
-        metadata=metadata,
-    )
+    return xy, active

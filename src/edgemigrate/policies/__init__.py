@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from edgemigrate.policies.base import POLICIES, BatchPolicy, Policy, make_policy
+from edgemigrate.policies.base import POLICIES, BatchPolicy, Policy
+from edgemigrate.policies.catalog import make_policy
 
 __all__ = ["POLICIES", "BatchPolicy", "Policy", "make_policy"]

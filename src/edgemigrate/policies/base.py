@@ -8,6 +8,8 @@ A policy decides where each queued task runs: an edge node 0..N-1 or the cloud N
 ``BatchPolicy`` implements ``act`` on top of ``decide`` when the env passes the simulator view and the task
 in ``info`` (keys ``"view"`` and ``"task"``), so a heuristic is written once; ``task`` None (an episode
 without any task) gets the cloud.
+
+Build a policy by name with :func:`edgemigrate.policies.make_policy` (in :mod:`~edgemigrate.policies.catalog`).
 """
 
 from __future__ import annotations
@@ -51,12 +53,5 @@ class BatchPolicy:
 
 
 POLICIES: Registry[type] = Registry("policy")
-
-
-def make_policy(name: str, seed: int | None = None, **kwargs: Any) -> BatchPolicy:
-    """Build a registered policy by name (``edgemigrate scenarios`` lists them)."""
-    import edgemigrate.policies.heuristics  # noqa: F401  (registers the built-ins)
-    import edgemigrate.policies.least_delay  # noqa: F401
-    import edgemigrate.policies.search  # noqa: F401
-
-    return POLICIES.get(name)(seed=seed, **kwargs)
+"""Name -> policy class. Each policy module registers its own classes; :mod:`edgemigrate.policies.catalog`
+imports every built-in one, so this module needs none of them (it is what they import)."""

@@ -1,12 +1,13 @@
-"""LEAST_DELAY: a per-decision expert that puts each task where its estimated T_k is least (seed 000 eqs. 1-10).
+"""LEAST_DELAY: a per-decision expert that puts each task where its estimated T_k is least (Liu et al. 2024,
+eqs. 1-10).
 
-Written as a *strong* expert for PPCM's demonstrations (issue 5's controlled experiment: is PPCM weak because
-its seed-given expert, DEP_SOFT, is weak in our model?). Unlike GA/DE/PSO it never searches: for every queued
-task, in queue order, it evaluates seed 000's cost model on every feasible choice (the N edge nodes and the
+Written as a *strong* expert for PPCM's demonstrations (the controlled PPCM experiment: is PPCM weak because its
+expert in Liu et al. 2024, DEP_SOFT, is weak in our model?). Unlike GA/DE/PSO it never searches: for every queued
+task, in queue order, it evaluates Liu et al. 2024's cost model on every feasible choice (the N edge nodes and the
 cloud) from what :class:`~edgemigrate.sim.view.SimView` exposes, and takes the cheapest. With one task per call
 (the env's ``act``) this is exactly "pick the feasible node (or the cloud) of least estimated T_k".
 
-Estimate for task k on choice j (seconds), following seed 000 section III-B:
+Estimate for task k on choice j (seconds), following Liu et al. 2024, sec. III-B:
 
 * M_j - eq. (1): migrations only, ``service_bytes * 8 / min(eta_prev, eta_j) + sigma_migr * hops(prev, j)``,
   0 when j is the previous node;
@@ -41,8 +42,10 @@ from edgemigrate.policies.base import POLICIES, BatchPolicy
 from edgemigrate.sim.view import SimView
 
 
-def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
-    """(K, N+1) estimated M (eq. 1), D (eqs. 2-3), C (eq. 6) and B (eq. 9) of each task on each choice."""
+def separable_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """(K, N+1) estimated M (eq. 1), C (eq. 6) and B (eq. 9) of each task on each choice: the parts that do not
+    depend on where the other tasks go (GA/DE/PSO's per-task cost in
+    :func:`edgemigrate.policies.search.problem_from_view`)."""
     tasks = np.asarray(tasks, dtype=np.int64)
     n1 = view.n_nodes + 1
     data = view.task_attr("data_bytes", tasks).astype(np.float64)
@@ -51,7 +54,6 @@ def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[
     hops = view.hops
     access = view.access_node(tasks)
     backhaul = data[:, None] * BITS_PER_BYTE / view.backhaul_bps[None, :] + view.backhaul_s_per_hop * hops[access]
-    download = view.download_estimate_s(tasks)
     move = np.zeros((tasks.size, n1))
     prev = view.task_attr("prev_node", tasks)
     moving = prev >= 0
@@ -62,7 +64,14 @@ def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[
         mv = (view.task_attr("service_bytes", tasks)[moving][:, None] * BITS_PER_BYTE / bps
               + view.task_attr("migration_s_per_hop", tasks)[moving][:, None] * h)
         move[moving] = np.where(h > 0, mv, 0.0)
-    return {"move_s": move, "download_s": download, "computation_s": comp, "backhaul_s": backhaul}
+    return {"move_s": move, "computation_s": comp, "backhaul_s": backhaul}
+
+
+def delay_parts_s(view: SimView, tasks: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """(K, N+1) estimated M (eq. 1), D (eqs. 2-3), C (eq. 6) and B (eq. 9) of each task on each choice."""
+    parts = separable_parts_s(view, tasks)
+    return {"move_s": parts["move_s"], "download_s": view.download_estimate_s(np.asarray(tasks, dtype=np.int64)),
+            "computation_s": parts["computation_s"], "backhaul_s": parts["backhaul_s"]}
 
 
 def combine_s(move_s: NDArray[np.float64], download_s: NDArray[np.float64], computation_s: NDArray[np.float64],
@@ -78,7 +87,7 @@ def estimate_delay_s(view: SimView, tasks: NDArray[np.int64]) -> NDArray[np.floa
 
 @POLICIES.register("least_delay")
 class LeastDelay(BatchPolicy):
-    """Per task, the feasible edge node or the cloud of least estimated T_k (seed 000 eqs. 1-10); ties at
+    """Per task, the feasible edge node or the cloud of least estimated T_k (Liu et al. 2024, eqs. 1-10); ties at
     random. A strong, search-free expert for PPCM's demonstrations (``--expert least_delay``)."""
 
     name = "least_delay"

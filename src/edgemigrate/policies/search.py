@@ -1,8 +1,8 @@
-"""GA, DE and PSO as placement policies (seed 000 VI-A baselines 5-7).
+"""GA, DE and PSO as placement policies (Liu et al. 2024, sec. VI-A baselines 5-7).
 
 Each tick, the queued tasks form one assignment problem over the N edge nodes + the cloud, solved by the
 metaheuristics in ``policies/optim`` (problem-specific integer encoding, greedy-seeded population, repair to
-feasibility). The fitness is seed 000's cost model as far as it can be evaluated for many candidate
+feasibility). The fitness is Liu et al. 2024's cost model as far as it can be evaluated for many candidate
 assignments at once (:func:`problem_from_view`):
 
 * separable per (task, choice): computation C (eq. 6, the node's current workload), backhaul B (eq. 9),
@@ -22,35 +22,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edgemigrate.core.units import BITS_PER_BYTE
 from edgemigrate.policies.base import POLICIES, BatchPolicy
+from edgemigrate.policies.least_delay import separable_parts_s
 from edgemigrate.policies.optim import SOLVERS, LayerAssignmentProblem
 from edgemigrate.sim.view import SimView
 
 
 def problem_from_view(view: SimView, tasks: NDArray[np.int64]) -> LayerAssignmentProblem:
+    """One tick's queue as a :class:`LayerAssignmentProblem` (module docstring). The per-task part is LEAST_DELAY's
+    estimate (:func:`~edgemigrate.policies.least_delay.separable_parts_s`), the one tested against the costs
+    the simulator charges."""
     tasks = np.asarray(tasks, dtype=np.int64)
-    k, n1 = tasks.size, view.n_nodes + 1
-    data = view.task_attr("data_bytes", tasks)
-    cycles = view.task_attr("cycles", tasks)
-    comp = (view.load_cycles()[None, :] + cycles[:, None]) / view.cpu_hz[None, :]
-    hops = view.hops
-    access = view.access_node(tasks)
-    backhaul = data[:, None] * BITS_PER_BYTE / view.backhaul_bps[None, :] + view.backhaul_s_per_hop * hops[access]
-    prev = view.task_attr("prev_node", tasks)
-    moving = prev >= 0
-    move = np.zeros((k, n1))
-    if moving.any():
-        p = prev[moving]
-        bps = np.minimum(view.backhaul_bps[p][:, None], view.backhaul_bps[None, :])
-        h = hops[p]
-        mv = (view.task_attr("service_bytes", tasks)[moving][:, None] * BITS_PER_BYTE / bps
-              + view.task_attr("migration_s_per_hop", tasks)[moving][:, None] * h)
-        move[moving] = np.where(h > 0, mv, 0.0)
+    k = tasks.size
+    parts = separable_parts_s(view, tasks)
     capacity = (view.max_containers - view.containers()).clip(0)
     capacity[-1] = max(k, 1)
     return LayerAssignmentProblem(
-        base_cost_s=comp + backhaul + move,
+        base_cost_s=parts["computation_s"] + parts["backhaul_s"] + parts["move_s"],
         task_layers=view.task_layers(tasks),
         node_layers=view.layer_present(),
         layer_size_bytes=view.layer_sizes_bytes.astype(np.float64),
@@ -77,20 +65,20 @@ class Metaheuristic(BatchPolicy):
 
 @POLICIES.register("ga")
 class GA(Metaheuristic):
-    """GA (seed 000 VI-A baseline 5)."""
+    """GA (Liu et al. 2024, sec. VI-A baseline 5)."""
 
     name = algo = "ga"
 
 
 @POLICIES.register("de")
 class DE(Metaheuristic):
-    """Differential evolution (seed 000 VI-A baseline 6)."""
+    """Differential evolution (Liu et al. 2024, sec. VI-A baseline 6)."""
 
     name = algo = "de"
 
 
 @POLICIES.register("pso")
 class PSO(Metaheuristic):
-    """Particle swarm optimisation (seed 000 VI-A baseline 7)."""
+    """Particle swarm optimisation (Liu et al. 2024, sec. VI-A baseline 7)."""
 
     name = algo = "pso"

@@ -8,10 +8,10 @@ the next one sees:
 2. ASSOCIATE  strongest-station association with hysteresis; handovers counted.
 3. ARRIVE     finished tasks leave; running tasks' CPU demand fluctuates; tasks whose user left their node's
               coverage are queued for PASSIVE migration and tasks on nodes above the resource threshold
-              (seed 000 eq. 12) for PROACTIVE migration (newest first, until the node is below it again);
+              (Liu et al. 2024, eq. 12) for PROACTIVE migration (newest first, until the node is below it again);
               then new tasks arrive (Poisson per active user). All queued tasks are timestamped.
 4. DECIDE     the decider picks, for each queued task, an edge node or the cloud (index N).
-5. APPLY      placements in queue order; an infeasible choice falls back to the cloud (seed 000 VI-A);
+5. APPLY      placements in queue order; an infeasible choice falls back to the cloud (Liu et al. 2024, sec. VI-A);
               missing layers join the node's FIFO download queue (eqs. 2-3), evicting unused cached
               layers in LRU order when storage is short (compiled loop: ``sim/kernels.py``).
 6. DOWNLOAD   layer downloads advance to the end of the tick (bytes completed counted).
@@ -76,7 +76,7 @@ class Decider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Costs:
-    """The cost components of a batch of decisions (seconds), eqs. (1)-(10) of seed 000."""
+    """The cost components of a batch of decisions (seconds), eqs. (1)-(10) of Liu et al. 2024."""
 
     move_s: NDArray[np.float64]
     download_s: NDArray[np.float64]
@@ -230,7 +230,8 @@ class Simulator:
         self.nodes.cpu_used_hz += np.bincount(t.node[placed], weights=new - old, minlength=self._n + 1)
 
     def _proactive(self, now: float) -> int:
-        """Queue tasks off nodes whose free CPU or storage fell below sigma (seed 000 eq. 12), newest first."""
+        """Queue tasks off nodes whose free CPU or storage fell below sigma (Liu et al. 2024, eq. 12), newest
+        first."""
         ns, n = self.nodes, self._n
         cpu_cap, sto_cap = self._cpu_cap[:n], self._storage_cap[:n]
         over = np.flatnonzero((ns.cpu_used_hz[:n] > cpu_cap * (1 + 1e-12)) | (ns.active_bytes[:n] > sto_cap))
@@ -363,7 +364,7 @@ class Simulator:
 
     def _costs(self, tasks: NDArray[np.int64], nodes: NDArray[np.int64], download: NDArray[np.float64],
                load_before: NDArray[np.float64], now: float) -> Costs:
-        """Seed 000 eqs. (1)-(10) for a batch of decisions, vectorised."""
+        """Liu et al. 2024, eqs. (1)-(10) for a batch of decisions, vectorised."""
         t, p = self.tasks, self.params
         prev = t.prev_node[tasks]
         mig_hops = np.where(prev >= 0, self.hops[np.maximum(prev, 0), nodes], 0)

@@ -73,7 +73,7 @@ class SimView:
         return self._sim.nodes.cpu_used_hz.copy()
 
     def load_cycles(self) -> NDArray[np.float64]:
-        """Workload w_t of each node in cycles (seed 000 eq. 6); 0 for the cloud."""
+        """Workload w_t of each node in cycles (Liu et al. 2024, eq. 6); 0 for the cloud."""
         return self._sim.nodes.load_cycles.copy()
 
     @property
@@ -86,7 +86,7 @@ class SimView:
         return self._sim.params.backhaul_s_per_hop
 
     def running_bytes(self) -> NDArray[np.float64]:
-        """Total data size of the tasks running on each node (seed 000 eq. 15, s_u)."""
+        """Total data size of the tasks running on each node (Liu et al. 2024, eq. 15, s_u)."""
         sim = self._sim
         t = sim.tasks
         alive = t.alive_ids()
@@ -155,7 +155,7 @@ class SimView:
         return x @ self.layer_present().T.astype(np.float64)
 
     def missing_bytes(self, tasks: NDArray[np.int64]) -> NDArray[np.float64]:
-        """(K, N+1) bytes each task would still download on each node (seed 000 eq. 15, z_n)."""
+        """(K, N+1) bytes each task would still download on each node (Liu et al. 2024, eq. 15, z_n)."""
         x = self.task_layers(tasks).astype(np.float64) * self._sim.layer_sizes
         return x.sum(1, keepdims=True) - x @ self.layer_present().T.astype(np.float64)
 

@@ -97,7 +97,7 @@ def test_masked_entropy_is_finite_with_finite_gradient() -> None:
 
 
 def test_cross_layer_formula() -> None:
-    """x_1 = x_0 (x_0^T w) + b + x_0 for one layer (seed 000 eq. 20)."""
+    """x_1 = x_0 (x_0^T w) + b + x_0 for one layer (Liu et al. 2024, eq. 20)."""
     net = CrossNetwork(dim=4, n_layers=1)
     x0 = torch.randn(3, 4)
     with torch.no_grad():

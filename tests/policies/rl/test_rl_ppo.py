@@ -186,7 +186,7 @@ def test_evaluate_counts_infeasible_actions_and_checks_seeds() -> None:
 def test_smoke_on_the_real_ppcm_env(tmp_path: Path) -> None:
     """The trainer runs on ``edgemigrate/PPCM-v0`` with DEP_SOFT demonstrations and yields a project Policy."""
     from edgemigrate.envs.ppcm import PPCMEnv
-    from edgemigrate.policies.base import Policy, make_policy
+    from edgemigrate.policies import Policy, make_policy
 
     cfg = dataclasses.replace(
         SMALL, total_timesteps=128, num_envs=2, num_steps=64, demo_episodes=1, bc_epochs=1, update_epochs=1

@@ -1,7 +1,7 @@
-"""Layer- and image-aware baselines of seed 000 section VI-A: DEP_SOFT, KUBE and DOWN.
+"""Layer- and image-aware baselines of Liu et al. 2024, sec. VI-A: DEP_SOFT, KUBE and DOWN.
 
 All three score the FEASIBLE edge nodes of each task and fall back to the cloud when none is feasible
-(seed 000 VI-A: "If any nodes lack sufficient resources, the task is offloaded to the cloud").
+(Liu et al. 2024, sec. VI-A: "If any nodes lack sufficient resources, the task is offloaded to the cloud").
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def _pick(scores: NDArray[np.float64], mask: NDArray[np.bool_], cloud: int, rng:
 
 @POLICIES.register("dep_soft")
 class DepSoft(BatchPolicy):
-    """DEP_SOFT (seed 000 VI-A baseline 1, after its ref. [6]): score = bytes of the task's layers already on
-    the node; a node is chosen at random among the feasible nodes scoring at least ``threshold`` x the best."""
+    """DEP_SOFT (Liu et al. 2024, sec. VI-A baseline 1, after its ref. [6]): score = bytes of the task's layers
+    already on the node; a node is chosen at random among the feasible nodes scoring at least ``threshold`` x the
+    best."""
 
     name = "dep_soft"
 
@@ -50,9 +51,9 @@ class DepSoft(BatchPolicy):
 
 @POLICIES.register("kube")
 class Kube(BatchPolicy):
-    """KUBE (seed 000 VI-A baseline 2): Kubernetes' ImageLocality score. A node scores the size of the task's
-    image if the WHOLE image is present there, scaled by the image's spread (nodes holding it / all nodes),
-    clamped to [23 MiB, 1000 MiB] and normalised - the kube-scheduler's rule; highest score wins."""
+    """KUBE (Liu et al. 2024, sec. VI-A baseline 2): Kubernetes' ImageLocality score. A node scores the size of
+    the task's image if the WHOLE image is present there, scaled by the image's spread (nodes holding it / all
+    nodes), clamped to [23 MiB, 1000 MiB] and normalised - the kube-scheduler's rule; highest score wins."""
 
     name = "kube"
 
@@ -69,8 +70,8 @@ class Kube(BatchPolicy):
 
 @POLICIES.register("down")
 class Down(BatchPolicy):
-    """DOWN (seed 000 VI-A baseline 4): like DEP_SOFT's layer score, but the score is the estimated download
-    time of the missing layers (queue backlog + missing bytes / b_n, eqs. 2-3); the fastest node wins."""
+    """DOWN (Liu et al. 2024, sec. VI-A baseline 4): like DEP_SOFT's layer score, but the score is the estimated
+    download time of the missing layers (queue backlog + missing bytes / b_n, eqs. 2-3); the fastest node wins."""
 
     name = "down"
 

@@ -1,4 +1,4 @@
-"""The first three policies: MONKEY (random, seed 000 VI-A baseline 3), nearest node, cloud only."""
+"""The first three policies: MONKEY (random, Liu et al. 2024, sec. VI-A baseline 3), nearest node, cloud only."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgemigrate.policies.optim.common import OptimResult, local_search
+from edgemigrate.policies.optim.common import OptimResult, SearchConfig, local_search
 from edgemigrate.policies.optim.de import DEConfig, de
 from edgemigrate.policies.optim.ga import GAConfig, ga
 from edgemigrate.policies.optim.problem import AssignmentProblem, LayerAssignmentProblem, brute_force
@@ -19,6 +19,7 @@ __all__ = [
     "LayerAssignmentProblem",
     "OptimResult",
     "PSOConfig",
+    "SearchConfig",
     "brute_force",
     "de",
     "ga",

@@ -1,7 +1,8 @@
-"""Pieces shared by GA, DE and PSO: result type, greedy-seeded populations, random keys, local search.
+"""The scaffolding GA, DE and PSO share: config, result type, greedy-seeded population, stall check, polish.
 
-Issue 5 measured that off-the-shelf GA/DE/PSO (pymoo, DEAP, scipy) all lose to a plain greedy heuristic on a
-tight 50 x 10 assignment. What makes them competitive here:
+Each algorithm supplies only its :class:`Generation` (one generation's variation and selection);
+:func:`population_search` runs it. Off-the-shelf GA/DE/PSO (pymoo, DEAP, scipy) all lose to a plain greedy
+heuristic on a tight 50 x 10 assignment (measured). What makes them competitive here:
 
 1. a problem-specific integer encoding (``a[k]`` = choice of task ``k``) with discrete variation operators
    for all three (DE's difference and PSO's attraction act gene-wise; random-key variants were tried and never
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from edgemigrate.core.errors import ValidationError
 from edgemigrate.policies.optim.problem import AssignmentProblem
 
 
@@ -37,6 +39,29 @@ class OptimResult:
     history: NDArray[np.float64]
     evaluations: int
     algo: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """The settings every population search has; GA/DE/PSO configs add their operators' settings."""
+
+    pop_size: int = 50
+    generations: int = 150
+    greedy_share: float = 0.3  # share of the population seeded from the greedy solution (initial_population)
+    polish: bool = True  # run local_search on the best solution at the end
+    patience: int | Literal["auto"] | None = "auto"  # generations without improvement before stopping (stalled)
+
+    MIN_POP_SIZE: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        if self.pop_size < self.MIN_POP_SIZE or self.generations < 0:
+            raise ValidationError(
+                f"{type(self).__name__}: need pop_size >= {self.MIN_POP_SIZE}, generations >= 0: {self}"
+            )
+        self._check_operators()
+
+    def _check_operators(self) -> None:
+        """Validate the algorithm's own settings (raise :class:`ValidationError`)."""
 
 
 class _Counter:
@@ -135,3 +160,55 @@ def local_search(
             break
         x, cost = cand[best].copy(), float(c[best])
     return x, cost
+
+
+@dataclass(frozen=True, slots=True)
+class SearchContext:
+    """What a generation works with: the problem, the run's random stream and the counting evaluator."""
+
+    problem: AssignmentProblem
+    rng: np.random.Generator
+    evaluate: _Counter
+
+
+class Generation(Protocol):
+    """One generation of a population search: from the population and its costs to the next ones.
+
+    The population is the search's archive of solutions: its best row is the best found so far (elitism),
+    so the result is never worse than the greedy seed. It may be updated in place.
+    """
+
+    def __call__(
+        self, ctx: SearchContext, pop: NDArray[np.int64], cost: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
+
+
+def population_search(
+    problem: AssignmentProblem, cfg: SearchConfig, seed: int, algo: str, generation: Generation
+) -> OptimResult:
+    """Run ``generation`` on a greedy-seeded population until ``cfg.generations`` or a stall, then polish.
+
+    Tiny problems are enumerated instead. Deterministic for a given ``seed``: the initial population draws
+    from the run's random stream first, then each generation in turn.
+    """
+    tiny = enumerate_if_tiny(problem, cfg.pop_size, algo)
+    if tiny is not None:
+        return tiny
+    rng = np.random.default_rng(seed)
+    evaluate = _Counter(problem)
+    ctx = SearchContext(problem, rng, evaluate)
+    pop = initial_population(problem, cfg.pop_size, rng, cfg.greedy_share)
+    cost = evaluate(pop)
+    greedy_cost = float(cost[0])
+    history = [float(cost.min())]
+    for _ in range(cfg.generations):
+        pop, cost = generation(ctx, pop, cost)
+        history.append(float(cost.min()))
+        if stalled(history, cfg.patience, problem.n_tasks):
+            break
+    best = int(np.argmin(cost))
+    x, c = pop[best].copy(), float(cost[best])
+    if cfg.polish:
+        x, c = local_search(problem, x, c, evaluate)
+        history.append(c)
+    return OptimResult(x, c, greedy_cost, np.asarray(history), evaluate.n, algo)

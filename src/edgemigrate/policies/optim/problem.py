@@ -2,20 +2,21 @@
 
 At one decision step the simulator has ``K`` pending tasks (arrivals and migrations) and ``N + 1`` choices
 (``N`` edge nodes, index ``N`` = the cloud). A solution is an integer vector ``a`` of length ``K`` with
-``a[k]`` the choice of task ``k`` (the problem-specific integer encoding recommended by issue 5: no binary or
-permutation encodings). The solvers only see the :class:`AssignmentProblem` protocol, so the env layer can wrap
-the real four-delay cost model (seed 000 eqs. 1-10) behind it.
+``a[k]`` the choice of task ``k`` (a problem-specific integer encoding rather than a binary or permutation one:
+every vector is an assignment and variation acts on the choices directly). The solvers only see the
+:class:`AssignmentProblem` protocol, so the env layer can wrap the real four-delay cost model (Liu et al. 2024,
+eqs. 1-10) behind it.
 
 :class:`LayerAssignmentProblem` is a self-contained synthetic instance used by tests and benchmarks. Its cost is
-the total delay of the ``K`` tasks (seconds), non-separable in the way that makes seed 000's problem hard:
+the total delay of the ``K`` tasks (seconds), non-separable in the way that makes Liu et al. 2024's problem hard:
 
 * ``base_cost_s[k, j]`` - the separable part (backhaul, computation, migration of task ``k`` on choice ``j``);
 * layer sharing - the layers the tasks placed on ``j`` need and ``j`` lacks are pulled once per choice
-  (seed 000 section III: a layer already present, or pulled for another task, is not downloaded again), over
+  (Liu et al. 2024, sec. III: a layer already present, or pulled for another task, is not downloaded again), over
   bandwidth ``bandwidth_bps[j]``; all ``n_j`` tasks placed on ``j`` wait for that pull (they share the link),
   so the deployment term is ``sum_j n_j * missing_bytes_j * 8 / bandwidth_bps[j]``;
-* capacities - at most ``capacity[j]`` tasks per choice (seed 000 section VI-A: 30 containers per node; the
-  cloud is unbounded) and an ``allowed`` mask (e.g. storage or CPU thresholds, seed 000 eq. 12).
+* capacities - at most ``capacity[j]`` tasks per choice (Liu et al. 2024, sec. VI-A: 30 containers per node; the
+  cloud is unbounded) and an ``allowed`` mask (e.g. storage or CPU thresholds, Liu et al. 2024, eq. 12).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class LayerAssignmentProblem:
     ) -> LayerAssignmentProblem:
         """A random instance: ``n_nodes`` edge nodes plus the cloud.
 
-        Magnitudes follow seed 000 section VI-A loosely: layer sizes lognormal around 10 MB (a 0.5-100 MB
+        Magnitudes follow Liu et al. 2024, sec. VI-A loosely: layer sizes lognormal around 10 MB (a 0.5-100 MB
         service split into layers), edge download bandwidth U[12, 60] Mbit/s, computation + backhaul U[0.5, 5] s
         at the edge, the cloud 3-6 s slower but holding every layer. ``capacity_per_node`` defaults to
         ``ceil(K / N)``, which makes the instance tight (the edge can hold every task only just).
@@ -215,7 +216,7 @@ class LayerAssignmentProblem:
             raise ValidationError(f"need n_tasks >= 1 and n_nodes >= 1, got {n_tasks}, {n_nodes}")
         m = n_nodes + 1
         size = np.clip(rng.lognormal(np.log(10e6), 0.8, n_layers), 0.2e6, 80e6)
-        popularity = 1.0 / np.arange(1, n_layers + 1)  # Zipf-like layer popularity (issue 5)
+        popularity = 1.0 / np.arange(1, n_layers + 1)  # Zipf-like layer popularity: tasks share layers
         popularity /= popularity.sum()
         task_layers = np.zeros((n_tasks, n_layers), dtype=bool)
         per_task = min(layers_per_task, n_layers)

@@ -1,4 +1,4 @@
-"""The PPCM learning agent (seed 000 section V): DCN actor, attention critic, PPO with expert demonstrations.
+"""The PPCM learning agent (Liu et al. 2024, sec. V): DCN actor, attention critic, PPO with expert demonstrations.
 
 Torch is imported only inside this package. Entry points: :func:`~edgemigrate.policies.rl.ppo.train`,
 :class:`~edgemigrate.policies.rl.agent.PPCMPolicy` (``PPCMPolicy.load(checkpoint_dir)``),

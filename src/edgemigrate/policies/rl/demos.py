@@ -1,4 +1,5 @@
-"""Expert demonstrations and the behaviour-cloning warm start of PPCM (seed 000 section V-B, Algorithm 1 l. 4-8)."""
+"""Expert demonstrations and the behaviour-cloning warm start of PPCM (Liu et al. 2024, sec. V-B, Algorithm 1
+l. 4-8)."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def policy_entropy(agent: ActorCritic, obs: dict[str, NDArray[Any]], batch: int 
     """Mean entropy (nats) of the masked action distribution over the stacked observations ``obs``.
 
     Measured on the demonstration states right before and right after behaviour cloning, it shows how far
-    the warm start narrows exploration (issue 5's controlled experiment).
+    the warm start narrows exploration (the controlled PPCM experiment).
     """
     n = int(obs["action_mask"].shape[0])
     if n == 0:

@@ -1,4 +1,4 @@
-"""Actor and critic networks for the PPCM contract observation (seed 000 section V-C, fig. 2).
+"""Actor and critic networks for the PPCM contract observation (Liu et al. 2024, sec. V-C, fig. 2).
 
 Layered like Stable-Baselines3 (feature extractor -> trunk -> head), each part chosen by name + kwargs:
 
@@ -6,15 +6,16 @@ Layered like Stable-Baselines3 (feature extractor -> trunk -> head), each part c
   learned matrix ``E (L, d)`` as a bag of embeddings (``presence @ E``) for each node and for the task (plus the
   bag of the task's layers the node lacks, see :class:`ChoiceFeatures`); with the dense node and task features,
   layer-normalised, this forms ``x_0`` per choice. A cross network ``x_{l+1} = x_0 (x_l^T w_l) + b_l
-  + x_l`` (seed 000 eq. 20 as in DCN [40]; the seed prints ``x_l x_l^T``, the DCN paper and we use ``x_0 x_l^T``)
+  + x_l`` (Liu et al. 2024, eq. 20, as in DCN, their ref. [40]; the paper prints ``x_l x_l^T``, the DCN paper and
+  we use ``x_0 x_l^T``)
   runs in parallel with a deep ReLU network ``h_{l+1} = f(W_l h_l + b_l)`` (eq. 21); their outputs are
   concatenated (the "combination layer") and a small head gives one logit per choice. Weights are shared across
   choices, so one actor serves any number of nodes.
 * :class:`AttentionCritic` (``"attention"``) - tokens for every choice (dense features, layer bags as above)
   plus one task token, multi-head
-  self-attention blocks (eq. 22, [41]); the value is read from the task token.
+  self-attention blocks (eq. 22, after Liu et al. 2024's ref. [41]); the value is read from the task token.
 * :class:`MLPActor` (``"mlp"``), :class:`MLPCritic` (``"mlp"``) - plain dense networks over the flattened
-  observation (fixed ``N``, ``L``) for the ablations of issue 5.
+  observation (fixed ``N``, ``L``), for ablations against the two above.
 
 Every actor returns logits masked with ``-inf`` where ``action_mask == 0``.
 """
@@ -101,7 +102,8 @@ class LayerEmbedding(nn.Module):
 
 
 def missing_layers(obs: Obs) -> Tensor:
-    """``(B, M, L)`` 0/1: the task's layers a choice lacks - the sparse set behind seed 000's ``z_n`` (eq. 15)."""
+    """``(B, M, L)`` 0/1: the task's layers a choice lacks - the sparse set behind ``z_n`` (Liu et al. 2024,
+    eq. 15)."""
     return obs["task_layers"].unsqueeze(1) * (1.0 - obs["node_layers"])
 
 
@@ -110,10 +112,10 @@ class ChoiceFeatures(nn.Module):
 
     ``E(.)`` is the bag of layer embeddings. ``E'(missing)`` embeds the sparse set of the task's layers this choice
     lacks (``task_layers & ~node_layers``), with its own matrix ``E'``: the download a placement causes is linear in
-    it (``z_n`` of seed 000 eq. 15 in bytes is ``missing @ sizes``), whereas from the separate node and task bags it
-    is a full-rank bilinear form that rank-1 cross layers learn slowly (measured on the toy env: without it PPO
-    stayed near random for 8k steps when the dense ``z_n`` column was hidden). Output ``(B, M, out_dim)``; the
-    ``is_cloud`` flag marks the last choice (index ``N``).
+    it (``z_n`` of Liu et al. 2024, eq. 15, in bytes is ``missing @ sizes``), whereas from the separate node and
+    task bags it is a full-rank bilinear form that rank-1 cross layers learn slowly (measured on the toy env:
+    without it PPO stayed near random for 8k steps when the dense ``z_n`` column was hidden). Output
+    ``(B, M, out_dim)``; the ``is_cloud`` flag marks the last choice (index ``N``).
     """
 
     def __init__(self, dims: ObsDims, embed_dim: int, missing_embedding: bool = True) -> None:
@@ -138,7 +140,8 @@ class ChoiceFeatures(nn.Module):
 
 
 class CrossNetwork(nn.Module):
-    """``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l`` for ``n_layers`` layers (seed 000 eq. 20; DCN [40])."""
+    """``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l`` for ``n_layers`` layers (Liu et al. 2024, eq. 20; DCN, their
+    ref. [40])."""
 
     def __init__(self, dim: int, n_layers: int) -> None:
         super().__init__()

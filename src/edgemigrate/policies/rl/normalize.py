@@ -1,4 +1,4 @@
-"""Reward normalisation for PPO: rewards are -T_k seconds and can be large (issue 5)."""
+"""Reward normalisation for PPO: rewards are -T_k seconds and can be large."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""PPO for the PPCM agent, readable top to bottom (CleanRL style): seed 000 section V, Algorithm 1, Table I.
+"""PPO for the PPCM agent, readable top to bottom (CleanRL style): Liu et al. 2024, sec. V, Algorithm 1, Table I.
 
 ``train(env_fn, cfg, expert=None, out_dir=...)`` runs, in order:
 
-1. **Expert demonstrations** (seed 000 section V-B, Algorithm 1 lines 4-8): if an ``expert`` Policy is given and
-   ``cfg.demo_episodes`` (the seed's ``alpha``) > 0, the expert plays ``alpha`` whole episodes; their transitions
-   fill a demonstration buffer (observations, expert actions, discounted Monte-Carlo returns). Samples whose action
-   the mask forbids are dropped.
+1. **Expert demonstrations** (Liu et al. 2024, sec. V-B, Algorithm 1 lines 4-8): if an ``expert`` Policy is
+   given and ``cfg.demo_episodes`` (the paper's ``alpha``) > 0, the expert plays ``alpha`` whole episodes; their
+   transitions fill a demonstration buffer (observations, expert actions, discounted Monte-Carlo returns).
+   Samples whose action the mask forbids are dropped.
 2. **Behaviour-cloning warm start**: ``bc_epochs`` of minibatch cross-entropy of the masked actor on the expert's
    actions, and (so PPO does not start from a random critic that would wreck the cloned actor) regression of the
    critic on the demonstrations' normalised returns. (Steps 1-2 live in :mod:`edgemigrate.policies.rl.demos`.)
@@ -13,11 +13,11 @@
    ``async_envs``) in same-step autoreset mode, rollouts of ``num_steps``, GAE(``gamma``, ``gae_lambda``),
    ``update_epochs`` epochs of clipped-surrogate minibatch updates with value clipping, entropy bonus and
    gradient clipping. Truncated episodes bootstrap from the value of their final observation.
-   **Decaying demonstration share** (seed 000 section V-B: "the number of demonstration samples is gradually
+   **Decaying demonstration share** (Liu et al. 2024, sec. V-B: "the number of demonstration samples is gradually
    reduced"): in update ``u`` each minibatch is joined by ``round(share_u * minibatch)`` demonstration samples,
    ``share_u = demo_share * max(0, 1 - u / demo_decay_updates)`` (linear decay to zero), and the loss is
    ``(1 - share_u) * L_PPO + share_u * bc_coef * L_BC`` with ``L_BC`` the expert actions' negative log-likelihood.
-   Without an expert (or with ``demo_episodes = 0``) this is plain PPO - the seed's "PPO" baseline.
+   Without an expert (or with ``demo_episodes = 0``) this is plain PPO - Liu et al. 2024's "PPO" baseline.
 
 In the code, :func:`train` runs these steps top to bottom: ``_warm_start`` (steps 1-2), then per update
 ``_collect_rollout``, ``_flatten_with_gae``, ``_update`` (``_ppo_loss`` per minibatch) and ``_log_row``, and
@@ -28,7 +28,7 @@ standard deviation of the discounted return (per env), as Gymnasium's ``Normaliz
 do; the statistics are primed with the demonstrations' discounted returns. Seeding: ``torch.manual_seed(seed)``, the vector
 env reset with ``seed`` (env ``i`` gets ``seed + i``), demonstration episodes with ``seed + 100_000 + i``, NumPy
 draws from ``SeedTree(seed)``. torch and OpenMP run single-threaded (``torch_threads``; 2 threads on a 2-core
-machine made PPO 5-80x slower, issue 5).
+machine made PPO 5-80x slower).
 
 Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/`` (``-2``, ``-3``... appended when parallel
 runs start in the same second): ``train.csv`` (policy loss, value loss,
@@ -87,7 +87,7 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - the dataclass field's he
 
 @dataclass(frozen=True, slots=True)
 class PPOConfig:
-    """PPCM/PPO hyperparameters; defaults follow seed 000 Table I where it gives a value."""
+    """PPCM/PPO hyperparameters; defaults follow Liu et al. 2024, Table I where it gives a value."""
 
     total_timesteps: int = _f(200_000, "environment steps to train for (after the demonstrations)")
     num_envs: int = _f(4, "parallel environments in the vector env")
@@ -218,7 +218,7 @@ def compute_gae(
     gamma: float,
     lam: float,
 ) -> torch.Tensor:
-    """Generalised advantage estimates (seed 000 eq. 25) for ``(T, E)`` rollouts.
+    """Generalised advantage estimates (Schulman et al. 2016; Liu et al. 2024, eq. 25) for ``(T, E)`` rollouts.
 
     ``dones[t]`` = the transition ``t -> t + 1`` ended its episode (its reward already holds any truncation
     bootstrap), so neither the value nor the advantage of step ``t + 1`` flows back across it.

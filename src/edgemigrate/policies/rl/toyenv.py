@@ -15,7 +15,7 @@ Contract (shared with the real env; ``M = N + 1`` choices, index ``N`` = cloud):
 * reward ``-T`` seconds; ``info["expert_action"]`` = the feasible choice of least immediate delay,
   ``info["delay_s"]`` = ``T``.
 
-Delay of placing the task on edge node ``n`` (a reduced form of seed 000's four delays, eqs. 1-10):
+Delay of placing the task on edge node ``n`` (a reduced form of Liu et al. 2024's four delays, eqs. 1-10):
 ``missing_bytes * 8 / bandwidth_n + distance_km * hop_delay_s_per_km + cycles / cpu_n``; on the cloud
 ``cloud_latency_s + cycles / cpu_cloud``. A node keeps the layers it pulled (so placements shape later costs),
 holds at most ``max_containers`` containers (then it is masked) and each container ends with probability
@@ -207,7 +207,7 @@ class InfoExpert:
 
 
 class RandomMaskedPolicy:
-    """Uniformly random among feasible choices (the seed's MONKEY baseline on any contract env)."""
+    """Uniformly random among feasible choices (Liu et al. 2024's MONKEY baseline on any contract env)."""
 
     name = "random"
 

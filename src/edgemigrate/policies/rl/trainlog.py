@@ -1,4 +1,4 @@
-"""Training log: one CSV row per PPO update and the loss/reward plot of seed 000 fig. 7."""
+"""Training log: one CSV row per PPO update and the loss/reward plot of Liu et al. 2024, fig. 7."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class TrainLog:
         self._fh.close()
 
     def plot(self, png: Path, title: str = "") -> Path:
-        """Policy loss, value loss and mean episode reward per update (seed 000 fig. 7)."""
+        """Policy loss, value loss and mean episode reward per update (Liu et al. 2024, fig. 7)."""
         import matplotlib
 
         matplotlib.use("Agg")
