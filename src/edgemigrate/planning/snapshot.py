@@ -38,12 +38,12 @@ def _array(name: str, value: ArrayLike, shape: tuple[int, ...] | None, *, lower:
         bad |= np.isfinite(raw) & (raw != np.round(raw))
     if bad.any():
         idx = np.unravel_index(int(np.argmax(bad)), raw.shape)
-        at = ", ".join(str(int(i)) for i in idx)
+        at = f"[{', '.join(str(int(i)) for i in idx)}]" if raw.ndim else ""
         rule = "an integer " if integer else ""
         rule += "finite " if not allow_inf else "not nan "
         if lower is not None:
             rule += f"{'>' if strict else '>='} {lower:g}"
-        raise ValidationError(f"{name}[{at}] = {raw[idx]} must be {rule.strip()}")
+        raise ValidationError(f"{name}{at} = {raw[idx]:g} must be {rule.strip()}")
     out = raw.astype(np.int64) if integer else raw
     out.setflags(write=False)
     return out
