@@ -13,7 +13,7 @@ from typing import Any
 
 from edgemigrate.planning.base import PLANNERS, Planner, PlanningError
 from edgemigrate.planning.baselines import CloudPlanner, NearestPlanner, RandomPlanner, hysteresis_bs
-from edgemigrate.planning.estimate import Plan, Timing, evaluate
+from edgemigrate.planning.estimate import Plan, Timing, evaluate, triggered_users
 from edgemigrate.planning.milp import OrchestratedPlanner
 from edgemigrate.planning.snapshot import BaseStations, Servers, Snapshot, Users
 
@@ -25,4 +25,4 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
 
 __all__ = ["PLANNERS", "BaseStations", "CloudPlanner", "NearestPlanner", "OrchestratedPlanner", "Plan", "Planner",
            "PlanningError", "RandomPlanner", "Servers", "Snapshot", "Timing", "Users", "evaluate", "hysteresis_bs",
-           "make_planner"]
+           "make_planner", "triggered_users"]

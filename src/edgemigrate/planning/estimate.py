@@ -38,6 +38,23 @@ def link_ok(snap: Snapshot) -> NDArray[np.bool_]:
     return ok & (ho.wifi_rate_bps(u.rssi_next_dbm) > 0)
 
 
+def triggered_users(snap: Snapshot, sla_s: float | None = None) -> NDArray[np.bool_]:
+    """The users whose monitor triggers the planner this round (Ngo et al. 2020, sec. III).
+
+    A handover is due (a usable BS beats the current one by the hysteresis at t', or the current link fails 3d
+    at t'), or - with ``sla_s`` - the estimated E2E delay at t' on the current pair exceeds the SLA.
+    """
+    U = snap.users
+    ok = link_ok(snap)
+    users = np.arange(U.n)
+    best = np.max(np.where(ok, U.rssi_next_dbm, -np.inf), axis=1, initial=-np.inf)
+    cur_ok = ok[users, U.bs]
+    due = ~cur_ok | (best - U.rssi_next_dbm[users, U.bs] >= snap.hysteresis_db)
+    if sla_s is not None:
+        due |= ~(delay_s(snap, users, U.bs, U.server) <= sla_s)
+    return due
+
+
 def delay_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike, servers: ArrayLike) -> F64:
     """Eq. 4: estimated E2E delay at t' of one task of ``users`` via BS ``bss`` to ``servers`` (inf: no link)."""
     u, b, s = (np.asarray(a) for a in (users, bss, servers))

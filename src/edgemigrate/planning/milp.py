@@ -23,7 +23,7 @@ The benchmark reports the objective gap against the unpruned model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import highspy
 import numpy as np
@@ -89,6 +89,8 @@ def candidates(snap: Snapshot, k: int | None) -> Candidates:
             rows, cols = np.nonzero(np.isfinite(flat))
         else:
             rows, cols = _pruned(flat, cost, snap.users.server[us], clouds, k)
+        if snap.replan is not None:
+            rows, cols = _keep_fixed(snap, us, bs, flat, rows, cols)
         slot, server = np.divmod(cols, S)
         parts.append((us[rows], bs[rows, slot], server))
     user, bs_all, server = (np.concatenate([p[i] for p in parts]) for i in range(3))
@@ -101,6 +103,20 @@ def candidates(snap: Snapshot, k: int | None) -> Candidates:
         raise PlanningError(f"user {u}: no (BS, server) pair is admissible - no BS with RSSI >= "
                             f"{snap.min_rssi_dbm:g} dBm now and at t' (3d) or no server its container fits (3c)")
     return Candidates(user=user, bs=bs_all, server=server, cost=pair_cost_s(snap, user, bs_all, server))
+
+
+def _keep_fixed(snap: Snapshot, us: I64, bs: I64, flat: F64, rows: I64, cols: I64) -> tuple[I64, I64]:
+    """Users outside ``snap.replan`` keep only their current pair - unless it is no longer admissible (lost
+    link at t', a BS that now refuses users), in which case they are replanned like the triggered ones."""
+    S = snap.servers.n
+    slot = np.argmax(bs == snap.users.bs[us][:, None], axis=1)  # the current BS's slot (if usable)
+    here = bs[np.arange(us.size), slot] == snap.users.bs[us]
+    stay_col = slot * S + snap.users.server[us]
+    stay_ok = here & np.isfinite(flat[np.arange(us.size), stay_col])
+    fixed = ~snap.replan[us] & stay_ok
+    free = ~fixed[rows]
+    rows_fixed = np.flatnonzero(fixed)
+    return (np.concatenate([rows[free], rows_fixed]), np.concatenate([cols[free], stay_col[rows_fixed]]))
 
 
 def _pruned(flat: F64, cost: F64, current: I64, clouds: I64, k: int) -> tuple[I64, I64]:
@@ -212,13 +228,18 @@ class OrchestratedPlanner:
         self.time_limit_s = time_limit_s
 
     def plan(self, snapshot: Snapshot, rng: np.random.Generator) -> Plan:
-        cand = candidates(snapshot, self.k)
-        chosen, optimal = solve(snapshot, cand, self.mip_rel_gap, self.time_limit_s)
-        if chosen is None and self.k is not None:
-            cand = candidates(snapshot, None)
-            chosen, optimal = solve(snapshot, cand, self.mip_rel_gap, self.time_limit_s)
-        if chosen is None:
-            raise PlanningError("no plan satisfies 3b-3e: too little server capacity (3c) or BS room (3e) "
-                                "for the users' admissible pairs")
-        return evaluate(snapshot, self.name, cand.server[chosen], cand.bs[chosen], Timing.COORDINATED,
-                        optimal=optimal, candidates=cand.n)
+        """Solve the pruned model; if it is infeasible the unpruned one; if users held in place by
+        ``snapshot.replan`` make even that infeasible, replan everyone rather than return no plan."""
+        attempts = [(snapshot, self.k)]
+        if self.k is not None:
+            attempts.append((snapshot, None))
+        if snapshot.replan is not None:
+            attempts.append((replace(snapshot, replan=None), None))
+        for snap, k in attempts:
+            cand = candidates(snap, k)
+            chosen, optimal = solve(snap, cand, self.mip_rel_gap, self.time_limit_s)
+            if chosen is not None:
+                return evaluate(snapshot, self.name, cand.server[chosen], cand.bs[chosen], Timing.COORDINATED,
+                                optimal=optimal, candidates=cand.n)
+        raise PlanningError("no plan satisfies 3b-3e: too little server capacity (3c) or BS room (3e) "
+                            "for the users' admissible pairs")

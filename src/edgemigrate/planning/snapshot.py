@@ -173,6 +173,9 @@ class Snapshot:
 
     ``min_rssi_dbm`` is the receiver's minimum (3d), ``hysteresis_db`` the relative-RSSI handover hysteresis,
     ``handover_s`` T_ho, and ``margin`` the 10 % error margin of the trigger times (Ngo et al. 2020, sec. IV-B).
+    ``replan`` marks the users whose monitor triggered the planner this round (sec. III: an SLA miss or a due
+    handover; :func:`edgemigrate.planning.triggered_users`); the others keep their server and BS and only take
+    up capacity. None replans everyone.
     """
 
     servers: Servers
@@ -184,6 +187,7 @@ class Snapshot:
     hysteresis_db: float = 3.0
     handover_s: float = 0.5
     margin: float = 0.1
+    replan: NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (("servers", Servers), ("bss", BaseStations), ("users", Users)):
@@ -202,6 +206,12 @@ class Snapshot:
         if self.users.rssi_now_dbm.shape[1] != B:
             raise ValidationError(f"snapshot.users.rssi_now_dbm has {self.users.rssi_now_dbm.shape[1]} BS columns, "
                                   f"but there are {B} base stations")
+        if self.replan is not None:
+            mask = np.array(self.replan)
+            if mask.shape != (U,) or mask.dtype != np.bool_:
+                raise ValidationError(f"snapshot.replan must be {U} booleans, got {mask.dtype} {mask.shape}")
+            mask.setflags(write=False)
+            object.__setattr__(self, "replan", mask)
         for name, n in (("server", S), ("bs", B)):
             idx = getattr(self.users, name)
             if U and idx.max() >= n:
