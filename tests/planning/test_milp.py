@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.units import GB
-from edgemigrate.planning import OrchestratedPlanner, PlanningError, Snapshot, Timing
+from edgemigrate.planning import OrchestratedPlanner, PlanningError, Snapshot, Timing, triggered_users
 from edgemigrate.planning.estimate import pair_cost_s
 from edgemigrate.planning.milp import candidates, solve
 from edgemigrate.planning.synthetic import synthetic_snapshot
@@ -163,3 +165,63 @@ def test_bad_parameters(kwargs: dict) -> None:
     name = next(iter(kwargs))
     with pytest.raises(ValidationError, match=name):
         OrchestratedPlanner(**kwargs)
+
+
+def test_triggered_users_are_due_handovers_lost_links_and_sla_misses() -> None:
+    # user 0 moves to BS 1 (15 dB better at t'); user 1 stays (BS 0 still strongest); user 2 stays on BS 0 but
+    # its link fails 3d at t'; with an SLA, user 1's 0.1 s processing + transfer breaks a 0.05 s SLA
+    nxt = np.array([[-75.0, -60.0], [-60.0, -75.0], [-81.0, -81.5]])
+    snap = tiny.snapshot(usr=tiny.users(3, rssi_next_dbm=nxt), min_rssi_dbm=-80.0)
+    assert list(triggered_users(snap)) == [True, False, True]
+    assert list(triggered_users(snap, sla_s=0.05)) == [True, True, True]
+    assert list(triggered_users(snap, sla_s=1.0)) == [True, False, True]
+
+
+def test_users_outside_replan_keep_their_pair_and_take_capacity() -> None:
+    # both users would move to server 1 (fast CPU, co-located with BS 1); only user 0 is replanned
+    srv = tiny.servers(3, cpu_power=np.array([1000.0, 4000.0, 1000.0]))
+    usr = tiny.users(2, proc_s=np.full(2, 1.0))
+    snap = tiny.snapshot(srv, usr=usr)
+    assert list(exact().plan(snap, RNG).server) == [1, 1]
+    held = replace(snap, replan=np.array([True, False]))
+    plan = exact().plan(held, RNG)
+    assert (plan.server[1], plan.bs[1]) == (0, 0)
+    assert (plan.server[0], plan.bs[0]) == (1, 1)
+    # a held user's container still counts: user 1 sits on server 1, which has one core, so user 0 stays off it
+    srv1 = tiny.servers(3, cpu_power=np.array([1000.0, 4000.0, 1000.0]), cpu_cores=np.array([8.0, 1.0, 8.0]))
+    usr1 = tiny.users(2, proc_s=np.full(2, 1.0), server=np.array([0, 1]), bs=np.array([0, 1]))
+    plan = exact().plan(tiny.snapshot(srv1, usr=usr1, replan=np.array([True, False])), RNG)
+    assert plan.server[1] == 1 and plan.server[0] != 1
+
+
+def test_a_held_user_whose_link_is_lost_is_replanned_anyway() -> None:
+    nxt = np.array([[-75.0, -60.0], [-85.0, -60.0]])  # user 1's BS 0 is unusable at t'
+    snap = tiny.snapshot(usr=tiny.users(2, rssi_next_dbm=nxt), replan=np.array([True, False]))
+    plan = exact().plan(snap, RNG)
+    assert plan.bs[1] == 1
+
+
+def test_held_users_that_block_everyone_fall_back_to_a_full_replan() -> None:
+    # one core per server. Held on server 0, user 1 leaves user 0 nowhere (server 1 lacks the memory for
+    # user 0's container). Replanning both fits: user 0 on server 0, user 1 on server 1.
+    srv = tiny.servers(2, cpu_cores=np.ones(2), memory_bytes=np.array([16 * GB, 0.5 * GB]))
+    usr = tiny.users(2, memory_bytes=np.array([1 * GB, 0.1 * GB]))
+    snap = tiny.snapshot(srv, tiny.bss(2, 2), usr, replan=np.array([True, False]))
+    plan = exact().plan(snap, RNG)
+    assert list(plan.server) == [0, 1]
+
+
+def test_orchestrated_trigger_times_follow_the_coordinated_schedule() -> None:
+    snap = synthetic_snapshot(120, 12, 12, seed=11, max_users_per_bs=15)
+    plan = OrchestratedPlanner().plan(snap, RNG)
+    both = (plan.server != snap.users.server) & (plan.bs != snap.users.bs)
+    on_time = both & (plan.migration_at_s == plan.handover_at_s)
+    assert on_time.any()
+    # pre-migration ends, with the 10 % margin, when the migration starts; never triggered in the past
+    assert np.all(plan.premigration_at_s[both] >= snap.now_s)
+    late = both & ~on_time  # pre-migration could not finish by the handover: started now, migration after it
+    np.testing.assert_allclose(plan.premigration_at_s[late], snap.now_s)
+    assert np.all(plan.migration_at_s[late] > plan.handover_at_s[late])
+    assert np.all(np.isnan(plan.migration_at_s[plan.server == snap.users.server]))
+    assert np.all(np.isnan(plan.handover_at_s[plan.bs == snap.users.bs]))
+    assert np.all(plan.handover_at_s[plan.bs != snap.users.bs] <= snap.now_s + snap.horizon_s + 1e-9)

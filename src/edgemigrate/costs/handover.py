@@ -192,19 +192,19 @@ def coordinated_triggers_s(handover_at_s: ArrayLike, now_s: ArrayLike, premigrat
     inside the longer and the downtime is max(T_mig, T_ho). That instant is the hysteresis handover time
     ``handover_at_s``; the pre-migration (which must be over before the migration's final checkpoint, or the
     whole state would move during the outage) is triggered (1 + margin) x its estimate earlier, the paper's
-    10 % error margin. When that is before ``now_s`` the pre-migration starts now and the outage is delayed
-    until it is done. A user that only migrates (b' = b) has no handover to wait for: its outage starts as
-    soon as the pre-migration is done. Times that do not apply (no migration / no handover) are nan.
+    10 % error margin. When that would be before ``now_s`` the pre-migration starts now and the migration
+    follows when it is done; the handover is never delayed past its instant, since the radio link decides
+    it (the old BS may be lost), so such a user gets two outages. A user that only migrates (b' = b) starts
+    its pre-migration now. Times that do not apply (no migration / no handover) are nan.
     """
     migrates_b = np.asarray(migrates, dtype=bool)
     hands_b = np.asarray(hands_over, dtype=bool)
     pre_span = (1.0 + margin) * _f(premigration)
     earliest = _f(now_s) + pre_span
-    outage = np.where(hands_b, _f(handover_at_s), earliest)
-    outage = np.where(migrates_b, np.maximum(outage, earliest), outage)
-    pre = np.where(migrates_b, outage - pre_span, np.nan)
-    mig = np.where(migrates_b, outage, np.nan)
-    ho = np.where(hands_b, outage, np.nan)
+    mig_at = np.maximum(np.where(hands_b, _f(handover_at_s), earliest), earliest)
+    pre = np.where(migrates_b, mig_at - pre_span, np.nan)
+    mig = np.where(migrates_b, mig_at, np.nan)
+    ho = np.where(hands_b, _f(handover_at_s), np.nan)
     return pre, mig, ho
 
 

@@ -87,6 +87,18 @@ def handover_at_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike) -> F64:
     return np.where(cur != b, at, np.nan)
 
 
+def coordinated_downtime_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike, servers: ArrayLike) -> F64:
+    """DT of eq. 2 under the coordinated schedule: max(T_mig, T_ho), or their union when the pre-migration
+    cannot finish before the handover instant (``costs.handover.coordinated_triggers_s``)."""
+    u, b, s = (np.asarray(a) for a in (users, bss, servers))
+    pre, mig = migration_times_s(snap, u, s)
+    hands = snap.users.bs[u] != b
+    at = np.where(hands, handover_at_s(snap, u, b), snap.now_s)
+    _, t_mig, t_ho = ho.coordinated_triggers_s(at, snap.now_s, pre, snap.users.server[u] != s, hands,
+                                               margin=snap.margin)
+    return ho.outage_s(t_mig, mig, t_ho, snap.handover_s)
+
+
 def pair_cost_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike, servers: ArrayLike) -> F64:
     """What the orchestrated MILP minimises per (user, BS', server') pair: n_u * d_ub's' + DT_ubb'ss'.
 
@@ -96,11 +108,9 @@ def pair_cost_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike, servers: Array
     gives no rate at all, cost inf.
     """
     u, b, s = (np.asarray(a) for a in (users, bss, servers))  # broadcast lazily: eq. 5 needs only (u, s)
-    _, mig = migration_times_s(snap, u, s)
-    t_ho = np.where(snap.users.bs[u] != b, snap.handover_s, 0.0)
     d = delay_s(snap, u, b, s)
     ok = link_ok(snap)[u, b] & np.isfinite(d)  # a minimum RSSI below the rate table's floor still needs a rate
-    cost = snap.users.tasks[u] * np.where(ok, d, 0.0) + ho.coordinated_downtime_s(mig, t_ho)
+    cost = snap.users.tasks[u] * np.where(ok, d, 0.0) + coordinated_downtime_s(snap, u, b, s)
     return np.where(ok, cost, np.inf)
 
 

@@ -4,7 +4,7 @@ Geometry: base stations on a jittered grid with ``spacing_m`` between neighbours
 edge servers co-located with BSs 0..S-2 (layer 1), the remaining BSs have no server of their own (layer 2),
 and server S-1 is the cloud, with no capacity limit (the paper's cloud dwarfs its edge servers). Links follow the paper's sec. V-A set-up: 100 Mbit/s between edge servers,
 75 Mbit/s and 150 ms to the cloud, 1 Gbit/s from a BS to its co-located server; wired RTT grows 2 ms per km.
-Users stand within ``reach_m`` of a random BS and move at 0.5-10 m/s (walking to urban driving) for ``horizon_s``; RSSIs now and at t'
+Users stand within ``reach_m`` of a random BS and move at 0.5-5 m/s for ``horizon_s``; RSSIs now and at t'
 come from :class:`~edgemigrate.radio.pathloss.LogDistancePathLoss` with Wi-Fi-like parameters (the paper's
 access points; ref. [7] of the paper is the same log-distance model).
 """
@@ -22,7 +22,7 @@ WIFI_PATHLOSS = LogDistancePathLoss(tx_power_dbm=20.0, ref_loss_db=40.0, ref_dis
 
 
 def synthetic_snapshot(users: int, servers: int, bss: int, seed: int, *, spacing_m: float = 150.0,
-                       reach_m: float = 90.0, horizon_s: float = 10.0, max_users_per_bs: int = 8,
+                       reach_m: float = 90.0, horizon_s: float = 30.0, max_users_per_bs: int = 8,
                        edge_cores: float = 8.0) -> Snapshot:
     """Build the instance; the same arguments always give the same snapshot."""
     if servers < 2 or bss < servers - 1 or users < 1:
@@ -55,13 +55,14 @@ def synthetic_snapshot(users: int, servers: int, bss: int, seed: int, *, spacing
     r = reach_m * np.sqrt(rng.uniform(0, 1, users))
     xy = bs_xy[home] + r[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     heading = rng.uniform(0, 2 * np.pi, users)
-    speed = rng.uniform(0.5, 10.0, users)
+    speed = rng.uniform(0.5, 5.0, users)
     xy_next = xy + (speed * horizon_s)[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    xy_next = np.clip(xy_next, bs_xy.min(axis=0), bs_xy.max(axis=0))  # nobody walks out of every BS's range
     rssi_now = WIFI_PATHLOSS.rssi_dbm(np.linalg.norm(xy[:, None] - bs_xy[None], axis=2))
     rssi_next = WIFI_PATHLOSS.rssi_dbm(np.linalg.norm(xy_next[:, None] - bs_xy[None], axis=2))
     cur_bs = np.argmax(rssi_now, axis=1)
     image = rng.uniform(0.07, 2.0, users) * GB
-    chk = image * rng.uniform(0.1, 0.7, users)
+    chk = image * rng.uniform(0.05, 0.35, users)  # the paper's table I: 11-585 MB for 74 MB-1.86 GB images
     cores = rng.uniform(0.5, 2.0, users)
     memory = rng.uniform(0.2, 2.0, users) * GB
     cur_srv = _current_servers(srv, rtt[cur_bs], rng.uniform(size=users) < 0.1, cores, memory, image)
