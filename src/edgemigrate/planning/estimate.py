@@ -23,7 +23,7 @@ I64 = NDArray[np.int64]
 class Timing(enum.Enum):
     """How a plan's migration and handover are triggered (Ngo et al. 2020, sec. IV-B vs sec. V-A)."""
 
-    COORDINATED = "coordinated"  # one outage: max(T_mig, T_ho)
+    COORDINATED = "coordinated"  # one outage, max(T_mig, T_ho), when the pre-migration is done by the handover
     SEQUENTIAL = "sequential"  # handover first, migration after the pre-migration: about T_ho + T_mig
 
 
@@ -161,9 +161,11 @@ def evaluate(snap: Snapshot, planner: str, server: ArrayLike, bs: ArrayLike, tim
     pre, mig = migration_times_s(snap, users, server)
     at = handover_at_s(snap, users, bs)
     migrates, hands = server != U.server, bs != U.bs
-    schedule = ho.coordinated_triggers_s if timing is Timing.COORDINATED else ho.sequential_triggers_s
-    args = (np.where(hands, at, snap.now_s), snap.now_s, pre, migrates, hands)
-    t_pre, t_mig, t_ho = schedule(*args, margin=snap.margin) if timing is Timing.COORDINATED else schedule(*args)
+    at = np.where(hands, at, snap.now_s)
+    if timing is Timing.COORDINATED:
+        t_pre, t_mig, t_ho = ho.coordinated_triggers_s(at, snap.now_s, pre, migrates, hands, margin=snap.margin)
+    else:
+        t_pre, t_mig, t_ho = ho.sequential_triggers_s(at, snap.now_s, pre, migrates, hands)
     down = ho.outage_s(t_mig, mig, t_ho, np.full(U.n, snap.handover_s))
     weighted = U.tasks * new
     for a in (server, bs, new, weighted, gain, down, t_pre, t_mig, t_ho):

@@ -125,8 +125,9 @@ class Users:
 
     ``rssi_*_dbm`` may hold -inf for a BS the user does not hear. ``tasks`` is n_ubs (tasks per planning
     period, eq. 1), ``proc_s`` the processing delay measured on the current server (eq. 4); the three sizes
-    feed eq. 5: ``image_bytes`` S_Du, ``checkpoint_bytes`` S_lambda and ``delta_bytes`` S_dlambda, the first
-    of two consecutive checkpoints and their difference (the paper's delta-size heuristic).
+    feed eq. 5: ``image_bytes`` S_Du, ``checkpoint_bytes`` S_lambda and ``delta_bytes`` S_dlambda. The paper
+    estimates the last two from two consecutive checkpoints taken while the container runs: the first one's
+    size, and the size of what changed between them (the changed pages, as ``engine/delta.py`` finds them).
     """
 
     server: I64
@@ -173,6 +174,8 @@ class Snapshot:
 
     ``min_rssi_dbm`` is the receiver's minimum (3d), ``hysteresis_db`` the relative-RSSI handover hysteresis,
     ``handover_s`` T_ho, and ``margin`` the 10 % error margin of the trigger times (Ngo et al. 2020, sec. IV-B).
+    Defaults: -82 dBm is 802.11n's sensitivity for its slowest rate (below it ``wifi_rate_bps`` gives 0),
+    0.5 s the paper's handover time (sec. V-A), 3 dB a common Wi-Fi roaming hysteresis (the paper gives none).
     ``replan`` marks the users whose monitor triggered the planner this round (sec. III: an SLA miss or a due
     handover; :func:`edgemigrate.planning.triggered_users`); the others keep their server and BS and only take
     up capacity. None replans everyone.
