@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -225,3 +227,12 @@ def test_orchestrated_trigger_times_follow_the_coordinated_schedule() -> None:
     assert np.all(np.isnan(plan.migration_at_s[plan.server == snap.users.server]))
     assert np.all(np.isnan(plan.handover_at_s[plan.bs == snap.users.bs]))
     assert np.all(plan.handover_at_s[plan.bs != snap.users.bs] <= snap.now_s + snap.horizon_s + 1e-9)
+
+
+def test_solving_prints_nothing_on_stdout() -> None:
+    # benchmarks and the CLI write JSON lines to stdout; HiGHS's banner must not land between them
+    code = ("import numpy as np\nfrom edgemigrate.planning import OrchestratedPlanner\n"
+            "from edgemigrate.planning.synthetic import synthetic_snapshot\n"
+            "OrchestratedPlanner().plan(synthetic_snapshot(20, 4, 4, 0), np.random.default_rng(0))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == ""

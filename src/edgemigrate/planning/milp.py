@@ -183,8 +183,7 @@ def solve(snap: Snapshot, cand: Candidates, mip_rel_gap: float = 5e-3,
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
     lp.integrality_ = [highspy.HighsVarType.kInteger] * cand.n
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _quiet_highs()
     h.setOptionValue("random_seed", 0)  # the same snapshot gives the same plan
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
     if time_limit_s is not None:
@@ -201,6 +200,20 @@ def solve(snap: Snapshot, cand: Candidates, mip_rel_gap: float = 5e-3,
     if chosen.size != snap.users.n or np.any(np.bincount(cand.user[chosen], minlength=snap.users.n) != 1):
         raise PlanningError("HiGHS returned a solution that does not give every user exactly one pair (3b)")
     return chosen[np.argsort(cand.user[chosen])], status == highspy.HighsModelStatus.kOptimal
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing.
+
+    ``highspy.Highs()`` enables its Python callbacks in the constructor, and that first call writes HiGHS's
+    banner to file descriptor 1 before ``output_flag`` can be switched off (HiGHS's maintainers: set
+    ``output_flag`` before any other method). Stdout carries our JSON lines, so build the pybind11 base class,
+    which makes no such call, and switch the output off first; fall back to the public class if it moves.
+    """
+    base = getattr(getattr(highspy, "_core", None), "_Highs", None)
+    h = base() if base is not None else highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 @PLANNERS.register("orchestrated")
