@@ -68,55 +68,45 @@ def _need_fits(snap: Snapshot) -> NDArray[np.bool_]:
 def candidates(snap: Snapshot, k: int | None) -> Candidates:
     """All admissible pairs (``k`` None) or the pruned set described in the module docstring.
 
-    Pairs are priced per block of users over only the BSs each user can use (3d: a handful out of B), so
-    pricing costs O(U x usable BSs x S) instead of O(U x B x S).
+    Users outside ``snap.replan`` get only their current pair - unless it is no longer admissible (link
+    lost at t', a container that no longer fits), in which case they are replanned like the triggered ones.
+    The others' pairs are priced per block of users over only the BSs each can use (3d: a handful out of B),
+    so pricing costs O(replanned users x usable BSs x S) instead of O(U x B x S).
     """
     U, S = snap.users.n, snap.servers.n
     fits = _need_fits(snap)
     ok = link_ok(snap) & (snap.bss.max_users > 0)[None, :]
-    width = max(1, int(ok.sum(axis=1).max(initial=0)))
-    slots = np.argsort(~ok, axis=1, kind="stable")[:, :width]  # (U, width): usable BSs first, then padding
+    users, cur_bs, cur_srv = np.arange(U), snap.users.bs, snap.users.server
+    fixed = np.zeros(U, dtype=bool)
+    if snap.replan is not None:
+        fixed = ~snap.replan & ok[users, cur_bs] & fits[users, cur_srv]
+    parts: list[tuple[I64, I64, I64]] = [(users[fixed], cur_bs[fixed], cur_srv[fixed])]
+    free = users[~fixed]
+    width = max(1, int(ok[free].sum(axis=1).max(initial=0)))
+    slots = np.argsort(~ok[free], axis=1, kind="stable")[:, :width]  # usable BSs first, then padding
     block = max(1, _BLOCK_PAIRS // (width * S))
     clouds = np.flatnonzero(snap.servers.is_cloud)
-    parts: list[tuple[I64, I64, I64]] = []
-    for lo in range(0, U, block):
-        us = np.arange(lo, min(U, lo + block))
-        bs = slots[us]
+    for lo in range(0, free.size, block):
+        us, bs = free[lo:lo + block], slots[lo:lo + block]
         cost = pair_cost_s(snap, us[:, None, None], bs[:, :, None], np.arange(S)[None, None, :])
         cost = np.where(fits[us][:, None, :] & ok[us[:, None], bs][:, :, None], cost, np.inf)
         flat = cost.reshape(us.size, width * S)
         if k is None or k >= width * S:
             rows, cols = np.nonzero(np.isfinite(flat))
         else:
-            rows, cols = _pruned(flat, cost, snap.users.server[us], clouds, k)
-        if snap.replan is not None:
-            rows, cols = _keep_fixed(snap, us, bs, flat, rows, cols)
+            rows, cols = _pruned(flat, cost, cur_srv[us], clouds, k)
         slot, server = np.divmod(cols, S)
         parts.append((us[rows], bs[rows, slot], server))
-    user, bs_all, server = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    user, bs_all, server = (np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))
     key = np.unique((user * snap.bss.n + bs_all) * S + server)  # sorted by user; drops repeated picks
     user, rest = np.divmod(key, snap.bss.n * S)
     bs_all, server = np.divmod(rest, S)
-    missing = np.setdiff1d(np.arange(U), user)
+    missing = np.setdiff1d(users, user)
     if missing.size:
         u = int(missing[0])
         raise PlanningError(f"user {u}: no (BS, server) pair is admissible - no BS with RSSI >= "
                             f"{snap.min_rssi_dbm:g} dBm now and at t' (3d) or no server its container fits (3c)")
     return Candidates(user=user, bs=bs_all, server=server, cost=pair_cost_s(snap, user, bs_all, server))
-
-
-def _keep_fixed(snap: Snapshot, us: I64, bs: I64, flat: F64, rows: I64, cols: I64) -> tuple[I64, I64]:
-    """Users outside ``snap.replan`` keep only their current pair - unless it is no longer admissible (lost
-    link at t', a BS that now refuses users), in which case they are replanned like the triggered ones."""
-    S = snap.servers.n
-    slot = np.argmax(bs == snap.users.bs[us][:, None], axis=1)  # the current BS's slot (if usable)
-    here = bs[np.arange(us.size), slot] == snap.users.bs[us]
-    stay_col = slot * S + snap.users.server[us]
-    stay_ok = here & np.isfinite(flat[np.arange(us.size), stay_col])
-    fixed = ~snap.replan[us] & stay_ok
-    free = ~fixed[rows]
-    rows_fixed = np.flatnonzero(fixed)
-    return (np.concatenate([rows[free], rows_fixed]), np.concatenate([cols[free], stay_col[rows_fixed]]))
 
 
 def _pruned(flat: F64, cost: F64, current: I64, clouds: I64, k: int) -> tuple[I64, I64]:
