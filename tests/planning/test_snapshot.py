@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgemigrate.core.errors import EdgeMigrateError, ValidationError
-from edgemigrate.planning import Snapshot
+from edgemigrate.planning import Snapshot, Timing, evaluate
 from tests.planning import tiny
 
 
@@ -76,3 +76,15 @@ def test_capacities_may_be_unlimited_and_rssi_unheard() -> None:
     usr = tiny.users(2, rssi_now_dbm=np.array([[-60.0, -np.inf], [-60.0, -70.0]]))
     snap = tiny.snapshot(srv, usr=usr)
     assert snap.servers.cpu_cores[2] == np.inf and snap.users.rssi_now_dbm[0, 1] == -np.inf
+
+
+def test_evaluate_rejects_an_assignment_that_does_not_fit_the_snapshot() -> None:
+    snap = tiny.snapshot()
+    with pytest.raises(ValidationError, match=r"plan server must be 2 indices in \[0, 3\)"):
+        evaluate(snap, "x", np.array([0, 3]), np.array([0, 0]), Timing.COORDINATED)
+    with pytest.raises(ValidationError, match="plan bs"):
+        evaluate(snap, "x", np.array([0, 0]), np.array([0]), Timing.COORDINATED)
+    mine = np.array([1, 1])
+    plan = evaluate(snap, "x", mine, np.array([1, 1]), Timing.COORDINATED)
+    mine[0] = 0  # the caller's array stays writable and the plan keeps its own copy
+    assert plan.server[0] == 1 and not plan.server.flags.writeable

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edgemigrate.core.errors import ValidationError
 from edgemigrate.costs import handover as ho
 from edgemigrate.planning.snapshot import Snapshot
 
@@ -120,7 +121,8 @@ class Plan:
 
     ``gain_s`` is eq. 1's term Delta d * n (nan where the current link is lost at t', so there is nothing to
     compare with); ``downtime_s`` eq. 2's DT from the trigger times; trigger times are nan where the step
-    does not happen. ``task_delay_s`` is n_u * ``delay_s``. ``optimal`` is the MILP's proof of optimality (None for the heuristic planners).
+    does not happen. ``task_delay_s`` is n_u * ``delay_s``. ``optimal`` is the MILP's proof of optimality
+    (None for the heuristic planners); ``candidates`` the number of MILP columns.
     """
 
     planner: str
@@ -153,8 +155,11 @@ def evaluate(snap: Snapshot, planner: str, server: ArrayLike, bs: ArrayLike, tim
     """Price an assignment (one server and BS per user) with eqs. 1-5 and schedule it with ``timing``."""
     U = snap.users
     users = np.arange(U.n)
-    server = np.asarray(server, dtype=np.int64)
-    bs = np.asarray(bs, dtype=np.int64)
+    server = np.array(server, dtype=np.int64)  # copies: the plan's arrays are made read-only below
+    bs = np.array(bs, dtype=np.int64)
+    for name, idx, n in (("server", server, snap.servers.n), ("bs", bs, snap.bss.n)):
+        if idx.shape != (U.n,) or (U.n and (idx.min() < 0 or idx.max() >= n)):
+            raise ValidationError(f"plan {name} must be {U.n} indices in [0, {n}), got shape {idx.shape}")
     new = delay_s(snap, users, bs, server)
     current = delay_s(snap, users, U.bs, U.server)
     gain = np.where(np.isfinite(current), ho.gain_s(ho.delay_change_s(current, new), U.tasks), np.nan)
@@ -170,6 +175,6 @@ def evaluate(snap: Snapshot, planner: str, server: ArrayLike, bs: ArrayLike, tim
     weighted = U.tasks * new
     for a in (server, bs, new, weighted, gain, down, t_pre, t_mig, t_ho):
         a.setflags(write=False)
-    return Plan(planner=planner, server=server, bs=bs, delay_s=new, task_delay_s=weighted, gain_s=gain, downtime_s=down,
-                premigration_at_s=t_pre, migration_at_s=t_mig, handover_at_s=t_ho, timing=timing,
+    return Plan(planner=planner, server=server, bs=bs, delay_s=new, task_delay_s=weighted, gain_s=gain,
+                downtime_s=down, premigration_at_s=t_pre, migration_at_s=t_mig, handover_at_s=t_ho, timing=timing,
                 optimal=optimal, candidates=candidates)

@@ -18,7 +18,12 @@ keeps its current server (no migration) and the cheapest pair on each cloud serv
 off its cheapest pairs only under contention; the two fallbacks keep the model feasible in that case (the
 current server already holds the container; the cloud is large). If the pruned model is still infeasible
 the planner solves the unpruned one before giving up, so pruning never turns a feasible round infeasible.
-The benchmark reports the objective gap against the unpruned model.
+The benchmark reports the objective gap against the unpruned model: on its 200 x 50 x 50 instances (seeds
+0-2), k = 8 keeps ~1,800 of ~36,000 admissible pairs and loses 0, 0 and 0.007 % of the optimum; k = 2 loses
+up to 0.23 %.
+
+Users outside ``Snapshot.replan`` (not triggered this round) keep their current pair as their only column,
+so a city-scale round solves for the triggered users while the others still take up capacity.
 """
 
 from __future__ import annotations
