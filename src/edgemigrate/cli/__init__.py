@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "testbed": ("edgemigrate.cli.testbed", "testbed"),
     "agent": ("edgemigrate.cli.engine", "agent"),
     "migrate": ("edgemigrate.cli.engine", "migrate"),
+    "controller": ("edgemigrate.cli.controller", "controller"),
     "experiment": ("edgemigrate.cli.experiment", "experiment"),
 }
 

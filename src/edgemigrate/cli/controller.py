@@ -1,0 +1,70 @@
+"""``edgemigrate controller``: the central controller process (monitor, planner, deployment, API)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+DEFAULT_LISTEN = "0.0.0.0:7500"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r}: expected IP:PORT (PORT 0 picks a free one)", param_hint="--listen")
+    return host, int(port)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", "store_url", required=True,
+              help="Store URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.")
+@click.option("--pki", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The agent PKI folder (CA and the client certificate the agents accept); the controller's "
+                   "own server certificate is issued into it on first start.")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="API address, IP:PORT.")
+@click.option("--planner", default="orchestrated", show_default=True,
+              help="cloud, random, nearest or orchestrated (Ngo et al. 2020, sec. V-A).")
+@click.option("--strategy", type=click.Choice(["precopy", "stop-and-copy"]), default="precopy",
+              show_default=True, help="How the agents migrate.")
+@click.option("--interval-s", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+              help="Seconds between rounds (poll the agents, plan for the users that need it).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random planner.")
+@click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
+              help="Write the bound API port here once serving (tests).")
+def controller(store_url: str, pki: Path, listen: str, planner: str, strategy: str, interval_s: float,
+               seed: int, ready_file: Path | None) -> None:
+    """Run the controller: resume what a previous run left in flight, then serve the API over mTLS.
+
+    The agents it drives are the hosts in the store (their agent addresses); it talks to them with the
+    PKI's client certificate.
+    """
+    from edgemigrate.control.client import AgentDirectory
+    from edgemigrate.control.health import parse_addr
+    from edgemigrate.controller.service import Controller, serve
+    from edgemigrate.controller.store import open_store
+    from edgemigrate.controller.testbed_backend import TestbedBackend
+    from edgemigrate.planning import make_planner
+
+    ip, port = _listen(listen)
+    chosen = make_planner(planner)
+    store = open_store(store_url)
+    try:
+        directory = AgentDirectory({h.name: parse_addr(h.address) for h in store.hosts()}, pki)
+        ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, seed=seed)
+
+        def ready(bound: int) -> None:
+            logging.getLogger(__name__).warning("controller serving on %s:%d (planner %s)", ip, bound, planner)
+            if ready_file is not None:
+                tmp = ready_file.with_name(ready_file.name + ".tmp")
+                tmp.write_text(f"{bound}\n")
+                tmp.replace(ready_file)
+
+        try:
+            asyncio.run(serve(ctl, pki, ip, port, interval_s=interval_s, ready=ready))
+        except KeyboardInterrupt:
+            pass
+    finally:
+        store.close()

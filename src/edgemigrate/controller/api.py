@@ -1,0 +1,99 @@
+"""The controller's API: JSON lines over mutual TLS, with roles from the peer's certificate.
+
+One request per line (``{"op": ..., ...}``), one reply per line (``{"ok": true, ...}`` or ``{"ok": false,
+"error": "one line"}``), several requests per connection. Lines are bounded (:data:`MAX_LINE_BYTES`) and
+decoded with :func:`~edgemigrate.engine.strictjson.loads_untrusted`; a connection idle for
+:data:`IDLE_TIMEOUT_S` is closed. A bad request is answered with its error and logged; the connection and
+every other one go on (a mobile user's garbage costs the controller one reply).
+
+Roles come from the certificate the agent PKI issued (``engine/transport/tls.py``): ``client`` is the
+operator (the CLI's certificate) and may do everything; ``mu-<user>`` is mobile user ``<user>`` (issued
+by :func:`issue_mu_cert`) and may only report its own measurements and discover its own services. Any
+other certificate of the CA (a host agent's) is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.core.errors import EdgeMigrateError, ValidationError
+from edgemigrate.core.ids import check_id
+from edgemigrate.engine.strictjson import loads_untrusted
+from edgemigrate.engine.transport import tls
+
+MAX_LINE_BYTES = 256 << 10  # a full MU report (2 x 1000 entries) is ~100 KB
+IDLE_TIMEOUT_S = 60.0
+MU_PREFIX = "mu-"
+CONTROLLER_NAME = "controller"  # the controller's own server certificate
+
+
+class ApiError(EdgeMigrateError):
+    """A request the controller refuses (bad form, not allowed for the caller's role)."""
+
+
+class Role(enum.Enum):
+    OPERATOR = "operator"
+    MU = "mu"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    role: Role
+    user: str | None  # the MU's user name; None for the operator
+
+
+MU_OPS = frozenset({"report_mu", "discover"})
+OPERATOR_OPS = MU_OPS | {"deploy", "plan_now", "status", "poll_hosts"}
+
+
+def caller_from_cert(common_name: str | None) -> Caller:
+    """The caller's role from its certificate's common name, or :class:`ApiError`."""
+    if common_name == tls.CLIENT_NAME:
+        return Caller(Role.OPERATOR, None)
+    if common_name is not None and common_name.startswith(MU_PREFIX):
+        try:
+            return Caller(Role.MU, check_id(common_name[len(MU_PREFIX):], "certificate user"))
+        except ValidationError:
+            pass
+    raise ApiError(f"certificate {str(common_name)[:80]!r} has no role here (expected {tls.CLIENT_NAME!r} "
+                   f"or {MU_PREFIX}<user>)")
+
+
+def decode_request(line: bytes, caller: Caller) -> tuple[str, dict[str, Any]]:
+    """``(op, body)`` of one request line, checked against the caller's role."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ApiError(f"request: {len(line)} bytes, at most {MAX_LINE_BYTES}")
+    body = loads_untrusted(line, ApiError, "request")
+    if not isinstance(body, dict):
+        raise ApiError(f"request: expected an object, got {type(body).__name__}")
+    op = body.pop("op", None)
+    if not isinstance(op, str) or op not in OPERATOR_OPS:
+        raise ApiError(f"request.op: {str(op)[:40]!r} is not one of {', '.join(sorted(OPERATOR_OPS))}")
+    allowed = OPERATOR_OPS if caller.role is Role.OPERATOR else MU_OPS
+    if op not in allowed:
+        raise ApiError(f"request.op: {op} is not allowed for a mobile user's certificate")
+    if caller.role is Role.MU:
+        report = body.get("report")
+        user = body.get("user") if op == "discover" else report.get("user") if isinstance(report, dict) else None
+        if user != caller.user:
+            raise ApiError(f"request.user: {str(user)[:64]!r} is not the certificate's user {caller.user!r}")
+    return op, body
+
+
+def issue_mu_cert(pki_dir: Path, user: str) -> Path:
+    """Issue mobile user ``user``'s certificate into ``pki_dir/mus/<user>`` (with the CA certificate);
+    returns that folder, which is all the MU needs (:class:`~.client.ControllerClient`)."""
+    check_id(user, "user")
+    out = pki_dir / "mus" / user
+    tls.issue(pki_dir, MU_PREFIX + user, out)
+    (out / "ca.pem").write_bytes((pki_dir / "ca.pem").read_bytes())
+    return out
+
+
+def issue_controller_cert(pki_dir: Path) -> None:
+    """The controller's server certificate (``controller.pem``) in ``pki_dir``, once."""
+    if not (pki_dir / f"{CONTROLLER_NAME}.pem").exists():
+        tls.issue(pki_dir, CONTROLLER_NAME)
