@@ -18,6 +18,21 @@ def _listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _rtts(values: tuple[str, ...]) -> dict[tuple[str, str], float]:
+    out = {}
+    for v in values:
+        pair, sep, secs = v.partition("=")
+        bs, sep2, host = pair.partition(":")
+        try:
+            value = float(secs)
+        except ValueError:
+            value = -1.0
+        if not (sep and sep2 and bs and host) or not 0 <= value < 1e6:
+            raise click.BadParameter(f"{v!r}: expected BS:HOST=SECONDS", param_hint="--rtt")
+        out[(bs, host)] = value
+    return out
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", "store_url", required=True,
               help="Store URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.")
@@ -31,11 +46,14 @@ def _listen(value: str) -> tuple[str, int]:
               show_default=True, help="How the agents migrate.")
 @click.option("--interval-s", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between rounds (poll the agents, plan for the users that need it).")
+@click.option("--rtt", "rtts", multiple=True, metavar="BS:HOST=SECONDS",
+              help="RTT from a base station to a host (repeatable); the others are 2 ms to an edge host, "
+                   "50 ms to the cloud.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random planner.")
 @click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Write the bound API port here once serving (tests).")
 def controller(store_url: str, pki: Path, listen: str, planner: str, strategy: str, interval_s: float,
-               seed: int, ready_file: Path | None) -> None:
+               rtts: tuple[str, ...], seed: int, ready_file: Path | None) -> None:
     """Run the controller: resume what a previous run left in flight, then serve the API over mTLS.
 
     The agents it drives are the hosts in the store (their agent addresses); it talks to them with the
@@ -43,6 +61,7 @@ def controller(store_url: str, pki: Path, listen: str, planner: str, strategy: s
     """
     from edgemigrate.control.client import AgentDirectory
     from edgemigrate.control.health import parse_addr
+    from edgemigrate.controller.monitor import Monitor, SnapshotDefaults
     from edgemigrate.controller.service import Controller, serve
     from edgemigrate.controller.store import open_store
     from edgemigrate.controller.testbed_backend import TestbedBackend
@@ -53,7 +72,9 @@ def controller(store_url: str, pki: Path, listen: str, planner: str, strategy: s
     store = open_store(store_url)
     try:
         directory = AgentDirectory({h.name: parse_addr(h.address) for h in store.hosts()}, pki)
-        ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, seed=seed)
+        monitor = Monitor(store, SnapshotDefaults(bs_host_rtt_s=_rtts(rtts)))
+        ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, monitor=monitor,
+                               seed=seed)
 
         def ready(bound: int) -> None:
             logging.getLogger(__name__).warning("controller serving on %s:%d (planner %s)", ip, bound, planner)

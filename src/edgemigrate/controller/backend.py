@@ -99,7 +99,9 @@ class Backend(Protocol):
     - ``stop(service, host)``: stop it and free its address.
     - ``host_status(host)``: the services the host runs (raise :class:`HostUnreachable` if it cannot say).
     - ``session_status(action)``: for an action in flight when the controller stopped, how far it got
-      (:class:`SessionOutcome`), from the hosts' own state, never from what the controller remembers.
+      (:class:`SessionOutcome`), from the hosts' own state, never from what the controller remembers. An
+      unreachable destination counts as not running it; an unreachable source raises
+      :class:`HostUnreachable`.
 
     A simulator backend keeps a clock of its own: it may complete a migration instantly and report the
     times eq. 5 of Ngo et al. 2020 predicts in ``MigrationResult.stats`` (``downtime_s``, ``total_s``).

@@ -102,16 +102,17 @@ class SnapshotDefaults:
 
     The link and RTT values are a LAN edge (100 Mbit/s between hosts, 2 ms from a BS to an edge host,
     50 ms to the cloud); ``bs_host_rtt_s`` overrides one (BS, host) pair, e.g. a BS co-located with its
-    edge host. psi/rho default to 1 (eq. 5 then says "size / C_s seconds") until a host has a checkpoint
-    history to fit them to. Per-user sizes are the paper's small-container scale (Ngo et al. 2020, table I).
+    edge host. Until a host has a checkpoint history to fit them to, psi/rho say 1 s per GB at the
+    default C_s of 1 (a host without a benchmark score): eq. 5 reads seconds = psi * size / C_s. Per-user
+    sizes are the paper's small-container scale (Ngo et al. 2020, table I).
     """
 
     link_bps: float = 100e6
     edge_rtt_s: float = 0.002
     cloud_rtt_s: float = 0.05
     bs_host_rtt_s: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    psi: float = 1.0
-    rho: float = 1.0
+    psi: float = 1e-9
+    rho: float = 1e-9
     task_bytes: float = 100e3
     proc_s: float = 0.01
     user_cpu_cores: float = 0.1
@@ -121,6 +122,9 @@ class SnapshotDefaults:
     checkpoint_bytes: float = 20e6
     delta_bytes: float = 2e6
     window_s: float = 30.0  # measurements older than this are not used
+    # a user that reported no RSSI of its current BS within the window is taken to hear it this well: no
+    # report is no evidence of a problem, and a planner must still be able to keep the user where it is
+    unreported_rssi_dbm: float = -60.0
     horizon_s: float = 5.0
     min_rssi_dbm: float = -82.0
     hysteresis_db: float = 3.0
@@ -238,8 +242,11 @@ class Monitor:
         rssi = np.full((n, nb), -np.inf)
         task_bytes, tasks, proc = np.full(n, d.task_bytes), np.ones(n), np.full(n, d.proc_s)
         for u, p in enumerate(pairs):
-            for bs, value in self._latest_rssi(p.user, since).items():
+            heard = self._latest_rssi(p.user, since)
+            for bs, value in heard.items():
                 rssi[u, b_idx[bs]] = value
+            if p.base_station not in heard:
+                rssi[u, b_idx[p.base_station]] = d.unreported_rssi_dbm
             samples = [s for s in self.store.task_delays(p.user, since_s=since) if s.service == p.service]
             sizes = [s.task_size_bytes for s in samples if s.task_size_bytes]
             if sizes:
