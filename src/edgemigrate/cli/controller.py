@@ -8,13 +8,16 @@ from pathlib import Path
 
 import click
 
+from edgemigrate.core.errors import ConfigError
+from edgemigrate.core.ids import check_id
+
 DEFAULT_LISTEN = "0.0.0.0:7500"
 
 
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(f"{value!r}: expected IP:PORT (PORT 0 picks a free one)", param_hint="--listen")
+        raise ConfigError(f"--listen {value!r}: expected IP:PORT (PORT 0 picks a free one)")
     return host, int(port)
 
 
@@ -28,8 +31,8 @@ def _rtts(values: tuple[str, ...]) -> dict[tuple[str, str], float]:
         except ValueError:
             value = -1.0
         if not (sep and sep2 and bs and host) or not 0 <= value < 1e6:
-            raise click.BadParameter(f"{v!r}: expected BS:HOST=SECONDS", param_hint="--rtt")
-        out[(bs, host)] = value
+            raise ConfigError(f"--rtt {v!r}: expected BS:HOST=SECONDS (SECONDS >= 0)")
+        out[(check_id(bs, "--rtt base station"), check_id(host, "--rtt host"))] = value
     return out
 
 
