@@ -48,7 +48,7 @@ async def _log_handover(user: str, source_bs: str, dest_bs: str) -> None:
              user, source_bs, dest_bs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TestbedBackend:
     """The real agents of ``directory``; ``strategy`` is the agents' (``precopy`` or ``stop-and-copy``)."""
 
