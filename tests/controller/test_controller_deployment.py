@@ -151,3 +151,21 @@ def test_resume_marks_an_unreachable_source_down_and_judges_a_dead_destination_f
     store.transition(b.id, ActionState.PLANNED, ActionState.RUNNING)
     (final,) = asyncio.run(dep.resume())
     assert final.state is ActionState.ROLLED_BACK  # the source runs it
+
+
+class _GarbledReply(MemoryBackend):
+    """A backend whose migration ends in an error that is not a BackendError (e.g. a peer's bad reply)."""
+
+    async def migrate(self, service, source_host, dest_host, session):
+        from edgemigrate.core.errors import ValidationError
+
+        raise ValidationError("stats.rounds: expected a list")
+
+
+def test_any_backend_error_settles_the_action_instead_of_leaving_it_running(store) -> None:
+    backend = _GarbledReply(running={"edge1": {"counter"}})
+    dep = Deployment(store, backend, clock=lambda: NOW, max_wait_s=0.0)
+    a = store.plan_action(Action(new_action_id(), ActionKind.MIGRATION, "u1", "counter", "edge1", "edge2"))
+    final, down = asyncio.run(dep.run(a))
+    assert final.state is ActionState.ROLLED_BACK and "stats.rounds" in final.detail and down is None
+    assert store.in_flight() == []

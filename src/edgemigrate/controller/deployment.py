@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgemigrate.controller.backend import Backend, BackendError, HostUnreachable, SessionOutcome
+from edgemigrate.controller.backend import Backend, HostUnreachable, SessionOutcome
 from edgemigrate.controller.monitor import SnapshotIndex
 from edgemigrate.controller.store import (
     Action,
@@ -101,7 +101,11 @@ class Deployment:
                 log.warning("plan %s: %s/%s skipped: %s", plan.planner, a.user, a.service, exc)
         done, down = [], []
         for a in planned:
-            final, host_down = await self.run(a)
+            try:
+                final, host_down = await self.run(a)
+            except ConflictError as exc:  # another controller sharing the store moved it first
+                log.warning("action %s: %s", a.id, exc)
+                continue
             done.append(final)
             if host_down is not None:
                 down.append(host_down)
@@ -129,7 +133,8 @@ class Deployment:
             self.store.set_host_state(exc.host, HostState.DOWN)
             log.warning("action %s: %s; host marked down", a.id, exc)
             return await self._settle_failure(a, str(exc)), exc.host
-        except BackendError as exc:
+        except EdgeMigrateError as exc:
+            # BackendError, or anything else a backend let through: the action must not stay RUNNING
             log.warning("action %s: %s", a.id, exc)
             return await self._settle_failure(a, str(exc)), None
         return self.store.transition(a.id, ActionState.RUNNING, ActionState.DONE), None
@@ -168,7 +173,7 @@ class Deployment:
                 self.store.set_host_state(exc.host, HostState.DOWN)
                 return self.store.transition(a.id, ActionState.RUNNING, ActionState.FAILED,
                                              detail=f"resumed: {exc}; host marked down")
-            except BackendError as exc:
+            except EdgeMigrateError as exc:
                 return self.store.transition(a.id, ActionState.RUNNING, ActionState.FAILED,
                                              detail=f"resumed: {exc}")
             if outcome is not SessionOutcome.PENDING or self.clock() > deadline:
