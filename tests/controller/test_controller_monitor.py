@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgemigrate.controller.backend import HostStatus, ServiceState
+from edgemigrate.controller.backend import HostStatus, MigrationResult, ServiceState
 from edgemigrate.controller.monitor import Monitor, SnapshotDefaults, mu_report_to_json, parse_mu_report
 from edgemigrate.controller.store import (
     BsRssi,
@@ -123,3 +123,15 @@ def test_snapshot_leaves_out_down_hosts_and_their_placements(store, monitor) -> 
     store.set_host_state("edge1", HostState.DOWN)
     snap, index = monitor.snapshot()
     assert index.hosts == ("edge2", "edge3") and index.pairs == () and snap.users.n == 0
+
+
+def test_migration_statistics_feed_the_eq5_history(store, monitor) -> None:
+    stats = {"rounds": [{"image_bytes": 40_000_000, "dump_s": 0.4}, {"image_bytes": 1000, "dump_s": 0.01}],
+             "full_checkpoint_bytes": 41_000_000, "restore_s": 0.6}
+    recs = monitor.ingest_migration(MigrationResult("counter", "edge1", "edge2", stats))
+    assert [(r.host, r.kind) for r in recs] == [("edge1", CheckpointKind.CHECKPOINT), ("edge2", CheckpointKind.RESTORE)]
+    assert store.checkpoint_history("edge2")[0].size_bytes == 41_000_000
+    assert monitor.ingest_migration(MigrationResult("counter", "edge1", "edge2", {"rounds": "?"})) == []
+    with pytest.raises(ValidationError, match="checkpoint.duration_s"):
+        monitor.ingest_migration(MigrationResult("counter", "edge1", "edge2",
+                                                 {"full_checkpoint_bytes": 5, "restore_s": -1.0}))

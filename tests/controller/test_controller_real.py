@@ -118,8 +118,9 @@ def test_agent_dies_while_the_plan_runs_plan_fails_over_and_host_is_marked_down(
     bed = clean
     store = _store(bed, tmp_path / "ctl.db")
     backend = TestbedBackend(bed.directory, status_timeout_s=5.0)
-    ctl = Controller(store, backend, make_planner("nearest"), Monitor(store, SnapshotDefaults(bs_host_rtt_s=RTT)),
-                     Deployment(store, backend, max_wait_s=1.0))
+    monitor = Monitor(store, SnapshotDefaults(bs_host_rtt_s=RTT))
+    ctl = Controller(store, backend, make_planner("nearest"), monitor,
+                     Deployment(store, backend, max_wait_s=1.0, on_migrated=monitor.ingest_migration))
     spec = _deploy_counter(bed, store, 16)
     probe = _probe(bed, spec)
     bed.agents["edge2"].kill()  # the nearest host to bs2 is dead before its migration starts
@@ -131,6 +132,9 @@ def test_agent_dies_while_the_plan_runs_plan_fails_over_and_host_is_marked_down(
     p = store.placement("u1", "counter")
     assert (p.host, p.base_station) == ("edge3", "bs2")
     _assert_once_and_intact(bed, probe, "edge3")
+    # the real migration's statistics became eq. 5's history: a dump on edge1, a restore on edge3
+    assert [r.kind.value for r in store.checkpoint_history("edge1")] == ["checkpoint"]
+    assert [r.kind.value for r in store.checkpoint_history("edge3")] == ["restore"]
     store.close()
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgemigrate.controller.backend import Backend, HostUnreachable, SessionOutcome
+from edgemigrate.controller.backend import Backend, HostUnreachable, MigrationResult, SessionOutcome
 from edgemigrate.controller.monitor import SnapshotIndex
 from edgemigrate.controller.store import (
     Action,
@@ -83,8 +83,10 @@ class Deployment:
     """Runs actions on ``backend`` and keeps the store's action states and host states true."""
 
     def __init__(self, store: Store, backend: Backend, *, clock: Callable[[], float] = time.time,
-                 max_wait_s: float = 60.0, resume_wait_s: float = RESUME_WAIT_S) -> None:
+                 max_wait_s: float = 60.0, resume_wait_s: float = RESUME_WAIT_S,
+                 on_migrated: Callable[[MigrationResult], object] | None = None) -> None:
         self.store = store
+        self.on_migrated = on_migrated  # the monitor's ingest_migration: eq. 5's history
         self.backend = backend
         self.clock = clock
         self.max_wait_s = max_wait_s  # a trigger time further ahead than this is clamped (a clock jump)
@@ -124,7 +126,7 @@ class Deployment:
         try:
             if a.source_host is not None and a.dest_host is not None:
                 result = await self.backend.migrate(a.service, a.source_host, a.dest_host, a.id)
-                log.info("action %s: %s migrated: %s", a.id, a.service, dict(result.stats).get("downtime_s"))
+                self._measured(a, result)
             if a.source_bs is not None and a.dest_bs is not None:
                 if a.handover_at_s is not None:
                     await asyncio.sleep(min(max(0.0, a.handover_at_s - self.clock()), self.max_wait_s))
@@ -138,6 +140,14 @@ class Deployment:
             log.warning("action %s: %s", a.id, exc)
             return await self._settle_failure(a, str(exc)), None
         return self.store.transition(a.id, ActionState.RUNNING, ActionState.DONE), None
+
+    def _measured(self, a: Action, result: MigrationResult) -> None:
+        if self.on_migrated is None:
+            return
+        try:
+            self.on_migrated(result)
+        except EdgeMigrateError as exc:  # a bad statistic loses the measurement, not the migration
+            log.warning("action %s: migration statistics not recorded: %s", a.id, exc)
 
     async def _settle_failure(self, a: Action, reason: str) -> Action:
         """ROLLED_BACK if the service runs at its source again, else FAILED (with what the hosts say)."""

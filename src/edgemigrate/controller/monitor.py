@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from edgemigrate.controller.backend import HostStatus
+from edgemigrate.controller.backend import HostStatus, MigrationResult
 from edgemigrate.controller.store import (
     BsRssi,
     CheckpointKind,
+    CheckpointRecord,
     HostReport,
     HostRole,
     HostState,
@@ -162,6 +163,26 @@ class Monitor:
         report = HostReport(status.host, self.clock(), 0.0, memory, 0, services)
         self.store.record_host_report(report)
         return report
+
+    def ingest_migration(self, result: MigrationResult) -> list[CheckpointRecord]:
+        """The checkpoint/restore history eq. 5's psi and rho are fitted to, from a migration's statistics:
+        the first round's full dump on the source (``rounds[0].image_bytes``, ``dump_s``) and the restore of
+        the final image on the destination (``full_checkpoint_bytes``, ``restore_s``). The statistics are
+        an agent's reply: what is missing or out of range is left out (a ValidationError names it)."""
+        st = result.stats
+        now = self.clock()
+        rounds = st.get("rounds")
+        first = rounds[0] if isinstance(rounds, list) and rounds and isinstance(rounds[0], dict) else {}
+        recs = []
+        for host, kind, size, secs in (
+                (result.source_host, CheckpointKind.CHECKPOINT, first.get("image_bytes"), first.get("dump_s")),
+                (result.dest_host, CheckpointKind.RESTORE, st.get("full_checkpoint_bytes"), st.get("restore_s"))):
+            if size is None or secs is None:
+                continue
+            rec = CheckpointRecord(host, result.service, kind, now, size, secs)
+            self.store.record_checkpoint(rec)
+            recs.append(rec)
+        return recs
 
     def _latest_rssi(self, user: str, since_s: float) -> dict[str, float]:
         out: dict[str, float] = {}

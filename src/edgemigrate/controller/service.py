@@ -66,7 +66,8 @@ class Controller:
     def build(cls, store: Store, backend: Backend, planner: Planner, *, monitor: Monitor | None = None,
               clock: Callable[[], float] = time.time, seed: int = 0) -> Controller:
         mon = monitor or Monitor(store, clock=clock)
-        return cls(store, backend, planner, mon, Deployment(store, backend, clock=clock), seed)
+        dep = Deployment(store, backend, clock=clock, on_migrated=mon.ingest_migration)
+        return cls(store, backend, planner, mon, dep, seed)
 
     async def resume(self) -> list[Action]:
         settled = await self.deployment.resume()
