@@ -1,4 +1,4 @@
-"""The seed-002 counter service and the 10 ms probe, as real processes over TCP."""
+"""The counter service of Ngo et al. 2020 and the 10 ms probe, as real processes over TCP."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_counter_increments_and_holds_resident_memory() -> None:
     with service("edgemigrate.workloads.counter", "--port", "0", "--resident-mb", "16", "--seed", "5") as (p, port):
         c = LineClient(port)
         assert [c.ask("INC") for _ in range(3)] == ["1", "2", "3"]
-        assert c.ask("anything else") == "4"  # as in seed 002: every request increments
+        assert c.ask("anything else") == "4"  # as in Ngo et al. 2020: every request increments
         assert c.ask("GET") == "4"
         assert c.ask("PING") == "PONG"
         assert c.ask("DIGEST") == ResidentMemory(16, seed=5).digest()
