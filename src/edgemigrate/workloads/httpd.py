@@ -1,13 +1,15 @@
-"""The ``web`` service: Debian's lighttpd serving one seeded, text-like static page (Zhang et al. 2019, section VI-C).
+"""The ``web`` service: Debian's lighttpd serving one seeded, text-like static page (Zhang et al. 2019,
+section VI-C).
 
-Zhang et al. 2019 measure throughput and queries per second while migrating "the apache service ... started in the
-Docker container", loaded by ``ab -c 100 -n 50000`` fetching a 512 KB static page. We run a real web server
-from Debian, **lighttpd** (``apt-get install lighttpd``, listed in ``scripts/install-system-deps``), rather
-than a Python server of our own: it is one single-threaded process with an ``epoll`` loop and ``sendfile``,
-which CRIU checkpoints together with ~100 established keep-alive connections (``--tcp-established``), and it
-serves 512 KB pages at well over a Gbit/s on one core, so the load generator - not the server - sets the pace
-and the server leaves the CPU to the migration. (Apache itself forks/threads per connection and needs a
-writable ``/var``; nginx runs a master and worker processes; both are heavier to checkpoint.)
+Zhang et al. 2019 measure throughput and queries per second while migrating "the apache service ... started in
+the Docker container", loaded by ``ab -c 100 -n 50000`` fetching a 512 KB static page. We run a real web
+server from Debian, **lighttpd** (``apt-get install lighttpd``, listed in ``scripts/install-system-deps``),
+rather than a Python server of our own: it is one single-threaded process with an ``epoll`` loop and
+``sendfile``, which CRIU checkpoints together with ~100 established keep-alive connections
+(``--tcp-established``), and it serves 512 KB pages at well over a Gbit/s on one core, so the load generator -
+not the server - sets the pace and the server leaves the CPU to the migration. (Apache itself forks/threads
+per connection and needs a writable ``/var``; nginx runs a master and worker processes; both are heavier to
+checkpoint.)
 
 This module is the container's entry point (``python -m edgemigrate.workloads.httpd``): it writes the page
 ``index.html`` of exactly ``--page-bytes`` bytes and a minimal ``lighttpd.conf`` into ``--workdir`` (the

@@ -1,7 +1,8 @@
-"""ApacheBench load during a migration, and its per-second throughput / QPS timeline (Zhang et al. 2019, section VI-C).
+"""ApacheBench load during a migration, and its per-second throughput / QPS timeline (Zhang et al. 2019,
+section VI-C).
 
-Zhang et al. 2019 run ``ab -c 100 -n 50000`` against a 512 KB static page in the migrating container and plots the
-throughput (Mb/s) and the queries per second of every second of the migration, compressed vs uncompressed.
+Zhang et al. 2019 run ``ab -c 100 -n 50000`` against a 512 KB static page in the migrating container and plot
+the throughput (Mb/s) and the queries per second of every second of the migration, compressed vs uncompressed.
 :class:`LoadGenerator` runs Debian's ``ab`` (package ``apache2-utils``) the same way - optionally inside a
 testbed host's network namespace - with::
 
@@ -27,7 +28,8 @@ What each source gives, and its resolution:
 * ab's summary (stdout): completed / failed requests by kind, document and transfer sizes.
 
 A parse error names the file and line (:class:`~edgemigrate.core.errors.DataFormatError`); a missing ``ab``
-is one :class:`~edgemigrate.core.errors.EngineError` line saying how to install it.
+is one :class:`~edgemigrate.core.errors.EngineError` line saying how to install it. A migration under this load
+is driven by :mod:`edgemigrate.experiments.under_load`.
 """
 
 from __future__ import annotations
