@@ -39,7 +39,7 @@ from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.engine.checkpoint import netlock
-from edgemigrate.engine.services.probe import Probe
+from edgemigrate.workloads.probe import Probe
 
 RATES_MBIT = [10, 100, 1000]
 RTTS_MS = [5, 50, 150]
@@ -235,7 +235,7 @@ def run_podman(c: LocalCluster, resident_mb: float, compress: str = "zstd") -> d
         vols += ["-v", f"{v}:{v}:ro"]
     try:
         _podman("run", "-d", "--name", name, "--network", f"ns:{alias}", *PODMAN_RUN_FLAGS, *vols, "-e",
-                f"PYTHONPATH={src_pkg}", PODMAN_IMAGE, sys.executable, "-m", "edgemigrate.engine.services.counter",
+                f"PYTHONPATH={src_pkg}", PODMAN_IMAGE, sys.executable, "-m", "edgemigrate.workloads.counter",
                 "--host", ip, "--port", str(PODMAN_PORT), "--resident-mb", str(resident_mb))
         deadline = time.monotonic() + 60
         while True:

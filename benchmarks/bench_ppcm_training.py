@@ -1,8 +1,8 @@
-"""How long PPCM training takes to reach DEP_SOFT's total delay on the bundled scenario (issue 5 target:
-within 30 minutes on 2 cores).
+"""How long PPCM training takes to reach DEP_SOFT's total delay on the bundled scenario (target: within 30 minutes
+on 2 cores).
 
 DEP_SOFT's mean delay per task is measured first on fixed evaluation seeds; then PPCM (or PPO) trains with
-seed 000's Table I settings and, every ``--eval-every`` updates, its greedy policy is evaluated on the same
+Liu et al. 2024's Table I settings and, every ``--eval-every`` updates, its greedy policy is evaluated on the same
 seeds. Evaluation time is excluded from the reported training time. One JSON line, e.g.
     {"bench": "ppcm_training", "algo": "ppcm", "dep_soft_delay_s": 18.4, "reached": true,
      "train_s_to_reach": 412.0, "steps_to_reach": 30720, ...}
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemigrate.experiments.ppcm import EVAL_SEED0, eval_job, eval_on_env, ppo_config
+from edgemigrate.experiments.ppcm.design import EVAL_SEED0
+from edgemigrate.experiments.ppcm.sweep import eval_job, eval_on_env, ppo_config
 from edgemigrate.scenarios import load_scenario
 
 

@@ -5,7 +5,7 @@
   under ``nsenter --net=<client1>``): one connection, one ``SET ack:<i> <value>`` in flight at a time,
   every request's send/reply wall time recorded; afterwards every acknowledged key is read back from the
   destination (:func:`verify_acked`).
-* Counter: the project's probe (``engine/services/probe.py``, ``INC`` every 10 ms), with every reply's
+* Counter: the project's probe (``workloads/probe.py``, ``INC`` every 10 ms), with every reply's
   send/reply time recorded (:class:`TimedProbe`).
 
 Metrics over the move window (migration request sent -> result received), :func:`gap_metrics`:
@@ -71,7 +71,7 @@ class TimedProbe:
 
     def __init__(self, netns_path: str, host: str, port: int) -> None:
         from edgemigrate.control.netns import in_netns
-        from edgemigrate.engine.services import probe as probe_mod
+        from edgemigrate.workloads import probe as probe_mod
 
         self.times: list[tuple[float, float]] = []
         offset = time.time() - time.monotonic()
@@ -161,7 +161,7 @@ class RedisLoad:
 def verify_acked(netns_path: str, host: str, port: int, acked: list[list[Any]]) -> int:
     """How many acknowledged writes are missing or wrong on the server now (read back with MGET)."""
     from edgemigrate.control.netns import in_netns
-    from edgemigrate.engine.services.redis import RespClient
+    from edgemigrate.workloads.redis import RespClient
 
     with in_netns(netns_path):
         c = RespClient(host, port)

@@ -15,7 +15,7 @@ import pytest
 
 from edgemigrate.control.client import MigrationFailed
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
-from edgemigrate.engine.services.probe import Probe
+from edgemigrate.workloads.probe import Probe
 
 pytestmark = [pytest.mark.criu, pytest.mark.netns]
 
@@ -88,7 +88,7 @@ def test_consecutive_counter_migrations_keep_state(clean, strategy: str) -> None
 @pytest.mark.skipif(not os.path.exists("/usr/bin/redis-server"), reason="redis-server not installed")
 def test_consecutive_redis_migrations_keep_every_key(clean) -> None:
     from edgemigrate.control.netns import in_netns
-    from edgemigrate.engine.services import redis as r
+    from edgemigrate.workloads import redis as r
 
     bed = clean
     spec = ServiceSpec("redis", ServiceKind.REDIS, bed.tb.service_ip(0), 6379)

@@ -83,7 +83,7 @@ def test_bundle_takes_namespaces_and_mounts_from_the_local_host(tmp_path: Path) 
     assert cfg["root"]["readonly"] is True and cfg["process"]["noNewPrivileges"] is True
     assert all("ro" in m["options"] for m in cfg["mounts"] if m["type"] == "bind")
     assert "CAP_SYS_ADMIN" not in cfg["process"]["capabilities"]["bounding"]
-    assert cfg["process"]["args"][1:3] == ["-m", "edgemigrate.engine.services.counter"]
+    assert cfg["process"]["args"][1:3] == ["-m", "edgemigrate.workloads.counter"]
     assert cfg["linux"]["cgroupsPath"] == "/edgemigrate/em-edge2/counter"
 
 

@@ -42,7 +42,7 @@ from edgemigrate.controller.store import (
     open_store,
 )
 from edgemigrate.controller.testbed_backend import TestbedBackend
-from edgemigrate.engine.services.probe import Probe
+from edgemigrate.workloads.probe import Probe
 from edgemigrate.planning import make_planner
 
 from .controller_helpers import RTT

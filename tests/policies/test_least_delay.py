@@ -75,7 +75,7 @@ def test_queue_spreads_over_nodes_instead_of_piling_up() -> None:
 def test_beats_dep_soft_on_the_paper_scenario_under_load() -> None:
     """On ``ppcm-paper`` at 120 tasks/min (20 ticks) the least-T_k expert is far better than DEP_SOFT (measured
     11.6 s vs 33.7 s per task): the strong expert the controlled experiment needs."""
-    from edgemigrate.experiments.ppcm import eval_job, point_overrides
+    from edgemigrate.experiments.ppcm.sweep import eval_job, point_overrides
 
     ov = ["sim.n_steps=20", *point_overrides("tasks", 120)]
     strong = eval_job("ppcm-paper", ov, "least_delay", 10_000)

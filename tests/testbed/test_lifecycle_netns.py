@@ -41,7 +41,7 @@ def test_established_connection_survives_criu_move_with_service_ip(small_testbed
     tb.add_service_ip(ip, "edge1")
     images = tmp_path / "images"
     images.mkdir()
-    srv = tb.popen_in("edge1", [PY, "-m", "edgemigrate.engine.services.counter", "--host", ip, "--port", "7200",
+    srv = tb.popen_in("edge1", [PY, "-m", "edgemigrate.workloads.counter", "--host", ip, "--port", "7200",
                                 "--resident-mb", "8"],
                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                       start_new_session=True)
@@ -49,7 +49,7 @@ def test_established_connection_survives_criu_move_with_service_ip(small_testbed
     try:
         _wait_listening(tb, "edge1", 7200)
         out = tmp_path / "probe.json"
-        probe = tb.popen_in("client1", [PY, "-m", "edgemigrate.engine.services.probe", "--host", ip, "--port",
+        probe = tb.popen_in("client1", [PY, "-m", "edgemigrate.workloads.probe", "--host", ip, "--port",
                                         "7200", "--duration-s", "4", "--out", str(out)], stdout=subprocess.PIPE)
         assert probe.stdout is not None and probe.stdout.readline().strip() == b"probing"
         time.sleep(1.0)

@@ -116,7 +116,7 @@ def test_service_ip_moves_with_the_route(small_testbed: Testbed) -> None:
         assert Testbed.load(tb.name).services()[ip] == "edge2"  # persisted for other processes
         _, moved_ms = ping(tb, "edge1", ip, 3, 0.05)
         assert moved_ms >= 50.0  # now across the edge1-edge2 link
-        srv = tb.popen_in("edge2", [PY, "-m", "edgemigrate.engine.services.counter", "--host", ip, "--port",
+        srv = tb.popen_in("edge2", [PY, "-m", "edgemigrate.workloads.counter", "--host", ip, "--port",
                                     "7100"], stdout=subprocess.PIPE, text=True)
         try:
             assert srv.stdout is not None and "listening" in srv.stdout.readline()

@@ -1,4 +1,4 @@
-"""``edgemigrate experiment ...``: the reproduced experiments of the seed papers."""
+"""``edgemigrate experiment ...``: the reproduced experiments of the papers in ``docs/references.md``."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ from pathlib import Path
 
 import click
 
+from edgemigrate.cli.compression import compression
 from edgemigrate.core.errors import ConfigError
 
 
 @click.group()
 def experiment() -> None:
-    """Reproduce the seed papers' experiments (results folder with CSV, Markdown and PNG)."""
+    """Reproduce the papers' experiments (results folder with CSV, Markdown and PNG)."""
 
 
-@experiment.group()
+# short_help given where the help cites "Liu et al. 2024": click would end the first sentence at "al."
+@experiment.group(short_help="PPCM (Liu et al. 2024): layer-aware proactive/passive migration.")
 def ppcm() -> None:
-    """Seed 000 (PPCM): layer-aware proactive/passive migration with PPO + DCN and eight baselines."""
+    """Liu et al. 2024 (PPCM): layer-aware proactive/passive migration with PPO + DCN and eight baselines."""
 
 
 def _common(f):  # type: ignore[no-untyped-def]
@@ -37,8 +39,9 @@ def _common(f):  # type: ignore[no-untyped-def]
                      help="Override a scenario key for every point, e.g. --set sim.n_steps=30. Repeatable."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
         click.option("--expert", default="dep_soft", show_default=True, metavar="dep_soft|least_delay|ga",
-                     help="Expert whose demonstrations warm-start PPCM (seed 000 uses DEP_SOFT; least_delay = "
-                          "the feasible choice of least estimated T_k; ga = GA deciding one task at a time)."),
+                     help="Expert whose demonstrations warm-start PPCM (Liu et al. 2024 use DEP_SOFT; "
+                          "least_delay = the feasible choice of least estimated T_k; ga = GA deciding one task at "
+                          "a time)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -52,7 +55,8 @@ def _algos(text: str | None) -> tuple[str, ...] | None:
 def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorithms: str | None, workers: int,
            ray_address: str | None, out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool,
            expert: str) -> None:
-    from edgemigrate.experiments.ppcm import ALGORITHMS, run_sweep
+    from edgemigrate.experiments.ppcm.design import ALGORITHMS
+    from edgemigrate.experiments.ppcm.sweep import run_sweep
 
     try:
         pts = tuple(float(p) if axis == "tasks" else int(p) for p in points.split(",")) if points else None
@@ -65,19 +69,19 @@ def _sweep(axis: str, points: str | None, seeds: int, train_steps: int, algorith
     click.echo(f"results: {res.out_dir}")
 
 
-@ppcm.command()
+@ppcm.command(short_help="Sweep the number of edge nodes (Liu et al. 2024, figures 3-4).")
 @click.option("--points", default=None, metavar="9,18,...", help="Node counts (default 9,18,27,36).")
 @_common
 def nodes(points: str | None, **kw: object) -> None:
-    """Sweep the number of edge nodes (seed 000, figures 3-4)."""
+    """Sweep the number of edge nodes (Liu et al. 2024, figures 3-4)."""
     _sweep("nodes", points, **kw)  # type: ignore[arg-type]
 
 
-@ppcm.command()
+@ppcm.command(short_help="Sweep the number of tasks (Liu et al. 2024, figures 5-6).")
 @click.option("--points", default=None, metavar="30,60,...", help="Task arrivals per minute (default 30..150).")
 @_common
 def tasks(points: str | None, **kw: object) -> None:
-    """Sweep the number of tasks (seed 000, figures 5-6)."""
+    """Sweep the number of tasks (Liu et al. 2024, figures 5-6)."""
     _sweep("tasks", points, **kw)  # type: ignore[arg-type]
 
 
@@ -86,8 +90,9 @@ def tasks(points: str | None, **kw: object) -> None:
 def training(seeds: int, train_steps: int, algorithms: str | None, workers: int, ray_address: str | None,
              out_root: Path, scenario: str, overrides: tuple[str, ...], quiet: bool, expert: str) -> None:
     """Train PPCM on the scenario and evaluate it against all eight baselines; plots the training curves
-    (seed 000 fig. 7). With --algorithms ppcm,ppo,ppcm_mlp_actor,ppcm_mlp_critic it is the ablation."""
-    from edgemigrate.experiments.ppcm import ALGORITHMS, run_training
+    (Liu et al. 2024, fig. 7). With --algorithms ppcm,ppo,ppcm_mlp_actor,ppcm_mlp_critic it is the ablation."""
+    from edgemigrate.experiments.ppcm.design import ALGORITHMS
+    from edgemigrate.experiments.ppcm.sweep import run_training
 
     res = run_training(algorithms=_algos(algorithms) or ALGORITHMS, seeds=seeds, train_steps=train_steps,
                        out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
@@ -103,7 +108,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise ConfigError(f"{option} '{text}': expected comma-separated integers, e.g. 1,2,3") from None
 
 
-@ppcm.command()
+@ppcm.command(short_help="Controlled test of why our PPCM disagrees with Liu et al. 2024 at high load.")
 @click.option("--point", type=float, default=120.0, show_default=True, help="Task arrivals per minute.")
 @click.option("--variants", default="ppcm,ppcm_light_bc,ppcm_strong,ppo", show_default=True, metavar="A,B,...",
               help="RL variants: ppcm, ppo, ppcm_light_bc (2 BC epochs), ppcm_no_bc (no warm start), "
@@ -117,9 +122,10 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 def controlled(point: float, variants: str, train_seeds: str, references: str, seeds: int, train_steps: int,
                algorithms: str | None, workers: int, ray_address: str | None, out_root: Path, scenario: str,
                overrides: tuple[str, ...], quiet: bool, expert: str) -> None:
-    """Controlled test of why PPCM disagrees with seed 000 at high load: PPCM variants (expert, BC strength)
-    and PPO, several training seeds each, same budget; delays with 95 % CIs, entropy and cloud-share logs."""
-    from edgemigrate.experiments.ppcm_controlled import run_controlled
+    """Controlled test of why our PPCM disagrees with Liu et al. 2024 at high load: PPCM variants (expert, BC
+    strength) and PPO, several training seeds each, same budget; delays with 95 % CIs, entropy and cloud-share
+    logs."""
+    from edgemigrate.experiments.ppcm.controlled import run_controlled
 
     if algorithms:
         raise ConfigError("controlled takes --variants and --references, not --algorithms")
@@ -138,13 +144,11 @@ def controlled(point: float, variants: str, train_seeds: str, references: str, s
 def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
     """Merge the results folders of 'controlled' runs at the same point (e.g. a variant added later) into one
     table and plot; nothing is re-run."""
-    from edgemigrate.experiments.ppcm_controlled import merge_controlled
+    from edgemigrate.experiments.ppcm.controlled import merge_controlled
 
     res = merge_controlled(folders, out_root)
     click.echo((res.out_dir / "summary.md").read_text())
     click.echo(f"results: {res.out_dir}")
 
-
-from edgemigrate.cli.compression import compression  # noqa: E402  (issue 4 experiments, helper-6)
 
 experiment.add_command(compression)

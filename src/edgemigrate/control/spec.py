@@ -14,7 +14,11 @@ policy derived from this same ``config.json`` before restoring it
 The bundle is a minimal rootfs: an empty read-only skeleton into which ``/usr``, ``/etc``, the Python
 installation and the project tree are bind-mounted read-only (the services are this package's own
 modules, run with the project's interpreter; Redis is Debian's ``/usr/bin/redis-server``; the ``web`` kind is
-Debian's lighttpd started through :mod:`edgemigrate.engine.services.httpd`, serving a ``page_bytes`` page).
+Debian's lighttpd started through :mod:`edgemigrate.workloads.httpd`, serving a ``page_bytes`` page).
+
+:func:`build_bundle` is the project's only OCI bundle builder. It lives here, in the control layer, because the
+host agent is what puts a service into a container, from this spec; the workloads are plain processes that know
+nothing of containers, and the engine's runc driver takes a bundle it is given.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.engine.services.httpd import DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES
+from edgemigrate.workloads.httpd import DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 MAX_RESIDENT_MB = 16384.0
@@ -125,16 +129,16 @@ class ServiceSpec:
         """The process command line, derived locally from the kind (never received from a peer)."""
         py = sys.executable
         if self.kind is ServiceKind.COUNTER:
-            return [py, "-m", "edgemigrate.engine.services.counter", "--host", self.ip, "--port", str(self.port),
+            return [py, "-m", "edgemigrate.workloads.counter", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--seed", str(self.seed)]
         if self.kind is ServiceKind.KVSTORE:
-            return [py, "-m", "edgemigrate.engine.services.kvstore", "--host", self.ip, "--port", str(self.port),
+            return [py, "-m", "edgemigrate.workloads.kvstore", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--dirty-pages-per-s", str(self.dirty_pages_per_s),
                     "--seed", str(self.seed)]
         if self.kind is ServiceKind.WEB:  # the module writes the page + config into /tmp and execs lighttpd
-            return [py, "-m", "edgemigrate.engine.services.httpd", "--host", self.ip, "--port", str(self.port),
+            return [py, "-m", "edgemigrate.workloads.httpd", "--host", self.ip, "--port", str(self.port),
                     "--page-bytes", str(self.page_bytes), "--seed", str(self.seed), "--workdir", "/tmp/web"]
-        from edgemigrate.engine.services.redis import redis_argv
+        from edgemigrate.workloads.redis import redis_argv
 
         return redis_argv(self.ip, self.port, binary="/usr/bin/redis-server", workdir="/tmp")
 

@@ -39,7 +39,7 @@ def plot_run(steps: Mapping[str, NDArray], out_dir: Path, title: str) -> list[Pa
         ax.fill_between(t_min, bottom, bottom + y, step="mid", alpha=0.8, label=label)
         bottom = bottom + y
     ax.set(xlabel="simulated time [min]", ylabel="mean delay per decision [s]",
-           title=f"{title}: latency components (seed 000 eq. 10)")
+           title=f"{title}: latency components (Liu et al. 2024, eq. 10)")
     ax.legend(loc="upper left", ncol=4, fontsize="small")
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out_dir / "latency_components.png"))

@@ -5,7 +5,7 @@ Layout of one run (``results/{scenario}__{policy}__{seed}__{time}/``)::
     manifest.json   what ran: command, seed, versions (python, numpy, ...), git SHA (+dirty), timings
     config.json     the fully resolved scenario (every default filled in)
     steps.csv       one row per tick (namespaced metrics: see sim/recorder.py)
-    decisions.csv   one row per placement decision with its four delays (seed 000 eqs. 1-10)
+    decisions.csv   one row per placement decision with its four delays (Liu et al. 2024, eqs. 1-10)
     summary.json    headline numbers
     plots/*.png     latency components over time, migrations, node load
 """

@@ -13,7 +13,7 @@ and PNG plots (:mod:`.plots`), and prints one JSON line per run::
 Experiments: ``rates`` (a) compressed vs uncompressed across link rates,
 ``levels`` (b) fixed zstd/lz4 levels with both adaptive selectors overlaid, ``pipeline`` (c) pipelined vs
 serial, ``ratechange`` (e) the shaper's rate changed while the image is in flight, ``web`` (d) lighttpd serving a
-512 KB page under ``ab -c 100`` while it migrates: per-second throughput and QPS (:mod:`edgemigrate.experiments.loadgen`,
+512 KB page under ``ab -c 100`` while it migrates: per-second throughput and QPS (:mod:`edgemigrate.workloads.loadgen`,
 ``timeline.csv``).
 """
 
@@ -209,7 +209,7 @@ class Bench:
 
         with in_netns(tb.netns_path("client1")):
             if workload == "redis":
-                from edgemigrate.engine.services import redis as r
+                from edgemigrate.workloads import redis as r
 
                 r.fill(spec.ip, spec.port, total_mb=resident_mb, values="text")
             elif workload == "kvstore":
@@ -256,7 +256,8 @@ class Bench:
         return row
 
     def _migrate_under_load(self, cfg: RunConfig, src: str, dst: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        from edgemigrate.experiments.loadgen import LoadConfig, load_row, migrate_under_load
+        from edgemigrate.experiments.under_load import migrate_under_load
+        from edgemigrate.workloads.loadgen import LoadConfig, load_row
 
         tb = self.bed.tb
         for h in HOSTS:
@@ -450,7 +451,7 @@ def sweep(experiment: str, plan: Sequence[RunConfig], out_root: Path, repeats: i
         if rows:
             write_rows(out / "runs.csv", rows)
         if any("load" in r for r in rows):  # experiment (d): per-second throughput / QPS of every run
-            from edgemigrate.experiments.loadgen import write_timeline
+            from edgemigrate.experiments.under_load import write_timeline
 
             write_timeline(out / "timeline.csv", rows)
     if rows:

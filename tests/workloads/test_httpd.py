@@ -14,7 +14,7 @@ import pytest
 
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
-from edgemigrate.engine.services.httpd import DEFAULT_PAGE_BYTES, lighttpd_skip_reason, make_page
+from edgemigrate.workloads.httpd import DEFAULT_PAGE_BYTES, lighttpd_skip_reason, make_page
 
 
 def test_page_is_exact_size_seeded_and_text_like() -> None:
@@ -40,7 +40,7 @@ def test_web_spec_roundtrip_and_argv() -> None:
     assert d["kind"] == "web" and d["page_bytes"] == 65536
     assert ServiceSpec.from_dict(d) == spec
     argv = spec.argv()
-    assert argv[1:3] == ["-m", "edgemigrate.engine.services.httpd"]
+    assert argv[1:3] == ["-m", "edgemigrate.workloads.httpd"]
     assert argv[argv.index("--page-bytes") + 1] == "65536" and argv[argv.index("--host") + 1] == "10.1.2.3"
     assert "page_bytes" not in ServiceSpec("kv", ServiceKind.KVSTORE, "10.1.2.3", 7001).to_dict()
     with pytest.raises(ConfigError, match="page_bytes"):
@@ -62,7 +62,7 @@ def test_lighttpd_serves_exactly_the_page_with_keepalive(tmp_path: Path) -> None
     if reason:
         pytest.skip(reason)
     port, size = _free_port(), 300_000
-    proc = subprocess.Popen([sys.executable, "-m", "edgemigrate.engine.services.httpd", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "edgemigrate.workloads.httpd", "--host", "127.0.0.1",
                              "--port", str(port), "--page-bytes", str(size), "--seed", "5",
                              "--workdir", str(tmp_path / "web")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -1,18 +1,18 @@
-"""The seed-002 "Simple" service: a TCP server whose every request increments and returns a counter.
+"""The "Simple" service of Ngo et al. 2020: a TCP server whose every request increments and returns a counter.
 
-Seed 002 (``002_6e004d9fcf465d84``, section V): "a dumb TCP server that simply responds to each incoming
-offloading request with an incrementing counter"; the counter is the state checked across a migration. In
-addition this server can hold ``--resident-mb`` MB of mostly static memory (to give the checkpoint a realistic
-size, as the 74 MB image of seed 002's Simple container).
+Ngo et al. 2020, section V: "a dumb TCP server that simply responds to each incoming offloading request with an
+incrementing counter"; the counter is the state checked across a migration. In addition this server can hold
+``--resident-mb`` MB of mostly static memory (to give the checkpoint a realistic size, as the 74 MB image of Ngo
+et al. 2020's Simple container).
 
 Protocol (one ASCII line per request and reply)::
 
-    INC      -> <counter after increment>      (any unknown line is treated as INC, as in the seed)
+    INC      -> <counter after increment>      (any unknown line is treated as INC, as in the paper)
     GET      -> <counter>                       (no increment)
     DIGEST   -> <blake2b of the resident memory>
     PING     -> PONG
 
-Run: ``python -m edgemigrate.engine.services.counter --host 10.77.2.0 --port 7000 --resident-mb 200``.
+Run: ``python -m edgemigrate.workloads.counter --host 10.77.2.0 --port 7000 --resident-mb 200``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgemigrate.engine.services.lineserver import LineServer
-from edgemigrate.engine.services.memory import ResidentMemory
+from edgemigrate.workloads.lineserver import LineServer
+from edgemigrate.workloads.memory import ResidentMemory
 
 
 class Counter:
@@ -42,7 +42,7 @@ class Counter:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.engine.services.counter", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.counter", description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
     ap.add_argument("--port", type=int, default=7000)
     ap.add_argument("--resident-mb", type=float, default=0.0, help="MB of mostly static resident memory")

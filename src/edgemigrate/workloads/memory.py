@@ -1,12 +1,12 @@
 """Resident memory for the test services: a block of real, non-zero, mostly static pages.
 
-The block is filled from a seeded generator, so its content is known (and checkable after a migration), and
-every page is different (no page or block repeats, so deduplicating or long-window compressors gain nothing
-a real heap would not give them): a ``random_fraction`` of each page is random bytes, the rest a short
-page-specific pattern, so general-purpose codecs compress it about 1 / random_fraction times - about what
-real process memory gives (a 322 MiB Python heap: lz4 3.1x, zstd 5.6x; issue 4). Every page is touched, so the kernel really backs it with RAM and CRIU really dumps it (zero pages are not
-dumped). ``dirty(n)`` rewrites ``n`` pages (round-robin, stamped with a generation counter) to emulate a
-writing workload at a chosen dirty rate.
+The block is filled from a seeded generator, so its content is known (and checkable after a migration), and every
+page is different (no page or block repeats, so deduplicating or long-window compressors gain nothing a real heap
+would not give them): a ``random_fraction`` of each page is random bytes, the rest a short page-specific pattern,
+so general-purpose codecs compress it about 1 / random_fraction times - about what real process memory gives
+(measured on a 322 MiB Python heap: lz4 3.1x, zstd 5.6x). Every page is touched, so the kernel really backs it
+with RAM and CRIU really dumps it (zero pages are not dumped). ``dirty(n)`` rewrites ``n`` pages (round-robin,
+stamped with a generation counter) to emulate a writing workload at a chosen dirty rate.
 """
 
 from __future__ import annotations

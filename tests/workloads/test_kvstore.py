@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tests.engine.services.conftest import LineClient, service, wait_until
-
-from edgemigrate.engine.services.kvstore import KVStore
+from edgemigrate.workloads.kvstore import KVStore
+from tests.workloads.conftest import LineClient, service, wait_until
 
 
 def test_protocol_over_tcp() -> None:
-    with service("edgemigrate.engine.services.kvstore", "--port", "0", "--resident-mb", "4",
+    with service("edgemigrate.workloads.kvstore", "--port", "0", "--resident-mb", "4",
                  "--dirty-pages-per-s", "2000") as (_, port):
         c = LineClient(port)
         assert c.ask("SET a hello world") == "OK"

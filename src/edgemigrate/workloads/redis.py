@@ -8,7 +8,7 @@
 * :func:`key_checksums` / :func:`checksum` - per-key blake2b digests of every value (via ``SCAN`` + ``MGET``),
   and one digest over them, to compare before and after a migration; :func:`diff_checksums` lists differences.
 
-CLI: ``python -m edgemigrate.engine.services.redis fill|checksum --host IP --port P [--total-mb 300]``.
+CLI: ``python -m edgemigrate.workloads.redis fill|checksum --host IP --port P [--total-mb 300]``.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def diff_checksums(before: dict[str, str], after: dict[str, str]) -> dict[str, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.engine.services.redis")
+    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.redis")
     ap.add_argument("action", choices=["fill", "checksum"])
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, default=6379)

@@ -1,4 +1,5 @@
-"""Seed 000 (PPCM) experiments: node sweep (figs. 3-4), task sweep (figs. 5-6), training (fig. 7), ablation.
+"""Liu et al. 2024 (PPCM) experiments: node sweep (figs. 3-4), task sweep (figs. 5-6), training (fig. 7) and
+ablation.
 
 Protocol (documented so results can be compared):
 
@@ -7,12 +8,12 @@ Protocol (documented so results can be compared):
   never sees those seeds.
 * Heuristics and GA/DE/PSO decide a whole tick's queue at once through the simulator; PPCM and PPO act one
   task at a time through ``edgemigrate/PPCM-v0`` - both drive the same simulator, so the recorded delays
-  (seed 000 eqs. 1-10) are comparable.
+  (Liu et al. 2024, eqs. 1-10) are comparable.
 * RL agents are trained once per sweep point (training seed 1) for ``train_steps`` environment steps; PPCM
-  uses DEP_SOFT as the expert for its demonstrations (seed 000 V-B; ``expert=`` / ``--expert`` picks another,
-  e.g. ``least_delay``), PPO is the same without them. :data:`RL_VARIANTS` names every RL variant (ablations
-  and the controlled experiment's variants, :mod:`edgemigrate.experiments.ppcm_controlled`) by its config
-  changes and expert, so each is reproducible from one command.
+  uses DEP_SOFT as the expert for its demonstrations (Liu et al. 2024, sec. V-B; ``expert=`` / ``--expert``
+  picks another, e.g. ``least_delay``), PPO is the same without them. :data:`~.design.RL_VARIANTS` names every
+  RL variant (ablations and the controlled experiment's variants, :mod:`edgemigrate.experiments.ppcm.controlled`)
+  by its config changes and expert, so each is reproducible from one command.
 * Reported delay = mean over tasks of the task's total T_k (arrival + every migration), with 95 %
   confidence intervals over the evaluation episodes (Student t).
 """
@@ -31,44 +32,30 @@ import numpy as np
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.stats import ci95
 from edgemigrate.experiments.grid import Job, run_grid
+from edgemigrate.experiments.ppcm.design import (
+    ALGORITHMS,
+    BASELINES,
+    COMPONENTS,
+    EVAL_SEED0,
+    EXTRA_POLICIES,
+    NODE_POINTS,
+    RL_VARIANTS,
+    SCENARIO,
+    TASK_POINTS,
+    check_expert,
+    variant_expert,
+)
+from edgemigrate.experiments.ppcm.plots import plot_sweep, plot_training
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 from edgemigrate.experiments.runner import summarise
 from edgemigrate.scenarios import load_scenario
-
-SCENARIO = "ppcm-paper"
-BASELINES = ("dep_soft", "down", "pso", "de", "ga", "monkey", "kube")
-RL_ALGOS = ("ppcm", "ppo")
-ALGORITHMS = RL_ALGOS + BASELINES
-ABLATIONS = ("ppcm", "ppo", "ppcm_mlp_actor", "ppcm_mlp_critic")
-#: Experts PPCM can take its demonstrations from: seed 000 uses DEP_SOFT; LEAST_DELAY (argmin of estimated T_k)
-#: and GA (acting one task at a time through the env, ``BatchPolicy.act``) are strong in our cost model.
-EXPERTS = ("dep_soft", "least_delay", "ga")
-#: Policies outside the paper's eight baselines that may still be evaluated (e.g. the strong expert itself).
-EXTRA_POLICIES = ("least_delay",)
-#: RL variant -> (PPOConfig changes, fixed expert or None = the run's expert, default DEP_SOFT).
-RL_VARIANTS: dict[str, tuple[dict[str, Any], str | None]] = {
-    "ppcm": ({}, None),
-    "ppo": ({"demo_episodes": 0}, None),
-    "ppcm_mlp_actor": ({"actor": "mlp"}, None),
-    "ppcm_mlp_critic": ({"critic": "mlp"}, None),
-    "ppcm_light_bc": ({"bc_epochs": 2}, None),  # the same demonstrations, 2 instead of 30 BC epochs
-    "ppcm_no_bc": ({"bc_epochs": 0}, None),  # the same demonstrations only in PPO's minibatches, no warm start
-    "ppcm_strong": ({}, "least_delay"),  # demonstrations from the least-estimated-T_k expert
-    "ppcm_strong_light_bc": ({"bc_epochs": 2}, "least_delay"),
-    "ppcm_ga": ({}, "ga"),  # demonstrations from GA deciding one task per call
-}
-EVAL_SEED0 = 10_000
-COMPONENTS = ("per_task_deployment_s", "per_task_backhaul_s", "per_task_computation_s", "per_task_migration_s",
-              "per_task_total_s")
-COMPONENT_TITLES = ("deployment (arrange)", "backhaul", "computation", "migration", "total")
-NODE_POINTS = (9, 18, 27, 36)
-TASK_POINTS = (30, 60, 90, 120, 150)  # task arrivals per minute over all users
 
 
 def point_overrides(axis: str, value: float, users: int = 50) -> list[str]:
     """Scenario overrides for one sweep point.
 
-    ``nodes``: ``value`` nodes on 1 km cells, three columns wide (one region = 3 x 3 = 9 nodes, seed 000 VI-A).
+    ``nodes``: ``value`` nodes on 1 km cells, three columns wide (one region = 3 x 3 = 9 nodes, Liu et al. 2024,
+    sec. VI-A).
     ``tasks``: ``value`` task arrivals per minute in total, spread over the users (Poisson per user).
     """
     if axis == "nodes":
@@ -91,23 +78,6 @@ def ppo_config(algo: str, train_steps: int, seed: int = 1) -> Any:
         raise ConfigError(f"unknown RL algorithm '{algo}'{suggest(algo, tuple(RL_VARIANTS))}")
     base: dict[str, Any] = {"total_timesteps": int(train_steps), "seed": seed}
     return PPOConfig(**{**base, **RL_VARIANTS[algo][0]})
-
-
-def check_expert(expert: str) -> str:
-    """``expert`` if it is a known demonstration expert, else a one-line ConfigError with a suggestion."""
-    if expert not in EXPERTS:
-        from edgemigrate.core.registry import suggest
-
-        raise ConfigError(f"unknown expert '{expert}' (choose {' or '.join(EXPERTS)}){suggest(expert, EXPERTS)}")
-    return expert
-
-
-def variant_expert(algo: str, expert: str = "dep_soft") -> str | None:
-    """The expert an RL variant learns from: its fixed one, else ``expert``; None when it uses no demonstrations."""
-    cfg_changes, fixed = RL_VARIANTS[algo]
-    if cfg_changes.get("demo_episodes", 1) == 0:
-        return None
-    return check_expert(fixed or expert)
 
 
 def make_baseline(name: str, seed: int | None) -> Any:
@@ -206,8 +176,6 @@ def run_training(*, algorithms: Sequence[str] = ALGORITHMS, seeds: int = 5, trai
     res = run_sweep("single", points=(0,), algorithms=algorithms, seeds=seeds, train_steps=train_steps,
                     out_root=out_root, workers=workers, ray_address=ray_address, scenario=scenario,
                     progress=progress, overrides=overrides, expert=expert)
-    from edgemigrate.experiments.ppcm_plots import plot_training
-
     plot_training(res.out_dir / "agents", res.out_dir / "plots")
     return res
 
@@ -247,8 +215,6 @@ def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: S
     agg = aggregate(rows, x_key)
     write_table(out / "summary.csv", {k: np.array([r[k] for r in agg]) for k in agg[0]})
     (out / "summary.md").write_text(markdown_summary(agg, x_key, axis))
-    from edgemigrate.experiments.ppcm_plots import plot_sweep
-
     plot_sweep(agg, x_key, out / "plots", axis)
     write_json(out / "manifest.json", manifest(0, None, {
         "experiment": f"ppcm {axis}", "scenario": scenario, "points": list(points), "algorithms": list(algorithms),
@@ -259,7 +225,7 @@ def run_sweep(axis: str, *, points: Sequence[float] | None = None, algorithms: S
 
 
 def reduction_vs_baselines(agg: list[dict[str, Any]], x_key: str, algo: str = "ppcm") -> dict[Any, float]:
-    """Per point: 1 - delay(algo) / mean delay of the baselines present (seed 000 reports 18 % and 7 %)."""
+    """Per point: 1 - delay(algo) / mean delay of the baselines present (Liu et al. 2024 report 18 % and 7 %)."""
     out = {}
     for x in sorted({r[x_key] for r in agg}):
         here = {r["algo"]: r["per_task_total_s_mean"] for r in agg if r[x_key] == x}
@@ -271,7 +237,7 @@ def reduction_vs_baselines(agg: list[dict[str, Any]], x_key: str, algo: str = "p
 
 def markdown_summary(agg: list[dict[str, Any]], x_key: str, axis: str) -> str:
     fig = {"nodes": "figs. 3-4", "tasks": "figs. 5-6", "single": "fig. 7 and the ablation"}[axis]
-    lines = [f"# PPCM {axis} experiment (seed 000 {fig})", "",
+    lines = [f"# PPCM {axis} experiment (Liu et al. 2024, {fig})", "",
              "Mean delay per task in seconds, +- 95 % CI over evaluation episodes.", "",
              f"| {x_key} | algorithm | total | deployment | backhaul | computation | migration |",
              "|---|---|---|---|---|---|---|"]

@@ -1,4 +1,5 @@
-"""Plots of the PPCM sweeps: one panel per delay component plus the total (seed 000 figs. 3-6)."""
+"""Plots of the PPCM experiments: the sweeps, one panel per delay component plus the total (Liu et al. 2024,
+figs. 3-6), training curves (fig. 7) and the controlled experiment."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgemigrate.experiments.ppcm.design import ALGORITHMS, COMPONENT_TITLES, COMPONENTS
+from edgemigrate.experiments.results import read_table
 
 
 def plot_sweep(agg: list[dict[str, Any]], x_key: str, out_dir: Path, axis: str) -> Path:
@@ -32,8 +36,6 @@ def sweep_figure(agg: list[dict[str, Any]], x_key: str, axis: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgemigrate.experiments.ppcm import ALGORITHMS, COMPONENT_TITLES, COMPONENTS
-
     algos = [a for a in ALGORITHMS if any(r["algo"] == a for r in agg)] + \
         sorted({r["algo"] for r in agg} - set(ALGORITHMS))
     points = sorted({r[x_key] for r in agg})
@@ -52,7 +54,7 @@ def sweep_figure(agg: list[dict[str, Any]], x_key: str, axis: str) -> Any:
                ylabel="delay per task [s]")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    fig.suptitle(f"PPCM {axis} sweep: delay components (seed 000 eqs. 1-10), 95 % CI")
+    fig.suptitle(f"PPCM {axis} sweep: delay components (Liu et al. 2024, eqs. 1-10), 95 % CI")
     fig.tight_layout()
     return fig
 
@@ -61,8 +63,6 @@ def _component_bars(agg: list[dict[str, Any]], algos: list[str], point: Any, axi
     """One group of bars per algorithm, one bar per delay component (the total hatched, since it is their sum),
     with the 95 % CIs as error bars when the episodes gave any."""
     import matplotlib.pyplot as plt
-
-    from edgemigrate.experiments.ppcm import COMPONENT_TITLES, COMPONENTS
 
     by_algo = {r["algo"]: r for r in agg}
     x = np.arange(len(algos), dtype=float)
@@ -95,13 +95,11 @@ def _component_bars(agg: list[dict[str, Any]], algos: list[str], point: Any, axi
 
 
 def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
-    """Policy loss, value loss and episode reward per update for every trained agent (seed 000 fig. 7)."""
+    """Policy loss, value loss and episode reward per update for every trained agent (Liu et al. 2024, fig. 7)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgemigrate.experiments.results import read_table
 
     logs = sorted(agents_dir.glob("*/*/train.csv"))
     if not logs:
@@ -120,7 +118,7 @@ def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
         ax.set(title=title, xlabel="environment steps")
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize="small")
-    fig.suptitle("Training (seed 000 fig. 7)")
+    fig.suptitle("Training (Liu et al. 2024, fig. 7)")
     fig.tight_layout()
     path = out_dir / "training.png"
     fig.savefig(path, dpi=100)
@@ -130,14 +128,12 @@ def plot_training(agents_dir: Path, out_dir: Path) -> list[Path]:
 
 def plot_controlled(agg: list[dict[str, Any]], rows: list[dict[str, Any]], logs: list[str], algos: list[str],
                     train_seeds: list[int], out_dir: Path, point: float) -> Path:
-    """The controlled experiment (issue 5): total delay per variant with 95 % CIs and each training seed's mean;
+    """The controlled experiment (:mod:`.controlled`): total delay per variant with 95 % CIs and each training seed's mean;
     the acting policy's entropy and cloud share per PPO update for every trained agent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgemigrate.experiments.results import read_table
 
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [r["algo"] for r in agg]

@@ -1,9 +1,10 @@
 """An in-memory key-value store with a configurable resident size and dirty rate.
 
-The workload knob of pre-copy migration is how fast the service rewrites its memory (seed 002, section IV-B:
-the delta checkpoint moves only what changed since the previous round; seed 001, section II: pre-copy rounds
-converge only if the dirty rate stays below the link rate). This store holds ``--resident-mb`` MB of resident
-pages and rewrites ``--dirty-pages-per-s`` of them per second (in 10 ms slices), independent of requests.
+The workload knob of pre-copy migration is how fast the service rewrites its memory (Ngo et al. 2020, section
+IV-B: the delta checkpoint moves only what changed since the previous round; Zhang et al. 2019, section II:
+pre-copy rounds converge only if the dirty rate stays below the link rate). This store holds ``--resident-mb`` MB
+of resident pages and rewrites ``--dirty-pages-per-s`` of them per second (in 10 ms slices), independent of
+requests.
 
 Protocol (one ASCII line each way; keys and values are printable, without spaces in keys)::
 
@@ -18,7 +19,7 @@ Protocol (one ASCII line each way; keys and values are printable, without spaces
     PING            -> PONG
 
 Errors reply ``ERR <reason>``. Run:
-``python -m edgemigrate.engine.services.kvstore --port 7001 --resident-mb 200 --dirty-pages-per-s 2000``.
+``python -m edgemigrate.workloads.kvstore --port 7001 --resident-mb 200 --dirty-pages-per-s 2000``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import hashlib
 import json
 import sys
 
-from edgemigrate.engine.services.lineserver import LineServer
-from edgemigrate.engine.services.memory import ResidentMemory
+from edgemigrate.workloads.lineserver import LineServer
+from edgemigrate.workloads.memory import ResidentMemory
 
 TICK_S = 0.01
 
@@ -101,7 +102,7 @@ class KVStore:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.engine.services.kvstore",
+    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.kvstore",
                                  description="In-memory key-value store with a resident size and dirty rate.")
     ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
     ap.add_argument("--port", type=int, default=7001)

@@ -1,22 +1,24 @@
-"""The ``web`` service: Debian's lighttpd serving one seeded, text-like static page (seed 001, section VI-C).
+"""The ``web`` service: Debian's lighttpd serving one seeded, text-like static page (Zhang et al. 2019,
+section VI-C).
 
-Seed 001 measures throughput and queries per second while migrating "the apache service ... started in the
-Docker container", loaded by ``ab -c 100 -n 50000`` fetching a 512 KB static page. We run a real web server
-from Debian, **lighttpd** (``apt-get install lighttpd``, listed in ``scripts/install-system-deps``), rather
-than a Python server of our own: it is one single-threaded process with an ``epoll`` loop and ``sendfile``,
-which CRIU checkpoints together with ~100 established keep-alive connections (``--tcp-established``), and it
-serves 512 KB pages at well over a Gbit/s on one core, so the load generator - not the server - sets the pace
-and the server leaves the CPU to the migration. (Apache itself forks/threads per connection and needs a
-writable ``/var``; nginx runs a master and worker processes; both are heavier to checkpoint.)
+Zhang et al. 2019 measure throughput and queries per second while migrating "the apache service ... started in
+the Docker container", loaded by ``ab -c 100 -n 50000`` fetching a 512 KB static page. We run a real web
+server from Debian, **lighttpd** (``apt-get install lighttpd``, listed in ``scripts/install-system-deps``),
+rather than a Python server of our own: it is one single-threaded process with an ``epoll`` loop and
+``sendfile``, which CRIU checkpoints together with ~100 established keep-alive connections
+(``--tcp-established``), and it serves 512 KB pages at well over a Gbit/s on one core, so the load generator -
+not the server - sets the pace and the server leaves the CPU to the migration. (Apache itself forks/threads
+per connection and needs a writable ``/var``; nginx runs a master and worker processes; both are heavier to
+checkpoint.)
 
-This module is the container's entry point (``python -m edgemigrate.engine.services.httpd``): it writes the page
+This module is the container's entry point (``python -m edgemigrate.workloads.httpd``): it writes the page
 ``index.html`` of exactly ``--page-bytes`` bytes and a minimal ``lighttpd.conf`` into ``--workdir`` (the
 container's private ``/tmp`` tmpfs, which CRIU dumps and restores with the process) and ``exec``\\ s
 ``lighttpd -D`` in its place, so the container's process *is* lighttpd. The page is HTML paragraphs of
 pseudo-words drawn from a seeded, Zipf-weighted vocabulary: text-like, so compression matters (lz4 ~2-3x),
 and reproducible from ``(page_bytes, seed)`` (:func:`make_page`), so a client can check every byte it got.
 
-Run by hand: ``python -m edgemigrate.engine.services.httpd --host 127.0.0.1 --port 8080 --workdir /tmp/web``.
+Run by hand: ``python -m edgemigrate.workloads.httpd --host 127.0.0.1 --port 8080 --workdir /tmp/web``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from edgemigrate.core.errors import EngineError
 from edgemigrate.core.seeding import SeedTree
 
 LIGHTTPD = "/usr/sbin/lighttpd"
-DEFAULT_PAGE_BYTES = 512 * 1024  # seed 001, section VI-C: "a static page that is 512Kb"
+DEFAULT_PAGE_BYTES = 512 * 1024  # Zhang et al. 2019, section VI-C: "a static page that is 512Kb"
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 PAGE_PATH = "/index.html"
 VOCABULARY_WORDS = 4000
@@ -106,7 +108,7 @@ def prepare(workdir: Path, host: str, port: int, page_bytes: int, seed: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.engine.services.httpd",
+    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.httpd",
                                  description="Serve a seeded static page with lighttpd (exec'd in place).")
     ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
     ap.add_argument("--port", type=int, default=8080)

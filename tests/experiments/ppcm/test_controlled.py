@@ -1,4 +1,4 @@
-"""The controlled PPCM experiment (issue 5) and the --expert option: real (tiny) training, real evaluation."""
+"""The controlled PPCM experiment and the --expert option: real (tiny) training, real evaluation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from edgemigrate.cli.experiment import experiment
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.experiments.ppcm import RL_VARIANTS, run_sweep, train_job, variant_expert
-from edgemigrate.experiments.ppcm_controlled import merge_controlled, run_controlled
+from edgemigrate.experiments.ppcm.controlled import merge_controlled, run_controlled
+from edgemigrate.experiments.ppcm.design import RL_VARIANTS, variant_expert
+from edgemigrate.experiments.ppcm.sweep import run_sweep, train_job
 from edgemigrate.experiments.results import read_table
 from edgemigrate.policies.rl.trainlog import COLUMNS
 

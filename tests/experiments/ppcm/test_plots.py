@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgemigrate.experiments.ppcm import COMPONENT_TITLES, COMPONENTS
-from edgemigrate.experiments.ppcm_plots import plot_sweep, sweep_figure
+from edgemigrate.experiments.ppcm.design import COMPONENT_TITLES, COMPONENTS
+from edgemigrate.experiments.ppcm.plots import plot_sweep, sweep_figure
 
 ALGOS = ("ppcm", "dep_soft", "kube")
 

@@ -7,10 +7,9 @@ import subprocess
 import time
 
 import pytest
-from tests.engine.services.conftest import free_port
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.services.redis import (
+from edgemigrate.workloads.redis import (
     RespClient,
     checksum,
     diff_checksums,
@@ -18,6 +17,7 @@ from edgemigrate.engine.services.redis import (
     key_checksums,
     redis_argv,
 )
+from tests.workloads.conftest import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server missing (scripts/install-system-deps)")

@@ -1,13 +1,13 @@
 """A probe client: one request every 10 ms to a counter service, recording reply times and gaps.
 
-The client-observed downtime of a migration is the largest gap between two consecutive replies (issue 3,
-"Measurements"; seed 002 measures service downtime as the interruption seen by the mobile user). The probe
-keeps one request in flight: it sends ``INC``, waits for the reply, then sleeps until the next 10 ms tick, so
-a stalled service shows up as one long wait, not as a burst of queued requests. Counter replies must rise by
-exactly one each time (single client): ``monotonic`` is false if any reply is not the previous + 1 (lost or
-duplicated state), and every such jump is listed.
+The client-observed downtime of a migration is the largest gap between two consecutive replies (Ngo et al. 2020
+measure service downtime as the interruption seen by the mobile user). The probe keeps one request in flight: it
+sends ``INC``, waits for the reply, then sleeps until the next 10 ms tick, so a stalled service shows up as one
+long wait, not as a burst of queued requests. Counter replies must rise by exactly one each time (single client):
+``monotonic`` is false if any reply is not the previous + 1 (lost or duplicated state), and every such jump is
+listed.
 
-Run ``python -m edgemigrate.engine.services.probe --host IP --port P --duration-s 20 --out probe.json`` (SIGINT
+Run ``python -m edgemigrate.workloads.probe --host IP --port P --duration-s 20 --out probe.json`` (SIGINT
 or SIGTERM end it early and still write the result), or in-process::
 
     with Probe("10.77.2.0", 7000) as p:
@@ -180,7 +180,7 @@ class Probe:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.engine.services.probe")
+    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.probe")
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--interval-ms", type=float, default=DEFAULT_INTERVAL_S * 1000)

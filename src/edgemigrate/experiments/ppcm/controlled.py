@@ -1,12 +1,12 @@
-"""Controlled experiment behind our explanation of where PPCM disagrees with seed 000 (issue 5).
+"""Controlled experiment behind our explanation of where our PPCM results disagree with Liu et al. 2024.
 
 Question: at high load (>= 90 tasks/min) PPCM stays on its expert DEP_SOFT's curve while plain PPO learns to
-offload to the cloud. Is PPCM *anchored to a weak expert* - behaviour cloning (seed 000 section V-B) makes the
-policy near-deterministic on DEP_SOFT's choices, so PPO never explores the cloud - or is something else going on?
+offload to the cloud. Is PPCM *anchored to a weak expert* - behaviour cloning (Liu et al. 2024, sec. V-B) makes
+the policy near-deterministic on DEP_SOFT's choices, so PPO never explores the cloud - or is something else going on?
 
-Design (one sweep point, everything else as in :mod:`edgemigrate.experiments.ppcm`):
+Design (one sweep point, everything else as in :mod:`edgemigrate.experiments.ppcm.sweep`):
 
-* the same training budget (``train_steps``) for every RL variant of :data:`CONTROLLED` - PPCM as in the seed
+* the same training budget (``train_steps``) for every RL variant of :data:`CONTROLLED` - PPCM as in the paper
   (DEP_SOFT, 30 BC epochs), PPCM with light behaviour cloning (2 epochs), PPCM with the strong LEAST_DELAY
   expert (:mod:`edgemigrate.policies.least_delay`), and PPO (no demonstrations) - each with several training
   seeds, because training-seed variance is part of the answer;
@@ -34,19 +34,17 @@ import numpy as np
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.stats import mean_ci95
 from edgemigrate.experiments.grid import Job, run_grid
-from edgemigrate.experiments.ppcm import (
+from edgemigrate.experiments.ppcm.design import (
     BASELINES,
     EVAL_SEED0,
     EXTRA_POLICIES,
     RL_VARIANTS,
     SCENARIO,
-    SweepResult,
     check_expert,
-    eval_job,
-    point_overrides,
-    train_job,
     variant_expert,
 )
+from edgemigrate.experiments.ppcm.plots import plot_controlled
+from edgemigrate.experiments.ppcm.sweep import SweepResult, eval_job, point_overrides, train_job
 from edgemigrate.experiments.results import (
     manifest,
     new_run_dir,
@@ -107,8 +105,6 @@ def run_controlled(*, point: float = 120.0, variants: Sequence[str] = CONTROLLED
     runs = run_table(trained)
     write_table(out / "runs.csv", {k: np.array([r[k] for r in runs]) for k in runs[0]})
     (out / "summary.md").write_text(markdown_controlled(agg, runs, point, train_steps, seeds))
-    from edgemigrate.experiments.ppcm_plots import plot_controlled
-
     plot_controlled(agg, rows, [t["log_csv"] for t in trained], [t["algo"] for t in trained],
                     [t["train_seed"] for t in trained], out / "plots", point)
     write_json(out / "manifest.json", manifest(0, None, {
@@ -171,7 +167,7 @@ def markdown_controlled(agg: list[dict[str, Any]], runs: list[dict[str, Any]], p
                         seeds: int) -> str:
     lines = [f"# PPCM controlled experiment at {point:g} tasks/min", "",
              f"RL variants trained {train_steps} environment steps per training seed; every agent and reference "
-             f"evaluated on the same {seeds} evaluation seeds. Delay per task in seconds (seed 000 eqs. 1-10), mean "
+             f"evaluated on the same {seeds} evaluation seeds. Delay per task in seconds (Liu et al. 2024, eqs. 1-10), mean "
              "+- 95 % CI pooled over training seeds x evaluation episodes; the last column lists each training "
              "seed's mean total delay.", "",
              "| algorithm | episodes | total | deployment | backhaul | computation | migration | cloud share "
@@ -249,8 +245,6 @@ def merge_controlled(run_dirs: Sequence[Path], out_root: Path = Path("results"))
     seeds = len({int(r["seed"]) for r in rows})
     (out / "summary.md").write_text(markdown_controlled(agg, runs, point, steps.pop() if len(steps) == 1 else -1,
                                                         seeds))
-    from edgemigrate.experiments.ppcm_plots import plot_controlled
-
     plot_controlled(agg, rows, [p for p, _, _ in logs], [a for _, a, _ in logs], [s for _, _, s in logs],
                     out / "plots", point)
     write_json(out / "manifest.json", manifest(0, None, {"experiment": "ppcm controlled (merged)",

@@ -1,13 +1,12 @@
-"""The seed-002 counter service and the 10 ms probe, as real processes over TCP."""
+"""The counter service of Ngo et al. 2020 and the 10 ms probe, as real processes over TCP."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.engine.services.conftest import LineClient, free_port, service, wait_until
-
-from edgemigrate.engine.services.memory import PAGE_BYTES, ResidentMemory
-from edgemigrate.engine.services.probe import Probe
+from edgemigrate.workloads.memory import PAGE_BYTES, ResidentMemory
+from edgemigrate.workloads.probe import Probe
+from tests.workloads.conftest import LineClient, free_port, service, wait_until
 
 
 def _rss_bytes(pid: int) -> int:
@@ -18,10 +17,10 @@ def _rss_bytes(pid: int) -> int:
 
 
 def test_counter_increments_and_holds_resident_memory() -> None:
-    with service("edgemigrate.engine.services.counter", "--port", "0", "--resident-mb", "16", "--seed", "5") as (p, port):
+    with service("edgemigrate.workloads.counter", "--port", "0", "--resident-mb", "16", "--seed", "5") as (p, port):
         c = LineClient(port)
         assert [c.ask("INC") for _ in range(3)] == ["1", "2", "3"]
-        assert c.ask("anything else") == "4"  # as in seed 002: every request increments
+        assert c.ask("anything else") == "4"  # as in Ngo et al. 2020: every request increments
         assert c.ask("GET") == "4"
         assert c.ask("PING") == "PONG"
         assert c.ask("DIGEST") == ResidentMemory(16, seed=5).digest()
@@ -44,7 +43,7 @@ def test_resident_memory_is_nonzero_and_dirtying_changes_it() -> None:
 
 
 def test_probe_records_a_gap_free_monotonic_counter() -> None:
-    with service("edgemigrate.engine.services.counter", "--port", "0") as (_, port):
+    with service("edgemigrate.workloads.counter", "--port", "0") as (_, port):
         c = LineClient(port)
         assert c.ask("INC") == "1"
         c.close()
@@ -61,10 +60,10 @@ def test_probe_records_a_gap_free_monotonic_counter() -> None:
 def test_probe_detects_lost_state_after_a_restart() -> None:
     port = free_port()
     probe = None
-    with service("edgemigrate.engine.services.counter", "--port", str(port)):
+    with service("edgemigrate.workloads.counter", "--port", str(port)):
         probe = Probe("127.0.0.1", port, reconnect=True).start()
         wait_until(lambda: probe.result().replies >= 5, "first replies")
-    with service("edgemigrate.engine.services.counter", "--port", str(port)):  # fresh state: counts from 1 again
+    with service("edgemigrate.workloads.counter", "--port", str(port)):  # fresh state: counts from 1 again
         start = probe.result().replies
         wait_until(lambda: probe.result().replies >= start + 5, "replies after the restart")
         res = probe.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgemigrate.experiments.grid import Job, run_grid
-from edgemigrate.experiments.ppcm import eval_job, point_overrides, run_training
+from edgemigrate.experiments.ppcm.sweep import eval_job, point_overrides, run_training
 from edgemigrate.experiments.results import read_table
 
 TINY = ["sim.n_steps=5", "users.count=20"]
