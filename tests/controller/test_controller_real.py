@@ -42,8 +42,8 @@ from edgemigrate.controller.store import (
     open_store,
 )
 from edgemigrate.controller.testbed_backend import TestbedBackend
-from edgemigrate.workloads.probe import Probe
 from edgemigrate.planning import make_planner
+from edgemigrate.workloads.probe import Probe
 
 from .controller_helpers import RTT
 
