@@ -55,7 +55,7 @@ def _num(raw: dict, key: str, where: str, *, optional: bool) -> float | None:
     if v is None and optional:
         return None
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise DataFormatError(f"{where}: '{key}' must be a non-negative number, got {v!r:.80}")
+        raise DataFormatError(where, None, f"'{key}' must be a non-negative number, got {v!r:.80}")
     return float(v)
 
 
@@ -64,36 +64,36 @@ def _opt_id(raw: dict, key: str, where: str) -> str | None:
     if v is None:
         return None
     try:
-        return check_id(v, f"{where}: '{key}'")
+        return check_id(v, f"'{key}'")
     except ValueError as exc:
-        raise DataFormatError(str(exc)) from None
+        raise DataFormatError(where, None, str(exc)) from None
 
 
 def parse_line(line: str, where: str = "request log") -> RequestRecord:
     """One validated record from a log line; a one-line :class:`DataFormatError` naming the key otherwise."""
     if len(line) > MAX_LINE_BYTES:
-        raise DataFormatError(f"{where}: line of {len(line)} bytes, at most {MAX_LINE_BYTES}")
+        raise DataFormatError(where, None, f"line of {len(line)} bytes, at most {MAX_LINE_BYTES}")
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{where}: not JSON ({exc.msg})") from None
+        raise DataFormatError(where, None, f"not JSON ({exc.msg})") from None
     if not isinstance(raw, dict):
-        raise DataFormatError(f"{where}: expected an object, got {type(raw).__name__}")
+        raise DataFormatError(where, None, f"expected an object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise DataFormatError(f"{where}: unknown key '{unknown[0]}'")
+        raise DataFormatError(where, None, f"unknown key '{unknown[0]}'")
     seq, reply, error = raw.get("seq"), raw.get("reply"), raw.get("error")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise DataFormatError(f"{where}: 'seq' must be a non-negative integer, got {seq!r:.80}")
+        raise DataFormatError(where, None, f"'seq' must be a non-negative integer, got {seq!r:.80}")
     if reply is not None and (isinstance(reply, bool) or not isinstance(reply, int)):
-        raise DataFormatError(f"{where}: 'reply' must be an integer or null, got {reply!r:.80}")
+        raise DataFormatError(where, None, f"'reply' must be an integer or null, got {reply!r:.80}")
     if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR_CHARS):
-        raise DataFormatError(f"{where}: 'error' must be a string of at most {MAX_ERROR_CHARS} characters")
+        raise DataFormatError(where, None, f"'error' must be a string of at most {MAX_ERROR_CHARS} characters")
     send_s = _num(raw, "send_s", where, optional=False)
     recv_s = _num(raw, "recv_s", where, optional=True)
     assert send_s is not None
     if recv_s is not None and recv_s < send_s:
-        raise DataFormatError(f"{where}: 'recv_s' {recv_s} is before 'send_s' {send_s}")
+        raise DataFormatError(where, None, f"'recv_s' {recv_s} is before 'send_s' {send_s}")
     return RequestRecord(seq, send_s, recv_s, _opt_id(raw, "server", where), _opt_id(raw, "bs", where), reply,
                          error)
 
@@ -103,7 +103,7 @@ def read_log(path: str | Path, *, max_records: int = 10_000_000) -> Iterator[Req
     with p.open(encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if n > max_records:
-                raise DataFormatError(f"{p}: more than {max_records} records")
+                raise DataFormatError(p, None, f"more than {max_records} records")
             if line.strip():
                 yield parse_line(line.rstrip("\n"), f"{p}:{n}")
 

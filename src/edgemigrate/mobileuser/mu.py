@@ -66,7 +66,7 @@ def parse_counter(reply: bytes) -> int:
     """The counter in a reply line (decimal digits only, bounded)."""
     text = reply.strip()
     if not text.isdigit() or len(text) > MAX_COUNTER_DIGITS:
-        raise DataFormatError(f"counter reply: expected up to {MAX_COUNTER_DIGITS} digits, got {reply[:40]!r}")
+        raise DataFormatError("counter reply", None, f"expected up to {MAX_COUNTER_DIGITS} digits, got {reply[:40]!r}")
     return int(text)
 
 
@@ -119,8 +119,8 @@ class MobileUser:
         return record
 
     def run(self, duration_s: float, *, should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Step until ``duration_s`` of the MU's clock have passed (or ``should_stop``); returns requests sent."""
-        end = self.start_s + duration_s
+        """Step for ``duration_s`` more of the MU's clock (or until ``should_stop``); returns requests sent."""
+        end = self.clock() + duration_s
         n = 0
         while self.clock() < end and not should_stop():
             self.step()
