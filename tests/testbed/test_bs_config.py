@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.testbed import config_from_mapping
+from edgemigrate.testbed import config_from_mapping, load_config
 from edgemigrate.testbed.config import DEFAULT_BS_LINKS, LinkSpec, config_to_mapping
 from edgemigrate.testbed.plan import Plan
 
@@ -71,3 +73,10 @@ def test_errors_are_one_line_and_name_the_key(raw: object, match: str) -> None:
 def test_base_stations_need_a_client_host() -> None:
     with pytest.raises(ConfigError, match="at least one client host"):
         config_from_mapping({"clients": 0, "base_stations": {"count": 1}})
+
+
+def test_the_handover_scenario_file_loads() -> None:
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "testbed-handover.toml"
+    cfg = load_config(path)
+    assert cfg.base_stations.count == 3 and cfg.base_stations.links == DEFAULT_BS_LINKS
+    assert load_config(path.with_name("testbed-default.toml")).base_stations.count == 0

@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("edgemigrate.cli.engine", "agent"),
     "migrate": ("edgemigrate.cli.engine", "migrate"),
     "experiment": ("edgemigrate.cli.experiment", "experiment"),
+    "mu": ("edgemigrate.cli.mu", "mu"),
 }
 
 
