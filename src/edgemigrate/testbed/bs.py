@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.registry import suggest
 from edgemigrate.testbed import netops
-from edgemigrate.testbed.config import HostKind, LinkSpec
+from edgemigrate.testbed.config import Emulator, HostKind, LinkSpec
 from edgemigrate.testbed.plan import MU_TABLE, BsInfo, HostInfo, Plan
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def build(tb: Testbed) -> None:
             rlines += tb.device_lines(down, f"c{b.index}d{h.index}", _mac(2, b, h.index))
             rlines.append(f"route add {h.ip}/32 {tb.via_device(up)} table {b.table}")
             devs += [up, down]
-            if tb.emulator.value == "netem":
+            if tb.emulator is Emulator.NETEM:
                 devs += [f"c{b.index}u{h.index}", f"c{b.index}d{h.index}"]
         blines = ["link set lo up", "link set eth0 up", f"addr add {b.ip}/32 dev eth0",
                   f"route add {gw}/32 dev eth0 scope link", f"route add default via {gw} dev eth0 src {b.ip}"]
@@ -182,7 +182,7 @@ def set_link(tb: Testbed, bs_name: str, host: str, *, rate_mbit: float | None, r
     changes = {k: float(v) for k, v in (("rate_mbit", rate_mbit), ("rtt_ms", rtt_ms), ("loss", loss))
                if v is not None}
     new = LinkSpec(**{"rate_mbit": old.rate_mbit, "rtt_ms": old.rtt_ms, "loss": old.loss, **changes})
-    if (new.rtt_ms > 0 or new.loss > 0) and tb.emulator.value == "netem" and not tb._state.get("netem_available"):
+    if (new.rtt_ms > 0 or new.loss > 0) and tb.emulator is Emulator.NETEM and not tb._state.get("netem_available"):
         raise EngineError("this kernel has no sch_netem: cannot delay/drop packets with emulator 'netem' "
                           "(use emulator = \"tun\")")
     tb.apply_rate(b.uplink(h.index), new)

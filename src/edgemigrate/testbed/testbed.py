@@ -27,6 +27,10 @@ API (all methods need root)::
     tb.exec_in("edge1", ["redis-cli", "ping"])
     tb.add_service_ip(tb.service_ip(0), "edge1"); tb.move_service_ip(ip, "edge1", "edge2")
     tb.set_link("edge1", "edge2", rate_mbit=10, rtt_ms=50, loss=0.01)
+    # with [testbed.base_stations] (see edgemigrate.testbed.bs):
+    tb.mu_ip("client1"); tb.serving_bs("client1")  # the mobile user's address and its BS
+    tb.handover("client1", "bs2")                # 500 ms outage at the old BS, then via bs2
+    tb.set_bs_link("bs1", "edge2", rtt_ms=60); tb.bs_link_tx_packets("bs2", "edge1")
     tb.down()
 """
 
