@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import edgemigrate.testbed.netops as netops
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.registry import suggest
-from edgemigrate.testbed import netops
 from edgemigrate.testbed.config import Emulator, HostKind, LinkSpec
 from edgemigrate.testbed.plan import MU_TABLE, BsInfo, HostInfo, Plan
 

@@ -51,10 +51,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import edgemigrate.testbed.bs as bs_ops
+import edgemigrate.testbed.netops as netops
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.registry import suggest
-from edgemigrate.testbed import bs as bs_ops
-from edgemigrate.testbed import netops
 from edgemigrate.testbed.capabilities import detect
 from edgemigrate.testbed.config import (
     Emulator,
