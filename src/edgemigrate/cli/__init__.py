@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("edgemigrate.cli.engine", "migrate"),
     "controller": ("edgemigrate.cli.controller", "controller"),
     "experiment": ("edgemigrate.cli.experiment", "experiment"),
+    "mu": ("edgemigrate.cli.mu", "mu"),
 }
 
 

@@ -6,6 +6,7 @@ Imports only :mod:`edgemigrate.core`. See :mod:`edgemigrate.testbed.testbed` for
 from __future__ import annotations
 
 from edgemigrate.testbed.config import (
+    BaseStationsConfig,
     Emulator,
     HostKind,
     LinkSpec,
@@ -15,4 +16,4 @@ from edgemigrate.testbed.config import (
 )
 from edgemigrate.testbed.testbed import Testbed
 
-__all__ = ["Emulator", "HostKind", "LinkSpec", "Testbed", "TestbedConfig", "config_from_mapping", "load_config"]
+__all__ = ["BaseStationsConfig", "Emulator", "HostKind", "LinkSpec", "Testbed", "TestbedConfig", "config_from_mapping", "load_config"]

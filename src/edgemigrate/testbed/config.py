@@ -19,6 +19,22 @@ Example::
     rate_mbit = 10
     loss = 0.01
 
+Base stations (optional, ``count = 0`` by default) sit between the client hosts and the servers: a mobile
+user's traffic enters through its serving BS, and each BS has its own shaped path to every edge and cloud host
+(the BS-server RTT and bandwidth of Ngo et al. 2020, eq. 4). The paper gives no figures for these paths (its
+Wi-Fi APs hang off the edge servers); our defaults follow that picture: BS ``k`` is co-located with ``edgek``
+(1 Gbit/s, 2 ms RTT, as the synthetic planning snapshot), the other edges are one edge-edge hop further
+(100 Mbit/s, 52 ms) and the cloud one edge-cloud hop further (75 Mbit/s, 152 ms)::
+
+    [testbed.base_stations]
+    count = 3
+    [testbed.base_stations.links.bs_edge]
+    rtt_ms = 60
+    [[testbed.base_stations.override]]
+    bs = "bs1"
+    host = "edge3"
+    rate_mbit = 10
+
 Unknown keys are rejected with a "did you mean" suggestion.
 """
 
@@ -39,6 +55,7 @@ from edgemigrate.core.registry import suggest
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 MAX_HOSTS = 60  # interface names t{i}x{j} stay within IFNAMSIZ; the router holds n*(n-1) TUN devices
+MAX_BASE_STATIONS = 9  # device names b<k>u<j> stay short; the paper's testbed has three
 MAX_PREFIXLEN = 22  # hosts live at offset 256.., service IPs at offset 512..
 
 
@@ -115,6 +132,38 @@ class LinkOverride:
     spec: LinkSpec
 
 
+# BS -> server path classes (see the module docstring for why these values)
+DEFAULT_BS_LINKS: dict[str, LinkSpec] = {
+    "bs_local": LinkSpec(rate_mbit=1000, rtt_ms=2),  # BS k and its co-located edge k
+    "bs_edge": LinkSpec(rate_mbit=100, rtt_ms=52),  # + one edge-edge hop (Ngo et al. 2020, sec. V-A)
+    "bs_cloud": LinkSpec(rate_mbit=75, rtt_ms=152),  # + one edge-cloud hop (Ngo et al. 2020, sec. V-A)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BsOverride:
+    bs: str
+    host: str
+    spec: LinkSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BaseStationsConfig:
+    """``count`` base stations ``bs1..bsN``; path classes ``links`` and per (BS, host) ``overrides``."""
+
+    count: int = 0
+    links: Mapping[str, LinkSpec] = field(default_factory=lambda: dict(DEFAULT_BS_LINKS))
+    overrides: tuple[BsOverride, ...] = ()
+
+    def __post_init__(self) -> None:
+        c = self.count
+        if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= MAX_BASE_STATIONS:
+            raise ConfigError(f"count must be an integer in [0, {MAX_BASE_STATIONS}], got {c!r}")
+
+    def names(self) -> list[str]:
+        return [f"bs{k + 1}" for k in range(self.count)]
+
+
 @dataclass(frozen=True, slots=True)
 class TestbedConfig:
     """A resolved testbed description (hosts, link classes, overrides, addressing)."""
@@ -132,6 +181,7 @@ class TestbedConfig:
     seed: int = 0
     links: Mapping[str, LinkSpec] = field(default_factory=lambda: dict(DEFAULT_LINKS))
     overrides: tuple[LinkOverride, ...] = ()
+    base_stations: BaseStationsConfig = field(default_factory=BaseStationsConfig)
 
     def __post_init__(self) -> None:
         for key, lo, hi in (("edges", 0, MAX_HOSTS), ("clouds", 0, 9), ("clients", 0, MAX_HOSTS)):
@@ -159,6 +209,16 @@ class TestbedConfig:
                     raise ConfigError(f"testbed.override: unknown host '{h}'{suggest(h, names)}")
             if o.a == o.b:
                 raise ConfigError(f"testbed.override: a link needs two different hosts, got {o.a!r} twice")
+        servers = {h.name for h in self.hosts() if h.kind is not HostKind.CLIENT}
+        bss = self.base_stations.names()
+        for bo in self.base_stations.overrides:
+            if bo.bs not in bss:
+                raise ConfigError(f"testbed.base_stations.override: unknown base station '{bo.bs}'{suggest(bo.bs, bss)}")
+            if bo.host not in servers:
+                raise ConfigError(f"testbed.base_stations.override: '{bo.host}' is not an edge or cloud host"
+                                  f"{suggest(bo.host, servers)}")
+        if self.base_stations.count and not self.clients:
+            raise ConfigError("testbed.base_stations needs at least one client host (the mobile users live there)")
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -179,10 +239,21 @@ class TestbedConfig:
                 return o.spec
         return self.links[link_class(a.kind, b.kind)]
 
+    def bs_link(self, bs: str, host: HostSpec) -> LinkSpec:
+        """The path between base station ``bs`` (``bsK``) and the edge or cloud ``host``."""
+        for o in self.base_stations.overrides:
+            if (o.bs, o.host) == (bs, host.name):
+                return o.spec
+        links = self.base_stations.links
+        if host.kind is HostKind.CLOUD:
+            return links["bs_cloud"]
+        return links["bs_local"] if host.name == f"edge{bs[2:]}" else links["bs_edge"]
+
 
 _LINK_KEYS = ("rate_mbit", "rtt_ms", "loss")
 _TOP_KEYS = ("edges", "clouds", "clients", "subnet", "mtu_bytes", "congestion_control", "emulator",
-             "mgmt_link", "seed", "links", "override")
+             "mgmt_link", "seed", "links", "override", "base_stations")
+_BS_KEYS = ("count", "links", "override")
 
 
 def _number(where: str, key: str, value: Any) -> float:
@@ -256,11 +327,46 @@ def config_from_mapping(raw: Mapping[str, Any], where: str = "testbed") -> Testb
         spec = _link_spec(w, item, LinkSpec(), extra_keys=("hosts",))
         overrides.append(LinkOverride(hosts[0], hosts[1], spec))
     kwargs["overrides"] = tuple(overrides)
+    if "base_stations" in raw:
+        kwargs["base_stations"] = _base_stations(f"{where}.base_stations", raw["base_stations"])
     try:
         return TestbedConfig(**kwargs)
     except ConfigError as exc:
         msg = str(exc)
         raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def _base_stations(where: str, raw: Any) -> BaseStationsConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    for key in raw:
+        if key not in _BS_KEYS:
+            raise ConfigError(f"{where}: unknown key '{key}'{suggest(key, _BS_KEYS)}")
+    count = raw.get("count", 0)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ConfigError(f"{where}.count: expected an integer, got {count!r}")
+    links = dict(DEFAULT_BS_LINKS)
+    raw_links = raw.get("links", {})
+    if not isinstance(raw_links, Mapping):
+        raise ConfigError(f"{where}.links: expected a table, got {raw_links!r}")
+    for cls, spec in raw_links.items():
+        if cls not in DEFAULT_BS_LINKS:
+            raise ConfigError(f"{where}.links: unknown path class '{cls}'{suggest(cls, DEFAULT_BS_LINKS)}")
+        links[cls] = _link_spec(f"{where}.links.{cls}", spec, DEFAULT_BS_LINKS[cls])
+    raw_over = raw.get("override", [])
+    if not isinstance(raw_over, list):
+        raise ConfigError(f"{where}.override: expected an array of tables ([[{where}.override]])")
+    overrides = []
+    for i, item in enumerate(raw_over):
+        w = f"{where}.override[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("bs"), str) or not isinstance(
+                item.get("host"), str):
+            raise ConfigError(f"{w}: expected a table with bs = \"bsK\" and host = \"<edge or cloud>\"")
+        overrides.append(BsOverride(item["bs"], item["host"], _link_spec(w, item, LinkSpec(), ("bs", "host"))))
+    try:
+        return BaseStationsConfig(count=count, links=links, overrides=tuple(overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
 
 
 def load_config(path: str | Path | None) -> TestbedConfig:
@@ -286,4 +392,13 @@ def config_to_mapping(cfg: TestbedConfig) -> dict[str, Any]:
         "links": {k: {"rate_mbit": v.rate_mbit, "rtt_ms": v.rtt_ms, "loss": v.loss} for k, v in cfg.links.items()},
         "override": [{"hosts": [o.a, o.b], "rate_mbit": o.spec.rate_mbit, "rtt_ms": o.spec.rtt_ms,
                       "loss": o.spec.loss} for o in cfg.overrides],
+        "base_stations": {
+            "count": cfg.base_stations.count,
+            "links": {k: _spec_map(v) for k, v in cfg.base_stations.links.items()},
+            "override": [{"bs": o.bs, "host": o.host, **_spec_map(o.spec)} for o in cfg.base_stations.overrides],
+        },
     }
+
+
+def _spec_map(spec: LinkSpec) -> dict[str, float]:
+    return {"rate_mbit": spec.rate_mbit, "rtt_ms": spec.rtt_ms, "loss": spec.loss}

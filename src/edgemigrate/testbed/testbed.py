@@ -27,6 +27,10 @@ API (all methods need root)::
     tb.exec_in("edge1", ["redis-cli", "ping"])
     tb.add_service_ip(tb.service_ip(0), "edge1"); tb.move_service_ip(ip, "edge1", "edge2")
     tb.set_link("edge1", "edge2", rate_mbit=10, rtt_ms=50, loss=0.01)
+    # with [testbed.base_stations] (see edgemigrate.testbed.bs):
+    tb.mu_ip("client1"); tb.serving_bs("client1")  # the mobile user's address and its BS
+    tb.handover("client1", "bs2")                # 500 ms outage at the old BS, then via bs2
+    tb.set_bs_link("bs1", "edge2", rtt_ms=60); tb.bs_link_tx_packets("bs2", "edge1")
     tb.down()
 """
 
@@ -42,24 +46,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import edgemigrate.testbed.bs as bs_ops
+import edgemigrate.testbed.netops as netops
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.registry import suggest
-from edgemigrate.testbed import netops
 from edgemigrate.testbed.capabilities import detect
 from edgemigrate.testbed.config import (
     Emulator,
+    HostKind,
     LinkSpec,
     TestbedConfig,
     config_from_mapping,
     config_to_mapping,
 )
 from edgemigrate.testbed.paths import AGENTS_ROOT, IMAGES_ROOT
-from edgemigrate.testbed.plan import HostInfo, Plan
+from edgemigrate.testbed.plan import BsInfo, HostInfo, Plan
 
 STATE_ROOT = Path(os.environ.get("EDGEMIGRATE_TESTBED_DIR", "/run/edgemigrate/testbed"))
 STATE_VERSION = 1
@@ -103,6 +109,7 @@ class Testbed:
         self.config = config
         self._state = state
         self._hosts = {h.name: h for h in self.plan.hosts()}
+        self._bss = {b.name: b for b in self.plan.base_stations()}
 
     # ------------------------------------------------------------------ locating
     @staticmethod
@@ -180,7 +187,77 @@ class Testbed:
                        "exists": netops.netns_exists(h.netns)} for h in self.hosts()],
             "links": dict(self._state["links"]),
             "services": self.services(),
+            "base_stations": [{"name": b.name, "ip": b.ip, "netns": b.netns,
+                               "exists": netops.netns_exists(b.netns)} for b in self.base_stations()],
+            "bs_links": dict(self._state.get("bs_links", {})),
+            "mobile_users": {c: {"ip": self.mu_ip(c), "serving_bs": self.serving_bs(c)}
+                             for c in self._state.get("mu", {})},
         }
+
+    # ------------------------------------------------------------------ base stations and mobile users
+    def base_stations(self) -> list[BsInfo]:
+        return list(self._bss.values())
+
+    def bs(self, name: str) -> BsInfo:
+        try:
+            return self._bss[name]
+        except KeyError:
+            known = self._bss or {}
+            hint = suggest(name, known) if known else " (it has none: set testbed.base_stations.count)"
+            raise ConfigError(f"testbed '{self.name}' has no base station '{name}'{hint}") from None
+
+    def mu_ip(self, client: str) -> str:
+        """The address a mobile user on ``client`` sends from: its traffic goes through the serving BS."""
+        return bs_ops.mu_ip(self, client)
+
+    def serving_bs(self, client: str) -> str:
+        return bs_ops.serving(self, client)
+
+    def bs_link(self, bs_name: str, host: str) -> LinkSpec:
+        return LinkSpec(**self._state["bs_links"][bs_ops.link_key(self.bs(bs_name).name, self.host(host).name)])
+
+    def set_bs_link(self, bs_name: str, host: str, *, rate_mbit: float | None = None,
+                    rtt_ms: float | None = None, loss: float | None = None) -> LinkSpec:
+        """Change the path between base station ``bs_name`` and ``host`` (both directions); returns it."""
+        with self._locked():
+            new = bs_ops.set_link(self, bs_name, host, rate_mbit=rate_mbit, rtt_ms=rtt_ms, loss=loss)
+            self._save()
+            if self.emulator is Emulator.TUN:
+                self._write_forwarder_params()
+                self._signal_forwarder(signal.SIGHUP)
+        return new
+
+    def bs_link_tx_packets(self, bs_name: str, host: str, *, up: bool = True) -> int:
+        """Packets the router has sent into the shaped path BS -> ``host`` (``up``) or ``host`` -> BS."""
+        return bs_ops.tx_packets(self, bs_name, host, up=up)
+
+    def begin_handover(self, client: str) -> None:
+        """Start the radio outage of ``client``'s mobile user: its serving BS drops its packets both ways."""
+        with self._locked():
+            bs_ops.begin_outage(self, client)
+            self._save()
+
+    def complete_handover(self, client: str, to_bs: str) -> None:
+        """End the outage: the mobile user's uplink and every server's route back now use ``to_bs``."""
+        with self._locked():
+            bs_ops.switch(self, client, to_bs)
+            self._save()
+
+    def handover(self, client: str, to_bs: str, outage_s: float = bs_ops.HANDOVER_OUTAGE_S,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """Hand ``client``'s mobile user over to ``to_bs``: ``outage_s`` without radio, then the new route.
+
+        The 500 ms default is the handover time of Ngo et al. 2020, sec. V-A. ``sleep`` is injectable so
+        that a caller running on virtual time does not block.
+        """
+        self.bs(to_bs)
+        if not 0.0 <= outage_s <= bs_ops.MAX_OUTAGE_S:
+            raise ConfigError(f"handover outage_s must be in [0, {bs_ops.MAX_OUTAGE_S}], got {outage_s!r}")
+        self.begin_handover(client)
+        try:
+            sleep(outage_s)
+        finally:
+            self.complete_handover(client, to_bs)
 
     # ------------------------------------------------------------------ processes in hosts
     def exec_in(self, host: str, argv: Sequence[str], *, check: bool = False, timeout_s: float | None = None,
@@ -235,6 +312,7 @@ class Testbed:
             netops.ip(self.netns(where), "addr", "del", f"{ip}/32", "dev", "eth0", check=False)
             lines = [f"route del {ip}/32"] + [f"route del {ip}/32 table {self.plan.table(h.index)}"
                                                for h in self.hosts()]
+            lines += [f"route del {ip}/32 table {b.table}" for b in self.base_stations()]
             netops.ip_batch(self.plan.router_ns, lines, force=True)
             self._save()
 
@@ -246,6 +324,7 @@ class Testbed:
             else:
                 lines.append(f"route replace {ip}/32 {self._via(o.index, h.index)} "
                              f"table {self.plan.table(o.index)}")
+        lines += bs_ops.service_route_lines(self, ip, h)
         netops.ip_batch(self.plan.router_ns, lines, force=True)
 
     # ------------------------------------------------------------------ links
@@ -273,7 +352,7 @@ class Testbed:
                 raise EngineError("this kernel has no sch_netem: cannot delay/drop packets with emulator 'netem' "
                                   "(use emulator = \"tun\")")
             for i, j in ((ha.index, hb.index), (hb.index, ha.index)):
-                self._apply_rate(self.plan.tun(i, j), new)
+                self.apply_rate(self.plan.tun(i, j), new)
             self._state["links"][_pair_key(ha.name, hb.name)] = {
                 "rate_mbit": new.rate_mbit, "rtt_ms": new.rtt_ms, "loss": new.loss}
             self._save()
@@ -299,21 +378,29 @@ class Testbed:
 
     def _via(self, i: int, j: int) -> str:
         """Route target for the directed link i -> j (TUN: the device; netem: an on-link next hop)."""
-        if self.emulator is Emulator.NETEM:
-            return f"via {NETEM_NEXTHOP} dev {self.plan.tun(i, j)} onlink"
-        return f"dev {self.plan.tun(i, j)}"
+        return self.via_device(self.plan.tun(i, j))
 
     def _link_device_lines(self, i: int, j: int) -> list[str]:
-        t, mtu = self.plan.tun(i, j), self.config.mtu_bytes
+        return self.device_lines(self.plan.tun(i, j), f"u{i}x{j}", f"02:ed:00:00:{i:02x}:{j:02x}")
+
+    def device_lines(self, t: str, u: str, mac: str) -> list[str]:
+        """``ip -batch`` lines creating the shaped device ``t`` (``u``/``mac``: the netem loop's far end)."""
+        mtu = self.config.mtu_bytes
         if self.emulator is Emulator.TUN:
             return [f"tuntap add dev {t} mode tun", f"link set {t} mtu {mtu} up"]
-        # netem: a veth pair looped inside the router; packets sent into t<i>x<j> come back in on u<i>x<j>
-        u, mac = f"u{i}x{j}", f"02:ed:00:00:{i:02x}:{j:02x}"
+        # netem: a veth pair looped inside the router; packets sent into t come back in on u
         return [f"link add {t} mtu {mtu} type veth peer name {u} mtu {mtu}", f"link set {u} address {mac}",
                 f"link set {t} up", f"link set {u} up",
                 f"neigh replace {NETEM_NEXTHOP} lladdr {mac} dev {t} nud permanent"]
 
-    def _apply_rate(self, dev: str, spec: LinkSpec) -> None:
+    def via_device(self, dev: str) -> str:
+        """Route target sending packets into the shaped device ``dev``."""
+        if self.emulator is Emulator.NETEM:
+            return f"via {NETEM_NEXTHOP} dev {dev} onlink"
+        return f"dev {dev}"
+
+    def apply_rate(self, dev: str, spec: LinkSpec) -> None:
+        """(Re)install ``spec``'s rate (and with netem its delay/loss) on the router device ``dev``."""
         ns = self.plan.router_ns
         netem = self.emulator is Emulator.NETEM and (spec.rtt_ms > 0 or spec.loss > 0)
         netops.tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
@@ -331,6 +418,7 @@ class Testbed:
                     spec = self.link(a.name, b.name)
                     devices[self.plan.tun(a.index, b.index)] = {"delay_s": spec.one_way_delay_s,
                                                                 "loss": spec.loss}
+        devices.update(bs_ops.forwarder_devices(self))
         return {"seed": self.config.seed, "devices": devices}
 
     def _write_forwarder_params(self) -> None:
@@ -385,6 +473,8 @@ class Testbed:
             emulator = Emulator.NETEM if caps.netem else Emulator.TUN
         if emulator is Emulator.NETEM and not caps.netem:
             specs = [config.link_between(a, b) for a in config.hosts() for b in config.hosts() if a != b]
+            specs += [config.bs_link(b, h) for b in config.base_stations.names() for h in config.hosts()
+                      if h.kind is not HostKind.CLIENT]
             if any(x.rtt_ms > 0 or x.loss > 0 for x in specs):
                 raise ConfigError("emulator = \"netem\" but this kernel has no sch_netem; use \"tun\" or \"auto\"")
         if emulator is Emulator.TUN and not caps.tun:
@@ -404,7 +494,7 @@ class Testbed:
         state: dict[str, Any] = {
             "version": STATE_VERSION, "name": name, "config": config_to_mapping(config),
             "emulator": emulator.value, "netem_available": caps.netem, "congestion_control": cc, "links": links, "services": {},
-            "forwarder_pid": None, "namespaces": plan.namespaces(),
+            "forwarder_pid": None, "namespaces": plan.namespaces(), **bs_ops.initial_state(plan),
             "mgmt_if": plan.mgmt_if if config.mgmt_link else None, "created_unix_s": time.time(),
         }
         tb = cls(name, config, state)
@@ -472,7 +562,8 @@ class Testbed:
         for a in self.hosts():
             for b in self.hosts():
                 if a.index != b.index:
-                    self._apply_rate(p.tun(a.index, b.index), self.link(a.name, b.name))
+                    self.apply_rate(p.tun(a.index, b.index), self.link(a.name, b.name))
+        bs_ops.build(self)
         if self.emulator is Emulator.TUN:
             self._start_forwarder()
         self._state["status"] = "up"

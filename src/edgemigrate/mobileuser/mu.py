@@ -1,0 +1,164 @@
+"""The virtual mobile user of Ngo et al. 2020, sec. V-A: it moves, measures RSSI, reports, discovers its
+service and sends offloading requests continuously, logging each one.
+
+Everything it touches comes in through a small interface, so the same loop runs on virtual time in unit
+tests and on a real testbed: the clock and sleep, the :class:`~.reporter.Reporter` (controller), the
+:class:`RadioLink` (which BS serves it; a handover), the :class:`~.transport.Transport` (one request) and a
+locator telling which server holds the service (for the log). In the *uncoordinated* mode the MU hands
+itself over by RSSI hysteresis (:class:`~.radio.RadioModel`); in the *coordinated* mode the controller's plan
+triggers handovers (through the testbed) and the MU only follows what its radio link reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edgemigrate.controller.store import BsRssi, MuReport, TaskDelay
+from edgemigrate.controller.store.checks import MAX_RSSI_DBM, MIN_RSSI_DBM
+from edgemigrate.controller.store.rows import MAX_REPORT_ITEMS
+from edgemigrate.core.errors import DataFormatError, EdgeMigrateError, ValidationError
+from edgemigrate.core.ids import check_id
+from edgemigrate.mobileuser.log import MAX_ERROR_CHARS, RequestRecord
+from edgemigrate.mobileuser.path import BackAndForthPath
+from edgemigrate.mobileuser.radio import RadioModel
+from edgemigrate.mobileuser.reporter import Reporter, check_endpoint
+from edgemigrate.mobileuser.transport import Transport
+
+REQUEST = b"INC"  # the Simple counter service's request (any line increments)
+MAX_COUNTER_DIGITS = 19
+
+
+class RadioLink(Protocol):
+    def serving(self) -> str:
+        """The BS that serves the MU now."""
+
+    def handover(self, to_bs: str) -> None:
+        """Switch to ``to_bs``; returns after the handover outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class MuConfig:
+    user: str
+    service: str
+    path: BackAndForthPath
+    radio: RadioModel
+    coordinated: bool = False
+    report_every_s: float = 1.0
+    request_gap_s: float = 0.0  # pause between requests; 0 = back to back, "continuously"
+    request_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_id(self.user, "mu.user")
+        check_id(self.service, "mu.service")
+        for key, hi in (("report_every_s", 3600.0), ("request_gap_s", 3600.0), ("request_timeout_s", 600.0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= hi:
+                raise ValidationError(f"mu.{key}: expected a number in [0, {hi:g}], got {v!r:.80}")
+        if self.request_timeout_s <= 0:
+            raise ValidationError("mu.request_timeout_s: must be > 0")
+
+
+def parse_counter(reply: bytes) -> int:
+    """The counter in a reply line (decimal digits only, bounded)."""
+    text = reply.strip()
+    if not text.isdigit() or len(text) > MAX_COUNTER_DIGITS:
+        raise DataFormatError("counter reply", None, f"expected up to {MAX_COUNTER_DIGITS} digits, got {reply[:40]!r}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    at_s: float
+    from_bs: str
+    to_bs: str
+
+
+class MobileUser:
+    """One virtual MU; :meth:`step` is one request (plus movement, handover and reporting when due)."""
+
+    def __init__(self, config: MuConfig, *, reporter: Reporter, link: RadioLink, transport: Transport,
+                 locate: Callable[[], str | None], sink: Callable[[RequestRecord], None],
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.link = link
+        self.transport = transport
+        self.locate = locate
+        self.sink = sink
+        self.clock = clock
+        self.sleep = sleep
+        self.start_s = clock()
+        self.seq = 0
+        self.endpoint: tuple[str, int] | None = None
+        self.handovers: list[Handover] = []
+        self.report_errors = 0
+        self._delays: deque[TaskDelay] = deque(maxlen=MAX_REPORT_ITEMS)
+        self._next_report_s = self.start_s
+
+    def position_m(self) -> tuple[float, float]:
+        return self.config.path.position_m(max(0.0, self.clock() - self.start_s))
+
+    def step(self) -> RequestRecord:
+        cfg = self.config
+        xy = self.position_m()
+        rssi = cfg.radio.rssi_dbm(xy)
+        if not cfg.coordinated:
+            self._maybe_hand_over(xy)
+        if self.clock() >= self._next_report_s:
+            self._report(rssi)
+        record = self._request()
+        self.sink(record)
+        if record.delay_s is not None:
+            self._delays.append(TaskDelay(cfg.service, record.delay_s, len(REQUEST) + 1))
+        if cfg.request_gap_s > 0:
+            self.sleep(cfg.request_gap_s)
+        return record
+
+    def run(self, duration_s: float, *, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Step for ``duration_s`` more of the MU's clock (or until ``should_stop``); returns requests sent."""
+        end = self.clock() + duration_s
+        n = 0
+        while self.clock() < end and not should_stop():
+            self.step()
+            n += 1
+        return n
+
+    def _maybe_hand_over(self, xy: tuple[float, float]) -> None:
+        serving = self.link.serving()
+        target = self.config.radio.choose(xy, serving)
+        if target is not None and target != serving:
+            self.handovers.append(Handover(self.clock(), serving, target))
+            self.link.handover(target)
+
+    def _report(self, rssi: dict[str, float]) -> None:
+        cfg = self.config
+        now = self.clock()
+        # the store's RSSI range bounds what a report may carry; beyond it a BS is simply out of reach
+        samples = tuple(BsRssi(bs, min(max(v, MIN_RSSI_DBM), MAX_RSSI_DBM)) for bs, v in rssi.items())
+        report = MuReport(cfg.user, now, tuple(self._delays), samples)
+        try:
+            self.reporter.report(report)
+        except EdgeMigrateError:
+            self.report_errors += 1  # the controller is down or refused it: the MU keeps offloading
+        else:
+            self._delays.clear()
+        self._next_report_s = now + cfg.report_every_s
+
+    def _request(self) -> RequestRecord:
+        cfg = self.config
+        self.seq += 1
+        bs = self.link.serving()
+        send_s = self.clock()
+        try:
+            if self.endpoint is None:
+                self.endpoint = check_endpoint(self.reporter.discover(cfg.user, cfg.service))
+            reply = parse_counter(self.transport.request(self.endpoint, REQUEST, cfg.request_timeout_s))
+        except (OSError, EdgeMigrateError) as exc:
+            self.endpoint = None  # rediscover: the service may have moved
+            msg = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+            return RequestRecord(self.seq, send_s, None, None, bs, None, msg)
+        return RequestRecord(self.seq, send_s, self.clock(), self.locate(), bs, reply)

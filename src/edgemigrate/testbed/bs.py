@@ -1,0 +1,229 @@
+"""Base stations on the testbed: a mobile user's traffic enters through its serving BS, and a handover
+switches that ingress to another BS after a radio outage.
+
+Why namespaces and not only routes in the router: a BS is a separate hop with its own links, so the
+per-BS byte counters (the radio side ``a<c>`` in the BS, the shaped paths ``b<k>u<j>``/``b<k>d<j>`` in the
+router) show which BS carried a packet, and a handover is observable as a change of those counters. Each BS
+has its own shaped path to every edge and cloud host (``tbf`` rate + delay/loss by the testbed's emulator,
+exactly like a host-to-host link), so the BS-server RTT and bandwidth of Ngo et al. 2020, eq. 4, are real.
+
+A mobile user (MU) is identified by its client host and sends from the client's MU address (on the client's
+``lo``). Only traffic from that address uses the BS: a policy rule in the client (``from <mu ip> lookup
+3000``) sends it via the serving BS; the servers' replies to the MU address go through the router's shaped
+path server -> serving BS. Everything else of the client (its agent, ssh-like tooling) keeps the direct link.
+
+The outage blackholes the MU at its old serving BS in both directions (an ``ip rule ... blackhole`` for what
+the MU sends, a blackhole route for what reaches the BS for it): packets sent meanwhile are lost without an
+error to the sender, like frames sent into a radio link that is gone. Ngo et al. 2020 emulate their
+handover with ``iptables`` path rules and a 500 ms handover time (their sec. V-A); we use the routing table
+because the testbed already manages every other path there.
+
+Imports only :mod:`edgemigrate.core` and the testbed's own modules; :class:`~edgemigrate.testbed.Testbed` is
+only an annotation here (it calls these functions, never the other way round).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import edgemigrate.testbed.netops as netops
+from edgemigrate.core.errors import ConfigError, EngineError
+from edgemigrate.core.registry import suggest
+from edgemigrate.testbed.config import Emulator, HostKind, LinkSpec
+from edgemigrate.testbed.plan import MU_TABLE, BsInfo, HostInfo, Plan
+
+if TYPE_CHECKING:
+    from edgemigrate.testbed.testbed import Testbed
+
+HANDOVER_OUTAGE_S = 0.5  # Ngo et al. 2020, sec. V-A: "the handover time of the virtual MU is set to 500ms"
+MAX_OUTAGE_S = 60.0
+OUTAGE_RULE_PREF = 100  # before the main table in the BS
+
+
+def link_key(bs: str, host: str) -> str:
+    return f"{bs}|{host}"
+
+
+def _servers(plan: Plan) -> list[HostInfo]:
+    return [h for h in plan.hosts() if h.kind is not HostKind.CLIENT]
+
+
+def _clients(plan: Plan) -> list[HostInfo]:
+    return [h for h in plan.hosts() if h.kind is HostKind.CLIENT]
+
+
+def initial_state(plan: Plan) -> dict[str, Any]:
+    """State entries of a new testbed: the BS paths and each MU's serving BS (the first BS)."""
+    cfg = plan.config
+    specs = {h.name: h for h in cfg.hosts()}
+    links = {}
+    for b in plan.base_stations():
+        for h in _servers(plan):
+            s = cfg.bs_link(b.name, specs[h.name])
+            links[link_key(b.name, h.name)] = {"rate_mbit": s.rate_mbit, "rtt_ms": s.rtt_ms, "loss": s.loss}
+    first = plan.base_stations()[0].name if plan.base_stations() else None
+    mus = {c.name: {"bs": first, "outage": False} for c in _clients(plan)} if first else {}
+    return {"bs_links": links, "mu": mus}
+
+
+def _mu(tb: Testbed, client: str) -> dict[str, Any]:
+    mus = tb._state.get("mu", {})
+    if client not in mus:
+        hint = suggest(client, mus) if mus else " (the testbed has no base stations)"
+        raise ConfigError(f"testbed '{tb.name}' has no mobile user on host '{client}'{hint}")
+    return mus[client]
+
+
+def mu_ip(tb: Testbed, client: str) -> str:
+    _mu(tb, client)
+    return tb.plan.mu_ip(tb.host(client))
+
+
+def serving(tb: Testbed, client: str) -> str:
+    return str(_mu(tb, client)["bs"])
+
+
+def _spec(tb: Testbed, b: BsInfo, h: HostInfo) -> LinkSpec:
+    return LinkSpec(**tb._state["bs_links"][link_key(b.name, h.name)])
+
+
+def _mac(direction: int, b: BsInfo, j: int) -> str:
+    return f"02:ed:01:{direction:02x}:{b.index:02x}:{j:02x}"
+
+
+def forwarder_devices(tb: Testbed) -> dict[str, dict[str, float]]:
+    """The user-space emulator's parameters of every BS path device (one-way delay and loss)."""
+    out = {}
+    for b in tb.base_stations():
+        for h in _servers(tb.plan):
+            spec = _spec(tb, b, h)
+            for dev in (b.uplink(h.index), b.downlink(h.index)):
+                out[dev] = {"delay_s": spec.one_way_delay_s, "loss": spec.loss}
+    return out
+
+
+def build(tb: Testbed) -> None:
+    """Create the BS namespaces' links, the shaped BS paths and each MU's routes (after the host links)."""
+    p, mtu = tb.plan, str(tb.config.mtu_bytes)
+    bss = tb.base_stations()
+    if not bss:
+        return
+    r, gw = p.router_ns, p.gw_ip
+    rlines: list[str] = []
+    devs: list[str] = []
+    for b in bss:
+        netops.sysctl(b.netns, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
+                                "net.ipv4.conf.default.rp_filter": "0",
+                                "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
+        netops.ip(r, "link", "add", b.router_if, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "mtu", mtu,
+                  "netns", b.netns)
+        rlines += [f"addr add {gw}/32 dev {b.router_if}", f"link set {b.router_if} up",
+                   f"route add {b.ip}/32 dev {b.router_if} src {gw}",
+                   f"rule add iif {b.router_if} lookup {b.table} pref {b.table}"]
+        devs.append(b.router_if)
+        for h in _servers(p):
+            up, down = b.uplink(h.index), b.downlink(h.index)
+            rlines += tb.device_lines(up, f"c{b.index}u{h.index}", _mac(1, b, h.index))
+            rlines += tb.device_lines(down, f"c{b.index}d{h.index}", _mac(2, b, h.index))
+            rlines.append(f"route add {h.ip}/32 {tb.via_device(up)} table {b.table}")
+            devs += [up, down]
+            if tb.emulator is Emulator.NETEM:
+                devs += [f"c{b.index}u{h.index}", f"c{b.index}d{h.index}"]
+        blines = ["link set lo up", "link set eth0 up", f"addr add {b.ip}/32 dev eth0",
+                  f"route add {gw}/32 dev eth0 scope link", f"route add default via {gw} dev eth0 src {b.ip}"]
+        for c in _clients(p):
+            w, a = p.air_if(b, c)
+            netops.ip(c.netns, "link", "add", w, "mtu", mtu, "type", "veth", "peer", "name", a, "mtu", mtu,
+                      "netns", b.netns)
+            netops.ip(c.netns, "link", "set", w, "up")
+            blines += [f"link set {a} up", f"route add {p.mu_ip(c)}/32 dev {a} src {b.ip}"]
+        netops.ip_batch(b.netns, blines)
+    netops.ip_batch(r, rlines)
+    netops.sysctl(r, {f"net.ipv4.conf.{d}.rp_filter": "0" for d in devs})
+    for b in bss:
+        for h in _servers(p):
+            spec = _spec(tb, b, h)
+            tb.apply_rate(b.uplink(h.index), spec)
+            tb.apply_rate(b.downlink(h.index), spec)
+    for c in _clients(p):
+        ip = p.mu_ip(c)
+        netops.ip_batch(c.netns, [f"addr add {ip}/32 dev lo", f"rule add from {ip} lookup {MU_TABLE} pref {MU_TABLE}"])
+        _route_mu(tb, c, tb.bs(serving(tb, c.name)))
+
+
+def _route_mu(tb: Testbed, c: HostInfo, b: BsInfo) -> None:
+    """Point ``c``'s MU uplink (in the client) and every server's route back (in the router) at ``b``."""
+    p, ip = tb.plan, tb.plan.mu_ip(c)
+    w, _ = p.air_if(b, c)
+    netops.ip(c.netns, "route", "replace", "default", "via", b.ip, "dev", w, "onlink", "src", ip,
+              "table", str(MU_TABLE))
+    lines = [f"route replace {ip}/32 via {b.ip} dev {b.router_if} onlink src {p.gw_ip}"]
+    lines += [f"route replace {ip}/32 {tb.via_device(b.downlink(h.index))} table {p.table(h.index)}"
+              for h in _servers(p)]
+    netops.ip_batch(p.router_ns, lines)
+
+
+def service_route_lines(tb: Testbed, ip: str, h: HostInfo) -> list[str]:
+    """Router lines sending a service IP that now lives on ``h`` from every BS over its path to ``h``."""
+    if h.kind is HostKind.CLIENT:  # a BS has no shaped path to a client; drop any stale route
+        return [f"route del {ip}/32 table {b.table}" for b in tb.base_stations()]
+    return [f"route replace {ip}/32 {tb.via_device(b.uplink(h.index))} table {b.table}"
+            for b in tb.base_stations()]
+
+
+def set_link(tb: Testbed, bs_name: str, host: str, *, rate_mbit: float | None, rtt_ms: float | None,
+             loss: float | None) -> LinkSpec:
+    """Change one BS path (caller holds the testbed lock and saves)."""
+    b, h = tb.bs(bs_name), tb.host(host)
+    if h.kind is HostKind.CLIENT:
+        raise ConfigError(f"set_bs_link: '{host}' is a client; base stations have paths to edge and cloud hosts")
+    old = _spec(tb, b, h)
+    changes = {k: float(v) for k, v in (("rate_mbit", rate_mbit), ("rtt_ms", rtt_ms), ("loss", loss))
+               if v is not None}
+    new = LinkSpec(**{"rate_mbit": old.rate_mbit, "rtt_ms": old.rtt_ms, "loss": old.loss, **changes})
+    if (new.rtt_ms > 0 or new.loss > 0) and tb.emulator is Emulator.NETEM and not tb._state.get("netem_available"):
+        raise EngineError("this kernel has no sch_netem: cannot delay/drop packets with emulator 'netem' "
+                          "(use emulator = \"tun\")")
+    tb.apply_rate(b.uplink(h.index), new)
+    tb.apply_rate(b.downlink(h.index), new)
+    tb._state["bs_links"][link_key(b.name, h.name)] = {"rate_mbit": new.rate_mbit, "rtt_ms": new.rtt_ms,
+                                                        "loss": new.loss}
+    return new
+
+
+def tx_packets(tb: Testbed, bs_name: str, host: str, *, up: bool) -> int:
+    b, h = tb.bs(bs_name), tb.host(host)
+    if h.kind is HostKind.CLIENT:
+        raise ConfigError(f"'{host}' is a client; base stations have paths to edge and cloud hosts")
+    dev = b.uplink(h.index) if up else b.downlink(h.index)
+    out = netops.ip(tb.plan.router_ns, "-j", "-s", "link", "show", "dev", dev)
+    try:
+        return int(json.loads(out.stdout)[0]["stats64"]["tx"]["packets"])
+    except (ValueError, KeyError, IndexError) as exc:
+        raise EngineError(f"cannot read the packet counter of {bs_name} -> {host}: {exc}") from None
+
+
+def begin_outage(tb: Testbed, client: str) -> None:
+    """Blackhole the MU at its serving BS, both directions (caller holds the lock and saves)."""
+    mu = _mu(tb, client)
+    if mu.get("outage"):
+        raise ConfigError(f"mobile user on '{client}' is already in a handover")
+    c, b = tb.host(client), tb.bs(mu["bs"])
+    ip, (_, a) = tb.plan.mu_ip(c), tb.plan.air_if(b, c)
+    netops.ip_batch(b.netns, [f"rule add from {ip} iif {a} blackhole pref {OUTAGE_RULE_PREF}",
+                              f"route replace blackhole {ip}/32"])
+    mu["outage"] = True
+
+
+def switch(tb: Testbed, client: str, to_bs: str) -> None:
+    """Route the MU via ``to_bs`` and lift the old BS's blackhole (caller holds the lock and saves)."""
+    mu = _mu(tb, client)
+    c, new = tb.host(client), tb.bs(to_bs)
+    old = tb.bs(mu["bs"])
+    _route_mu(tb, c, new)
+    ip, (_, a) = tb.plan.mu_ip(c), tb.plan.air_if(old, c)
+    if mu.get("outage"):
+        netops.ip_batch(old.netns, [f"rule del pref {OUTAGE_RULE_PREF}", f"route replace {ip}/32 dev {a} src {old.ip}"],
+                        force=True)
+    mu["bs"], mu["outage"] = new.name, False
