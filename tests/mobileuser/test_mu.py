@@ -18,7 +18,6 @@ from edgemigrate.controller.store import (
     open_store,
 )
 from edgemigrate.core.errors import DataFormatError, EngineError, ValidationError
-from edgemigrate.engine.services.counter import Counter
 from edgemigrate.mobileuser import (
     BackAndForthPath,
     MobileUser,
@@ -31,6 +30,7 @@ from edgemigrate.mobileuser import (
     default_sites,
 )
 from edgemigrate.mobileuser.mu import parse_counter
+from edgemigrate.workloads.counter import Counter
 
 SERVICE_IP, PORT = "10.77.2.0", 7000
 RTT_S = 0.004

@@ -43,7 +43,7 @@ def test_mu_offloads_through_its_serving_bs_and_hands_over(testbed: Testbed, tmp
     tb = testbed
     ip = tb.service_ip(0)
     tb.add_service_ip(ip, "edge1")
-    server = tb.popen_in("edge1", [sys.executable, "-m", "edgemigrate.engine.services.counter", "--host", ip,
+    server = tb.popen_in("edge1", [sys.executable, "-m", "edgemigrate.workloads.counter", "--host", ip,
                                    "--port", str(PORT)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and "listening" in server.stdout.readline()

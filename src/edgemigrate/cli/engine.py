@@ -139,8 +139,8 @@ def stop_cmd(obj: dict, name: str, host: str) -> None:
 @click.option("--pki", type=click.Path(path_type=Path), default=DEFAULT_PKI, show_default=True)
 @click.option("--port", type=int, default=DEFAULT_AGENT_PORT, show_default=True, help="Agents' control port.")
 @click.option("--compression", default="model", show_default=True,
-              help="Per-chunk codec selector: none, fixed:CODEC:LEVEL (e.g. fixed:zstd:3), rule (seed 001), "
-                   "model, or model:CODEC (the model over one codec's levels, e.g. model:lz4 as in seed 001).")
+              help="Per-chunk codec selector: none, fixed:CODEC:LEVEL (e.g. fixed:zstd:3), rule (Zhang et al. 2019), "
+                   "model, or model:CODEC (the model over one codec's levels, e.g. model:lz4 as in Zhang et al. 2019).")
 @click.option("--page-codec", default="none", show_default=True,
               help="Codec for CRIU pages-*.img (e.g. wkdm); none = the selector's choice.")
 @click.option("--pipeline", type=click.Choice(["pipelined", "serial"]), default="pipelined", show_default=True,

@@ -34,7 +34,7 @@ Outputs under ``out_dir/{scenario}__{algo}__{seed}__{unix time}/`` (``-2``, ``-3
 runs start in the same second): ``train.csv`` (policy loss, value loss,
 entropy, KL, clip fraction, BC loss, demo share, mean episode reward per update; ``rollout_entropy`` = mean
 entropy of the acting policy over the rollout's states and ``rollout_cloud_share`` = share of rollout actions
-that chose the cloud - update 1's values are those of the warm-started policy), ``train.png`` (seed fig. 7),
+that chose the cloud - update 1's values are those of the warm-started policy), ``train.png`` (Liu et al. 2024, fig. 7),
 ``config.json`` (with ``warm_start``: demonstration steps, the expert's cloud share, the policy's mean entropy
 on the demonstration states before and after behaviour cloning, BC accuracy and the cloned policy's cloud share)
 and ``checkpoint/`` (loadable with :meth:`PPCMPolicy.load`).
