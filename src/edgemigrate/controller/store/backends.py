@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from edgemigrate.controller.store.schema import ONE_IN_FLIGHT_INDEX
 from edgemigrate.core.errors import EdgeMigrateError, ValidationError
 
 SQLITE_BUSY_TIMEOUT_S = 10.0
+SQLITE_WAL_RETRY_S = 0.01
 PG_CONNECT_TIMEOUT_S = 10
 MAX_URL_LEN = 2048
 
@@ -121,6 +123,22 @@ class _SqliteTx:
             self._conn.executemany(sql, [tuple(r) for r in rows])
 
 
+def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch a SQLite database to WAL, waiting while another connection is switching it.
+
+    Several stores opened at once on a new file race to change its journal mode, and SQLite answers "database
+    is locked" at once there instead of calling the busy handler, so the wait is ours (bounded like the busy
+    timeout)."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(SQLITE_WAL_RETRY_S)
+
+
 def _sqlite_path(url: str) -> str:
     rest = url[len("sqlite:"):]
     if rest in ("//:memory:", "///:memory:"):
@@ -158,7 +176,7 @@ class SqliteBackend:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(conn, time.monotonic() + SQLITE_BUSY_TIMEOUT_S)
                 conn.execute("PRAGMA synchronous = FULL")  # a committed action survives a power cut
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open: {exc}") from None
