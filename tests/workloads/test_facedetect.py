@@ -143,6 +143,30 @@ def test_counters_are_per_user_and_errors_do_not_count(detector: FaceDetector,
     assert replay.digest() != svc.digest()
 
 
+def test_corrupted_uploads_get_an_error_line_or_a_reply(detector: FaceDetector,
+                                                          images: dict[str, np.ndarray]) -> None:
+    """Seeded byte flips and truncations of a valid JPEG and PNG: the decoders never take the service down."""
+    svc = FaceService(detector, images)
+    small = cv2.resize(images["astronaut"], (64, 64), interpolation=cv2.INTER_AREA)
+    valid = [_encode(small, ".jpg"), _encode(small, ".png")]
+    rng = np.random.default_rng(7)
+    served = 0
+    for i in range(300):
+        data = bytearray(valid[i % 2])
+        for _ in range(int(rng.integers(1, 8))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(1, len(data)))]
+        reply = svc.handle(b"DETECT mallory b64:" + base64.b64encode(bytes(data))).decode()
+        assert "\n" not in reply
+        if reply.startswith("ERR "):
+            assert reply.startswith("ERR image: "), reply
+        else:
+            served += 1
+            assert parse_reply(reply).counter == served
+    assert 0 < served < 300 and svc.handle(b"GET mallory") == str(served).encode()
+
+
 def test_reply_format_round_trips_and_rejects_garbage() -> None:
     boxes = (Box(1, 2, 30, 30), Box(100, 2, 31, 31))
     assert format_reply(7, boxes) == b"7 2 1,2,30,30 100,2,31,31"
