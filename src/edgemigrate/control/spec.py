@@ -58,6 +58,7 @@ class ServiceKind(enum.Enum):
     KVSTORE = "kvstore"
     REDIS = "redis"
     WEB = "web"  # lighttpd serving one static page
+    FACEDETECT = "facedetect"  # OpenCV face detection + a counter per user
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,9 @@ class ServiceSpec:
             return [py, "-m", "edgemigrate.workloads.kvstore", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--dirty-pages-per-s", str(self.dirty_pages_per_s),
                     "--seed", str(self.seed)]
+        if self.kind is ServiceKind.FACEDETECT:
+            return [py, "-m", "edgemigrate.workloads.facedetect", "--host", self.ip, "--port", str(self.port),
+                    "--resident-mb", str(self.resident_mb), "--seed", str(self.seed)]
         if self.kind is ServiceKind.WEB:  # the module writes the page + config into /tmp and execs lighttpd
             return [py, "-m", "edgemigrate.workloads.httpd", "--host", self.ip, "--port", str(self.port),
                     "--page-bytes", str(self.page_bytes), "--seed", str(self.seed), "--workdir", "/tmp/web"]

@@ -9,6 +9,9 @@ this source tree read-only and puts it on ``PYTHONPATH``), or by a test or bench
 * :mod:`.counter` - the "Simple" service of Ngo et al. 2020 (each request increments and returns a counter),
   with ``--resident-mb`` of mostly static memory: ``python -m edgemigrate.workloads.counter --host IP --port P``.
 * :mod:`.kvstore` - in-memory key-value store with a resident size and a dirty rate (pages rewritten per second).
+* :mod:`.facedetect` - the compute-heavy stateful service standing in for the OpenFace/Yolo services of Ngo et al.
+  2020: OpenCV Haar-cascade face detection (130-160 ms a request) on bundled or uploaded images, one counter
+  per user, ``--resident-mb`` of model-sized memory.
 * :mod:`.redis` - Debian's ``redis-server`` command line (no persistence, bound to the service IP), a seeded
   filler and key-by-key checksums.
 * :mod:`.httpd` - the ``web`` service: Debian's lighttpd serving one seeded page (Zhang et al. 2019).
