@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from edgemigrate.controller.backend import Backend, BackendError, HostUnreachable
+from edgemigrate.controller.backend import Backend, BackendError
 from edgemigrate.controller.sim import (
     CALIBRATION_FORMAT,
     SimBackend,

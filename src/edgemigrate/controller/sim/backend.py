@@ -1,6 +1,6 @@
 """The simulator backend: the :class:`~edgemigrate.controller.backend.Backend` Protocol over a simulated world.
 
-Users move (back and forth on a path, or taxi-like: straight legs between random points of the city at a
+Users move (back and forth on a path, or taxi-like: straight trips between points near random towers at a
 random speed), hear every base station through a log-distance path loss, and are served by the BS the
 controller last handed them over to. Services run on simulated hosts. ``migrate`` moves a service at once
 and reports the times eq. 5 of Ngo et al. 2020 predicts (``downtime_s`` = T_mig, ``total_s`` = T_pre-mig +
@@ -83,9 +83,9 @@ def build_topology(sc: HandoverScenario, calibration: Calibration | None = None)
         cal = calibration.hosts.get(h) if calibration is not None else None
         if cal is not None:  # the measured score goes with the fitted coefficients (they carry its unit)
             power[i], psi[i], rho[i] = cal.cpu_power, cal.psi, cal.rho
-    # the paper's cloud dwarfs its edge servers: no limit; an edge server has its cores, 16 GB and 200 GB
-    servers = Servers(power, np.where(cloud, np.inf, sc.edge_cpu_cores), np.where(cloud, np.inf, 16e9),
-                      np.where(cloud, np.inf, 200e9), cloud, link, psi, rho)
+    # the paper's cloud dwarfs its edge servers: no limit; disk is not modelled (users take none)
+    servers = Servers(power, np.where(cloud, np.inf, sc.edge_cpu_cores), np.where(cloud, np.inf, sc.edge_memory_bytes),
+                      np.where(cloud, np.inf, 0.0), cloud, link, psi, rho)
     stations = BaseStations(backhaul, rtt, np.full(n_bs, sc.max_users_per_bs))
     users = tuple(f"mu-{u}" for u in range(sc.users))
     return Topology(hosts, tuple(f"bs-{b}" for b in range(n_bs)), users, tuple(f"svc-{u}" for u in range(sc.users)),

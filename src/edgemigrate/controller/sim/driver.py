@@ -79,11 +79,12 @@ def populate_store(store: Store, backend: SimBackend) -> None:
                                            int(topo.stations.max_users[b])))
     rtt = topo.stations.rtt_s
     edge = ~S.is_cloud
-    load = np.zeros(S.n)
-    need = backend.scenario.cpu_cores
+    cap = np.stack([S.cpu_cores, S.memory_bytes], axis=1)
+    need = np.array([backend.scenario.cpu_cores, backend.scenario.memory_bytes])
+    load = np.zeros_like(cap)
     for u, (user, service) in enumerate(zip(topo.users, topo.services, strict=True)):
         b = int(backend.bs[u])
-        room = edge & (load + need <= S.cpu_cores)
+        room = edge & np.all(load + need <= cap, axis=1)  # 3c: where the planner would let it stay
         s = int(np.argmin(np.where(room, rtt[b], np.inf))) if room.any() else int(np.flatnonzero(S.is_cloud)[0])
         load[s] += need
         store.put_user(User(user))

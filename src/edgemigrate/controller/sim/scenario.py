@@ -59,6 +59,7 @@ class HandoverScenario:
     edge_cpu_power: float = 1000.0
     cloud_cpu_power: float = 1500.0
     edge_cpu_cores: float = 8.0
+    edge_memory_bytes: float = 16e9
     psi: float = 1e-6  # eq. 5 defaults until a calibration file says otherwise (seconds * C_s per byte)
     rho: float = 1e-6
     # links (Ngo et al. 2020 sec. V-A)
@@ -156,7 +157,7 @@ def _check(sc: HandoverScenario) -> None:
     lo, hi = sc.speed_m_per_s
     if not 0 < lo <= hi:
         raise ConfigError(f"handover.speed_m_per_s = [{lo}, {hi}] must have 0 < low <= high")
-    for key in ("tick_s", "horizon_s", "edge_cpu_power", "cloud_cpu_power", "edge_edge_bps", "edge_cloud_bps",
+    for key in ("tick_s", "horizon_s", "edge_cpu_power", "edge_cpu_cores", "edge_memory_bytes", "cloud_cpu_power", "edge_edge_bps", "edge_cloud_bps",
                 "bs_edge_bps", "image_bytes"):
         if getattr(sc, key) <= 0:
             raise ConfigError(f"handover.{key} must be > 0")
