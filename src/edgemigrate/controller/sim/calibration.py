@@ -151,3 +151,46 @@ def calibration_to_json(hosts: Mapping[str, tuple[float, list[tuple[float, float
                           "restore": [{"bytes": b, "seconds": s} for b, s in rst]}
                       for n, (p, chk, rst) in hosts.items()},
             **extra}
+
+
+def _stat(stats: Mapping[str, Any], key: str, what: str) -> float:
+    return _number(stats.get(key), f"{what}.{key}")
+
+
+def calibration_from_migrations(migrations: list[tuple[str, str, Mapping[str, Any]]], cpu_power: float,
+                                rename: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The calibration file's JSON from real migrations: (source host, destination host, the agents' stats).
+
+    The checkpoint sample of a migration is its first round's full dump on the source (``rounds[0]``:
+    ``image_bytes``, ``dump_s``), the restore sample the final restore on the destination
+    (``full_checkpoint_bytes``, ``restore_s``); the measured downtime is the frozen window. Sizes of eq. 5:
+    S_Du = the first full dump, S_dlambda = the final round's bytes, S_lambda the rest of the restored image
+    (so S_Du + S_lambda + S_dlambda is what the destination restored). Medians over the migrations.
+    ``rename`` maps testbed host names to the scenario's (``edge1`` -> ``edge-0``); hosts need both kinds.
+    """
+    if not migrations:
+        raise ValidationError("calibration: no migrations to calibrate from")
+    chk: dict[str, list[tuple[float, float]]] = {}
+    rst: dict[str, list[tuple[float, float]]] = {}
+    sizes, downtimes = [], []
+    for i, (src, dst, st) in enumerate(migrations):
+        what = f"migrations[{i}]"
+        rounds = st.get("rounds")
+        if not isinstance(rounds, list) or not rounds or not isinstance(rounds[0], dict):
+            raise ValidationError(f"{what}.rounds: expected a non-empty list of objects")
+        image = _stat(rounds[0], "image_bytes", f"{what}.rounds[0]")
+        full, delta = _stat(st, "full_checkpoint_bytes", what), _stat(st, "final_round_bytes", what)
+        chk.setdefault(src, []).append((image, _stat(rounds[0], "dump_s", f"{what}.rounds[0]")))
+        rst.setdefault(dst, []).append((full, _stat(st, "restore_s", what)))
+        sizes.append((image, max(0.0, full - image - delta), delta))
+        downtimes.append(_stat(st, "frozen_window_s", what))
+    names = rename or {}
+    both = sorted(set(chk) & set(rst))
+    if not both:
+        raise ValidationError("calibration: no host was both a source and a destination")
+    mid = [sorted(col)[len(col) // 2] for col in zip(*sizes, strict=True)]
+    body = calibration_to_json({names.get(h, h): (cpu_power, chk[h], rst[h]) for h in both},
+                               service={"image_bytes": mid[0], "checkpoint_bytes": mid[1], "delta_bytes": mid[2]},
+                               measured_downtime_s=downtimes)
+    parse_calibration(body)  # what we write must be what we accept
+    return body
