@@ -25,6 +25,7 @@ import numpy as np
 from edgemigrate.controller.deployment import Deployment
 from edgemigrate.controller.sim.backend import SimBackend
 from edgemigrate.controller.store import (
+    Action,
     ActionState,
     BaseStation,
     Host,
@@ -147,7 +148,7 @@ class SimController:
         self.tick_no += 1
         return m
 
-    def _downtime(self, a) -> float:  # noqa: ANN001 - an Action
+    def _downtime(self, a: Action) -> float:
         res = self.backend.results.get(a.id)
         t_mig = float(res.stats["downtime_s"]) if res is not None else 0.0
         mig_at = a.migrate_at_s if a.migrate_at_s is not None else math.nan
