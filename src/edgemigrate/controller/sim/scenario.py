@@ -1,6 +1,7 @@
 """Handover scenarios for the simulator backend: base stations, servers, users and links, from TOML.
 
-Two are bundled in ``src/edgemigrate/scenarios/``: ``handover-testbed`` mirrors Ngo et al. 2020's testbed
+Two are bundled in ``src/edgemigrate/scenarios/handover/`` (apart from the simulator's scenarios, whose loader
+would refuse their ``[handover]`` table): ``handover-testbed`` mirrors Ngo et al. 2020's testbed
 (sec. V-A: three Wi-Fi base stations on a line, an edge server beside each, a cloud; one MU walking back and
 forth) and ``handover-city`` puts San Francisco's LTE towers (``data/towers/``) under taxi-like users. The
 TOML is read strictly: unknown keys and out-of-range values are one-line :class:`ConfigError`\\ s naming the key.
@@ -23,7 +24,7 @@ import numpy as np
 
 from edgemigrate.core.errors import ConfigError
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "handover"
 TOWER_DIR = Path(__file__).resolve().parents[2] / "data" / "towers"
 MAX_SCENARIO_BYTES = 1 << 20
 MAX_USERS = 100_000
