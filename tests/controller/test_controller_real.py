@@ -9,7 +9,6 @@ back). The third, bad MU reports, is in ``test_controller_api.py``.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster
 from edgemigrate.control import client
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
@@ -55,16 +54,8 @@ _BOOT = "import sys; from edgemigrate.cli import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = real_engine_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    pid = os.getpid()
-    cluster = LocalCluster.up(f"ct{pid % 100000}", f"10.{150 + pid % 50}.0.0/16", tmp_path_factory.mktemp("ctlbed"))
-    try:
-        yield cluster
-    finally:
-        cluster.down()
+def bed(realbed: LocalCluster) -> LocalCluster:
+    return realbed
 
 
 def _store(bed: LocalCluster, path: Path) -> Store:

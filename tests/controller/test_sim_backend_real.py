@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
+from edgemigrate.cluster import LocalCluster
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.controller.sim import SimBackend, SimController, load_calibration, load_scenario
 from edgemigrate.controller.sim.calibration import calibration_from_migrations
@@ -31,16 +29,8 @@ RENAME = {"edge1": "edge-0", "edge2": "edge-1", "edge3": "edge-2"}
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = real_engine_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    pid = os.getpid()
-    cluster = LocalCluster.up(f"cs{pid % 100000}", f"10.{100 + pid % 50}.0.0/16", tmp_path_factory.mktemp("simcal"))
-    try:
-        yield cluster
-    finally:
-        cluster.down()
+def bed(realbed: LocalCluster) -> LocalCluster:
+    return realbed
 
 
 def test_simulated_downtime_matches_the_measured_one_in_order_of_magnitude(bed: LocalCluster, tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ import pytest
 
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.workloads.facedetect import ASTRONAUT_FACE, parse_reply
-from tests.control.conftest import realbed  # noqa: F401  (the module-scoped real cluster fixture)
 
 pytestmark = [pytest.mark.criu, pytest.mark.netns]
 

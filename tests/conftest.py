@@ -1,6 +1,7 @@
-"""Real testbed + host agents for the migration tests (root, CRIU >= 4.2, runc; skipped otherwise).
+"""Fixtures every test folder shares: ``realbed``, a real testbed + host agents for the tests that migrate real
+containers (root, CRIU >= 4.2, runc; skipped otherwise).
 
-One cluster per test module, with its own testbed name and subnet so that parallel runs and other
+One cluster per test module, with a testbed name and subnet of this process, so that parallel runs and other
 engineers' testbeds never collide (:class:`edgemigrate.cluster.LocalCluster`).
 """
 
