@@ -135,3 +135,12 @@ def test_criu_dump_stats_decoder(tmp_path: Path) -> None:
     assert read_dump_stats(tmp_path / "stats-dump") == {
         "freezing_time_us": 669, "frozen_time_us": 84292, "pages_written": 13766}
     assert read_dump_stats(tmp_path / "absent") == {}
+
+
+def test_agent_deploy_offers_every_service_kind() -> None:
+    from click.testing import CliRunner
+
+    from edgemigrate.cli import cli as edgemigrate_cli
+
+    out = CliRunner().invoke(edgemigrate_cli, ["agent", "deploy", "--help"]).output
+    assert all(kind.value in out for kind in ServiceKind), out

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
+from edgemigrate.control.spec import ServiceKind
 from edgemigrate.testbed.paths import agent_image_dir, agent_state_dir
 
 DEFAULT_PKI = Path("/run/edgemigrate/pki")
@@ -101,7 +102,7 @@ def status_cmd(obj: dict, host: str) -> None:
 @agent.command("deploy")
 @click.argument("name")
 @click.option("--on", "host", required=True, help="Host to run it on.")
-@click.option("--kind", type=click.Choice(["counter", "kvstore", "redis", "web"]), default="counter", show_default=True)
+@click.option("--kind", type=click.Choice([k.value for k in ServiceKind]), default="counter", show_default=True)
 @click.option("--ip", help="Service IP (default: the testbed's first service IP).")
 @click.option("--port", "svc_port", type=int, default=7000, show_default=True)
 @click.option("--resident-mb", type=float, default=0.0, show_default=True)
