@@ -188,5 +188,7 @@ def test_testbed_mirror_orchestrated_downtime_is_at_most_nearest() -> None:
         if planner == "nearest":
             assert moves > 0
             assert m["downtime_s"].sum() == pytest.approx(moves * (t_mig + 0.5) + (m["handovers"].sum() - moves) * 0.5)
-    assert out["orchestrated"]["downtime_s"].sum() <= out["nearest"]["downtime_s"].sum()
+    # simulated seconds from the eq. 5 model, the same for every run of this seed: no clock is read
+    orchestrated_outage_s, nearest_outage_s = out["orchestrated"]["downtime_s"].sum(), out["nearest"]["downtime_s"].sum()
+    assert orchestrated_outage_s <= nearest_outage_s
     assert math.isfinite(out["orchestrated"]["e2e_delay_mean_s"].max())
