@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.workloads.lineserver import RECV_BYTES, Handler, LineServer
+from edgemigrate.workloads.lineserver import Handler, LineServer
 from edgemigrate.workloads.memory import ResidentMemory
 
 DEFAULT_PORT = 7002
@@ -310,7 +310,7 @@ class BoundedLineServer(LineServer):
 
     A line longer than ``max_line_bytes`` does not close the connection (as the base loop does): it is read to
     its newline without being kept and answered with one ``ERR`` line in its place, so a client's replies stay
-    in request order. Buffered bytes per connection stay below ``max_line_bytes + RECV_BYTES``.
+    in request order. Buffered bytes per connection stay below ``max_line_bytes`` plus one receive.
     """
 
     def __init__(self, host: str, port: int, handler: Handler, *, max_line_bytes: int = MAX_LINE_BYTES,
@@ -335,18 +335,9 @@ class BoundedLineServer(LineServer):
         super()._close(conn)
 
     def _serve(self, conn: socket.socket) -> None:
-        try:
-            data = conn.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        buf = self._receive(conn)
+        if buf is None:
             return
-        except OSError:
-            self._close(conn)
-            return
-        if not data:
-            self._close(conn)
-            return
-        buf = self.buffers[conn]
-        buf += data
         replies = bytearray()
         too_long = f"ERR request: line longer than {self.max_line_bytes} bytes\n".encode()
         while (nl := buf.find(b"\n")) >= 0:

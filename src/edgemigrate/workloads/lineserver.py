@@ -59,19 +59,26 @@ class LineServer:
         self.outbox[conn] = bytearray()
         self.sel.register(conn, selectors.EVENT_READ, "conn")
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _receive(self, conn: socket.socket) -> bytearray | None:
+        """Append what ``conn`` has to its buffer and return the buffer; None if nothing came or it closed."""
         try:
             data = conn.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             self._close(conn)
-            return
+            return None
         if not data:
             self._close(conn)
-            return
+            return None
         buf = self.buffers[conn]
         buf += data
+        return buf
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = self._receive(conn)
+        if buf is None:
+            return
         replies = bytearray()
         while True:
             nl = buf.find(b"\n")
