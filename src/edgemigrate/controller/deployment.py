@@ -18,7 +18,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,9 +83,13 @@ class Deployment:
     """Runs actions on ``backend`` and keeps the store's action states and host states true."""
 
     def __init__(self, store: Store, backend: Backend, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  max_wait_s: float = 60.0, resume_wait_s: float = RESUME_WAIT_S,
                  on_migrated: Callable[[MigrationResult], object] | None = None) -> None:
+        """``clock`` and ``sleep`` are the time the trigger instants are read and waited in: the wall clock
+        for the real testbed, the simulated one for the simulator backend (whose sleep advances no wall time)."""
         self.store = store
+        self.sleep = sleep
         self.on_migrated = on_migrated  # the monitor's ingest_migration: eq. 5's history
         self.backend = backend
         self.clock = clock
@@ -121,7 +125,7 @@ class Deployment:
                                              detail=f"host {host} is down; not started"), None
         first = min((t for t in (a.migrate_at_s, a.handover_at_s) if t is not None), default=None)
         if first is not None:
-            await asyncio.sleep(min(max(0.0, first - self.clock()), self.max_wait_s))
+            await self.sleep(min(max(0.0, first - self.clock()), self.max_wait_s))
         a = self.store.transition(a.id, ActionState.PLANNED, ActionState.RUNNING)
         try:
             if a.source_host is not None and a.dest_host is not None:
@@ -129,7 +133,7 @@ class Deployment:
                 self._measured(a, result)
             if a.source_bs is not None and a.dest_bs is not None:
                 if a.handover_at_s is not None:
-                    await asyncio.sleep(min(max(0.0, a.handover_at_s - self.clock()), self.max_wait_s))
+                    await self.sleep(min(max(0.0, a.handover_at_s - self.clock()), self.max_wait_s))
                 await self.backend.handover(a.user, a.source_bs, a.dest_bs)
         except HostUnreachable as exc:
             self.store.set_host_state(exc.host, HostState.DOWN)
@@ -188,7 +192,7 @@ class Deployment:
                                              detail=f"resumed: {exc}")
             if outcome is not SessionOutcome.PENDING or self.clock() > deadline:
                 break
-            await asyncio.sleep(RESUME_POLL_S)
+            await self.sleep(RESUME_POLL_S)
         log.warning("resuming action %s (%s of %s): the hosts say %s", a.id, a.kind.value, a.service, outcome.value)
         if outcome is SessionOutcome.DONE:
             return self.store.transition(a.id, ActionState.RUNNING, ActionState.DONE,

@@ -18,9 +18,16 @@ Symbols (Ngo et al. 2020):
     S_dlambda delta between two consecutive checkpoints             -> ``delta_bytes``
     psi, rho  per-server checkpoint / restore coefficients (eq. 5)  -> ``psi``, ``rho``
     T_ho      handover interruption                                 -> ``handover_s``
+
+Eq. 5 prices a stop-and-copy outage (the whole checkpoint and restore while the service is frozen). The real
+data plane pre-copies (Clark et al. 2005): leave-running rounds send the resident memory and then what was
+dirtied meanwhile, and the service is frozen only for the last delta. :func:`precopy_times_s` models that
+and :func:`fit_precopy` fits its parameters from measured migrations; the strategy picks the model.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -240,3 +247,138 @@ def outage_s(migration_at_s: ArrayLike, migration: ArrayLike, handover_at_s: Arr
     b0 = np.where(np.isnan(b0), 0.0, b0)
     overlap = np.clip(np.minimum(a0 + la, b0 + lb) - np.maximum(a0, b0), 0.0, None)
     return la + lb - np.where((la > 0) & (lb > 0), overlap, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PrecopyModel:
+    """The fitted parameters of one service's pre-copy migration (Clark et al. 2005; see :func:`precopy_times_s`).
+
+    ``resident_bytes`` is what the first round sends (the service's resident memory), ``dirty_bytes_per_s``
+    how fast it dirties pages while running, ``round_overhead_s`` what a leave-running round costs beyond
+    its transfer and one RTT (dump, diff, framing), ``final_overhead_s`` the same for the frozen round,
+    ``restore_base_s`` + ``restore_s_per_byte`` * resident the restore at the destination,
+    ``rounds`` the leave-running rounds before the freeze, and ``wire_ratio`` the bytes on the wire per byte
+    of state (the adaptive compression of Zhang et al. 2019 sends less than the pages; 1 = uncompressed).
+    """
+
+    resident_bytes: float
+    dirty_bytes_per_s: float
+    round_overhead_s: float
+    final_overhead_s: float
+    restore_base_s: float
+    restore_s_per_byte: float
+    rounds: int = 1
+    wire_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("resident_bytes", "dirty_bytes_per_s", "round_overhead_s", "final_overhead_s",
+                     "restore_base_s", "restore_s_per_byte"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValidationError(f"pre-copy model: {name} = {v} must be finite and >= 0")
+        if not 1 <= self.rounds <= 100:
+            raise ValidationError(f"pre-copy model: rounds = {self.rounds} must be in [1, 100]")
+        if not (np.isfinite(self.wire_ratio) and 0 < self.wire_ratio <= 1):
+            raise ValidationError(f"pre-copy model: wire_ratio = {self.wire_ratio} must be in (0, 1]")
+
+
+def precopy_restore_s(model: PrecopyModel, resident_bytes: ArrayLike | None = None) -> F64:
+    """Restore time at the destination, affine in the resident size (what CRIU maps back in)."""
+    size = _f(model.resident_bytes if resident_bytes is None else resident_bytes)
+    return model.restore_base_s + model.restore_s_per_byte * size
+
+
+def precopy_times_s(model: PrecopyModel, link_bps: ArrayLike, rtt_s: ArrayLike) -> tuple[F64, F64, F64]:
+    """(frozen, total, final round bytes) of one pre-copy migration over a link (Clark et al. 2005, sec. 3-4).
+
+    Round 1 sends the resident memory while the service runs; round k+1 sends what was dirtied during round
+    k, min(resident, dirty rate x round k's duration), each round lasting its overhead + wire bytes / rate +
+    one RTT (wire bytes = bytes x ``wire_ratio``). After ``rounds`` such rounds the service is frozen for the final delta: frozen = final overhead +
+    final bytes / rate + RTT + restore, and total = the leave-running rounds + frozen. With ``rounds`` = 0
+    this would be eq. 5's stop-and-copy outage (Ngo et al. 2020) of the full state.
+    """
+    link, rtt = _f(link_bps), _f(rtt_s)
+    resident = model.resident_bytes
+    size = np.full(np.broadcast(link, rtt).shape, resident)
+    elapsed = np.zeros_like(size)
+    wire = model.wire_ratio
+    for _ in range(model.rounds):
+        duration = model.round_overhead_s + transfer_s(size * wire, link) + rtt
+        elapsed = elapsed + duration
+        size = np.minimum(resident, model.dirty_bytes_per_s * duration)
+    frozen = model.final_overhead_s + transfer_s(size * wire, link) + rtt + precopy_restore_s(model)
+    return frozen, elapsed + frozen, size
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSample:
+    """One measured pre-copy migration, the unit :func:`fit_precopy` fits from (sizes in bytes, times in s).
+
+    ``pre_bytes`` is what the leave-running rounds sent, ``final_bytes`` the frozen round, ``frozen_s`` the
+    window from the freeze to the restored service, ``restore_s`` the destination's restore, ``total_s``
+    the whole migration. ``rounds``, ``resident_bytes`` and ``wire_bytes`` (what all rounds put on the wire)
+    are known only when the agents' statistics are at hand; otherwise one round is assumed, the resident
+    size is ``pre_bytes`` and the wire ratio is inferred (see :func:`fit_precopy`).
+    """
+
+    pre_bytes: float
+    final_bytes: float
+    link_bps: float
+    rtt_s: float
+    frozen_s: float
+    restore_s: float
+    total_s: float
+    rounds: int = 1
+    resident_bytes: float | None = None
+    wire_bytes: float | None = None
+
+
+def _wire_ratio(s: MigrationSample) -> float:
+    """Wire bytes per state byte: measured when known; else 1 unless the pre-copy phase was faster than its
+    bytes at the link's rate allow, which only compression explains (then the whole phase is transfer)."""
+    sent = s.pre_bytes + s.final_bytes
+    if s.wire_bytes is not None and sent > 0:
+        return float(min(1.0, max(1e-3, s.wire_bytes / sent)))
+    full = float(transfer_s(s.pre_bytes, s.link_bps))
+    room = s.total_s - s.frozen_s - s.rounds * s.rtt_s
+    return 1.0 if full <= 0 or room >= full else float(min(1.0, max(1e-3, room / full)))
+
+
+def fit_precopy(samples: list[MigrationSample]) -> PrecopyModel:
+    """The :class:`PrecopyModel` of one service from its measured migrations (medians: one slow run on a busy
+    machine should not move the fit).
+
+    Each sample is solved for the parameters of :func:`precopy_times_s`: the restore line by least squares
+    over the resident sizes (a constant when they do not vary), the frozen round's overhead as what the
+    frozen window leaves after the final transfer, RTT and restore, a leave-running round's overhead as what
+    the pre-copy phase (total - frozen) leaves after its transfers and RTTs, and the dirty rate as the final
+    bytes over the last leave-running round's duration (the later rounds' mean size when there were several).
+    Transfers are wire bytes (:func:`_wire_ratio`) over the link's rate; negative residues clamp to 0.
+    """
+    if not samples:
+        raise ValidationError("pre-copy fit: no migrations to fit")
+    res = _f([s.resident_bytes if s.resident_bytes is not None else s.pre_bytes for s in samples])
+    restore = _f([s.restore_s for s in samples])
+    if len(samples) >= 2 and np.ptp(res) > 0.05 * np.max(res):
+        slope, base = np.polyfit(res, restore, 1)
+        if slope < 0 or base < 0:  # not a meaningful line: fall back to the constant
+            slope, base = 0.0, float(np.median(restore))
+    else:
+        slope, base = 0.0, float(np.median(restore))
+    final_over, round_over, dirty, ratios = [], [], [], []
+    for s, m in zip(samples, res, strict=True):
+        w = _wire_ratio(s)
+        ratios.append(w)
+        final_over.append(s.frozen_s - float(transfer_s(s.final_bytes * w, s.link_bps)) - s.rtt_s - s.restore_s)
+        pre_s = s.total_s - s.frozen_s
+        over = max(0.0, (pre_s - float(transfer_s(s.pre_bytes * w, s.link_bps)) - s.rounds * s.rtt_s) / s.rounds)
+        round_over.append(over)
+        last_bytes = m if s.rounds == 1 else max(0.0, s.pre_bytes - m) / (s.rounds - 1)
+        last_s = over + float(transfer_s(last_bytes * w, s.link_bps)) + s.rtt_s
+        dirty.append(s.final_bytes / last_s if last_s > 0 else 0.0)
+    return PrecopyModel(resident_bytes=float(np.median(res)), dirty_bytes_per_s=float(np.median(dirty)),
+                        round_overhead_s=float(np.median(round_over)),
+                        final_overhead_s=max(0.0, float(np.median(final_over))),
+                        restore_base_s=max(0.0, float(base)), restore_s_per_byte=max(0.0, float(slope)),
+                        rounds=int(np.median([s.rounds for s in samples]).round()),
+                        wire_ratio=float(np.median(ratios)))

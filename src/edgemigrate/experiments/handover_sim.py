@@ -22,6 +22,7 @@ from edgemigrate.controller.sim import (
     load_scenario,
     metrics_columns,
 )
+from edgemigrate.controller.sim.driver import compare_with_measured
 from edgemigrate.experiments.results import manifest, write_json, write_table
 from edgemigrate.planning import PLANNERS, make_planner
 
@@ -47,6 +48,25 @@ def run(scenario: str, planner: str, out: Path, *, ticks: int | None = None, see
         extra["measured_downtime_s"] = list(cal.measured_downtime_s)
     write_json(out / "manifest.json", manifest(sc.seed, extra=extra))
     return totals
+
+
+def compare(scenario: str, calibration: Path, planner: str = "orchestrated", *, out: Path | None = None,
+            ticks: int | None = None, seed: int | None = None, service: str | None = None) -> dict[str, object]:
+    """Simulated vs measured per-migration downtime for a calibrated scenario (``edgemigrate controller
+    simulate``); with ``out``, ``comparison.json`` and the manifest (seed, git sha, versions) are written there."""
+    sc = load_scenario(scenario)
+    if seed is not None:
+        sc = dataclasses.replace(sc, seed=seed)
+    cal = load_calibration(calibration)
+    result: dict[str, object] = dict(compare_with_measured(SimBackend(sc, cal, service), make_planner(planner), cal,
+                                                           ticks=ticks, service=service))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "comparison.json", result)
+        write_json(out / "manifest.json", manifest(sc.seed, extra={"scenario": sc.name, "planner": planner,
+                                                                    "calibration": str(calibration),
+                                                                    "service": service, "ticks": ticks}))
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,12 @@
 Users move (back and forth on a path, or taxi-like: straight trips between points near random towers at a
 random speed), hear every base station through a log-distance path loss, and are served by the BS the
 controller last handed them over to. Services run on simulated hosts. ``migrate`` moves a service at once
-and reports the times eq. 5 of Ngo et al. 2020 predicts (``downtime_s`` = T_mig, ``total_s`` = T_pre-mig +
-T_mig) with psi/rho from the calibration file when one is given; ``handover`` moves the user's radio link and
-reports the 0.5 s outage T_ho. The clock is simulated time (:meth:`SimBackend.clock`), never the wall clock,
+and reports the times the calibration's strategy implies: for a pre-copy calibration the fitted pre-copy
+rounds of Clark et al. 2005 (``costs.handover.precopy_times_s``: ``downtime_s`` = the frozen window,
+``total_s`` = rounds + frozen window) - what the real agents do; otherwise eq. 5 of Ngo et al. 2020
+(``downtime_s`` = T_mig, ``total_s`` = T_pre-mig + T_mig) with psi/rho from the calibration file when one is
+given. ``handover`` moves the user's radio link; its outage T_ho is the scenario's, or the measured one of the
+calibration. The clock is simulated time (:meth:`SimBackend.clock`), never the wall clock,
 and everything random is drawn from the scenario's seed, so a run is a function of (scenario, seed, planner).
 
 :meth:`SimBackend.snapshot` builds the planner's :class:`~edgemigrate.planning.Snapshot` straight from the
@@ -16,6 +19,7 @@ monitor's would (current pairs, RSSI now) plus the RSSI at t' from each user's c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +34,7 @@ from edgemigrate.controller.backend import (
     SessionOutcome,
 )
 from edgemigrate.controller.monitor import SnapshotIndex
-from edgemigrate.controller.sim.calibration import Calibration
+from edgemigrate.controller.sim.calibration import PRECOPY, Calibration
 from edgemigrate.controller.sim.scenario import HandoverScenario, bs_positions_m
 from edgemigrate.costs import handover as ho
 from edgemigrate.planning import BaseStations, Servers, Snapshot, Users
@@ -98,8 +102,14 @@ class SimBackend:
 
     name = "sim"
 
-    def __init__(self, scenario: HandoverScenario, calibration: Calibration | None = None) -> None:
+    def __init__(self, scenario: HandoverScenario, calibration: Calibration | None = None,
+                 service: str | None = None) -> None:
+        if calibration is not None and calibration.handover_s is not None:
+            scenario = dataclasses.replace(scenario, handover_s=calibration.handover_s)
         sc = self.scenario = scenario
+        # the pre-copy model of ``service`` (the only calibrated one by default) when the calibration is pre-copy
+        self.precopy = (calibration.precopy_model(service)
+                        if calibration is not None and calibration.strategy == PRECOPY else None)
         self.topo = build_topology(scenario, calibration)
         self.radio = LogDistancePathLoss(sc.tx_power_dbm, sc.ref_loss_db, 1.0, sc.exponent)
         self._rng = np.random.default_rng(sc.seed)
@@ -226,9 +236,21 @@ class SimBackend:
     async def deploy(self, spec: ServiceSpec, host: str) -> None:
         self.place(spec.name, host)
 
+    def rtt_between_s(self, src: int, dst: int) -> float:
+        """Host-to-host RTT (sec. V-A's links): edge-edge, or edge-cloud when either end is the cloud."""
+        cloud = self.topo.servers.is_cloud
+        return self.scenario.edge_cloud_rtt_s if cloud[src] or cloud[dst] else self.scenario.edge_edge_rtt_s
+
     def migration_times_s(self, src: int, dst: int) -> dict[str, float]:
-        """Eq. 5 of Ngo et al. 2020 for this world's service sizes from server ``src`` to ``dst``."""
+        """The migration from server ``src`` to ``dst``: pre-copy (Clark et al. 2005) with a pre-copy
+        calibration, else eq. 5 of Ngo et al. 2020 for this world's service sizes."""
         S = self.topo.servers
+        if self.precopy is not None:
+            frozen, total, final = ho.precopy_times_s(self.precopy, S.link_bps[src, dst], self.rtt_between_s(src, dst))
+            restore = float(ho.precopy_restore_s(self.precopy))
+            return {"premigration_s": float(total - frozen), "checkpoint_s": self.precopy.final_overhead_s,
+                    "restore_s": restore, "downtime_s": float(frozen), "total_s": float(total),
+                    "final_round_bytes": float(final)}
         args = (S.psi[src], self.image_bytes, self.checkpoint_bytes)
         pre = float(ho.premigration_s(*args, S.cpu_power[src], S.link_bps[src, dst]))
         chk = float(ho.checkpoint_s(S.psi[src], self.image_bytes, S.cpu_power[src]))

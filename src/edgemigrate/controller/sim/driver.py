@@ -6,8 +6,9 @@ hysteresis at t', or the current link failing at t') are replanned; the plan run
 own :class:`~edgemigrate.controller.deployment.Deployment` into the store (actions PLANNED -> RUNNING -> DONE,
 placements updated) and onto the :class:`~.backend.SimBackend`. No network API is involved.
 
-The deployment's waits for trigger times are switched off (``max_wait_s=0``): simulated time only moves in
-:meth:`SimBackend.advance`, so an action completes within the tick it is planned in. Its downtime is what the
+The deployment runs on the simulated clock (:meth:`SimBackend.clock`) and a simulated sleep
+(:func:`_simulated_wait`) that costs no wall time: simulated time only moves in :meth:`SimBackend.advance`, so
+an action completes within the tick it is planned in, and its trigger times are honoured in the downtime. Its downtime is what the
 trigger times imply: the union of [t_mig, t_mig + T_mig] and [t_ho, t_ho + T_ho] (``costs.handover.outage_s``)
 with T_mig from the backend's eq. 5 times, i.e. max(T_mig, T_ho) for coordinated triggers and about their sum
 for the sequential ones of the baselines.
@@ -18,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgemigrate.controller.deployment import Deployment
 from edgemigrate.controller.sim.backend import SimBackend
+from edgemigrate.controller.sim.calibration import Calibration
 from edgemigrate.controller.store import (
     Action,
     ActionState,
@@ -35,6 +38,7 @@ from edgemigrate.controller.store import (
     User,
     open_store,
 )
+from edgemigrate.core.errors import ValidationError
 from edgemigrate.costs.handover import outage_s
 from edgemigrate.planning import Planner, PlanningError, triggered_users
 
@@ -93,6 +97,13 @@ def populate_store(store: Store, backend: SimBackend) -> None:
         store.put_placement(Placement(user, service, topo.hosts[s], topo.bss[b]))
 
 
+async def _simulated_wait(seconds: float) -> None:
+    """The deployment's wait for a trigger instant in simulated time: the world does not move inside a tick
+    (it moves in :meth:`SimBackend.advance`), and the trigger instants enter the downtime through
+    ``outage_s`` instead. Yields to the event loop like a real sleep would."""
+    await asyncio.sleep(0)
+
+
 class SimController:
     """The controller's parts (store, planner, deployment) driven tick by tick over a :class:`SimBackend`."""
 
@@ -100,7 +111,9 @@ class SimController:
         self.backend = backend
         self.planner = planner
         self.store = open_store(store_url, clock=backend.clock)
-        self.deployment = Deployment(self.store, backend, clock=backend.clock, max_wait_s=0.0)
+        self.deployment = Deployment(self.store, backend, clock=backend.clock, sleep=_simulated_wait)
+        self.migration_downtimes_s: list[float] = []  # per migration action: its outage (with a coordinated handover)
+        self.migration_frozen_s: list[float] = []  # per migration action: the migration's own frozen window
         self._rng = np.random.default_rng(backend.scenario.seed)
         self.tick_no = 0
         populate_store(self.store, backend)
@@ -136,7 +149,11 @@ class SimController:
                     if a.state is not ActionState.DONE:
                         counts["failed"] += 1
                         continue
-                    downtime += self._downtime(a)
+                    dt = self._downtime(a)
+                    downtime += dt
+                    if a.dest_host is not None and a.id in b.results:
+                        self.migration_downtimes_s.append(dt)
+                        self.migration_frozen_s.append(float(b.results[a.id].stats["downtime_s"]))
                     counts["migrations"] += a.dest_host is not None
                     counts["handovers"] += a.dest_bs is not None
         delay = b.e2e_delay_s()
@@ -166,3 +183,30 @@ class SimController:
 def metrics_columns(metrics: list[TickMetrics]) -> dict[str, np.ndarray]:
     """Per-tick metrics as equal-length columns (``experiments.results.write_table`` writes them)."""
     return {c: np.array([getattr(m, c) for m in metrics]) for c in METRIC_COLUMNS}
+
+
+def compare_with_measured(backend: SimBackend, planner: Planner, calibration: Calibration, *,
+                          ticks: int | None = None, service: str | None = None) -> dict[str, float | int | str]:
+    """Run the scenario and compare the simulated per-migration downtime with the measured one (medians).
+
+    Like is compared with like: when the measurements include a handover (the calibration has
+    ``handover_s``), a migration's simulated downtime is its whole outage with the coordinated handover
+    (``outage_s``, as the testbed's clients saw it); when they were migrations alone, it is the migration's
+    frozen window. The ratio is simulated / measured (the target is 1).
+    """
+    measured = calibration.measured_downtimes_s(service)
+    if not measured:
+        raise ValidationError("calibration: no measured downtimes to compare with (measured_downtime_s is empty)")
+    ctl = SimController(backend, planner)
+    try:
+        ctl.run(backend.scenario.ticks if ticks is None else ticks)
+    finally:
+        ctl.close()
+    sims = ctl.migration_downtimes_s if calibration.handover_s is not None else ctl.migration_frozen_s
+    if not sims:
+        raise ValidationError(f"scenario {backend.scenario.name}: no migration happened in the simulated run; "
+                              "run more ticks")
+    sim, real = statistics.median(sims), statistics.median(measured)
+    return {"scenario": backend.scenario.name, "planner": planner.name, "strategy": calibration.strategy,
+            "migrations": len(sims), "simulated_downtime_s": round(sim, 4), "measured_downtime_s": round(real, 4),
+            "measured_samples": len(measured), "ratio": round(sim / real, 4) if real > 0 else math.inf}
