@@ -144,3 +144,96 @@ def test_sequential_triggers_give_two_outages(pre: float, mig: float, t_handover
     assert float(ho.outage_s(m, mig, h, t_handover)) == pytest.approx(mig + t_handover)
     coordinated = ho.coordinated_triggers_s(200.0, 0.0, pre, True, True)  # time enough for the pre-migration
     assert float(ho.outage_s(coordinated[1], mig, coordinated[2], t_handover)) == pytest.approx(max(mig, t_handover))
+
+
+# -- pre-copy (Clark et al. 2005) -----------------------------------------------------------------------------
+def _model(**kw: float) -> ho.PrecopyModel:
+    base = dict(resident_bytes=50e6, dirty_bytes_per_s=1e6, round_overhead_s=0.2, final_overhead_s=0.1,
+                restore_base_s=0.3, restore_s_per_byte=0.0, rounds=1, wire_ratio=1.0)
+    base.update(kw)
+    return ho.PrecopyModel(**base)  # type: ignore[arg-type]
+
+
+def test_precopy_one_round_by_hand() -> None:
+    # round 1: 0.2 + 50 MB * 8 / 100 Mbit/s (4 s) + 0.05 = 4.25 s; dirtied meanwhile: 1 MB/s * 4.25 s = 4.25 MB
+    # frozen: 0.1 + 4.25 MB * 8 / 100 Mbit/s (0.34 s) + 0.05 + restore 0.3 = 0.79 s; total 4.25 + 0.79
+    frozen, total, final = ho.precopy_times_s(_model(), 100e6, 0.05)
+    assert float(final) == pytest.approx(4.25e6)
+    assert float(frozen) == pytest.approx(0.79)
+    assert float(total) == pytest.approx(5.04)
+
+
+def test_precopy_more_rounds_shrink_the_frozen_delta_and_cost_total_time() -> None:
+    f1, t1, d1 = ho.precopy_times_s(_model(rounds=1), 100e6, 0.05)
+    f3, t3, d3 = ho.precopy_times_s(_model(rounds=3), 100e6, 0.05)
+    assert d3 < d1 and f3 < f1 and t3 > t1
+
+
+def test_precopy_delta_never_exceeds_the_resident_memory() -> None:
+    # a service dirtying faster than the link sends: every round resends it all, the freeze moves it all
+    frozen, _, final = ho.precopy_times_s(_model(dirty_bytes_per_s=1e9, rounds=4), 10e6, 0.05)
+    assert float(final) == pytest.approx(50e6)
+    assert float(frozen) == pytest.approx(0.1 + 40.0 + 0.05 + 0.3)
+
+
+def test_precopy_broadcasts_over_links() -> None:
+    frozen, total, _ = ho.precopy_times_s(_model(), np.array([50e6, 100e6, 1e9]), 0.05)
+    assert frozen.shape == (3,) and np.all(np.diff(frozen) < 0) and np.all(np.diff(total) < 0)
+
+
+def test_precopy_model_rejects_bad_parameters() -> None:
+    with pytest.raises(ValidationError, match="dirty_bytes_per_s"):
+        _model(dirty_bytes_per_s=-1.0)
+    with pytest.raises(ValidationError, match="rounds"):
+        _model(rounds=0)
+    with pytest.raises(ValidationError, match="wire_ratio"):
+        _model(wire_ratio=0.0)
+
+
+def _sample(m: ho.PrecopyModel, link: float = 100e6, rtt: float = 0.05) -> ho.MigrationSample:
+    """What a migration that follows ``m`` exactly would measure (wire bytes known)."""
+    frozen, total, final = ho.precopy_times_s(m, link, rtt)
+    pre, size = 0.0, m.resident_bytes
+    for _ in range(m.rounds):
+        pre += size
+        size = min(m.resident_bytes, m.dirty_bytes_per_s * (m.round_overhead_s + size * m.wire_ratio * 8 / link + rtt))
+    return ho.MigrationSample(pre, float(final), link, rtt, float(frozen), float(ho.precopy_restore_s(m)),
+                              float(total), m.rounds, m.resident_bytes, (pre + float(final)) * m.wire_ratio)
+
+
+@pytest.mark.parametrize("wire_ratio", [1.0, 0.3])
+def test_fit_precopy_recovers_a_one_round_model(wire_ratio: float) -> None:
+    m = _model(wire_ratio=wire_ratio)
+    fit = ho.fit_precopy([_sample(m), _sample(m, link=50e6)])
+    for f in ("dirty_bytes_per_s", "round_overhead_s", "final_overhead_s", "wire_ratio"):
+        assert getattr(fit, f) == pytest.approx(getattr(m, f), rel=1e-6), f
+    frozen, total, _ = ho.precopy_times_s(fit, 100e6, 0.05)
+    want = ho.precopy_times_s(m, 100e6, 0.05)
+    assert float(frozen) == pytest.approx(float(want[0])) and float(total) == pytest.approx(float(want[1]))
+
+
+def test_fit_precopy_restore_is_a_line_in_the_resident_size() -> None:
+    small, large = _model(resident_bytes=10e6, restore_base_s=0.2), _model(resident_bytes=110e6, restore_base_s=0.2)
+    # restore = 0.2 + 1e-8 * resident: 0.3 s at 10 MB, 1.3 s at 110 MB
+    s1 = _sample(small)
+    s2 = _sample(large)
+    s1 = ho.MigrationSample(**{**_as_dict(s1), "restore_s": 0.3, "frozen_s": s1.frozen_s - 0.2 + 0.3})
+    s2 = ho.MigrationSample(**{**_as_dict(s2), "restore_s": 1.3, "frozen_s": s2.frozen_s - 0.2 + 1.3})
+    fit = ho.fit_precopy([s1, s2])
+    assert fit.restore_s_per_byte == pytest.approx(1e-8) and fit.restore_base_s == pytest.approx(0.2)
+
+
+def _as_dict(s: ho.MigrationSample) -> dict:
+    return {f: getattr(s, f) for f in s.__slots__}  # type: ignore[attr-defined]
+
+
+def test_fit_precopy_without_wire_bytes_infers_compression_from_a_fast_precopy_phase() -> None:
+    # 50 MB at 100 Mbit/s needs 4 s uncompressed; the phase took 1.25 s + RTT: only compression explains it
+    s = ho.MigrationSample(50e6, 20e3, 100e6, 0.05, frozen_s=0.6, restore_s=0.4, total_s=0.6 + 1.25 + 0.05)
+    fit = ho.fit_precopy([s])
+    assert fit.wire_ratio == pytest.approx(1.25 / 4.0) and fit.round_overhead_s == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fit_precopy_needs_samples() -> None:
+    with pytest.raises(ValidationError, match="no migrations"):
+        ho.fit_precopy([])
