@@ -151,3 +151,28 @@ def test_bad_reports_are_rejected_and_logged_while_another_mu_is_served(pki: Pat
     assert len(rejected) == len(bad) + 1, rejected
     assert all("mu-alice" in m for m in rejected)
     assert any("rssi.rssi_dbm" in m for m in rejected) and any("longer than" in m for m in rejected)
+
+
+def test_a_host_certificate_named_like_a_mobile_user_is_not_one(tmp_path: Path) -> None:
+    """A host called ``mu-eve`` gets an agent certificate with mobile user eve's name: it must not act as eve,
+    and eve can then not be issued a certificate the two could be confused with."""
+    from edgemigrate.controller.store import Host, HostRole
+    from edgemigrate.core.errors import ValidationError
+
+    root = create_pki(tmp_path / "pki", ["edge1", "mu-eve"])  # the agent PKI has no rule against the name
+    issue_mu_cert(root, "alice")
+    with pytest.raises(ValidationError, match="already has a host certificate named mu-eve"):
+        issue_mu_cert(root, "eve")
+    with pytest.raises(ValidationError, match="starts with 'mu-'"):
+        Host("mu-eve", HostRole.EDGE, "10.0.0.1:7400", 4.0, 1 << 30, 1 << 30)
+
+    async def body(port, store, backend) -> None:
+        impostor = ControllerClient("127.0.0.1", port, pki_dir=host_dir(root, "mu-eve"), cert="mu-eve",
+                                    reply_timeout_s=20)
+        async with impostor as c:
+            with pytest.raises(ControllerRefused, match="not the one issued to mobile user 'eve'"):
+                await c.report(MuReport("eve", NOW, (TaskDelay("counter", 0.04),)))
+        async with _mu(root, port, "alice") as c:  # the real MU still gets in
+            assert (await c.discover("alice", "counter"))["host"] == "edge1"
+
+    _run(root, body)

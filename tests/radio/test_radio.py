@@ -56,3 +56,12 @@ def test_out_of_coverage_user_is_detached_then_reattached() -> None:
     assert st[0] == -1 and not ho[0] and np.isinf(d[0])
     st, ho, _ = a.step(np.array([[100.0, 0.0]]), st)
     assert st[0] == 0 and not ho[0]  # attaching from nothing is not a handover
+
+
+def test_wifi_pathloss_lives_in_radio_and_the_planners_use_the_same_one() -> None:
+    from edgemigrate.planning import synthetic
+    from edgemigrate.radio import WIFI_PATHLOSS
+
+    assert synthetic.WIFI_PATHLOSS is WIFI_PATHLOSS
+    # 20 dBm - (40 dB + 27 dB per decade): -20 dBm at 1 m... -47 dBm at 10 m
+    assert float(WIFI_PATHLOSS.rssi_dbm(10.0)) == pytest.approx(-47.0)

@@ -10,11 +10,18 @@ Roles come from the certificate the agent PKI issued (``engine/transport/tls.py`
 operator (the CLI's certificate) and may do everything; ``mu-<user>`` is mobile user ``<user>`` (issued
 by :func:`issue_mu_cert`) and may only report its own measurements and discover its own services. Any
 other certificate of the CA (a host agent's) is refused.
+
+A host agent's certificate is named after its host, so a host called ``mu-bob`` would carry the common name
+of mobile user ``bob``. The name alone therefore does not make a mobile user: the peer's certificate must
+be the very one :func:`issue_mu_cert` wrote into ``pki/mus/<user>/`` (compared byte for byte), and
+:func:`issue_mu_cert` refuses a user whose certificate name a host certificate already has. The store also
+refuses host names with the ``mu-`` prefix (``controller.store.rows.RESERVED_HOST_PREFIX``).
 """
 
 from __future__ import annotations
 
 import enum
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,18 +53,42 @@ class Caller:
 
 
 MU_OPS = frozenset({"report_mu", "discover"})
-OPERATOR_OPS = MU_OPS | {"deploy", "plan_now", "status", "poll_hosts"}
+REGISTER_OPS = frozenset({"register_host", "register_base_station", "register_user", "set_rtt"})
+OPERATOR_OPS = MU_OPS | {"deploy", "plan_now", "status", "poll_hosts"} | REGISTER_OPS
 
 
-def caller_from_cert(common_name: str | None) -> Caller:
-    """The caller's role from its certificate's common name, or :class:`ApiError`."""
+def mu_cert_path(pki_dir: Path, user: str) -> Path:
+    """Where :func:`issue_mu_cert` put mobile user ``user``'s certificate."""
+    return pki_dir / "mus" / check_id(user, "user") / f"{MU_PREFIX}{user}.pem"
+
+
+def _is_issued_mu_cert(pki_dir: Path, user: str, peer_der: bytes | None) -> bool:
+    try:
+        issued = ssl.PEM_cert_to_DER_cert(mu_cert_path(pki_dir, user).read_text())
+    except (OSError, ValueError):
+        return False
+    return peer_der is not None and peer_der == issued
+
+
+def caller_from_cert(common_name: str | None, *, peer_der: bytes | None = None,
+                     pki_dir: Path | None = None) -> Caller:
+    """The caller's role from its certificate, or :class:`ApiError`.
+
+    With ``pki_dir`` (the server always passes it), a ``mu-<user>`` name is a mobile user only when
+    ``peer_der`` is the certificate issued to that user, so a host agent named ``mu-<user>`` is refused.
+    """
     if common_name == tls.CLIENT_NAME:
         return Caller(Role.OPERATOR, None)
     if common_name is not None and common_name.startswith(MU_PREFIX):
         try:
-            return Caller(Role.MU, check_id(common_name[len(MU_PREFIX):], "certificate user"))
+            user = check_id(common_name[len(MU_PREFIX):], "certificate user")
         except ValidationError:
-            pass
+            user = None
+        if user is not None and pki_dir is not None and not _is_issued_mu_cert(pki_dir, user, peer_der):
+            raise ApiError(f"certificate {common_name[:80]!r} is not the one issued to mobile user {user!r} "
+                           "(a host's certificate with an MU-like name?)")
+        if user is not None:
+            return Caller(Role.MU, user)
     raise ApiError(f"certificate {str(common_name)[:80]!r} has no role here (expected {tls.CLIENT_NAME!r} "
                    f"or {MU_PREFIX}<user>)")
 
@@ -87,6 +118,10 @@ def issue_mu_cert(pki_dir: Path, user: str) -> Path:
     """Issue mobile user ``user``'s certificate into ``pki_dir/mus/<user>`` (with the CA certificate);
     returns that folder, which is all the MU needs (:class:`~.client.ControllerClient`)."""
     check_id(user, "user")
+    name = f"{MU_PREFIX}{user}"
+    if (pki_dir / f"{name}.pem").exists() or (pki_dir / "hosts" / name).exists():
+        raise ValidationError(f"user {user!r}: the PKI already has a host certificate named {MU_PREFIX}{user}; "
+                              "rename the user or the host")
     out = pki_dir / "mus" / user
     tls.issue(pki_dir, MU_PREFIX + user, out)
     (out / "ca.pem").write_bytes((pki_dir / "ca.pem").read_bytes())

@@ -181,10 +181,13 @@ class Controller:
         return self.status()
 
 
-async def _serve_connection(ctl: Controller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    peer = tls.peer_name(writer.get_extra_info("ssl_object"))
+async def _serve_connection(ctl: Controller, pki_dir: Path, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+    ssl_object = writer.get_extra_info("ssl_object")
+    peer = tls.peer_name(ssl_object)
     try:
-        caller: Caller = caller_from_cert(peer)
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        caller: Caller = caller_from_cert(peer, peer_der=der, pki_dir=pki_dir)
     except ApiError as exc:
         log.warning("connection refused: %s", exc)
         writer.write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
@@ -229,7 +232,7 @@ async def start_server(ctl: Controller, pki_dir: Path, host: str, port: int) -> 
     """The API server (after :meth:`Controller.resume`, which the caller runs first)."""
     issue_controller_cert(pki_dir)
     ctx = tls.server_context(pki_dir, CONTROLLER_NAME)
-    return await asyncio.start_server(lambda r, w: _serve_connection(ctl, r, w), host, port, ssl=ctx,
+    return await asyncio.start_server(lambda r, w: _serve_connection(ctl, pki_dir, r, w), host, port, ssl=ctx,
                                       limit=MAX_LINE_BYTES + 1)
 
 

@@ -1,4 +1,9 @@
-"""Log-distance path loss: PL(d) = PL(d0) + 10 n log10(d / d0); RSSI = P_tx - PL(d)."""
+"""Log-distance path loss: PL(d) = PL(d0) + 10 n log10(d / d0); RSSI = P_tx - PL(d).
+
+:data:`WIFI_PATHLOSS` is the Wi-Fi access point of Ngo et al. 2020's testbed (sec. V-A; their ref. [7] is the
+same log-distance model): 20 dBm, 40 dB at 1 m, exponent 2.7 (indoor/short-range). The planners' synthetic
+snapshots and the virtual mobile user hear their base stations through it.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +36,6 @@ class LogDistancePathLoss:
 
     def rssi_dbm(self, distance_m: ArrayLike) -> NDArray[np.float64]:
         return self.tx_power_dbm - self.loss_db(distance_m)
+
+
+WIFI_PATHLOSS = LogDistancePathLoss(tx_power_dbm=20.0, ref_loss_db=40.0, ref_distance_m=1.0, exponent=2.7)

@@ -36,6 +36,9 @@ MAX_BANDWIDTH_BPS = 1e15
 MAX_POSITION_M = 1e8  # local projected coordinates; the Earth is ~4e7 m around
 MAX_DELAY_S = 1e6
 MAX_REPORT_ITEMS = 1000  # tasks or base stations in one MU report, services in one host report
+# a host's agent certificate is named after the host; ``mu-<user>`` names a mobile user's certificate at the
+# controller's API (controller/api.py), so no host may be called that
+RESERVED_HOST_PREFIX = "mu-"
 
 
 class HostRole(enum.Enum):
@@ -120,6 +123,9 @@ class Host:
 
     def __post_init__(self) -> None:
         check_id(self.name, "host.name")
+        if self.name.startswith(RESERVED_HOST_PREFIX):
+            raise ValidationError(f"host.name: {self.name!r} starts with {RESERVED_HOST_PREFIX!r}, which names "
+                                  "mobile users' certificates at the controller; rename the host")
         _check_enum(self.role, HostRole, "host.role")
         check_address(self.address, "host.address")
         check_float(self.cpu_cores, "host.cpu_cores", hi=MAX_CPU_CORES, lo_open=True)
