@@ -16,6 +16,7 @@ import numpy as np
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.units import GB, MBIT
 from edgemigrate.planning.snapshot import BaseStations, Servers, Snapshot, Users
+
 # the access points' path loss lives in radio/ (its domain); still importable from here for older callers
 from edgemigrate.radio.pathloss import WIFI_PATHLOSS
 
