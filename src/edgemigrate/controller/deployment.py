@@ -46,10 +46,12 @@ RESUME_WAIT_S = 300.0  # a migration the agents still run after a restart gets t
 
 @dataclass(frozen=True, slots=True)
 class RoundResult:
-    """The actions one plan produced (final states) and the hosts found down while running it."""
+    """The actions one plan produced (final states), the hosts found down while running it, and the users
+    left unplanned because no base station covers them (3d; :func:`edgemigrate.planning.plan_covered`)."""
 
     actions: tuple[Action, ...]
     hosts_down: tuple[str, ...]
+    uncovered: tuple[str, ...] = ()
 
 
 def _opt(x: float) -> float | None:
@@ -115,7 +117,8 @@ class Deployment:
             done.append(final)
             if host_down is not None:
                 down.append(host_down)
-        return RoundResult(tuple(done), tuple(down))
+        uncovered = tuple(sorted({index.pairs[int(u)][0] for u in plan.uncovered}))
+        return RoundResult(tuple(done), tuple(down), uncovered)
 
     async def run(self, a: Action) -> tuple[Action, str | None]:
         """Run one PLANNED action to a final state; the second value names a host found down."""

@@ -38,7 +38,7 @@ from edgemigrate.controller.store import Action, HostState, Placement, Store, Us
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, ValidationError
 from edgemigrate.core.ids import check_id
 from edgemigrate.engine.transport import tls
-from edgemigrate.planning import Planner, PlanningError
+from edgemigrate.planning import Planner, PlanningError, plan_covered
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Controller:
     def __post_init__(self) -> None:
         self._round_lock = asyncio.Lock()
         self._rng = np.random.default_rng(self.seed)
+        self.uncovered: tuple[str, ...] = ()  # the last round's users no base station covers (reported, not planned)
 
     @classmethod
     def build(cls, store: Store, backend: Backend, planner: Planner, *, monitor: Monitor | None = None,
@@ -103,6 +104,7 @@ class Controller:
         down while the plan runs, the users whose actions did not complete are planned once more without
         it (the plan fails over)."""
         async with self._round_lock:
+            self.uncovered = ()
             todo = sorted(self.monitor.needs_replan() if users is None else users)
             if not todo:
                 return []
@@ -119,11 +121,16 @@ class Controller:
     async def _one_round(self, users: set[str]) -> RoundResult:
         snap, index = self.monitor.snapshot(users)
         try:
-            plan = self.planner.plan(snap, self._rng)
+            plan = plan_covered(self.planner, snap, self._rng)
         except PlanningError as exc:
             log.warning("planner %s found no plan: %s", self.planner.name, exc)
             return RoundResult((), ())
-        return await self.deployment.execute(plan, index, snap.users.server, snap.users.bs)
+        result = await self.deployment.execute(plan, index, snap.users.server, snap.users.bs)
+        self.uncovered = tuple(sorted(set(self.uncovered) | set(result.uncovered)))
+        if result.uncovered:
+            log.warning("no base station covers %s (RSSI below %g dBm now or at t'); they stay where they are",
+                        ", ".join(result.uncovered), snap.min_rssi_dbm)
+        return result
 
     async def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
         """Operator request: start a user's service on a host, reached through a base station."""
@@ -175,7 +182,8 @@ class Controller:
                 if not isinstance(users, list) or len(users) > 10_000:
                     raise ApiError("plan_now.users: expected a list of at most 10000 user names")
                 users = [check_id(u, "plan_now.users") for u in users]
-            return {"actions": [action_json(a) for a in await self.plan_round(users)]}
+            actions = [action_json(a) for a in await self.plan_round(users)]
+            return {"actions": actions, "uncovered": list(self.uncovered)}
         if op == "poll_hosts":
             return {"hosts": await self.poll_hosts()}
         return self.status()

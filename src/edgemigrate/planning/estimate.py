@@ -8,7 +8,7 @@ block of candidate pairs (the MILP's columns).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -122,7 +122,8 @@ class Plan:
     ``gain_s`` is eq. 1's term Delta d * n (nan where the current link is lost at t', so there is nothing to
     compare with); ``downtime_s`` eq. 2's DT from the trigger times; trigger times are nan where the step
     does not happen. ``task_delay_s`` is n_u * ``delay_s``. ``optimal`` is the MILP's proof of optimality
-    (None for the heuristic planners); ``candidates`` the number of MILP columns.
+    (None for the heuristic planners); ``candidates`` the number of MILP columns. ``uncovered`` lists the
+    users no BS covers (3d), left in place by :func:`edgemigrate.planning.coverage.plan_covered`.
     """
 
     planner: str
@@ -138,6 +139,7 @@ class Plan:
     timing: Timing
     optimal: bool | None = None
     candidates: int = 0
+    uncovered: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def profit_s(self) -> float:

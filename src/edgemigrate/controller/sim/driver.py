@@ -40,7 +40,7 @@ from edgemigrate.controller.store import (
 )
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.costs.handover import outage_s
-from edgemigrate.planning import Planner, PlanningError, triggered_users
+from edgemigrate.planning import Planner, PlanningError, plan_covered, triggered_users
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +126,20 @@ class SimController:
         b.advance(b.scenario.tick_s)
         snap, index = b.snapshot()
         due = triggered_users(snap)
-        # a user no BS hears now and at t' has no admissible pair (3d): the planner would refuse the whole
-        # round for it, so it waits (counted) until it drives back into coverage
-        covered = np.any((snap.users.rssi_now_dbm >= snap.min_rssi_dbm)
-                         & (snap.users.rssi_next_dbm >= snap.min_rssi_dbm), axis=1)
-        uncovered = int(np.sum(due & ~covered))
-        due &= covered
         counts = {"migrations": 0, "handovers": 0, "failed": 0, "plan_errors": 0}
         downtime = planned = 0.0
+        uncovered = 0
         if due.any():
             snap = type(snap)(snap.servers, snap.bss, snap.users, snap.now_s, snap.horizon_s, snap.min_rssi_dbm,
                               snap.hysteresis_db, snap.handover_s, snap.margin, replan=due)
             try:
-                plan = self.planner.plan(snap, self._rng)
+                # a user no BS covers (3d) waits where it is (counted) until it drives back into coverage
+                plan = plan_covered(self.planner, snap, self._rng)
             except PlanningError as exc:
                 log.warning("tick %d: planner %s found no plan: %s", self.tick_no, self.planner.name, exc)
                 plan, counts["plan_errors"] = None, 1
             if plan is not None:
+                uncovered = int(np.sum(due[plan.uncovered]))
                 planned = float(np.sum(plan.downtime_s))
                 result = await self.deployment.execute(plan, index, snap.users.server, snap.users.bs)
                 for a in result.actions:
