@@ -169,3 +169,40 @@ def test_any_backend_error_settles_the_action_instead_of_leaving_it_running(stor
     final, down = asyncio.run(dep.run(a))
     assert final.state is ActionState.ROLLED_BACK and "stats.rounds" in final.detail and down is None
     assert store.in_flight() == []
+
+
+def test_an_uncovered_user_is_reported_and_the_others_still_move(store, backend) -> None:
+    ctl = _controller(store, backend, "orchestrated")
+    _moves_to_bs2(ctl, "u1")
+    ctl.monitor.ingest_mu({"user": "u2", "at_s": NOW, "rssi": [{"base_station": b, "rssi_dbm": -95.0}
+                                                                for b in ("bs1", "bs2", "bs3")]})
+    (a,) = asyncio.run(ctl.plan_round(["u1", "u2"]))
+    assert a.user == "u1" and a.state is ActionState.DONE and a.dest_bs == "bs2"
+    assert ctl.uncovered == ("u2",)
+    assert store.placement("u2", "counter").host == "edge1"  # left where it was
+
+
+class _FakeTime:
+    """An injected clock whose sleep moves it: the deployment's waits cost no wall time and are recorded."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+def test_deployment_waits_for_trigger_times_on_the_injected_clock(store, backend) -> None:
+    fake = _FakeTime(NOW)
+    a = store.plan_action(Action(new_action_id(), ActionKind.MIGRATION_HANDOVER, "u1", "counter", "edge1", "edge2",
+                                 "bs1", "bs2", migrate_at_s=NOW + 4.0, handover_at_s=NOW + 6.5))
+    dep = Deployment(store, backend, clock=fake.clock, sleep=fake.sleep, max_wait_s=60.0)
+    final, down = asyncio.run(dep.run(a))
+    assert final.state is ActionState.DONE and down is None
+    assert fake.slept == pytest.approx([4.0, 2.5])  # to the migration trigger, then on to the handover's
+    assert fake.t == pytest.approx(NOW + 6.5)
