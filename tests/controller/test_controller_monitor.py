@@ -135,3 +135,14 @@ def test_migration_statistics_feed_the_eq5_history(store, monitor) -> None:
     with pytest.raises(ValidationError, match="checkpoint.duration_s"):
         monitor.ingest_migration(MigrationResult("counter", "edge1", "edge2",
                                                  {"full_checkpoint_bytes": 5, "restore_s": -1.0}))
+
+
+def test_snapshot_takes_rtts_from_the_store_before_the_defaults(store, monitor) -> None:
+    assert ("bs3", "edge2") not in RTT  # no override for this pair
+    store.put_rtt("bs3", "edge2", 0.037)
+    snap, index = monitor.snapshot()
+    b, h = index.bss.index("bs3"), index.hosts.index("edge2")
+    assert snap.bss.rtt_s[b, h] == pytest.approx(0.037)
+    # a pair without a stored RTT keeps the default (or the override the fixture's defaults give)
+    assert snap.bss.rtt_s[index.bss.index("bs3"), index.hosts.index("edge1")] == pytest.approx(
+        monitor.defaults.bs_host_rtt_s.get(("bs3", "edge1"), monitor.defaults.edge_rtt_s))

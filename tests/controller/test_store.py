@@ -397,3 +397,33 @@ def test_every_multi_row_change_is_all_or_nothing(store: Store) -> None:
         store, lambda: store.transition("act-1", S.RUNNING, S.DONE)) >= 3
     assert store.action("act-1").state is S.DONE
     assert store.placement("u1", "svc") == Placement("u1", "svc", "e2", "b2")
+
+
+# -- BS-to-host RTTs (schema version 2) -------------------------------------------------------------------
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(store_url: str) -> None:
+    with open_store(store_url) as s:
+        seed(s)
+    # what a version 1 store looked like: no RTT table
+    raw_execute(store_url, "DROP TABLE bs_host_rtts")
+    raw_execute(store_url, "UPDATE schema_version SET version = 1")
+    with open_store(store_url) as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.placement("u1", "svc").host == "e1" and s.rtts() == {}
+        s.put_rtt("b1", "e1", 0.001)
+    with open_store(store_url) as s:  # and it stays upgraded
+        assert s.rtts() == {("b1", "e1"): 0.001}
+
+
+def test_rtts_are_upserted_and_checked(store: Store) -> None:
+    seed(store)
+    store.put_rtt("b1", "e2", 0.02)
+    store.put_rtt("b1", "e2", 0.03)
+    store.put_rtt("b2", "cloud", 0.15)
+    assert store.rtts() == {("b1", "e2"): 0.03, ("b2", "cloud"): 0.15}
+    for args, says in ((("b9", "e1", 0.01), "rtt.base_station: 'b9' is not in the store"),
+                       (("b1", "e9", 0.01), "rtt.host: 'e9' is not in the store"),
+                       (("b1", "e1", -0.1), "rtt.rtt_s"), (("b1", "e1", float("nan")), "rtt.rtt_s"),
+                       (("b1", "e1", 3600.0), "rtt.rtt_s"), (("../b", "e1", 0.01), "rtt.base_station")):
+        with pytest.raises((ValidationError, NotFoundError), match=says):
+            store.put_rtt(*args)

@@ -54,8 +54,9 @@ def _rtts(values: tuple[str, ...]) -> dict[tuple[str, str], float]:
 @click.option("--interval-s", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between rounds (poll the agents, plan for the users that need it).")
 @click.option("--rtt", "rtts", multiple=True, metavar="BS:HOST=SECONDS",
-              help="RTT from a base station to a host (repeatable); the others are 2 ms to an edge host, "
-                   "50 ms to the cloud.")
+              help="RTT from a base station to a host (repeatable), recorded in the store (see also "
+                   "`controller register rtt`); pairs with none are taken as 2 ms to an edge host, 50 ms to "
+                   "the cloud.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random planner.")
 @click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Write the bound API port here once serving (tests).")
@@ -86,7 +87,9 @@ def controller(ctx: click.Context, store_url: str | None, pki: Path | None, list
     store = open_store(store_url)
     try:
         directory = AgentDirectory({h.name: parse_addr(h.address) for h in store.hosts()}, pki)
-        monitor = Monitor(store, SnapshotDefaults(bs_host_rtt_s=_rtts(rtts)))
+        for (bs, host), rtt_s in _rtts(rtts).items():
+            store.put_rtt(bs, host, rtt_s)
+        monitor = Monitor(store, SnapshotDefaults())
         ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, monitor=monitor,
                                seed=seed)
 

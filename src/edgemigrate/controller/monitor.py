@@ -102,8 +102,8 @@ class SnapshotDefaults:
     """What the store does not measure (yet), for the snapshot.
 
     The link and RTT values are a LAN edge (100 Mbit/s between hosts, 2 ms from a BS to an edge host,
-    50 ms to the cloud); ``bs_host_rtt_s`` overrides one (BS, host) pair, e.g. a BS co-located with its
-    edge host. Until a host has a checkpoint history to fit them to, psi/rho say 1 s per GB at the
+    50 ms to the cloud), used for a (BS, host) pair the store has no RTT for (``Store.put_rtt``);
+    ``bs_host_rtt_s`` overrides a pair, store or not (tests, what-if runs). Until a host has a checkpoint history to fit them to, psi/rho say 1 s per GB at the
     default C_s of 1 (a host without a benchmark score): eq. 5 reads seconds = psi * size / C_s. Per-user
     sizes are the paper's small-container scale (Ngo et al. 2020, table I).
     """
@@ -225,8 +225,10 @@ class Monitor:
         b_idx = {b.name: i for i, b in enumerate(bss)}
         pairs = [p for p in self.store.placements() if p.host in h_idx]
         servers = self._servers(hosts)
-        rtt = np.array([[d.bs_host_rtt_s.get((b.name, h.name),
-                                             d.cloud_rtt_s if h.role is HostRole.CLOUD else d.edge_rtt_s)
+        # RTT_bs (eq. 4): an explicit override, else the store's (registered/measured), else the role's default
+        stored = self.store.rtts()
+        rtt = np.array([[d.bs_host_rtt_s.get((b.name, h.name), stored.get((b.name, h.name),
+                                             d.cloud_rtt_s if h.role is HostRole.CLOUD else d.edge_rtt_s))
                          for h in hosts] for b in bss], dtype=np.float64)
         backhaul = np.repeat(np.array([[b.bandwidth_bps] for b in bss], dtype=np.float64), len(hosts), axis=1)
         stations = BaseStations(backhaul, rtt, np.array([b.max_users for b in bss]))

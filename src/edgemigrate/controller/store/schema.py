@@ -5,13 +5,27 @@ The two dialects differ only in the auto-numbered key and the float type, filled
 itself refuses what the Python checks should already have refused (a second line of defence for rows
 written by another tool). ``user`` is a reserved word in PostgreSQL, hence ``user_name``.
 
-Bump :data:`SCHEMA_VERSION` with every change to these statements, and teach ``Store`` to upgrade the
-previous version; a store written by a newer version is refused, never guessed at.
+Bump :data:`SCHEMA_VERSION` with every change to these statements, and add the statements that upgrade
+the previous version to ``_UPGRADES`` (``Store`` runs them, in one transaction, when it opens an older
+store); a store written by a newer version is refused, never guessed at.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# version 2: the wired RTT from each base station to each host (RTT_bs of Ngo et al. 2020, eq. 4)
+_RTT_TABLE = """
+CREATE TABLE IF NOT EXISTS bs_host_rtts (
+    base_station TEXT NOT NULL REFERENCES base_stations (name),
+    host TEXT NOT NULL REFERENCES hosts (name),
+    rtt_s {real} NOT NULL,
+    PRIMARY KEY (base_station, host)
+)
+"""
+
+# the statements that take a store from version k to k + 1 (only additions: old rows stay valid)
+_UPGRADES: dict[int, str] = {1: _RTT_TABLE}
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -106,9 +120,18 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE UNIQUE INDEX IF NOT EXISTS actions_one_in_flight ON actions (user_name, service)
     WHERE state IN ('planned', 'running');
 CREATE INDEX IF NOT EXISTS actions_state ON actions (state);
-"""
+""" + _RTT_TABLE + ";"
 
 ONE_IN_FLIGHT_INDEX = "actions_one_in_flight"
+
+
+def upgrade_ddl(found: int, *, id_column: str, real: str) -> list[str] | None:
+    """The statements that take a store at version ``found`` to :data:`SCHEMA_VERSION`; None if there is
+    no upgrade path from it."""
+    if not 1 <= found <= SCHEMA_VERSION:
+        return None
+    text = ";".join(_UPGRADES[v] for v in range(found, SCHEMA_VERSION)).format(id=id_column, real=real)
+    return [s.strip() for s in text.split(";") if s.strip()]
 
 
 def ddl(*, id_column: str, real: str) -> list[str]:

@@ -13,13 +13,14 @@ action first the call fails with :class:`~.errors.ConflictError` instead of over
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 
 from edgemigrate.controller.store.backends import Backend, Tx, open_backend
-from edgemigrate.controller.store.checks import MAX_DETAIL, check_int, check_text, check_time
+from edgemigrate.controller.store.checks import MAX_DETAIL, check_float, check_int, check_text, check_time
 from edgemigrate.controller.store.errors import ConflictError, NotFoundError, SchemaVersionError
 from edgemigrate.controller.store.rows import (
     IN_FLIGHT,
@@ -40,11 +41,13 @@ from edgemigrate.controller.store.rows import (
     User,
     check_transition,
 )
-from edgemigrate.controller.store.schema import SCHEMA_VERSION, ddl
+from edgemigrate.controller.store.schema import SCHEMA_VERSION, ddl, upgrade_ddl
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.ids import check_id
 
 MAX_QUERY_ROWS = 100_000
+MAX_RTT_S = 60.0  # a wired RTT beyond a minute is a unit mistake
+log = logging.getLogger(__name__)
 
 _ACTION_COLS = ("id, kind, user_name, service, source_host, dest_host, source_bs, dest_bs, state, "
                 "migrate_at_s, handover_at_s, detail, created_at_s, updated_at_s")
@@ -98,16 +101,22 @@ class Store:
                 tx.run("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             rows = tx.run("SELECT version FROM schema_version")
-        where = f"store {self._db.shown_url}"
-        if len(rows) != 1 or not isinstance(rows[0][0], int):
-            raise SchemaVersionError(f"{where}: schema_version must hold one integer row, found {len(rows)} rows")
-        found = rows[0][0]
-        if found > SCHEMA_VERSION:
-            raise SchemaVersionError(f"{where}: schema version {found} is newer than this edgemigrate's "
-                                     f"{SCHEMA_VERSION}; upgrade edgemigrate")
-        if found < SCHEMA_VERSION:
-            raise SchemaVersionError(f"{where}: schema version {found} is older than {SCHEMA_VERSION} and "
-                                     "there is no upgrade for it")
+            where = f"store {self._db.shown_url}"
+            if len(rows) != 1 or not isinstance(rows[0][0], int):
+                raise SchemaVersionError(f"{where}: schema_version must hold one integer row, found {len(rows)} rows")
+            found = rows[0][0]
+            if found > SCHEMA_VERSION:
+                raise SchemaVersionError(f"{where}: schema version {found} is newer than this edgemigrate's "
+                                         f"{SCHEMA_VERSION}; upgrade edgemigrate")
+            if found < SCHEMA_VERSION:
+                statements = upgrade_ddl(found, id_column=self._db.id_column, real=self._db.real)
+                if statements is None:
+                    raise SchemaVersionError(f"{where}: schema version {found} is older than {SCHEMA_VERSION} and "
+                                             "there is no upgrade for it")
+                for statement in statements:  # same transaction: an interrupted upgrade leaves the old version
+                    tx.run(statement)
+                tx.run("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                log.warning("%s: schema upgraded from version %d to %d", where, found, SCHEMA_VERSION)
 
     def schema_version(self) -> int:
         with self._db.read() as tx:
@@ -178,6 +187,24 @@ class Store:
         with self._db.read() as tx:
             rows = tx.run("SELECT name, x_m, y_m, bandwidth_bps, max_users FROM base_stations ORDER BY name")
         return [BaseStation(*r) for r in rows]
+
+    def put_rtt(self, base_station: str, host: str, rtt_s: float) -> None:
+        """Record the wired RTT from ``base_station`` to ``host`` (RTT_bs of Ngo et al. 2020, eq. 4)."""
+        check_id(base_station, "rtt.base_station")
+        check_id(host, "rtt.host")
+        check_float(rtt_s, "rtt.rtt_s", hi=MAX_RTT_S)
+        with self._db.write() as tx:
+            self._require(tx, "base_stations", base_station, "rtt.base_station")
+            self._require(tx, "hosts", host, "rtt.host")
+            tx.run("INSERT INTO bs_host_rtts (base_station, host, rtt_s) VALUES (?, ?, ?) "
+                   "ON CONFLICT (base_station, host) DO UPDATE SET rtt_s = excluded.rtt_s",
+                   (base_station, host, float(rtt_s)))
+
+    def rtts(self) -> dict[tuple[str, str], float]:
+        """Every recorded (base station, host) -> RTT in seconds."""
+        with self._db.read() as tx:
+            rows = tx.run("SELECT base_station, host, rtt_s FROM bs_host_rtts ORDER BY base_station, host")
+        return {(b, h): float(r) for b, h, r in rows}
 
     def put_user(self, user: User) -> None:
         _require_type(user, User, "user")
