@@ -78,7 +78,7 @@ def controller(ctx: click.Context, store_url: str | None, pki: Path | None, list
     from edgemigrate.control.health import parse_addr
     from edgemigrate.controller.monitor import Monitor, SnapshotDefaults
     from edgemigrate.controller.service import Controller, serve
-    from edgemigrate.controller.store import open_store
+    from edgemigrate.controller.store import Host, open_store
     from edgemigrate.controller.testbed_backend import TestbedBackend
     from edgemigrate.planning import make_planner
 
@@ -92,6 +92,11 @@ def controller(ctx: click.Context, store_url: str | None, pki: Path | None, list
         monitor = Monitor(store, SnapshotDefaults())
         ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, monitor=monitor,
                                seed=seed)
+
+        def registered(host: Host) -> None:  # a host the operator registers is driven from now on
+            directory.addrs[host.name] = parse_addr(host.address)
+
+        ctl.on_host_registered = registered
 
         def ready(bound: int) -> None:
             logging.getLogger(__name__).warning("controller serving on %s:%d (planner %s)", ip, bound, planner)
@@ -158,3 +163,86 @@ def simulate(scenario: str, calibration: Path, planner: str, service: str | None
     if service is not None:
         check_id(service, "--service")
     click.echo(json.dumps(compare(scenario, calibration, planner, out=out, ticks=ticks, seed=seed, service=service)))
+
+
+def _register(controller_addr: str, pki: Path, op: str, fields: dict[str, object]) -> None:
+    from edgemigrate.controller.client import ControllerClient
+
+    ip, port = _listen(controller_addr)
+
+    async def go() -> dict[str, object]:
+        async with ControllerClient(ip, port, pki_dir=pki, cert="client", reply_timeout_s=30.0) as c:
+            return await c.register(op, **{k: v for k, v in fields.items() if v is not None})
+
+    try:
+        reply = asyncio.run(go())
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"controller {controller_addr}: cannot reach it ({exc.__class__.__name__}: {exc})") from None
+    click.echo(json.dumps(reply))
+
+
+_CONTROLLER = click.option("--controller", "controller_addr", default="127.0.0.1:7500", show_default=True,
+                           help="The running controller's API address, IP:PORT.")
+_PKI = click.option("--pki", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+                    help="The PKI folder holding the operator's `client` certificate.")
+
+
+@controller.group()
+def register() -> None:
+    """Register hosts, base stations, users and BS-to-host RTTs with a running controller (operator role).
+
+    Every value is checked by the controller (identifier pattern, ranges, IP:PORT); a refusal is one line.
+    """
+
+
+@register.command("host")
+@_CONTROLLER
+@_PKI
+@click.argument("name")
+@click.option("--address", required=True, help="Its agent's IP:PORT.")
+@click.option("--role", type=click.Choice(["edge", "cloud"]), default="edge", show_default=True)
+@click.option("--cpu-cores", type=float, required=True)
+@click.option("--memory-bytes", type=int, required=True)
+@click.option("--disk-bytes", type=int, required=True)
+@click.option("--cpu-events-per-s", type=float, default=None, help="Its CPU benchmark score (C_s of eq. 4-5).")
+def register_host(controller_addr: str, pki: Path, name: str, address: str, role: str, cpu_cores: float,
+                  memory_bytes: int, disk_bytes: int, cpu_events_per_s: float | None) -> None:
+    """Add or replace host NAME."""
+    _register(controller_addr, pki, "register_host",
+              {"name": name, "address": address, "role": role, "cpu_cores": cpu_cores, "memory_bytes": memory_bytes,
+               "disk_bytes": disk_bytes, "cpu_events_per_s": cpu_events_per_s})
+
+
+@register.command("bs")
+@_CONTROLLER
+@_PKI
+@click.argument("name")
+@click.option("--x-m", type=float, required=True)
+@click.option("--y-m", type=float, required=True)
+@click.option("--bandwidth-bps", type=float, required=True, help="Its backhaul (B_bs of eq. 4), bits/s.")
+@click.option("--max-users", type=int, required=True, help="N_b of constraint 3e.")
+def register_bs(controller_addr: str, pki: Path, name: str, x_m: float, y_m: float, bandwidth_bps: float,
+                max_users: int) -> None:
+    """Add or replace base station NAME."""
+    _register(controller_addr, pki, "register_base_station",
+              {"name": name, "x_m": x_m, "y_m": y_m, "bandwidth_bps": bandwidth_bps, "max_users": max_users})
+
+
+@register.command("user")
+@_CONTROLLER
+@_PKI
+@click.argument("name")
+@click.option("--sla-delay-s", type=float, default=None, help="E2E delay above which the user is replanned.")
+def register_user(controller_addr: str, pki: Path, name: str, sla_delay_s: float | None) -> None:
+    """Add or replace mobile user NAME."""
+    _register(controller_addr, pki, "register_user", {"name": name, "sla_delay_s": sla_delay_s})
+
+
+@register.command("rtt")
+@_CONTROLLER
+@_PKI
+@click.argument("pair", metavar="BS:HOST=SECONDS")
+def register_rtt(controller_addr: str, pki: Path, pair: str) -> None:
+    """Set the wired RTT from a base station to a host (RTT_bs of eq. 4)."""
+    ((bs, host), rtt_s), = _rtts((pair,)).items()
+    _register(controller_addr, pki, "set_rtt", {"base_station": bs, "host": host, "rtt_s": rtt_s})

@@ -21,6 +21,7 @@ refuses host names with the ``mu-`` prefix (``controller.store.rows.RESERVED_HOS
 from __future__ import annotations
 
 import enum
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,46 @@ def caller_from_cert(common_name: str | None, *, peer_der: bytes | None = None,
             return Caller(Role.MU, user)
     raise ApiError(f"certificate {str(common_name)[:80]!r} has no role here (expected {tls.CLIENT_NAME!r} "
                    f"or {MU_PREFIX}<user>)")
+
+
+# the operator's registration calls: op -> (required keys, optional keys); values are range-checked by the
+# store's rows (Host, BaseStation, User) and ``Store.put_rtt``, so the API and the store share one rule set
+REGISTER_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "register_host": (frozenset({"name", "role", "address", "cpu_cores", "memory_bytes", "disk_bytes"}),
+                      frozenset({"cpu_events_per_s"})),
+    "register_base_station": (frozenset({"name", "x_m", "y_m", "bandwidth_bps", "max_users"}), frozenset()),
+    "register_user": (frozenset({"name"}), frozenset({"sla_delay_s"})),
+    "set_rtt": (frozenset({"base_station", "host", "rtt_s"}), frozenset()),
+}
+
+
+def check_register_body(op: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` of a registration call with exactly its known keys (values are checked by the rows)."""
+    required, optional = REGISTER_KEYS[op]
+    extra = sorted(str(k) for k in set(body) - required - optional)
+    if extra:
+        raise ApiError(f"{op}.{extra[0][:40]}: unknown key (expected {', '.join(sorted(required | optional))})")
+    missing = sorted(required - set(body))
+    if missing:
+        raise ApiError(f"{op}.{missing[0]}: missing")
+    return body
+
+
+def check_agent_address(value: object, what: str = "register_host.address") -> str:
+    """A host agent's address as the operator registers it: ``IP:PORT`` with an IP literal (v4, or v6 in
+    brackets) and a port in 1..65535 - the controller connects there, so nothing else is accepted."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ApiError(f"{what}: expected IP:PORT as a string of at most 64 characters")
+    host, sep, port = value.rpartition(":")
+    ip = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(ip)
+        ok = bool(sep) and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ApiError(f"{what}: {value[:64]!r} is not IP:PORT (port 1-65535)")
+    return value
 
 
 def decode_request(line: bytes, caller: Caller) -> tuple[str, dict[str, Any]]:

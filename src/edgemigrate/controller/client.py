@@ -84,3 +84,8 @@ class ControllerClient:
 
     async def discover(self, user: str, service: str) -> dict[str, Any]:
         return await self.request("discover", user=user, service=service)
+
+    async def register(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Operator: one registration call (``register_host``, ``register_base_station``, ``register_user``
+        or ``set_rtt``); the controller checks every value and answers with the registered name."""
+        return await self.request(op, **fields)

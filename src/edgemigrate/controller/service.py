@@ -25,16 +25,28 @@ from edgemigrate.controller.api import (
     CONTROLLER_NAME,
     IDLE_TIMEOUT_S,
     MAX_LINE_BYTES,
+    REGISTER_OPS,
     ApiError,
     Caller,
     caller_from_cert,
+    check_agent_address,
+    check_register_body,
     decode_request,
     issue_controller_cert,
 )
 from edgemigrate.controller.backend import Backend, BackendError, HostUnreachable
 from edgemigrate.controller.deployment import Deployment, RoundResult
 from edgemigrate.controller.monitor import Monitor
-from edgemigrate.controller.store import Action, HostState, Placement, Store, User
+from edgemigrate.controller.store import (
+    Action,
+    BaseStation,
+    Host,
+    HostRole,
+    HostState,
+    Placement,
+    Store,
+    User,
+)
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, ValidationError
 from edgemigrate.core.ids import check_id
 from edgemigrate.engine.transport import tls
@@ -57,6 +69,8 @@ class Controller:
     monitor: Monitor
     deployment: Deployment
     seed: int = 0
+    # told about every host the operator registers (the testbed backend adds its agent's address)
+    on_host_registered: Callable[[Host], None] | None = None
 
     def __post_init__(self) -> None:
         self._round_lock = asyncio.Lock()
@@ -168,7 +182,39 @@ class Controller:
                                for p in self.store.placements()],
                 "in_flight": [action_json(a) for a in self.store.in_flight()]}
 
+    def register(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Operator request: add or replace a host, a base station or a user, or set a BS-to-host RTT.
+
+        Every value goes through the store's row checks (identifier pattern, ranges, address form) before
+        anything is written; a bad one is a one-line :class:`ApiError`/``ValidationError`` naming the key.
+        """
+        b = check_register_body(op, body)
+        if op == "register_host":
+            try:
+                role = HostRole(b["role"])
+            except ValueError:
+                raise ApiError(f"register_host.role: {str(b['role'])[:20]!r} is not edge or cloud") from None
+            old = {h.name: h for h in self.store.hosts()}.get(b["name"]) if isinstance(b["name"], str) else None
+            host = Host(b["name"], role, check_agent_address(b["address"]), b["cpu_cores"], b["memory_bytes"], b["disk_bytes"],
+                        old.state if old is not None else HostState.UP, b.get("cpu_events_per_s"))
+            self.store.put_host(host)
+            if self.on_host_registered is not None:
+                self.on_host_registered(host)
+            return {"host": host.name}
+        if op == "register_base_station":
+            bs = BaseStation(b["name"], b["x_m"], b["y_m"], b["bandwidth_bps"], b["max_users"])
+            self.store.put_base_station(bs)
+            return {"base_station": bs.name}
+        if op == "register_user":
+            user = User(b["name"], b.get("sla_delay_s"))
+            self.store.put_user(user)
+            return {"user": user.name}
+        self.store.put_rtt(b["base_station"], b["host"], b["rtt_s"])
+        return {"rtt": {"base_station": b["base_station"], "host": b["host"], "rtt_s": float(b["rtt_s"])}}
+
     async def handle(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        if op in REGISTER_OPS:
+            return self.register(op, body)
         if op == "report_mu":
             report = self.monitor.ingest_mu(body.get("report"))
             return {"stored": {"delays": len(report.delays), "rssi": len(report.rssi)}}
