@@ -174,3 +174,19 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], says
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err and "Traceback" not in err, err
+
+
+def test_agent_statistics_without_the_needed_fields_are_one_error() -> None:
+    from edgemigrate.controller.sim.measurements import record_from_stats
+
+    good = {"rounds": [{"final": False, "payload_bytes": 5e7, "image_bytes": 5e7},
+                       {"final": True, "payload_bytes": 2e4, "image_bytes": 5e7}],
+            "frozen_window_s": 0.7, "restore_s": 0.4, "total_s": 3.0, "final_round_bytes": 20000,
+            "full_checkpoint_bytes": 50_000_000, "bytes_on_wire": 15_000_000}
+    rec = record_from_stats(good, service="counter", planner="direct", repeat=0, link_bps=1e8, rtt_s=0.05)
+    assert rec["pre_bytes"] == 50_000_000 and rec["rounds"] == 1 and rec["downtime_s"] == 0.7
+    for bad, says in (({**good, "rounds": "many"}, "malformed"), ({k: v for k, v in good.items() if k != "restore_s"},
+                                                                  "restore_s"),
+                      ({**good, "total_s": -1.0}, "total_s = -1.0")):
+        with pytest.raises(ValidationError, match=says):
+            record_from_stats(bad, service="counter", planner="direct", repeat=0, link_bps=1e8, rtt_s=0.05)

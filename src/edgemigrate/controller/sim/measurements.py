@@ -83,13 +83,13 @@ def parse_record(obj: Any) -> MigrationRecord:
     service = check_id(obj["service"], "service")
     planner = check_id(obj["planner"], "planner")
     repeat = _int(obj["repeat"], "repeat", 0, 1_000_000)
-    v = {k: _num(obj[k], k, MAX_SECONDS if k in _SECONDS else MAX_BYTES)
-         for k in (*RECORD_KEYS[3:], *OPTIONAL_KEYS[1:]) if k in obj and k != "link_bps"}
+    # every size and duration (required or optional) is a bounded non-negative number
+    v = {k: _num(obj[k], k, MAX_SECONDS if k in _SECONDS else MAX_BYTES) for k in _SECONDS | _BYTES if k in obj}
     link = _num(obj["link_bps"], "link_bps", 1e12, positive=True)
     rounds = _int(obj.get("rounds", 1), "rounds", 1, 100)
-    for part in ("restore_s",):
-        if v[part] > v["frozen_s"] + 1e-9:
-            raise ValidationError(f"{part} = {v[part]} exceeds frozen_s = {v['frozen_s']} (restore is inside the freeze)")
+    if v["restore_s"] > v["frozen_s"] + 1e-9:
+        raise ValidationError(f"restore_s = {v['restore_s']} exceeds frozen_s = {v['frozen_s']} "
+                              "(the restore is inside the frozen window)")
     if v["frozen_s"] > v["total_s"] + 1e-9:
         raise ValidationError(f"frozen_s = {v['frozen_s']} exceeds total_s = {v['total_s']}")
     sample = MigrationSample(v["pre_bytes"], v["final_bytes"], link, v["rtt_s"], v["frozen_s"], v["restore_s"],
@@ -144,17 +144,24 @@ def find_migrations(results: Path) -> list[Path]:
 def record_from_stats(stats: Mapping[str, Any], *, service: str, planner: str, repeat: int, link_bps: float,
                       rtt_s: float, handover_outage_s: float = 0.0) -> dict[str, Any]:
     """A ``migrations.jsonl`` line from the source agent's statistics of one pre-copy migration (no handover
-    unless ``handover_outage_s``: the frozen window is then the clients' downtime)."""
-    rounds = stats["rounds"]
-    pre = [r for r in rounds if not r["final"]]
-    frozen = float(stats["frozen_window_s"])
-    return {"service": service, "planner": planner, "repeat": repeat,
-            "pre_bytes": sum(int(r["payload_bytes"]) for r in pre), "final_bytes": int(stats["final_round_bytes"]),
-            "link_bps": link_bps, "rtt_s": rtt_s, "frozen_s": frozen, "restore_s": float(stats["restore_s"]),
-            "downtime_s": max(frozen, handover_outage_s), "total_s": float(stats["total_s"]),
-            "handover_outage_s": handover_outage_s, "rounds": max(1, len(pre)),
-            "resident_bytes": int(pre[0]["image_bytes"]) if pre else int(stats["full_checkpoint_bytes"]),
-            "wire_bytes": int(stats["bytes_on_wire"])}
+    unless ``handover_outage_s``: the frozen window is then the clients' downtime). The statistics come from
+    a peer: a missing or malformed field is a :class:`ValidationError`, and the line is checked like any
+    other (:func:`parse_record`)."""
+    try:
+        rounds = stats["rounds"]
+        pre = [r for r in rounds if not r["final"]]
+        frozen = float(stats["frozen_window_s"])
+        rec = {"service": service, "planner": planner, "repeat": repeat,
+               "pre_bytes": sum(int(r["payload_bytes"]) for r in pre), "final_bytes": int(stats["final_round_bytes"]),
+               "link_bps": link_bps, "rtt_s": rtt_s, "frozen_s": frozen, "restore_s": float(stats["restore_s"]),
+               "downtime_s": max(frozen, handover_outage_s), "total_s": float(stats["total_s"]),
+               "handover_outage_s": handover_outage_s, "rounds": max(1, len(pre)),
+               "resident_bytes": int(pre[0]["image_bytes"]) if pre else int(stats["full_checkpoint_bytes"]),
+               "wire_bytes": int(stats["bytes_on_wire"])}
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValidationError(f"migration statistics of {service}: missing or malformed field ({exc!r:.80})") from None
+    parse_record(rec)
+    return rec
 
 
 def _model_json(model: PrecopyModel, records: list[MigrationRecord]) -> dict[str, Any]:
