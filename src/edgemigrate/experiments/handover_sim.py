@@ -7,6 +7,10 @@ seed, git sha, versions, plus the scenario, planner and totals).
 
 Usage: python -m edgemigrate.experiments.handover_sim --scenario handover-testbed --planner orchestrated \\
            --out results/handover-testbed [--ticks 240] [--calibration measured.json] [--store sqlite:///run.db]
+           [--service counter]
+
+:func:`compare` is ``edgemigrate controller simulate``: the calibrated scenario's simulated per-migration
+downtime against the measured one.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from edgemigrate.planning import PLANNERS, make_planner
 
 
 def run(scenario: str, planner: str, out: Path, *, ticks: int | None = None, seed: int | None = None,
-        calibration: Path | None = None, store_url: str = "sqlite://:memory:") -> dict[str, float]:
-    """Run ``ticks`` ticks (the scenario's own count by default) and write the tables; returns the totals."""
+        calibration: Path | None = None, store_url: str = "sqlite://:memory:",
+        service: str | None = None) -> dict[str, float]:
+    """Run ``ticks`` ticks (the scenario's own count by default) and write the tables; returns the totals.
+    ``service`` picks the calibrated service of a pre-copy calibration with several."""
     sc = load_scenario(scenario)
     if seed is not None:
         sc = dataclasses.replace(sc, seed=seed)
     cal = load_calibration(calibration) if calibration is not None else None
-    ctl = SimController(SimBackend(sc, cal), make_planner(planner), store_url=store_url)
+    ctl = SimController(SimBackend(sc, cal, service), make_planner(planner), store_url=store_url)
     try:
         cols = metrics_columns(ctl.run(sc.ticks if ticks is None else ticks))
     finally:
@@ -43,7 +49,8 @@ def run(scenario: str, planner: str, out: Path, *, ticks: int | None = None, see
     write_table(out / "ticks.csv", cols)
     totals = {k: float(cols[k].sum()) for k in ("migrations", "handovers", "failed", "downtime_s", "plan_errors")}
     extra = {"scenario": sc.name, "planner": planner, "users": sc.users, "tick_s": sc.tick_s,
-             "calibration": str(calibration) if calibration else None, "totals": totals}
+             "calibration": str(calibration) if calibration else None, "service": service,
+             "strategy": cal.strategy if cal is not None else None, "totals": totals}
     if cal is not None and cal.measured_downtime_s:
         extra["measured_downtime_s"] = list(cal.measured_downtime_s)
     write_json(out / "manifest.json", manifest(sc.seed, extra=extra))
@@ -78,8 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--calibration", type=Path)
     ap.add_argument("--store", default="sqlite://:memory:")
+    ap.add_argument("--service", help="the calibrated service (a pre-copy calibration with several)")
     a = ap.parse_args(argv)
-    print(run(a.scenario, a.planner, a.out, ticks=a.ticks, seed=a.seed, calibration=a.calibration, store_url=a.store))
+    print(run(a.scenario, a.planner, a.out, ticks=a.ticks, seed=a.seed, calibration=a.calibration, store_url=a.store,
+              service=a.service))
 
 
 if __name__ == "__main__":
