@@ -153,6 +153,7 @@ def test_cli_calibrate_then_simulate(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(("args", "says"), [
     (["calibrate", "--from", "{empty}", "-o", "{tmp}/c.json"], "no migrations.jsonl here"),
     (["calibrate", "--from", "{bad}", "-o", "{tmp}/c.json"], "migrations.jsonl:1: not JSON"),
+    (["calibrate", "--from", "{good}", "-o", "{tmp}/no/such/dir/c.json"], "cannot write"),
     (["simulate", "--calibration", "{bad}"], "is not JSON"),
     (["simulate", "--calibration", "{cal}", "--planner", "psychic"], "unknown planner"),
     (["simulate", "--calibration", "{cal}", "--service", "Bad/Name"], "--service"),
@@ -164,7 +165,10 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], says
     bad.write_text("{oops\n")
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps(fit_calibration(load_migrations(_good(tmp_path)))))
-    subst = {"{empty}": str(tmp_path / "empty"), "{bad}": str(bad if "calibrate" not in args else bad.parent),
+    good = tmp_path / "good"
+    good.mkdir()
+    _good(good)
+    subst = {"{good}": str(good), "{empty}": str(tmp_path / "empty"), "{bad}": str(bad if "calibrate" not in args else bad.parent),
              "{tmp}": str(tmp_path), "{cal}": str(cal)}
     argv = ["controller"]
     for a in args:
@@ -173,7 +177,8 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], says
         argv.append(a)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert says in err and "\n" not in err and "Traceback" not in err, err
+    line = err.splitlines()[-1]  # calibrate says how many migrations it read first
+    assert line.startswith("edgemigrate: error:") and says in line and "Traceback" not in err, err
 
 
 def test_agent_statistics_without_the_needed_fields_are_one_error() -> None:

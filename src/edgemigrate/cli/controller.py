@@ -134,8 +134,11 @@ def calibrate(results: Path, output: Path, service: str | None) -> None:
     click.echo(f"{len(records)} migrations from {len(files)} file(s)", err=True)
     body = fit_calibration(records, service)
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(output)
+    try:
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        tmp.replace(output)
+    except OSError as exc:
+        raise ConfigError(f"-o {output}: cannot write ({exc.strerror})") from None
     for name, model in body["services"].items():
         click.echo(json.dumps({"service": name, **model}))
 
@@ -162,7 +165,11 @@ def simulate(scenario: str, calibration: Path, planner: str, service: str | None
     make_planner(planner)  # an unknown name is a one-line error before the run
     if service is not None:
         check_id(service, "--service")
-    click.echo(json.dumps(compare(scenario, calibration, planner, out=out, ticks=ticks, seed=seed, service=service)))
+    try:
+        result = compare(scenario, calibration, planner, out=out, ticks=ticks, seed=seed, service=service)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write ({exc.strerror})") from None
+    click.echo(json.dumps(result))
 
 
 def _register(controller_addr: str, pki: Path, op: str, fields: dict[str, object]) -> None:
