@@ -237,3 +237,11 @@ def test_fit_precopy_without_wire_bytes_infers_compression_from_a_fast_precopy_p
 def test_fit_precopy_needs_samples() -> None:
     with pytest.raises(ValidationError, match="no migrations"):
         ho.fit_precopy([])
+
+
+def test_fit_precopy_finds_the_round_trips_of_the_frozen_window_over_two_rtts() -> None:
+    m = _model(frozen_rtts=4.0)
+    fit = ho.fit_precopy([_sample(m, rtt=0.05), _sample(m, rtt=0.1), _sample(m, rtt=0.05), _sample(m, rtt=0.1)])
+    assert fit.frozen_rtts == pytest.approx(4.0) and fit.final_overhead_s == pytest.approx(m.final_overhead_s)
+    # on one RTT the count is not identifiable: one round trip (the final round's verification) is assumed
+    assert ho.fit_precopy([_sample(m, rtt=0.05)]).frozen_rtts == 1.0

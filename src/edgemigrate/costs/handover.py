@@ -249,6 +249,10 @@ def outage_s(migration_at_s: ArrayLike, migration: ArrayLike, handover_at_s: Arr
     return la + lb - np.where((la > 0) & (lb > 0), overlap, 0.0)
 
 
+MAX_FROZEN_RTTS = 50.0
+MAX_SLOPE_SAMPLES = 500  # pairwise slopes grow as n^2; the first 500 migrations are plenty
+
+
 @dataclass(frozen=True, slots=True)
 class PrecopyModel:
     """The fitted parameters of one service's pre-copy migration (Clark et al. 2005; see :func:`precopy_times_s`).
@@ -257,8 +261,10 @@ class PrecopyModel:
     how fast it dirties pages while running, ``round_overhead_s`` what a leave-running round costs beyond
     its transfer and one RTT (dump, diff, framing), ``final_overhead_s`` the same for the frozen round,
     ``restore_base_s`` + ``restore_s_per_byte`` * resident the restore at the destination,
-    ``rounds`` the leave-running rounds before the freeze, and ``wire_ratio`` the bytes on the wire per byte
-    of state (the adaptive compression of Zhang et al. 2019 sends less than the pages; 1 = uncompressed).
+    ``rounds`` the leave-running rounds before the freeze, ``wire_ratio`` the bytes on the wire per byte
+    of state (the adaptive compression of Zhang et al. 2019 sends less than the pages; 1 = uncompressed),
+    and ``frozen_rtts`` the round trips inside the frozen window (1: the destination's verification of the
+    final round; measured on two or more RTTs it is fitted, see :func:`fit_precopy`).
     """
 
     resident_bytes: float
@@ -269,6 +275,7 @@ class PrecopyModel:
     restore_s_per_byte: float
     rounds: int = 1
     wire_ratio: float = 1.0
+    frozen_rtts: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("resident_bytes", "dirty_bytes_per_s", "round_overhead_s", "final_overhead_s",
@@ -280,6 +287,8 @@ class PrecopyModel:
             raise ValidationError(f"pre-copy model: rounds = {self.rounds} must be in [1, 100]")
         if not (np.isfinite(self.wire_ratio) and 0 < self.wire_ratio <= 1):
             raise ValidationError(f"pre-copy model: wire_ratio = {self.wire_ratio} must be in (0, 1]")
+        if not (np.isfinite(self.frozen_rtts) and 0 <= self.frozen_rtts <= MAX_FROZEN_RTTS):
+            raise ValidationError(f"pre-copy model: frozen_rtts = {self.frozen_rtts} must be in [0, {MAX_FROZEN_RTTS}]")
 
 
 def precopy_restore_s(model: PrecopyModel, resident_bytes: ArrayLike | None = None) -> F64:
@@ -293,9 +302,10 @@ def precopy_times_s(model: PrecopyModel, link_bps: ArrayLike, rtt_s: ArrayLike) 
 
     Round 1 sends the resident memory while the service runs; round k+1 sends what was dirtied during round
     k, min(resident, dirty rate x round k's duration), each round lasting its overhead + wire bytes / rate +
-    one RTT (wire bytes = bytes x ``wire_ratio``). After ``rounds`` such rounds the service is frozen for the final delta: frozen = final overhead +
-    final bytes / rate + RTT + restore, and total = the leave-running rounds + frozen. With ``rounds`` = 0
-    this would be eq. 5's stop-and-copy outage (Ngo et al. 2020) of the full state.
+    one RTT (wire bytes = bytes x ``wire_ratio``). After ``rounds`` such rounds the service is frozen for
+    the final delta: frozen = final overhead + final wire bytes / rate + ``frozen_rtts`` x RTT + restore,
+    and total = the leave-running rounds + frozen. With no leave-running round this would be eq. 5's
+    stop-and-copy outage (Ngo et al. 2020) of the full state.
     """
     link, rtt = _f(link_bps), _f(rtt_s)
     resident = model.resident_bytes
@@ -306,7 +316,8 @@ def precopy_times_s(model: PrecopyModel, link_bps: ArrayLike, rtt_s: ArrayLike) 
         duration = model.round_overhead_s + transfer_s(size * wire, link) + rtt
         elapsed = elapsed + duration
         size = np.minimum(resident, model.dirty_bytes_per_s * duration)
-    frozen = model.final_overhead_s + transfer_s(size * wire, link) + rtt + precopy_restore_s(model)
+    frozen = (model.final_overhead_s + transfer_s(size * wire, link) + model.frozen_rtts * rtt
+              + precopy_restore_s(model))
     return frozen, elapsed + frozen, size
 
 
@@ -344,6 +355,22 @@ def _wire_ratio(s: MigrationSample) -> float:
     return 1.0 if full <= 0 or room >= full else float(min(1.0, max(1e-3, room / full)))
 
 
+def _frozen_overhead(rtt_s: F64, rest_s: F64) -> tuple[float, float]:
+    """(final overhead, RTTs in the frozen window) from what each frozen window leaves after its final
+    transfer and restore. When the samples span RTTs (at least 1.5x apart) the RTT count is the Theil-Sen
+    slope over the RTT (the median of the pairwise slopes: one restore slowed down by a busy machine does
+    not tilt it, as it would a least-squares line); else one RTT is assumed."""
+    if rtt_s.min() > 0 and rtt_s.max() >= 1.5 * rtt_s.min():
+        r, y = rtt_s[:MAX_SLOPE_SAMPLES], rest_s[:MAX_SLOPE_SAMPLES]
+        i, j = np.triu_indices(r.size, k=1)
+        apart = np.abs(r[j] - r[i]) >= 0.2 * r.min()
+        if apart.any():
+            slopes = (y[j] - y[i])[apart] / (r[j] - r[i])[apart]
+            k = float(np.clip(np.median(slopes), 0.0, MAX_FROZEN_RTTS))
+            return max(0.0, float(np.median(rest_s - k * rtt_s))), k
+    return max(0.0, float(np.median(rest_s - rtt_s))), 1.0
+
+
 def fit_precopy(samples: list[MigrationSample]) -> PrecopyModel:
     """The :class:`PrecopyModel` of one service from its measured migrations (medians: one slow run on a busy
     machine should not move the fit).
@@ -353,6 +380,8 @@ def fit_precopy(samples: list[MigrationSample]) -> PrecopyModel:
     frozen window leaves after the final transfer, RTT and restore, a leave-running round's overhead as what
     the pre-copy phase (total - frozen) leaves after its transfers and RTTs, and the dirty rate as the final
     bytes over the last leave-running round's duration (the later rounds' mean size when there were several).
+    Measured over RTTs at least 1.5x apart, the frozen window's RTT count is the slope of a line over the
+    RTT (the real protocol's round trips, and TCP's restart after the idle pre-copy pause, exceed one).
     Transfers are wire bytes (:func:`_wire_ratio`) over the link's rate; negative residues clamp to 0.
     """
     if not samples:
@@ -365,20 +394,21 @@ def fit_precopy(samples: list[MigrationSample]) -> PrecopyModel:
             slope, base = 0.0, float(np.median(restore))
     else:
         slope, base = 0.0, float(np.median(restore))
-    final_over, round_over, dirty, ratios = [], [], [], []
+    final_rest, round_over, dirty, ratios = [], [], [], []
     for s, m in zip(samples, res, strict=True):
         w = _wire_ratio(s)
         ratios.append(w)
-        final_over.append(s.frozen_s - float(transfer_s(s.final_bytes * w, s.link_bps)) - s.rtt_s - s.restore_s)
+        final_rest.append(s.frozen_s - float(transfer_s(s.final_bytes * w, s.link_bps)) - s.restore_s)
         pre_s = s.total_s - s.frozen_s
         over = max(0.0, (pre_s - float(transfer_s(s.pre_bytes * w, s.link_bps)) - s.rounds * s.rtt_s) / s.rounds)
         round_over.append(over)
         last_bytes = m if s.rounds == 1 else max(0.0, s.pre_bytes - m) / (s.rounds - 1)
         last_s = over + float(transfer_s(last_bytes * w, s.link_bps)) + s.rtt_s
         dirty.append(s.final_bytes / last_s if last_s > 0 else 0.0)
+    final_over, rtts = _frozen_overhead(_f([s.rtt_s for s in samples]), _f(final_rest))
     return PrecopyModel(resident_bytes=float(np.median(res)), dirty_bytes_per_s=float(np.median(dirty)),
                         round_overhead_s=float(np.median(round_over)),
-                        final_overhead_s=max(0.0, float(np.median(final_over))),
+                        final_overhead_s=final_over,
                         restore_base_s=max(0.0, float(base)), restore_s_per_byte=max(0.0, float(slope)),
                         rounds=int(np.median([s.rounds for s in samples]).round()),
-                        wire_ratio=float(np.median(ratios)))
+                        wire_ratio=float(np.median(ratios)), frozen_rtts=rtts)

@@ -7,7 +7,8 @@ Format 2 (JSON, one object, at most :data:`MAX_CALIBRATION_BYTES`)::
      "strategy": "precopy",                       # or "stop-and-copy": which model the simulator charges
      "services": {"counter": {"resident_bytes": 51194260, "dirty_bytes_per_s": 13600.0,
                               "round_overhead_s": 0.55, "final_overhead_s": 0.21, "restore_base_s": 0.58,
-                              "restore_s_per_byte": 0.0, "rounds": 2, "wire_ratio": 0.3, "samples": 3}},
+                              "restore_s_per_byte": 0.0, "rounds": 2, "wire_ratio": 0.3,
+                              "frozen_rtts": 1.0, "samples": 3, "measured_downtime_s": [0.6, 1.3]}},
      "hosts": {"edge-0": {"cpu_power": 1000.0,
                           "checkpoint": [{"bytes": 52428800, "seconds": 0.41}, ...],
                           "restore":    [{"bytes": 60817408, "seconds": 0.37}, ...]}},
@@ -16,7 +17,8 @@ Format 2 (JSON, one object, at most :data:`MAX_CALIBRATION_BYTES`)::
      "measured_downtime_s": [0.62, 0.58]}
 
 ``services`` (needed for ``precopy``) maps a service to its fitted :class:`~edgemigrate.costs.handover.PrecopyModel`
-(``samples``: how many migrations it was fitted from). ``hosts`` (needed for ``stop-and-copy``) maps a host
+(``samples``: how many migrations it was fitted from; ``frozen_rtts``, optional, default 1: the round trips
+in the frozen window; ``measured_downtime_s``, optional: that service's measured downtimes). ``hosts`` (needed for ``stop-and-copy``) maps a host
 to its benchmark score C_s and measured (size, duration) pairs, to which eq. 5's psi/rho are fitted: a
 checkpoint is the first full dump on the source, a restore the final restore on the destination (what
 :meth:`edgemigrate.controller.monitor.Monitor.ingest_migration` also records). ``service`` (optional) gives
@@ -55,7 +57,7 @@ _TOP_KEYS = _TOP_KEYS_V1 | {"strategy", "services", "handover_s"}
 _MODEL_FLOATS = ("resident_bytes", "dirty_bytes_per_s", "round_overhead_s", "final_overhead_s", "restore_base_s",
                  "restore_s_per_byte", "wire_ratio")
 _MODEL_KEYS = frozenset(_MODEL_FLOATS) | {"rounds", "samples"}
-_MODEL_OPTIONAL = frozenset({"measured_downtime_s"})
+_MODEL_OPTIONAL = frozenset({"measured_downtime_s", "frozen_rtts"})
 _HOST_KEYS = frozenset({"cpu_power", "checkpoint", "restore"})
 _SAMPLE_KEYS = frozenset({"bytes", "seconds"})
 _SERVICE_KEYS = frozenset({"image_bytes", "checkpoint_bytes", "delta_bytes"})
@@ -157,7 +159,12 @@ def _precopy_model(value: Any, what: str) -> tuple[PrecopyModel, int, tuple[floa
         raise ValidationError(f"{what}.wire_ratio = {nums['wire_ratio']} must be in (0, 1]")
     downtimes = tuple(_number(v, f"{what}.measured_downtime_s[{i}]") for i, v in
                       enumerate(_list(m.get("measured_downtime_s", []), f"{what}.measured_downtime_s", MAX_SAMPLES)))
-    return PrecopyModel(**nums, rounds=ints["rounds"]), ints["samples"], downtimes
+    rtts = _number(m.get("frozen_rtts", 1.0), f"{what}.frozen_rtts")
+    try:
+        model = PrecopyModel(**nums, rounds=ints["rounds"], frozen_rtts=rtts)
+    except ValidationError as exc:
+        raise ValidationError(f"{what}: {exc}") from None
+    return model, ints["samples"], downtimes
 
 
 def _services(value: Any) -> tuple[dict[str, PrecopyModel], dict[str, int], dict[str, tuple[float, ...]]]:

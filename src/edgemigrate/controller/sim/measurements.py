@@ -168,7 +168,8 @@ def _model_json(model: PrecopyModel, records: list[MigrationRecord]) -> dict[str
     return {"resident_bytes": model.resident_bytes, "dirty_bytes_per_s": model.dirty_bytes_per_s,
             "round_overhead_s": model.round_overhead_s, "final_overhead_s": model.final_overhead_s,
             "restore_base_s": model.restore_base_s, "restore_s_per_byte": model.restore_s_per_byte,
-            "rounds": model.rounds, "wire_ratio": model.wire_ratio, "samples": len(records),
+            "rounds": model.rounds, "wire_ratio": model.wire_ratio, "frozen_rtts": model.frozen_rtts,
+            "samples": len(records),
             "measured_downtime_s": [r.downtime_s for r in records][:1000]}
 
 
