@@ -193,7 +193,8 @@ def test_a_hostile_discovery_answer_is_refused(store: Store, endpoint: object) -
 
 def test_reply_parsing_is_bounded() -> None:
     assert parse_counter(b"42") == 42
-    for bad in (b"", b"-1", b"4 2", b"PONG", b"9" * 20):
+    assert parse_counter(b"7 1 10,20,30,30") == 7  # facedetect: the counter is the first token
+    for bad in (b"", b"-1", b"ERR user: bad", b"PONG", b"9" * 20, b"\xff1"):
         with pytest.raises(DataFormatError, match="counter reply"):
             parse_counter(bad)
     assert check_endpoint(("10.0.0.1", 80)) == ("10.0.0.1", 80)
