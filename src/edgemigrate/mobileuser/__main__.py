@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                           "start_s": mu.start_s,
                           "handovers": [[h.at_s - mu.start_s, h.from_bs, h.to_bs] for h in mu.handovers],
                           "handovers_at_s": [h.at_s for h in mu.handovers], "radio_errors": radio.errors,
-                          "report_errors": mu.report_errors,
+                          "report_errors": mu.report_errors, "discover_errors": mu.discover_errors,
                           "counter_ok": check.ok, "violations": list(check.violations)}), flush=True)
         return 0 if check.ok else 1
     except EdgeMigrateError as exc:

@@ -118,6 +118,8 @@ class MobileUser:
         self.endpoint: tuple[str, int] | None = None
         self.handovers: list[Handover] = []
         self.report_errors = 0
+        self.discover_errors = 0
+        self._stale = False
         self._delays: deque[TaskDelay] = deque(maxlen=MAX_REPORT_ITEMS)
         self._next_report_s = self.start_s
 
@@ -149,6 +151,20 @@ class MobileUser:
             n += 1
         return n
 
+    def _discover(self) -> None:
+        """Ask where the service is. While it is being moved the controller may not know yet (a frozen
+        service runs nowhere); then the last known endpoint is tried again - on the testbed the service IP
+        moves with the service, so it is usually still right - instead of failing until the move is
+        recorded. With no endpoint known yet, the failure is the request's."""
+        cfg = self.config
+        try:
+            self.endpoint = check_endpoint(self.reporter.discover(cfg.user, cfg.service))
+            self._stale = False
+        except EdgeMigrateError:
+            if self.endpoint is None:
+                raise
+            self.discover_errors += 1
+
     def _maybe_hand_over(self, xy: tuple[float, float]) -> None:
         serving = self.link.serving()
         target = self.config.radio.choose(xy, serving)
@@ -176,11 +192,12 @@ class MobileUser:
         bs = self.link.serving()
         send_s = self.clock()
         try:
-            if self.endpoint is None:
-                self.endpoint = check_endpoint(self.reporter.discover(cfg.user, cfg.service))
+            if self.endpoint is None or self._stale:
+                self._discover()
+            assert self.endpoint is not None
             reply = parse_counter(self.transport.request(self.endpoint, cfg.request, cfg.request_timeout_s))
         except (OSError, EdgeMigrateError) as exc:
-            self.endpoint = None  # rediscover: the service may have moved
+            self._stale = True  # rediscover: the service may have moved
             self.sleep(ERROR_PAUSE_S)
             msg = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             return RequestRecord(self.seq, send_s, None, None, bs, None, msg)

@@ -6,7 +6,10 @@ intervals); its *downtime* is that interval minus the normal one (the median). A
 its handover (or a handover alone); its window is the union of the handover's radio outage and the whole
 migration (its pre-copy dumps pause the service too, not only the final freeze), and the gaps that overlap the window (widened by :data:`WINDOW_SLACK_S`, the
 TCP retransmission that ends a gap comes after the window) are that move's downtime: ``downtime_s`` their
-sum, ``longest_gap_s`` the longest. The engine's own number, ``frozen_s``, is the agents' frozen window.
+sum, ``longest_gap_s`` the longest. ``frozen_downtime_s`` counts only the gaps at the frozen window and the
+radio outage (the migration phase and the handover of Ngo et al. 2020, sec. IV-B), leaving out the pauses
+of the pre-copy dumps, which every planner pays alike. The engine's own number, ``frozen_s``, is the
+agents' frozen window.
 
 The request log is the MU's file (``mobileuser/log.py`` writes it; this package sits on the same layer as
 ``mobileuser`` and reads the file, not the module): each line is checked before use.
@@ -101,6 +104,16 @@ class Move:
     handover_s: float | None  # radio outage start
     outage_s: float
 
+    def core_windows(self) -> list[tuple[float, float]]:
+        """The frozen window and the radio outage only (the pre-copy rounds left out)."""
+        out = []
+        if self.migration is not None:
+            m = self.migration
+            out.append((m["freeze_s"] if m.get("freeze_s") is not None else m["start_s"], m["end_s"]))
+        if self.handover_s is not None:
+            out.append((self.handover_s, self.handover_s + self.outage_s))
+        return out
+
     def window(self) -> tuple[float, float]:
         parts = []
         if self.migration is not None:
@@ -162,6 +175,8 @@ def migration_rows(rec: RunRecord, outage_s: float, requests: Sequence[Request],
         own = [g for g in run_gaps if _overlap(g.start_s, g.end_s, w0 - 0.05, w1 + WINDOW_SLACK_S) > 0]
         ho_overlap = 0.0 if mv.handover_s is None else _overlap(mv.handover_s, mv.handover_s + outage_s,
                                                                 frozen0, m["end_s"])
+        core = [g for g in run_gaps if any(_overlap(g.start_s, g.end_s, a - 0.05, b + WINDOW_SLACK_S) > 0
+                                           for a, b in mv.core_windows())]
         rows.append({
             "service": rec.service, "planner": rec.planner, "repeat": rec.repeat,
             "pre_bytes": int(sum(r.get("payload_bytes", 0) for r in pre)),
@@ -176,6 +191,7 @@ def migration_rows(rec: RunRecord, outage_s: float, requests: Sequence[Request],
             "pre_wire_bytes": int(sum(r.get("wire_bytes", 0) for r in pre)),
             "final_wire_bytes": int(sum(r.get("wire_bytes", 0) for r in final)),
             "longest_gap_s": float(max((g.end_s - g.start_s for g in own), default=0.0)),
+            "frozen_downtime_s": float(sum(g.downtime_s for g in core)),
             "handover_overlap_s": ho_overlap,
             "handover_lead_s": math.nan if mv.handover_s is None else frozen0 - mv.handover_s,
             "start_s": m["start_s"] - float(rec.mu_summary.get("start_s", 0.0)),
@@ -196,6 +212,8 @@ def run_summary(rec: RunRecord, outage_s: float) -> tuple[dict[str, Any], list[d
         own = [g for g in run_gaps if _overlap(g.start_s, g.end_s, w0 - 0.05, w1 + WINDOW_SLACK_S) > 0]
         per_move.append(own)
     counted = {id(g) for own in per_move for g in own}
+    core = [g for g in run_gaps if any(_overlap(g.start_s, g.end_s, a - 0.05, b + WINDOW_SLACK_S) > 0
+                                       for mv in mvs for a, b in mv.core_windows())]
     moved = [g for g in run_gaps if id(g) in counted]
     delays = np.array([r.recv_s - r.send_s for r in requests if r.recv_s is not None and r.reply is not None])
     pre = sum(r["pre_bytes"] for r in mig_rows)
@@ -207,6 +225,7 @@ def run_summary(rec: RunRecord, outage_s: float) -> tuple[dict[str, Any], list[d
         "failed_migrations": sum(1 for e in rec.events if e["event"] == "migration" and not e.get("ok")),
         "downtime_s": float(sum(g.downtime_s for g in moved)),
         "longest_gap_s": float(max((g.end_s - g.start_s for g in moved), default=0.0)),
+        "frozen_downtime_s": float(sum(g.downtime_s for g in core)),
         "other_gaps_s": float(sum(g.downtime_s for g in run_gaps if id(g) not in counted)),
         "frozen_s": float(sum(r["frozen_s"] for r in mig_rows)),
         "mean_delay_s": float(delays.mean()) if delays.size else math.nan,

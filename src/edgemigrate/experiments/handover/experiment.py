@@ -21,7 +21,7 @@ from edgemigrate.experiments.handover.report import markdown, plots, summarise, 
 from edgemigrate.experiments.results import manifest, write_json
 
 RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "handovers", "failed_migrations",
-               "downtime_s", "longest_gap_s", "other_gaps_s", "frozen_s", "mean_delay_s", "p95_delay_s",
+               "downtime_s", "frozen_downtime_s", "longest_gap_s", "other_gaps_s", "frozen_s", "mean_delay_s", "p95_delay_s",
                "normal_interval_s", "requests", "answered", "pre_bytes", "final_bytes", "final_over_pre",
                "counter_ok")
 
@@ -72,25 +72,62 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
     finally:
         bed.down()
         shutil.rmtree(bed.root, ignore_errors=True)
+    write_summary(folder, cfg.to_dict(), runs, migs, failed, plot=plot, progress=progress)
+    return folder
+
+
+def write_summary(folder: Path, config: dict[str, Any], runs: list[dict[str, Any]], migs: list[dict[str, Any]],
+                  failed: list[dict[str, Any]], *, plot: bool = True,
+                  progress: Callable[[str], None] = print) -> None:
+    """``summary.csv``/``.json``/``.md`` and the figures from the runs' and migrations' rows."""
     summary = summarise(runs, migs)
     goals = targets(summary)
     _write_dicts(folder / "summary.csv", summary)
     write_json(folder / "summary.json", {"summary": summary, "targets": goals})
-    note = (f"{cfg.repeats} repeat(s) of {', '.join(cfg.services)} x {', '.join(cfg.planners)}; seed {cfg.seed}; "
-            f"{len(failed)} run(s) failed (failed_runs.json). Measured on a shared 2-core machine: absolute "
-            "times carry its load.")
+    note = (f"{config['repeats']} repeat(s) of {', '.join(config['services'])} x {', '.join(config['planners'])}; "
+            f"seed {config['seed']}; {len(runs)} run(s) analysed, {len(failed)} failed (failed_runs.json). Measured "
+            "on a shared 2-core machine: absolute times carry its load.")
     (folder / "summary.md").write_text(markdown(summary, goals, note))
     if plot:
         plots(summary, folder)
     for r in summary:
-        progress(json.dumps({"summary": r["service"], "planner": r["planner"], "downtime_s": r["downtime_s"],
-                             "downtime_s_ci95": r["downtime_s_ci95"], "mean_delay_s": r["mean_delay_s"],
-                             "mean_delay_s_ci95": r["mean_delay_s_ci95"], "frozen_s": r["frozen_s"],
-                             "migrations": r["migrations"], "final_over_pre": r["final_over_pre"],
-                             "counter_ok": r["counter_ok"]}))
+        progress(json.dumps({"summary": r["service"], "planner": r["planner"], "repeats": r["repeats"]}
+                            | {k: r[k] for k in ("downtime_s", "downtime_s_ci95", "frozen_downtime_s",
+                                                 "frozen_downtime_s_ci95", "frozen_s", "frozen_s_ci95",
+                                                 "mean_delay_s", "mean_delay_s_ci95", "migrations",
+                                                 "final_over_pre", "final_over_pre_max", "counter_ok")}))
     for g in goals:
         progress(json.dumps({"target": g}))
-    return folder
+
+
+def reanalyse(folder: Path, *, plot: bool = True, progress: Callable[[str], None] = print) -> None:
+    """Recompute every table and figure of a results folder from the records its runs left (nothing runs)."""
+    from edgemigrate.experiments.handover.bed import RunRecord
+    from edgemigrate.testbed import config_from_mapping
+
+    config = json.loads((folder / "config.json").read_text())
+    tb = config_from_mapping(config["testbed"], where=f"{folder / 'config.json'}: testbed")
+    ee, ec = tb.links["edge_edge"], tb.links["cloud_edge"]
+    link = {"edge_edge_bps": ee.rate_mbit * 1e6, "edge_edge_rtt_s": ee.rtt_ms / 1000.0,
+            "edge_cloud_bps": ec.rate_mbit * 1e6, "edge_cloud_rtt_s": ec.rtt_ms / 1000.0}
+    runs: list[dict[str, Any]] = []
+    migs: list[dict[str, Any]] = []
+    for d in sorted((folder / "runs").iterdir()):
+        if not (d / "events.json").exists() or not (d / "mu_summary.json").exists():
+            continue
+        service, planner, repeat = d.name.split("__")
+        rec = RunRecord(service, planner, int(repeat), d, json.loads((d / "events.json").read_text()),
+                        json.loads((d / "mu_summary.json").read_text()), [], link)
+        row, rows = run_summary(rec, float(config["handover_outage_s"]))
+        key = [config["seed"], int(repeat), config["services"].index(service), config["planners"].index(planner)]
+        row["seed"] = int(np.random.SeedSequence(key).generate_state(1)[0])  # as run_seed derived it
+        runs.append(row)
+        migs += rows
+    (folder / "migrations.jsonl").write_text("".join(line + "\n" for line in iter_jsonl(migs)))
+    _write_runs(folder / "runs.csv", runs)
+    failed_path = folder / "failed_runs.json"
+    failed = json.loads(failed_path.read_text()) if failed_path.exists() else []
+    write_summary(folder, config, runs, migs, failed, plot=plot, progress=progress)
 
 
 def _write_runs(path: Path, runs: list[dict[str, Any]]) -> None:
@@ -110,4 +147,4 @@ def _write_dicts(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-__all__ = ["MIGRATION_KEYS", "run_experiment", "run_seed"]
+__all__ = ["MIGRATION_KEYS", "reanalyse", "run_experiment", "run_seed"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgemigrate.core.stats import mean_ci95
 
-METRICS = ("downtime_s", "longest_gap_s", "frozen_s", "mean_delay_s", "p95_delay_s", "migrations", "handovers")
+METRICS = ("downtime_s", "frozen_downtime_s", "longest_gap_s", "frozen_s", "mean_delay_s", "p95_delay_s", "migrations", "handovers")
 DOWNTIME_TARGET = 0.30  # orchestrated total downtime at least 30 % below nearest and random
 DELAY_TARGET = 0.13  # mean E2E delay at least 13 % below
 BYTES_TARGET = 0.04  # migration-phase bytes at most 4 % of the pre-migration bytes
@@ -60,9 +60,12 @@ def targets(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if b is None:
                 continue
             down = 1.0 - orch["downtime_s"] / b["downtime_s"] if b["downtime_s"] > 0 else math.nan
+            core = (1.0 - orch["frozen_downtime_s"] / b["frozen_downtime_s"] if b["frozen_downtime_s"] > 0
+                    else math.nan)
             delay = 1.0 - orch["mean_delay_s"] / b["mean_delay_s"] if b["mean_delay_s"] > 0 else math.nan
             out.append({"service": service, "baseline": base, "downtime_reduction": down,
-                        "downtime_ok": bool(down >= DOWNTIME_TARGET), "delay_reduction": delay,
+                        "downtime_ok": bool(down >= DOWNTIME_TARGET), "frozen_downtime_reduction": core,
+                        "frozen_downtime_ok": bool(core >= DOWNTIME_TARGET), "delay_reduction": delay,
                         "delay_ok": bool(delay >= DELAY_TARGET)})
         out.append({"service": service, "baseline": "-", "final_over_pre_max": max(
             (r["final_over_pre_max"] for r in by.values() if not math.isnan(r["final_over_pre_max"])), default=math.nan),
@@ -82,14 +85,14 @@ def _f(v: Any, scale: float = 1.0, digits: int = 3) -> str:
 def markdown(summary: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]], note: str) -> str:
     lines = ["# Coordinated migration + handover on the testbed (Ngo et al. 2020, sec. V)", "", note, "",
              "## Downtime and E2E delay (figs. 4-5 analogues), mean +- 95 % CI over repeats", "",
-             "| service | planner | runs | moves (mig/ho) | user-seen downtime s | longest gap s | engine frozen s "
-             "| mean E2E ms | p95 E2E ms | counter |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| service | planner | runs | moves (mig/ho) | user-seen downtime s | of it at freeze + outage s "
+             "| longest gap s | engine frozen s | mean E2E ms | p95 E2E ms | counter |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         lines.append(
             f"| {r['service']} | {r['planner']} | {r['repeats']} | {_f(r['migrations'], digits=1)}/"
             f"{_f(r['handovers'], digits=1)} | {_f(r['downtime_s'])} +- {_f(r['downtime_s_ci95'])} | "
-            f"{_f(r['longest_gap_s'])} | {_f(r['frozen_s'])} +- {_f(r['frozen_s_ci95'])} | "
+            f"{_f(r['frozen_downtime_s'])} +- {_f(r['frozen_downtime_s_ci95'])} | {_f(r['longest_gap_s'])} | {_f(r['frozen_s'])} +- {_f(r['frozen_s_ci95'])} | "
             f"{_f(r['mean_delay_s'], 1e3, 1)} +- {_f(r['mean_delay_s_ci95'], 1e3, 1)} | {_f(r['p95_delay_s'], 1e3, 1)} "
             f"| {_f(r['counter_ok'])} |")
     lines += ["", "## Checkpoint bytes per phase (table I analogue)", "",
@@ -99,12 +102,14 @@ def markdown(summary: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, 
         lines.append(f"| {r['service']} | {r['planner']} | {_f(r['pre_bytes_per_migration'], 1e-6, 2)} MB | "
                      f"{_f(r['final_bytes_per_migration'], 1e-3, 1)} KB | {_f(r['final_over_pre'], 100, 2)} % | "
                      f"{_f(r['final_over_pre_max'], 100, 2)} % |")
-    lines += ["", "## Targets", "", "| service | vs | downtime reduction (>= 30 %) | E2E delay reduction (>= 13 %) |",
-              "|---|---|---|---|"]
+    lines += ["", "## Targets", "", "| service | vs | downtime reduction (>= 30 %) | at freeze + outage only "
+              "| E2E delay reduction (>= 13 %) |", "|---|---|---|---|---|"]
     for g in goals:
         if g["baseline"] != "-":
             lines.append(f"| {g['service']} | {g['baseline']} | {_f(g['downtime_reduction'], 100, 1)} % "
-                         f"({_f(g['downtime_ok'])}) | {_f(g['delay_reduction'], 100, 1)} % ({_f(g['delay_ok'])}) |")
+                         f"({_f(g['downtime_ok'])}) | {_f(g['frozen_downtime_reduction'], 100, 1)} % "
+                         f"({_f(g['frozen_downtime_ok'])}) | {_f(g['delay_reduction'], 100, 1)} % "
+                         f"({_f(g['delay_ok'])}) |")
     for g in goals:
         if g["baseline"] == "-":
             lines.append(f"\n{g['service']}: worst migration-phase/pre-migration bytes "
