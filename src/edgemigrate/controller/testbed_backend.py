@@ -139,9 +139,14 @@ class TestbedBackend:
 
         try:
             result = await self._migrate(service, source_host, dest_host, session, at_freeze)
-        finally:
+        except asyncio.CancelledError:
+            raise  # the controller stops: no new radio move on the way out
+        except BaseException:
             at_freeze()
             await started[0]
+            raise
+        at_freeze()
+        await started[0]
         return result
 
     async def _migrate(self, service: str, source_host: str, dest_host: str, session: str,
