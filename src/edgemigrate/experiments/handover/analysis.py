@@ -1,8 +1,10 @@
 """From one run's records to its numbers: the user-seen gaps, the per-migration rows, the run's summary.
 
 A *gap* is what the user sees: the time between two consecutive answered requests (their reply times) when it
-is longer than the run's normal interval by more than :data:`GAP_MARGIN_S` (and at least three normal
-intervals); its *downtime* is that interval minus the normal one (the median). A *move* is a migration with
+is longer than the run's normal interval (the median) by more than :data:`GAP_MARGIN_S` or
+:data:`GAP_SPREADS` median absolute deviations, whichever is larger (a request to ``facedetect`` takes 0.2-1 s
+on a busy machine, so its intervals spread far more than the counter's); its *downtime* is that interval
+minus the normal one. A *move* is a migration with
 its handover (or a handover alone); its window is the union of the handover's radio outage and the whole
 migration (its pre-copy dumps pause the service too, not only the final freeze), and the gaps that overlap the window (widened by :data:`WINDOW_SLACK_S`, the
 TCP retransmission that ends a gap comes after the window) are that move's downtime: ``downtime_s`` their
@@ -30,6 +32,7 @@ from edgemigrate.core.errors import DataFormatError
 from edgemigrate.experiments.handover.bed import RunRecord
 
 GAP_MARGIN_S = 0.1
+GAP_SPREADS = 4.0
 WINDOW_SLACK_S = 1.5
 MAX_LOG_LINE_BYTES = 4096
 MIGRATION_KEYS = ("service", "planner", "repeat", "pre_bytes", "final_bytes", "link_bps", "rtt_s", "frozen_s",
@@ -87,7 +90,8 @@ def gaps(requests: Sequence[Request]) -> tuple[list[Gap], float]:
     recv.sort()
     step = np.diff(recv)
     normal = float(np.median(step))
-    limit = max(3.0 * normal, normal + GAP_MARGIN_S)
+    spread = float(np.median(np.abs(step - normal)))  # MAD: facedetect's intervals vary with its processing
+    limit = normal + max(GAP_MARGIN_S, GAP_SPREADS * spread)
     out = [Gap(float(recv[i]), float(recv[i + 1]), float(step[i] - normal)) for i in np.flatnonzero(step > limit)]
     return out, normal
 
