@@ -19,7 +19,7 @@ import pytest
 from edgemigrate.cluster import real_engine_skip_reason
 from edgemigrate.experiments.handover import MIGRATION_KEYS, HandoverConfig, run_experiment
 
-pytestmark = [pytest.mark.criu, pytest.mark.netns]
+pytestmark = [pytest.mark.criu, pytest.mark.netns, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
