@@ -72,7 +72,7 @@ def test_coordinated_move_counts_one_gap_and_sequential_counts_two(tmp_path: Pat
     for row in o_migs + n_migs:
         assert list(row)[:len(MIGRATION_KEYS)] == list(MIGRATION_KEYS)
         assert (row["pre_bytes"], row["final_bytes"]) == (30_000_000, 90_000)
-        assert row["link_bps"] == 100e6 and row["counter_ok"]
+        assert row["link_bps"] == 100e6 and row["counter_ok"] is True
     summary = summarise([o_row, n_row], o_migs + n_migs)
     (goal, bytes_goal) = targets(summary)
     assert goal["baseline"] == "nearest" and goal["downtime_ok"]
@@ -93,7 +93,7 @@ def test_a_counter_that_restarts_after_a_move_fails_that_move(tmp_path: Path) ->
     rec = RunRecord("counter", "orchestrated", 0, tmp_path, [_migration(3.0, 5.0, 5.8)],
                     {"start_s": T0, "counter_ok": True, "handovers_at_s": []}, [], LINK)
     row, migs = run_summary(rec, 0.5)
-    assert not migs[0]["counter_ok"] and not row["counter_ok"]
+    assert migs[0]["counter_ok"] is False and not row["counter_ok"]
 
 
 def test_gaps_use_the_runs_normal_interval() -> None:

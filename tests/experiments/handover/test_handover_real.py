@@ -59,7 +59,8 @@ def test_every_planner_migrated_and_the_counter_continued_across_every_move(fold
         mine = [m for m in migs if m["planner"] == planner]
         assert mine and int(run["migrations"]) == len(mine), (planner, run)
         assert run["counter_ok"] == "True", run
-        assert all(m["counter_ok"] for m in mine), mine
+        # False would be a violation; None a move the run ended before the MU got its next reply
+        assert all(m["counter_ok"] is not False for m in mine) and any(m["counter_ok"] for m in mine), mine
         summary = json.loads((folder / "runs" / f"counter__{planner}__0" / "mu_summary.json").read_text())
         assert summary["counter_ok"] and summary["answered"] > 0 and not summary["violations"]
 

@@ -149,13 +149,14 @@ def moves(rec: RunRecord, outage_s: float) -> list[Move]:
     return sorted(out, key=lambda mv: mv.window()[0])
 
 
-def _counter_ok(requests: Sequence[Request], t0: float, t1: float) -> bool:
+def _counter_ok(requests: Sequence[Request], t0: float, t1: float) -> bool | None:
     """The counter across ``[t0, t1]``: the first reply after continues the last one before, allowing one
-    more per unanswered request in between (the service may have counted a request whose reply was lost)."""
+    more per unanswered request in between (the service may have counted a request whose reply was lost).
+    None when it cannot be told: no reply after the move (the MU stopped first) or none before it."""
     before = [r for r in requests if r.reply is not None and r.recv_s is not None and r.recv_s < t0]
     after = [r for r in requests if r.reply is not None and r.recv_s is not None and r.recv_s > t1]
     if not before or not after:
-        return bool(after)  # a move before the first reply: only "it answers afterwards" can be checked
+        return None
     last, first = before[-1], after[0]
     lost = sum(1 for r in requests if last.seq < r.seq < first.seq and r.reply is None)
     return last.reply is not None and first.reply is not None and \
@@ -238,7 +239,8 @@ def run_summary(rec: RunRecord, outage_s: float) -> tuple[dict[str, Any], list[d
         "requests": len(requests), "answered": int(delays.size),
         "pre_bytes": int(pre), "final_bytes": int(final),
         "final_over_pre": final / pre if pre else math.nan,
-        "counter_ok": bool(rec.mu_summary.get("counter_ok")) and all(r["counter_ok"] for r in mig_rows),
+        "counter_ok": bool(rec.mu_summary.get("counter_ok")) and all(r["counter_ok"] is not False for r in mig_rows),
+        "moves_unverified": sum(1 for r in mig_rows if r["counter_ok"] is None),
     }
     return row, mig_rows
 

@@ -23,7 +23,7 @@ from edgemigrate.experiments.results import manifest, write_json
 RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "handovers", "failed_migrations",
                "downtime_s", "frozen_downtime_s", "longest_gap_s", "other_gaps_s", "frozen_s", "mean_delay_s", "p95_delay_s",
                "normal_interval_s", "requests", "answered", "pre_bytes", "final_bytes", "final_over_pre",
-               "counter_ok")
+               "counter_ok", "moves_unverified")
 
 
 def run_seed(cfg: HandoverConfig, service: str, planner: str, repeat: int) -> int:
