@@ -193,7 +193,8 @@ def test_a_hostile_discovery_answer_is_refused(store: Store, endpoint: object) -
 
 def test_reply_parsing_is_bounded() -> None:
     assert parse_counter(b"42") == 42
-    for bad in (b"", b"-1", b"4 2", b"PONG", b"9" * 20):
+    assert parse_counter(b"7 1 10,20,30,30") == 7  # facedetect: the counter is the first token
+    for bad in (b"", b"-1", b"ERR user: bad", b"PONG", b"9" * 20, b"\xff1"):
         with pytest.raises(DataFormatError, match="counter reply"):
             parse_counter(bad)
     assert check_endpoint(("10.0.0.1", 80)) == ("10.0.0.1", 80)
@@ -208,3 +209,50 @@ def test_invalid_config() -> None:
         MuConfig("mu1", "simple", path, radio, request_timeout_s=0)
     with pytest.raises(ValidationError, match="mu.report_every_s"):
         MuConfig("mu1", "simple", path, radio, report_every_s=-1)
+
+
+class MovingService(StoreReporter):
+    """Discovery that the controller cannot answer for a while (the service is frozen between two hosts)."""
+
+    refuse = False
+
+    def discover(self, user: str, service: str) -> tuple[str, int]:
+        if self.refuse:
+            raise ValidationError(f"discover: {user}/{service} is not running on edge1 right now")
+        return super().discover(user, service)
+
+
+def test_while_discovery_cannot_place_a_moving_service_the_last_endpoint_is_used(store: Store) -> None:
+    mu, clock, servers, link, records = make_mu(store)
+    rep = MovingService(store, lambda service, host: (SERVICE_IP, PORT))
+    mu.reporter = rep
+    mu.run(1.0)
+    real = servers.request
+    fail_once = iter([True])
+
+    def flaky(endpoint: tuple[str, int], payload: bytes, timeout_s: float) -> bytes:
+        if next(fail_once, False):
+            raise EngineError("service 10.77.2.0:7000 closed the connection")
+        return real(endpoint, payload, timeout_s)
+
+    servers.request = flaky  # type: ignore[method-assign]
+    rep.refuse = True
+    servers.migrate("edge2")
+    mu.run(1.0)
+    assert mu.discover_errors >= 1 and mu.endpoint == (SERVICE_IP, PORT)
+    after = [r for r in records if r.send_s > records[0].send_s + 1.0]
+    assert after[0].reply is None and all(r.answered and r.server == "edge2" for r in after[1:])
+    assert check_counter(records).ok
+    rep.refuse = False
+    mu.run(0.5)
+    assert not mu._stale  # discovery answered again: back to what the controller says
+
+
+def test_with_no_endpoint_known_yet_a_failed_discovery_fails_the_request(store: Store) -> None:
+    mu, clock, servers, link, records = make_mu(store)
+    rep = MovingService(store, lambda service, host: (SERVICE_IP, PORT))
+    rep.refuse = True
+    mu.reporter = rep
+    mu.run(0.5)
+    assert records and all(r.reply is None and "not running" in (r.error or "") for r in records)
+    assert servers.requests == 0

@@ -40,6 +40,13 @@ def _rtts(values: tuple[str, ...]) -> dict[tuple[str, str], float]:
     return out
 
 
+def _pair(value: str) -> tuple[str, str]:
+    user, sep, client = value.partition("=")
+    if not sep:
+        raise ConfigError(f"--mu {value!r}: expected USER=CLIENT")
+    return check_id(user, "--mu user"), check_id(client, "--mu client")
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", "store_url",
               help="Store URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.")
@@ -58,11 +65,20 @@ def _rtts(values: tuple[str, ...]) -> dict[tuple[str, str], float]:
                    "`controller register rtt`); pairs with none are taken as 2 ms to an edge host, 50 ms to "
                    "the cloud.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random planner.")
+@click.option("--testbed", "testbed_name", default=None,
+              help="Hand mobile users over on this testbed's base stations (with --mu); else handovers are "
+                   "only recorded.")
+@click.option("--mu", "mus", multiple=True, metavar="USER=CLIENT",
+              help="The client host whose mobile user is USER (repeatable; with --testbed).")
+@click.option("--handover-at-freeze/--handover-after", default=True, show_default=True,
+              help="With --testbed: start a migration's handover when the source freezes the service "
+                   "(coordinated, Ngo et al. 2020 sec. IV-B), or after the migration.")
 @click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Write the bound API port here once serving (tests).")
 @click.pass_context
 def controller(ctx: click.Context, store_url: str | None, pki: Path | None, listen: str, planner: str,
-               strategy: str, interval_s: float, rtts: tuple[str, ...], seed: int, ready_file: Path | None) -> None:
+               strategy: str, interval_s: float, rtts: tuple[str, ...], seed: int, testbed_name: str | None,
+               mus: tuple[str, ...], handover_at_freeze: bool, ready_file: Path | None) -> None:
     """Run the controller: resume what a previous run left in flight, then serve the API over mTLS
     (--store and --pki are required then). Or one of the sub-commands below.
 
@@ -79,7 +95,7 @@ def controller(ctx: click.Context, store_url: str | None, pki: Path | None, list
     from edgemigrate.controller.monitor import Monitor, SnapshotDefaults
     from edgemigrate.controller.service import Controller, serve
     from edgemigrate.controller.store import Host, open_store
-    from edgemigrate.controller.testbed_backend import TestbedBackend
+    from edgemigrate.controller.testbed_backend import TestbedBackend, TestbedHandover
     from edgemigrate.planning import make_planner
 
     ip, port = _listen(listen)
@@ -90,8 +106,12 @@ def controller(ctx: click.Context, store_url: str | None, pki: Path | None, list
         for (bs, host), rtt_s in _rtts(rtts).items():
             store.put_rtt(bs, host, rtt_s)
         monitor = Monitor(store, SnapshotDefaults())
-        ctl = Controller.build(store, TestbedBackend(directory, strategy=strategy), chosen, monitor=monitor,
-                               seed=seed)
+        backend = TestbedBackend(directory, strategy=strategy)
+        if testbed_name is not None:
+            clients = dict(_pair(m) for m in mus)
+            backend = TestbedBackend(directory, strategy=strategy, handover_at_freeze=handover_at_freeze,
+                                     handover_hook=TestbedHandover(check_id(testbed_name, "--testbed"), clients))
+        ctl = Controller.build(store, backend, chosen, monitor=monitor, seed=seed)
 
         def registered(host: Host) -> None:  # a host the operator registers is driven from now on
             directory.addrs[host.name] = parse_addr(host.address)

@@ -301,6 +301,9 @@ class _Migration:
                     if not self.stop_rule.another_round(costs):
                         break
             self.final_dir = self.work / f"round-{len(self.rounds) + 1}"
+            # tells the client the freeze starts now: the controller triggers a coordinated BS handover on it
+            # (Ngo et al. 2020, sec. IV-B, fig. 2: the handover outage inside the migration's frozen window)
+            await self._progress({"freezing": {"round": len(self.rounds) + 1}})
             self._journal(SessionPhase.FROZEN)
             self.sess.mark_frozen()
             t_freeze = time.perf_counter()

@@ -131,10 +131,19 @@ class Deployment:
             await self.sleep(min(max(0.0, first - self.clock()), self.max_wait_s))
         a = self.store.transition(a.id, ActionState.PLANNED, ActionState.RUNNING)
         try:
+            handed_over = False
             if a.source_host is not None and a.dest_host is not None:
-                result = await self.backend.migrate(a.service, a.source_host, a.dest_host, a.id)
+                # a backend that can trigger the handover at the migration's freeze does both in one step
+                # (Ngo et al. 2020, sec. IV-B; controller/testbed_backend.py)
+                if a.source_bs is not None and a.dest_bs is not None \
+                        and getattr(self.backend, "handover_at_freeze", False):
+                    result = await self.backend.migrate_handover(  # type: ignore[attr-defined]
+                        a.service, a.source_host, a.dest_host, a.id, a.user, a.source_bs, a.dest_bs)
+                    handed_over = True
+                else:
+                    result = await self.backend.migrate(a.service, a.source_host, a.dest_host, a.id)
                 self._measured(a, result)
-            if a.source_bs is not None and a.dest_bs is not None:
+            if a.source_bs is not None and a.dest_bs is not None and not handed_over:
                 if a.handover_at_s is not None:
                     await self.sleep(min(max(0.0, a.handover_at_s - self.clock()), self.max_wait_s))
                 await self.backend.handover(a.user, a.source_bs, a.dest_bs)

@@ -2,15 +2,27 @@
 
 Deploy, pre-copy migrate (the source agent moves the service IP as part of the migration) and stop are the
 agents' own requests. A handover is not the agents' business: base stations and the user's radio link are
-emulated in ``testbed/`` by its own component, which plugs in here as a :class:`HandoverHook`; until it
-is given, :meth:`TestbedBackend.handover` only logs, and the controller's store still records the
-handover (the placement's base station) when the action is done.
+emulated in ``testbed/`` (``testbed/bs.py``), which plugs in here as a :class:`HandoverHook`.
+:class:`TestbedHandover` is that hook on a real testbed: it moves the mobile user's ingress to the new base
+station through ``Testbed.handover`` (a 500 ms outage, Ngo et al. 2020, sec. V-A). Without a hook
+:meth:`TestbedBackend.handover` only logs, and the controller's store still records the handover (the
+placement's base station) when the action is done - what the baseline planners need, whose users hand
+themselves over by RSSI hysteresis.
+
+Coordinated migration + handover (Ngo et al. 2020, sec. IV-B, fig. 2's fourth timeline): with
+``handover_at_freeze`` a migration that comes with a handover runs as :meth:`TestbedBackend.migrate_handover`:
+the pre-migration (the pre-copy rounds) runs while the user is still on its old base station, and the handover
+is triggered the moment the source agent reports that it freezes the service (its ``freezing`` progress
+event), so the handover outage lies inside the frozen window instead of after it. The planner's estimate of
+that instant (eq. 5 with fitted psi/rho) is only an estimate; the agent's event is the instant itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +38,8 @@ from edgemigrate.controller.backend import (
 )
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.engine.transport.streams import TransportError
+from edgemigrate.testbed import Testbed
+from edgemigrate.testbed.bs import HANDOVER_OUTAGE_S
 
 if TYPE_CHECKING:
     from edgemigrate.control.spec import ServiceSpec
@@ -49,6 +63,33 @@ async def _log_handover(user: str, source_bs: str, dest_bs: str) -> None:
 
 
 @dataclass(frozen=True)
+class TestbedHandover:
+    """:class:`HandoverHook` on testbed ``testbed``: user ``u``'s radio link is the mobile user on client host
+    ``clients[u]`` (``testbed/bs.py``); a handover blacks it out for ``outage_s`` and then routes it via the
+    new base station. A user without a client here, or already served by ``dest_bs``, is only logged."""
+
+    testbed: str
+    clients: Mapping[str, str]
+    outage_s: float = HANDOVER_OUTAGE_S
+
+    __test__ = False
+
+    async def __call__(self, user: str, source_bs: str, dest_bs: str) -> None:
+        client = self.clients.get(user)
+        if client is None:
+            log.info("handover of %s to %s: no emulated radio link for this user, recorded only", user, dest_bs)
+            return
+        tb = await asyncio.to_thread(Testbed.load, self.testbed)
+        if tb.serving_bs(client) == dest_bs:
+            log.info("handover of %s to %s: already served by it", user, dest_bs)
+            return
+        await asyncio.to_thread(tb.handover, client, dest_bs, self.outage_s)
+
+
+Observer = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
 class TestbedBackend:
     """The real agents of ``directory``; ``strategy`` is the agents' (``precopy`` or ``stop-and-copy``)."""
 
@@ -57,6 +98,9 @@ class TestbedBackend:
     compression: str = "model"
     status_timeout_s: float = STATUS_TIMEOUT_S
     handover_hook: HandoverHook = field(default=_log_handover)
+    handover_at_freeze: bool = False  # coordinate a migration's handover with its freeze (module docstring)
+    # called with one dict per migration and handover, times on time.monotonic (experiments record them)
+    observer: Observer | None = None
     name: str = "testbed"
 
     __test__ = False  # not a pytest class, despite the name
@@ -77,18 +121,71 @@ class TestbedBackend:
         so :meth:`session_status` reads the outcome from where the service runs. On failure both hosts are
         asked for their status, so that a host that died is reported as :class:`HostUnreachable`.
         """
+        return await self._migrate(service, source_host, dest_host, session, None)
+
+    async def migrate_handover(self, service: str, source_host: str, dest_host: str, session: str, user: str,
+                               source_bs: str, dest_bs: str) -> MigrationResult:
+        """Migrate and hand ``user`` over with the handover triggered at the freeze (module docstring).
+
+        If the agent never reports the freeze (a failure before it), the handover follows the migration's
+        end or failure, as an uncoordinated one would: the radio move is still owed to the user.
+        """
+        loop = asyncio.get_running_loop()
+        started: list[asyncio.Task[None]] = []
+
+        def at_freeze() -> None:
+            if not started:
+                started.append(loop.create_task(self.handover(user, source_bs, dest_bs)))
+
+        try:
+            result = await self._migrate(service, source_host, dest_host, session, at_freeze)
+        except asyncio.CancelledError:
+            raise  # the controller stops: no new radio move on the way out
+        except BaseException:
+            at_freeze()
+            await started[0]
+            raise
+        at_freeze()
+        await started[0]
+        return result
+
+    async def _migrate(self, service: str, source_host: str, dest_host: str, session: str,
+                       at_freeze: Callable[[], None] | None) -> MigrationResult:
         log.info("action %s: migrating %s %s -> %s", session, service, source_host, dest_host)
+        t0, freeze = time.monotonic(), []
+
+        def progress(event: dict[str, Any]) -> None:
+            if isinstance(event, dict) and "freezing" in event and not freeze:
+                freeze.append(time.monotonic())
+                if at_freeze is not None:
+                    at_freeze()
+
         try:
             stats = await client.migrate(self.directory, service, dest_host, self.strategy, src_host=source_host,
-                                         compression=self.compression)
+                                         compression=self.compression, on_progress=progress)
         except (MigrationFailed, TransportError, TimeoutError, OSError, EngineError, ConfigError) as exc:
+            self._observe({"event": "migration", "service": service, "from": source_host, "to": dest_host,
+                           "start_s": t0, "freeze_s": freeze[0] if freeze else None, "end_s": time.monotonic(),
+                           "ok": False, "error": _reason(exc), "stats": {}})
             for host in (dest_host, source_host):
                 await self._reachable_or_raise(host)
             raise BackendError(f"migration of {service} {source_host} -> {dest_host}: {_reason(exc)}") from None
+        self._observe({"event": "migration", "service": service, "from": source_host, "to": dest_host,
+                       "start_s": t0, "freeze_s": freeze[0] if freeze else None, "end_s": time.monotonic(),
+                       "ok": True, "stats": dict(stats)})
         return MigrationResult(service, source_host, dest_host, dict(stats))
 
     async def handover(self, user: str, source_bs: str, dest_bs: str) -> None:
-        await self.handover_hook(user, source_bs, dest_bs)
+        t0 = time.monotonic()
+        try:
+            await self.handover_hook(user, source_bs, dest_bs)
+        finally:
+            self._observe({"event": "handover", "user": user, "from_bs": source_bs, "to_bs": dest_bs,
+                           "start_s": t0, "end_s": time.monotonic(), "by": "controller"})
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer(event)
 
     async def stop(self, service: str, host: str) -> None:
         try:

@@ -30,6 +30,18 @@ from edgemigrate.mobileuser.transport import Transport
 
 REQUEST = b"INC"  # the Simple counter service's request (any line increments)
 MAX_COUNTER_DIGITS = 19
+MAX_REQUEST_BYTES = 200
+ERROR_PAUSE_S = 0.05  # after a failed request: a refused connection must not become a busy loop
+
+
+def request_for(kind: str, user: str) -> bytes:
+    """The offloading request of a service kind: ``INC`` for the counter, ``DETECT <user>`` for facedetect
+    (both reply with the counter first, ``workloads/facedetect.py``)."""
+    if kind == "facedetect":
+        return f"DETECT {check_id(user, 'mu.user')}".encode()
+    if kind == "counter":
+        return REQUEST
+    raise ValidationError(f"mu request: unknown service kind {kind!r} (counter, facedetect)")
 
 
 class RadioLink(Protocol):
@@ -37,7 +49,8 @@ class RadioLink(Protocol):
         """The BS that serves the MU now."""
 
     def handover(self, to_bs: str) -> None:
-        """Switch to ``to_bs``; returns after the handover outage."""
+        """Start switching to ``to_bs`` (the outage may still last when it returns); ``serving`` is
+        ``to_bs`` from then on, so the MU does not decide the same handover twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +63,14 @@ class MuConfig:
     report_every_s: float = 1.0
     request_gap_s: float = 0.0  # pause between requests; 0 = back to back, "continuously"
     request_timeout_s: float = 2.0
+    request: bytes = REQUEST  # one line; the reply's first token is the service's counter
 
     def __post_init__(self) -> None:
         check_id(self.user, "mu.user")
         check_id(self.service, "mu.service")
+        if not isinstance(self.request, bytes) or not 0 < len(self.request) <= MAX_REQUEST_BYTES \
+                or b"\n" in self.request or not self.request.isascii():
+            raise ValidationError(f"mu.request: expected one ASCII line of 1..{MAX_REQUEST_BYTES} bytes")
         for key, hi in (("report_every_s", 3600.0), ("request_gap_s", 3600.0), ("request_timeout_s", 600.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= hi:
@@ -63,8 +80,9 @@ class MuConfig:
 
 
 def parse_counter(reply: bytes) -> int:
-    """The counter in a reply line (decimal digits only, bounded)."""
-    text = reply.strip()
+    """The counter in a reply line: its first token (decimal digits only, bounded)."""
+    parts = reply.split(maxsplit=1)
+    text = parts[0] if parts else b""
     if not text.isdigit() or len(text) > MAX_COUNTER_DIGITS:
         raise DataFormatError("counter reply", None, f"expected up to {MAX_COUNTER_DIGITS} digits, got {reply[:40]!r}")
     return int(text)
@@ -82,8 +100,12 @@ class MobileUser:
 
     def __init__(self, config: MuConfig, *, reporter: Reporter, link: RadioLink, transport: Transport,
                  locate: Callable[[], str | None], sink: Callable[[RequestRecord], None],
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], float] | None = None) -> None:
         self.config = config
+        # reports are stamped on the wall clock: the controller windows them against its own time.time();
+        # a virtual ``clock`` without a wall clock stamps them with itself (unit tests)
+        self.wall_clock = wall_clock if wall_clock is not None else (time.time if clock is time.monotonic else clock)
         self.reporter = reporter
         self.link = link
         self.transport = transport
@@ -96,6 +118,8 @@ class MobileUser:
         self.endpoint: tuple[str, int] | None = None
         self.handovers: list[Handover] = []
         self.report_errors = 0
+        self.discover_errors = 0
+        self._stale = False
         self._delays: deque[TaskDelay] = deque(maxlen=MAX_REPORT_ITEMS)
         self._next_report_s = self.start_s
 
@@ -113,7 +137,7 @@ class MobileUser:
         record = self._request()
         self.sink(record)
         if record.delay_s is not None:
-            self._delays.append(TaskDelay(cfg.service, record.delay_s, len(REQUEST) + 1))
+            self._delays.append(TaskDelay(cfg.service, record.delay_s, len(cfg.request) + 1))
         if cfg.request_gap_s > 0:
             self.sleep(cfg.request_gap_s)
         return record
@@ -127,6 +151,20 @@ class MobileUser:
             n += 1
         return n
 
+    def _discover(self) -> None:
+        """Ask where the service is. While it is being moved the controller may not know yet (a frozen
+        service runs nowhere); then the last known endpoint is tried again - on the testbed the service IP
+        moves with the service, so it is usually still right - instead of failing until the move is
+        recorded. With no endpoint known yet, the failure is the request's."""
+        cfg = self.config
+        try:
+            self.endpoint = check_endpoint(self.reporter.discover(cfg.user, cfg.service))
+            self._stale = False
+        except EdgeMigrateError:
+            if self.endpoint is None:
+                raise
+            self.discover_errors += 1
+
     def _maybe_hand_over(self, xy: tuple[float, float]) -> None:
         serving = self.link.serving()
         target = self.config.radio.choose(xy, serving)
@@ -139,7 +177,7 @@ class MobileUser:
         now = self.clock()
         # the store's RSSI range bounds what a report may carry; beyond it a BS is simply out of reach
         samples = tuple(BsRssi(bs, min(max(v, MIN_RSSI_DBM), MAX_RSSI_DBM)) for bs, v in rssi.items())
-        report = MuReport(cfg.user, now, tuple(self._delays), samples)
+        report = MuReport(cfg.user, self.wall_clock(), tuple(self._delays), samples)
         try:
             self.reporter.report(report)
         except EdgeMigrateError:
@@ -154,11 +192,13 @@ class MobileUser:
         bs = self.link.serving()
         send_s = self.clock()
         try:
-            if self.endpoint is None:
-                self.endpoint = check_endpoint(self.reporter.discover(cfg.user, cfg.service))
-            reply = parse_counter(self.transport.request(self.endpoint, REQUEST, cfg.request_timeout_s))
+            if self.endpoint is None or self._stale:
+                self._discover()
+            assert self.endpoint is not None
+            reply = parse_counter(self.transport.request(self.endpoint, cfg.request, cfg.request_timeout_s))
         except (OSError, EdgeMigrateError) as exc:
-            self.endpoint = None  # rediscover: the service may have moved
+            self._stale = True  # rediscover: the service may have moved
+            self.sleep(ERROR_PAUSE_S)
             msg = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             return RequestRecord(self.seq, send_s, None, None, bs, None, msg)
         return RequestRecord(self.seq, send_s, self.clock(), self.locate(), bs, reply)

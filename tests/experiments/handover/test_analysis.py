@@ -1,0 +1,129 @@
+"""The handover experiment's numbers from hand-made records: gaps, moves, per-migration rows and the targets.
+
+No testbed: the records are what a run leaves (request log, events, the MU's summary), written here so that
+every number the analysis reports can be checked against a value worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from edgemigrate.core.errors import ConfigError, DataFormatError
+from edgemigrate.experiments.handover import MIGRATION_KEYS, HandoverConfig
+from edgemigrate.experiments.handover.analysis import Request, gaps, moves, read_requests, run_summary
+from edgemigrate.experiments.handover.bed import RunRecord
+from edgemigrate.experiments.handover.report import summarise, targets
+
+T0 = 1000.0
+STEP = 0.02  # one answered request every 20 ms
+
+
+def _log(path: Path, outages: list[tuple[float, float]], until: float = 20.0) -> None:
+    """Requests every STEP s from T0 with a 2 ms reply; none answered inside an outage (relative times)."""
+    lines, t, seq, counter = [], 0.0, 0, 0
+    while t < until:
+        seq += 1
+        lost = any(a <= t < b for a, b in outages)
+        if not lost:
+            counter += 1
+        lines.append(json.dumps({"seq": seq, "send_s": T0 + t, "recv_s": None if lost else T0 + t + 0.002,
+                                 "server": "edge1", "bs": "bs1", "reply": None if lost else counter,
+                                 "error": "timeout" if lost else None}))
+        t += STEP
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _migration(start: float, freeze: float, end: float, pre: int = 30_000_000, final: int = 90_000) -> dict:
+    rounds = [{"round": 1, "final": False, "payload_bytes": pre, "wire_bytes": pre // 2},
+              {"round": 2, "final": True, "payload_bytes": final, "wire_bytes": final // 2}]
+    return {"event": "migration", "service": "counter", "from": "edge1", "to": "edge2", "start_s": T0 + start,
+            "freeze_s": T0 + freeze, "end_s": T0 + end, "ok": True,
+            "stats": {"rounds": rounds, "frozen_window_s": end - freeze, "restore_s": 0.3, "total_s": end - start,
+                      "bytes_sent": pre + final}}
+
+
+LINK = {"edge_edge_bps": 100e6, "edge_edge_rtt_s": 0.05, "edge_cloud_bps": 75e6, "edge_cloud_rtt_s": 0.15}
+
+
+def test_coordinated_move_counts_one_gap_and_sequential_counts_two(tmp_path: Path) -> None:
+    # orchestrated: the handover (controller) starts at the freeze; frozen 5.0-5.8, outage 5.0-5.5
+    (tmp_path / "o").mkdir()
+    _log(tmp_path / "o" / "requests.jsonl", [(5.0, 5.8)])
+    orch = RunRecord("counter", "orchestrated", 0, tmp_path / "o",
+                     [_migration(3.0, 5.0, 5.8), {"event": "handover", "start_s": T0 + 5.0, "end_s": T0 + 5.5}],
+                     {"start_s": T0, "counter_ok": True, "handovers_at_s": []}, [], LINK)
+    # nearest: the MU's own handover at 2.0 (outage 2.0-2.5), the migration's freeze 5.0-5.8 later
+    (tmp_path / "n").mkdir()
+    _log(tmp_path / "n" / "requests.jsonl", [(2.0, 2.5), (5.0, 5.8)])
+    near = RunRecord("counter", "nearest", 0, tmp_path / "n",
+                     [_migration(3.0, 5.0, 5.8), {"event": "handover", "start_s": T0 + 5.9, "end_s": T0 + 5.9}],
+                     {"start_s": T0, "counter_ok": True, "handovers_at_s": [T0 + 2.0]}, [], LINK)
+    o_row, o_migs = run_summary(orch, 0.5)
+    n_row, n_migs = run_summary(near, 0.5)
+    assert o_row["moves"] == n_row["moves"] == 1  # the recorded-only handover of nearest is not a second move
+    assert o_row["downtime_s"] == pytest.approx(0.8, abs=0.03)
+    assert n_row["downtime_s"] == pytest.approx(1.3, abs=0.05)
+    assert o_migs[0]["handover_overlap_s"] == pytest.approx(0.5)
+    assert n_migs[0]["handover_overlap_s"] == 0.0 and n_migs[0]["handover_outage_s"] == 0.5
+    for row in o_migs + n_migs:
+        assert list(row)[:len(MIGRATION_KEYS)] == list(MIGRATION_KEYS)
+        assert (row["pre_bytes"], row["final_bytes"]) == (30_000_000, 90_000)
+        assert row["link_bps"] == 100e6 and row["counter_ok"] is True
+    summary = summarise([o_row, n_row], o_migs + n_migs)
+    (goal, bytes_goal) = targets(summary)
+    assert goal["baseline"] == "nearest" and goal["downtime_ok"]
+    assert goal["downtime_reduction"] == pytest.approx(1 - 0.8 / 1.3, abs=0.03)
+    assert bytes_goal["bytes_ok"] and bytes_goal["counter_ok"]
+
+
+def test_a_counter_that_restarts_after_a_move_fails_that_move(tmp_path: Path) -> None:
+    _log(tmp_path / "requests.jsonl", [(5.0, 5.8)])
+    lines = (tmp_path / "requests.jsonl").read_text().splitlines()
+    out = []
+    for line in lines:  # the destination lost the state: replies after the move start again from 1
+        r = json.loads(line)
+        if r["reply"] is not None and r["send_s"] > T0 + 5.8:
+            r["reply"] -= 200
+        out.append(json.dumps(r))
+    (tmp_path / "requests.jsonl").write_text("\n".join(out) + "\n")
+    rec = RunRecord("counter", "orchestrated", 0, tmp_path, [_migration(3.0, 5.0, 5.8)],
+                    {"start_s": T0, "counter_ok": True, "handovers_at_s": []}, [], LINK)
+    row, migs = run_summary(rec, 0.5)
+    assert migs[0]["counter_ok"] is False and not row["counter_ok"]
+
+
+def test_gaps_use_the_runs_normal_interval() -> None:
+    reqs = [Request(i, i * STEP, i * STEP + 0.001, i) for i in range(100) if not 40 <= i < 60]
+    found, normal = gaps(reqs)
+    assert normal == pytest.approx(STEP)
+    assert len(found) == 1 and found[0].downtime_s == pytest.approx(20 * STEP, abs=1e-9)
+
+
+def test_an_old_mu_handover_is_not_paired_with_a_later_migration(tmp_path: Path) -> None:
+    rec = RunRecord("counter", "random", 0, tmp_path, [_migration(100.0, 101.0, 102.0)],
+                    {"start_s": T0, "handovers_at_s": [T0 + 1.0]}, [], LINK)
+    mvs = moves(rec, 0.5)
+    assert [(m.migration is not None, m.handover_s) for m in mvs] == [(False, T0 + 1.0), (True, None)]
+
+
+@pytest.mark.parametrize("line", ['{"seq": 1, "send_s": "x", "recv_s": null, "reply": null}', "[1, 2]",
+                                  "not json", '{"seq": true, "send_s": 1.0, "recv_s": 1.1, "reply": 3}',
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000])
+def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Path, line: str) -> None:
+    p = tmp_path / "requests.jsonl"
+    p.write_text('{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 1}\n' + line + "\n")
+    with pytest.raises(DataFormatError, match=r"requests.jsonl:2"):
+        read_requests(p)
+
+
+@pytest.mark.parametrize(("kw", "key"), [({"services": ("counter", "yolo")}, "services"),
+                                         ({"planners": ()}, "planners"), ({"repeats": 0}, "repeats"),
+                                         ({"bs_spacing_m": math.nan}, "bs_spacing_m"),
+                                         ({"duration_s": 1.0}, "duration_s")])
+def test_bad_configs_name_the_key(kw: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"handover.{key}"):
+        HandoverConfig(**kw)
