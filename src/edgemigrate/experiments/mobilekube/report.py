@@ -18,6 +18,8 @@ from numpy.typing import NDArray
 from edgemigrate.core.stats import mean_ci95
 
 BEST_FIT = "best-fit"
+STYLES = ("-", "--", ":", "-.")
+"""Agents often coincide (best-fit and the optimum both keep 7 servers empty): dashes keep each line visible."""
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -88,10 +90,10 @@ def plot_vs_users(t: Mapping[str, NDArray], run_dir: Path) -> list[Path]:
     for key, ylabel, name in (("latency_ms", "mean latency (ms)", "fig7_latency_vs_users.png"),
                               ("empty_servers", "mean empty servers", "fig8_empty_servers_vs_users.png")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for a in dict.fromkeys(t["agent"].tolist()):
+        for k, a in enumerate(dict.fromkeys(t["agent"].tolist())):
             m = t["agent"] == a
             ax.errorbar(t["users"][m].astype(int), t[key][m].astype(float), yerr=t[key + "_ci"][m].astype(float),
-                        marker="o", capsize=3, label=a)
+                        marker="o", capsize=3, label=a, linestyle=STYLES[k % len(STYLES)])
         ax.set_xlabel("users")
         ax.set_ylabel(ylabel)
         ax.legend()
@@ -109,9 +111,10 @@ def plot_timeline(c: Mapping[str, NDArray], run_dir: Path, users: int) -> list[P
     for key, ylabel, name in (("empty_servers", "empty servers", "fig9_empty_servers_timeline.png"),
                               ("latency_ms", "mean latency (ms)", "fig10_latency_timeline.png")):
         fig, ax = plt.subplots(figsize=(8, 4))
-        for a in dict.fromkeys(c["agent"].tolist()):
+        for k, a in enumerate(dict.fromkeys(c["agent"].tolist())):
             m = c["agent"] == a
-            ax.plot(c["step"][m].astype(int), c[key][m].astype(float), label=a, lw=1)
+            ax.plot(c["step"][m].astype(int), c[key][m].astype(float), label=a, lw=1.5,
+                    linestyle=STYLES[k % len(STYLES)], drawstyle="steps-post")
         ax.set_xlabel(f"step (5 min), {users} users")
         ax.set_ylabel(ylabel)
         ax.legend()
