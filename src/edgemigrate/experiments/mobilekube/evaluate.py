@@ -162,7 +162,8 @@ def _evaluate_all(opts: EvalOptions, trace: str, echo: Callable[[str], None]
                              ("empty_servers", r["empty_servers"].mean()), ("cost", r["cost"].mean()),
                              ("migrations", r["migrations"].sum()), ("illegal_steps", r["illegal"].sum())):
                     rows[k].append(v)
-            echo(f"users={users} {label}: {len(starts)} episodes in {time.perf_counter() - t0:.1f} s")
+                if (ep + 1) % 5 == 0 or ep + 1 == len(starts):  # progress: the optimum takes minutes
+                    echo(f"users={users} {label}: {ep + 1}/{len(starts)} episodes, {time.perf_counter() - t0:.1f} s")
     return {k: np.asarray(v) for k, v in rows.items()}, env_configs
 
 
