@@ -108,3 +108,24 @@ def test_bad_config_is_a_one_line_error() -> None:
         MobileKubeConfig(node_cpu=0.1)
     with pytest.raises(EdgeMigrateError):
         MobileKubeEnv(trace="/nonexistent/traces")
+
+
+def test_trace_replay_starts_where_asked_and_ends_with_the_trace(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgemigrate.experiments.mobilekube.data import write_synthetic_traces
+
+    folder = write_synthetic_traces(tmp_path, MobileKubeConfig(), n_cabs=16, n_steps=12, seed=1)
+    env = MobileKubeEnv(trace=str(folder), training=False, episode_steps=50)
+    rows = env.trajectories.n_steps
+    _, info = env.reset(seed=0, options={"start_step": rows - 4})
+    steps = 0
+    done = False
+    while not done:
+        _, _, _, done, info = env.step(info["placement"])
+        steps += 1
+    assert steps == 3  # the trace ends before episode_steps
+    # a replay does not depend on the seed: same start row -> same stations
+    a = env.reset(seed=1, options={"start_step": 2})[1]["user_station"]
+    b = env.reset(seed=2, options={"start_step": 2})[1]["user_station"]
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValidationError, match="start_step must be an integer"):
+        env.reset(seed=0, options={"start_step": rows})
