@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgemigrate.cli.compression import compression
+from edgemigrate.cli.mobilekube import mobilekube
 from edgemigrate.core.errors import ConfigError
 
 
@@ -152,6 +153,7 @@ def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
 
 
 experiment.add_command(compression)
+experiment.add_command(mobilekube)
 
 
 @experiment.command(short_help="Coordinated migration + handover on the real testbed (Ngo et al. 2020, sec. V).")
