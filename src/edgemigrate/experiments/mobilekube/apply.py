@@ -39,8 +39,10 @@ from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.cluster.kube import LocalKube, kube_skip_reason
 from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
-from edgemigrate.controller.backend import Backend, BackendError, HostUnreachable
+from edgemigrate.controller.backend import Backend, BackendError, HostUnreachable, MigrationResult
+from edgemigrate.controller.deployment import Deployment
 from edgemigrate.controller.kube_backend import KubernetesBackend
+from edgemigrate.controller.monitor import Monitor
 from edgemigrate.controller.placement import (
     Move,
     MoveOutcome,
@@ -113,6 +115,8 @@ class MoveRecord:
     counter_before: int = -1
     counter_after: int = -1
     reconnects: int = 0
+    engine_frozen_s: float = math.nan  # the source's frozen window as the engine measured it (live only)
+    engine_total_s: float = math.nan  # the backend's whole move (live: the engine; Kubernetes: create->deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +172,28 @@ def episode(cfg: ApplyConfig, agent: PlacementAgent) -> Iterator[tuple[int, np.n
             return
 
 
-def _controller(backend: Backend, nodes: list[str], db: Path, addr: Callable[[str], str]) -> Controller:
+def _controller(backend: Backend, nodes: list[str], db: Path, addr: Callable[[str], str],
+                results: dict[str, MigrationResult]) -> Controller:
+    """The controller as ``Controller.build`` makes it, except that each finished migration's statistics are
+    also kept in ``results`` (service -> last result): the engine's own times beside the client's."""
     store = open_store(f"sqlite:///{db}")
     for n in nodes:
         store.put_host(Host(n, HostRole.EDGE, addr(n), 4.0, 16 * GIB, 100 * GIB))
     store.put_base_station(BaseStation(BASE_STATION, 0.0, 0.0, 1e9, 10_000))
-    return Controller.build(store, backend, make_planner("nearest"))
+    monitor = Monitor(store)
+
+    def migrated(r: MigrationResult) -> None:
+        results[r.service] = r
+        monitor.ingest_migration(r)
+
+    return Controller(store, backend, make_planner("nearest"), monitor,
+                      Deployment(store, backend, on_migrated=migrated))
+
+
+def _stat(results: dict[str, MigrationResult], service: str, key: str) -> float:
+    r = results.get(service)
+    v = None if r is None else r.stats.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
 
 
 def _services(n: int) -> list[str]:
@@ -197,8 +217,9 @@ async def _kube_run(cfg: ApplyConfig, kubeconfig: str, out_dir: Path, progress: 
             raise ConfigError(f"--kubeconfig {kubeconfig}: {exc}; the cluster needs nodes "
                               f"{nodes[0]}..{nodes[-1]} (Ready)") from None
     progress(f"kubernetes {version} at {backend.server}: {cfg.n_nodes} nodes")
-    applier = PlacementApplier(_controller(backend, nodes, out_dir / "ctl.db", lambda n: "127.0.0.1:10250"),
-                               BASE_STATION)
+    results: dict[str, MigrationResult] = {}
+    applier = PlacementApplier(_controller(backend, nodes, out_dir / "ctl.db", lambda n: "127.0.0.1:10250",
+                                           results), BASE_STATION)
     specs = [ServiceSpec(s, ServiceKind.COUNTER, f"10.96.0.{j + 1}", COUNTER_PORT)
              for j, s in enumerate(_services(cfg.n_services))]
     moves: list[MoveRecord] = []
@@ -213,7 +234,9 @@ async def _kube_run(cfg: ApplyConfig, kubeconfig: str, out_dir: Path, progress: 
             else:
                 outcomes = await applier.apply(target)
             moves += [MoveRecord("kubernetes", "recreate", t, o.move.service, o.move.source, o.move.dest,
-                                 o.action.state.value, state_kept=False) for o in outcomes]
+                                 o.action.state.value, state_kept=False,
+                                 engine_total_s=_stat(results, o.move.service, "total_s")) for o in outcomes]
+            results.clear()
             running = await backend.placement()
             unused = set(nodes) - set(target.values())
             cordoned = await backend.cordoned()
@@ -280,7 +303,9 @@ async def _testbed_strategy(bed: LocalCluster, cfg: ApplyConfig, strategy: str, 
     live = TestbedBackend(bed.directory)
     backend: Backend = live if strategy == "live" else RecreateBackend(live, specs)
     addrs = bed.directory.addrs
-    ctl = _controller(backend, nodes, out_dir / f"ctl-{strategy}.db", lambda n: f"{addrs[n][0]}:{addrs[n][1]}")
+    results: dict[str, MigrationResult] = {}
+    ctl = _controller(backend, nodes, out_dir / f"ctl-{strategy}.db", lambda n: f"{addrs[n][0]}:{addrs[n][1]}",
+                      results)
     applier = PlacementApplier(ctl, BASE_STATION)
     moves: list[MoveRecord] = []
     steps: list[StepRecord] = []
@@ -296,8 +321,10 @@ async def _testbed_strategy(bed: LocalCluster, cfg: ApplyConfig, strategy: str, 
             res, was, now = await after(mv)
             kept = (res.monotonic and not res.jumps and res.first_value == was + 1 and now == res.last_value)
             rec = MoveRecord("testbed", strategy, t, mv.service, mv.source, mv.dest, outcome.action.state.value,
-                             res.max_gap_s, kept, was, now, res.reconnects)
+                             res.max_gap_s, kept, was, now, res.reconnects,
+                             _stat(results, mv.service, "frozen_window_s"), _stat(results, mv.service, "total_s"))
             step_moves.append(rec)
+            results.pop(mv.service, None)  # a move that failed must not show the previous move's numbers
             progress(f"{strategy} step {t}: {mv.service} {mv.source} -> {mv.dest} {rec.state}, "
                      f"gap {res.max_gap_s * 1e3:.0f} ms, counter {was} -> {now} ({'kept' if kept else 'LOST'})")
         on_plan = all(bed.where_running(s) == [n] for s, n in target.items())
@@ -344,6 +371,9 @@ def summarise(moves: list[MoveRecord], steps: list[StepRecord]) -> dict[str, Any
             mean, ci = mean_ci95(gaps) if len(gaps) > 1 else (gaps[0], math.nan)
             row |= {"interruption_mean_s": mean, "interruption_ci95_s": ci, "interruption_max_s": max(gaps),
                     "state_kept": sum(bool(m.state_kept) for m in ms)}
+        frozen = [m.engine_frozen_s for m in ms if not math.isnan(m.engine_frozen_s)]
+        if frozen:
+            row["engine_frozen_mean_s"] = float(np.mean(frozen))
         if any(s.cordon_ok is not None for s in ss):
             row["steps_cordon_ok"] = sum(bool(s.cordon_ok) for s in ss)
         out[f"{key[0]}/{key[1]}"] = row
@@ -365,6 +395,9 @@ def _markdown(cfg: ApplyConfig, summary: dict[str, Any]) -> str:
         cordon = f"{r['steps_cordon_ok']}/{r['steps']}" if "steps_cordon_ok" in r else "-"
         lines.append(f"| {k} | {r['moves']} | {r['failed']} | {r['steps_on_plan']}/{r['steps']} | {gap} | {mx} "
                      f"| {kept} | {cordon} |")
+    lines += [f"\n{k}: the engine measured the source frozen for {r['engine_frozen_mean_s'] * 1e3:.0f} ms on "
+              "average, beside the client-seen gap above."
+              for k, r in summary.items() if "engine_frozen_mean_s" in r]
     return "\n".join(lines) + "\n"
 
 
