@@ -154,9 +154,9 @@ def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
 experiment.add_command(compression)
 
 
-@experiment.group(short_help="Mobile-Kube (Ghafouri et al. 2022): energy/latency-aware placement.")
+@experiment.group(short_help="Mobile-Kube (Ghafouri et al. 2022): energy- and latency-aware placement.")
 def mobilekube() -> None:
-    """Ghafouri et al. 2022 (Mobile-Kube): energy- and latency-aware service placement for moving users."""
+    """Ghafouri et al. 2022 (Mobile-Kube): PG/PPO/IMPALA on RLlib vs best-fit, latency-greedy and the optimum."""
 
 
 @mobilekube.command(short_help="Apply an agent's placements on Kubernetes or the testbed, through the controller.")

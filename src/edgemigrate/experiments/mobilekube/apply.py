@@ -139,30 +139,34 @@ class ApplyResult:
     summary: dict[str, Any]
 
 
-def load_agent(name: str) -> PlacementAgent:
-    """A built-in agent by name, or an RLlib checkpoint folder (``edgemigrate.policies.rllib``)."""
+def load_agent(name: str, env: MobileKubeEnv | None = None) -> PlacementAgent:
+    """A built-in agent by name, or an RLlib checkpoint folder for ``env``'s spaces (``policies.rllib``, whose
+    loader refuses a checkpoint trained for another env size in one line). Without ``env`` only checks ``name``."""
     if name in AGENTS.names():
         return make_agent(name)
-    if not Path(name).exists():
+    if not Path(name).is_dir():
         raise ConfigError(f"--agent {name!r}: neither a built-in agent ({', '.join(AGENTS.names())}) "
                           "nor a checkpoint folder")
     try:
-        from edgemigrate.policies import rllib  # type: ignore[attr-defined]
+        from edgemigrate.policies.rllib import agent as rllib_agent  # type: ignore[attr-defined]
     except ImportError:
         raise ConfigError(f"--agent {name}: loading a checkpoint needs edgemigrate.policies.rllib "
                           "(the RLlib agents), which this installation does not have") from None
-    return rllib.load_agent(name)  # type: ignore[no-any-return]
+    if env is None:
+        return make_agent("stay")  # the name is plausible; the real load needs the env's spaces
+    return rllib_agent.load_agent(name, env.observation_space, env.action_space)  # type: ignore[no-any-return]
 
 
 def node_names(backend: str, n: int) -> list[str]:
     return [f"node-{i}" for i in range(n)] if backend == "kubernetes" else [f"edge{i + 1}" for i in range(n)]
 
 
-def episode(cfg: ApplyConfig, agent: PlacementAgent) -> Iterator[tuple[int, np.ndarray, int]]:
+def episode(cfg: ApplyConfig) -> Iterator[tuple[int, np.ndarray, int]]:
     """(step, placement, empty nodes) for the initial placement (step 0) and after each of ``cfg.steps`` steps
-    of the env in evaluation mode (an illegal placement is skipped: the previous one is kept)."""
+    of the env with ``cfg.agent`` in evaluation mode (an illegal placement is skipped: the previous one kept)."""
     env = MobileKubeEnv(n_nodes=cfg.n_nodes, n_users=cfg.n_users, n_services=cfg.n_services, trace=cfg.trace,
                         seed=cfg.seed, training=False, episode_steps=cfg.steps)
+    agent = load_agent(cfg.agent, env)
     obs, info = env.reset(seed=cfg.seed)
     yield 0, info["placement"], cfg.n_nodes - len(set(info["placement"].tolist()))
     for t in range(1, cfg.steps + 1):
@@ -225,7 +229,7 @@ async def _kube_run(cfg: ApplyConfig, kubeconfig: str, out_dir: Path, progress: 
     moves: list[MoveRecord] = []
     steps: list[StepRecord] = []
     try:
-        for t, placement, empty in episode(cfg, load_agent(cfg.agent)):
+        for t, placement, empty in episode(cfg):
             target = _as_map(placement, nodes)
             if t == 0:
                 await applier.deploy(specs, target)
@@ -309,7 +313,7 @@ async def _testbed_strategy(bed: LocalCluster, cfg: ApplyConfig, strategy: str, 
     applier = PlacementApplier(ctl, BASE_STATION)
     moves: list[MoveRecord] = []
     steps: list[StepRecord] = []
-    for t, placement, empty in episode(cfg, load_agent(cfg.agent)):
+    for t, placement, empty in episode(cfg):
         target = _as_map(placement, nodes)
         if t == 0:
             await applier.deploy(list(specs.values()), target)
@@ -424,7 +428,9 @@ def _plot(moves: list[MoveRecord], path: Path) -> None:
 
 def run_apply(cfg: ApplyConfig, out_root: Path, progress: Callable[[str], None] = lambda s: None) -> ApplyResult:
     """Step the env with ``cfg.agent`` and apply every placement on ``cfg.backend``; write the results folder."""
-    load_agent(cfg.agent)  # a bad name fails before anything starts
+    # a bad agent, checkpoint or env size fails in one line before any cluster starts
+    load_agent(cfg.agent, MobileKubeEnv(n_nodes=cfg.n_nodes, n_users=cfg.n_users, n_services=cfg.n_services,
+                                        trace=cfg.trace, seed=cfg.seed, training=False, episode_steps=cfg.steps))
     out_dir = new_run_dir(out_root, run_name(f"mobilekube-apply-{cfg.backend}", Path(cfg.agent).name, cfg.seed))
     write_json(out_dir / "config.json", dataclasses.asdict(cfg))
     t0 = time.monotonic()
