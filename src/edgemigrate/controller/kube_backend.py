@@ -197,12 +197,16 @@ class KubernetesBackend:
     async def cordoned(self) -> set[str]:
         """The nodes marked unschedulable (released, in the seed's energy mechanism)."""
         nodes = await self._call(self._core.list_node, limit=MAX_PODS_LISTED)
+        if nodes.metadata._continue:
+            raise BackendError(f"cluster: more than {MAX_PODS_LISTED} nodes")
         return {_check_name(n.metadata.name, "node") for n in nodes.items if n.spec.unschedulable}
 
     async def placement(self) -> dict[str, str]:
         """service -> node of the managed pods that run (Ready, not being deleted)."""
         pods = await self._call(self._core.list_namespaced_pod, self.namespace,
                                 label_selector=f"{MANAGED_LABEL}={MANAGER}", limit=MAX_PODS_LISTED)
+        if pods.metadata._continue:
+            raise BackendError(f"namespace {self.namespace}: more than {MAX_PODS_LISTED} pods")
         out = {}
         for p in pods.items:
             st = _pod_state(p)
