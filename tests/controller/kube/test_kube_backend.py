@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from edgemigrate.cluster.kube import LocalKube, free_port, register_nodes
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
@@ -112,6 +113,42 @@ def test_moves_through_the_controller_recreate_pods_one_at_a_time_and_cordon_emp
     assert asyncio.run(backend.cordoned()) == {"node-1", "node-2"}  # node-0 uncordoned when used again
     assert applier.current() == {"svc-a": "node-0", "svc-b": "node-0"}  # the store follows the moves
     assert all(o.action.detail == "placement" for o in first)
+    _cleanup(kube, backend)
+
+
+def test_the_old_pod_is_deleted_only_after_the_new_one_is_ready(kube: LocalKube) -> None:
+    """The seed's order, read from the API server's own event stream (ordered by resource version): the new pod
+    is Ready before the old one is marked for deletion. The fake kubelet takes 0.5 s to start a pod here, so a
+    backend that did not wait would delete first."""
+    backend = KubernetesBackend(str(kube.kubeconfig))
+    asyncio.run(backend.deploy(_spec("svc-e"), "node-0"))
+    core = _core(kube)
+    since = core.list_namespaced_pod("default").metadata.resource_version
+    events: list[tuple[str, bool, bool, str]] = []
+
+    def record() -> None:
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_pod, "default", resource_version=since, timeout_seconds=60):
+            p = ev["object"]
+            ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+            events.append((p.metadata.name, ready, p.metadata.deletion_timestamp is not None, ev["type"]))
+            if ev["type"] == "DELETED" and p.metadata.name == "svc-e-node-0":
+                w.stop()
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    assert kube.kubelet is not None
+    kube.kubelet.ready_delay_s = 0.5
+    try:
+        asyncio.run(backend.migrate("svc-e", "node-0", "node-1", "order-test"))
+    finally:
+        kube.kubelet.ready_delay_s = 0.0
+    watcher.join(90)
+    if watcher.is_alive():
+        pytest.fail(f"the API server sent no DELETED event for the old pod; events so far: {events}")
+    new_ready = next(i for i, e in enumerate(events) if e[0] == "svc-e-node-1" and e[1])
+    old_deleting = next(i for i, e in enumerate(events) if e[0] == "svc-e-node-0" and (e[2] or e[3] == "DELETED"))
+    assert new_ready < old_deleting, events
     _cleanup(kube, backend)
 
 
