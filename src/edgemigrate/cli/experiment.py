@@ -167,8 +167,8 @@ def mobilekube() -> None:
               help="best-fit, latency-greedy, ... or an RLlib checkpoint folder.")
 @click.option("--steps", type=int, default=5, show_default=True, help="Env steps (each one placement).")
 @click.option("--nodes", "n_nodes", type=int, default=4, show_default=True)
-@click.option("--users", "n_users", type=int, default=8, show_default=True)
-@click.option("--services", "n_services", type=int, default=4, show_default=True)
+@click.option("--users", "n_users", type=int, default=12, show_default=True)
+@click.option("--services", "n_services", type=int, default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strategy", default="live,recreate", show_default=True, metavar="live,recreate",
               help="Testbed: live pre-copy migration and/or Mobile-Kube's recreate, each on the same moves.")

@@ -75,8 +75,8 @@ class ApplyConfig:
     agent: str = "latency-greedy"
     steps: int = 5
     n_nodes: int = 4
-    n_users: int = 8
-    n_services: int = 4
+    n_users: int = 12  # 2 users per service; with 4 nodes latency-greedy moves ~2 services a step
+    n_services: int = 6
     seed: int = 0
     strategies: tuple[str, ...] = STRATEGIES  # the testbed's; Kubernetes has only recreate
     kubeconfig: str | None = None
