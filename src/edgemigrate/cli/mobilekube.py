@@ -81,3 +81,34 @@ def timeline(users: int, start_step: int, agents: str, traces: str | None, episo
     run_dir = run_timeline(opts, out_root, start_step=start_step, echo=lambda s: click.echo(s, err=True))
     click.echo((run_dir / "timeline.md").read_text())
     click.echo(f"results: {run_dir}")
+
+
+@mobilekube.command(short_help="Apply an agent's placements on Kubernetes or the testbed, through the controller.")
+@click.option("--backend", type=click.Choice(["kubernetes", "testbed"]), required=True,
+              help="kubernetes: a real API server (--kubeconfig, else a local one with a fake kubelet); "
+                   "testbed: real containers (root, CRIU).")
+@click.option("--agent", default="latency-greedy", show_default=True, metavar="NAME|CHECKPOINT",
+              help="best-fit, latency-greedy, ... or an RLlib checkpoint folder.")
+@click.option("--steps", type=int, default=5, show_default=True, help="Env steps (each one placement).")
+@click.option("--nodes", "n_nodes", type=int, default=4, show_default=True)
+@click.option("--users", "n_users", type=int, default=12, show_default=True)
+@click.option("--services", "n_services", type=int, default=6, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strategy", default="live,recreate", show_default=True, metavar="live,recreate",
+              help="Testbed: live pre-copy migration and/or Mobile-Kube's recreate, each on the same moves.")
+@click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False), help="An existing cluster's kubeconfig.")
+@click.option("--trace", default="taxi", show_default=True, help="taxi (synthetic) or a trace file/folder.")
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def apply(out_root: Path, quiet: bool, strategy: str, **kw: object) -> None:
+    """Step edgemigrate/MobileKube-v0 with an agent and apply every placement through the controller: on
+    Kubernetes by recreating pods (the seed's mechanism; empty nodes cordoned), on the testbed by live
+    migration vs recreate of stateful counters, with the client-seen interruption and the state per move."""
+    from edgemigrate.experiments.mobilekube.apply import ApplyConfig, json_lines, run_apply
+
+    cfg = ApplyConfig(strategies=tuple(s.strip() for s in strategy.split(",") if s.strip()), **kw)  # type: ignore[arg-type]
+    res = run_apply(cfg, out_root, progress=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)))
+    click.echo((res.out_dir / "summary.md").read_text())
+    for line in json_lines(res):
+        click.echo(line)
+    click.echo(f"results: {res.out_dir}")
