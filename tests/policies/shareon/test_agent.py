@@ -27,7 +27,7 @@ from edgemigrate.policies.shareon import (
 
 GIB = float(1 << 30)
 TH = RegionThresholds(sp_th1_hz=1e9, sp_th2_hz=2e9, m_th1_bytes=0.25 * GIB, m_th2_bytes=0.5 * GIB)
-P = ShareOnParams(TH, t_app_th_s=0.1, l_d_s_per_m=2e-6, user_latency_s=0.01, cost_th_s=10.0)
+P = ShareOnParams(TH, t_app_th_s=0.1, l_d_s_per_m=2e-6, user_latency_s=0.01, cost_th_s=10.0, min_gain_s=0.0)
 
 
 def report(node_id: str, x_m: float, *, k: int = 2, util: float = 0.2, alpha: float = 0.05, inflight: int = 0,

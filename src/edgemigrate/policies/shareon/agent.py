@@ -14,14 +14,17 @@ ShareOn, step by step (Algorithm 2):
 3. for each, the suitable neighbours are those in a favourable region *or* geographically closer to the user
    than this node (sec. III-C, conditions (a) and (b)) whose estimated total latency
    ``t_m,j + t_p,j`` (network: ``d_u,e * l_d + sqrt(var(l))``; processing: ``t_p,avg + utilFac * alpha_e``
-   with the container's own load added) is below the measured one (line 4);
+   with the container's own load and that of the migrations already heading to ``j`` added) is below the
+   measured one (line 4);
 4. among those, keep the ones whose migration cost ``C_m`` - the container's state over ``b_ij`` shared with
-   the migrations already heading there - is below ``C_m,th`` (lines 13-14), and pick the lowest estimated
-   total latency.
+   the migrations already heading there (or leaving this node, if more) - is below ``C_m,th`` (lines 13-14),
+   and pick the lowest estimated total latency.
 
 Within one round an agent counts its own choices: a container it has just sent to ``j`` adds its load to
 ``j``'s utilisation and one more migration to ``j``'s in-flight count for the next container, so one stale
-report does not send a whole shortlist to the same node.
+report does not send a whole shortlist to the same node. Counting the reported in-flight migrations in the
+destination's compute, not only in its bandwidth, is our reading of sec. III-C ("considering the available
+inter-edge bandwidth and compute"); ``docs/shareon.md`` shows what it changes.
 
 Baselines (sec. VI): ``processing-only`` moves a slow container to the neighbour with the lowest estimated
 processing latency (ignoring distance, bandwidth and in-flight migrations); ``bandwidth-only`` moves it to
@@ -62,16 +65,18 @@ class ShareOnParams:
     ``l_d_s_per_m``: network latency per metre, l_d; ``user_latency_s``: the access latency every node shares
     (added so estimates compare with a measured total); ``cost_th_s``: C_m,th; ``near_m``: the distance at
     which a user counts as served nearby, used only to name the primary reason; ``min_gain_s``: how much
-    lower the estimate must be than the measurement (the paper's strict ``<`` is ``0``).
+    lower the estimate must be than the measurement (the paper's strict ``<`` is ``0``; measured latency is
+    noisy and reports are stale, and with ``0`` nodes trade containers back and forth for gains inside the
+    noise - ``docs/shareon.md``).
     """
 
     thresholds: RegionThresholds
     t_app_th_s: float = 0.1
     l_d_s_per_m: float = 2e-6
     user_latency_s: float = 0.01
-    cost_th_s: float = 10.0
+    cost_th_s: float = 3.0
     near_m: float = 1000.0
-    min_gain_s: float = 0.0
+    min_gain_s: float = 0.02
 
     def __post_init__(self) -> None:
         if not isinstance(self.thresholds, RegionThresholds):
@@ -129,37 +134,71 @@ class _Agent:
         return slow
 
     def decide(self, view: NodeView) -> list[MigrationDecision]:
-        """This node's migrations for this round (possibly none)."""
+        """This node's migrations for this round (possibly none).
+
+        All shortlisted containers are first scored against all neighbours at once as if nothing moved this
+        round; this round's own choices only make a destination slower and costlier, so a container with no
+        candidate then has none later and is skipped. The others are decided one by one, slowest first, with
+        the round's choices added (class docstring of :class:`_Agent`).
+        """
         slow = self.shortlist(view)
         if not slow:
             return []
         rnd = self._round(view)
         if not rnd.ids:
             return []
-        p = self.params
+        p, me = self.params, view.me
+        cx = np.array([c.x_m for c in slow])
+        cy = np.array([c.y_m for c in slow])
+        t_net = np.array([c.t_net_s for c in slow])[:, None]
+        t_proc = np.array([c.t_proc_s for c in slow])[:, None]
+        demand = np.array([c.demand_hz for c in slow])[:, None]
+        size = np.array([c.size_bytes for c in slow])[:, None]
+        d = np.hypot(rnd.x[None, :] - cx[:, None], rnd.y[None, :] - cy[:, None])
+        closer = d < np.hypot(me.x_m - cx, me.y_m - cy)[:, None]
+        net = network_latency_s(d, p.l_d_s_per_m, rnd.var_s2[None, :], p.user_latency_s)
+        proc, cost = self._estimates(rnd, demand, size, me.outgoing_migrations)
+        ok, _ = self.candidates(t_net, t_proc, closer, net, proc, cost, rnd)
         net_ref = p.user_latency_s + p.l_d_s_per_m * p.near_m
         out: list[MigrationDecision] = []
-        me_x, me_y = view.me.x_m, view.me.y_m
-        for c in slow:
-            d = np.hypot(rnd.x - c.x_m, rnd.y - c.y_m)
-            d_me = math.hypot(me_x - c.x_m, me_y - c.y_m)
-            net = network_latency_s(d, p.l_d_s_per_m, rnd.var_s2, p.user_latency_s)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                util_after = rnd.util + (rnd.added_hz + c.demand_hz) / rnd.cpu_hz
-            proc = processing_latency_s(rnd.t_p_avg_s, np.where(rnd.cpu_hz > 0, util_after, np.inf), rnd.alpha_e_s)
-            cost = migration_cost_s(c.size_bytes, rnd.bw_bps, rnd.inflight + rnd.added_n)
-            j = self.choose(c, rnd, d < d_me, net, proc, cost)
-            if j is None:
+        for i in np.flatnonzero(ok.any(axis=1)).tolist():
+            c = slow[i]
+            proc_i, cost_i = proc[i], cost[i]
+            if out:  # this round's choices changed the destinations: score this container again
+                proc_i, cost_i = self._estimates(rnd, c.demand_hz, c.size_bytes, me.outgoing_migrations + len(out))
+            ok_i, score_i = self.candidates(c.t_net_s, c.t_proc_s, closer[i], net[i], proc_i, cost_i, rnd)
+            if not ok_i.any():
                 continue
+            j = int(np.argmin(np.where(ok_i, score_i, np.inf)))
             rnd.added_hz[j] += c.demand_hz
             rnd.added_n[j] += 1
             reason = slow_reason(c.t_net_s, c.t_proc_s, net_ref, p.t_app_th_s - net_ref)
-            out.append(MigrationDecision(c.container_id, view.me.node_id, rnd.ids[j], reason,
-                                         float(net[j] + proc[j]), float(cost[j])))
+            out.append(MigrationDecision(c.container_id, me.node_id, rnd.ids[j], reason,
+                                         float(net[i, j] + proc_i[j]), float(cost_i[j])))
         return out
 
-    def choose(self, c: ContainerState, rnd: _Round, closer: NDArray[np.bool_], net: F64, proc: F64,
-               cost: F64) -> int | None:
+    def _estimates(self, rnd: _Round, demand_hz: float | F64, size_bytes: float | F64,
+                   outgoing: int) -> tuple[F64, F64]:
+        """Processing latency and migration cost at every neighbour if this container went there.
+
+        Processing: ``t_p,avg + utilFac * alpha_e`` with utilFac raised by this container's load, by the
+        containers this round already sent there, and by the migrations the neighbour reported as heading to
+        it (each assumed to carry this container's load): sec. III-C chooses "considering the available
+        inter-edge bandwidth and compute", and a report's utilFac does not yet include its incoming containers.
+        Cost: ``C_m`` over ``b_ij`` shared with the migrations heading to ``j`` or - whichever is more - the
+        ones this node is sending, since a transfer gets the smaller share of the two ends' links.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            extra = (rnd.added_hz + (rnd.inflight + 1.0) * demand_hz) / rnd.cpu_hz
+        util_after = np.where(rnd.cpu_hz > 0, rnd.util + extra, np.inf)
+        proc = processing_latency_s(rnd.t_p_avg_s, util_after, rnd.alpha_e_s)
+        sharing = np.maximum(rnd.inflight + rnd.added_n, float(outgoing))
+        return proc, migration_cost_s(size_bytes, rnd.bw_bps, sharing)
+
+    def candidates(self, t_net_s: float | F64, t_proc_s: float | F64, closer: NDArray[np.bool_], net: F64,
+                   proc: F64, cost: F64, rnd: _Round) -> tuple[NDArray[np.bool_], F64]:
+        """Which neighbours qualify and their score (lower is better); arrays are (containers, neighbours)
+        or one container's row."""
         raise NotImplementedError
 
     def _round(self, view: NodeView) -> _Round:
@@ -184,23 +223,17 @@ class _Agent:
         )
 
 
-def _argmin_where(score: F64, ok: NDArray[np.bool_]) -> int | None:
-    if not ok.any():
-        return None
-    return int(np.argmin(np.where(ok, score, np.inf)))
-
-
 class ShareOnAgent(_Agent):
     """ShareOn's Algorithm 2 on one node (module docstring)."""
 
     name = "shareon"
 
-    def choose(self, c: ContainerState, rnd: _Round, closer: NDArray[np.bool_], net: F64, proc: F64,
-               cost: F64) -> int | None:
+    def candidates(self, t_net_s: float | F64, t_proc_s: float | F64, closer: NDArray[np.bool_], net: F64,
+                   proc: F64, cost: F64, rnd: _Round) -> tuple[NDArray[np.bool_], F64]:
         total = net + proc
-        ok = ((rnd.favourable | closer) & (total < c.t_total_s - self.params.min_gain_s)
+        ok = ((rnd.favourable | closer) & (total < t_net_s + t_proc_s - self.params.min_gain_s)
               & (cost < self.params.cost_th_s))
-        return _argmin_where(total, ok)
+        return ok, total
 
 
 class ProcessingOnlyAgent(_Agent):
@@ -209,9 +242,9 @@ class ProcessingOnlyAgent(_Agent):
 
     name = "processing_only"
 
-    def choose(self, c: ContainerState, rnd: _Round, closer: NDArray[np.bool_], net: F64, proc: F64,
-               cost: F64) -> int | None:
-        return _argmin_where(proc, (proc < c.t_proc_s) & np.isfinite(cost))
+    def candidates(self, t_net_s: float | F64, t_proc_s: float | F64, closer: NDArray[np.bool_], net: F64,
+                   proc: F64, cost: F64, rnd: _Round) -> tuple[NDArray[np.bool_], F64]:
+        return (proc < t_proc_s) & np.isfinite(cost), proc
 
 
 class BandwidthOnlyAgent(_Agent):
@@ -220,11 +253,11 @@ class BandwidthOnlyAgent(_Agent):
 
     name = "bandwidth_only"
 
-    def choose(self, c: ContainerState, rnd: _Round, closer: NDArray[np.bool_], net: F64, proc: F64,
-               cost: F64) -> int | None:
+    def candidates(self, t_net_s: float | F64, t_proc_s: float | F64, closer: NDArray[np.bool_], net: F64,
+                   proc: F64, cost: F64, rnd: _Round) -> tuple[NDArray[np.bool_], F64]:
         avail = rnd.bw_bps / (1.0 + rnd.inflight + rnd.added_n)
-        ok = closer & (net < c.t_net_s) & np.isfinite(cost)
-        return _argmin_where(-avail, ok)
+        ok = closer & (net < t_net_s) & np.isfinite(cost)
+        return ok, np.broadcast_to(-avail, ok.shape)
 
 
 AGENTS: dict[str, type[_Agent]] = {a.name: a for a in (ShareOnAgent, ProcessingOnlyAgent, BandwidthOnlyAgent)}

@@ -38,7 +38,9 @@ class NodeReport:
     ``util_fac`` is the fraction of its processing capacity in use (the paper's utilFac; above 1 while a
     backlog grows); ``alpha_e_s`` its latency factor (``costs.shareon.alpha_from_measurement``);
     ``latency_var_s2`` the moving variance of the latency between its users and it; ``incoming_migrations``
-    the migrations heading to it that it knows of (the count Algorithm 2's cost threshold needs).
+    the migrations heading to it that it knows of (the count Algorithm 2's cost threshold needs);
+    ``outgoing_migrations`` the ones it is sending (they share its link, so a node's own count matters when
+    it is the source).
     """
 
     node_id: str
@@ -52,6 +54,7 @@ class NodeReport:
     alpha_e_s: float
     latency_var_s2: float = 0.0
     incoming_migrations: int = 0
+    outgoing_migrations: int = 0
 
     def to_wire(self) -> dict[str, object]:
         """A JSON-ready mapping; :func:`report_from_wire` reads it back."""
@@ -59,10 +62,12 @@ class NodeReport:
 
 
 _FIELDS = ("node_id", "x_m", "y_m", "cpu_hz", "ram_bytes", "n_containers", "util_fac", "t_p_avg_s",
-           "alpha_e_s", "latency_var_s2", "incoming_migrations")
+           "alpha_e_s", "latency_var_s2", "incoming_migrations", "outgoing_migrations")
 _COORDS = ("x_m", "y_m")
 _NON_NEGATIVE = ("cpu_hz", "ram_bytes", "util_fac", "t_p_avg_s", "alpha_e_s", "latency_var_s2")
-_COUNTS = ("n_containers", "incoming_migrations")
+_COUNTS = ("n_containers", "incoming_migrations", "outgoing_migrations")
+_OPTIONAL = {"outgoing_migrations": 0}
+"""Keys added after the first version: a peer that predates them may leave them out."""
 
 
 def _number(obj: Mapping[str, object], key: str, lo: float) -> float:
@@ -74,7 +79,7 @@ def _number(obj: Mapping[str, object], key: str, lo: float) -> float:
 
 
 def _count(obj: Mapping[str, object], key: str) -> int:
-    v = obj.get(key)
+    v = obj.get(key, _OPTIONAL.get(key))
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_CONTAINERS:
         raise ValidationError(f"report key '{key}': expected an integer in [0, {MAX_CONTAINERS}], got {v!r:.80}")
     return v
@@ -83,7 +88,7 @@ def _count(obj: Mapping[str, object], key: str) -> int:
 def report_from_wire(obj: object) -> NodeReport:
     """A :class:`NodeReport` from a decoded peer message, or a one-line :class:`ValidationError`.
 
-    Every key must be present, no other key is allowed, the id must match ``core.ids.ID_PATTERN`` and every
+    Every key must be present (but those of ``_OPTIONAL``), no other key is allowed, the id must match ``core.ids.ID_PATTERN`` and every
     number must be finite and in range (coordinates may be negative, nothing else).
     """
     if not isinstance(obj, Mapping):
