@@ -86,10 +86,10 @@ class RegionThresholds:
 
 def per_container(total: ArrayLike, n_containers: ArrayLike) -> F64:
     """``s_p,avg = s_p / k`` (or ``m_avg = m / k``); a node with no container has all of it (``inf``)."""
-    t = np.asarray(total, dtype=np.float64)
-    k = np.asarray(n_containers, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(k > 0, t / np.where(k > 0, k, 1.0), np.inf)
+    t, k = np.broadcast_arrays(np.asarray(total, dtype=np.float64), np.asarray(n_containers, dtype=np.float64))
+    # np.divide with ``where`` instead of np.errstate: the context manager costs more than the division on
+    # the few-element arrays one node's agent works with
+    return np.divide(t, k, out=np.full(t.shape, np.inf), where=k > 0)
 
 
 def util_region(sp_avg_hz: ArrayLike, m_avg_bytes: ArrayLike, th: RegionThresholds) -> NDArray[np.int8]:
@@ -148,13 +148,10 @@ def migration_cost_s(size_bytes: ArrayLike, bandwidth_bps: ArrayLike, n_inflight
     A link with no bandwidth (0, negative or NaN - a neighbour that reported garbage) costs ``inf``, so the
     threshold test ``C_m < C_m,th`` rejects it instead of dividing by zero.
     """
-    size = np.asarray(size_bytes, dtype=np.float64)
     bw = np.asarray(bandwidth_bps, dtype=np.float64)
     n = np.maximum(np.asarray(n_inflight, dtype=np.float64), 0.0)
-    ok = bw > 0  # NaN compares False
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cost = size * BITS_PER_BYTE * (1.0 + n) / np.where(ok, bw, 1.0)
-    return np.where(ok, cost, np.inf)
+    bits, bw = np.broadcast_arrays(np.asarray(size_bytes, dtype=np.float64) * BITS_PER_BYTE * (1.0 + n), bw)
+    return np.divide(bits, bw, out=np.full(bits.shape, np.inf), where=bw > 0)  # NaN > 0 is False
 
 
 def ewm_update(mean: ArrayLike, var: ArrayLike, sample: ArrayLike, weight: float) -> tuple[F64, F64]:

@@ -110,10 +110,13 @@ class _Round:
     favourable: NDArray[np.bool_]
     added_hz: F64 = field(init=False)
     added_n: F64 = field(init=False)
+    inv_cpu: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         self.added_hz = np.zeros(len(self.ids))
         self.added_n = np.zeros(len(self.ids))
+        # 1 / capacity, inf for a node reporting none: any load on it then estimates as infinitely slow
+        self.inv_cpu = np.divide(1.0, self.cpu_hz, out=np.full(len(self.ids), np.inf), where=self.cpu_hz > 0)
 
 
 class _Agent:
@@ -129,7 +132,7 @@ class _Agent:
     def shortlist(self, view: NodeView) -> list[ContainerState]:
         """Containers over ``t_app,th`` and not already migrating, slowest first (Algorithm 2, line 4)."""
         th = self.params.t_app_th_s
-        slow = [c for c in view.containers if not c.migrating and c.t_total_s > th]
+        slow = [c for c in view.containers if not c.migrating and c.t_net_s + c.t_proc_s > th]
         slow.sort(key=lambda c: (-c.t_total_s, c.container_id))
         return slow
 
@@ -188,9 +191,8 @@ class _Agent:
         Cost: ``C_m`` over ``b_ij`` shared with the migrations heading to ``j`` or - whichever is more - the
         ones this node is sending, since a transfer gets the smaller share of the two ends' links.
         """
-        with np.errstate(divide="ignore", invalid="ignore"):
-            extra = (rnd.added_hz + (rnd.inflight + 1.0) * demand_hz) / rnd.cpu_hz
-        util_after = np.where(rnd.cpu_hz > 0, rnd.util + extra, np.inf)
+        extra = (rnd.added_hz + (rnd.inflight + 1.0) * demand_hz) * rnd.inv_cpu
+        util_after = rnd.util + extra
         proc = processing_latency_s(rnd.t_p_avg_s, util_after, rnd.alpha_e_s)
         sharing = np.maximum(rnd.inflight + rnd.added_n, float(outgoing))
         return proc, migration_cost_s(size_bytes, rnd.bw_bps, sharing)
@@ -203,24 +205,15 @@ class _Agent:
 
     def _round(self, view: NodeView) -> _Round:
         nbs = [n for n in view.neighbours if n.report.node_id != view.me.node_id]
-        r = [n.report for n in nbs]
-        cpu = np.array([x.cpu_hz for x in r], dtype=np.float64)
-        ram = np.array([x.ram_bytes for x in r], dtype=np.float64)
-        k = np.array([x.n_containers for x in r], dtype=np.float64)
+        # one (K, 10) array in one call: per-field comprehensions cost more than the decision itself
+        a = np.array([(n.report.x_m, n.report.y_m, n.report.cpu_hz, n.report.ram_bytes, n.report.n_containers,
+                       n.report.util_fac, n.report.t_p_avg_s, n.report.alpha_e_s, n.report.latency_var_s2,
+                       n.report.incoming_migrations, n.bandwidth_bps) for n in nbs],
+                     dtype=np.float64).reshape(len(nbs), 11).T
+        x, y, cpu, ram, k, util, t_p, alpha, var, inflight, bw = a
         region = util_region(per_container(cpu, k), per_container(ram, k), self.params.thresholds)
-        return _Round(
-            ids=tuple(x.node_id for x in r),
-            x=np.array([x.x_m for x in r], dtype=np.float64),
-            y=np.array([x.y_m for x in r], dtype=np.float64),
-            cpu_hz=cpu,
-            util=np.array([x.util_fac for x in r], dtype=np.float64),
-            t_p_avg_s=np.array([x.t_p_avg_s for x in r], dtype=np.float64),
-            alpha_e_s=np.array([x.alpha_e_s for x in r], dtype=np.float64),
-            var_s2=np.array([x.latency_var_s2 for x in r], dtype=np.float64),
-            inflight=np.array([x.incoming_migrations for x in r], dtype=np.float64),
-            bw_bps=np.array([n.bandwidth_bps for n in nbs], dtype=np.float64),
-            favourable=region != UtilRegion.HIGH,
-        )
+        return _Round(ids=tuple(n.report.node_id for n in nbs), x=x, y=y, cpu_hz=cpu, util=util, t_p_avg_s=t_p,
+                      alpha_e_s=alpha, var_s2=var, inflight=inflight, bw_bps=bw, favourable=region != UtilRegion.HIGH)
 
 
 class ShareOnAgent(_Agent):
