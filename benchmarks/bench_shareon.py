@@ -11,7 +11,8 @@ arrive in a tick decide, 1/5 of them with a 5 s query period and 1 s ticks). Nod
 at the density of the San Francisco setting (50 nodes on 195 km^2), each with ``--containers`` containers
 whose users are within 2 km and 8 neighbours whose reports are random but plausible (utilisation 0.2-1.1);
 latencies are drawn so ~30 % of the containers exceed the 100 ms threshold. Timed: building the views from
-the simulator's arrays (``AgentPolicy.views``) and the agents' decisions (``agent.decide``), separately.
+the simulator's arrays (``AgentPolicy.views``) and the agents' decisions (``agent.decide``), separately, in
+wall-clock ms, and the process CPU time of the whole round (``cpu_ms_*``: less sensitive to a shared machine).
 
 Step cost: the simulator at load 0.7 (ShareOn's high-load point) with ShareOn's agents, and with no policy
 (nearest placement) for reference, on (a) every San Francisco tower site of the sweep's area with 10,000
@@ -66,21 +67,23 @@ def round_context(n_nodes: int, per_node: int, seed: int) -> DecisionContext:
 def bench_round(n_nodes: int, per_node: int, repeats: int, seed: int) -> dict[str, object]:
     ctx = round_context(n_nodes, per_node, seed)
     policy = AgentPolicy.by_name("shareon", agent_params(BASE, n_nodes * per_node, n_nodes))
-    build_s, decide_s, decisions, slow_nodes = [], [], 0, 0
+    build_s, decide_s, cpu_s, decisions, slow_nodes = [], [], [], 0, 0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         views = policy.views(ctx)
         t1 = time.perf_counter()
         decisions = sum(len(policy.agent.decide(v)) for v in views)
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
         build_s.append(t1 - t0)
         decide_s.append(t2 - t1)
+        cpu_s.append(c2 - c0)
         slow_nodes = len(views)
     return {"bench": "shareon_round", "nodes": n_nodes, "containers_per_node": per_node,
             "nodes_with_slow_containers": slow_nodes, "decisions": decisions,
             "ms_per_round": round(1e3 * float(np.median(np.add(build_s, decide_s))), 2),
             "ms_views": round(1e3 * float(np.median(build_s)), 2),
-            "ms_decide": round(1e3 * float(np.median(decide_s)), 2), "repeats": repeats}
+            "ms_decide": round(1e3 * float(np.median(decide_s)), 2),
+            "cpu_ms_per_round": round(1e3 * float(np.median(cpu_s)), 2), "repeats": repeats}
 
 
 def bench_step(world: str, users: int, steps: int, warmup: int, seed: int, policy: str) -> dict[str, object]:
@@ -105,19 +108,23 @@ def bench_step(world: str, users: int, steps: int, warmup: int, seed: int, polic
     agent = AgentPolicy.by_name("shareon", agent_params(cfg, users, len(xy))) if policy == "shareon" else None
     sim = ShareOnSim(cfg, xy, TaxiLike(users, area), policy=agent, seed=seed)
     ticks: list[float] = []
+    cpu: list[float] = []
     original = sim._migrate
 
     def timed_migrate(step: int) -> int:  # the last phase of a tick: time tick boundaries from here
         out = original(step)
         ticks.append(time.perf_counter())
+        cpu.append(time.process_time())
         return out
 
     sim._migrate = timed_migrate  # type: ignore[method-assign]
     res = sim.run()
     per_step = np.diff(np.asarray(ticks[warmup - 1:]))
+    cpu_step = np.diff(np.asarray(cpu[warmup - 1:]))
     return {"bench": "shareon_step", "world": world, "policy": policy, "users": users, "nodes": len(xy),
             "ms_per_step": round(1e3 * float(np.mean(per_step)), 3),
             "ms_per_step_p95": round(1e3 * float(np.quantile(per_step, 0.95)), 3),
+            "cpu_ms_per_step": round(1e3 * float(np.mean(cpu_step)), 3),
             "us_per_user_step": round(1e6 * float(np.mean(per_step)) / users, 3), "steps": steps,
             "migrations": res.totals["migrations"], "mean_response_ms": round(1e3 * res.totals["mean_response_s"], 1)}
 

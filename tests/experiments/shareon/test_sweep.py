@@ -84,3 +84,27 @@ def test_the_cli_reports_a_bad_points_option_on_one_line(tmp_path: Path) -> None
     assert r.stderr.strip().splitlines() == ["edgemigrate: error: --points 'load=high': expected AXIS=V1,V2,... "
                                              "with numbers"]
     assert not list(tmp_path.iterdir())
+
+
+def test_an_imported_trace_drives_the_users_instead_of_the_taxi_model(tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgemigrate.core.geo import LocalProjection
+    from edgemigrate.experiments.shareon.design import SF_ORIGIN
+    from edgemigrate.mobility import Trajectories
+
+    # 30 cabs for 60 s at 1 s rows, driving east at 10 m/s from spots inside the city; cab 0 appears at t = 20 s
+    rng = np.random.default_rng(0)
+    start = rng.uniform(-5000.0, 2000.0, (30, 2))
+    t = np.arange(61, dtype=np.float64)
+    xy = start[None, :, :] + np.stack([10.0 * t, 0.0 * t], axis=-1)[:, None, :]
+    active = np.ones((61, 30), dtype=bool)
+    active[:20, 0] = False
+    traj = Trajectories(ids=tuple(f"cab{i}" for i in range(30)), t0_s=1.2e9, dt_s=1.0, xy_m=xy, active=active,
+                        projection=LocalProjection(*SF_ORIGIN))
+    path = tmp_path / "cabs.npz"
+    traj.save(path)
+    row = run_one("load", 0.7, "shareon", 0, WorldConfig(n_nodes=6, trace=str(path), duration_s=50.0,
+                                                         warmup_s=10.0))
+    assert row["policy"] == "shareon" and 0.0 < row["mean_response_s"] < 10.0
+    assert row["rate_rps"] == pytest.approx(BASE.rate_rps(30, 6))
