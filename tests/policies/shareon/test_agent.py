@@ -196,3 +196,10 @@ def test_every_decision_is_a_distinct_own_container_to_a_neighbour_that_passes_a
             assert d.destination_id in {r.node_id for r in reports} and math.isfinite(d.cost_s)
             if isinstance(agent, ShareOnAgent):
                 assert d.est_total_s < c.t_total_s and d.cost_s < P.cost_th_s
+
+
+def test_a_neighbour_reporting_no_capacity_is_never_chosen_and_does_not_crash_the_agent() -> None:
+    empty = report("z", 100.0, k=0, util=0.0, cpu_hz=0.0)
+    user = container("c1", 100.0, t_net=0.03, t_proc=0.2)
+    for agent in (ShareOnAgent(P), ProcessingOnlyAgent(P)):
+        assert agent.decide(view(ME, [user], [empty])) == []

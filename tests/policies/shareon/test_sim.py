@@ -176,3 +176,29 @@ def test_views_with_only_slow_containers_decide_like_views_with_all_of_them() ->
             assert policy.agent.decide(full) == policy.agent.decide(view)
             compared += 1
     assert compared > 0
+
+
+@pytest.mark.parametrize("name", ["shareon", "processing_only", "bandwidth_only"])
+def test_screening_nodes_in_one_array_pass_changes_no_decision(name: str) -> None:
+    cfg = dataclasses.replace(CFG, load=0.75, duration_s=200.0)
+    screened = AgentPolicy.by_name(name, params(cfg))
+    everyone = AgentPolicy(screened.agent, screen=False)
+    seen = {"fewer": 0, "moved": 0}
+
+    class Both:
+        """Decides with the screen (the run goes on with it) after checking the unscreened answer is the same."""
+
+        name = "both"
+
+        def decide(self, ctx: DecisionContext) -> tuple[np.ndarray, np.ndarray]:
+            a, b = screened.decide(ctx), everyone.decide(ctx)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+            seen["fewer"] += len(screened.views(ctx)) < len(everyone.views(ctx))
+            seen["moved"] += len(a[0])
+            return a
+
+    sim(Both(), cfg=cfg).run()
+    # real decisions were compared; for ShareOn (whose cost threshold and minimum gain leave many slow nodes
+    # without a candidate) the screen also dropped nodes
+    assert seen["moved"] > 0 and (name != "shareon" or seen["fewer"] > 0)

@@ -113,10 +113,11 @@ class _Round:
     inv_cpu: F64 = field(init=False)
 
     def __post_init__(self) -> None:
-        self.added_hz = np.zeros(len(self.ids))
-        self.added_n = np.zeros(len(self.ids))
+        # shaped like the neighbour arrays: (K,) for one node, (containers, K) when a simulator screens many
+        self.added_hz = np.zeros_like(self.x)
+        self.added_n = np.zeros_like(self.x)
         # 1 / capacity, inf for a node reporting none: any load on it then estimates as infinitely slow
-        self.inv_cpu = np.divide(1.0, self.cpu_hz, out=np.full(len(self.ids), np.inf), where=self.cpu_hz > 0)
+        self.inv_cpu = np.divide(1.0, self.cpu_hz, out=np.full(self.cpu_hz.shape, np.inf), where=self.cpu_hz > 0)
 
 
 class _Agent:
@@ -181,7 +182,7 @@ class _Agent:
         return out
 
     def _estimates(self, rnd: _Round, demand_hz: float | F64, size_bytes: float | F64,
-                   outgoing: int) -> tuple[F64, F64]:
+                   outgoing: int | F64) -> tuple[F64, F64]:
         """Processing latency and migration cost at every neighbour if this container went there.
 
         Processing: ``t_p,avg + utilFac * alpha_e`` with utilFac raised by this container's load, by the
@@ -194,7 +195,7 @@ class _Agent:
         extra = (rnd.added_hz + (rnd.inflight + 1.0) * demand_hz) * rnd.inv_cpu
         util_after = rnd.util + extra
         proc = processing_latency_s(rnd.t_p_avg_s, util_after, rnd.alpha_e_s)
-        sharing = np.maximum(rnd.inflight + rnd.added_n, float(outgoing))
+        sharing = np.maximum(rnd.inflight + rnd.added_n, outgoing)
         return proc, migration_cost_s(size_bytes, rnd.bw_bps, sharing)
 
     def candidates(self, t_net_s: float | F64, t_proc_s: float | F64, closer: NDArray[np.bool_], net: F64,

@@ -3,8 +3,12 @@ node, built from the reports its neighbours answered at the query tick, then ``a
 
 The simulator hands over arrays; this adapter turns one node's rows into the same frozen view the real
 emulation builds from measurements, so both run identical decision code. Only containers over ``t_app,th``
-go into a view: Algorithm 2 never looks at the others (line 4), and skipping them keeps a round over
-thousands of nodes cheap (``tests/policies/shareon/test_simpolicy.py`` checks the decisions are the same).
+go into a view: Algorithm 2 never looks at the others (line 4). And only nodes where at least one such
+container has a candidate destination get a view at all: :meth:`AgentPolicy.screen` scores every slow
+container against its node's answered neighbours in one set of array operations, with the agent's own
+``_estimates`` and ``candidates`` on (containers, neighbours) arrays - the first, nothing-moved-yet pass of
+``decide`` - so a node it drops is one whose agent would return nothing (``tests/policies/shareon/test_sim.py``
+checks both shortcuts give the same decisions).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from edgemigrate.policies.shareon.agent import AGENTS, ShareOnParams, _Agent
+from edgemigrate.costs.shareon import UtilRegion, network_latency_s, per_container, util_region
+from edgemigrate.policies.shareon.agent import AGENTS, ShareOnParams, _Agent, _Round
 from edgemigrate.policies.shareon.view import ContainerState, Neighbour, NodeReport, NodeView
 from edgemigrate.sim.shareon import DecisionContext, Reports
 
@@ -56,20 +61,48 @@ def node_view(ctx: DecisionContext, row: int, users: I64, cache: dict[int, NodeR
 class AgentPolicy:
     """A ``sim.shareon.MigrationPolicy`` that runs one agent per deciding node."""
 
-    def __init__(self, agent: _Agent) -> None:
+    def __init__(self, agent: _Agent, *, screen: bool = True) -> None:
         self.agent = agent
         self.name = agent.name
+        self.screen_nodes = screen
 
     @classmethod
     def by_name(cls, name: str, params: ShareOnParams) -> AgentPolicy:
         return cls(AGENTS[name](params))
 
+    def screen(self, ctx: DecisionContext, users: I64, row_of: I64) -> I64:
+        """The nodes (ids) among the hosts of ``users`` (slow containers) where some container has a candidate."""
+        p = self.agent.params
+        rows = row_of[ctx.host[users]]
+        nb = ctx.neighbours[rows]
+        rep = ctx.reports
+        region = util_region(per_container(ctx.cpu_hz, rep.n_containers),
+                             per_container(ctx.ram_bytes, rep.n_containers), p.thresholds)
+        rnd = _Round(ids=(), x=ctx.node_xy_m[nb, 0], y=ctx.node_xy_m[nb, 1], cpu_hz=ctx.cpu_hz[nb],
+                     util=rep.util_fac[nb], t_p_avg_s=np.full(nb.shape, ctx.t_p_avg_s), alpha_e_s=rep.alpha_e_s[nb],
+                     var_s2=rep.latency_var_s2[nb], inflight=rep.incoming[nb].astype(np.float64),
+                     bw_bps=np.full(nb.shape, ctx.bandwidth_bps), favourable=region[nb] != UtilRegion.HIGH)
+        ux, uy = ctx.user_xy_m[users, 0][:, None], ctx.user_xy_m[users, 1][:, None]
+        d = np.hypot(rnd.x - ux, rnd.y - uy)
+        me = ctx.node_xy_m[ctx.host[users]]
+        closer = d < np.hypot(me[:, 0:1] - ux, me[:, 1:2] - uy)
+        net = network_latency_s(d, p.l_d_s_per_m, rnd.var_s2, p.user_latency_s)
+        proc, cost = self.agent._estimates(rnd, ctx.demand_hz[users][:, None], ctx.container_bytes,
+                                           ctx.now.outgoing[ctx.host[users]][:, None].astype(np.float64))
+        ok, _ = self.agent.candidates(ctx.t_net_s[users][:, None], ctx.t_proc_s[users][:, None], closer, net, proc,
+                                      cost, rnd)
+        ok &= ctx.answered[rows]
+        return np.unique(ctx.host[users[ok.any(axis=1)]])
+
     def views(self, ctx: DecisionContext) -> list[NodeView]:
-        """The views of the deciding nodes that have a container over ``t_app,th`` (the others move nothing)."""
+        """The views of the deciding nodes that have a container over ``t_app,th`` (the others move nothing)
+        and, unless built with ``screen=False``, a candidate destination for one of them (module docstring)."""
         slow = (ctx.t_net_s + ctx.t_proc_s > self.agent.params.t_app_th_s) & ~ctx.migrating
         row_of = np.full(ctx.cpu_hz.shape[0], -1, dtype=np.int64)
         row_of[ctx.deciders] = np.arange(ctx.deciders.size)
         users = np.flatnonzero(slow & (row_of[ctx.host] >= 0))
+        if users.size and self.screen_nodes:
+            users = users[np.isin(ctx.host[users], self.screen(ctx, users, row_of))]
         if users.size == 0:
             return []
         users = users[np.argsort(ctx.host[users], kind="stable")]
