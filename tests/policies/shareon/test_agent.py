@@ -203,3 +203,12 @@ def test_a_neighbour_reporting_no_capacity_is_never_chosen_and_does_not_crash_th
     user = container("c1", 100.0, t_net=0.03, t_proc=0.2)
     for agent in (ShareOnAgent(P), ProcessingOnlyAgent(P)):
         assert agent.decide(view(ME, [user], [empty])) == []
+
+
+def test_a_node_sheds_only_what_brings_its_other_containers_under_the_threshold() -> None:
+    # alpha_e = 1 s on 8e9 Hz: each 0.4e9 Hz container leaving takes 50 ms off this node's processing estimate;
+    # three containers at 110 ms: once one leaves, the other two estimate 60 ms and stay
+    me = report("a", 0.0, k=20, util=0.9, alpha=1.0)
+    cs = [container(f"c{i}", 0.0, t_net=0.02, t_proc=0.09) for i in range(3)]
+    out = ShareOnAgent(P).decide(view(me, cs, [report("b", 500.0, k=1, util=0.0, alpha=0.01)]))
+    assert [d.container_id for d in out] == ["c0"]

@@ -22,7 +22,11 @@ ShareOn, step by step (Algorithm 2):
 
 Within one round an agent counts its own choices: a container it has just sent to ``j`` adds its load to
 ``j``'s utilisation and one more migration to ``j``'s in-flight count for the next container, so one stale
-report does not send a whole shortlist to the same node. Counting the reported in-flight migrations in the
+report does not send a whole shortlist to the same node; and the load it sends away lowers its own
+estimated processing latency for the containers still to be decided, so a node sheds what brings it under
+``t_app,th`` instead of everything that could be faster elsewhere (without this, a node decided from the
+latencies measured before any container left, and at 10 Gbit/s - where the cost threshold no longer binds -
+nodes traded containers every few seconds: ``docs/shareon.md``). Counting the reported in-flight migrations in the
 destination's compute, not only in its bandwidth, is our reading of sec. III-C ("considering the available
 inter-edge bandwidth and compute"); ``docs/shareon.md`` shows what it changes.
 
@@ -164,18 +168,27 @@ class _Agent:
         proc, cost = self._estimates(rnd, demand, size, me.outgoing_migrations)
         ok, _ = self.candidates(t_net, t_proc, closer, net, proc, cost, rnd)
         net_ref = p.user_latency_s + p.l_d_s_per_m * p.near_m
+        # the load this round sends away, and what it takes off this node's processing latency (the same
+        # linear estimate, t_p = t_p,avg + utilFac * alpha_e, with utilFac lowered)
+        relief_s_per_hz = float(me.alpha_e_s) / me.cpu_hz if me.cpu_hz > 0 else 0.0
+        relief_hz = 0.0
         out: list[MigrationDecision] = []
         for i in np.flatnonzero(ok.any(axis=1)).tolist():
             c = slow[i]
+            t_proc_home = c.t_proc_s
             proc_i, cost_i = proc[i], cost[i]
-            if out:  # this round's choices changed the destinations: score this container again
+            if out:  # this round's choices changed the destinations and relieved this node: score again
+                t_proc_home = max(c.t_proc_s - relief_hz * relief_s_per_hz, 0.0)
+                if c.t_net_s + t_proc_home <= p.t_app_th_s:
+                    continue  # the containers already leaving bring this one under the threshold
                 proc_i, cost_i = self._estimates(rnd, c.demand_hz, c.size_bytes, me.outgoing_migrations + len(out))
-            ok_i, score_i = self.candidates(c.t_net_s, c.t_proc_s, closer[i], net[i], proc_i, cost_i, rnd)
+            ok_i, score_i = self.candidates(c.t_net_s, t_proc_home, closer[i], net[i], proc_i, cost_i, rnd)
             if not ok_i.any():
                 continue
             j = int(np.argmin(np.where(ok_i, score_i, np.inf)))
             rnd.added_hz[j] += c.demand_hz
             rnd.added_n[j] += 1
+            relief_hz += c.demand_hz
             reason = slow_reason(c.t_net_s, c.t_proc_s, net_ref, p.t_app_th_s - net_ref)
             out.append(MigrationDecision(c.container_id, me.node_id, rnd.ids[j], reason,
                                          float(net[i, j] + proc_i[j]), float(cost_i[j])))
