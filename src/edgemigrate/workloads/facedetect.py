@@ -179,7 +179,12 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 class FaceDetector:
-    """OpenCV's frontal-face Haar cascade, loaded once (the "model")."""
+    """OpenCV's frontal-face Haar cascade, loaded once (the "model"). Another cascade (the plate detector of
+    :mod:`.platedetect`) is this class with its file and its own three settings."""
+
+    scale_factor = SCALE_FACTOR
+    min_neighbors = MIN_NEIGHBORS
+    min_size_px = (MIN_FACE_PX, MIN_FACE_PX)
 
     def __init__(self, cascade_path: str | None = None) -> None:
         path = cascade_path or os.path.join(cv2.data.haarcascades, CASCADE_FILE)
@@ -194,8 +199,8 @@ class FaceDetector:
         work = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                     interpolation=cv2.INTER_AREA)
         work = cv2.equalizeHist(work)
-        found = self.cascade.detectMultiScale(work, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS,
-                                              minSize=(MIN_FACE_PX, MIN_FACE_PX))
+        found = self.cascade.detectMultiScale(work, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=self.min_size_px)
         boxes = [Box(*(round(int(v) / scale) for v in r)) for r in found]
         return tuple(sorted(boxes, key=lambda b: (b.y, b.x)))
 
@@ -239,6 +244,8 @@ def _b64(text: str) -> bytes:
 class FaceService:
     """The request handler and the state: one counter per user."""
 
+    default_image = DEFAULT_IMAGE  # what DETECT without an image argument runs on
+
     def __init__(self, detector: FaceDetector, images: dict[str, np.ndarray], resident_mb: float = 0.0,
                  seed: int = 0, max_users: int = MAX_USERS) -> None:
         self.detector = detector
@@ -273,7 +280,7 @@ class FaceService:
         cmd = cmd.upper()
         args = rest.split(" ") if rest else []
         if cmd == "DETECT" and 1 <= len(args) <= 2:
-            return self._detect(_user(args[0]), args[1] if len(args) == 2 else DEFAULT_IMAGE)
+            return self._detect(_user(args[0]), args[1] if len(args) == 2 else self.default_image)
         if cmd == "GET" and len(args) == 1:
             return str(self.counters.get(_user(args[0]), 0)).encode()
         if not args:
@@ -356,13 +363,13 @@ class BoundedLineServer(LineServer):
             self._send(conn, replies)
 
 
-def _single_threaded_exec(argv: list[str]) -> None:
-    """Re-execute this module with OpenBLAS pinned to one thread, unless it already is (see the module doc)."""
+def single_threaded_exec(module: str, argv: list[str]) -> None:
+    """Re-execute ``module`` with OpenBLAS pinned to one thread, unless it already is (see the module doc)."""
     if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
         return
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "edgemigrate.workloads.facedetect", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,5 +393,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _single_threaded_exec(sys.argv[1:])
+    single_threaded_exec("edgemigrate.workloads.facedetect", sys.argv[1:])
     sys.exit(main())
