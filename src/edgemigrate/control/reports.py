@@ -53,7 +53,7 @@ MAX_REPORT_SERVICES = 256
 MAX_PROCESSING_S = 3600.0
 MAX_CORES = 4096.0
 TIMED_KINDS = frozenset({ServiceKind.PLATEDETECT})
-SERVICE_STATS_TIMEOUT_S = 1.0  # one STATS request waits behind at most one detection
+SERVICE_STATS_TIMEOUT_S = 3.0  # STATS waits behind the requests queued before it (seconds on a loaded node)
 SERVICE_STATS_MAX_BYTES = 4096
 REPORT_TIMEOUT_S = 10.0
 _SERVICE_STATES = frozenset({"running", "paused", "stopped", "absent", "created", "receiving", "restoring"})
@@ -70,6 +70,7 @@ class ServiceReport:
     state: str
     resident_mb: float
     processing_s: float | None  # mean of the service's recent requests; None if the kind does not say
+    cpu_s: float | None = None  # the CPU time of those requests (their cost on any node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ class HostReport:
                 "cpu_used_fraction": self.cpu_used_fraction, "cpu_usage_s": self.cpu_usage_s,
                 "memory_used_bytes": self.memory_used_bytes, "memory_total_bytes": self.memory_total_bytes,
                 "services": [{"name": s.name, "kind": s.kind, "state": s.state, "resident_mb": s.resident_mb,
-                              **({} if s.processing_s is None else {"processing_s": s.processing_s})}
+                              **({} if s.processing_s is None else {"processing_s": s.processing_s}),
+                              **({} if s.cpu_s is None else {"cpu_s": s.cpu_s})}
                              for s in self.services]}
 
     @classmethod
@@ -142,17 +144,18 @@ def _ident(v: Any, where: str) -> str:
 
 
 def _service(obj: Any, where: str) -> ServiceReport:
-    d = _fields(obj, where, {"name", "kind", "state", "resident_mb"}, {"processing_s"})
+    d = _fields(obj, where, {"name", "kind", "state", "resident_mb"}, {"processing_s", "cpu_s"})
     try:
         kind = ServiceKind(d["kind"]).value
     except ValueError:
         raise ReportError(f"{where}.kind: {str(d['kind'])[:40]!r} is not a service kind") from None
     if d["state"] not in _SERVICE_STATES:
         raise ReportError(f"{where}.state: {str(d['state'])[:40]!r} is not one of {sorted(_SERVICE_STATES)}")
-    proc = d.get("processing_s")
+    proc, cpu = d.get("processing_s"), d.get("cpu_s")
     return ServiceReport(_ident(d["name"], f"{where}.name"), kind, d["state"],
                          _num(d["resident_mb"], f"{where}.resident_mb", 0, 1e6),
-                         None if proc is None else _num(proc, f"{where}.processing_s", 0, MAX_PROCESSING_S))
+                         None if proc is None else _num(proc, f"{where}.processing_s", 0, MAX_PROCESSING_S),
+                         None if cpu is None else _num(cpu, f"{where}.cpu_s", 0, MAX_PROCESSING_S))
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -232,9 +235,9 @@ class ResourceMeter:
         return min(1.0, max(0.0, (usage - u0) / span)), usage
 
 
-def service_processing_s(spec: ServiceSpec, netns_path: str | None) -> float | None:
-    """The service's mean processing time of its recent requests, from its ``STATS`` line (None if the kind
-    does not report one, the service does not answer in time, or says nothing usable). Blocking."""
+def service_timing(spec: ServiceSpec, netns_path: str | None) -> tuple[float, float | None] | None:
+    """(processing, CPU) seconds of the service's recent requests, from its ``STATS`` line (None if the kind
+    does not report them, the service does not answer in time, or says nothing usable). Blocking."""
     if spec.kind not in TIMED_KINDS:
         return None
     try:
@@ -252,19 +255,27 @@ def service_processing_s(spec: ServiceSpec, netns_path: str | None) -> float | N
     return parse_service_stats(buf)
 
 
-def parse_service_stats(line: bytes) -> float | None:
-    """``processing_s_mean`` of a STATS line if it is there and sane; None otherwise (never raises)."""
+def _seconds(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_PROCESSING_S:
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def parse_service_stats(line: bytes) -> tuple[float, float | None] | None:
+    """(``processing_s_mean``, ``cpu_s_mean`` or None) of a STATS line if sane, after at least one timed
+    request; None otherwise (never raises: a container that says garbage is a service without timing)."""
     if b"\n" not in line:
         return None
     try:
         stats = loads_untrusted(line.split(b"\n", 1)[0], ReportError, "STATS", max_depth=2)
     except ReportError:
         return None
-    v = stats.get("processing_s_mean") if isinstance(stats, dict) else None
-    timed = stats.get("timed") if isinstance(stats, dict) else None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_PROCESSING_S or not timed:
+    if not isinstance(stats, dict):
         return None
-    return float(v) if math.isfinite(v) else None
+    timed, proc = stats.get("timed"), _seconds(stats.get("processing_s_mean"))
+    if proc is None or isinstance(timed, bool) or not isinstance(timed, int) or timed < 1:
+        return None
+    return proc, _seconds(stats.get("cpu_s_mean"))
 
 
 def build_report(host: str, meter: ResourceMeter, services: Mapping[str, tuple[ServiceSpec, str]],
@@ -274,8 +285,8 @@ def build_report(host: str, meter: ResourceMeter, services: Mapping[str, tuple[S
     used, total = meter.memory_bytes()
     out = []
     for name, (spec, state) in sorted(services.items())[:MAX_REPORT_SERVICES]:
-        proc = service_processing_s(spec, netns_path) if state == "running" else None
-        out.append(ServiceReport(name, spec.kind.value, state, spec.resident_mb, proc))
+        timing = service_timing(spec, netns_path) if state == "running" else None
+        out.append(ServiceReport(name, spec.kind.value, state, spec.resident_mb, *(timing or (None, None))))
     return HostReport(host, time.time(), meter.cpu_cores(), frac, usage, used, total, tuple(out))
 
 

@@ -1,0 +1,1 @@
+"""ShareOn experiments (Maheshwari et al. 2018)."""
