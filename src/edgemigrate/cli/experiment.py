@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgemigrate.cli.compression import compression
+from edgemigrate.cli.shareon_emu import emulation as shareon_emulation
 from edgemigrate.core.errors import ConfigError
 
 
@@ -152,3 +153,11 @@ def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
 
 
 experiment.add_command(compression)
+
+
+@experiment.group(short_help="ShareOn (Maheshwari et al. 2018): distributed traffic-aware migration.")
+def shareon() -> None:
+    """Maheshwari et al. 2018 (ShareOn): per-node migration decisions from utilisation regions."""
+
+
+shareon.add_command(shareon_emulation)

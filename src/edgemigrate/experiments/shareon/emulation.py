@@ -3,10 +3,11 @@
 Two edge hosts of the testbed (:class:`edgemigrate.cluster.LocalCluster`), the plate-recognition service
 (:mod:`edgemigrate.workloads.platedetect`) on node 1 (``edge1``) serving one client on the testbed's client
 host, real CPU load on both nodes: node 1's ramps 0 -> 1 while node 2's ramps 1 -> 0, in steps. The load is
-stress-ng inside each host's cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups, capped at
-``host_cores`` by a CFS quota so the two hosts behave as two small machines) and its network namespace; a
-load of L is ``stress_workers`` workers each busy L of the time, so the service's share of its host shrinks
-as L grows and its processing time grows with it - real CPU contention, nothing simulated.
+stress-ng inside each host's cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups) and its
+network namespace. A load of L is ``stress_workers`` workers each busy L of the time, in a child cgroup
+weighted as that many processes, so the service's share of its host shrinks as L grows and its processing
+time grows with it - real CPU contention, nothing simulated. The two hosts' cgroups share the machine by equal
+weight (optionally each is capped by a CFS quota of ``host_cores``).
 
 Two runs per repeat: ``shareon`` - node 1's own decision loop (:class:`edgemigrate.edgenode.loop.NodeLoop`:
 its reports and node 2's over the agents' control plane, ``ShareOnAgent.decide``) migrates the container to
@@ -76,7 +77,10 @@ class EmulationConfig:
     # other work may not serve the request in 100 ms even idle; the CI test uses it, the experiment does not)
     threshold_idle_factor: float = 0.0
     request_interval_s: float = 0.25
-    host_cores: float = 1.0
+    # 0: no CPU quota; the two hosts' cgroups share the machine by equal weight. A quota throttles the
+    # service with its host, and runc's pause (the freeze of pre-copy's final round) of a throttled container
+    # fails ("unable to freeze", measured here with 0.5 cores and 6 workers): the migration would be refused
+    host_cores: float = 0.0
     stress_workers: int = 3
     image: str = "street-small"
     calibrate_s: float = 3.0
@@ -87,7 +91,9 @@ class EmulationConfig:
             raise ConfigError("emulation: repeats >= 1, levels >= 2 and stress_workers >= 1 are required")
         if self.threshold_idle_factor < 0:
             raise ConfigError("emulation.threshold_idle_factor: must be >= 0")
-        for key in ("step_s", "threshold_s", "request_interval_s", "host_cores", "calibrate_s", "period_s"):
+        if self.host_cores < 0:
+            raise ConfigError("emulation.host_cores: must be >= 0 (0: no quota)")
+        for key in ("step_s", "threshold_s", "request_interval_s", "calibrate_s", "period_s"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"emulation.{key}: must be > 0, got {getattr(self, key)!r}")
 
@@ -100,7 +106,8 @@ class EmulationConfig:
 
 # ------------------------------------------------------------------------------------------ host load
 class HostLoad:
-    """stress-ng in one host's cgroup and network namespace, its CPU capped by a CFS quota (cgroup v1 or v2).
+    """stress-ng in one host's cgroup and network namespace, its CPU capped by a CFS quota if ``cores`` > 0
+    (cgroup v1 or v2).
 
     The workers run in a child cgroup ``load`` beside the containers' cgroups. Sibling cgroups share a CPU by
     their weights, not by their thread counts, so ``load`` gets the weight of ``workers`` ordinary processes
@@ -113,14 +120,14 @@ class HostLoad:
         self.netns_path, self.workers = netns_path, workers
         self.rel = host_cgroup(netns_path)
         self.v2 = (root / "cgroup.controllers").exists()
-        quota = str(max(1000, round(cores * CGROUP_PERIOD_US)))
+        quota = str(max(1000, round(cores * CGROUP_PERIOD_US))) if cores > 0 else None
         if self.v2:
             host = root / self.rel
             host.mkdir(parents=True, exist_ok=True)
             for parent in (root / "edgemigrate", host):
                 with contextlib.suppress(OSError):
                     (parent / "cgroup.subtree_control").write_text("+cpu")
-            (host / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
+            (host / "cpu.max").write_text(f"{quota or 'max'} {CGROUP_PERIOD_US}")
             self.load_dirs = [host / "load"]
             (host / "load").mkdir(exist_ok=True)
             (host / "load" / "cpu.weight").write_text(str(100 * workers))
@@ -128,7 +135,7 @@ class HostLoad:
             cpu = root / "cpu" / self.rel
             cpu.mkdir(parents=True, exist_ok=True)
             (cpu / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
-            (cpu / "cpu.cfs_quota_us").write_text(quota)
+            (cpu / "cpu.cfs_quota_us").write_text(quota or "-1")
             self.load_dirs = [root / "cpu" / self.rel / "load", root / "cpuacct" / self.rel / "load"]
             self.load_dirs[0].mkdir(exist_ok=True)
             (self.load_dirs[0] / "cpu.shares").write_text(str(1024 * workers))
@@ -383,7 +390,8 @@ def _markdown(summaries: list[dict[str, Any]], cfg: EmulationConfig) -> str:
             "nomig_delay_same_span_s", "downtime_s", "delay_dropped"]
     lines = ["# ShareOn emulation (Maheshwari et al. 2018, sec. IV-D, fig. 6)", "",
              f"Threshold {cfg.threshold_s * 1000:.0f} ms; load steps of {cfg.step_s:g} s; host quota "
-             f"{cfg.host_cores:g} cores; {cfg.stress_workers} stress-ng workers. Measured on a shared machine.", "",
+             f"{cfg.host_cores:g} cores (0: none); {cfg.stress_workers} stress-ng workers. Measured on a shared "
+             "machine (2 cores, other work running).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summaries:
         cells = []
