@@ -342,7 +342,7 @@ def _mean(rows: list[tuple[float, float, int]], lo: float, hi: float) -> float:
 def summarise(shareon: RunResult, nomig: RunResult, cfg: EmulationConfig) -> dict[str, Any]:
     """One repeat's measured properties: where the node decided, delay before / after its move, the same
     span without migration, and whether the service's state went with it."""
-    end = cfg.levels * cfg.step_s
+    end = (shareon.loads[-1][0] if shareon.loads else 0.0) + cfg.step_s  # the ramp's end, in run seconds
     out: dict[str, Any] = {"repeat": shareon.repeat, "t_p_avg_s": shareon.t_p_avg_s, "threshold_s": shareon.threshold_s,
                            "migrated": shareon.migration is not None and bool(shareon.migration.get("ok"))}
     counters = [k for _, _, k in shareon.rows]
