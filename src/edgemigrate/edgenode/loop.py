@@ -69,6 +69,9 @@ class NodeLoopConfig:
     alpha_prior_s: float
     period_s: float = 1.0
     strategy: str = "precopy"
+    # a service is moved only after this many consecutive rounds chose to move it: one round's view is the
+    # mean of a few requests, and on a machine shared with other work one slow window is not a loaded node
+    confirm_rounds: int = 1
 
     @property
     def neighbours(self) -> list[str]:
@@ -84,6 +87,7 @@ class NodeLoop:
     record: Callable[[dict[str, Any]], None]
     clock: Callable[[], float] = time.time
     migrations: list[dict[str, Any]] = field(default_factory=list)
+    streak: dict[str, int] = field(default_factory=dict)  # service -> consecutive rounds that chose to move it
 
     def node_report(self, rep: HostReport) -> dict[str, Any]:
         """A host's resource report as ShareOn's NodeReport (wire form, parsed by the policy's own parser)."""
@@ -139,12 +143,16 @@ class NodeLoop:
         """One round: view, decision, record, then the migrations (each asked of the node's own agent)."""
         view, rec = await self.view()
         decisions = self.agent.decide(view) if view is not None else []
+        self.streak = {d.container_id: self.streak.get(d.container_id, 0) + 1 for d in decisions}
+        confirmed = [d for d in decisions if self.streak[d.container_id] >= self.cfg.confirm_rounds]
         rec["decisions"] = [{"service": d.container_id, "to": d.destination_id, "reason": d.reason.value,
-                             "est_total_s": d.est_total_s, "cost_s": d.cost_s} for d in decisions]
+                             "est_total_s": d.est_total_s, "cost_s": d.cost_s,
+                             "confirmed": d in confirmed} for d in decisions]
         self.record({"event": "round", **rec})
-        for d in decisions:
+        for d in confirmed:
+            self.streak.pop(d.container_id, None)
             await self._migrate(d)
-        return decisions
+        return confirmed
 
     async def _migrate(self, d: MigrationDecision) -> None:
         t0 = self.clock()

@@ -85,6 +85,7 @@ class EmulationConfig:
     image: str = "street-small"
     calibrate_s: float = 3.0
     period_s: float = 1.0  # node 1's query/decision period
+    confirm_rounds: int = 2  # consecutive rounds over the threshold before node 1 moves (edgenode.loop)
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1:
@@ -239,6 +240,7 @@ class RunResult:
     counter_final: int
     served_by: list[str]
     client_errors: list[str]
+    attempts: int = 0  # migrations node 1 started (the refused ones included)
 
 
 @contextlib.contextmanager
@@ -272,7 +274,8 @@ def _node_loop(c: LocalCluster, cfg: EmulationConfig, token: str, t_p_avg_s: flo
     net_s = 0.005  # the testbed's client-edge round trip (testbed/config.py)
     lcfg = NodeLoopConfig(NODE1, host_dir(c.pki, NODE1), {h: d.addr(h) for h in (NODE1, NODE2)}, token,
                           {NODE1: (0.0, 0.0), NODE2: (0.0, 0.0)}, {SERVICE: (0.0, 0.0, net_s, 1 / cfg.request_interval_s)},
-                          {NODE2: 100e6}, t_p_avg_s, alpha_prior_s=2 * t_p_avg_s, period_s=cfg.period_s)
+                          {NODE2: 100e6}, t_p_avg_s, alpha_prior_s=2 * t_p_avg_s, period_s=cfg.period_s,
+                          confirm_rounds=cfg.confirm_rounds)
     return NodeLoop(lcfg, ShareOnAgent(params), record, clock)
 
 
@@ -303,7 +306,7 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
         decided: list[float] = []
 
         def rec(entry: dict[str, Any]) -> None:
-            if entry.get("event") == "round" and entry.get("decisions"):
+            if entry.get("event") == "round" and any(d["confirmed"] for d in entry.get("decisions", [])):
                 decided.append(entry["t_s"])
             record({"mode": mode, "repeat": repeat, **entry})
 
@@ -327,9 +330,13 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
             cl.stop()
     served = c.where_running(SERVICE)
     counter = _counter(client_ns, spec.ip) if served else -1
-    mig = loop_box[0].migrations[0] if loop_box and loop_box[0].migrations else None
-    return RunResult(mode, repeat, cl.rows, marks, mig, decided[0] if decided else None, t_p, cfg.threshold(t_p),
-                     counter, served, cl.errors)
+    attempts = loop_box[0].migrations if loop_box else []
+    # the move that happened (a refused attempt - e.g. runc could not freeze a starved container - leaves the
+    # service running on node 1 and the node decides again next round), else the last attempt
+    mig = next((m for m in attempts if m["ok"]), attempts[-1] if attempts else None)
+    t_dec = max((t for t in decided if mig is not None and t <= mig["t_start_s"]), default=None)
+    return RunResult(mode, repeat, cl.rows, marks, mig, t_dec, t_p, cfg.threshold(t_p), counter, served, cl.errors,
+                     len(attempts))
 
 
 
@@ -344,7 +351,8 @@ def summarise(shareon: RunResult, nomig: RunResult, cfg: EmulationConfig) -> dic
     span without migration, and whether the service's state went with it."""
     end = (shareon.loads[-1][0] if shareon.loads else 0.0) + cfg.step_s  # the ramp's end, in run seconds
     out: dict[str, Any] = {"repeat": shareon.repeat, "t_p_avg_s": shareon.t_p_avg_s, "threshold_s": shareon.threshold_s,
-                           "migrated": shareon.migration is not None and bool(shareon.migration.get("ok"))}
+                           "migrated": shareon.migration is not None and bool(shareon.migration.get("ok")),
+                           "attempts": shareon.attempts, "client_errors": len(shareon.client_errors)}
     counters = [k for _, _, k in shareon.rows]
     out["requests"] = len(counters)
     out["state_intact"] = (counters == list(range(1, len(counters) + 1)) and shareon.counter_final == len(counters)
@@ -386,7 +394,7 @@ def _plot(results: list[tuple[RunResult, RunResult]], cfg: EmulationConfig, path
 
 
 def _markdown(summaries: list[dict[str, Any]], cfg: EmulationConfig) -> str:
-    cols = ["repeat", "migrated", "state_intact", "load1_at_decision", "delay_before_s", "delay_after_s",
+    cols = ["repeat", "t_p_avg_s", "threshold_s", "attempts", "migrated", "state_intact", "load1_at_decision", "delay_before_s", "delay_after_s",
             "nomig_delay_same_span_s", "downtime_s", "delay_dropped"]
     lines = ["# ShareOn emulation (Maheshwari et al. 2018, sec. IV-D, fig. 6)", "",
              f"Threshold {cfg.threshold_s * 1000:.0f} ms; load steps of {cfg.step_s:g} s; host quota "
@@ -413,7 +421,8 @@ def write_results(out: Path, cfg: EmulationConfig, results: list[tuple[RunResult
     (out / "summary.md").write_text(_markdown(summaries, cfg))
     _plot(results, cfg, out / "delay.png")
     write_json(out / "runs.json", [{"mode": r.mode, "repeat": r.repeat, "loads": r.loads, "migration": r.migration,
-                                    "decided_at_s": r.decided_at_s, "served_by": r.served_by,
+                                    "decided_at_s": r.decided_at_s, "served_by": r.served_by, "attempts": r.attempts,
+                                    "counter_final": r.counter_final, "requests": len(r.rows),
                                     "client_errors": r.client_errors} for pair in results for r in pair])
     return summaries
 
