@@ -161,7 +161,9 @@ class NodeLoop:
             stats = await node_migrate(self.cfg.pki_dir, self.cfg.host, self.cfg.agents[self.cfg.host],
                                        d.container_id, d.destination_id, self.cfg.agents[d.destination_id],
                                        self.cfg.token, self.cfg.strategy)
-            out = {"event": "migration_done", "ok": True, "downtime_s": stats.get("downtime_s")}
+            out = {"event": "migration_done", "ok": True, "frozen_window_s": stats.get("frozen_window_s"),
+                   "total_s": stats.get("total_s"), "n_rounds": stats.get("n_rounds"),
+                   "bytes_on_wire": stats.get("bytes_on_wire")}
         except (EdgeMigrateError, OSError) as exc:
             log.warning("%s: migration of %s to %s failed: %s", self.cfg.host, d.container_id, d.destination_id, exc)
             out = {"event": "migration_done", "ok": False, "error": str(exc)[:300]}

@@ -361,7 +361,8 @@ def summarise(shareon: RunResult, nomig: RunResult, cfg: EmulationConfig) -> dic
         t_dec, t_start, t_end = shareon.decided_at_s, shareon.migration["t_start_s"], shareon.migration["t_s"]
         lv = max((m[1] for m in shareon.loads if m[0] <= t_dec), default=0.0)
         out |= {"decided_at_s": t_dec, "load1_at_decision": lv, "migration_start_s": t_start,
-                "migration_end_s": t_end, "downtime_s": shareon.migration.get("downtime_s"),
+                "migration_end_s": t_end,
+                "frozen_window_s": shareon.migration.get("frozen_window_s"),
                 "delay_before_s": _mean(shareon.rows, t_start - 2 * cfg.period_s - 1.0, t_start),
                 "delay_after_s": _mean(shareon.rows, t_end + 1.0, end),
                 "nomig_delay_same_span_s": _mean(nomig.rows, t_end + 1.0, end)}
@@ -395,7 +396,7 @@ def _plot(results: list[tuple[RunResult, RunResult]], cfg: EmulationConfig, path
 
 def _markdown(summaries: list[dict[str, Any]], cfg: EmulationConfig) -> str:
     cols = ["repeat", "t_p_avg_s", "threshold_s", "attempts", "migrated", "state_intact", "load1_at_decision", "delay_before_s", "delay_after_s",
-            "nomig_delay_same_span_s", "downtime_s", "delay_dropped"]
+            "nomig_delay_same_span_s", "frozen_window_s", "delay_dropped"]
     lines = ["# ShareOn emulation (Maheshwari et al. 2018, sec. IV-D, fig. 6)", "",
              f"Threshold {cfg.threshold_s * 1000:.0f} ms; load steps of {cfg.step_s:g} s; host quota "
              f"{cfg.host_cores:g} cores (0: none); {cfg.stress_workers} stress-ng workers. Measured on a shared "
