@@ -48,6 +48,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -372,24 +373,30 @@ def single_threaded_exec(module: str, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.facedetect",
-                                 description=__doc__.split("\n")[0])
+def serve(name: str, doc: str, argv: list[str] | None, default_port: int, default_resident_mb: float,
+          make_service: Callable[[argparse.Namespace], FaceService]) -> int:
+    """The command line and server loop of a detection service (this one and :mod:`.platedetect`)."""
+    ap = argparse.ArgumentParser(prog=f"python -m edgemigrate.workloads.{name}", description=doc.split("\n")[0])
     ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
-    ap.add_argument("--resident-mb", type=float, default=DEFAULT_RESIDENT_MB,
+    ap.add_argument("--port", type=int, default=default_port)
+    ap.add_argument("--resident-mb", type=float, default=default_resident_mb,
                     help="MB of mostly static memory standing in for model weights and buffers")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the resident memory's content")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the resident memory's content (and images)")
     ap.add_argument("--max-users", type=int, default=MAX_USERS, help="users with a counter, at most")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     cv2.ocl.setUseOpenCL(False)
-    service = FaceService(FaceDetector(), bundled_images(), args.resident_mb, args.seed, args.max_users)
+    service = make_service(args)
     server = BoundedLineServer(args.host, args.port, service.handle)
-    print(f"facedetect listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
+    print(f"{name} listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
           f"threads={len(os.listdir('/proc/self/task'))}", flush=True)
     server.serve_forever()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve("facedetect", __doc__ or "", argv, DEFAULT_PORT, DEFAULT_RESIDENT_MB,
+                 lambda a: FaceService(FaceDetector(), bundled_images(), a.resident_mb, a.seed, a.max_users))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ load; ``processing_s_mean`` is that plus the waiting a loaded node adds). Run: `
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -37,10 +36,10 @@ import numpy as np
 
 from edgemigrate.workloads.facedetect import (
     MAX_USERS,
-    BoundedLineServer,
     Box,
     FaceDetector,
     FaceService,
+    serve,
     single_threaded_exec,
 )
 
@@ -133,23 +132,8 @@ class PlateService(FaceService):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.platedetect",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
-    ap.add_argument("--resident-mb", type=float, default=DEFAULT_RESIDENT_MB,
-                    help="MB of mostly static memory standing in for model weights and buffers")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes and the resident memory")
-    ap.add_argument("--max-users", type=int, default=MAX_USERS, help="users with a counter, at most")
-    args = ap.parse_args(argv)
-    cv2.setNumThreads(1)
-    cv2.ocl.setUseOpenCL(False)
-    service = PlateService(PlateDetector(), generated_images(args.seed), args.resident_mb, args.seed, args.max_users)
-    server = BoundedLineServer(args.host, args.port, service.handle)
-    print(f"platedetect listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
-          f"threads={len(os.listdir('/proc/self/task'))}", flush=True)
-    server.serve_forever()
-    return 0
+    return serve("platedetect", __doc__ or "", argv, DEFAULT_PORT, DEFAULT_RESIDENT_MB,
+                 lambda a: PlateService(PlateDetector(), generated_images(a.seed), a.resident_mb, a.seed, a.max_users))
 
 
 if __name__ == "__main__":
