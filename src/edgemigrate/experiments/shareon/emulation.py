@@ -86,14 +86,15 @@ class EmulationConfig:
     calibrate_s: float = 3.0
     period_s: float = 1.0  # node 1's query/decision period
     confirm_rounds: int = 2  # consecutive rounds over the threshold before node 1 moves (edgenode.loop)
+    tail_s: float = 4.0  # the client goes on this long at the last loads after the ramp (and any migration)
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1:
             raise ConfigError("emulation: repeats >= 1, levels >= 2 and stress_workers >= 1 are required")
         if self.threshold_idle_factor < 0:
             raise ConfigError("emulation.threshold_idle_factor: must be >= 0")
-        if self.host_cores < 0:
-            raise ConfigError("emulation.host_cores: must be >= 0 (0: no quota)")
+        if self.host_cores < 0 or self.tail_s < 0:
+            raise ConfigError("emulation.host_cores and emulation.tail_s: must be >= 0")
         for key in ("step_s", "threshold_s", "request_interval_s", "calibrate_s", "period_s"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"emulation.{key}: must be > 0, got {getattr(self, key)!r}")
@@ -322,6 +323,7 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
             await _ramp(loads, cfg, t0, marks)
             stop.set()
             await asyncio.gather(*tasks)
+            await asyncio.sleep(cfg.tail_s)
             return t_p
 
         try:
@@ -349,7 +351,7 @@ def _mean(rows: list[tuple[float, float, int]], lo: float, hi: float) -> float:
 def summarise(shareon: RunResult, nomig: RunResult, cfg: EmulationConfig) -> dict[str, Any]:
     """One repeat's measured properties: where the node decided, delay before / after its move, the same
     span without migration, and whether the service's state went with it."""
-    end = (shareon.loads[-1][0] if shareon.loads else 0.0) + cfg.step_s  # the ramp's end, in run seconds
+    end = max((t for t, _, _ in shareon.rows), default=0.0) + 1.0  # the run's end: the ramp, its tail
     out: dict[str, Any] = {"repeat": shareon.repeat, "t_p_avg_s": shareon.t_p_avg_s, "threshold_s": shareon.threshold_s,
                            "migrated": shareon.migration is not None and bool(shareon.migration.get("ok")),
                            "attempts": shareon.attempts, "client_errors": len(shareon.client_errors)}
