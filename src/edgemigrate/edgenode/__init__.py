@@ -9,7 +9,8 @@ standing grant the operator gave it (:mod:`edgemigrate.control.grants`).
 Why a package of its own, at the layer of ``mobileuser``: it imports both ``policies`` (the decision) and
 ``control`` (reports, grants, the migration request), so it sits above them; ``control`` may not import
 ``policies`` (the agent daemon knows nothing of any placement policy: it only enforces the grant), and the
-loop is a deployable piece (``python -m edgemigrate.edgenode``), not an experiment.
+loop belongs to a deployment, not to one experiment (the emulation runs it in process today; a command that
+starts it per node is not written yet).
 """
 
 from __future__ import annotations
