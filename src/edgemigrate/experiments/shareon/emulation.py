@@ -387,7 +387,9 @@ def _plot(results: list[tuple[RunResult, RunResult]], cfg: EmulationConfig, path
         if sh.migration is not None:
             ax.axvspan(sh.migration["t_start_s"], sh.migration["t_s"], color="tab:green", alpha=0.25,
                        label="migration (node 1 -> node 2)")
-        ax.set_ylabel("total delay (ms)")
+        top = 1000 * float(np.percentile([r[1] for r in (*sh.rows, *nm.rows)] or [cfg.threshold_s], 97))
+        ax.set_ylim(0, max(3 * top / 2, 2000 * sh.threshold_s))  # the few requests caught by a pre-copy dump
+        ax.set_ylabel("total delay (ms, top 3 % clipped)")
         ax.set_title(f"repeat {sh.repeat}: node 1 load 0 -> 1, node 2 load 1 -> 0", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("time (s)")
