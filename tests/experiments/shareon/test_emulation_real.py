@@ -6,9 +6,10 @@ decision was taken on a measured total delay above the threshold, the migration 
 agent under its grant, and the service's state (a counter per user) is intact on node 2. Whether the delay
 then drops is a measured property of a machine this test shares with everything else CI runs (two busy
 cores): it is printed as a JSON line for the log and reported from the full experiment, not asserted here.
-The threshold is at least 2.5 times the idle processing time measured at the start (the lowest of four
-readings), and the load at 1 is 8 workers weighted as 8 processes against the one-threaded service (it keeps
-about 1/9 of its host), so the test's trigger is the load it applies, not the machine's background load.
+The threshold is twice the idle processing time measured at the start (the lowest of four readings; not the
+paper's 100 ms, which a quiet machine never reaches under this load and a busy one exceeds idle), and the
+load at 1 is 8 workers weighted as 8 processes against the one-threaded service (measured: 2.9x its idle time
+on a quiet machine, 4-6x on a busy one), so the test's trigger is the load it applies.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ pytestmark = [pytest.mark.criu, pytest.mark.netns, pytest.mark.slow]
 def test_node1_migrates_by_itself_when_its_delay_crosses_the_threshold(realbed: LocalCluster) -> None:
     if shutil.which("stress-ng") is None:
         pytest.skip("stress-ng not installed (scripts/install-system-deps)")
-    cfg = EmulationConfig(repeats=1, step_s=10.0, levels=2, threshold_idle_factor=2.5, stress_workers=8,
-                          calibrate_s=4.0)
+    cfg = EmulationConfig(repeats=1, step_s=10.0, levels=2, threshold_s=0.001, threshold_idle_factor=2.0,
+                          stress_workers=8, calibrate_s=4.0)
     records: list[dict[str, Any]] = []
     try:
         res = run_once(realbed, cfg, "shareon", 0, records.append)
