@@ -8,6 +8,7 @@ import click
 
 from edgemigrate.cli.compression import compression
 from edgemigrate.cli.mobilekube import mobilekube
+from edgemigrate.cli.shareon_emu import emulation as shareon_emulation
 from edgemigrate.core.errors import ConfigError
 
 
@@ -198,6 +199,7 @@ def sweep(axes: str, points_text: tuple[str, ...], policies: str | None, seeds: 
     click.echo(f"results: {res.out_dir}")
 
 
+shareon.add_command(shareon_emulation)
 experiment.add_command(compression)
 experiment.add_command(mobilekube)
 

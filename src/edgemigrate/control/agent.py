@@ -24,8 +24,10 @@ from typing import Any
 
 from edgemigrate.control.address import AddressMover, TestbedAddressMover
 from edgemigrate.control.config import AgentConfig
+from edgemigrate.control.grants import GrantBook
 from edgemigrate.control.health import HEALTH_TIMEOUT_S, parse_addr, peer_service_state, wait_healthy
 from edgemigrate.control.netns import in_netns
+from edgemigrate.control.reports import ResourceMeter, build_report
 from edgemigrate.control.source import migrate_out, recover_source_session
 from edgemigrate.control.spec import ServiceSpec, build_bundle
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
@@ -107,6 +109,8 @@ class Agent:
         self._incoming_added = asyncio.Condition()  # notified when a HELLO admits a session to self.incoming
         self.busy: set[str] = set()  # services with a migration in flight
         self.tokens = TokenBook(cfg.host)
+        self.grants = GrantBook(cfg.host)  # standing grants of node-initiated migrations (ShareOn)
+        self.meter = ResourceMeter(cfg.netns_path)
         self._connections = 0
         self.server_ctx = tls.server_context(cfg.pki_dir, cfg.host)
         self.client_ctx = tls.client_context(cfg.pki_dir, cfg.host)
@@ -259,7 +263,11 @@ class Agent:
                 await self._destination(conn, first)
             elif first.type is MsgType.STATUS:
                 await conn.send(MsgType.STATUS_REPLY, host=self.cfg.host, services=self.status())
-            elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE, MsgType.AUTHORIZE):
+            elif first.type is MsgType.REPORT:
+                await self._report(conn)
+            elif first.type is MsgType.MIGRATE and conn.peer == self.cfg.host:
+                await self._node_migrate(conn, first)
+            elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE, MsgType.AUTHORIZE, MsgType.GRANT):
                 if conn.peer != tls.CLIENT_NAME:
                     raise ProtocolError(f"{first.type.name} is only accepted from the client certificate")
                 await self._client_request(conn, first)
@@ -279,6 +287,10 @@ class Agent:
             b = m.body
             self.tokens.grant(b["token"], b["service"], b["src_host"], b["to_host"], float(b["ttl_s"]))
             await conn.send(MsgType.OK, detail=f"{self.cfg.host} expects {b['service']} from {b['src_host']}")
+        elif m.type is MsgType.GRANT:
+            role, grant = self.grants.add(m.body)
+            await conn.send(MsgType.OK, detail=f"{self.cfg.host} holds a {grant.policy.value} grant as {role.value} "
+                                               f"for {', '.join(grant.services)}")
         elif m.type is MsgType.DEPLOY:
             spec = ServiceSpec.from_dict(m.body["service"])
             pid = await asyncio.to_thread(self.deploy, spec)
@@ -289,6 +301,40 @@ class Agent:
         else:
             stats = await migrate_out(self, conn, m.body)
             await conn.send(MsgType.RESULT, stats=stats)
+
+    # ------------------------------------------------------------------- reports and node-initiated moves
+    async def _report(self, conn: FramedConnection) -> None:
+        """The host's resource report (:mod:`.reports`), for the operator (controller), this host's own node
+        loop, and neighbours a standing grant links to this host - no other certificate of the CA."""
+        if conn.peer not in (tls.CLIENT_NAME, self.cfg.host) and not self.grants.linked(conn.peer):
+            raise ProtocolError(f"REPORT from {conn.peer}: not the client, this host, or a granted neighbour")
+        services = {name: (spec, self.runtime.state(name).value) for name, spec in self.store.services().items()}
+        report = await asyncio.to_thread(build_report, self.cfg.host, self.meter, services, self.cfg.netns_path)
+        await conn.send(MsgType.REPORT_REPLY, host=self.cfg.host, report=report.to_dict())
+
+    async def _node_migrate(self, conn: FramedConnection, m: Message) -> None:
+        """A migration this host's own node loop asks for (its own certificate): started only under a live
+        standing grant that lists the service and the destination; the grant's token goes on in HELLO."""
+        b = m.body
+        try:
+            to_host = check_id(b["to_host"], "MIGRATE.to_host")
+        except ValidationError as exc:
+            raise ProtocolError(str(exc)) from None
+        grant = self.grants.outgoing(b["token"], b["service"], to_host)
+        log.info("%s: node-initiated migration of %s to %s under a %s grant", self.cfg.host, b["service"], to_host,
+                 grant.policy.value)
+        stats = await migrate_out(self, conn, b)
+        await conn.send(MsgType.RESULT, stats=stats)
+
+    def _admit_token(self, token: str, service: str, src_host: str) -> None:
+        """A one-time token of the controller, or else a standing grant listing this service and source."""
+        try:
+            self.tokens.redeem(token, service, src_host)
+        except ProtocolError as one_time:
+            try:
+                self.grants.incoming(token, service, src_host)
+            except ProtocolError as standing:
+                raise ProtocolError(f"{one_time}; {standing}") from None
 
     # ------------------------------------------------------------------------------- local services
     def status(self) -> dict[str, Any]:
@@ -370,7 +416,7 @@ class Agent:
         if ev.src_host != inc.ctrl.peer:
             raise ProtocolError(f"HELLO claims source {ev.src_host} but the certificate is {inc.ctrl.peer}")
         spec = ServiceSpec.from_dict(ev.service)
-        self.tokens.redeem(ev.token, spec.name, ev.src_host)
+        self._admit_token(ev.token, spec.name, ev.src_host)
         if ev.session in self.incoming:
             raise ProtocolError(f"session {ev.session} is already in progress")
         if len(self.incoming) >= self.cfg.max_incoming:

@@ -13,7 +13,7 @@ from edgemigrate.control.tokens import DEFAULT_TTL_S, new_token
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.engine.protocol.codec import Message, MsgType
 from edgemigrate.engine.transport import tls
-from edgemigrate.engine.transport.streams import TransportError, connect
+from edgemigrate.engine.transport.streams import FramedConnection, TransportError, connect
 
 DEFAULT_AGENT_PORT = 7400
 MIGRATE_TIMEOUT_S = 3600.0
@@ -109,15 +109,24 @@ async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, 
     except (TimeoutError, EngineError) as exc:
         raise MigrationFailed(f"cannot announce the migration of {name} to {to_host}: {exc}") from None
     conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
+    body = {"service": name, "to_host": to_host, "to_addr": f"{to_ip}:{to_port}", "strategy": strategy,
+            "compression": compression, "page_codec": page_codec, "pipeline": pipeline, "token": token}
+    return await run_migrate(conn, src, body, on_progress)
+
+
+async def run_migrate(conn: FramedConnection, src: str, body: dict[str, Any],
+                      on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Send ``MIGRATE body`` to the source agent ``src`` on ``conn`` and follow it (progress, then the
+    statistics or the error); closes ``conn``. Shared by the operator's migrations and a node's own."""
+    name = body["service"]
     try:
-        await conn.send(MsgType.MIGRATE, service=name, to_host=to_host, to_addr=f"{to_ip}:{to_port}",
-                        strategy=strategy, compression=compression, page_codec=page_codec, pipeline=pipeline,
-                        token=token)
+        await conn.send(MsgType.MIGRATE, **body)
         while True:
             m = await asyncio.wait_for(conn.next_message(), MIGRATE_TIMEOUT_S)
             if m is None:
                 raise MigrationFailed(f"the agent on {src} closed the connection during the migration of {name} "
-                                      f"(agent killed?); check `edgemigrate agent status` on {src} and {to_host}")
+                                      f"(agent killed?); check `edgemigrate agent status` on {src} and "
+                                      f"{body['to_host']}")
             if not isinstance(m, Message):
                 raise MigrationFailed(f"unexpected data from the agent on {src}")
             if m.type is MsgType.PROGRESS and on_progress is not None:

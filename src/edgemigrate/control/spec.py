@@ -59,6 +59,7 @@ class ServiceKind(enum.Enum):
     REDIS = "redis"
     WEB = "web"  # lighttpd serving one static page
     FACEDETECT = "facedetect"  # OpenCV face detection + a counter per user
+    PLATEDETECT = "platedetect"  # OpenCV licence-plate detection + a counter per user (ShareOn's alpr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +137,8 @@ class ServiceSpec:
             return [py, "-m", "edgemigrate.workloads.kvstore", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--dirty-pages-per-s", str(self.dirty_pages_per_s),
                     "--seed", str(self.seed)]
-        if self.kind is ServiceKind.FACEDETECT:
-            return [py, "-m", "edgemigrate.workloads.facedetect", "--host", self.ip, "--port", str(self.port),
+        if self.kind in (ServiceKind.FACEDETECT, ServiceKind.PLATEDETECT):
+            return [py, "-m", f"edgemigrate.workloads.{self.kind.value}", "--host", self.ip, "--port", str(self.port),
                     "--resident-mb", str(self.resident_mb), "--seed", str(self.seed)]
         if self.kind is ServiceKind.WEB:  # the module writes the page + config into /tmp and execs lighttpd
             return [py, "-m", "edgemigrate.workloads.httpd", "--host", self.ip, "--port", str(self.port),

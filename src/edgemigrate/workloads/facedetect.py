@@ -48,6 +48,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -179,7 +180,12 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 class FaceDetector:
-    """OpenCV's frontal-face Haar cascade, loaded once (the "model")."""
+    """OpenCV's frontal-face Haar cascade, loaded once (the "model"). Another cascade (the plate detector of
+    :mod:`.platedetect`) is this class with its file and its own three settings."""
+
+    scale_factor = SCALE_FACTOR
+    min_neighbors = MIN_NEIGHBORS
+    min_size_px = (MIN_FACE_PX, MIN_FACE_PX)
 
     def __init__(self, cascade_path: str | None = None) -> None:
         path = cascade_path or os.path.join(cv2.data.haarcascades, CASCADE_FILE)
@@ -194,8 +200,8 @@ class FaceDetector:
         work = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                     interpolation=cv2.INTER_AREA)
         work = cv2.equalizeHist(work)
-        found = self.cascade.detectMultiScale(work, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS,
-                                              minSize=(MIN_FACE_PX, MIN_FACE_PX))
+        found = self.cascade.detectMultiScale(work, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=self.min_size_px)
         boxes = [Box(*(round(int(v) / scale) for v in r)) for r in found]
         return tuple(sorted(boxes, key=lambda b: (b.y, b.x)))
 
@@ -239,6 +245,8 @@ def _b64(text: str) -> bytes:
 class FaceService:
     """The request handler and the state: one counter per user."""
 
+    default_image = DEFAULT_IMAGE  # what DETECT without an image argument runs on
+
     def __init__(self, detector: FaceDetector, images: dict[str, np.ndarray], resident_mb: float = 0.0,
                  seed: int = 0, max_users: int = MAX_USERS) -> None:
         self.detector = detector
@@ -273,7 +281,7 @@ class FaceService:
         cmd = cmd.upper()
         args = rest.split(" ") if rest else []
         if cmd == "DETECT" and 1 <= len(args) <= 2:
-            return self._detect(_user(args[0]), args[1] if len(args) == 2 else DEFAULT_IMAGE)
+            return self._detect(_user(args[0]), args[1] if len(args) == 2 else self.default_image)
         if cmd == "GET" and len(args) == 1:
             return str(self.counters.get(_user(args[0]), 0)).encode()
         if not args:
@@ -356,35 +364,41 @@ class BoundedLineServer(LineServer):
             self._send(conn, replies)
 
 
-def _single_threaded_exec(argv: list[str]) -> None:
-    """Re-execute this module with OpenBLAS pinned to one thread, unless it already is (see the module doc)."""
+def single_threaded_exec(module: str, argv: list[str]) -> None:
+    """Re-execute ``module`` with OpenBLAS pinned to one thread, unless it already is (see the module doc)."""
     if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
         return
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "edgemigrate.workloads.facedetect", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgemigrate.workloads.facedetect",
-                                 description=__doc__.split("\n")[0])
+def serve(name: str, doc: str, argv: list[str] | None, default_port: int, default_resident_mb: float,
+          make_service: Callable[[argparse.Namespace], FaceService]) -> int:
+    """The command line and server loop of a detection service (this one and :mod:`.platedetect`)."""
+    ap = argparse.ArgumentParser(prog=f"python -m edgemigrate.workloads.{name}", description=doc.split("\n")[0])
     ap.add_argument("--host", default="0.0.0.0", help="address to bind (the service IP)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
-    ap.add_argument("--resident-mb", type=float, default=DEFAULT_RESIDENT_MB,
+    ap.add_argument("--port", type=int, default=default_port)
+    ap.add_argument("--resident-mb", type=float, default=default_resident_mb,
                     help="MB of mostly static memory standing in for model weights and buffers")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the resident memory's content")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the resident memory's content (and images)")
     ap.add_argument("--max-users", type=int, default=MAX_USERS, help="users with a counter, at most")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     cv2.ocl.setUseOpenCL(False)
-    service = FaceService(FaceDetector(), bundled_images(), args.resident_mb, args.seed, args.max_users)
+    service = make_service(args)
     server = BoundedLineServer(args.host, args.port, service.handle)
-    print(f"facedetect listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
+    print(f"{name} listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
           f"threads={len(os.listdir('/proc/self/task'))}", flush=True)
     server.serve_forever()
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return serve("facedetect", __doc__ or "", argv, DEFAULT_PORT, DEFAULT_RESIDENT_MB,
+                 lambda a: FaceService(FaceDetector(), bundled_images(), a.resident_mb, a.seed, a.max_users))
+
+
 if __name__ == "__main__":
-    _single_threaded_exec(sys.argv[1:])
+    single_threaded_exec("edgemigrate.workloads.facedetect", sys.argv[1:])
     sys.exit(main())

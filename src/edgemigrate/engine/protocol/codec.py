@@ -61,6 +61,9 @@ class MsgType(enum.IntEnum):
     OK = 27
     ERROR = 28
     AUTHORIZE = 29  # client -> destination agent: expect this migration (a one-time token)
+    REPORT = 30  # client, the host itself or a granted neighbour -> agent: its resource report
+    REPORT_REPLY = 31
+    GRANT = 32  # client -> source and neighbour agents: a standing, scoped grant (control/grants.py)
     # data connection
     DATA_OPEN = 40
     CHUNK = 41
@@ -80,6 +83,10 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.ABORT: {"session": str, "reason": str},
     MsgType.MIGRATE: {"service": str, "to_host": str, "to_addr": str, "strategy": str, "token": str},
     MsgType.AUTHORIZE: {"service": str, "src_host": str, "to_host": str, "token": str, "ttl_s": float},
+    MsgType.REPORT: {},
+    MsgType.REPORT_REPLY: {"host": str, "report": dict},
+    MsgType.GRANT: {"token": str, "policy": str, "source": str, "neighbours": list, "services": list,
+                    "ttl_s": float},
     MsgType.PROGRESS: {"event": dict},
     MsgType.RESULT: {"stats": dict},
     MsgType.STATUS: {},

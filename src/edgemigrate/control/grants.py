@@ -1,0 +1,204 @@
+"""Standing, scoped migration grants: what a node may migrate by itself, and what a neighbour accepts.
+
+ShareOn (Maheshwari et al. 2018, sec. III-C) has no central controller at decision time: each node queries its
+neighbours and migrates its own containers. A host here still does only what the controller authorised, so
+the operator (the holder of the ``client`` certificate) gives the nodes a *standing* grant ahead of time,
+through the same mechanism as the one-time tokens of :mod:`.tokens`: a random 64-hex token bound to a policy
+(``shareon``), a source node, the neighbours it may move services to, the services it may move, and an
+expiry. ``GRANT`` goes to the source and to every listed neighbour; each keeps only the token's hash.
+
+* The source's agent starts a migration its own node loop asks for (``MIGRATE`` from the host's own
+  certificate, carrying the token) only if a live grant lists that service and that destination.
+* A neighbour's agent admits a ``HELLO`` carrying the token only from the grant's source, for a listed
+  service, before expiry - the same place and moment as a one-time token (before anything is written).
+* A neighbour's agent answers the source's resource queries (``REPORT``), and the source its neighbours', only
+  while a grant links them: a certificate of the CA alone does not make a host a neighbour.
+
+Unlike a one-time token a grant is not burned by use (the node may migrate several times while it lasts);
+it is bounded by its expiry (at most :data:`MAX_GRANT_TTL_S`) and by its scope. Hashes are in memory only: a
+restarted agent forgets its grants and the operator grants again.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemigrate.control import client
+from edgemigrate.control.client import AgentDirectory
+from edgemigrate.control.tokens import new_token
+from edgemigrate.core.ids import check_id
+from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
+from edgemigrate.engine.transport import tls
+from edgemigrate.engine.transport.streams import connect
+
+_TOKEN_RE = re.compile(r"[0-9a-f]{64}")
+MAX_GRANT_TTL_S = 24 * 3600.0  # an experiment or a shift; the operator renews it
+MAX_NEIGHBOURS = 64
+MAX_SERVICES = 256
+MAX_GRANTS = 16  # grants one host holds at once (expired ones are purged first)
+
+
+class GrantPolicy(enum.Enum):
+    SHAREON = "shareon"  # Maheshwari et al. 2018, Algorithms 1-2 decide on the node
+
+
+class GrantRole(enum.Enum):
+    SOURCE = "source"  # this host may migrate the listed services to the neighbours
+    NEIGHBOUR = "neighbour"  # this host accepts them from the source
+
+
+@dataclass(frozen=True, slots=True)
+class StandingGrant:
+    policy: GrantPolicy
+    source: str
+    neighbours: tuple[str, ...]
+    services: tuple[str, ...]
+    expires_at_s: float  # on the holder's monotonic clock
+
+    def peers_of(self, host: str) -> tuple[str, ...]:
+        """The hosts ``host`` is linked to by this grant (the source sees its neighbours, a neighbour the source)."""
+        return self.neighbours if host == self.source else (self.source,)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _ids(value: Any, key: str, limit: int) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ProtocolError(f"GRANT.{key}: expected a non-empty list")
+    if len(value) > limit:
+        raise ProtocolError(f"GRANT.{key}: {len(value)} entries, at most {limit}")
+    out = []
+    for i, v in enumerate(value):
+        if not isinstance(v, str):
+            raise ProtocolError(f"GRANT.{key}[{i}]: expected a string")
+        try:
+            out.append(check_id(v, f"GRANT.{key}[{i}]"))
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+    if len(set(out)) != len(out):
+        raise ProtocolError(f"GRANT.{key}: duplicate entries")
+    return tuple(out)
+
+
+class GrantBook:
+    """The standing grants one agent holds. ``clock`` is injectable so expiry is tested without sleeping."""
+
+    def __init__(self, host: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host = host
+        self.clock = clock
+        self._grants: dict[str, tuple[GrantRole, StandingGrant]] = {}
+
+    def __len__(self) -> int:
+        return len(self._live())
+
+    def _live(self) -> dict[str, tuple[GrantRole, StandingGrant]]:
+        now = self.clock()
+        self._grants = {d: g for d, g in self._grants.items() if g[1].expires_at_s > now}
+        return self._grants
+
+    def add(self, body: dict[str, Any]) -> tuple[GrantRole, StandingGrant]:
+        """Record a ``GRANT`` (only ever called for the ``client`` certificate); every field checked here."""
+        token = body["token"]
+        if not _TOKEN_RE.fullmatch(token):
+            raise ProtocolError("GRANT.token: expected 64 lowercase hex digits")
+        try:
+            policy = GrantPolicy(body["policy"])
+        except ValueError:
+            raise ProtocolError(f"GRANT.policy: {str(body['policy'])[:40]!r} is not one of "
+                                f"{'/'.join(p.value for p in GrantPolicy)}") from None
+        try:
+            source = check_id(body["source"], "GRANT.source")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        neighbours = _ids(body["neighbours"], "neighbours", MAX_NEIGHBOURS)
+        services = _ids(body["services"], "services", MAX_SERVICES)
+        if source in neighbours:
+            raise ProtocolError(f"GRANT: the source {source} is listed as its own neighbour")
+        ttl_s = float(body["ttl_s"])
+        if not 0 < ttl_s <= MAX_GRANT_TTL_S:
+            raise ProtocolError(f"GRANT.ttl_s: {ttl_s} outside (0, {MAX_GRANT_TTL_S:.0f}]")
+        if self.host == source:
+            role = GrantRole.SOURCE
+        elif self.host in neighbours:
+            role = GrantRole.NEIGHBOUR
+        else:
+            raise ProtocolError(f"GRANT for source {source} and neighbours {', '.join(neighbours)} sent to {self.host}")
+        live = self._live()
+        if len(live) >= MAX_GRANTS and _digest(token) not in live:
+            raise ProtocolError(f"{self.host} already holds {MAX_GRANTS} grants")
+        grant = StandingGrant(policy, source, neighbours, services, self.clock() + ttl_s)
+        live[_digest(token)] = (role, grant)
+        return role, grant
+
+    def _find(self, token: str, role: GrantRole, what: str) -> StandingGrant:
+        entry = self._grants.get(_digest(token)) if _TOKEN_RE.fullmatch(token) else None
+        if entry is None or entry[0] is not role:
+            raise ProtocolError(f"{what} was not authorised (no standing grant for this token on {self.host})")
+        if self.clock() >= entry[1].expires_at_s:
+            raise ProtocolError(f"{what}: its standing grant expired")
+        return entry[1]
+
+    def outgoing(self, token: str, service: str, to_host: str) -> StandingGrant:
+        """The grant under which this (source) host may migrate ``service`` to ``to_host``, or raise."""
+        what = f"migration of {service} from {self.host} to {to_host}"
+        grant = self._find(token, GrantRole.SOURCE, what)
+        if service not in grant.services:
+            raise ProtocolError(f"{what}: the grant does not list {service} (it lists {', '.join(grant.services)})")
+        if to_host not in grant.neighbours:
+            raise ProtocolError(f"{what}: {to_host} is not a neighbour of the grant "
+                                f"(it lists {', '.join(grant.neighbours)})")
+        return grant
+
+    def incoming(self, token: str, service: str, src_host: str) -> StandingGrant:
+        """The grant under which this (neighbour) host accepts ``service`` from ``src_host`` (the verified
+        peer), or raise."""
+        what = f"migration of {service} from {src_host} to {self.host}"
+        grant = self._find(token, GrantRole.NEIGHBOUR, what)
+        if grant.source != src_host:
+            raise ProtocolError(f"{what}: the grant is for source {grant.source}")
+        if service not in grant.services:
+            raise ProtocolError(f"{what}: the grant does not list {service}")
+        return grant
+
+    def linked(self, peer: str | None) -> bool:
+        """Whether a live grant links this host and ``peer`` (so ``peer`` may ask for this host's report)."""
+        return peer is not None and any(peer in g.peers_of(self.host) for _, g in self._live().values())
+
+
+def grant_body(token: str, source: str, neighbours: Sequence[str], services: Sequence[str], ttl_s: float,
+               policy: GrantPolicy = GrantPolicy.SHAREON) -> dict[str, Any]:
+    """The ``GRANT`` message body the operator sends to the source and to each neighbour."""
+    return {"token": token, "policy": policy.value, "source": source, "neighbours": list(neighbours),
+            "services": list(services), "ttl_s": float(ttl_s)}
+
+
+# ------------------------------------------------------------------------------------------ client side
+async def grant(d: AgentDirectory, source: str, neighbours: Sequence[str], services: Sequence[str], ttl_s: float,
+                policy: GrantPolicy = GrantPolicy.SHAREON) -> str:
+    """The operator grants ``source`` a standing authorisation (sent to it and to every neighbour); returns
+    the token, which only the source's node loop is given."""
+    token = new_token()
+    body = grant_body(token, source, neighbours, services, ttl_s, policy)
+    for host in (source, *neighbours):
+        await client._request(d, host, MsgType.GRANT, **body)  # noqa: SLF001 (the package's own helper)
+    return token
+
+
+async def node_migrate(pki_dir: Path, host: str, addr: tuple[str, int], service: str, to_host: str,
+                       to_addr: tuple[str, int], token: str, strategy: str = "precopy",
+                       on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """A node's own loop asks its agent (``host`` at ``addr``, with the host's own certificate from
+    ``pki_dir``) to migrate ``service`` to ``to_host`` under the standing grant ``token``."""
+    conn = await connect(addr[0], addr[1], tls.client_context(pki_dir, host), host)
+    body = {"service": service, "to_host": to_host, "to_addr": f"{to_addr[0]}:{to_addr[1]}", "strategy": strategy,
+            "token": token}
+    return await client.run_migrate(conn, host, body, on_progress)
