@@ -61,9 +61,12 @@ class FakeRuntime:
     def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> Any:
         raise EngineError("fake runtime checkpoints nothing")
 
-    def restore(self, container_id: str, bundle: Path, image_dir: Path) -> Any:
+    def restore(self, container_id: str, bundle: Path, image_dir: Path, *, lazy_pages: bool = False) -> Any:
         self.restores.append(image_dir)
         raise EngineError("fake runtime cannot restore")
+
+    def wait_pages(self, container_id: str) -> float:
+        raise EngineError("fake runtime restores nothing")
 
     def pause(self, container_id: str) -> None:
         raise EngineError("fake runtime pauses nothing")

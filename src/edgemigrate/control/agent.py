@@ -566,15 +566,20 @@ class Agent:
             await asyncio.to_thread(self._take_over, inc)
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
-            stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
+            # lazy: the memory is copied in from the verified local image while the service already
+            # answers; every page must be in before RESTORED (wait_pages), so the point of no return stays
+            stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1],
+                                            lazy_pages=True)
             held = await asyncio.to_thread(self._lift_lock, inc)  # the sockets are repaired: let the clients in
             t2 = time.perf_counter()
+            pages_s = await asyncio.to_thread(self.runtime.wait_pages, spec.name)
             await asyncio.to_thread(self.wait_healthy, spec)
             if self.cfg.fault == "die-after-restore":
                 os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
-            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s, "
-                     "%d packets held", self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s,
-                     time.perf_counter() - t2, held)
+            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s, lazy %s), "
+                     "pages %.3f s more, health %.3f s, %d packets held", self.cfg.host, spec.name, t1 - t0,
+                     t2 - t1, stats.duration_s, stats.lazy_pages, pages_s, time.perf_counter() - t2 - pages_s,
+                     held)
         except EdgeMigrateError as exc:
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
             return
