@@ -122,7 +122,7 @@ class FakeHold:
         self.started = True
         return self
 
-    def release(self) -> int:
+    def release(self, *, last: bool = True) -> int:
         self.released = True
         return 0
 

@@ -484,9 +484,12 @@ class Agent:
         inc.hold, inc.hold_rule = hold.start(), rule
 
     def _lift_lock(self, inc: _Incoming) -> int:
-        """The restore returned: lock and hold rules go, then the held packets are let in. Returns how many
-        packets were held. The rules stay in ``inc.rules``."""
+        """The restore returned: the held packets are let in (accepted, they skip the lock behind the hold
+        rule, so the clients need not wait for the iptables process), then lock and hold rules go, then what
+        queued meanwhile is let in. Returns how many packets were held. The rules stay in ``inc.rules``."""
         rules = [*inc.rules, *([inc.hold_rule] if inc.hold_rule else [])]
+        if inc.hold is not None:
+            inc.hold.release(last=False)
         netlock.remove_rules(self.cfg.netns_path, rules)
         held = 0
         if inc.hold is not None:
