@@ -55,6 +55,7 @@ class FakeRuntime:
         self.restores: list[Path] = []
         self.killed: list[str] = []
         self.lazy_restore_ok = False  # True: restores return lazily, and then their page copy fails
+        self.prepared: list[Path] = []
 
     def run(self, container_id: str, bundle: Path) -> int:
         raise EngineError("fake runtime runs nothing")
@@ -68,6 +69,9 @@ class FakeRuntime:
             raise EngineError("fake runtime cannot restore")
         self.states[container_id] = ContainerState.RUNNING
         return RestoreStats(4242, 0.01, lazy_pages=True)
+
+    def prepare_restore(self, container_id: str, image_dir: Path) -> None:
+        self.prepared.append(image_dir)
 
     def wait_pages(self, container_id: str) -> float:
         raise EngineError(f"lazy page copy of {container_id} failed (exit 1)")

@@ -559,6 +559,7 @@ class Agent:
         self.store.put_session(SessionRecord(inc.sess.session, "destination", spec, inc.src_host, inc.src_addr,
                                              SessionPhase.RESTORING, str(inc.rounds[-1])))
         t0 = time.perf_counter()
+        prepared: asyncio.Task[None] | None = None
         try:
             if ev.netfilter_rules:  # rules that only the RESTORE message carries (normally none)
                 extra = netlock.check_service_rules([*inc.rules_pending, *ev.netfilter_rules], spec.ip)
@@ -566,7 +567,15 @@ class Agent:
             # CRIU restores credentials, capabilities, no_new_privs, seccomp and mount flags from the image,
             # not from the bundle: an image that would grant more than this host's own bundle is refused
             await asyncio.to_thread(check_image, inc.rounds[-1], policy_from_bundle(inc.bundle))
-            await asyncio.to_thread(self._take_over, inc)
+            # the checked image's page daemon starts while the address is taken over (both inside the
+            # clients' wait); without it the restore starts its own
+            prepared = asyncio.create_task(asyncio.to_thread(self.runtime.prepare_restore, spec.name,
+                                                             inc.rounds[-1]))
+            try:
+                await asyncio.to_thread(self._take_over, inc)
+            finally:
+                with contextlib.suppress(EdgeMigrateError):
+                    await prepared
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
             # lazy: the memory is copied in from the verified local image while the service already
@@ -584,6 +593,8 @@ class Agent:
                      t2 - t1, stats.duration_s, stats.lazy_pages, pages_s, time.perf_counter() - t2 - pages_s,
                      held)
         except EdgeMigrateError as exc:
+            if prepared is not None and not inc.restored:  # the address was not taken: no copy to kill
+                await asyncio.to_thread(self.runtime.kill, spec.name)  # ends the page daemon started ahead
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
             return
         inc.sess.restored(stats.pid, time.perf_counter() - t0)

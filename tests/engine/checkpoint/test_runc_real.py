@@ -125,6 +125,20 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         subprocess.run(["rm", "-rf", str(images)], check=False)
 
 
+def _page_daemons(image_dir: Path) -> list[int]:
+    """PIDs of ``criu lazy-pages`` processes serving ``image_dir`` (read from /proc)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"lazy-pages" in argv and str(image_dir).encode() in argv:
+                out.append(int(proc.name))
+    return out
+
+
 def _digest(sock: socket.socket) -> bytes:
     sock.sendall(b"DIGEST\n")
     return sock.recv(256).strip()
@@ -157,21 +171,30 @@ def test_lazy_restore_brings_every_page_from_the_local_image(netns: str, tmp_pat
         netlock.lock_service(netns, SERVICE_IP)
         dumped = rt.checkpoint("counter", images / "src/round-1", leave_running=False)
         assert rt.state("counter") is ContainerState.ABSENT
+        rt.prepare_restore("counter", dumped.image_dir)  # the daemon's head start, used by the restore
+        [daemon] = _page_daemons(dumped.image_dir)
         restored = rt.restore("counter", bundle, dumped.image_dir, lazy_pages=True)
         assert restored.lazy_pages and rt.state("counter") is ContainerState.RUNNING
+        assert _page_daemons(dumped.image_dir) in ([daemon], [])  # the same one (or already done)
         work = rt.work_dir(dumped.image_dir, "restore-work")
         assert work.is_dir()  # the daemon's log stays until wait_pages: a failed copy keeps it
         assert rt.wait_pages("counter") >= 0.0
         assert not work.exists() and rt.wait_pages("counter") == 0.0  # done once, its folder gone
         netlock.unlock_service(netns, SERVICE_IP)
         assert _digest(client) == digest and _ask(client) == 2
-        # an eager restore (the default) has nothing to wait for
+        # an eager restore (the default) has nothing to wait for; a head start it does not use is ended
         netlock.lock_service(netns, SERVICE_IP)
         again = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
+        rt.prepare_restore("counter", again.image_dir)
+        assert len(_page_daemons(again.image_dir)) == 1
         assert not rt.restore("counter", bundle, again.image_dir).lazy_pages
-        assert rt.wait_pages("counter") == 0.0
+        assert rt.wait_pages("counter") == 0.0 and _page_daemons(again.image_dir) == []
         netlock.unlock_service(netns, SERVICE_IP)
         assert _digest(client) == digest and _ask(client) == 3
+        rt.kill("counter")
+        rt.prepare_restore("counter", again.image_dir)  # the destination's failure path: kill() ends it
+        rt.kill("counter")
+        assert _page_daemons(again.image_dir) == []
     finally:
         rt.kill("counter")
         subprocess.run(["rm", "-rf", str(images)], check=False)

@@ -142,6 +142,7 @@ class RuncCriuRuntime:
         self.criu_config = state_root / "criu.conf"
         self.criu_config.write_text(CRIU_CONFIG)
         self._lazy: dict[str, _LazyCopy] = {}  # container -> its page daemon, until wait_pages or kill
+        self._prepared: dict[str, _LazyCopy] = {}  # container -> a daemon started ahead of its restore
         self._lazy_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -276,14 +277,20 @@ class RuncCriuRuntime:
         """Restore; with ``lazy_pages`` (and a kernel that allows it) the memory follows in the background
         (see the module docstring) and the caller must :meth:`wait_pages` before it trusts the container."""
         work = self.work_dir(image_dir, "restore-work")
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        with self._lazy_lock:
+            prepared = self._prepared.pop(container_id, None)
+        if prepared is not None and not (lazy_pages and prepared.work == work and prepared.proc.poll() is None):
+            _stop(prepared)
+            prepared = None
+        if prepared is None:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
         lazy = lazy_pages and lazy_pages_supported()
         argv = self._argv("restore", "-d", "--tcp-established", *(["--lazy-pages"] if lazy else []),
                           "--image-path", str(image_dir), "--work-path", str(work), "--bundle", str(bundle),
                           container_id)
         t0 = time.perf_counter()
-        daemon = self._start_lazy_pages(image_dir, work) if lazy else None
+        daemon = (prepared or self._start_lazy_pages(image_dir, work)) if lazy else None
         try:
             self._spawn_with_pipes(argv, container_id)
         except CriuError as exc:
@@ -300,6 +307,21 @@ class RuncCriuRuntime:
             with self._lazy_lock:
                 self._lazy[container_id] = daemon
         return RestoreStats(pid, duration, daemon is not None)
+
+    def prepare_restore(self, container_id: str, image_dir: Path) -> None:
+        """Head start of ``restore(container_id, .., image_dir, lazy_pages=True)``: its page daemon starts
+        now (it reads the image and listens, ~40 ms), so that overlaps the caller's other work - on the
+        destination, taking the service address over. The restore uses it; :meth:`kill` ends it unused."""
+        if not lazy_pages_supported():
+            return
+        work = self.work_dir(image_dir, "restore-work")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        daemon = self._start_lazy_pages(image_dir, work)
+        with self._lazy_lock:
+            old = self._prepared.pop(container_id, None)
+            self._prepared[container_id] = daemon
+        _stop(old)
 
     def _start_lazy_pages(self, image_dir: Path, work: Path) -> _LazyCopy:
         """Start ``criu lazy-pages`` on the image folder and wait until it listens on its socket."""
@@ -345,8 +367,9 @@ class RuncCriuRuntime:
         finally:
             # after the container: a page daemon gone first would let its missing pages read as zeros
             with self._lazy_lock:
-                daemon = self._lazy.pop(container_id, None)
-            _stop(daemon)
+                daemons = [self._lazy.pop(container_id, None), self._prepared.pop(container_id, None)]
+            for daemon in daemons:
+                _stop(daemon)
 
     def _kill(self, container_id: str) -> None:
         state = self.state(container_id)

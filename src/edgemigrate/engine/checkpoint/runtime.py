@@ -68,6 +68,11 @@ class Runtime(Protocol):
         :meth:`wait_pages` returned."""
         ...
 
+    def prepare_restore(self, container_id: str, image_dir: Path) -> None:
+        """Optional head start of a lazy restore of ``image_dir`` (whatever does not need the container's
+        address yet); the restore uses it, :meth:`kill` of the (absent) container ends it unused."""
+        ...
+
     def wait_pages(self, container_id: str) -> float:
         """Block until a lazily restored container has all its pages (0.0 at once if none are pending);
         returns the seconds waited. Raises if the copy failed: the container's memory is then incomplete
