@@ -28,7 +28,6 @@ import subprocess
 from collections import Counter
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.checkpoint.priority import critical
 
 CRIU_MARK = "0xc114"
 # A restored service has at most RLIMIT_NOFILE (1024 in the bundle) connections, two rules each.
@@ -75,8 +74,7 @@ def _is_local_rule(rule: str) -> bool:
 
 
 def _ns(netns_path: str | None, argv: list[str]) -> list[str]:
-    """``argv`` in the namespace, at the frozen window's priority (locking and unlocking run inside it)."""
-    return critical(["nsenter", f"--net={netns_path}", "--", *argv] if netns_path else argv)
+    return ["nsenter", f"--net={netns_path}", "--", *argv] if netns_path else argv
 
 
 def criu_drop_rules(netns_path: str | None, service_ip: str | None = None) -> list[str]:

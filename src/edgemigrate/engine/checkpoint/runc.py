@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgemigrate.core.errors import EngineError
-from edgemigrate.engine.checkpoint.priority import critical
 from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, RestoreStats
 from edgemigrate.engine.delta import IMG_SERVICE_MAGIC, decode_varint
 
@@ -148,11 +147,10 @@ class RuncCriuRuntime:
 
     # ----------------------------------------------------------------------------------------- helpers
     def _argv(self, *args: str) -> list[str]:
-        """A runc command in the host's namespace, at the frozen window's priority (runc's CRIU inherits it)."""
         base = [self.runc, "--root", str(self.state_root), *args]
         if self.netns_path:
-            return critical(["nsenter", f"--net={self.netns_path}", "--", *base])
-        return critical(base)
+            return ["nsenter", f"--net={self.netns_path}", "--", *base]
+        return base
 
     def _call(self, *args: str, what: str, work: Path | None = None, timeout_s: float = RUNC_TIMEOUT_S) -> str:
         env = {**os.environ, "CRIU_CONFIG_FILE": str(self.criu_config)}
@@ -327,8 +325,8 @@ class RuncCriuRuntime:
 
     def _start_lazy_pages(self, image_dir: Path, work: Path) -> _LazyCopy:
         """Start ``criu lazy-pages`` on the image folder and wait until it listens on its socket."""
-        proc = subprocess.Popen(critical(["criu", "lazy-pages", "--images-dir", str(image_dir), "--work-dir",
-                                          str(work), "-v2", "--log-file", LAZY_LOG]), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["criu", "lazy-pages", "--images-dir", str(image_dir), "--work-dir", str(work),
+                                 "-v2", "--log-file", LAZY_LOG], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
         daemon = _LazyCopy(proc, work)
         deadline = time.perf_counter() + LAZY_START_TIMEOUT_S
