@@ -19,7 +19,12 @@ from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.criuimg import INVENTORY_MAGIC, read_one
-from edgemigrate.engine.checkpoint.runc import CriuError, RuncCriuRuntime, lazy_pages_supported
+from edgemigrate.engine.checkpoint.runc import (
+    LAZY_MIN_PAGES_BYTES,
+    CriuError,
+    RuncCriuRuntime,
+    lazy_pages_supported,
+)
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.manifest import RoundReceiver, plan_round
 
@@ -150,7 +155,8 @@ def test_lazy_restore_brings_every_page_from_the_local_image(netns: str, tmp_pat
     if not lazy_pages_supported():
         pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
     images = Path("/dev/shm") / f"emrt-lazy-{os.getpid()}"
-    rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs")
+    # 24 MB of pages: lazy only without the size threshold (with it, see the eager part below)
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs", lazy_min_pages_bytes=0)
     spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000, resident_mb=24)
     bundle = build_bundle(spec, netns, tmp_path / "bundle")
     try:
@@ -187,12 +193,17 @@ def test_lazy_restore_brings_every_page_from_the_local_image(netns: str, tmp_pat
         again = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
         rt.prepare_restore("counter", again.image_dir)
         assert len(_page_daemons(again.image_dir)) == 1
-        assert not rt.restore("counter", bundle, again.image_dir).lazy_pages
+        rt.lazy_min_pages_bytes = LAZY_MIN_PAGES_BYTES  # 24 MB of pages do not pay for a daemon: eager
+        assert not rt.restore("counter", bundle, again.image_dir, lazy_pages=True).lazy_pages
         assert rt.wait_pages("counter") == 0.0 and _page_daemons(again.image_dir) == []
         netlock.unlock_service(netns, SERVICE_IP)
         assert _digest(client) == digest and _ask(client) == 3
         rt.kill("counter")
+        rt.prepare_restore("counter", again.image_dir)  # below the threshold: no head start either
+        assert _page_daemons(again.image_dir) == []
+        rt.lazy_min_pages_bytes = 0
         rt.prepare_restore("counter", again.image_dir)  # the destination's failure path: kill() ends it
+        assert len(_page_daemons(again.image_dir)) == 1
         rt.kill("counter")
         assert _page_daemons(again.image_dir) == []
     finally:
@@ -204,7 +215,7 @@ def test_a_page_daemon_that_cannot_start_fails_the_restore_and_leaves_nothing(ne
     """No image to serve: ``criu lazy-pages`` exits at once, and the restore says so instead of hanging."""
     if not lazy_pages_supported():
         pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
-    rt = RuncCriuRuntime(tmp_path / "runc", netns, tmp_path / "work", tmp_path / "logs")
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, tmp_path / "work", tmp_path / "logs", lazy_min_pages_bytes=0)
     spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000)
     bundle = build_bundle(spec, netns, tmp_path / "bundle")
     empty = tmp_path / "images" / "round-1"
