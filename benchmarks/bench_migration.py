@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,9 +53,35 @@ PODMAN_IMAGE = "localhost/edgemigrate-skel:1"
 
 
 def _git_sha() -> str:
+    """The commit of the ``edgemigrate`` package measured (it may come from another checkout than this
+    file: a before/after comparison runs the same benchmark over both)."""
+    import edgemigrate
+
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).resolve().parent)
+                          cwd=Path(edgemigrate.__file__).resolve().parent)
     return proc.stdout.strip() or "unknown"
+
+
+_RESTORE_LOG = re.compile(r"restore of (?P<service>\S+): ip\+lock (?P<ip_lock_s>[\d.]+) s, runc restore\+unlock "
+                          r"(?P<restore_unlock_s>[\d.]+) s \(criu (?P<runc_restore_s>[\d.]+) s(?:, lazy (?P<lazy>\w+))?\)"
+                          r"(?:, pages (?P<pages_s>[\d.]+) s more)?, health (?P<health_s>[\d.]+) s")
+
+
+def destination_breakdown(log_path: Path, service: str) -> dict[str, Any]:
+    """The destination agent's own timing of its last restore of ``service`` (its log line): check + lock +
+    address, runc restore (+ unlock), the lazy page copy still running after it, the health check."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        m = _RESTORE_LOG.search(line)
+        if m and m["service"] == service:
+            out: dict[str, Any] = {k: float(v) for k, v in m.groupdict().items()
+                                   if v is not None and k not in ("service", "lazy")}
+            out["lazy"] = m["lazy"] == "True"
+            return out
+    return {}
 
 
 def _probe(c: LocalCluster, ip: str, port: int) -> Probe:
@@ -152,7 +179,8 @@ def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb:
         cl.plot_latency(plot_dir / f"latency_{tag}.png", sent, recv, t_start, rounds,
                         f"{service} {strategy}: request latency during the move ({tag})", t_end)
     return {
-        **extra, "total_s": stats["total_s"], "final_round_bytes": stats["final_round_bytes"],
+        **extra, "destination_s": destination_breakdown(c.agents["edge2"].log_path, service),
+        "total_s": stats["total_s"], "final_round_bytes": stats["final_round_bytes"],
         "full_checkpoint_bytes": stats["full_checkpoint_bytes"], "frozen_window_s": stats["frozen_window_s"],
         "restore_s": stats.get("restore_s"),
         "bytes_per_round": [r["payload_bytes"] for r in stats["rounds"]],

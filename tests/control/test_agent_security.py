@@ -28,7 +28,7 @@ from edgemigrate.control.tokens import TokenBook, new_token
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError, ValidationError
 from edgemigrate.core.ids import check_id, child, round_dir
 from edgemigrate.engine.checkpoint import netlock
-from edgemigrate.engine.checkpoint.runtime import ContainerState
+from edgemigrate.engine.checkpoint.runtime import ContainerState, RestoreStats
 from edgemigrate.engine.manifest import ChunkSpec, FileKind, FileSpec, Manifest
 from edgemigrate.engine.protocol.codec import Message, MsgType, ProtocolError, encode
 from edgemigrate.engine.transport import tls
@@ -54,6 +54,8 @@ class FakeRuntime:
         self.states: dict[str, ContainerState] = {}
         self.restores: list[Path] = []
         self.killed: list[str] = []
+        self.lazy_restore_ok = False  # True: restores return lazily, and then their page copy fails
+        self.prepared: list[Path] = []
 
     def run(self, container_id: str, bundle: Path) -> int:
         raise EngineError("fake runtime runs nothing")
@@ -61,9 +63,18 @@ class FakeRuntime:
     def checkpoint(self, container_id: str, image_dir: Path, *, leave_running: bool) -> Any:
         raise EngineError("fake runtime checkpoints nothing")
 
-    def restore(self, container_id: str, bundle: Path, image_dir: Path) -> Any:
+    def restore(self, container_id: str, bundle: Path, image_dir: Path, *, lazy_pages: bool = False) -> Any:
         self.restores.append(image_dir)
-        raise EngineError("fake runtime cannot restore")
+        if not (lazy_pages and self.lazy_restore_ok):
+            raise EngineError("fake runtime cannot restore")
+        self.states[container_id] = ContainerState.RUNNING
+        return RestoreStats(4242, 0.01, lazy_pages=True)
+
+    def prepare_restore(self, container_id: str, image_dir: Path) -> None:
+        self.prepared.append(image_dir)
+
+    def wait_pages(self, container_id: str) -> float:
+        raise EngineError(f"lazy page copy of {container_id} failed (exit 1)")
 
     def pause(self, container_id: str) -> None:
         raise EngineError("fake runtime pauses nothing")
@@ -115,7 +126,7 @@ class FakeHold:
         self.started = True
         return self
 
-    def release(self) -> int:
+    def release(self, *, last: bool = True) -> int:
         self.released = True
         return 0
 
@@ -486,6 +497,30 @@ def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path
         assert set(env.removed) == set(env.applied)  # (the fake tables do not track what is present)
         [h] = FakeHold.made  # the restore failed: what it held is dropped, never let in
         assert h.started and h.closed and not h.released
+
+    _run(tmp_path, monkeypatch, body)
+
+
+def test_a_failed_lazy_page_copy_undoes_the_restore_before_restored(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy runs after the clients were let in; a copy that fails leaves memory that reads as zeros, so
+    the agent discards the copy and refuses RESTORED: the source, before its point of no return, resumes."""
+    rules = [lock_rule(), lock_rule("OUTPUT")]
+
+    async def body(env: Env) -> None:
+        env.runtime.lazy_restore_ok = True
+        conn, reply = await _final_round(env, rules)
+        assert reply.type is MsgType.ROUND_OK
+        await conn.send(MsgType.RESTORE, session="s1", round=1, netfilter_rules=[])
+        reply = await asyncio.wait_for(conn.next_message(), 10)
+        await conn.close()
+        assert isinstance(reply, Message) and reply.type is MsgType.ABORT
+        assert "lazy page copy of web failed" in str(reply.body)
+        await env.settle()
+        assert env.runtime.killed == ["web"] and env.runtime.state("web") is ContainerState.ABSENT
+        assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]  # taken, then given back
+        [h] = FakeHold.made  # let in when the restore returned, before the copy failed
+        assert h.started and h.released and h.closed
 
     _run(tmp_path, monkeypatch, body)
 

@@ -530,9 +530,12 @@ class Agent:
         inc.hold, inc.hold_rule = hold.start(), rule
 
     def _lift_lock(self, inc: _Incoming) -> int:
-        """The restore returned: lock and hold rules go, then the held packets are let in. Returns how many
-        packets were held. The rules stay in ``inc.rules``."""
+        """The restore returned: the held packets are let in (accepted, they skip the lock behind the hold
+        rule, so the clients need not wait for the iptables process), then lock and hold rules go, then what
+        queued meanwhile is let in. Returns how many packets were held. The rules stay in ``inc.rules``."""
         rules = [*inc.rules, *([inc.hold_rule] if inc.hold_rule else [])]
+        if inc.hold is not None:
+            inc.hold.release(last=False)
         netlock.remove_rules(self.cfg.netns_path, rules)
         held = 0
         if inc.hold is not None:
@@ -602,6 +605,7 @@ class Agent:
         self.store.put_session(SessionRecord(inc.sess.session, "destination", spec, inc.src_host, inc.src_addr,
                                              SessionPhase.RESTORING, str(inc.rounds[-1])))
         t0 = time.perf_counter()
+        prepared: asyncio.Task[None] | None = None
         try:
             if ev.netfilter_rules:  # rules that only the RESTORE message carries (normally none)
                 extra = netlock.check_service_rules([*inc.rules_pending, *ev.netfilter_rules], spec.ip)
@@ -609,19 +613,34 @@ class Agent:
             # CRIU restores credentials, capabilities, no_new_privs, seccomp and mount flags from the image,
             # not from the bundle: an image that would grant more than this host's own bundle is refused
             await asyncio.to_thread(check_image, inc.rounds[-1], policy_from_bundle(inc.bundle))
-            await asyncio.to_thread(self._take_over, inc)
+            # the checked image's page daemon starts while the address is taken over (both inside the
+            # clients' wait); without it the restore starts its own
+            prepared = asyncio.create_task(asyncio.to_thread(self.runtime.prepare_restore, spec.name,
+                                                             inc.rounds[-1]))
+            try:
+                await asyncio.to_thread(self._take_over, inc)
+            finally:
+                with contextlib.suppress(EdgeMigrateError):
+                    await prepared
             inc.restored = True  # from here a (partial) copy may exist
             t1 = time.perf_counter()
-            stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1])
+            # lazy: the memory is copied in from the verified local image while the service already
+            # answers; every page must be in before RESTORED (wait_pages), so the point of no return stays
+            stats = await asyncio.to_thread(self.runtime.restore, spec.name, inc.bundle, inc.rounds[-1],
+                                            lazy_pages=True)
             held = await asyncio.to_thread(self._lift_lock, inc)  # the sockets are repaired: let the clients in
             t2 = time.perf_counter()
+            pages_s = await asyncio.to_thread(self.runtime.wait_pages, spec.name)
             await asyncio.to_thread(self.wait_healthy, spec)
             if self.cfg.fault == "die-after-restore":
                 os._exit(137)  # fault test: restored, RESTORED never sent -> the source is in doubt
-            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s), health %.3f s, "
-                     "%d packets held", self.cfg.host, spec.name, t1 - t0, t2 - t1, stats.duration_s,
-                     time.perf_counter() - t2, held)
+            log.info("%s: restore of %s: ip+lock %.3f s, runc restore+unlock %.3f s (criu %.3f s, lazy %s), "
+                     "pages %.3f s more, health %.3f s, %d packets held", self.cfg.host, spec.name, t1 - t0,
+                     t2 - t1, stats.duration_s, stats.lazy_pages, pages_s, time.perf_counter() - t2 - pages_s,
+                     held)
         except EdgeMigrateError as exc:
+            if prepared is not None and not inc.restored:  # the address was not taken: no copy to kill
+                await asyncio.to_thread(self.runtime.kill, spec.name)  # ends the page daemon started ahead
             await self._dest_fail(inc, f"restore on {self.cfg.host} failed: {exc}")
             return
         inc.sess.restored(stats.pid, time.perf_counter() - t0)

@@ -10,7 +10,9 @@ does only the final frozen round, with every page.
 
 Pre-copy rounds take no network lock; the final round's lock rules travel with it. After the destination
 rebuilt and verified the final image, it holds the address's incoming packets, claims the service IP,
-restores, lets the held packets in, health-checks, and answers ``RESTORED`` - the point of no return.
+restores lazily (the memory follows from its local, verified image through userfaultfd while the service
+already answers), lets the held packets in, waits until every page is in, health-checks, and answers
+``RESTORED`` - the point of no return.
 (Why each step is where it is, measured: ``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image locally if
 the source was already frozen); a failure while the destination might be restoring is resolved by asking
 the destination agent for the service's status first.

@@ -75,6 +75,41 @@ def test_held_packets_arrive_when_released_and_not_before(netns: str) -> None:
             s.close()
 
 
+def test_released_packets_skip_the_lock_behind_the_hold_and_a_second_release_takes_the_rest(netns: str) -> None:
+    """The destination's order: release while the hold and the lock are still in place (a held packet skips
+    the DROP behind it), packets that queue until the rules are gone are let in by a second release."""
+    with in_netns(netns):
+        srv = socket.create_server((SERVICE_IP, 7002))
+        cli = socket.create_connection((SERVICE_IP, 7002), timeout=10, source_address=(CLIENT_IP, 0))
+        conn, _ = srv.accept()
+        hold = PacketHold()
+    lock = netlock.inbound(netlock.service_lock_rules(SERVICE_IP))
+    rule = netlock.hold_rule(SERVICE_IP, hold.queue)
+    try:
+        netlock.apply_rules(netns, [*lock, rule])  # the hold in front of the lock
+        hold.start()
+        cli.sendall(b"first")
+        _wait_held(hold, 1)
+        assert hold.release(last=False) == 1
+        conn.settimeout(10)
+        assert conn.recv(16) == b"first"  # through, with the DROP rule still in the chain
+        cli.sendall(b"second")  # the rules are still there: it queues again, and the hold still sees it
+        _wait_held(hold, 2)
+        conn.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            conn.recv(16)
+        netlock.remove_rules(netns, [*lock, rule])
+        assert hold.release() == 2
+        conn.settimeout(10)
+        assert conn.recv(16) == b"second"
+        assert hold.release() == 2  # nothing more: no verdict sent
+    finally:
+        hold.close()
+        netlock.remove_rules(netns, [*lock, rule])
+        for s in (cli, conn, srv):
+            s.close()
+
+
 def test_a_closed_hold_drops_what_it_held(netns: str) -> None:
     with in_netns(netns):
         srv = socket.create_server((SERVICE_IP, 7001))

@@ -19,7 +19,12 @@ from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec, build_bundle
 from edgemigrate.engine.checkpoint import netlock
 from edgemigrate.engine.checkpoint.criuimg import INVENTORY_MAGIC, read_one
-from edgemigrate.engine.checkpoint.runc import CriuError, RuncCriuRuntime
+from edgemigrate.engine.checkpoint.runc import (
+    LAZY_MIN_PAGES_BYTES,
+    CriuError,
+    RuncCriuRuntime,
+    lazy_pages_supported,
+)
 from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.manifest import RoundReceiver, plan_round
 
@@ -123,3 +128,98 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
     finally:
         rt.kill("counter")
         subprocess.run(["rm", "-rf", str(images)], check=False)
+
+
+def _page_daemons(image_dir: Path) -> list[int]:
+    """PIDs of ``criu lazy-pages`` processes serving ``image_dir`` (read from /proc)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"lazy-pages" in argv and str(image_dir).encode() in argv:
+                out.append(int(proc.name))
+    return out
+
+
+def _digest(sock: socket.socket) -> bytes:
+    sock.sendall(b"DIGEST\n")
+    return sock.recv(256).strip()
+
+
+def test_lazy_restore_brings_every_page_from_the_local_image(netns: str, tmp_path: Path) -> None:
+    """``restore(lazy_pages=True)``: the container runs before its memory is in; after ``wait_pages`` the
+    resident memory's digest and the counter are what was dumped, over the same TCP connection."""
+    if not lazy_pages_supported():
+        pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
+    images = Path("/dev/shm") / f"emrt-lazy-{os.getpid()}"
+    # 24 MB of pages: lazy only without the size threshold (with it, see the eager part below)
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs", lazy_min_pages_bytes=0)
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000, resident_mb=24)
+    bundle = build_bundle(spec, netns, tmp_path / "bundle")
+    try:
+        rt.run("counter", bundle)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with in_netns(netns):
+                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10,
+                                                      source_address=(CLIENT_IP, 0))
+                break
+            except OSError:
+                if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
+                    pytest.fail("counter never listened: " + (tmp_path / "logs/counter.log").read_text())
+                time.sleep(0.1)
+        assert _ask(client) == 1
+        digest = _digest(client)
+        netlock.lock_service(netns, SERVICE_IP)
+        dumped = rt.checkpoint("counter", images / "src/round-1", leave_running=False)
+        assert rt.state("counter") is ContainerState.ABSENT
+        rt.prepare_restore("counter", dumped.image_dir)  # the daemon's head start, used by the restore
+        [daemon] = _page_daemons(dumped.image_dir)
+        restored = rt.restore("counter", bundle, dumped.image_dir, lazy_pages=True)
+        assert restored.lazy_pages and rt.state("counter") is ContainerState.RUNNING
+        assert _page_daemons(dumped.image_dir) in ([daemon], [])  # the same one (or already done)
+        work = rt.work_dir(dumped.image_dir, "restore-work")
+        assert work.is_dir()  # the daemon's log stays until wait_pages: a failed copy keeps it
+        assert rt.wait_pages("counter") >= 0.0
+        assert not work.exists() and rt.wait_pages("counter") == 0.0  # done once, its folder gone
+        netlock.unlock_service(netns, SERVICE_IP)
+        assert _digest(client) == digest and _ask(client) == 2
+        # an eager restore (the default) has nothing to wait for; a head start it does not use is ended
+        netlock.lock_service(netns, SERVICE_IP)
+        again = rt.checkpoint("counter", images / "src/round-2", leave_running=False)
+        rt.prepare_restore("counter", again.image_dir)
+        assert len(_page_daemons(again.image_dir)) == 1
+        rt.lazy_min_pages_bytes = LAZY_MIN_PAGES_BYTES  # 24 MB of pages do not pay for a daemon: eager
+        assert not rt.restore("counter", bundle, again.image_dir, lazy_pages=True).lazy_pages
+        assert rt.wait_pages("counter") == 0.0 and _page_daemons(again.image_dir) == []
+        netlock.unlock_service(netns, SERVICE_IP)
+        assert _digest(client) == digest and _ask(client) == 3
+        rt.kill("counter")
+        rt.prepare_restore("counter", again.image_dir)  # below the threshold: no head start either
+        assert _page_daemons(again.image_dir) == []
+        rt.lazy_min_pages_bytes = 0
+        rt.prepare_restore("counter", again.image_dir)  # the destination's failure path: kill() ends it
+        assert len(_page_daemons(again.image_dir)) == 1
+        rt.kill("counter")
+        assert _page_daemons(again.image_dir) == []
+    finally:
+        rt.kill("counter")
+        subprocess.run(["rm", "-rf", str(images)], check=False)
+
+
+def test_a_page_daemon_that_cannot_start_fails_the_restore_and_leaves_nothing(netns: str, tmp_path: Path) -> None:
+    """No image to serve: ``criu lazy-pages`` exits at once, and the restore says so instead of hanging."""
+    if not lazy_pages_supported():
+        pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, tmp_path / "work", tmp_path / "logs", lazy_min_pages_bytes=0)
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000)
+    bundle = build_bundle(spec, netns, tmp_path / "bundle")
+    empty = tmp_path / "images" / "round-1"
+    empty.mkdir(parents=True)
+    with pytest.raises(CriuError, match="criu lazy-pages did not start"):
+        rt.restore("counter", bundle, empty, lazy_pages=True)
+    assert rt.state("counter") is ContainerState.ABSENT and rt.wait_pages("counter") == 0.0

@@ -98,6 +98,7 @@ class PacketHold:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self._seq = 0
         self._last_id: int | None = None
+        self._released_id: int | None = None  # the last id a verdict accepted (a batch covers ids <= it)
         self._lock = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -176,19 +177,28 @@ class PacketHold:
             self._thread.join(5.0)
             self._thread = None
 
-    def release(self) -> int:
-        """Accept every packet held so far (one batch verdict); returns how many were held. Packets that
-        reach the queue after this are dropped when the hold is closed: remove the rule first."""
-        self._stop_collecting()
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            self._sock.setblocking(False)
-            while True:  # ids already queued to the socket but not yet read
-                self._note_packets(self._sock.recv(65536))
-        self._sock.setblocking(True)
-        if self._last_id is not None:
+    def release(self, *, last: bool = True) -> int:
+        """Accept every packet held so far (one batch verdict); returns how many were held in all.
+
+        An accepted packet skips the rest of its chain, so the lock behind the hold rule no longer delays
+        it: the destination calls ``release(last=False)`` as soon as the service can answer (the hold keeps
+        collecting), removes the rules, then ``release()`` for what queued meanwhile (the kernel queues
+        synchronously, so once the rule is gone nothing more arrives). Packets still queued when the hold
+        is closed are dropped."""
+        if last:
+            self._stop_collecting()
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                self._sock.setblocking(False)
+                while True:  # ids already queued to the socket but not yet read
+                    self._note_packets(self._sock.recv(65536))
+            self._sock.setblocking(True)
+        with self._lock:
+            last_id = self._last_id
+        if last_id is not None and last_id != self._released_id:
             self._seq += 1
-            verdict = _attr(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, self._last_id))
+            verdict = _attr(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, last_id))
             self._sock.send(_message(NFQNL_MSG_VERDICT_BATCH, self.queue, verdict, self._seq))
+            self._released_id = last_id
         return self.held
 
     def close(self) -> None:

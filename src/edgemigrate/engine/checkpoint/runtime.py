@@ -32,8 +32,12 @@ class CheckpointStats:
 
 @dataclass(frozen=True, slots=True)
 class RestoreStats:
+    """One restore. ``lazy_pages``: the container runs but its private memory is still being copied in
+    (userfaultfd); :meth:`Runtime.wait_pages` returns when every page is in."""
+
     pid: int
     duration_s: float
+    lazy_pages: bool = False
 
 
 class Runtime(Protocol):
@@ -56,8 +60,23 @@ class Runtime(Protocol):
         """Thaw a paused container."""
         ...
 
-    def restore(self, container_id: str, bundle: Path, image_dir: Path) -> RestoreStats:
-        """Restore a container from ``image_dir`` with the local ``bundle`` (mounts/security from the bundle)."""
+    def restore(self, container_id: str, bundle: Path, image_dir: Path, *, lazy_pages: bool = False) -> RestoreStats:
+        """Restore a container from ``image_dir`` with the local ``bundle`` (mounts/security from the bundle).
+
+        ``lazy_pages`` asks for a restore that returns before the memory is copied (the runtime may refuse
+        and restore eagerly: see ``RestoreStats.lazy_pages``); ``image_dir`` must then stay until
+        :meth:`wait_pages` returned."""
+        ...
+
+    def prepare_restore(self, container_id: str, image_dir: Path) -> None:
+        """Optional head start of a lazy restore of ``image_dir`` (whatever does not need the container's
+        address yet); the restore uses it, :meth:`kill` of the (absent) container ends it unused."""
+        ...
+
+    def wait_pages(self, container_id: str) -> float:
+        """Block until a lazily restored container has all its pages (0.0 at once if none are pending);
+        returns the seconds waited. Raises if the copy failed: the container's memory is then incomplete
+        and the container must not be kept."""
         ...
 
     def kill(self, container_id: str) -> None:
