@@ -69,6 +69,19 @@ def _ask(sock: socket.socket) -> int:
     return int(sock.recv(64).split()[0])
 
 
+def _connect_counter(netns: str, tmp_path: Path) -> socket.socket:
+    """A client connection to the counter the test just started, once it listens."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with in_netns(netns):
+                return socket.create_connection((SERVICE_IP, 7000), timeout=10, source_address=(CLIENT_IP, 0))
+        except OSError:
+            if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
+                pytest.fail("counter never listened: " + (tmp_path / "logs/counter.log").read_text())
+            time.sleep(0.1)
+
+
 def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, tmp_path: Path) -> None:
     images = Path("/dev/shm") / f"emrt-{os.getpid()}"
     rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs")
@@ -76,17 +89,7 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
     bundle = build_bundle(spec, netns, tmp_path / "bundle")
     try:
         rt.run("counter", bundle)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with in_netns(netns):
-                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10,
-                                                      source_address=(CLIENT_IP, 0))
-                break
-            except OSError:
-                if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
-                    pytest.fail("counter never listened: " + (tmp_path / "logs/counter.log").read_text())
-                time.sleep(0.1)
+        client = _connect_counter(netns, tmp_path)
         assert [_ask(client), _ask(client)] == [1, 2]
         r1 = rt.checkpoint("counter", images / "src/round-1", leave_running=True)
         assert rt.state("counter") is ContainerState.RUNNING and r1.image_bytes > 24 << 20
@@ -161,17 +164,7 @@ def test_lazy_restore_brings_every_page_from_the_local_image(netns: str, tmp_pat
     bundle = build_bundle(spec, netns, tmp_path / "bundle")
     try:
         rt.run("counter", bundle)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with in_netns(netns):
-                    client = socket.create_connection((SERVICE_IP, 7000), timeout=10,
-                                                      source_address=(CLIENT_IP, 0))
-                break
-            except OSError:
-                if time.monotonic() >= deadline:  # a wait that gave up, not a timing check
-                    pytest.fail("counter never listened: " + (tmp_path / "logs/counter.log").read_text())
-                time.sleep(0.1)
+        client = _connect_counter(netns, tmp_path)
         assert _ask(client) == 1
         digest = _digest(client)
         netlock.lock_service(netns, SERVICE_IP)
