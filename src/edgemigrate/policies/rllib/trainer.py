@@ -75,7 +75,7 @@ def _on_episode_end(*, episode: Any, metrics_logger: Any = None, prev_episode_ch
     counts: dict[str, int] = {}
     for info in infos:
         for k, v in (info or {}).items():
-            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            if isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)):  # bools become rates
                 sums[k] = sums.get(k, 0.0) + float(v)
                 counts[k] = counts.get(k, 0) + 1
     if metrics_logger is None:
