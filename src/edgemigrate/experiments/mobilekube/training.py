@@ -29,6 +29,7 @@ from edgemigrate.envs.mobilekube import MobileKubeConfig, MobileKubeEnv
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 from edgemigrate.policies.rllib.agent import PlacementAgent
 from edgemigrate.policies.rllib.agent import load_agent as load_rllib_agent
+from edgemigrate.policies.rllib.cluster import probe
 from edgemigrate.policies.rllib.config import Algo, algo_config, as_dict, parse_algo
 from edgemigrate.policies.rllib.trainer import TrainOutcome, TrainSpec, train
 
@@ -86,6 +87,8 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
     """Train every algorithm of ``req`` and write the results folder; returns its path."""
     env_cfg = req.env_config()
     make_mobilekube_env(env_cfg.to_dict()).close()  # a bad config fails here, before Ray starts
+    if req.ray_address not in (None, "local"):
+        probe(req.ray_address)  # an unreachable cluster fails before a results folder exists
     hypers = {a: algo_config(a, dict(req.hyper_overrides.get(a.value, {}))) for a in req.algos}
     tag = "+".join(a.value for a in req.algos)
     run = new_run_dir(out_root, run_name(f"mobilekube-{req.users}u", tag, req.seed))
@@ -104,8 +107,8 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
                          ray_address=req.ray_address, info_keys=INFO_KEYS)
         folder = run / algo.value
         folder.mkdir()
-        outcome = train(spec, folder / "checkpoint",
-                        on_iteration=(lambda row, a=algo: progress(a.value, row)) if progress else None)
+        log_csv = _CsvLog(folder / "train.csv", algo.value, progress)
+        outcome = train(spec, folder / "checkpoint", on_iteration=log_csv)
         write_table(folder / "train.csv", _columns(outcome.rows))
         write_json(folder / "env_runners.json", [{"node_id": n, "env_steps": s} for n, s in outcome.runner_nodes])
         outcomes[algo] = outcome
@@ -114,6 +117,26 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
 
     plot_training(run, [a.value for a in req.algos])
     return run
+
+
+class _CsvLog:
+    """Appends each iteration to ``train.csv`` as it comes (a long run stopped early keeps its curve)."""
+
+    def __init__(self, path: Path, algo: str, progress: Callable[[str, dict[str, float]], None] | None) -> None:
+        self.path, self.algo, self.progress = path, algo, progress
+        self.keys: list[str] | None = None
+
+    def __call__(self, row: dict[str, float]) -> None:
+        import csv
+
+        with self.path.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            if self.keys is None:
+                self.keys = list(row)
+                w.writerow(self.keys)
+            w.writerow([repr(float(row.get(k, np.nan))) for k in self.keys])
+        if self.progress is not None:
+            self.progress(self.algo, row)
 
 
 def _columns(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:

@@ -51,7 +51,12 @@ def init_ray(address: str | None, *, num_cpus: int | None = None,
         return True
     probe(address, connect_timeout_s)
     package = Path(__file__).resolve().parents[2]  # src/edgemigrate
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"py_modules": [str(package)], "excludes": ["__pycache__"]})
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"py_modules": [str(package)], "excludes": ["__pycache__"]})
+    except ConnectionError as e:  # e.g. a token cluster without RAY_AUTH_TOKEN, or not a Ray GCS on that port
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--ray {address}: the port answers but Ray refused to connect ({first}; "
+                          "a cluster with token authentication needs RAY_AUTH_TOKEN)") from None
     log.info("joined Ray cluster %s: %s", address, ray.cluster_resources())
     return True

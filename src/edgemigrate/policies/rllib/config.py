@@ -81,6 +81,8 @@ class ImpalaConfig:
     """Env steps per runner fragment (RLlib's default); the batch is made of whole fragments."""
     num_epochs: int = 1
     """Passes over each batch (RLlib's default 1: IMPALA consumes each sample once)."""
+    minibatch_size: int | None = None
+    """SGD minibatch within a batch (None = the whole batch, one gradient step per batch: RLlib's default)."""
     learner_queue_size: int = 3
     """Batches waiting for the learner thread (RLlib's default)."""
     vf_loss_coeff: float = 0.5

@@ -44,6 +44,11 @@ class TrainSpec:
     num_envs_per_env_runner: int = 1
     runner_cpus: float = 1.0
     """CPUs each env runner reserves; the driver's learner takes one more."""
+    num_learners: int = 0
+    """0 = the learner runs in the driver behind a blocking queue, so sampling waits for it and no batch is
+    lost. RLlib's IMPALA default (1 remote learner, asynchronous updates) drops every batch that arrives while
+    its requests are in flight: on 2 CPUs we measured it training on a fraction of the sampled steps
+    (``benchmarks/bench_mobilekube_rllib.py``), which is why the default here is 0."""
     ray_address: str | None = None
     info_keys: Sequence[str] = ()
     """``info`` keys to average per episode; empty = every scalar numeric one."""
@@ -116,7 +121,8 @@ def build_config(spec: TrainSpec, registered_env: str) -> Any:
                                         minibatch_size=h.minibatch_size, num_epochs=h.num_epochs)
     elif isinstance(h, ImpalaConfig):
         cfg = IMPALAConfig().training(lr=h.lr, gamma=h.gamma, train_batch_size_per_learner=h.train_batch_size,
-                                      num_epochs=h.num_epochs, learner_queue_size=h.learner_queue_size,
+                                      num_epochs=h.num_epochs, minibatch_size=h.minibatch_size,
+                                      learner_queue_size=h.learner_queue_size,
                                       vf_loss_coeff=h.vf_loss_coeff, entropy_coeff=h.entropy_coeff,
                                       grad_clip=h.grad_clip)
         cfg = cfg.env_runners(rollout_fragment_length=h.rollout_fragment_length)
@@ -126,7 +132,7 @@ def build_config(spec: TrainSpec, registered_env: str) -> Any:
             .framework("torch")
             .env_runners(num_env_runners=spec.num_env_runners, num_envs_per_env_runner=spec.num_envs_per_env_runner,
                          num_cpus_per_env_runner=spec.runner_cpus)
-            .learners(num_learners=0)
+            .learners(num_learners=spec.num_learners)
             .rl_module(model_config=net)
             .callbacks(on_episode_end=_on_episode_end, on_sample_end=_on_sample_end)
             # one iteration = at least one train batch of samples: IMPALA's asynchronous training step returns
@@ -156,6 +162,7 @@ def result_row(iteration: int, result: Mapping[str, Any], info_keys: Sequence[st
         "env_steps_sampled": _get(result, "num_env_steps_sampled_lifetime", default=0.0),
         "env_steps_trained": _get(result, "learners", "__all_modules__", "num_env_steps_trained_lifetime",
                                   default=0.0),
+        "env_steps_dropped": _get(result, "learner_group", "learner_group_ts_dropped_lifetime", default=0.0),
         "episode_reward_mean": _get(runners, "episode_return_mean"),
         "episode_len_mean": _get(runners, "episode_len_mean"),
         "wall_s": time.monotonic() - t0,
