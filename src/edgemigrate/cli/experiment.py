@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgemigrate.cli.compression import compression
+from edgemigrate.cli.mobilekube import mobilekube
 from edgemigrate.core.errors import ConfigError
 
 
@@ -154,11 +155,6 @@ def controlled_merge(folders: tuple[Path, ...], out_root: Path) -> None:
 experiment.add_command(compression)
 
 
-@experiment.group(short_help="Mobile-Kube (Ghafouri et al. 2022): energy- and latency-aware placement.")
-def mobilekube() -> None:
-    """Ghafouri et al. 2022 (Mobile-Kube): PG/PPO/IMPALA on RLlib vs best-fit, latency-greedy and the optimum."""
-
-
 @mobilekube.command(short_help="Train PG/PPO/IMPALA with RLlib (Ghafouri et al. 2022, Table II, figs. 4-6).")
 @click.option("--algo", "algos", default="impala", show_default=True, metavar="pg,ppo,impala",
               help="Algorithm(s) to train, comma-separated; each gets a checkpoint and a training curve.")
@@ -194,3 +190,6 @@ def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | 
     run = run_training(req, out_root, progress)
     click.echo((run / "training.md").read_text())
     click.echo(f"results: {run}")
+
+
+experiment.add_command(mobilekube)
