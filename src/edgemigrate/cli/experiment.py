@@ -174,7 +174,12 @@ experiment.add_command(compression)
 def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | None, env_runners: int,
           envs_per_runner: int, overrides: tuple[str, ...], out_root: Path, quiet: bool) -> None:
     """Train Mobile-Kube agents on edgemigrate/MobileKube-v0 (synthetic taxi movements) and plot the curves."""
-    from edgemigrate.experiments.mobilekube.training import TrainingRequest, parse_algos, parse_overrides, run_training
+    from edgemigrate.experiments.mobilekube.training import (
+        TrainingRequest,
+        parse_algos,
+        parse_overrides,
+        run_training,
+    )
 
     env_over, hyper_over = parse_overrides(overrides)
     req = TrainingRequest(algos=parse_algos(algos), users=users, timesteps=timesteps, seed=seed,

@@ -8,6 +8,13 @@ Importing this package does not import Ray; the modules that need it import it i
 
 from __future__ import annotations
 
-from edgemigrate.policies.rllib.config import Algo, ImpalaConfig, NetworkConfig, PGConfig, PPOConfig, algo_config
+from edgemigrate.policies.rllib.config import (
+    Algo,
+    ImpalaConfig,
+    NetworkConfig,
+    PGConfig,
+    PPOConfig,
+    algo_config,
+)
 
 __all__ = ["Algo", "ImpalaConfig", "NetworkConfig", "PGConfig", "PPOConfig", "algo_config"]

@@ -42,7 +42,6 @@ class PlacementAgent:
 
     def act(self, obs: Any, info: dict[str, Any] | None = None) -> NDArray[np.int64] | int:
         import torch
-
         from ray.rllib.core.columns import Columns
 
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))

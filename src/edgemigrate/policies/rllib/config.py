@@ -13,13 +13,13 @@ differs (each such field cites what we measured). The field docs become the CLI'
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from edgemigrate.core.errors import ValidationError
 
 
-class Algo(str, Enum):
+class Algo(StrEnum):
     PG = "pg"
     PPO = "ppo"
     IMPALA = "impala"
