@@ -24,10 +24,10 @@ def test_overrides_replace_only_named_fields() -> None:
     assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh"}
 
 
-@pytest.mark.parametrize("bad", [{"minibatch_size": 64}, {"learning_rate": 1e-3}])
+@pytest.mark.parametrize("bad", [{"sgd_minibatch_size": 64}, {"learning_rate": 1e-3}])
 def test_unknown_hyperparameter_is_one_line_error(bad: dict[str, float]) -> None:
     with pytest.raises(EdgeMigrateError) as e:
-        algo_config(Algo.IMPALA, bad)  # IMPALA has no minibatch_size in Table II; learning_rate is no field
+        algo_config(Algo.IMPALA, bad)  # RLlib's old name and a near miss: neither is a field
     msg = str(e.value)
     assert "\n" not in msg and next(iter(bad)) in msg and "impala" in msg
 

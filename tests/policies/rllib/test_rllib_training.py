@@ -35,6 +35,7 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", list(Algo))
 def test_train_checkpoint_and_act(algo: Algo, local_ray: None, tmp_path: Path) -> None:
     spec = TrainSpec(algo=algo, hyper=algo_config(algo, TINY[algo]), env_name="toy", env_creator=make_toy_env,
@@ -57,12 +58,11 @@ def test_train_checkpoint_and_act(algo: Algo, local_ray: None, tmp_path: Path) -
         assert a.shape == (3,) and a.dtype == np.int64 and env.action_space.contains(a)
         assert np.array_equal(a, agent.act(obs, info))  # deterministic
         obs, _, _, _, info = env.step(a)
+    if algo is Algo.PG:
+        _refuses_other_sizes(out.checkpoint, tmp_path)
 
 
-def test_load_agent_refuses_other_sizes(local_ray: None, tmp_path: Path) -> None:
-    spec = TrainSpec(algo=Algo.PG, hyper=algo_config(Algo.PG, TINY[Algo.PG]), env_name="toy",
-                     env_creator=make_toy_env, env_config={"episode_steps": 10}, seed=0, timesteps=100)
-    ckpt = train(spec, tmp_path / "ckpt").checkpoint
+def _refuses_other_sizes(ckpt: Path, tmp_path: Path) -> None:
     bigger = ToyPlacementEnv(n_nodes=5)
     with pytest.raises(EdgeMigrateError) as e:
         load_rllib_agent(ckpt, bigger.observation_space, bigger.action_space)
@@ -75,6 +75,7 @@ def test_load_agent_refuses_other_sizes(local_ray: None, tmp_path: Path) -> None
         load_rllib_agent(tmp_path, bigger.observation_space, bigger.action_space)
 
 
+@pytest.mark.slow
 def test_mobilekube_training_results_folder(local_ray: None, tmp_path: Path) -> None:
     req = TrainingRequest(algos=(Algo.IMPALA,), users=4, timesteps=200, seed=1,
                           env_overrides={"n_nodes": 3, "episode_steps": 20},
