@@ -165,6 +165,8 @@ experiment.add_command(compression)
               help="Train on an existing Ray cluster (its head's GCS address) instead of an in-process one.")
 @click.option("--env-runners", type=int, default=1, show_default=True, help="RLlib env runners (1 CPU each).")
 @click.option("--envs-per-runner", type=int, default=1, show_default=True, help="Vectorised envs per runner.")
+@click.option("--checkpoint-every", type=int, default=5, show_default=True,
+              help="Save the checkpoint every N iterations too (a run stopped early keeps its latest agent).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Env config (n_nodes=8, w2=0.05, episode_steps=100 ...) or ALGO.KEY=VALUE hyperparameter "
                    "(impala.lr=5e-4, ppo.num_epochs=10). Repeatable.")
@@ -172,7 +174,7 @@ experiment.add_command(compression)
               help="Folder under which the results folder is created.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | None, env_runners: int,
-          envs_per_runner: int, overrides: tuple[str, ...], out_root: Path, quiet: bool) -> None:
+          envs_per_runner: int, checkpoint_every: int, overrides: tuple[str, ...], out_root: Path, quiet: bool) -> None:
     """Train Mobile-Kube agents on edgemigrate/MobileKube-v0 (synthetic taxi movements) and plot the curves."""
     from edgemigrate.experiments.mobilekube.training import (
         TrainingRequest,
@@ -184,7 +186,8 @@ def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | 
     env_over, hyper_over = parse_overrides(overrides)
     req = TrainingRequest(algos=parse_algos(algos), users=users, timesteps=timesteps, seed=seed,
                           ray_address=ray_address, num_env_runners=env_runners,
-                          num_envs_per_env_runner=envs_per_runner, env_overrides=env_over, hyper_overrides=hyper_over)
+                          num_envs_per_env_runner=envs_per_runner, checkpoint_every=checkpoint_every,
+                          env_overrides=env_over, hyper_overrides=hyper_over)
 
     def progress(algo: str, row: dict[str, float]) -> None:
         if not quiet:

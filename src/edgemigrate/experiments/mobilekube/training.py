@@ -64,6 +64,8 @@ class TrainingRequest:
     ray_address: str | None = None
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 1
+    checkpoint_every: int = 5
+    """Iterations between checkpoints during training (the final one is always saved)."""
     env_overrides: Mapping[str, Any] = field(default_factory=dict)
     """MobileKubeConfig fields other than ``n_users`` (e.g. ``n_nodes``, ``episode_steps``, ``w2``)."""
     hyper_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -104,7 +106,7 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
         spec = TrainSpec(algo=algo, hyper=hyper, env_name="MobileKube-v0", env_creator=make_mobilekube_env,
                          env_config=env_cfg.to_dict(), seed=req.seed, timesteps=req.timesteps,
                          num_env_runners=req.num_env_runners, num_envs_per_env_runner=req.num_envs_per_env_runner,
-                         ray_address=req.ray_address, info_keys=INFO_KEYS)
+                         ray_address=req.ray_address, info_keys=INFO_KEYS, checkpoint_every=req.checkpoint_every)
         folder = run / algo.value
         folder.mkdir()
         log_csv = _CsvLog(folder / "train.csv", algo.value, progress)

@@ -53,6 +53,9 @@ class TrainSpec:
     info_keys: Sequence[str] = ()
     """``info`` keys to average per episode; empty = every scalar numeric one."""
     max_iterations: int = 100_000
+    checkpoint_every: int = 0
+    """Also save the checkpoint every this many iterations (0 = only at the end): a long run that is stopped
+    early keeps its latest agent."""
 
     def __post_init__(self) -> None:
         if self.timesteps < 1:
@@ -197,6 +200,9 @@ def train(spec: TrainSpec, checkpoint_dir: Path,
                 on_iteration(row)
             if row["env_steps_sampled"] >= spec.timesteps:
                 break
+            if spec.checkpoint_every and it % spec.checkpoint_every == 0:
+                checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                algo.save_to_path(str(checkpoint_dir.resolve()))
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         algo.save_to_path(str(checkpoint_dir.resolve()))
         nodes = algo.env_runner_group.foreach_env_runner(_runner_node, local_env_runner=False)
