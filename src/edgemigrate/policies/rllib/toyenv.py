@@ -70,3 +70,9 @@ class ToyPlacementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 def make_toy_env(env_config: Any) -> ToyPlacementEnv:
     """Env creator for RLlib (``env_config`` -> env), a top-level function so Ray pickles it by reference."""
     return ToyPlacementEnv(**dict(env_config or {}))
+
+
+def make_gym_env(env_config: Any) -> gym.Env[Any, Any]:
+    """Env creator for any registered Gymnasium env: ``{"id": "CartPole-v1", **kwargs}`` (benchmarks, checks)."""
+    cfg = dict(env_config or {})
+    return gym.make(cfg.pop("id", "CartPole-v1"), **cfg)
