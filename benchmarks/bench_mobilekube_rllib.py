@@ -10,7 +10,7 @@ Two measurements, one JSON line each (``"bench": "mobilekube_rllib"``):
   which drops a batch whenever its requests are in flight) and once with ours (``num_learners=0``: the learner
   thread in the driver behind a blocking queue), and ours with 4 epochs of 100-step minibatches (20 gradient
   steps per batch instead of 1). Reports env steps sampled, trained and dropped, and the final mean episode
-  return (RLlib's window of 100 episodes).
+  return (over the trainer's smoothing window, ``TrainSpec.smoothing_episodes``).
 * ``case: "mobilekube-16u"`` - IMPALA with Ghafouri et al. 2022 Table II's hyperparameters on
   ``edgemigrate/MobileKube-v0`` (16 users, 8 nodes): sampled and trained env steps per second of training.
 

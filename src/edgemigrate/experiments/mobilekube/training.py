@@ -158,7 +158,7 @@ def _ray_version() -> str:
 def _write_summary(run: Path, outcomes: Mapping[Algo, TrainOutcome], env_cfg: MobileKubeConfig) -> None:
     lines = [f"# Mobile-Kube training, {env_cfg.n_users} users, {env_cfg.n_nodes} nodes "
              "(Ghafouri et al. 2022, figs. 4-6)", "",
-             "Last iteration of each algorithm; means over RLlib's window of the 100 most recent episodes. "
+             "Last iteration of each algorithm; means over the 20 most recent episodes. "
              "`trained/sampled` is the learner's env steps over the sampled ones (PPO trains each step "
              "`num_epochs` times).", "",
              "| algo | env steps | trained/sampled | episode reward | empty servers | latency [ms] | illegal |",

@@ -53,6 +53,9 @@ class TrainSpec:
     info_keys: Sequence[str] = ()
     """``info`` keys to average per episode; empty = every scalar numeric one."""
     max_iterations: int = 100_000
+    smoothing_episodes: int = 20
+    """Episodes the per-iteration means (return, info values) are averaged over. RLlib's default, 100, spans
+    ten 1000-step iterations of 100-step episodes and flattens the training curves."""
     checkpoint_every: int = 0
     """Also save the checkpoint every this many iterations (0 = only at the end): a long run that is stopped
     early keeps its latest agent."""
@@ -75,7 +78,7 @@ class TrainOutcome:
 # -- callbacks run inside the env runners -------------------------------------------------------------------
 
 def _on_episode_end(*, episode: Any, metrics_logger: Any = None, prev_episode_chunks: Any = None,
-                    **_: Any) -> None:
+                    env_runner: Any = None, **_: Any) -> None:
     infos = []
     for chunk in [*(prev_episode_chunks or []), episode]:
         infos.extend(chunk.get_infos())
@@ -88,8 +91,9 @@ def _on_episode_end(*, episode: Any, metrics_logger: Any = None, prev_episode_ch
                 counts[k] = counts.get(k, 0) + 1
     if metrics_logger is None:
         return
+    window = getattr(getattr(env_runner, "config", None), "metrics_num_episodes_for_smoothing", 100)
     for k, s in sums.items():
-        metrics_logger.log_value(INFO_PREFIX + k, s / counts[k], reduce="mean", window=100)
+        metrics_logger.log_value(INFO_PREFIX + k, s / counts[k], reduce="mean", window=window)
 
 
 def _on_sample_end(*, env_runner: Any = None, samples: Any = None, **_: Any) -> None:
@@ -140,7 +144,8 @@ def build_config(spec: TrainSpec, registered_env: str) -> Any:
             .callbacks(on_episode_end=_on_episode_end, on_sample_end=_on_sample_end)
             # one iteration = at least one train batch of samples: IMPALA's asynchronous training step returns
             # after every fragment, and RLlib's default for it is a 10 s clock instead (rows would depend on speed)
-            .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=h.train_batch_size)
+            .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=h.train_batch_size,
+                       metrics_num_episodes_for_smoothing=spec.smoothing_episodes)
             .debugging(seed=spec.seed, log_level="ERROR"))
 
 
