@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     lines = []
     if not args.skip_cartpole:
-        table = {"train_batch_size": 500}
+        table = {"train_batch_size": 500, "num_epochs": 1, "minibatch_size": None}  # RLlib's one step per batch
         # (learners, hyperparameters, name): RLlib's learner set-up, ours, and ours with 20 updates per batch
         cases = ((1, table, "rllib-default"), (0, table, "ours"),
                  (0, {**table, "num_epochs": 4, "minibatch_size": 100}, "ours+4epochs-mb100"))

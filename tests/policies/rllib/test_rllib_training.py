@@ -23,7 +23,7 @@ from edgemigrate.policies.rllib.trainer import TrainSpec, train
 ray = pytest.importorskip("ray")
 
 TINY = {Algo.PG: {"train_batch_size": 100}, Algo.PPO: {"train_batch_size": 100, "minibatch_size": 50, "num_epochs": 2},
-        Algo.IMPALA: {"train_batch_size": 100, "rollout_fragment_length": 20}}
+        Algo.IMPALA: {"train_batch_size": 100, "rollout_fragment_length": 20, "minibatch_size": 20}}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,11 @@ def test_train_checkpoint_and_act(algo: Algo, local_ray: None, tmp_path: Path) -
     # the env's info keys arrive as per-episode means; the toy env has 4 nodes and 3 services
     assert 0.0 <= last["empty_servers"] <= 3.0 and last["latency_s"] >= 0.0
     assert np.isfinite(last["episode_reward_mean"])
-    if algo is not Algo.PPO:  # PG and IMPALA consume each sampled step once (PPO: num_epochs x minibatches)
+    assert last["env_steps_dropped"] == 0  # the learner consumed every sampled batch
+    if algo is Algo.PG:  # one gradient step per batch: each sampled step trained once
         assert last["env_steps_trained"] == pytest.approx(last["env_steps_sampled"], rel=0.25)
+    else:  # RLlib counts every minibatch pass (num_epochs x minibatches per batch)
+        assert last["env_steps_trained"] >= last["env_steps_sampled"]
     env = ToyPlacementEnv(episode_steps=10)
     agent = load_rllib_agent(out.checkpoint, env.observation_space, env.action_space)
     obs, info = env.reset(seed=0)
@@ -79,7 +82,8 @@ def _refuses_other_sizes(ckpt: Path, tmp_path: Path) -> None:
 def test_mobilekube_training_results_folder(local_ray: None, tmp_path: Path) -> None:
     req = TrainingRequest(algos=(Algo.IMPALA,), users=4, timesteps=200, seed=1,
                           env_overrides={"n_nodes": 3, "episode_steps": 20},
-                          hyper_overrides={"impala": {"train_batch_size": 100, "rollout_fragment_length": 20}})
+                          hyper_overrides={"impala": {"train_batch_size": 100, "rollout_fragment_length": 20,
+                                                      "minibatch_size": 20}})
     run = run_training(req, tmp_path, command=["test"])
     for name in ("manifest.json", "config.json", "training.md", "impala/train.csv",
                  "plots/fig4_empty_servers.png", "plots/fig5_latency.png", "plots/fig6_reward.png"):

@@ -115,7 +115,8 @@ def test_impala_runners_on_both_nodes(two_nodes: Cluster, tmp_path: Path) -> Non
 
     init_ray(two_nodes.address)  # joined here so that we can wait for the second node before training
     _wait("two alive nodes", lambda: sum(n["Alive"] for n in ray.nodes()) == 2, two_nodes.logs, two_nodes.procs)
-    hyper = algo_config(Algo.IMPALA, {"train_batch_size": 100, "rollout_fragment_length": 20})
+    hyper = algo_config(Algo.IMPALA, {"train_batch_size": 100, "rollout_fragment_length": 20,
+                                      "minibatch_size": 20})
     spec = TrainSpec(algo=Algo.IMPALA, hyper=hyper, env_name="toy", env_creator=make_toy_env,
                      env_config={"episode_steps": 10}, seed=0, timesteps=400, num_env_runners=2,
                      ray_address=two_nodes.address)
