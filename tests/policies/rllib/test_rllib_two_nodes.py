@@ -8,6 +8,7 @@ machine. The driver ships our package to the cluster (``py_modules``), as it wou
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,10 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.policies.rllib.config import Algo, algo_config
-from edgemigrate.policies.rllib.toyenv import make_toy_env
-from edgemigrate.policies.rllib.trainer import TrainSpec, train
-
 ray = pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")
 GIVE_UP_S = 180.0
@@ -37,8 +34,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without the RAY_* variables an earlier in-process ``ray.init`` left behind
+    (it sets RAY_AUTH_MODE=token for itself and its children), for a throw-away cluster without a token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env = _clean_env()
     with log.open("wb") as fh:
         return subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats", "--num-cpus", "1",
                                  "--object-store-memory", str(100 * 2**20), *args],
@@ -85,9 +89,7 @@ class Cluster:
 
 
 @pytest.fixture
-def two_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    # a throw-away cluster on this machine only: no token (the driver below must agree)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+def two_nodes(tmp_path: Path) -> Iterator[Cluster]:
     if not RAY.exists():
         pytest.skip(f"no ray command beside {sys.executable}")
     port = _free_port()
@@ -102,29 +104,51 @@ def two_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clust
                                     cluster.logs[1]))
         yield cluster
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         for proc in reversed(cluster.procs):
             _stop(proc)
         shutil.rmtree(short, ignore_errors=True)
 
 
+DRIVER = """
+import json, sys
+from pathlib import Path
+import ray
+from edgemigrate.policies.rllib.cluster import init_ray
+from edgemigrate.policies.rllib.config import Algo, algo_config
+from edgemigrate.policies.rllib.toyenv import make_toy_env
+from edgemigrate.policies.rllib.trainer import TrainSpec, train
+address, ckpt, give_up_s = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+init_ray(address)  # joined here so that we can wait for the second node before training
+import time
+deadline = time.monotonic() + give_up_s
+while sum(n["Alive"] for n in ray.nodes()) < 2:
+    if time.monotonic() > deadline:
+        sys.exit("second node never joined")
+    time.sleep(0.5)
+hyper = algo_config(Algo.IMPALA, {"train_batch_size": 100, "rollout_fragment_length": 20, "minibatch_size": 20})
+spec = TrainSpec(algo=Algo.IMPALA, hyper=hyper, env_name="toy", env_creator=make_toy_env,
+                 env_config={"episode_steps": 10}, seed=0, timesteps=400, num_env_runners=2, ray_address=address)
+out = train(spec, ckpt)
+nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+print("RESULT " + json.dumps({"nodes": nodes, "runners": out.runner_nodes, "last": out.rows[-1]}))
+"""
+
+
 @pytest.mark.slow
 def test_impala_runners_on_both_nodes(two_nodes: Cluster, tmp_path: Path) -> None:
-    from edgemigrate.policies.rllib.cluster import init_ray
-
-    init_ray(two_nodes.address)  # joined here so that we can wait for the second node before training
-    _wait("two alive nodes", lambda: sum(n["Alive"] for n in ray.nodes()) == 2, two_nodes.logs, two_nodes.procs)
-    hyper = algo_config(Algo.IMPALA, {"train_batch_size": 100, "rollout_fragment_length": 20,
-                                      "minibatch_size": 20})
-    spec = TrainSpec(algo=Algo.IMPALA, hyper=hyper, env_name="toy", env_creator=make_toy_env,
-                     env_config={"episode_steps": 10}, seed=0, timesteps=400, num_env_runners=2,
-                     ray_address=two_nodes.address)
-    out = train(spec, tmp_path / "ckpt")
-    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    runner_nodes = {node for node, _ in out.runner_nodes}
+    # the driver runs in a fresh process: an earlier in-process Ray (another test module) leaves state behind
+    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, two_nodes.address, str(tmp_path / "ckpt"), str(GIVE_UP_S)],
+                          capture_output=True, text=True, env=env, timeout=2 * GIVE_UP_S + 300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tails = " | ".join(p.read_text(errors="replace")[-400:] for p in two_nodes.logs if p.exists())
+        pytest.fail(f"driver exited {proc.returncode}: {proc.stderr[-1500:]}; cluster logs: {tails}")
+    res = json.loads(lines[-1][len("RESULT "):])
+    runner_nodes = {node for node, _ in res["runners"]}
     # one CPU per node and one CPU per runner: the two runners must be on the two nodes, and both sampled
-    assert len(out.runner_nodes) == 2 and runner_nodes == nodes and len(nodes) == 2
-    assert all(steps > 0 for _, steps in out.runner_nodes)
-    assert out.rows[-1]["env_steps_sampled"] >= 400
-    assert out.rows[-1]["env_steps_trained"] > 0
+    assert len(res["runners"]) == 2 and len(res["nodes"]) == 2 and runner_nodes == set(res["nodes"])
+    assert all(steps > 0 for _, steps in res["runners"])
+    assert res["last"]["env_steps_sampled"] >= 400
+    assert res["last"]["env_steps_trained"] > 0
+    assert (tmp_path / "ckpt").is_dir()
