@@ -201,6 +201,53 @@ def sweep(axes: str, points_text: tuple[str, ...], policies: str | None, seeds: 
 
 shareon.add_command(shareon_emulation)
 experiment.add_command(compression)
+
+
+@mobilekube.command(short_help="Train PG/PPO/IMPALA with RLlib (Ghafouri et al. 2022, Table II, figs. 4-6).")
+@click.option("--algo", "algos", default="impala", show_default=True, metavar="pg,ppo,impala",
+              help="Algorithm(s) to train, comma-separated; each gets a checkpoint and a training curve.")
+@click.option("--users", type=int, default=16, show_default=True, help="Users (= services unless --set n_services).")
+@click.option("--timesteps", type=int, default=200_000, show_default=True, help="Sampled env steps per algorithm.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the network, the env and RLlib.")
+@click.option("--ray", "ray_address", default=None, metavar="HOST:PORT",
+              help="Train on an existing Ray cluster (its head's GCS address) instead of an in-process one.")
+@click.option("--env-runners", type=int, default=1, show_default=True, help="RLlib env runners (1 CPU each).")
+@click.option("--envs-per-runner", type=int, default=1, show_default=True, help="Vectorised envs per runner.")
+@click.option("--checkpoint-every", type=int, default=5, show_default=True,
+              help="Save the checkpoint every N iterations too (a run stopped early keeps its latest agent).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Env config (n_nodes=8, w2=0.05, episode_steps=100 ...) or ALGO.KEY=VALUE hyperparameter "
+                   "(impala.lr=5e-4, ppo.num_epochs=10). Repeatable.")
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Folder under which the results folder is created.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | None, env_runners: int,
+          envs_per_runner: int, checkpoint_every: int, overrides: tuple[str, ...], out_root: Path, quiet: bool) -> None:
+    """Train Mobile-Kube agents on edgemigrate/MobileKube-v0 (synthetic taxi movements) and plot the curves."""
+    from edgemigrate.experiments.mobilekube.training import (
+        TrainingRequest,
+        parse_algos,
+        parse_overrides,
+        run_training,
+    )
+
+    env_over, hyper_over = parse_overrides(overrides)
+    req = TrainingRequest(algos=parse_algos(algos), users=users, timesteps=timesteps, seed=seed,
+                          ray_address=ray_address, num_env_runners=env_runners,
+                          num_envs_per_env_runner=envs_per_runner, checkpoint_every=checkpoint_every,
+                          env_overrides=env_over, hyper_overrides=hyper_over)
+
+    def progress(algo: str, row: dict[str, float]) -> None:
+        if not quiet:
+            click.echo(f"{algo} it {row['iteration']:.0f}: {row['env_steps_sampled']:.0f}/{timesteps} steps, "
+                       f"reward {row['episode_reward_mean']:.3f}, empty {row.get('empty_servers', float('nan')):.2f}, "
+                       f"latency {1e3 * row.get('latency_s', float('nan')):.2f} ms", err=True)
+
+    run = run_training(req, out_root, progress)
+    click.echo((run / "training.md").read_text())
+    click.echo(f"results: {run}")
+
+
 experiment.add_command(mobilekube)
 
 

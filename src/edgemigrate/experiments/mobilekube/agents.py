@@ -1,7 +1,7 @@
 """Agents by name (``best-fit``, ``latency-greedy``, ``optimum``, ``stay``, ``random``) or by checkpoint path.
 
-A path is handed to the RLlib loader ``edgemigrate.policies.rllib.load_agent(path, env_config)`` (the RLlib
-agents' package). It is looked up at run time: without it, or without Ray, naming a checkpoint is a one-line
+A path is handed to the RLlib loader ``edgemigrate.experiments.mobilekube.training.load_agent(path,
+env_config)`` (it builds the env to check the checkpoint's sizes, which ``policies/`` may not import). It is looked up at run time: without it, or without Ray, naming a checkpoint is a one-line
 error that says what is missing.
 """
 
@@ -15,7 +15,7 @@ from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.registry import suggest
 from edgemigrate.policies.mobilekube import AGENTS, PlacementAgent, make_agent
 
-RLLIB_LOADER = "edgemigrate.policies.rllib"
+RLLIB_LOADER = "edgemigrate.experiments.mobilekube.training"
 
 
 def check_agent_spec(spec: str) -> None:

@@ -1,0 +1,42 @@
+"""Table II of Ghafouri et al. 2022 as the agents' defaults, and bad hyperparameter input."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgemigrate.core.errors import EdgeMigrateError
+from edgemigrate.policies.rllib.config import Algo, NetworkConfig, algo_config, as_dict, parse_algo
+
+
+def test_defaults_are_table_ii() -> None:
+    pg, ppo, impala = (algo_config(a) for a in (Algo.PG, Algo.PPO, Algo.IMPALA))
+    for cfg in (pg, ppo, impala):
+        assert cfg.train_batch_size == 1000
+        assert cfg.lr == pytest.approx(3e-4)
+        assert cfg.gamma == pytest.approx(0.99)
+        assert cfg.network.hidden == (64, 64)
+    assert ppo.minibatch_size == 128
+
+
+def test_overrides_replace_only_named_fields() -> None:
+    cfg = algo_config(Algo.IMPALA, {"lr": 1e-3})
+    assert cfg.lr == pytest.approx(1e-3) and cfg.train_batch_size == 1000
+    assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh"}
+
+
+@pytest.mark.parametrize("bad", [{"sgd_minibatch_size": 64}, {"learning_rate": 1e-3}])
+def test_unknown_hyperparameter_is_one_line_error(bad: dict[str, float]) -> None:
+    with pytest.raises(EdgeMigrateError) as e:
+        algo_config(Algo.IMPALA, bad)  # RLlib's old name and a near miss: neither is a field
+    msg = str(e.value)
+    assert "\n" not in msg and next(iter(bad)) in msg and "impala" in msg
+
+
+def test_bad_algorithm_and_network() -> None:
+    with pytest.raises(EdgeMigrateError, match="expected one of pg, ppo, impala, got 'dqn'"):
+        parse_algo("dqn")
+    assert parse_algo("IMPALA") is Algo.IMPALA
+    with pytest.raises(EdgeMigrateError, match="network.hidden"):
+        NetworkConfig(hidden=(64, 0))
+    with pytest.raises(EdgeMigrateError, match="network.activation"):
+        NetworkConfig(activation="sigmoidish")
