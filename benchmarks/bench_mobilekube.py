@@ -5,15 +5,16 @@ JSON lines:
     {"bench": "mobilekube_env", "mode": "sync_vector", "envs": 8, ...}   gymnasium SyncVectorEnv
     {"bench": "mobilekube_env", "mode": "async_vector", "envs": 8, ...}  gymnasium AsyncVectorEnv (processes)
     {"bench": "mobilekube_optimum", "users": 48, "nodes": 8, "median_s": ..., "p90_s": ..., "max_s": ...}
-    {"bench": "mobilekube_rllib_impala", ...}   RESERVED: the RLlib IMPALA training throughput on 2 cores
-                                                (added by the RLlib agents' work; see bench_impala() below)
+    {"bench": "mobilekube_rllib", "case": "mobilekube-16u", ...}  RLlib IMPALA training throughput (sampled and
+                                                trained env steps/s), from bench_mobilekube_rllib.py
 
 Env steps use uniformly random actions on the synthetic (training) movements; a vector env step counts
 ``envs`` env steps. The optimum is timed per call of ``solve_placement`` (one HiGHS MILP: 136 binaries at
 16 containers x 8 nodes) on the stations of consecutive steps of one episode. Numbers depend on the machine
 and its load: report them with both.
 
-Usage: python benchmarks/bench_mobilekube.py [--steps 2000] [--envs 8] [--optimum-steps 100]
+Usage: python benchmarks/bench_mobilekube.py [--steps 2000] [--envs 8] [--optimum-steps 100] [--impala-steps 20000]
+(``--impala-steps 0`` skips the training line; ``bench_mobilekube_rllib.py`` also measures IMPALA on CartPole)
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -90,9 +94,11 @@ def bench_optimum(users: int, steps: int) -> dict:
             "median_s": statistics.median(times), "p90_s": times[int(0.9 * (len(times) - 1))], "max_s": times[-1]}
 
 
-def bench_impala() -> dict | None:
-    """Place for the RLlib IMPALA training throughput line (env steps/s on 2 cores); None until it exists."""
-    return None
+def bench_impala(steps: int) -> None:
+    """RLlib IMPALA's training throughput on MobileKube-v0: the RLlib benchmark's own case, in its own process
+    (Ray changes the process environment), its JSON line passed through."""
+    script = Path(__file__).with_name("bench_mobilekube_rllib.py")
+    subprocess.run([sys.executable, str(script), "--skip-cartpole", "--mobilekube-steps", str(steps)], check=True)
 
 
 def main() -> None:
@@ -101,15 +107,15 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=8, help="Sub-envs of the vector envs.")
     ap.add_argument("--users", type=int, default=48)
     ap.add_argument("--optimum-steps", type=int, default=100, help="Steps whose optimum is timed.")
+    ap.add_argument("--impala-steps", type=int, default=20_000, help="IMPALA training env steps (0: skip).")
     args = ap.parse_args()
     print(json.dumps({"bench": "machine", **machine()}), flush=True)
     print(json.dumps(bench_single(args.users, args.steps)), flush=True)
     for mode in ("sync_vector", "async_vector"):
         print(json.dumps(bench_vector(args.users, args.steps, args.envs, mode)), flush=True)
     print(json.dumps(bench_optimum(args.users, args.optimum_steps)), flush=True)
-    impala = bench_impala()
-    if impala is not None:
-        print(json.dumps(impala), flush=True)
+    if args.impala_steps > 0:
+        bench_impala(args.impala_steps)
 
 
 if __name__ == "__main__":
