@@ -5,7 +5,7 @@ import pytest
 
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.mobileuser import BsSite, RadioModel, default_sites
-from edgemigrate.planning.synthetic import WIFI_PATHLOSS
+from edgemigrate.radio import WIFI_PATHLOSS
 
 
 @pytest.fixture(scope="module")

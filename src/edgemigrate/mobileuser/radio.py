@@ -19,8 +19,7 @@ import numpy as np
 
 from edgemigrate.core.errors import ValidationError
 from edgemigrate.core.ids import check_id
-from edgemigrate.planning.synthetic import WIFI_PATHLOSS
-from edgemigrate.radio import Associator, HandoverConfig, LogDistancePathLoss
+from edgemigrate.radio import WIFI_PATHLOSS, Associator, HandoverConfig, LogDistancePathLoss
 
 DEFAULT_HYSTERESIS_DB = 3.0  # our choice: the paper cites a relative-hysteresis scheme without a margin
 DEFAULT_MIN_RSSI_DBM = -82.0  # 802.11n MCS 0 sensitivity (costs/handover.py): below it nothing decodes

@@ -178,7 +178,7 @@ def solve(snap: Snapshot, cand: Candidates, mip_rel_gap: float = 5e-3,
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
     lp.integrality_ = [highspy.HighsVarType.kInteger] * cand.n
-    h = _quiet_highs()
+    h = quiet_highs()
     h.setOptionValue("random_seed", 0)  # the same snapshot gives the same plan
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
     if time_limit_s is not None:
@@ -197,7 +197,7 @@ def solve(snap: Snapshot, cand: Candidates, mip_rel_gap: float = 5e-3,
     return chosen[np.argsort(cand.user[chosen])], status == highspy.HighsModelStatus.kOptimal
 
 
-def _quiet_highs() -> highspy.Highs:
+def quiet_highs() -> highspy.Highs:
     """A HiGHS instance that prints nothing.
 
     ``highspy.Highs()`` enables its Python callbacks in the constructor, and that first call writes HiGHS's

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.planning.synthetic import WIFI_PATHLOSS
+from edgemigrate.radio import WIFI_PATHLOSS
 
 SERVICES = ("counter", "facedetect")
 PLANNERS = ("orchestrated", "nearest", "random")

@@ -1,8 +1,8 @@
 """The placement-agent protocol of ``edgemigrate/MobileKube-v0`` and the registry of built-in agents.
 
 Every Mobile-Kube decision maker - the baselines, the exact optimum and trained RL checkpoints (the RLlib
-loader ``edgemigrate.policies.rllib.load_agent`` returns one) - answers ``act(obs, info) -> action``: the
-env's observation and info in, the node of every container out (a ``MultiDiscrete`` action). Baselines read
+loader ``edgemigrate.experiments.mobilekube.training.load_agent`` returns one) - answers
+``act(obs, info) -> action``: the env's observation and info in, the node of every container out (a ``MultiDiscrete`` action). Baselines read
 what they need from ``info`` (``problem``, ``user_station``, ``placement``, see ``envs/mobilekube.py``); an RL
 agent only needs ``obs``.
 """

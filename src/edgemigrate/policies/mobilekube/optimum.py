@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.costs.mobilekube import Problem
-from edgemigrate.planning.milp import _quiet_highs
+from edgemigrate.planning.milp import quiet_highs
 from edgemigrate.policies.mobilekube.base import AGENTS, state
 
 
@@ -74,7 +74,7 @@ def solve_placement(p: Problem, user_station: NDArray[np.int64]) -> tuple[NDArra
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
     lp.integrality_ = [highspy.HighsVarType.kInteger] * (nx + m)
-    h = _quiet_highs()
+    h = quiet_highs()
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 1e-9)
