@@ -223,6 +223,23 @@ def test_roma_utc_offsets_other_than_plus_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(raw.t_s[0], [base, base + 3600 + 2.5 * 3600 + 10])
 
 
+def test_roma_gzipped_reads_the_same_and_a_cut_gzip_is_one_error(tmp_path: Path) -> None:
+    lines = "".join(f"{i % 3};2014-02-01 08:00:{i:02d}+01;POINT(41.9 12.{i})\n" for i in range(40))
+    plain, packed = tmp_path / "taxi.txt", tmp_path / "taxi.txt.gz"
+    plain.write_text(lines)
+    packed.write_bytes(gzip.compress(lines.encode()))
+    ref, raw = read_roma(plain), read_roma(packed)
+    assert raw.ids == ref.ids and raw.sha256 == ref.sha256 and raw.n_fixes == 40
+    for a, b in zip(raw.t_s + raw.lat + raw.lon, ref.t_s + ref.lat + ref.lon, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert raw.options["bytes_read"] == packed.stat().st_size  # progress counts what is on disk
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(packed.read_bytes()[:-12])
+    with pytest.raises(DataFormatError, match="not a readable gzip file") as exc:
+        read_roma(cut)
+    assert str(exc.value).startswith(str(cut))
+
+
 def test_roma_unknown_taxi_is_an_error(shared_data: Path) -> None:
     with pytest.raises(ValidationError, match="18 have no fix"):
         read_roma(shared_data / "traces" / "roma_format_sample.txt", taxi_ids=["18"])

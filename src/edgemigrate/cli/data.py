@@ -181,7 +181,7 @@ def import_cabspotting(path: Path, **opts: Any) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @_common_options
 def import_roma(path: Path, **opts: Any) -> None:
-    """Import the Rome taxi file (CRAWDAD roma/taxi, doi:10.15783/C7QC7M), streamed line by line.
+    """Import the Rome taxi file (CRAWDAD roma/taxi, doi:10.15783/C7QC7M; plain or .gz), streamed line by line.
 
     --ids selects taxis; --start/--end cut the time window (the file's times are CET, +01:00: write
     e.g. "2014-02-01 08:00:00+01:00"). Reading stops shortly after --end since the file is time-sorted.

@@ -352,7 +352,8 @@ def read_roma(
     stop_after_end: bool = True,
     progress: Progress | None = None,
 ) -> RawTraces:
-    """Stream the Rome taxi file into :class:`RawTraces`, keeping ``taxi_ids`` within ``start <= t < end``.
+    """Stream the Rome taxi file (or its ``.gz``) into :class:`RawTraces`, keeping ``taxi_ids`` within
+    ``start <= t < end``.
 
     Every line read is validated (id, time incl. its UTC offset, POINT with LATITUDE first). Memory holds
     one 4 MiB chunk plus the kept fixes (3 float64 per fix). ``sha256`` covers the bytes read; the options
@@ -363,7 +364,10 @@ def read_roma(
     wanted = _normalise_ids(taxi_ids, "taxi_ids")
     stop_s = end_s + ROMA_SORT_SLACK_S if (end_s is not None and stop_after_end) else None
     faults = _Faults(path, lenient)
-    scan = _scan_roma(path, wanted, start_s, end_s, stop_s, faults, progress)
+    try:
+        scan = _scan_roma(path, wanted, start_s, end_s, stop_s, faults, progress)
+    except GZIP_ERRORS as exc:
+        raise DataFormatError(path, None, f"not a readable gzip file ({exc})") from None
     named = {k.decode(errors="replace"): v for k, v in scan.tracks.items()}
     in_window = " in the time window" if start_s is not None or end_s is not None else ""
     known = {i.decode(errors="replace") for i in scan.other_ids} | set(named)
@@ -408,8 +412,8 @@ def _scan_roma(path: Path, wanted: set[str] | None, start_s: float | None, end_s
             progress(n)
 
     match = _ROMA_LINE.match
-    with path.open("rb") as fh:
-        for raw in _iter_lines(fh, hasher, count):
+    with _open_binary(path, count) as (fh, line_progress):
+        for raw in _iter_lines(fh, hasher, line_progress):
             line_no += 1
             m = match(raw)
             if m is None:
