@@ -18,6 +18,7 @@ from edgemigrate.experiments.handover.analysis import MIGRATION_KEYS, iter_jsonl
 from edgemigrate.experiments.handover.bed import HandoverBed
 from edgemigrate.experiments.handover.design import HandoverConfig
 from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
+from edgemigrate.experiments.handover.timeline import load_record, timeline_figures
 from edgemigrate.experiments.results import manifest, write_json
 
 RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "handovers", "failed_migrations",
@@ -90,6 +91,7 @@ def write_summary(folder: Path, config: dict[str, Any], runs: list[dict[str, Any
     (folder / "summary.md").write_text(markdown(summary, goals, note))
     if plot:
         plots(summary, folder)
+        timeline_figures(folder, config["services"], config["planners"], float(config["handover_outage_s"]), folder)
     for r in summary:
         progress(json.dumps({"summary": r["service"], "planner": r["planner"], "repeats": r["repeats"]}
                             | {k: r[k] for k in ("downtime_s", "downtime_s_ci95", "frozen_downtime_s",
@@ -102,7 +104,6 @@ def write_summary(folder: Path, config: dict[str, Any], runs: list[dict[str, Any
 
 def reanalyse(folder: Path, *, plot: bool = True, progress: Callable[[str], None] = print) -> None:
     """Recompute every table and figure of a results folder from the records its runs left (nothing runs)."""
-    from edgemigrate.experiments.handover.bed import RunRecord
     from edgemigrate.testbed import config_from_mapping
 
     config = json.loads((folder / "config.json").read_text())
@@ -115,9 +116,8 @@ def reanalyse(folder: Path, *, plot: bool = True, progress: Callable[[str], None
     for d in sorted((folder / "runs").iterdir()):
         if not (d / "events.json").exists() or not (d / "mu_summary.json").exists():
             continue
-        service, planner, repeat = d.name.split("__")
-        rec = RunRecord(service, planner, int(repeat), d, json.loads((d / "events.json").read_text()),
-                        json.loads((d / "mu_summary.json").read_text()), [], link)
+        rec = load_record(d, link)
+        service, planner, repeat = rec.service, rec.planner, rec.repeat
         row, rows = run_summary(rec, float(config["handover_outage_s"]))
         key = [config["seed"], int(repeat), config["services"].index(service), config["planners"].index(planner)]
         row["seed"] = int(np.random.SeedSequence(key).generate_state(1)[0])  # as run_seed derived it
