@@ -21,7 +21,7 @@ def realbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     if reason:
         pytest.skip(reason)
     pid = os.getpid()
-    cluster = LocalCluster.up(f"mt{pid % 100000}", f"10.{200 + pid % 50}.0.0/16", tmp_path_factory.mktemp("realbed"))
+    cluster = LocalCluster.up(f"mt{pid % 100000}", None, tmp_path_factory.mktemp("realbed"))
     try:
         yield cluster
     finally:

@@ -24,7 +24,7 @@ from edgemigrate.control.client import DEFAULT_AGENT_PORT, AgentDirectory
 from edgemigrate.control.spec import ServiceSpec
 from edgemigrate.engine.transport.tls import create_pki, host_dir
 from edgemigrate.testbed.config import config_from_mapping
-from edgemigrate.testbed.testbed import Testbed
+from edgemigrate.testbed.testbed import Testbed, free_subnet
 
 READY_TIMEOUT_S = 20.0
 _AGENT_BOOT = "import sys; from edgemigrate.cli import main; sys.exit(main())"
@@ -113,10 +113,12 @@ class LocalCluster:
         return asyncio.run(coro)
 
     @classmethod
-    def up(cls, name: str, subnet: str, root: Path, edges: int = 3, io_timeout_s: float = 6.0) -> LocalCluster:
+    def up(cls, name: str, subnet: str | None, root: Path, edges: int = 3, io_timeout_s: float = 6.0) -> LocalCluster:
+        """``subnet=None`` takes the first 10.x.0.0/16 no other testbed uses (:func:`free_subnet`)."""
         if name in Testbed.names():
             Testbed.load(name).down()
-        Testbed.up(config_from_mapping({"edges": edges, "clouds": 0, "clients": 1, "subnet": subnet}), name=name)
+        Testbed.up(config_from_mapping({"edges": edges, "clouds": 0, "clients": 1, "subnet": subnet or free_subnet()}),
+                   name=name)
         hosts = [f"edge{i}" for i in range(1, edges + 1)]
         root.mkdir(parents=True, exist_ok=True)
         c = cls(name, root, create_pki(root / "pki", hosts), Path("/dev/shm") / f"edgemigrate-{name}",

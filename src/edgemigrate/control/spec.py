@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgemigrate.core.cgroups import service_cgroup_path
 from edgemigrate.core.errors import ConfigError
 from edgemigrate.workloads.httpd import DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES
 
@@ -205,7 +206,7 @@ def build_bundle(spec: ServiceSpec, netns_path: str | None, bundle_dir: Path) ->
         "linux": {
             "namespaces": namespaces,
             # per host, so the same service on two hosts (during a migration) never shares a cgroup
-            "cgroupsPath": f"/edgemigrate/{Path(netns_path).name if netns_path else 'host'}/{spec.name}",
+            "cgroupsPath": service_cgroup_path(Path(netns_path).name if netns_path else "host", spec.name),
             "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                             "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],

@@ -14,6 +14,6 @@ from edgemigrate.testbed.config import (
     config_from_mapping,
     load_config,
 )
-from edgemigrate.testbed.testbed import Testbed
+from edgemigrate.testbed.testbed import Testbed, free_subnet
 
-__all__ = ["BaseStationsConfig", "Emulator", "HostKind", "LinkSpec", "Testbed", "TestbedConfig", "config_from_mapping", "load_config"]
+__all__ = ["BaseStationsConfig", "Emulator", "HostKind", "LinkSpec", "Testbed", "TestbedConfig", "config_from_mapping", "free_subnet", "load_config"]

@@ -53,6 +53,7 @@ from typing import Any
 
 import edgemigrate.testbed.bs as bs_ops
 import edgemigrate.testbed.netops as netops
+from edgemigrate.core.cgroups import remove_host_cgroups
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.registry import suggest
 from edgemigrate.testbed.capabilities import detect
@@ -609,6 +610,8 @@ class Testbed:
                 netops.run(["ip", "netns", "del", ns], check=False)
                 removed.append(f"netns {ns}")
         removed += _remove_agent_dirs(self.name)
+        for ns in self._state.get("namespaces", self.plan.namespaces()):  # once runc deleted the leaves
+            removed += [f"cgroup {p}" for p in remove_host_cgroups(ns)]
         mif = self._state.get("mgmt_if")
         if mif and Path(f"/sys/class/net/{mif}").exists():
             netops.ip(None, "link", "del", mif, check=False)
@@ -638,24 +641,43 @@ def _remove_agent_dirs(testbed: str) -> list[str]:
     return removed
 
 
-def _check_root_routes(net: ipaddress.IPv4Network) -> None:
-    """Refuse a subnet that overlaps a route of the root namespace (another testbed, a bridge, the LAN)."""
+def _root_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The root namespace's routes (other testbeds, bridges, the LAN) as (network, ``dst dev``) pairs."""
     proc = netops.ip(None, "-j", "route", "show", "table", "all", check=False)
     try:
         routes = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
         routes = []
+    out = []
     for r in routes:
-        dst = r.get("dst", "")
+        dst = r.get("dst", "") if isinstance(r, dict) else ""
         if r.get("type") in ("local", "broadcast") or dst in ("default", ""):
             continue
         try:
-            other = ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False)
+            out.append((ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False),
+                        f"{dst} dev {r.get('dev', '?')}"))
         except ValueError:
             continue
+    return out
+
+
+def _check_root_routes(net: ipaddress.IPv4Network) -> None:
+    """Refuse a subnet that overlaps a route of the root namespace (another testbed, a bridge, the LAN)."""
+    for other, where in _root_routes():
         if other.overlaps(net):
-            raise ConfigError(f"testbed.subnet {net} overlaps route {dst} dev {r.get('dev', '?')} in the root "
+            raise ConfigError(f"testbed.subnet {net} overlaps route {where} in the root "
                               f"namespace; choose another testbed.subnet (or mgmt_link = false)")
+
+
+def free_subnet(first: int = 150, last: int = 249) -> str:
+    """The first 10.x.0.0/16 (``first <= x <= last``) that no route of the root namespace overlaps: for test and
+    experiment testbeds that must not collide with the ones other processes have up."""
+    used = [n for n, _ in _root_routes()]
+    for x in range(first, last + 1):
+        net = ipaddress.IPv4Network(f"10.{x}.0.0/16")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise ConfigError(f"no free subnet in 10.{first}-{last}.0.0/16: take testbeds down (edgemigrate testbed down)")
 
 
 def netns_path_of(ns: str) -> Path:
