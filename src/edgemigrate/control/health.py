@@ -18,7 +18,8 @@ from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
 from edgemigrate.engine.protocol.codec import MsgType
 from edgemigrate.engine.transport.streams import connect
 
-HEALTH_TIMEOUT_S = 10.0  # a deployed, restored or resumed service must accept connections within this
+HEALTH_TIMEOUT_S = 30.0  # a deployed, restored or resumed service must accept connections within this: a fresh
+# facedetect (OpenCV import + 200-500 MB filled) can take over 10 s to listen on a 2-core machine at load ~20
 HEALTH_POLL_S = 0.01
 HEALTH_CONNECT_TIMEOUT_S = 1.0  # one connection attempt to the service
 PEER_CONNECT_TIMEOUT_S = 5.0  # reaching a peer agent's control port (TCP + TLS)
