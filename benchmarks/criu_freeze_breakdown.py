@@ -47,6 +47,7 @@ import numpy as np
 
 from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
+from edgemigrate.engine.checkpoint.kdat import KDAT_CACHE, STAMP_SUFFIX, ensure_kdat_cache
 from edgemigrate.engine.checkpoint.runc import CRIU_CONFIG, read_dump_stats
 
 CRIU = "/usr/local/sbin/criu"
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--service", choices=["redis", "counter"], default="redis",
                     help="counter: the line counter with --resident-mb of static memory (no client load)")
     ap.add_argument("--resident-mb", type=float, default=200.0)
+    ap.add_argument("--kdat-ab", action="store_true",
+                    help="alternate repeats without and with CRIU's kernel-feature cache (engine/checkpoint/kdat.py)")
     args = ap.parse_args(argv)
     reason = real_engine_skip_reason()
     if reason:
@@ -202,8 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for mode in args.modes.split(","):
                 for rep in range(args.repeats):
+                    cache = None
+                    if args.kdat_ab:
+                        cache = rep % 2 == 1
+                        if cache:
+                            ensure_kdat_cache()
+                        else:
+                            for f in (KDAT_CACHE, KDAT_CACHE.with_name(KDAT_CACHE.name + STAMP_SUFFIX)):
+                                f.unlink(missing_ok=True)
                     row = checkpoint(mode, tb.netns_path("edge1"), runc_root, spec.name, pid, cgroup,
                                      args.log_dir / f"{mode}-{rep}")
+                    if cache is not None:
+                        row["kdat_cache"] = cache
                     row.update(repeat=rep, load=load is not None, cgroup=cgroup, service=spec.name,
                                resident_mb=spec.resident_mb)
                     rows.append(row)
