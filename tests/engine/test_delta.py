@@ -120,3 +120,67 @@ def test_old_format_without_field5_and_flags() -> None:
         delta.parse_pagemap(data)
     pm = delta.parse_pagemap(head + entry([(1, 2)]) + entry([(1, 0x2000), (2, 3)]))
     assert pm.n_stored_pages == 3 and pm.pages_id == 2
+
+
+def _wait_compared(follower: delta.PagesFollower, n: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while follower.compared_pages < n:
+        if time.monotonic() > deadline:  # a give-up, not a timing check
+            pytest.fail(f"follower compared {follower.compared_pages} of {n} pages written")
+        time.sleep(0.005)
+
+
+def test_a_follower_compares_the_pages_file_while_it_is_written(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final round's pages are compared while CRIU writes them (sequentially): what the follower found
+    for the written prefix is what the whole comparison finds, and the plan only compares the rest."""
+    monkeypatch.setattr(delta, "BLOCK_PAGES", 8)
+    words = PAGE_SIZE_BYTES // 8
+    prev = np.random.default_rng(1).integers(0, 2**63, size=(50, words), dtype=np.uint64)
+    cur = prev.copy()
+    dirty = [3, 8, 17, 40, 49]
+    cur[dirty, 7] += np.uint64(1)
+    _write_dump(tmp_path / "a", [(0x100000, 50, PE_PRESENT)], prev)
+    (tmp_path / "b").mkdir()
+    found = delta.follow_pages(tmp_path / "b", tmp_path / "a")
+    assert found is not None and found[0] == "pages-1.img"
+    follower = found[1]
+    with (tmp_path / "b/pages-1.img").open("wb") as fh:  # CRIU's writing: a part, then (later) the rest
+        fh.write(cur[:20].tobytes())
+        fh.write(cur[20:21].tobytes()[:100])  # a page cut short is never compared
+        fh.flush()
+        _wait_compared(follower, 16)
+        fh.write(cur[20:21].tobytes()[100:])
+        fh.write(cur[21:].tobytes())
+    (tmp_path / "b/pagemap-1.img").write_bytes(delta.encode_pagemap(1, [(0x100000, 50, PE_PRESENT)]))
+    known = follower.stop()
+    assert known is not None and known[0] % 8 == 0 and 16 <= known[0] <= 48
+    assert np.flatnonzero(known[1]).tolist() == [d for d in dirty if d < known[0]]
+    pa = delta.read_pagemap(tmp_path / "a/pagemap-1.img")
+    pb = delta.read_pagemap(tmp_path / "b/pagemap-1.img")
+    changed = delta.changed_pages(pa, tmp_path / "a/pages-1.img", pb, tmp_path / "b/pages-1.img", known)
+    assert np.flatnonzero(changed).tolist() == dirty
+
+
+def test_a_follower_result_is_ignored_when_the_layout_moved_or_it_does_not_fit(tmp_path: Path) -> None:
+    """Offsets are comparable only between dumps of the same layout: a moved mapping (or a result of the
+    wrong size) makes the plan compare everything itself - a wrong hint can never hide a change."""
+    words = PAGE_SIZE_BYTES // 8
+    prev = np.random.default_rng(2).integers(0, 2**63, size=(10, words), dtype=np.uint64)
+    cur = prev.copy()
+    cur[4, 0] += np.uint64(1)
+    _write_dump(tmp_path / "a", [(0x100000, 10, PE_PRESENT)], prev)
+    _write_dump(tmp_path / "b", [(0x200000, 10, PE_PRESENT)], cur)  # the same bytes, another address
+    _write_dump(tmp_path / "c", [(0x100000, 10, PE_PRESENT)], cur)
+    pa, pb, pc = (delta.read_pagemap(tmp_path / f"{x}/pagemap-1.img") for x in "abc")
+    all_same = (8, np.zeros(8, dtype=bool))  # "nothing changed in the first 8 pages": wrong for page 4
+    moved = delta.changed_pages(pa, tmp_path / "a/pages-1.img", pb, tmp_path / "b/pages-1.img", all_same)
+    assert moved.all()  # nothing at the new addresses was stored before
+    short = (8, np.zeros(7, dtype=bool))
+    same = delta.changed_pages(pa, tmp_path / "a/pages-1.img", pc, tmp_path / "c/pages-1.img", short)
+    assert np.flatnonzero(same).tolist() == [4]
+    assert delta.follow_pages(tmp_path / "c", tmp_path / "nosuch") is None
+    f = delta.PagesFollower(tmp_path / "c/pages-1.img", tmp_path / "a/pages-1.img", 11).start()  # size lies
+    assert f.stop() is None
