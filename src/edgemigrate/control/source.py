@@ -44,13 +44,12 @@ from edgemigrate.control.spec import ServiceSpec
 from edgemigrate.control.store import AgentStore, SessionPhase, SessionRecord
 from edgemigrate.core.errors import ConfigError, EdgeMigrateError, EngineError
 from edgemigrate.core.ids import check_id, child
-from edgemigrate.engine import delta
 from edgemigrate.engine.adaptive.config import PROFILE_SAMPLE_BYTES, CompressionConfig
 from edgemigrate.engine.adaptive.netstate import NetworkMonitor
 from edgemigrate.engine.adaptive.selectors import Selector
 from edgemigrate.engine.adaptive.sender import send_round
 from edgemigrate.engine.checkpoint import netlock
-from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, Runtime
+from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
@@ -353,13 +352,24 @@ class _Migration:
         name = self.spec.name
         t0 = time.perf_counter()
         try:
-            cs, known, t_pause, t_lock = await self._dump(d, prev, final)
+            t_pause = t_lock = t0
+            if final:
+                # Paused first, locked second: a request that arrives in between is still acknowledged by
+                # the kernel, queued in the socket and dumped with it, so its client waits for the reply
+                # (sent as soon as the copy runs) - not for its retransmission timeout, which a request
+                # the lock dropped would cost it (+0.21 s steps, doubling; 7.4 s frozen became a 13.8 s gap).
+                await asyncio.to_thread(self.agent.runtime.pause, name)
+                t_pause = time.perf_counter()
+                self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
+                                                          self.spec.ip)
+                t_lock = time.perf_counter()
+            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=True)
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
             # the model selector profiles its codecs on real image bytes while the round is planned (hashed)
             selector_task = asyncio.create_task(self._ensure_selector(d)) if self.selector is None else None
-            plan = await asyncio.to_thread(plan_round, name, k, final, d, prev, known=known)
+            plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
             if selector_task is not None:
                 await selector_task
         except EdgeMigrateError as exc:
@@ -401,7 +411,7 @@ class _Migration:
             "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
             "pause_s": round(t_pause - t0, 4), "lock_s": round(t_lock - t_pause, 4),
-            "pages_compared_during_dump": sum(n for n, _ in known.values()), "pages_written": cs.pages_written, "pages_skipped_parent": cs.pages_skipped_parent,
+            "pages_written": cs.pages_written, "pages_skipped_parent": cs.pages_skipped_parent,
             "memdump_s": round(cs.memdump_s, 4), "memwrite_s": round(cs.memwrite_s, 4),
             "wire_bytes": wire.wire_bytes, "link_bytes_per_s": round(self._link_rate(wire.wire_bytes, wire.transfer_s)),
             "wire": wire.to_dict(),
@@ -409,33 +419,6 @@ class _Migration:
         self.rounds.append(stats)
         await self._progress({"round": stats})
         return d
-
-    async def _dump(self, d: Path, prev: Path | None, final: bool
-                    ) -> tuple[CheckpointStats, dict[str, Any], float, float]:
-        """The round's dump (for the final one: pause, lock, dump); its stats, the pages compared during it,
-        and when the pause and the lock were done."""
-        name = self.spec.name
-        t_pause = t_lock = time.perf_counter()
-        # the final round's pages are compared with the previous round's while CRIU writes them: the plan
-        # after the dump then compares only the rest (it is inside the frozen window)
-        follow = delta.follow_pages(d, prev) if final and prev is not None else None
-        known: dict[str, Any] = {}
-        try:
-            if final:
-                # Paused first, locked second: a request that arrives in between is still acknowledged by
-                # the kernel, queued in the socket and dumped with it, so its client waits for the reply
-                # (sent as soon as the copy runs) - not for its retransmission timeout, which a request
-                # the lock dropped would cost it (+0.21 s steps, doubling; 7.4 s frozen became a 13.8 s gap).
-                await asyncio.to_thread(self.agent.runtime.pause, name)
-                t_pause = time.perf_counter()
-                self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
-                                                          self.spec.ip)
-                t_lock = time.perf_counter()
-            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=True)
-        finally:
-            if follow is not None and (res := follow[1].stop()) is not None:
-                known = {follow[0]: res}
-        return cs, known, t_pause, t_lock
 
     def _link_rate(self, wire_bytes: int, transfer_s: float) -> float:
         """The link's rate: the monitor's goodput estimate, else its lower bound, else this round's average."""

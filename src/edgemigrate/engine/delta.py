@@ -23,7 +23,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,8 +243,8 @@ def _identity(idx: NDArray[np.int64]) -> bool:
 
 
 def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx: NDArray[np.int64],
-                 changed: NDArray[np.bool_], same_layout: bool, first: int = 0) -> None:
-    """Fill ``changed[first:]`` block by block; NumPy releases the GIL, so blocks run on several cores."""
+                 changed: NDArray[np.bool_], same_layout: bool) -> None:
+    """Fill ``changed`` block by block; NumPy releases the GIL, so blocks run on several cores."""
     n_cur = changed.size
 
     def block(start: int) -> None:
@@ -258,7 +257,7 @@ def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx:
         if matched.size:
             changed[start + matched] = (cur_arr[start + matched] != prev_arr[block_idx[matched]]).any(axis=1)
 
-    starts = range(first, n_cur, BLOCK_PAGES)
+    starts = range(0, n_cur, BLOCK_PAGES)
     if len(starts) > 1 and DIFF_THREADS > 1:
         with ThreadPoolExecutor(DIFF_THREADS) as pool:
             list(pool.map(block, starts))
@@ -272,15 +271,12 @@ def changed_pages(
     prev_pages: Path | None,
     cur_pagemap: Pagemap,
     cur_pages: Path,
-    known: tuple[int, NDArray[np.bool_]] | None = None,
 ) -> NDArray[np.bool_]:
     """Boolean mask over the current pages file: True where the page must be sent.
 
     A page is unchanged only if the previous dump stored the same virtual address with identical bytes.
     With no previous dump every page is changed (the first, full pre-copy round). When both dumps have the
     same page layout (the usual case between rounds) blocks are compared in place, without gathering.
-    ``known``: the first pages already compared offset by offset (a :class:`PagesFollower` while CRIU wrote
-    the file); used only when the layouts are the same, which is what makes offsets comparable.
     """
     n_cur = cur_pagemap.n_stored_pages
     cur_arr, cur_mm = _page_array(cur_pages, n_cur)
@@ -293,11 +289,7 @@ def changed_pages(
             changed = idx < 0
             same_layout = _identity(idx) and prev_arr.shape[0] >= n_cur
 
-            first = 0
-            if known is not None and same_layout and 0 < known[0] <= n_cur and known[1].size == known[0]:
-                first = known[0]
-                changed[:first] = known[1]
-            _diff_blocks(cur_arr, prev_arr, idx, changed, same_layout, first)
+            _diff_blocks(cur_arr, prev_arr, idx, changed, same_layout)
             return changed
         finally:
             del prev_arr
@@ -336,99 +328,6 @@ def patch_pages(prev_pages: Path, changed: NDArray[np.bool_], changed_data: byte
             os.pwrite(fd, view[a * PAGE_SIZE_BYTES : b * PAGE_SIZE_BYTES], int(pages[a]) * PAGE_SIZE_BYTES)
     finally:
         os.close(fd)
-
-
-class PagesFollower:
-    """Compares a pages file with the previous round's *while CRIU is still writing it*, so that the final
-    round's plan (0.06-0.12 s for the 200 MB counter, inside its frozen window) only compares the rest.
-
-    CRIU writes a pages image sequentially, and on a tmpfs a file's size grows only after the bytes below it
-    were copied in, so every whole page below the size a ``fstat`` reports is final. The follower compares
-    page ``i`` of the growing file with page ``i`` of the previous file - meaningful only if both dumps
-    have the same page layout, which :func:`changed_pages` checks before it uses the result. It never
-    blocks the dump: a thread that polls, reads with ``pread`` and stops when told."""
-
-    POLL_S = 0.002
-
-    def __init__(self, cur_pages: Path, prev_pages: Path, prev_n_pages: int) -> None:
-        self.cur_pages = cur_pages
-        self.prev_pages = prev_pages
-        self.prev_n_pages = prev_n_pages
-        self._stop = threading.Event()
-        self._masks: list[NDArray[np.bool_]] = []
-        self._done = 0
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="pages-follower", daemon=True)
-
-    def start(self) -> PagesFollower:
-        self._thread.start()
-        return self
-
-    @property
-    def compared_pages(self) -> int:
-        """Pages compared so far (grows while the file does)."""
-        return self._done
-
-    def stop(self) -> tuple[int, NDArray[np.bool_]] | None:
-        """Stop following; the pages compared so far and their mask (None if none, or if it failed)."""
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None or self._done == 0:
-            return None
-        return self._done, np.concatenate(self._masks)
-
-    def _run(self) -> None:
-        try:
-            prev_arr, prev_mm = _page_array(self.prev_pages, self.prev_n_pages)
-        except (OSError, DataFormatError) as exc:
-            self._error = exc
-            return
-        fd = -1
-        try:
-            while not self._stop.is_set():
-                if fd < 0:
-                    try:
-                        fd = os.open(self.cur_pages, os.O_RDONLY)
-                    except FileNotFoundError:
-                        self._stop.wait(self.POLL_S)
-                        continue
-                avail = min(os.fstat(fd).st_size // PAGE_SIZE_BYTES, self.prev_n_pages)
-                if avail - self._done < BLOCK_PAGES:
-                    self._stop.wait(self.POLL_S)
-                    continue
-                n = BLOCK_PAGES
-                buf = os.pread(fd, n * PAGE_SIZE_BYTES, self._done * PAGE_SIZE_BYTES)
-                if len(buf) != n * PAGE_SIZE_BYTES:
-                    self._stop.wait(self.POLL_S)
-                    continue
-                cur = np.frombuffer(buf, dtype=np.uint64).reshape(n, PAGE_SIZE_BYTES // 8)
-                self._masks.append((cur != prev_arr[self._done:self._done + n]).any(axis=1))
-                self._done += n
-        except OSError as exc:
-            self._error = exc
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            del prev_arr
-            if prev_mm is not None:
-                prev_mm.close()
-
-
-def follow_pages(cur_dir: Path, prev_dir: Path) -> tuple[str, PagesFollower] | None:
-    """Start a :class:`PagesFollower` on the pages file of ``cur_dir`` (still being written) named as the
-    previous round's largest one; its name and the follower, or None if the previous round has none."""
-    best: Pagemap | None = None
-    try:
-        for pm_name in pagemap_files(prev_dir):
-            pm = read_pagemap(prev_dir / pm_name)
-            if best is None or pm.n_stored_pages > best.n_stored_pages:
-                best = pm
-    except (OSError, DataFormatError):
-        return None  # the plan then compares everything itself
-    if best is None or best.n_stored_pages == 0 or not (prev_dir / best.pages_name).exists():
-        return None
-    follower = PagesFollower(cur_dir / best.pages_name, prev_dir / best.pages_name, best.n_stored_pages)
-    return best.pages_name, follower.start()
 
 
 def read_changed(cur_pages: Path, changed: NDArray[np.bool_]) -> bytes:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from edgemigrate.core.errors import DataFormatError, EngineError
 from edgemigrate.engine import delta
@@ -332,14 +331,12 @@ def plan_round(
     cur_dir: Path,
     prev_dir: Path | None,
     chunk_size_bytes: int = CHUNK_SIZE_BYTES,
-    known: dict[str, tuple[int, NDArray[np.bool_]]] | None = None,
 ) -> RoundPlan:
     """Describe ``cur_dir`` as a round against ``prev_dir`` (the previous round, already at the destination).
 
     Pages files become deltas (changed pages only); other files are sent whole unless byte-identical to the
     previous round. Final rounds skip the whole-file hash of pages files to keep the frozen time short; their
-    integrity rests on per-chunk hashes plus the previous round's verified file. ``known``: per pages file,
-    the pages a :class:`~.delta.PagesFollower` already compared while the dump wrote it.
+    integrity rests on per-chunk hashes plus the previous round's verified file.
     """
     names = sorted(p.name for p in cur_dir.iterdir() if p.is_file())
     for n in names:
@@ -366,7 +363,7 @@ def plan_round(
                     base = prev_pm.pages_name
                 else:
                     prev_pm = None
-            changed = delta.changed_pages(prev_pm, prev_pages, pm, path, (known or {}).get(name))
+            changed = delta.changed_pages(prev_pm, prev_pages, pm, path)
             bitmap = np.packbits(changed).tobytes()
             pad = b"\0" * (bitmap_bytes(changed.size) - len(bitmap))  # pages stay 4 KiB-aligned (WKdm)
             payload = bitmap + pad + delta.read_changed(path, changed)
