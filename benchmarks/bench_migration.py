@@ -188,7 +188,9 @@ def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb:
         "dump_s_per_round": [r["dump_s"] for r in stats["rounds"]],
         "freezing_s_per_round": [r.get("freezing_s") for r in stats["rounds"]],
         # where the final (frozen) round's time goes at the source; transfer_s waits for the verified round
-        "final_round_s": {k: stats["rounds"][-1].get(k) for k in ("dump_s", "plan_s", "transfer_s", "rebuild_s")},
+        "final_round_s": {k: stats["rounds"][-1].get(k) for k in (
+            "pause_s", "lock_s", "dump_s", "memdump_s", "memwrite_s", "pages_written", "pages_skipped_parent",
+            "plan_s", "transfer_s", "rebuild_s")},
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
         # the longest gap is the final round's (it spans the restore); pre-copy aims at a stall <= 1.5x that
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
+    ap.add_argument("--git-sha", default=None,
+                    help="record this commit instead of asking git (a before/after copy made by git archive)")
     ap.add_argument("--client-load", action="store_true",
                     help="real clients on client1 during the move (redis: redis-benchmark -c 10 + an acknowledged-"
                          "write checker; counter: the probe) and client-side gap/latency/stall metrics")
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     strategies = args.strategy or ["stop-and-copy", "precopy", "podman"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     c = LocalCluster.up(args.name, args.subnet, Path(tempfile.mkdtemp(prefix="em-bench-")), io_timeout_s=60.0)
-    sha = _git_sha()
+    sha = args.git_sha or _git_sha()
     try:
         for rate in args.rate_mbit or RATES_MBIT:
             for rtt in args.rtt_ms or RTTS_MS:

@@ -10,6 +10,10 @@ keeping CRIU's ``dump.log``/``stats-dump`` (the engine deletes its work folder o
   --leave-running redis``;
 * ``pre-dump``: the same with ``--pre-dump`` instead of ``--leave-running`` (runc's memory-only round;
   runc has no ``--pre-dump-mode`` flag, so CRIU's default, ``splice``);
+* ``final``: the engine's final round as it runs now (``control/source.py`` ``_round(final=True)``): ``runc
+  pause``, then the leave-running checkpoint of the paused container with ``--network-lock skip`` (the
+  engine's ``CRIU_CONFIG_FILE``), then ``runc resume``; the row adds the pause and the time runc spends
+  around CRIU (the call's wall time minus CRIU's own log span);
 * ``pre-dump-read`` / ``pre-dump-splice``: ``criu pre-dump [--pre-dump-mode=read]`` on the container's pid
   directly (``criu`` under ``nsenter --net``, ``--tcp-established``, ``--freeze-cgroup`` of the container,
   ``-v4``).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,7 +47,8 @@ import numpy as np
 
 from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
-from edgemigrate.engine.checkpoint.runc import read_dump_stats
+from edgemigrate.engine.checkpoint.kdat import KDAT_CACHE, STAMP_SUFFIX, ensure_kdat_cache
+from edgemigrate.engine.checkpoint.runc import CRIU_CONFIG, read_dump_stats
 
 CRIU = "/usr/local/sbin/criu"
 _LINE = re.compile(r"^\((\d+\.\d+)\)\s?(.*)$")
@@ -101,7 +107,20 @@ def checkpoint(mode: str, ns: str, runc_root: Path, cid: str, pid: int, cgroup: 
     for d in (img, work):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    if mode in ("leave-running", "pre-dump"):
+    env = None
+    pause_s = 0.0
+    if mode == "final":
+        conf = out / "criu.conf"
+        conf.write_text(CRIU_CONFIG)
+        env = {**os.environ, "CRIU_CONFIG_FILE": str(conf)}
+        runc = ["nsenter", f"--net={ns}", "--", "runc", "--root", str(runc_root)]
+        t0 = time.perf_counter()
+        subprocess.run([*runc, "pause", cid], check=True, timeout=60)
+        pause_s = time.perf_counter() - t0
+        argv = [*runc, "checkpoint", "--tcp-established", "--image-path", str(img), "--work-path", str(work),
+                "--leave-running", cid]
+        log = work / "dump.log"
+    elif mode in ("leave-running", "pre-dump"):
         argv = ["nsenter", f"--net={ns}", "--", "runc", "--root", str(runc_root), "checkpoint", "--tcp-established",
                 "--image-path", str(img), "--work-path", str(work),
                 "--leave-running" if mode == "leave-running" else "--pre-dump", cid]
@@ -115,8 +134,10 @@ def checkpoint(mode: str, ns: str, runc_root: Path, cid: str, pid: int, cgroup: 
             argv += ["--freeze-cgroup", cgroup]
         log = work / "pre-dump.log"
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120, env=env)
     wall = time.perf_counter() - t0
+    if mode == "final":
+        subprocess.run([*runc, "resume", cid], check=True, timeout=60)
     stats_file = next((p for p in (work / "stats-dump", img / "stats-dump") if p.exists()), work / "stats-dump")
     stats = read_dump_stats(stats_file)
     row: dict[str, Any] = {"mode": mode, "rc": proc.returncode, "wall_s": round(wall, 4),
@@ -130,6 +151,10 @@ def checkpoint(mode: str, ns: str, runc_root: Path, cid: str, pid: int, cgroup: 
     if log.exists():
         row.update(parse_log(log))
         row["log"] = str(log)
+        if mode == "final" and "log_total_s" in row:
+            # CRIU's log stamps time since its own start: the rest of the call is runc (and nsenter) around it
+            row["pause_s"] = round(pause_s, 4)
+            row["runc_around_criu_s"] = round(wall - row["log_total_s"], 4)
     return row
 
 
@@ -150,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="pcf")
     ap.add_argument("--subnet", default="10.197.0.0/16")
     ap.add_argument("--no-load", action="store_true", help="no clients (idle Redis, for comparison)")
+    ap.add_argument("--service", choices=["redis", "counter"], default="redis",
+                    help="counter: the line counter with --resident-mb of static memory (no client load)")
+    ap.add_argument("--resident-mb", type=float, default=200.0)
+    ap.add_argument("--kdat-ab", action="store_true",
+                    help="alternate repeats without and with CRIU's kernel-feature cache (engine/checkpoint/kdat.py)")
     args = ap.parse_args(argv)
     reason = real_engine_skip_reason()
     if reason:
@@ -159,22 +189,36 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     try:
         tb = c.tb
-        spec = ServiceSpec("redis", ServiceKind.REDIS, tb.service_ip(0), 6379, 200.0)
+        if args.service == "redis":
+            spec = ServiceSpec("redis", ServiceKind.REDIS, tb.service_ip(0), 6379, 200.0)
+        else:
+            spec = ServiceSpec("counter", ServiceKind.COUNTER, tb.service_ip(0), 7000, args.resident_mb)
         c.deploy("edge1", spec)
         runc_root = c.agents["edge1"].state_dir / "runc"
-        st = json.loads(subprocess.run(["runc", "--root", str(runc_root), "state", "redis"], capture_output=True,
+        st = json.loads(subprocess.run(["runc", "--root", str(runc_root), "state", spec.name], capture_output=True,
                                        text=True, check=True).stdout)
         pid = int(st["pid"])
         cgroup = _cgroup_of(pid)
-        load = None if args.no_load else cl.RedisLoad(tb.netns_path("client1"), spec.ip, spec.port,
+        load = None if args.no_load or args.service != "redis" else cl.RedisLoad(tb.netns_path("client1"), spec.ip, spec.port,
                                                       args.log_dir / "load")
         time.sleep(2.0)
         try:
             for mode in args.modes.split(","):
                 for rep in range(args.repeats):
-                    row = checkpoint(mode, tb.netns_path("edge1"), runc_root, "redis", pid, cgroup,
+                    cache = None
+                    if args.kdat_ab:
+                        cache = rep % 2 == 1
+                        if cache:
+                            ensure_kdat_cache()
+                        else:
+                            for f in (KDAT_CACHE, KDAT_CACHE.with_name(KDAT_CACHE.name + STAMP_SUFFIX)):
+                                f.unlink(missing_ok=True)
+                    row = checkpoint(mode, tb.netns_path("edge1"), runc_root, spec.name, pid, cgroup,
                                      args.log_dir / f"{mode}-{rep}")
-                    row.update(repeat=rep, load=not args.no_load, cgroup=cgroup)
+                    if cache is not None:
+                        row["kdat_cache"] = cache
+                    row.update(repeat=rep, load=load is not None, cgroup=cgroup, service=spec.name,
+                               resident_mb=spec.resident_mb)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     time.sleep(1.0)
@@ -186,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 gm = cl.gap_metrics(sent, recv, float(sent.min()), float(recv.max()))
                 print(json.dumps({"writer": {"acked": len(w["acked"]), "lost": lost, **gm}}), flush=True)
     finally:
-        c.stop_all("redis")
+        c.stop_all(spec.name)
         c.down()
     if args.out:
         with args.out.open("a") as fh:

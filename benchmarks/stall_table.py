@@ -45,16 +45,41 @@ def table(lines: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+SPLIT = [  # the final round's parts, in the order clients wait for them (runs from before this split: "-")
+    ("pause", ("final_round_s", "pause_s")), ("lock", ("final_round_s", "lock_s")),
+    ("dump", ("final_round_s", "dump_s")), ("CRIU memdump", ("final_round_s", "memdump_s")),
+    ("CRIU memwrite", ("final_round_s", "memwrite_s")), ("plan", ("final_round_s", "plan_s")),
+    ("send + verify (1 RTT)", ("final_round_s", "transfer_s")), ("dest check+lock+IP", ("destination_s", "ip_lock_s")),
+    ("dest runc restore", ("destination_s", "runc_restore_s")), ("longest client gap", ("move_max_gap_s",)),
+]
+
+
+def split_table(lines: list[dict[str, Any]]) -> str:
+    """Where the final round's frozen window goes, one row per run (seconds)."""
+    out = ["| git | service | strategy | " + " | ".join(c for c, _ in SPLIT) + " |", "|" + "---|" * (3 + len(SPLIT))]
+    for d in lines:
+        cells = []
+        for _, path in SPLIT:
+            v: Any = d
+            for k in path:
+                v = v.get(k) if isinstance(v, dict) else None
+            cells.append(_fmt(v))
+        out.append(f"| {d['git_sha']} | {d['service']} | {d['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("jsonl", type=Path, help="bench_migration.py --client-load output")
+    ap.add_argument("--split", action="store_true", help="the final round's parts per run instead")
     args = ap.parse_args(argv)
     try:
         lines = [json.loads(ln) for ln in args.jsonl.read_text().splitlines() if ln.strip()]
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: {args.jsonl}: {exc}", file=sys.stderr)
         return 2
-    print(table([d for d in lines if d.get("client_load")]))
+    loaded = [d for d in lines if d.get("client_load")]
+    print(split_table(loaded) if args.split else table(loaded))
     return 0
 
 

@@ -352,14 +352,17 @@ class _Migration:
         name = self.spec.name
         t0 = time.perf_counter()
         try:
+            t_pause = t_lock = t0
             if final:
                 # Paused first, locked second: a request that arrives in between is still acknowledged by
                 # the kernel, queued in the socket and dumped with it, so its client waits for the reply
                 # (sent as soon as the copy runs) - not for its retransmission timeout, which a request
                 # the lock dropped would cost it (+0.21 s steps, doubling; 7.4 s frozen became a 13.8 s gap).
                 await asyncio.to_thread(self.agent.runtime.pause, name)
+                t_pause = time.perf_counter()
                 self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
                                                           self.spec.ip)
+                t_lock = time.perf_counter()
             cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=True)
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
@@ -407,6 +410,9 @@ class _Migration:
             "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
             "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
+            "pause_s": round(t_pause - t0, 4), "lock_s": round(t_lock - t_pause, 4),
+            "pages_written": cs.pages_written, "pages_skipped_parent": cs.pages_skipped_parent,
+            "memdump_s": round(cs.memdump_s, 4), "memwrite_s": round(cs.memwrite_s, 4),
             "wire_bytes": wire.wire_bytes, "link_bytes_per_s": round(self._link_rate(wire.wire_bytes, wire.transfer_s)),
             "wire": wire.to_dict(),
         }

@@ -101,6 +101,8 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
         r2 = rt.checkpoint("counter", images / "src/round-2", leave_running=True)
         assert rt.state("counter") is ContainerState.PAUSED
         assert netlock.criu_drop_rules(netns) == rules and len(rules) == 2  # CRIU added none of its own
+        # CRIU's stats: every page written again (no dirty-page tracking on this kernel, no parent image)
+        assert r2.pages_written * 4096 >= 24 << 20 and r2.pages_skipped_parent == 0 and r2.memwrite_s > 0
         rt.kill("counter")
         assert rt.state("counter") is ContainerState.ABSENT
         # the killed copy's socket was not in repair mode: it lingers (sending FINs the lock drops) and holds
@@ -216,3 +218,24 @@ def test_a_page_daemon_that_cannot_start_fails_the_restore_and_leaves_nothing(ne
     with pytest.raises(CriuError, match="criu lazy-pages did not start"):
         rt.restore("counter", bundle, empty, lazy_pages=True)
     assert rt.state("counter") is ContainerState.ABSENT and rt.wait_pages("counter") == 0.0
+
+
+def test_pause_freezes_only_a_freezer_that_runc_recorded_under_the_freezer_root(tmp_path: Path) -> None:
+    """``pause`` writes the freezer named in runc's state.json itself (no runc process in the frozen window),
+    but never a file outside the v1 freezer hierarchy: a state.json naming one falls back to ``runc pause``,
+    which refuses a container it does not run."""
+    reason = real_engine_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    rt = RuncCriuRuntime(tmp_path / "runc", None, tmp_path / "work", tmp_path / "logs")
+    target = tmp_path / "not-a-freezer"
+    target.mkdir()
+    (target / "freezer.state").write_text("THAWED")
+    (tmp_path / "runc/ghost").mkdir(parents=True)
+    (tmp_path / "runc/ghost/state.json").write_text(f'{{"cgroup_paths": {{"freezer": "{target}"}}}}')
+    with pytest.raises(CriuError, match="pause of ghost"):
+        rt.pause("ghost")
+    assert (target / "freezer.state").read_text() == "THAWED"
+    (tmp_path / "runc/ghost/state.json").write_text("{not json")
+    with pytest.raises(CriuError, match="pause of ghost"):
+        rt.pause("ghost")

@@ -20,7 +20,10 @@ class ContainerState(enum.Enum):
 class CheckpointStats:
     """One dump. ``frozen_s``: how long the service was frozen - CRIU's own frozen time (from its stats image,
     the wall time if absent), or the whole freeze when the runtime froze the container itself; ``freezing_s``:
-    the time the cgroup freezer took before that (clients feel both)."""
+    the time the cgroup freezer took before that (clients feel both). From CRIU's ``stats-dump`` (-1 / 0.0
+    when the runtime has none): ``pages_written`` and ``pages_skipped_parent`` (pages a parent image already
+    held: only with dirty-page tracking), ``memdump_s`` (collecting the pages) and ``memwrite_s`` (writing
+    them)."""
 
     image_dir: Path
     image_bytes: int
@@ -28,6 +31,10 @@ class CheckpointStats:
     frozen_s: float
     leave_running: bool
     freezing_s: float = 0.0
+    pages_written: int = -1
+    pages_skipped_parent: int = -1
+    memdump_s: float = 0.0
+    memwrite_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
