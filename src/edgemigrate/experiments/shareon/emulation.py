@@ -44,7 +44,7 @@ import numpy as np
 from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.grants import grant
 from edgemigrate.control.netns import in_netns
-from edgemigrate.control.reports import CGROUP_ROOT, host_cgroup, query_report
+from edgemigrate.control.reports import CGROUP_ROOT, count_cpus, host_cgroup, query_report
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.runs import new_run_dir, run_name
@@ -81,7 +81,11 @@ class EmulationConfig:
     # service with its host, and runc's pause (the freeze of pre-copy's final round) of a throttled container
     # fails ("unable to freeze", measured here with 0.5 cores and 6 workers): the migration would be refused
     host_cores: float = 0.0
-    stress_workers: int = 3
+    # each host's cgroup pinned to its own CPU (node 1: CPU 0, node 2: CPU 1) when the machine has two: two
+    # one-CPU edge machines, whose load is a fraction of their own CPU (HostLoad)
+    pin_cpus: bool = True
+    stress_workers: int = 2
+    admit_below: float | None = 0.85  # node 2 admits the move only below this utilisation (control/grants.py)
     image: str = "street-small"
     calibrate_s: float = 3.0
     period_s: float = 1.0  # node 1's query/decision period
@@ -107,58 +111,100 @@ class EmulationConfig:
 
 
 # ------------------------------------------------------------------------------------------ host load
-class HostLoad:
-    """stress-ng in one host's cgroup and network namespace, its CPU capped by a CFS quota if ``cores`` > 0
-    (cgroup v1 or v2).
+LOAD_WEIGHT = 32  # the load cgroup's weight in ordinary processes: within its quota it takes the CPU first
 
-    The workers run in a child cgroup ``load`` beside the containers' cgroups. Sibling cgroups share a CPU by
-    their weights, not by their thread counts, so ``load`` gets the weight of ``workers`` ordinary processes
-    (``cpu.shares`` 1024 each in v1, ``cpu.weight`` 100 each in v2): busy workers then take the share that
-    the same processes would take on a plain machine, and a single-threaded service keeps
-    ``1 / (1 + workers x level)`` of the host, roughly.
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+class HostLoad:
+    """Real CPU load on one host: a fraction of the host's own CPU, taken by stress-ng in its cgroup and
+    network namespace (cgroup v1 or v2).
+
+    The host's cgroup is pinned to ``cpus`` (cpuset) when given - each edge host then is a one-CPU machine, as
+    fig. 6's two nodes are two machines - and optionally capped by a CFS quota of ``cores``. The workers run in
+    a child cgroup ``load`` beside the containers' cgroups, with a CFS quota of ``level`` x the host's capacity
+    and a weight of :data:`LOAD_WEIGHT` processes: within its quota the load runs first, so the service keeps
+    about ``1 - level`` of the host and its processing time grows like ``1 / (1 - level)`` - gradually, as in
+    fig. 6 - instead of jumping as soon as any worker is busy (the weighted, unquota'd load of the first
+    version: ``docs/shareon-emulation.md``). The service itself is never throttled (its cgroup has no quota),
+    so runc can still freeze it for pre-copy's final round.
     """
 
-    def __init__(self, netns_path: str, cores: float, workers: int, root: Path = CGROUP_ROOT) -> None:
+    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None,
+                 root: Path = CGROUP_ROOT) -> None:
         self.netns_path, self.workers = netns_path, workers
         self.rel = host_cgroup(netns_path)
         self.v2 = (root / "cgroup.controllers").exists()
         quota = str(max(1000, round(cores * CGROUP_PERIOD_US))) if cores > 0 else None
+        self.capacity = float(os.cpu_count() or 1)
+        if cpus:
+            self.capacity = min(self.capacity, float(count_cpus(cpus) or self.capacity))
+        if cores > 0:
+            self.capacity = min(self.capacity, cores)
+        self.join: list[Path] = []
         if self.v2:
             host = root / self.rel
             host.mkdir(parents=True, exist_ok=True)
-            for parent in (root / "edgemigrate", host):
+            for parent in (root, root / "edgemigrate", host):
                 with contextlib.suppress(OSError):
-                    (parent / "cgroup.subtree_control").write_text("+cpu")
-            (host / "cpu.max").write_text(f"{quota or 'max'} {CGROUP_PERIOD_US}")
+                    _write(parent / "cgroup.subtree_control", "+cpu +cpuset" if parent != host else "+cpu")
+            _write(host / "cpu.max", f"{quota or 'max'} {CGROUP_PERIOD_US}")
+            if cpus:
+                _write(host / "cpuset.cpus", cpus)
             self.load_dirs = [host / "load"]
             (host / "load").mkdir(exist_ok=True)
-            (host / "load" / "cpu.weight").write_text(str(100 * workers))
+            _write(host / "load" / "cpu.weight", str(min(10000, 100 * LOAD_WEIGHT)))
+            self.quota_file = host / "load" / "cpu.max"
         else:
             cpu = root / "cpu" / self.rel
             cpu.mkdir(parents=True, exist_ok=True)
-            (cpu / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
-            (cpu / "cpu.cfs_quota_us").write_text(quota or "-1")
+            _write(cpu / "cpu.cfs_period_us", str(CGROUP_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", quota or "-1")
             self.load_dirs = [root / "cpu" / self.rel / "load", root / "cpuacct" / self.rel / "load"]
-            self.load_dirs[0].mkdir(exist_ok=True)
-            (self.load_dirs[0] / "cpu.shares").write_text(str(1024 * workers))
+            for d in self.load_dirs:
+                d.mkdir(parents=True, exist_ok=True)
+            _write(self.load_dirs[0] / "cpu.shares", str(1024 * LOAD_WEIGHT))
+            _write(self.load_dirs[0] / "cpu.cfs_period_us", str(CGROUP_PERIOD_US))
+            self.quota_file = self.load_dirs[0] / "cpu.cfs_quota_us"
+            if cpus:
+                self.join.append(self._pin_v1(root / "cpuset", cpus))
         for d in self.load_dirs:
             d.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.level = 0.0
 
+    def _pin_v1(self, cs_root: Path, cpus: str) -> Path:
+        """Pin the host's cpuset cgroup (and whatever runc already made below it) to ``cpus``; returns it.
+
+        A new v1 cpuset cgroup has no CPUs until given some (each level copies its parent's), and a parent may
+        not drop CPUs a child still uses, so children are narrowed first."""
+        host = cs_root / self.rel
+        d = cs_root
+        for part in Path(self.rel).parts:
+            parent, d = d, d / part
+            d.mkdir(exist_ok=True)
+            for key in ("cpuset.cpus", "cpuset.mems"):
+                if not (d / key).read_text().strip():
+                    _write(d / key, (parent / key).read_text().strip())
+        for dirpath, _, _ in sorted(os.walk(host), key=lambda w: -w[0].count(os.sep)):
+            _write(Path(dirpath) / "cpuset.cpus", cpus)
+        return host
+
     def set(self, level: float) -> None:
-        """Load ``level`` in [0, 1]: every worker busy that fraction of the time (0 stops stress-ng)."""
+        """Load ``level`` in [0, 1] of the host's CPU (0 stops stress-ng)."""
         self.stop()
         self.level = level
-        pct = round(100 * level)
-        if pct <= 0:
+        if level <= 0:
             return
-        join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in self.load_dirs)
+        quota = max(1000, round(level * self.capacity * CGROUP_PERIOD_US))
+        _write(self.quota_file, f"{quota} {CGROUP_PERIOD_US}" if self.v2 else str(quota))
+        join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in (*self.load_dirs, *self.join))
         # the shell joins the load cgroups first, so stress-ng and every worker it forks start inside them
         self.proc = subprocess.Popen(
-            ["sh", "-c", f"{join}; exec nsenter --net={self.netns_path} -- stress-ng --cpu {self.workers} "
-                         f"--cpu-load {pct} --quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            ["sh", "-c", f"{join}; exec nsenter --net={self.netns_path} -- stress-ng --cpu {self.workers} --quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -247,7 +293,9 @@ class RunResult:
 @contextlib.contextmanager
 def _loads(c: LocalCluster, cfg: EmulationConfig) -> Iterator[dict[str, HostLoad]]:
     tb = c.tb
-    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers) for h in (NODE1, NODE2)}
+    pin = cfg.pin_cpus and (os.cpu_count() or 1) >= 2
+    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers, str(i) if pin else None)
+             for i, h in enumerate((NODE1, NODE2))}
     try:
         yield loads
     finally:
@@ -282,7 +330,7 @@ def _node_loop(c: LocalCluster, cfg: EmulationConfig, token: str, t_p_avg_s: flo
     lcfg = NodeLoopConfig(NODE1, host_dir(c.pki, NODE1), {h: d.addr(h) for h in (NODE1, NODE2)}, token,
                           {NODE1: (0.0, 0.0), NODE2: (0.0, 0.0)}, {SERVICE: (0.0, 0.0, net_s, 1 / cfg.request_interval_s)},
                           {NODE2: 100e6}, t_p_avg_s, alpha_prior_s=2 * t_p_avg_s, period_s=cfg.period_s,
-                          confirm_rounds=cfg.confirm_rounds)
+                          confirm_rounds=cfg.confirm_rounds, admission=cfg.admit_below is not None)
     return NodeLoop(lcfg, ShareOnAgent(params), record, clock)
 
 
@@ -301,9 +349,9 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
     tb = c.tb
     c.stop_all(SERVICE)
     spec = ServiceSpec(SERVICE, ServiceKind.PLATEDETECT, tb.service_ip(0), PORT, seed=cfg.seed + repeat)
-    c.deploy(NODE1, spec)
     client_ns = tb.netns_path(next(h.name for h in tb.hosts() if h.kind.value == "client"))
-    with _loads(c, cfg) as loads:
+    with _loads(c, cfg) as loads:  # first: the service's cgroup is made inside the pinned host cgroup
+        c.deploy(NODE1, spec)
         loads[NODE2].set(1.0)
         t0 = time.monotonic()
         cl = Client(client_ns, spec.ip, cfg.image, cfg.request_interval_s, t0)
@@ -322,7 +370,7 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
             stop = asyncio.Event()
             tasks = []
             if mode == "shareon":
-                token = await grant(c.directory, NODE1, [NODE2], [SERVICE], ttl_s=3600)
+                token = await grant(c.directory, NODE1, [NODE2], [SERVICE], ttl_s=3600, admit_below=cfg.admit_below)
                 nl = _node_loop(c, cfg, token, t_p, rec, lambda: time.monotonic() - t0)
                 loop_box.append(nl)
                 tasks.append(asyncio.create_task(nl.run(stop)))
