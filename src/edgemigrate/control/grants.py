@@ -18,7 +18,7 @@ expiry. ``GRANT`` goes to the source and to every listed neighbour; each keeps o
 a neighbour must stay below after taking a service (Algorithm 1's High boundary as a load). Then the source
 first asks the neighbour to admit the move (``REPORT`` with ``admit``: token, service, the service's measured
 demand in cores); the neighbour checks its measured CPU use plus the reservations it already gave plus this
-demand (``costs.shareon.admits_load``), and if it admits, keeps a reservation for ``RESERVATION_TTL_S``
+demand against the bound (the load half of ``costs.shareon.admits``), and if it admits, keeps a reservation for ``RESERVATION_TTL_S``
 (until the arrived service shows in its measured load). Its ``HELLO`` for that service from that source is
 accepted only while that reservation stands; several sources that chose the same idle neighbour from the same
 stale report are thus admitted only as far as it has room, and the others go on to their next candidate.
@@ -45,7 +45,6 @@ from edgemigrate.control import client
 from edgemigrate.control.client import AgentDirectory
 from edgemigrate.control.tokens import new_token
 from edgemigrate.core.ids import check_id
-from edgemigrate.costs.shareon import admits_load
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.transport import tls
 from edgemigrate.engine.transport.streams import connect
@@ -229,7 +228,9 @@ class GrantBook:
         live.pop((src_host, service), None)  # asking again replaces this service's own reservation
         frac = float(demand) / max(cpu_cores, 1e-9)
         reserved = sum(f for f, _ in live.values())
-        ok = grant.admit_below is None or bool(admits_load(used_fraction, reserved, frac, grant.admit_below))
+        # the load half of costs.shareon.admits (a host measures only its utilisation); NaN refuses. Written
+        # out here: control sits below the decision code and imports nothing of it
+        ok = grant.admit_below is None or bool(used_fraction + reserved + frac < grant.admit_below)
         if ok and len(live) >= MAX_RESERVATIONS:
             ok = False
         if ok:

@@ -199,12 +199,3 @@ def admits(cpu_hz: ArrayLike, ram_bytes: ArrayLike, n_containers: ArrayLike, uti
         extra, cpu, out=np.full(np.broadcast(extra, cpu).shape, np.inf), where=cpu > 0)
     return (region != UtilRegion.HIGH) & (util_after < float(util_high))
 
-
-def admits_load(used_fraction: ArrayLike, reserved_fraction: ArrayLike, demand_fraction: ArrayLike,
-                util_high: float) -> NDArray[np.bool_]:
-    """The load half of :func:`admits` for a node that measures only its utilisation (a real host: its cgroup's
-    CPU use, the reservations it holds and the asking service's demand, all as fractions of its capacity).
-    NaN anywhere refuses."""
-    after = (np.asarray(used_fraction, dtype=np.float64) + np.asarray(reserved_fraction, dtype=np.float64)
-             + np.asarray(demand_fraction, dtype=np.float64))
-    return after < float(util_high)  # NaN < x is False
