@@ -2,12 +2,11 @@
 
 Two edge hosts of the testbed (:class:`edgemigrate.cluster.LocalCluster`), the plate-recognition service
 (:mod:`edgemigrate.workloads.platedetect`) on node 1 (``edge1``) serving one client on the testbed's client
-host, real CPU load on both nodes: node 1's ramps 0 -> 1 while node 2's ramps 1 -> 0, in steps. The load is
-stress-ng inside each host's cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups) and its
-network namespace. A load of L is ``stress_workers`` workers each busy L of the time, in a child cgroup
-weighted as that many processes, so the service's share of its host shrinks as L grows and its processing
-time grows with it - real CPU contention, nothing simulated. The two hosts' cgroups share the machine by equal
-weight (optionally each is capped by a CFS quota of ``host_cores``).
+host, real CPU load on both nodes: node 1's ramps 0 -> 1 while node 2's ramps 1 -> 0, in steps. Each host's
+cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups) is pinned to its own CPU, and a load of
+L is stress-ng in that cgroup and the host's network namespace, capped by a CFS quota at L of the host's CPU
+(:class:`HostLoad`), so the service keeps about 1 - L of its CPU and its processing time grows with L - real
+CPU contention, nothing simulated.
 
 Two runs per repeat: ``shareon`` - node 1's own decision loop (:class:`edgemigrate.edgenode.loop.NodeLoop`:
 its reports and node 2's over the agents' control plane, ``ShareOnAgent.decide``) migrates the container to
