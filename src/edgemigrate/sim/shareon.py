@@ -345,6 +345,8 @@ class ShareOnSim:
             self.mig_left_bytes[ended] = 0.0
             self.down_left_s[ended] = 0.0
             self.req_due[ended] = -1
+            for u in ended.tolist():
+                self.req_cands.pop(u, None)
             self._place(ended)
 
     def _load(self, active: NDArray[np.bool_]) -> tuple[F64, I64]:
