@@ -84,6 +84,7 @@ class EmulationConfig:
     # one-CPU edge machines, whose load is a fraction of their own CPU (HostLoad)
     pin_cpus: bool = True
     stress_workers: int = 2
+    load_weight: int = 2  # the load cgroup's weight in processes: the service keeps >= 1 / (1 + weight) of its CPU
     admit_below: float | None = 0.85  # node 2 admits the move only below this utilisation (control/grants.py)
     image: str = "street-small"
     calibrate_s: float = 3.0
@@ -92,8 +93,9 @@ class EmulationConfig:
     tail_s: float = 4.0  # the client goes on this long at the last loads after the ramp (and any migration)
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1:
-            raise ConfigError("emulation: repeats >= 1, levels >= 2 and stress_workers >= 1 are required")
+        if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1 or not 1 <= self.load_weight <= 100:
+            raise ConfigError("emulation: repeats >= 1, levels >= 2, stress_workers >= 1 and load_weight in 1..100 "
+                              "are required")
         if self.threshold_idle_factor < 0:
             raise ConfigError("emulation.threshold_idle_factor: must be >= 0")
         if self.host_cores < 0 or self.tail_s < 0:
@@ -110,9 +112,6 @@ class EmulationConfig:
 
 
 # ------------------------------------------------------------------------------------------ host load
-LOAD_WEIGHT = 32  # the load cgroup's weight in ordinary processes: within its quota it takes the CPU first
-
-
 def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
@@ -124,14 +123,16 @@ class HostLoad:
     The host's cgroup is pinned to ``cpus`` (cpuset) when given - each edge host then is a one-CPU machine, as
     fig. 6's two nodes are two machines - and optionally capped by a CFS quota of ``cores``. The workers run in
     a child cgroup ``load`` beside the containers' cgroups, with a CFS quota of ``level`` x the host's capacity
-    and a weight of :data:`LOAD_WEIGHT` processes: within its quota the load runs first, so the service keeps
-    about ``1 - level`` of the host and its processing time grows like ``1 / (1 - level)`` - gradually, as in
-    fig. 6 - instead of jumping as soon as any worker is busy (the weighted, unquota'd load of the first
-    version: ``docs/shareon-emulation.md``). The service itself is never throttled (its cgroup has no quota),
-    so runc can still freeze it for pre-copy's final round.
+    and the weight of ``weight`` ordinary processes: the service keeps about ``1 - level`` of the host while
+    that is more than its weighted share ``1 / (1 + weight)``, so its processing time grows like
+    ``1 / (1 - level)`` up to ``1 + weight`` times its idle time - gradually, as in fig. 6 - instead of jumping
+    as soon as any worker is busy (the weighted, unquota'd load of the first version). A heavy weight starves
+    the service: runc then cannot freeze it for pre-copy's final round, and other work on the machine is pushed
+    off the loaded CPU onto the other host's (both measured: ``docs/shareon-emulation.md``). The service's own
+    cgroup has no quota.
     """
 
-    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None,
+    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None, weight: int = 2,
                  root: Path = CGROUP_ROOT) -> None:
         self.netns_path, self.workers = netns_path, workers
         self.rel = host_cgroup(netns_path)
@@ -154,7 +155,7 @@ class HostLoad:
                 _write(host / "cpuset.cpus", cpus)
             self.load_dirs = [host / "load"]
             (host / "load").mkdir(exist_ok=True)
-            _write(host / "load" / "cpu.weight", str(min(10000, 100 * LOAD_WEIGHT)))
+            _write(host / "load" / "cpu.weight", str(min(10000, 100 * weight)))
             self.quota_file = host / "load" / "cpu.max"
         else:
             cpu = root / "cpu" / self.rel
@@ -164,7 +165,7 @@ class HostLoad:
             self.load_dirs = [root / "cpu" / self.rel / "load", root / "cpuacct" / self.rel / "load"]
             for d in self.load_dirs:
                 d.mkdir(parents=True, exist_ok=True)
-            _write(self.load_dirs[0] / "cpu.shares", str(1024 * LOAD_WEIGHT))
+            _write(self.load_dirs[0] / "cpu.shares", str(1024 * weight))
             _write(self.load_dirs[0] / "cpu.cfs_period_us", str(CGROUP_PERIOD_US))
             self.quota_file = self.load_dirs[0] / "cpu.cfs_quota_us"
             if cpus:
@@ -293,7 +294,8 @@ class RunResult:
 def _loads(c: LocalCluster, cfg: EmulationConfig) -> Iterator[dict[str, HostLoad]]:
     tb = c.tb
     pin = cfg.pin_cpus and (os.cpu_count() or 1) >= 2
-    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers, str(i) if pin else None)
+    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers, str(i) if pin else None,
+                         cfg.load_weight)
              for i, h in enumerate((NODE1, NODE2))}
     try:
         yield loads
