@@ -23,7 +23,7 @@ import click
               help="Pin node 1 to CPU 0 and node 2 to CPU 1 (two one-CPU machines; needs two CPUs).")
 @click.option("--stress-workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="stress-ng workers per host; their cgroup's CFS quota is the load level x the host's CPU.")
-@click.option("--load-weight", type=click.IntRange(1, 100), default=2, show_default=True,
+@click.option("--load-weight", type=click.IntRange(1, 100), default=8, show_default=True,
               help="The load cgroup's weight in processes: the service keeps at least 1/(1+weight) of its CPU.")
 @click.option("--admit-below", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.85, show_default=True,
               help="Node 2 admits the move only if its CPU use stays below this (0 < x <= 1).")

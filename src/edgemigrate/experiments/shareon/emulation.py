@@ -84,7 +84,7 @@ class EmulationConfig:
     # one-CPU edge machines, whose load is a fraction of their own CPU (HostLoad)
     pin_cpus: bool = True
     stress_workers: int = 2
-    load_weight: int = 2  # the load cgroup's weight in processes: the service keeps >= 1 / (1 + weight) of its CPU
+    load_weight: int = 8  # the load cgroup's weight in processes: the service keeps >= 1 / (1 + weight) of its CPU
     admit_below: float | None = 0.85  # node 2 admits the move only below this utilisation (control/grants.py)
     image: str = "street-small"
     calibrate_s: float = 3.0
@@ -132,7 +132,7 @@ class HostLoad:
     cgroup has no quota.
     """
 
-    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None, weight: int = 2,
+    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None, weight: int = 8,
                  root: Path = CGROUP_ROOT) -> None:
         self.netns_path, self.workers = netns_path, workers
         self.rel = host_cgroup(netns_path)
