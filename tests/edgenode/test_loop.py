@@ -6,6 +6,7 @@ tests/experiments/shareon/test_emulation_real.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,38 @@ def test_an_unreachable_agent_is_an_unusable_report(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(loop_mod.tls, "client_context", lambda pki, name: None)
     nl, _, _ = _loop({})
     assert asyncio.run(NodeLoop._ask(nl, "edge2")) is None
+
+
+def _two_idle() -> dict[str, list[HostReport | None]]:
+    return {"edge1": [_report("edge1", 0.9, 0.25)], "edge2": [_report("edge2", 0.05)],
+            "edge3": [_report("edge3", 0.1)]}
+
+
+def test_with_admission_a_refusal_sends_the_move_to_the_next_candidate() -> None:
+    nl, records, moves = _loop(_two_idle())
+    nl.cfg = dataclasses.replace(nl.cfg, admission=True)
+    asked: list[tuple[str, str, float]] = []
+
+    async def admit(service: str, to: str, demand_cores: float) -> dict[str, Any]:
+        asked.append((service, to, demand_cores))
+        return {"admitted": to == "edge3"}
+
+    nl._admit = admit  # type: ignore[method-assign]
+    assert [d.destination_id for d in asyncio.run(nl.step())] == ["edge3"]
+    assert [a[1] for a in asked] == ["edge2", "edge3"] and asked[0][2] == pytest.approx(4.0 * 0.02)
+    assert moves == [("plates", "edge3")]
+    assert [r["event"] for r in records] == ["round", "admission", "admission", "migration_start"]
+
+
+def test_with_admission_nobody_admitting_means_no_move_and_errors_are_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    nl, records, moves = _loop(_two_idle())
+    nl.cfg = dataclasses.replace(nl.cfg, admission=True)
+
+    async def garbage(*a: Any, **kw: Any) -> dict[str, Any]:
+        raise EngineError("REPORT_REPLY from edge2: no admission answer")
+
+    monkeypatch.setattr(loop_mod, "ask_admission", garbage)
+    assert asyncio.run(nl.step()) == []
+    assert moves == []
+    adm = [r for r in records if r["event"] == "admission"]
+    assert [r["admitted"] for r in adm] == [False, False] and "no admission answer" in adm[0]["error"]

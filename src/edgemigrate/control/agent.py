@@ -264,7 +264,7 @@ class Agent:
             elif first.type is MsgType.STATUS:
                 await conn.send(MsgType.STATUS_REPLY, host=self.cfg.host, services=self.status())
             elif first.type is MsgType.REPORT:
-                await self._report(conn)
+                await self._report(conn, first)
             elif first.type is MsgType.MIGRATE and conn.peer == self.cfg.host:
                 await self._node_migrate(conn, first)
             elif first.type in (MsgType.DEPLOY, MsgType.STOP, MsgType.MIGRATE, MsgType.AUTHORIZE, MsgType.GRANT):
@@ -303,14 +303,18 @@ class Agent:
             await conn.send(MsgType.RESULT, stats=stats)
 
     # ------------------------------------------------------------------- reports and node-initiated moves
-    async def _report(self, conn: FramedConnection) -> None:
+    async def _report(self, conn: FramedConnection, m: Message) -> None:
         """The host's resource report (:mod:`.reports`), for the operator (controller), this host's own node
         loop, and neighbours a standing grant links to this host - no other certificate of the CA."""
         if conn.peer not in (tls.CLIENT_NAME, self.cfg.host) and not self.grants.linked(conn.peer):
             raise ProtocolError(f"REPORT from {conn.peer}: not the client, this host, or a granted neighbour")
         services = {name: (spec, self.runtime.state(name).value) for name, spec in self.store.services().items()}
         report = await asyncio.to_thread(build_report, self.cfg.host, self.meter, services, self.cfg.netns_path)
-        await conn.send(MsgType.REPORT_REPLY, host=self.cfg.host, report=report.to_dict())
+        extra = {}
+        if "admit" in m.body:  # a granted source asks this host to admit a migration (control/grants.py)
+            extra["admission"] = self.grants.admit(m.body["admit"], conn.peer, report.cpu_used_fraction,
+                                                   report.cpu_cores)
+        await conn.send(MsgType.REPORT_REPLY, host=self.cfg.host, report=report.to_dict(), **extra)
 
     async def _node_migrate(self, conn: FramedConnection, m: Message) -> None:
         """A migration this host's own node loop asks for (its own certificate): started only under a live

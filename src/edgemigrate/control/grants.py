@@ -14,6 +14,15 @@ expiry. ``GRANT`` goes to the source and to every listed neighbour; each keeps o
 * A neighbour's agent answers the source's resource queries (``REPORT``), and the source its neighbours', only
   while a grant links them: a certificate of the CA alone does not make a host a neighbour.
 
+**Admission** (ours, against herding - ``docs/shareon.md``): a grant may carry ``admit_below``, the utilisation
+a neighbour must stay below after taking a service (Algorithm 1's High boundary as a load). Then the source
+first asks the neighbour to admit the move (``REPORT`` with ``admit``: token, service, the service's measured
+demand in cores); the neighbour checks its measured CPU use plus the reservations it already gave plus this
+demand against the bound (the load half of ``costs.shareon.admits``), and if it admits, keeps a reservation for ``RESERVATION_TTL_S``
+(until the arrived service shows in its measured load). Its ``HELLO`` for that service from that source is
+accepted only while that reservation stands; several sources that chose the same idle neighbour from the same
+stale report are thus admitted only as far as it has room, and the others go on to their next candidate.
+
 Unlike a one-time token a grant is not burned by use (the node may migrate several times while it lasts);
 it is bounded by its expiry (at most :data:`MAX_GRANT_TTL_S`) and by its scope. Hashes are in memory only: a
 restarted agent forgets its grants and the operator grants again.
@@ -21,6 +30,8 @@ restarted agent forgets its grants and the operator grants again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
 import re
@@ -43,6 +54,9 @@ MAX_GRANT_TTL_S = 24 * 3600.0  # an experiment or a shift; the operator renews i
 MAX_NEIGHBOURS = 64
 MAX_SERVICES = 256
 MAX_GRANTS = 16  # grants one host holds at once (expired ones are purged first)
+RESERVATION_TTL_S = 30.0  # a transfer plus a few report periods, after which the service is in the measured load
+MAX_RESERVATIONS = 64
+MAX_DEMAND_CORES = 1024.0
 
 
 class GrantPolicy(enum.Enum):
@@ -61,6 +75,7 @@ class StandingGrant:
     neighbours: tuple[str, ...]
     services: tuple[str, ...]
     expires_at_s: float  # on the holder's monotonic clock
+    admit_below: float | None = None  # utilisation a neighbour stays below when it admits (module docstring)
 
     def peers_of(self, host: str) -> tuple[str, ...]:
         """The hosts ``host`` is linked to by this grant (the source sees its neighbours, a neighbour the source)."""
@@ -96,6 +111,8 @@ class GrantBook:
         self.host = host
         self.clock = clock
         self._grants: dict[str, tuple[GrantRole, StandingGrant]] = {}
+        # (source, service) -> (demand as a fraction of this host's capacity, expiry): admitted, not yet measured
+        self._reserved: dict[tuple[str, str], tuple[float, float]] = {}
 
     def __len__(self) -> int:
         return len(self._live())
@@ -135,7 +152,12 @@ class GrantBook:
         live = self._live()
         if len(live) >= MAX_GRANTS and _digest(token) not in live:
             raise ProtocolError(f"{self.host} already holds {MAX_GRANTS} grants")
-        grant = StandingGrant(policy, source, neighbours, services, self.clock() + ttl_s)
+        admit_below = body.get("admit_below")
+        if admit_below is not None and not (isinstance(admit_below, (int, float))
+                                            and not isinstance(admit_below, bool) and 0 < admit_below <= 1):
+            raise ProtocolError(f"GRANT.admit_below: {str(admit_below)[:40]} outside (0, 1]")
+        grant = StandingGrant(policy, source, neighbours, services, self.clock() + ttl_s,
+                              None if admit_below is None else float(admit_below))
         live[_digest(token)] = (role, grant)
         return role, grant
 
@@ -167,7 +189,54 @@ class GrantBook:
             raise ProtocolError(f"{what}: the grant is for source {grant.source}")
         if service not in grant.services:
             raise ProtocolError(f"{what}: the grant does not list {service}")
+        if grant.admit_below is not None and (src_host, service) not in self._live_reservations():
+            raise ProtocolError(f"{what}: not admitted (no live reservation: the source must ask REPORT admit first)")
         return grant
+
+    def _live_reservations(self) -> dict[tuple[str, str], tuple[float, float]]:
+        now = self.clock()
+        self._reserved = {k: v for k, v in self._reserved.items() if v[1] > now}
+        return self._reserved
+
+    def reserved_fraction(self) -> float:
+        """The load this host has promised to migrations it admitted and does not yet measure."""
+        return sum(f for f, _ in self._live_reservations().values())
+
+    def admit(self, body: Any, src_host: str | None, used_fraction: float, cpu_cores: float) -> dict[str, Any]:
+        """A source's request (``REPORT.admit``) to move a service here: admitted (and reserved) only under a
+        live grant for that source and service and, if the grant sets ``admit_below``, only if this host's
+        measured use plus its reservations plus the service's demand stays below it. Every field is the
+        peer's: checked here. Returns the reply's ``admission`` body; raises for an unauthorised request."""
+        if not isinstance(body, dict) or set(body) != {"token", "service", "demand_cores"}:
+            raise ProtocolError("REPORT.admit: expected exactly token, service, demand_cores")
+        token, service, demand = body["token"], body["service"], body["demand_cores"]
+        if not isinstance(token, str) or not isinstance(service, str):
+            raise ProtocolError("REPORT.admit: token and service must be strings")
+        try:
+            service = check_id(service, "REPORT.admit.service")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if isinstance(demand, bool) or not isinstance(demand, (int, float)) or not 0 <= demand <= MAX_DEMAND_CORES:
+            raise ProtocolError(f"REPORT.admit.demand_cores: {str(demand)[:40]} outside [0, {MAX_DEMAND_CORES:g}]")
+        if src_host is None:
+            raise ProtocolError("REPORT.admit without a peer certificate")
+        what = f"admission of {service} from {src_host} to {self.host}"
+        grant = self._find(token, GrantRole.NEIGHBOUR, what)
+        if grant.source != src_host or service not in grant.services:
+            raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
+        live = self._live_reservations()
+        live.pop((src_host, service), None)  # asking again replaces this service's own reservation
+        frac = float(demand) / max(cpu_cores, 1e-9)
+        reserved = sum(f for f, _ in live.values())
+        # the load half of costs.shareon.admits (a host measures only its utilisation); NaN refuses. Written
+        # out here: control sits below the decision code and imports nothing of it
+        ok = grant.admit_below is None or bool(used_fraction + reserved + frac < grant.admit_below)
+        if ok and len(live) >= MAX_RESERVATIONS:
+            ok = False
+        if ok:
+            live[(src_host, service)] = (frac, self.clock() + RESERVATION_TTL_S)
+        return {"admitted": ok, "used_fraction": float(used_fraction), "reserved_fraction": float(reserved),
+                "demand_fraction": frac, "admit_below": grant.admit_below}
 
     def linked(self, peer: str | None) -> bool:
         """Whether a live grant links this host and ``peer`` (so ``peer`` may ask for this host's report)."""
@@ -175,19 +244,20 @@ class GrantBook:
 
 
 def grant_body(token: str, source: str, neighbours: Sequence[str], services: Sequence[str], ttl_s: float,
-               policy: GrantPolicy = GrantPolicy.SHAREON) -> dict[str, Any]:
+               policy: GrantPolicy = GrantPolicy.SHAREON, admit_below: float | None = None) -> dict[str, Any]:
     """The ``GRANT`` message body the operator sends to the source and to each neighbour."""
-    return {"token": token, "policy": policy.value, "source": source, "neighbours": list(neighbours),
+    body = {"token": token, "policy": policy.value, "source": source, "neighbours": list(neighbours),
             "services": list(services), "ttl_s": float(ttl_s)}
+    return body if admit_below is None else body | {"admit_below": float(admit_below)}
 
 
 # ------------------------------------------------------------------------------------------ client side
 async def grant(d: AgentDirectory, source: str, neighbours: Sequence[str], services: Sequence[str], ttl_s: float,
-                policy: GrantPolicy = GrantPolicy.SHAREON) -> str:
+                policy: GrantPolicy = GrantPolicy.SHAREON, admit_below: float | None = None) -> str:
     """The operator grants ``source`` a standing authorisation (sent to it and to every neighbour); returns
     the token, which only the source's node loop is given."""
     token = new_token()
-    body = grant_body(token, source, neighbours, services, ttl_s, policy)
+    body = grant_body(token, source, neighbours, services, ttl_s, policy, admit_below)
     for host in (source, *neighbours):
         await client._request(d, host, MsgType.GRANT, **body)  # noqa: SLF001 (the package's own helper)
     return token
@@ -202,3 +272,24 @@ async def node_migrate(pki_dir: Path, host: str, addr: tuple[str, int], service:
     body = {"service": service, "to_host": to_host, "to_addr": f"{to_addr[0]}:{to_addr[1]}", "strategy": strategy,
             "token": token}
     return await client.run_migrate(conn, host, body, on_progress)
+
+
+async def ask_admission(pki_dir: Path, host: str, to_host: str, to_addr: tuple[str, int], token: str, service: str,
+                        demand_cores: float, timeout_s: float = 10.0) -> dict[str, Any]:
+    """A node's loop asks neighbour ``to_host`` (with ``host``'s own certificate) to admit ``service`` with
+    its measured ``demand_cores``; returns the neighbour's ``admission`` body (``admitted`` checked to be a
+    bool). Raises a ProtocolError / EngineError when refused outright, unreachable or answering garbage."""
+    conn = await connect(to_addr[0], to_addr[1], tls.client_context(pki_dir, host), to_host, timeout_s)
+    try:
+        await conn.send(MsgType.REPORT, admit={"token": token, "service": service,
+                                               "demand_cores": float(min(max(demand_cores, 0.0), MAX_DEMAND_CORES))})
+        reply = await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
+    except TimeoutError:
+        raise ProtocolError(f"no admission answer from {to_host} within {timeout_s:.0f} s") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    adm = reply.body.get("admission")
+    if not isinstance(adm, dict) or not isinstance(adm.get("admitted"), bool):
+        raise ProtocolError(f"REPORT_REPLY from {to_host}: no admission answer")
+    return adm

@@ -164,6 +164,17 @@ def host_cgroup(netns_path: str | None) -> str:
     return f"edgemigrate/{Path(netns_path).name if netns_path else 'host'}"
 
 
+def count_cpus(cpu_list: str) -> int:
+    """CPUs in a kernel cpu list (``0-3,6``); 0 for anything else."""
+    n = 0
+    for part in cpu_list.strip().split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            return 0
+        n += (int(hi) - int(lo) + 1) if sep else 1
+    return max(n, 0)
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -198,7 +209,14 @@ class ResourceMeter:
         return int(text) / 1e9 if text.isdigit() else 0.0
 
     def cpu_cores(self) -> float:
+        """The host's CPU capacity: the machine's cores, or fewer if its cgroup is pinned to some (cpuset) or
+        capped by a CFS quota - whichever is smallest."""
         machine = float(os.cpu_count() or 1)
+        pinned = _read(self._file("cpuset", "cpuset.cpus.effective" if self.v2 else "cpuset.effective_cpus"))
+        if pinned is not None and pinned.strip():
+            n = count_cpus(pinned)
+            if n > 0:
+                machine = min(machine, float(n))
         if self.v2:
             quota, _, period = (_read(self._file("cpu", "cpu.max")) or "max").strip().partition(" ")
         else:

@@ -174,3 +174,28 @@ def slow_reason(t_net_s: float, t_proc_s: float, net_ref_s: float, proc_ref_s: f
     if net_over > 0 and proc_over > 0:
         return Reason.BOTH
     return Reason.PROCESSING if proc_over >= net_over else Reason.NETWORK
+
+
+def admits(cpu_hz: ArrayLike, ram_bytes: ArrayLike, n_containers: ArrayLike, util_fac: ArrayLike,
+           reserved_n: ArrayLike, reserved_hz: ArrayLike, demand_hz: ArrayLike, th: RegionThresholds,
+           util_high: float) -> NDArray[np.bool_]:
+    """Destination-side admission: does a node stay below High if it takes one more container?
+
+    Ours, not the paper's. Algorithm 2 (lines 13-14) bounds a destination's load only through the source's
+    view of it - the in-flight count inside ``C_m`` and the region in the last report - and sources that decide
+    in the same query period from the same reports all pick the same cheap node (``docs/shareon.md``, the
+    10 Gbit/s point). So the destination, the only party that knows what it has already accepted, checks
+    before it accepts: with its *current* containers and utilisation plus the reservations of incoming
+    migrations it already admitted (``reserved_n`` containers, ``reserved_hz`` of load) plus this one, it must
+    stay out of Algorithm 1's High region (processing and RAM per container above ``th``'s first thresholds)
+    and its utilisation must stay below ``util_high`` (the same High boundary stated on the measured load, which
+    sees that containers differ in demand). A node with no capacity (``cpu_hz <= 0``, NaN) admits nothing.
+    """
+    cpu = np.asarray(cpu_hz, dtype=np.float64)
+    k = np.asarray(n_containers, dtype=np.float64) + np.asarray(reserved_n, dtype=np.float64) + 1.0
+    region = util_region(per_container(cpu, k), per_container(ram_bytes, k), th)
+    extra = np.asarray(reserved_hz, dtype=np.float64) + np.asarray(demand_hz, dtype=np.float64)
+    util_after = np.asarray(util_fac, dtype=np.float64) + np.divide(
+        extra, cpu, out=np.full(np.broadcast(extra, cpu).shape, np.inf), where=cpu > 0)
+    return (region != UtilRegion.HIGH) & (util_after < float(util_high))
+

@@ -23,6 +23,7 @@ request that waits on a loaded node does not count as more work to move.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgemigrate.control.grants import node_migrate
+from edgemigrate.control.grants import ask_admission, node_migrate
 from edgemigrate.control.reports import HostReport, query_report
 from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.costs.shareon import alpha_from_measurement
@@ -72,6 +73,9 @@ class NodeLoopConfig:
     # a service is moved only after this many consecutive rounds chose to move it: one round's view is the
     # mean of a few requests, and on a machine shared with other work one slow window is not a loaded node
     confirm_rounds: int = 1
+    # the grant sets admit_below: ask the destination to admit each move first (control/grants.py), and on a
+    # refusal ask the decision's next candidate
+    admission: bool = False
 
     @property
     def neighbours(self) -> list[str]:
@@ -149,10 +153,36 @@ class NodeLoop:
                              "est_total_s": d.est_total_s, "cost_s": d.cost_s,
                              "confirmed": d in confirmed} for d in decisions]
         self.record({"event": "round", **rec})
+        demand = {c.container_id: c.demand_hz for c in view.containers} if view is not None else {}
+        moved = []
         for d in confirmed:
             self.streak.pop(d.container_id, None)
-            await self._migrate(d)
-        return confirmed
+            to = await self._destination(d, demand.get(d.container_id, 0.0) / HZ_PER_CORE)
+            if to is not None:
+                moved.append(dataclasses.replace(d, destination_id=to))
+                await self._migrate(moved[-1])
+        return moved
+
+    async def _destination(self, d: MigrationDecision, demand_cores: float) -> str | None:
+        """The first of the decision's destination and alternatives that admits the move (all of them, first
+        first, without admission), or None; every answer is recorded."""
+        if not self.cfg.admission:
+            return d.destination_id
+        for to in (d.destination_id, *d.alternatives):
+            adm = await self._admit(d.container_id, to, demand_cores)
+            self.record({"event": "admission", "t_s": self.clock(), "service": d.container_id, "to": to, **adm})
+            if adm.get("admitted") is True:
+                return to
+        return None
+
+    async def _admit(self, service: str, to: str, demand_cores: float) -> dict[str, Any]:
+        """Ask ``to`` to admit ``service`` (a refusal, an error or silence is not an admission)."""
+        try:
+            return await ask_admission(self.cfg.pki_dir, self.cfg.host, to, self.cfg.agents[to], self.cfg.token,
+                                       service, demand_cores)
+        except (EdgeMigrateError, OSError) as exc:
+            log.warning("%s: admission of %s by %s failed: %s", self.cfg.host, service, to, exc)
+            return {"admitted": False, "error": str(exc)[:300]}
 
     async def _migrate(self, d: MigrationDecision) -> None:
         t0 = self.clock()

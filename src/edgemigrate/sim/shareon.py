@@ -44,6 +44,11 @@ One tick of ``dt_s`` seconds, in this order:
              at once); the answers - the reports of step 5 at the query tick, each lost with probability
              ``answer_loss`` - arrive ``ceil(2 query_delay_s / dt)`` ticks later, and then node i's agent decides
              from them and its own current state. The policy returns (user, destination) pairs.
+7b. ADMIT    if the policy has a destination-side admission check (ShareOn: ``costs.shareon.admits``), a
+             decision is a request to the destination that is answered one round trip later (the same delay as
+             a query): the destination admits it only if, with its current state and the migrations it already
+             admitted, it stays below High; a refused request goes on to the source's next candidate. Without
+             such a check (the baselines, the paper's Algorithm 2 alone) a decision starts the transfer at once.
 8. MIGRATE   a migration pre-copies ``container_bytes`` over the inter-edge links: every node has one link of
              ``inter_edge_bps`` shared equally by its concurrent outgoing (and, separately, incoming) transfers,
              a transfer getting the smaller share; the container keeps serving at the source meanwhile. When
@@ -223,11 +228,22 @@ class DecisionContext:
 
 
 class MigrationPolicy(Protocol):
-    """Decides the migrations of the nodes in ``ctx.deciders``: returns (users, destinations), equal length."""
+    """Decides the migrations of the nodes in ``ctx.deciders``: returns (users, destinations) with as many
+    rows; ``destinations`` is (M,) or (M, A): each row's candidates best first, padded with -1, the later ones
+    asked only if the earlier refuse (:class:`Admission`)."""
 
     name: str
 
     def decide(self, ctx: DecisionContext) -> tuple[I64, I64]: ...
+
+
+class Admission(Protocol):
+    """A destination's admission check (a policy that has one offers it as ``policy.admission``): node
+    ``dest``'s own current state and the reservations of the migrations it already admitted, and the load of
+    the one asking; True admits it."""
+
+    def __call__(self, cpu_hz: float, ram_bytes: float, n_containers: int, util_fac: float, reserved_n: int,
+                 reserved_hz: float, demand_hz: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +285,7 @@ class ShareOnSim:
         self.warmup_steps = int(round(cfg.warmup_s / cfg.dt_s))
         self.period_steps = max(1, int(round(cfg.query_period_s / cfg.dt_s)))
         self.delay_steps = max(1, math.ceil(2 * cfg.query_delay_s / cfg.dt_s - 1e-9))
+        self.admission: Admission | None = getattr(policy, "admission", None)
 
     # -- setup ---------------------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -290,6 +307,11 @@ class ShareOnSim:
         self.bytes_moved = 0.0
         self.migration_s: list[float] = []
         self.mig_started_at = np.zeros(u)
+        self.mig_demand_hz = np.zeros(u)
+        self.req_due = np.full(u, -1, dtype=np.int64)
+        self.req_src = np.full(u, -1, dtype=np.int64)
+        self.req_cands: dict[int, list[int]] = {}
+        self.refusals = 0
         self._place(np.arange(u))
 
     def _place(self, users: I64) -> None:
@@ -322,6 +344,9 @@ class ShareOnSim:
             self.mig_dst[ended] = -1
             self.mig_left_bytes[ended] = 0.0
             self.down_left_s[ended] = 0.0
+            self.req_due[ended] = -1
+            for u in ended.tolist():
+                self.req_cands.pop(u, None)
             self._place(ended)
 
     def _load(self, active: NDArray[np.bool_]) -> tuple[F64, I64]:
@@ -390,7 +415,7 @@ class ShareOnSim:
             return 0
         cfg = self.cfg
         nb = self.neighbours[deciders]
-        migrating = (self.mig_dst >= 0) | (self.down_left_s > 0)
+        migrating = (self.mig_dst >= 0) | (self.down_left_s > 0) | (self.req_due >= 0)
         ctx = DecisionContext(
             now_s=step * self.dt, age_s=self.delay_steps * self.dt, deciders=deciders, neighbours=nb,
             answered=self.rng.random(nb.shape) >= cfg.answer_loss, node_xy_m=self.node_xy, cpu_hz=self.cpu_hz,
@@ -400,11 +425,15 @@ class ShareOnSim:
             t_proc_s=t_proc, migrating=migrating, container_bytes=cfg.container_bytes)
         users, dests = self.policy.decide(ctx)
         users, dests = np.asarray(users, dtype=np.int64), np.asarray(dests, dtype=np.int64)
-        if users.shape != dests.shape or users.ndim != 1:
+        if dests.ndim == 1:
+            dests = dests[:, None]
+        if users.ndim != 1 or dests.ndim != 2 or dests.shape[0] != users.size:
             raise ValidationError(f"policy {self.policy.name}: users and destinations differ in shape")
         if users.size == 0:
             return 0
-        in_range = (users >= 0) & (users < self.n_users) & (dests >= 0) & (dests < self.n_nodes)
+        cands, dests = dests, dests[:, 0]
+        in_range = ((users >= 0) & (users < self.n_users) & (dests >= 0) & (cands < self.n_nodes).all(axis=1)
+                    & (cands >= -1).all(axis=1))
         if not in_range.all():
             raise ValidationError(f"policy {self.policy.name}: user or node index out of range")
         own = np.isin(self.host[users], deciders)
@@ -413,11 +442,56 @@ class ShareOnSim:
         ok = ~migrating[users] & (dests != self.host[users])
         _, first = np.unique(users, return_index=True)
         ok &= np.isin(np.arange(users.size), first)
-        users, dests = users[ok], dests[ok]
-        self.mig_dst[users] = dests
-        self.mig_left_bytes[users] = cfg.container_bytes
-        self.mig_started_at[users] = step * self.dt
+        users, dests, cands = users[ok], dests[ok], cands[ok]
+        if self.admission is not None:
+            # the request travels to the destination and its answer back: one round trip, like a query
+            self.req_due[users] = step + self.delay_steps
+            self.req_src[users] = self.host[users]
+            for u, row in zip(users.tolist(), cands.tolist(), strict=True):
+                self.req_cands[u] = [j for j in row if j >= 0 and j != self.host[u]]
+            return 0
+        self._start(users, dests, step)
         return int(users.size)
+
+    def _start(self, users: I64, dests: I64, step: int) -> None:
+        self.mig_dst[users] = dests
+        self.mig_left_bytes[users] = self.cfg.container_bytes
+        self.mig_started_at[users] = step * self.dt
+        self.mig_demand_hz[users] = self.rate[users] * self.cfg.cycles_per_request
+
+    def _admit(self, step: int, now: Reports) -> int:
+        """Step 7b: the migration requests whose answer arrives now, in random order (as they reach the
+        destinations): each destination checks with its current state and what it already admitted (the
+        in-flight migrations heading to it, with the loads their sources declared); a refused request goes
+        on to the source's next candidate (one more round trip), or is dropped when there is none. Returns
+        the number of migrations started."""
+        due = np.flatnonzero(self.req_due == step)
+        if due.size == 0 or self.admission is None:
+            return 0
+        moving = self.mig_dst >= 0
+        res_n = np.bincount(self.mig_dst[moving], minlength=self.n_nodes)
+        res_hz = np.bincount(self.mig_dst[moving], weights=self.mig_demand_hz[moving], minlength=self.n_nodes)
+        started = []
+        for u in self.rng.permutation(due).tolist():
+            self.req_due[u] = -1
+            cands = self.req_cands.pop(u, [])
+            if self.host[u] != self.req_src[u] or not cands:  # the session ended meanwhile
+                continue
+            j, demand = cands[0], float(self.rate[u] * self.cfg.cycles_per_request)
+            if self.admission(float(self.cpu_hz[j]), float(self.ram_bytes[j]), int(now.n_containers[j]),
+                              float(now.util_fac[j]), int(res_n[j]), float(res_hz[j]), demand):
+                res_n[j] += 1
+                res_hz[j] += demand
+                started.append((u, j))
+                continue
+            self.refusals += int(step >= self.warmup_steps)
+            if len(cands) > 1:
+                self.req_cands[u] = cands[1:]
+                self.req_due[u] = step + self.delay_steps
+        if started:
+            us, js = np.array(started, dtype=np.int64).T
+            self._start(us, js, step)
+        return len(started)
 
     def _migrate(self, step: int) -> int:
         """Step 8: pre-copy transfers share each node's inter-edge link; finished ones switch host after a
@@ -464,7 +538,7 @@ class ShareOnSim:
             now = self._measure(step, active, jitter, t_proc_node, n_containers)
             self.history[step] = now
             self.history.pop(step - self.delay_steps - 1, None)
-            started = self._decide(step, t_net, t_proc, now)
+            started = self._admit(step, now) + self._decide(step, t_net, t_proc, now)
             finished = self._migrate(step)
             r = step - self.warmup_steps
             if r >= 0:
@@ -491,6 +565,7 @@ class ShareOnSim:
             "mean_migration_s": float(np.mean(self.migration_s)) if self.migration_s else 0.0,
             "rate_rps": self.rate_rps,
             "mean_max_util": float(np.mean(rec["max_util"])),
+            "refusals_per_user_h": self.refusals / self.n_users / hours,
         }
 
 

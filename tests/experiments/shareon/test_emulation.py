@@ -32,7 +32,7 @@ def _run(mode: str, migrated: bool, delays: list[float], counters: list[int] | N
 
 def test_bad_configs_are_refused_in_one_line() -> None:
     for bad in ({"repeats": 0}, {"levels": 1}, {"step_s": 0.0}, {"threshold_s": -1.0}, {"host_cores": -1.0},
-                {"threshold_idle_factor": -1.0}, {"stress_workers": 0}):
+                {"threshold_idle_factor": -1.0}, {"stress_workers": 0}, {"load_weight": 0}, {"load_weight": 101}):
         with pytest.raises(ConfigError):
             EmulationConfig(**bad)  # type: ignore[arg-type]
     assert EmulationConfig(levels=6).loads() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])

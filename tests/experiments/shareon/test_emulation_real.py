@@ -7,9 +7,10 @@ agent under its grant, and the service's state (a counter per user) is intact on
 then drops is a measured property of a machine this test shares with everything else CI runs (two busy
 cores): it is printed as a JSON line for the log and reported from the full experiment, not asserted here.
 The threshold is twice the idle processing time measured at the start (the lowest of four readings; not the
-paper's 100 ms, which a quiet machine never reaches under this load and a busy one exceeds idle), and the
-load at 1 is 8 workers weighted as 8 processes against the one-threaded service (measured: 2.9x its idle time
-on a quiet machine, 4-6x on a busy one), so the test's trigger is the load it applies.
+paper's 100 ms, which a busy machine exceeds idle), and the load at 1 may take node 1's whole CPU (the load
+cgroup's quota) with the weight of 8 processes against the service's one (the default weight 2 barely slows
+a service that sleeps between requests: measured, it never crossed twice its idle time), so the test's
+trigger is the load it applies.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_node1_migrates_by_itself_when_its_delay_crosses_the_threshold(realbed: 
     if shutil.which("stress-ng") is None:
         pytest.skip("stress-ng not installed (scripts/install-system-deps)")
     cfg = EmulationConfig(repeats=1, step_s=10.0, levels=2, threshold_s=0.001, threshold_idle_factor=2.0,
-                          stress_workers=8, calibrate_s=4.0)
+                          stress_workers=2, load_weight=8, calibrate_s=4.0)
     records: list[dict[str, Any]] = []
     try:
         res = run_once(realbed, cfg, "shareon", 0, records.append)
@@ -45,8 +46,12 @@ def test_node1_migrates_by_itself_when_its_delay_crosses_the_threshold(realbed: 
                     f" refused attempts: {failed}; its rounds saw: {rounds}")
     done = records[done_at[0]]
     start = max(i for i in range(done_at[0]) if records[i]["event"] == "migration_start")
-    decision = records[start - 1]
-    # the node's own round, with its confirmed decision, is recorded right before the migration it triggers
+    decision = records[max(i for i in range(start) if records[i]["event"] == "round")]
+    # node 2 admitted the move (its measured load + this service's demand below the grant's bound), after
+    # node 1's own round recorded its confirmed decision and right before the migration
+    admission = records[start - 1]
+    assert admission["event"] == "admission" and admission["to"] == NODE2 and admission["admitted"] is True
+    assert admission["used_fraction"] + admission["demand_fraction"] < admission["admit_below"]
     assert decision["event"] == "round" and decision["node"] == "edge1"
     assert decision["decisions"] == [{**decision["decisions"][0], "service": SERVICE, "to": NODE2, "confirmed": True}]
     assert decision["containers"][SERVICE]["t_total_s"] > res.threshold_s

@@ -102,6 +102,9 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
 # optional keys (may be absent; if present, of this type)
 _OPTIONAL: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.MIGRATE: {"compression": str, "page_codec": str, "pipeline": str},
+    MsgType.REPORT: {"admit": dict},  # a granted source asks admission of a migration (control/grants.py)
+    MsgType.REPORT_REPLY: {"admission": dict},
+    MsgType.GRANT: {"admit_below": float},
 }
 
 

@@ -2,12 +2,11 @@
 
 Two edge hosts of the testbed (:class:`edgemigrate.cluster.LocalCluster`), the plate-recognition service
 (:mod:`edgemigrate.workloads.platedetect`) on node 1 (``edge1``) serving one client on the testbed's client
-host, real CPU load on both nodes: node 1's ramps 0 -> 1 while node 2's ramps 1 -> 0, in steps. The load is
-stress-ng inside each host's cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups) and its
-network namespace. A load of L is ``stress_workers`` workers each busy L of the time, in a child cgroup
-weighted as that many processes, so the service's share of its host shrinks as L grows and its processing
-time grows with it - real CPU contention, nothing simulated. The two hosts' cgroups share the machine by equal
-weight (optionally each is capped by a CFS quota of ``host_cores``).
+host, real CPU load on both nodes: node 1's ramps 0 -> 1 while node 2's ramps 1 -> 0, in steps. Each host's
+cgroup (``edgemigrate/<netns>``, the parent of its containers' cgroups) is pinned to its own CPU, and a load of
+L is stress-ng in that cgroup and the host's network namespace, capped by a CFS quota at L of the host's CPU
+(:class:`HostLoad`), so the service keeps about 1 - L of its CPU and its processing time grows with L - real
+CPU contention, nothing simulated.
 
 Two runs per repeat: ``shareon`` - node 1's own decision loop (:class:`edgemigrate.edgenode.loop.NodeLoop`:
 its reports and node 2's over the agents' control plane, ``ShareOnAgent.decide``) migrates the container to
@@ -44,7 +43,7 @@ import numpy as np
 from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.grants import grant
 from edgemigrate.control.netns import in_netns
-from edgemigrate.control.reports import CGROUP_ROOT, host_cgroup, query_report
+from edgemigrate.control.reports import CGROUP_ROOT, count_cpus, host_cgroup, query_report
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.core.runs import new_run_dir, run_name
@@ -81,7 +80,12 @@ class EmulationConfig:
     # service with its host, and runc's pause (the freeze of pre-copy's final round) of a throttled container
     # fails ("unable to freeze", measured here with 0.5 cores and 6 workers): the migration would be refused
     host_cores: float = 0.0
-    stress_workers: int = 3
+    # each host's cgroup pinned to its own CPU (node 1: CPU 0, node 2: CPU 1) when the machine has two: two
+    # one-CPU edge machines, whose load is a fraction of their own CPU (HostLoad)
+    pin_cpus: bool = True
+    stress_workers: int = 2
+    load_weight: int = 8  # the load cgroup's weight in processes: the service keeps >= 1 / (1 + weight) of its CPU
+    admit_below: float | None = 0.85  # node 2 admits the move only below this utilisation (control/grants.py)
     image: str = "street-small"
     calibrate_s: float = 3.0
     period_s: float = 1.0  # node 1's query/decision period
@@ -89,8 +93,9 @@ class EmulationConfig:
     tail_s: float = 4.0  # the client goes on this long at the last loads after the ramp (and any migration)
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1:
-            raise ConfigError("emulation: repeats >= 1, levels >= 2 and stress_workers >= 1 are required")
+        if self.repeats < 1 or self.levels < 2 or self.stress_workers < 1 or not 1 <= self.load_weight <= 100:
+            raise ConfigError("emulation: repeats >= 1, levels >= 2, stress_workers >= 1 and load_weight in 1..100 "
+                              "are required")
         if self.threshold_idle_factor < 0:
             raise ConfigError("emulation.threshold_idle_factor: must be >= 0")
         if self.host_cores < 0 or self.tail_s < 0:
@@ -107,58 +112,99 @@ class EmulationConfig:
 
 
 # ------------------------------------------------------------------------------------------ host load
-class HostLoad:
-    """stress-ng in one host's cgroup and network namespace, its CPU capped by a CFS quota if ``cores`` > 0
-    (cgroup v1 or v2).
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
 
-    The workers run in a child cgroup ``load`` beside the containers' cgroups. Sibling cgroups share a CPU by
-    their weights, not by their thread counts, so ``load`` gets the weight of ``workers`` ordinary processes
-    (``cpu.shares`` 1024 each in v1, ``cpu.weight`` 100 each in v2): busy workers then take the share that
-    the same processes would take on a plain machine, and a single-threaded service keeps
-    ``1 / (1 + workers x level)`` of the host, roughly.
+
+class HostLoad:
+    """Real CPU load on one host: a fraction of the host's own CPU, taken by stress-ng in its cgroup and
+    network namespace (cgroup v1 or v2).
+
+    The host's cgroup is pinned to ``cpus`` (cpuset) when given - each edge host then is a one-CPU machine, as
+    fig. 6's two nodes are two machines - and optionally capped by a CFS quota of ``cores``. The workers run in
+    a child cgroup ``load`` beside the containers' cgroups, with a CFS quota of ``level`` x the host's capacity
+    and the weight of ``weight`` ordinary processes: the service keeps about ``1 - level`` of the host while
+    that is more than its weighted share ``1 / (1 + weight)``, so its processing time grows like
+    ``1 / (1 - level)`` up to ``1 + weight`` times its idle time - gradually, as in fig. 6 - instead of jumping
+    as soon as any worker is busy (the weighted, unquota'd load of the first version). A heavy weight starves
+    the service: runc then cannot freeze it for pre-copy's final round, and other work on the machine is pushed
+    off the loaded CPU onto the other host's (both measured: ``docs/shareon-emulation.md``). The service's own
+    cgroup has no quota.
     """
 
-    def __init__(self, netns_path: str, cores: float, workers: int, root: Path = CGROUP_ROOT) -> None:
+    def __init__(self, netns_path: str, cores: float, workers: int, cpus: str | None = None, weight: int = 8,
+                 root: Path = CGROUP_ROOT) -> None:
         self.netns_path, self.workers = netns_path, workers
         self.rel = host_cgroup(netns_path)
         self.v2 = (root / "cgroup.controllers").exists()
         quota = str(max(1000, round(cores * CGROUP_PERIOD_US))) if cores > 0 else None
+        self.capacity = float(os.cpu_count() or 1)
+        if cpus:
+            self.capacity = min(self.capacity, float(count_cpus(cpus) or self.capacity))
+        if cores > 0:
+            self.capacity = min(self.capacity, cores)
+        self.join: list[Path] = []
         if self.v2:
             host = root / self.rel
             host.mkdir(parents=True, exist_ok=True)
-            for parent in (root / "edgemigrate", host):
+            for parent in (root, root / "edgemigrate", host):
                 with contextlib.suppress(OSError):
-                    (parent / "cgroup.subtree_control").write_text("+cpu")
-            (host / "cpu.max").write_text(f"{quota or 'max'} {CGROUP_PERIOD_US}")
+                    _write(parent / "cgroup.subtree_control", "+cpu +cpuset" if parent != host else "+cpu")
+            _write(host / "cpu.max", f"{quota or 'max'} {CGROUP_PERIOD_US}")
+            if cpus:
+                _write(host / "cpuset.cpus", cpus)
             self.load_dirs = [host / "load"]
             (host / "load").mkdir(exist_ok=True)
-            (host / "load" / "cpu.weight").write_text(str(100 * workers))
+            _write(host / "load" / "cpu.weight", str(min(10000, 100 * weight)))
+            self.quota_file = host / "load" / "cpu.max"
         else:
             cpu = root / "cpu" / self.rel
             cpu.mkdir(parents=True, exist_ok=True)
-            (cpu / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
-            (cpu / "cpu.cfs_quota_us").write_text(quota or "-1")
+            _write(cpu / "cpu.cfs_period_us", str(CGROUP_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", quota or "-1")
             self.load_dirs = [root / "cpu" / self.rel / "load", root / "cpuacct" / self.rel / "load"]
-            self.load_dirs[0].mkdir(exist_ok=True)
-            (self.load_dirs[0] / "cpu.shares").write_text(str(1024 * workers))
+            for d in self.load_dirs:
+                d.mkdir(parents=True, exist_ok=True)
+            _write(self.load_dirs[0] / "cpu.shares", str(1024 * weight))
+            _write(self.load_dirs[0] / "cpu.cfs_period_us", str(CGROUP_PERIOD_US))
+            self.quota_file = self.load_dirs[0] / "cpu.cfs_quota_us"
+            if cpus:
+                self.join.append(self._pin_v1(root / "cpuset", cpus))
         for d in self.load_dirs:
             d.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.level = 0.0
 
+    def _pin_v1(self, cs_root: Path, cpus: str) -> Path:
+        """Pin the host's cpuset cgroup (and whatever runc already made below it) to ``cpus``; returns it.
+
+        A new v1 cpuset cgroup has no CPUs until given some (each level copies its parent's), and a parent may
+        not drop CPUs a child still uses, so children are narrowed first."""
+        host = cs_root / self.rel
+        d = cs_root
+        for part in Path(self.rel).parts:
+            parent, d = d, d / part
+            d.mkdir(exist_ok=True)
+            for key in ("cpuset.cpus", "cpuset.mems"):
+                if not (d / key).read_text().strip():
+                    _write(d / key, (parent / key).read_text().strip())
+        for dirpath, _, _ in sorted(os.walk(host), key=lambda w: -w[0].count(os.sep)):
+            _write(Path(dirpath) / "cpuset.cpus", cpus)
+        return host
+
     def set(self, level: float) -> None:
-        """Load ``level`` in [0, 1]: every worker busy that fraction of the time (0 stops stress-ng)."""
+        """Load ``level`` in [0, 1] of the host's CPU (0 stops stress-ng)."""
         self.stop()
         self.level = level
-        pct = round(100 * level)
-        if pct <= 0:
+        if level <= 0:
             return
-        join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in self.load_dirs)
+        quota = max(1000, round(level * self.capacity * CGROUP_PERIOD_US))
+        _write(self.quota_file, f"{quota} {CGROUP_PERIOD_US}" if self.v2 else str(quota))
+        join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in (*self.load_dirs, *self.join))
         # the shell joins the load cgroups first, so stress-ng and every worker it forks start inside them
         self.proc = subprocess.Popen(
-            ["sh", "-c", f"{join}; exec nsenter --net={self.netns_path} -- stress-ng --cpu {self.workers} "
-                         f"--cpu-load {pct} --quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            ["sh", "-c", f"{join}; exec nsenter --net={self.netns_path} -- stress-ng --cpu {self.workers} --quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -247,7 +293,10 @@ class RunResult:
 @contextlib.contextmanager
 def _loads(c: LocalCluster, cfg: EmulationConfig) -> Iterator[dict[str, HostLoad]]:
     tb = c.tb
-    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers) for h in (NODE1, NODE2)}
+    pin = cfg.pin_cpus and (os.cpu_count() or 1) >= 2
+    loads = {h: HostLoad(tb.netns_path(h), cfg.host_cores, cfg.stress_workers, str(i) if pin else None,
+                         cfg.load_weight)
+             for i, h in enumerate((NODE1, NODE2))}
     try:
         yield loads
     finally:
@@ -282,7 +331,7 @@ def _node_loop(c: LocalCluster, cfg: EmulationConfig, token: str, t_p_avg_s: flo
     lcfg = NodeLoopConfig(NODE1, host_dir(c.pki, NODE1), {h: d.addr(h) for h in (NODE1, NODE2)}, token,
                           {NODE1: (0.0, 0.0), NODE2: (0.0, 0.0)}, {SERVICE: (0.0, 0.0, net_s, 1 / cfg.request_interval_s)},
                           {NODE2: 100e6}, t_p_avg_s, alpha_prior_s=2 * t_p_avg_s, period_s=cfg.period_s,
-                          confirm_rounds=cfg.confirm_rounds)
+                          confirm_rounds=cfg.confirm_rounds, admission=cfg.admit_below is not None)
     return NodeLoop(lcfg, ShareOnAgent(params), record, clock)
 
 
@@ -301,9 +350,9 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
     tb = c.tb
     c.stop_all(SERVICE)
     spec = ServiceSpec(SERVICE, ServiceKind.PLATEDETECT, tb.service_ip(0), PORT, seed=cfg.seed + repeat)
-    c.deploy(NODE1, spec)
     client_ns = tb.netns_path(next(h.name for h in tb.hosts() if h.kind.value == "client"))
-    with _loads(c, cfg) as loads:
+    with _loads(c, cfg) as loads:  # first: the service's cgroup is made inside the pinned host cgroup
+        c.deploy(NODE1, spec)
         loads[NODE2].set(1.0)
         t0 = time.monotonic()
         cl = Client(client_ns, spec.ip, cfg.image, cfg.request_interval_s, t0)
@@ -322,7 +371,7 @@ def run_once(c: LocalCluster, cfg: EmulationConfig, mode: str, repeat: int,
             stop = asyncio.Event()
             tasks = []
             if mode == "shareon":
-                token = await grant(c.directory, NODE1, [NODE2], [SERVICE], ttl_s=3600)
+                token = await grant(c.directory, NODE1, [NODE2], [SERVICE], ttl_s=3600, admit_below=cfg.admit_below)
                 nl = _node_loop(c, cfg, token, t_p, rec, lambda: time.monotonic() - t0)
                 loop_box.append(nl)
                 tasks.append(asyncio.create_task(nl.run(stop)))

@@ -71,7 +71,10 @@ class ShareOnParams:
     which a user counts as served nearby, used only to name the primary reason; ``min_gain_s``: how much
     lower the estimate must be than the measurement (the paper's strict ``<`` is ``0``; measured latency is
     noisy and reports are stale, and with ``0`` nodes trade containers back and forth for gains inside the
-    noise - ``docs/shareon.md``).
+    noise - ``docs/shareon.md``); ``admit_util_high``: the utilisation a destination must stay below when it
+    admits a migration (``costs.shareon.admits``, ours; ``None``: destinations admit everything, the paper's
+    Algorithm 2 alone); ``max_alternatives``: how many further candidates, best first, a decision carries for
+    the source to ask if the first refuses.
     """
 
     thresholds: RegionThresholds
@@ -81,6 +84,8 @@ class ShareOnParams:
     cost_th_s: float = 3.0
     near_m: float = 1000.0
     min_gain_s: float = 0.02
+    admit_util_high: float | None = 0.85
+    max_alternatives: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.thresholds, RegionThresholds):
@@ -89,6 +94,11 @@ class ShareOnParams:
             _check(getattr(self, key), key, positive=True)
         for key in ("l_d_s_per_m", "user_latency_s", "min_gain_s"):
             _check(getattr(self, key), key, positive=False)
+        if self.admit_util_high is not None:
+            _check(self.admit_util_high, "admit_util_high", positive=True)
+        if isinstance(self.max_alternatives, bool) or not isinstance(self.max_alternatives, int) \
+                or not 0 <= self.max_alternatives <= 16:
+            raise ValidationError(f"max_alternatives: expected an integer in [0, 16], got {self.max_alternatives!r}")
 
 
 def _check(value: object, key: str, *, positive: bool) -> None:
@@ -185,13 +195,16 @@ class _Agent:
             ok_i, score_i = self.candidates(c.t_net_s, t_proc_home, closer[i], net[i], proc_i, cost_i, rnd)
             if not ok_i.any():
                 continue
-            j = int(np.argmin(np.where(ok_i, score_i, np.inf)))
+            ranked = np.flatnonzero(ok_i)
+            ranked = ranked[np.argsort(np.asarray(score_i)[ranked], kind="stable")]
+            j = int(ranked[0])
             rnd.added_hz[j] += c.demand_hz
             rnd.added_n[j] += 1
             relief_hz += c.demand_hz
             reason = slow_reason(c.t_net_s, c.t_proc_s, net_ref, p.t_app_th_s - net_ref)
+            alts = tuple(rnd.ids[k] for k in ranked[1:1 + p.max_alternatives].tolist())
             out.append(MigrationDecision(c.container_id, me.node_id, rnd.ids[j], reason,
-                                         float(net[i, j] + proc_i[j]), float(cost_i[j])))
+                                         float(net[i, j] + proc_i[j]), float(cost_i[j]), alts))
         return out
 
     def _estimates(self, rnd: _Round, demand_hz: float | F64, size_bytes: float | F64,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from edgemigrate.costs.shareon import UtilRegion, network_latency_s, per_container, util_region
-from edgemigrate.policies.shareon.agent import AGENTS, ShareOnParams, _Agent, _Round
+from edgemigrate.costs.shareon import UtilRegion, admits, network_latency_s, per_container, util_region
+from edgemigrate.policies.shareon.agent import AGENTS, ShareOnAgent, ShareOnParams, _Agent, _Round
 from edgemigrate.policies.shareon.view import ContainerState, Neighbour, NodeReport, NodeView
 from edgemigrate.sim.shareon import DecisionContext, Reports
 
@@ -65,6 +65,15 @@ class AgentPolicy:
         self.agent = agent
         self.name = agent.name
         self.screen_nodes = screen
+        p = agent.params
+        if isinstance(agent, ShareOnAgent) and p.admit_util_high is not None:
+            self.admission = self._admits  # the simulator's destination-side check (sim.shareon.Admission)
+
+    def _admits(self, cpu_hz: float, ram_bytes: float, n_containers: int, util_fac: float, reserved_n: int,
+                reserved_hz: float, demand_hz: float) -> bool:
+        p = self.agent.params
+        return bool(admits(cpu_hz, ram_bytes, n_containers, util_fac, reserved_n, reserved_hz, demand_hz,
+                           p.thresholds, float(p.admit_util_high or 0.0)))
 
     @classmethod
     def by_name(cls, name: str, params: ShareOnParams) -> AgentPolicy:
@@ -114,10 +123,13 @@ class AgentPolicy:
                 for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
     def decide(self, ctx: DecisionContext) -> tuple[I64, I64]:
+        """(users, candidates): one row per decision, its destination then its alternatives, -1 padded."""
+        width = 1 + self.agent.params.max_alternatives
         us: list[int] = []
-        ds: list[int] = []
+        ds: list[list[int]] = []
         for view in self.views(ctx):
             for d in self.agent.decide(view):
                 us.append(int(d.container_id[1:]))
-                ds.append(int(d.destination_id[1:]))
-        return np.asarray(us, dtype=np.int64), np.asarray(ds, dtype=np.int64)
+                row = [int(n[1:]) for n in (d.destination_id, *d.alternatives)]
+                ds.append(row + [-1] * (width - len(row)))
+        return np.asarray(us, dtype=np.int64), np.asarray(ds, dtype=np.int64).reshape(len(us), width)

@@ -178,3 +178,6 @@ class MigrationDecision:
     reason: Reason
     est_total_s: float
     cost_s: float
+    alternatives: tuple[str, ...] = ()
+    """The other qualifying neighbours, best first: where the source asks next if ``destination_id`` refuses
+    admission (``costs.shareon.admits``)."""
