@@ -11,7 +11,9 @@ The module adds to the MLP's logits of container ``j`` on node ``k`` (one shared
 - ``stay * [j is on k]``: a prior to keep the current placement (initial weight :data:`STAY_INIT`), so the
   other containers' nodes are predictable from the observation and a move has a consequence the gradient
   can see;
-- ``join * utilisation_k``: a preference for loaded nodes (initial 0, learned from eq. 13's energy term);
+- ``join * containers_k``: a preference for loaded nodes, in containers (the utilisation over one container's
+  share: a node with three more containers than this one's gets ``3 * join``; initial 0, learned from eq. 13's
+  energy term);
 - a mask (-1e9) on nodes that have no room for ``j`` now (sec. V's capacity constraints 3-4 applied per
   container to the current loads; the joint action can still overfill a node, which the env penalises).
 
@@ -32,10 +34,11 @@ STAY_INIT = 2.0
 """Initial weight of the keep-placement prior: with 8 nodes, e^2 / (e^2 + 7) = 51 % to stay at the start, so a
 container's node next step is predictable yet half of them still explore."""
 MASKED = -1.0e9
-PRIOR_SCALE = 50.0
+PRIOR_SCALE = 10.0
 """The two scalars are stored divided by this: Adam moves a parameter by about ``lr`` per step whatever its
-gradient, and at Table II's lr 3e-4 (80 steps per 1000-step batch) an unscaled ``join`` would need ~200k env
-steps to reach a weight that packs; the MLP's own weights keep the table's rate."""
+gradient, so at Table II's lr 3e-4 (80 steps per 1000-step batch with 10 epochs) a scalar moves at most ~0.024
+per 1000 env steps, and a packing ``join`` weight (~1 per container, against ``stay`` = 2) would take 10^5
+steps; scaled, it can move ~0.24 per batch. The MLP's own weights keep the table's rate."""
 
 
 def layout(users: int, containers: int, nodes: int, slot: float) -> dict[str, float]:
@@ -62,7 +65,7 @@ class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
         b, o, n, m = obs.shape[0], self._o, self._n, self._m
         on = obs[:, o * m:(o + n) * m].reshape(b, n, m)
         util = obs[:, (o + n) * m:(o + n) * m + m].reshape(b, 1, m)
-        out = logits.reshape(b, n, m) + PRIOR_SCALE * (self.stay_raw * on + self.join_raw * util)
+        out = logits.reshape(b, n, m) + PRIOR_SCALE * (self.stay_raw * on + self.join_raw * util / self._slot)
         full = (util + self._slot * (1.0 - on)) > 1.0 + 1e-6
         return torch.where(full, torch.full_like(out, MASKED), out).reshape(b, n * m)
 
