@@ -13,7 +13,11 @@ steps where that head picked the node minus the mean reward. Under a uniform pol
 already share a node (``half_on_node0``: every head on node 0 with probability 1/2) does joining it pay - or,
 at the paper-energy capacity, cost: a node overfilled is an illegal action and a -1 penalty.
 
-Usage: python benchmarks/bench_mobilekube_learning.py [--steps 4000] [--caps 4.0,1.5]
+``--capacity-sweep 1.0,1.25,1.5,1.875`` instead prints, per node capacity and users count, best-fit's and the
+exact optimum's empty servers and latency (4 episodes x 20 steps, evaluation mode): how docs/mobilekube.md
+chose the "paper-energy" capacity.
+
+Usage: python benchmarks/bench_mobilekube_learning.py [--steps 4000] [--caps 4.0,1.5] [--capacity-sweep CAPS]
 """
 
 from __future__ import annotations
@@ -62,11 +66,32 @@ def measure(node_cpu: float, steps: int, users: int = 16) -> dict[str, object]:
                               "illegal_rate": round(float(ill2.mean()), 4)}}
 
 
+def capacity_sweep(cap: float, users: int, episodes: int = 4, steps: int = 20) -> dict[str, object]:
+    from edgemigrate.experiments.mobilekube.evaluate import run_episode
+    from edgemigrate.policies.mobilekube import make_agent
+
+    env = MobileKubeEnv({"n_users": users, "node_cpu": cap, "training": False, "episode_steps": steps})
+    out: dict[str, object] = {"bench": "mobilekube_capacity", "node_cpu": cap, "users": users}
+    for name in ("best-fit", "optimum"):
+        runs = [run_episode(env, make_agent(name), 100 + ep, None) for ep in range(episodes)]
+        out[name] = {"empty_servers": round(float(np.mean([r["empty_servers"].mean() for r in runs])), 2),
+                     "latency_ms": round(1e3 * float(np.mean([r["latency_s"].mean() for r in runs])), 2)}
+    bf, op = out["best-fit"], out["optimum"]
+    out["optimum_latency_vs_best_fit_pct"] = round(100 * (op["latency_ms"] / bf["latency_ms"] - 1), 1)  # type: ignore[index]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--caps", default="4.0,1.5", help="node CPU capacities (4.0 = the issue, 1.5 = paper-energy)")
+    ap.add_argument("--capacity-sweep", default=None, metavar="CAPS", help="e.g. 1.0,1.25,1.5,1.875")
     args = ap.parse_args()
+    if args.capacity_sweep:
+        for cap in (float(c) for c in args.capacity_sweep.split(",")):
+            for users in (16, 48):
+                print(json.dumps(capacity_sweep(cap, users)), flush=True)
+        return
     for cap in (float(c) for c in args.caps.split(",")):
         print(json.dumps(measure(cap, args.steps)), flush=True)
 
