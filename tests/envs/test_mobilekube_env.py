@@ -129,3 +129,17 @@ def test_trace_replay_starts_where_asked_and_ends_with_the_trace(tmp_path) -> No
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValidationError, match="start_step must be an integer"):
         env.reset(seed=0, options={"start_step": rows})
+
+
+def test_utilisation_feature_follows_the_placement() -> None:
+    plain = MobileKubeEnv(n_users=16, node_cpu=1.5)
+    env = MobileKubeEnv(n_users=16, node_cpu=1.5, obs_utilisation=True)
+    assert env.observation_space.shape == (plain.observation_space.shape[0] + 8,)
+    check_env(MobileKubeEnv(n_users=16, node_cpu=1.5, obs_utilisation=True, episode_steps=10), skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    obs_plain, _ = plain.reset(seed=3)
+    np.testing.assert_array_equal(obs[:-8], obs_plain)  # the one-hots are unchanged, the loads come last
+    a = np.array([0] * 12 + [5] * 4, dtype=np.int64)  # 12 x 0.125 = 1.5 CPU fills node 0 exactly
+    obs, _, _, _, info = env.step(a)
+    assert not info["illegal"]
+    np.testing.assert_allclose(obs[-8:], [1.0, 0, 0, 0, 0, 4 * 0.125 / 1.5, 0, 0], rtol=1e-6)

@@ -38,6 +38,9 @@ def _options(f):  # type: ignore[no-untyped-def]
         click.option("--seed", type=int, default=0, show_default=True, help="Network and episode seed."),
         click.option("--w1", type=float, default=None, help="Energy weight of eq. 13 / eq. 2 (default 1.0)."),
         click.option("--w2", type=float, default=None, help="Latency weight of eq. 13 / eq. 2 (default 0.05)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Env config field, repeatable: node_cpu=1.5 (the paper-energy capacity, "
+                          "docs/mobilekube.md), obs_utilisation=true (what a packing checkpoint was trained on)."),
         click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"),
                      show_default=True, help="Folder under which the results folder is created."),
     ]
@@ -46,8 +49,20 @@ def _options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def _env(w1: float | None, w2: float | None) -> dict[str, float]:
-    return {k: v for k, v in (("w1", w1), ("w2", w2)) if v is not None}
+def _env(w1: float | None, w2: float | None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    import json
+
+    env: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            env[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            env[key] = raw
+    env.update({k: v for k, v in (("w1", w1), ("w2", w2)) if v is not None})
+    return env
 
 
 @mobilekube.command(short_help="Test latency and empty servers vs users, gap to the optimum (figs. 7-8).")
@@ -55,13 +70,13 @@ def _env(w1: float | None, w2: float | None) -> dict[str, float]:
 @click.option("--episodes", type=int, default=20, show_default=True, help="Test episodes per agent and users count.")
 @_options
 def evaluate(users: str, episodes: int, agents: str, traces: str | None, episode_steps: int | None, seed: int,
-             w1: float | None, w2: float | None, out_root: Path) -> None:
+             w1: float | None, w2: float | None, overrides: tuple[str, ...], out_root: Path) -> None:
     """Every agent on the test movements at each users count: mean latency and empty servers with 95 % CIs
     (figs. 7-8), each agent's gap to the exact eq. 2 optimum and its latency against best-fit's."""
     from edgemigrate.experiments.mobilekube.evaluate import EvalOptions, run_evaluate
 
     opts = EvalOptions(agents=_list(agents, "--agents"), users=_list(users, "--users", int), episodes=episodes,
-                       episode_steps=episode_steps or 100, traces=traces, seed=seed, env=_env(w1, w2))
+                       episode_steps=episode_steps or 100, traces=traces, seed=seed, env=_env(w1, w2, overrides))
     run_dir = run_evaluate(opts, out_root, echo=lambda s: click.echo(s, err=True))
     click.echo((run_dir / "summary.md").read_text())
     click.echo(f"results: {run_dir}")
@@ -72,12 +87,12 @@ def evaluate(users: str, episodes: int, agents: str, traces: str | None, episode
 @click.option("--start-step", type=int, default=0, show_default=True, help="First trace row of the episode.")
 @_options
 def timeline(users: int, start_step: int, agents: str, traces: str | None, episode_steps: int | None, seed: int,
-             w1: float | None, w2: float | None, out_root: Path) -> None:
+             w1: float | None, w2: float | None, overrides: tuple[str, ...], out_root: Path) -> None:
     """Empty servers and latency of every agent at every step of one test episode (default 200 steps)."""
     from edgemigrate.experiments.mobilekube.evaluate import EvalOptions, run_timeline
 
     opts = EvalOptions(agents=_list(agents, "--agents"), users=(users,), episodes=1,
-                       episode_steps=episode_steps or 200, traces=traces, seed=seed, env=_env(w1, w2))
+                       episode_steps=episode_steps or 200, traces=traces, seed=seed, env=_env(w1, w2, overrides))
     run_dir = run_timeline(opts, out_root, start_step=start_step, echo=lambda s: click.echo(s, err=True))
     click.echo((run_dir / "timeline.md").read_text())
     click.echo(f"results: {run_dir}")

@@ -14,7 +14,7 @@ testing) resampled every ``step_s`` = 300 s, users = the cabs inside the box
 (:func:`~edgemigrate.mobility.area_users.load_area_users`).
 
 Observation (sec. V "States"): one-hot user -> station (o x m) then one-hot container -> node (n x m),
-flattened, float32 in {0, 1}. Action (sec. V "Actions"): ``MultiDiscrete([m] * n)``, the node of every
+flattened, float32 in {0, 1}; with ``obs_utilisation`` also each node's CPU-request utilisation (m values). Action (sec. V "Actions"): ``MultiDiscrete([m] * n)``, the node of every
 container at the next step.
 
 A step: the action is checked against constraints 3-4 (capacity). A legal action becomes the placement; an
@@ -107,6 +107,10 @@ class MobileKubeConfig:
     """Delay per backhaul hop (s)."""
     box: tuple[float, float, float, float] = PAPER_BOX
     towers: str = "sf"
+    obs_utilisation: bool = False
+    """Append each node's CPU-request utilisation (m values in [0, 1]) to the one-hots. Sec. V's state is the
+    one-hots alone (the default); the packing agent needs the loads, which the one-hots only imply through a
+    sum over 16 x 8 inputs its 64-unit layers must learn first (docs/mobilekube.md, "Why PPO did not pack")."""
 
     def __post_init__(self) -> None:
         for name in ("n_nodes", "n_users", "n_services", "episode_steps", "seed"):
@@ -207,7 +211,8 @@ class MobileKubeEnv(gym.Env):  # type: ignore[type-arg]
         self.problem = build_problem(cfg, self.network)
         self._stations = cKDTree(self.network.node_xy_m)
         m, n, o = cfg.n_nodes, cfg.n_services, cfg.n_users
-        self.observation_space = spaces.Box(0.0, 1.0, ((o + n) * m,), np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, ((o + n) * m + (m if cfg.obs_utilisation else 0),),
+                                            np.float32)
         self.action_space = spaces.MultiDiscrete(np.full(n, m, dtype=np.int64))
         self.trajectories: Trajectories | None = None
         if cfg.trace != "taxi":
@@ -255,7 +260,11 @@ class MobileKubeEnv(gym.Env):  # type: ignore[type-arg]
         obs = np.zeros((o + n, m), dtype=np.float32)
         obs[np.arange(o), self._user_station] = 1.0
         obs[o + np.arange(n), self._placement] = 1.0
-        return obs.ravel()
+        if not self.config.obs_utilisation:
+            return obs.ravel()
+        p = self.problem
+        util = np.bincount(self._placement, weights=p.cpu, minlength=m)[:m] / p.node_cpu
+        return np.concatenate([obs.ravel(), np.minimum(util, 1.0).astype(np.float32)])
 
     def _state_info(self) -> dict[str, Any]:
         return {"problem": self.problem, "user_station": self._user_station.copy(),

@@ -76,6 +76,17 @@ def test_cli_evaluate_and_one_line_errors(tmp_path: Path, capsys: pytest.Capture
     assert set(out.iterdir()) == before
     with pytest.raises(ConfigError, match="unknown mobilekube config key"):
         EvalOptions(env={"w3": 1.0})
+    # --set: the paper-energy capacity (best-fit needs two nodes); a bad one is a one-line error
+    assert main(["experiment", "mobilekube", "evaluate", "--users", "16", "--episodes", "1", "--episode-steps", "3",
+                 "--agents", "best-fit", "--set", "node_cpu=1.5", "--out", str(tmp_path / "pe")]) == 0
+    capsys.readouterr()
+    (run,) = (tmp_path / "pe").iterdir()
+    assert json.loads((run / "config.json").read_text())["env_configs"]["16"]["node_cpu"] == 1.5
+    assert set(read_table(run / "episodes.csv")["empty_servers"]) == {6.0}
+    for bad in ("node_cpu", "node_cpus=1.5"):
+        assert main(["experiment", "mobilekube", "evaluate", "--set", bad, "--out", str(out)]) != 0
+        err = capsys.readouterr().err.strip()
+        assert "node_cpu" in err and "\n" not in err
 
 
 def test_a_checkpoint_path_goes_to_the_rllib_loader(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

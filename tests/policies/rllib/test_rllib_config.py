@@ -21,7 +21,26 @@ def test_defaults_are_table_ii() -> None:
 def test_overrides_replace_only_named_fields() -> None:
     cfg = algo_config(Algo.IMPALA, {"lr": 1e-3})
     assert cfg.lr == pytest.approx(1e-3) and cfg.train_batch_size == 1000
-    assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh"}
+    assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh", "placement_prior": False}
+
+
+def test_network_override_from_a_dict_keeps_table_ii_layers() -> None:
+    cfg = algo_config(Algo.PPO, {"network": {"placement_prior": True}, "gamma": 0.9})
+    assert cfg.network == NetworkConfig(hidden=(64, 64), activation="tanh", placement_prior=True)
+    with pytest.raises(EdgeMigrateError, match="ppo.network") as e:
+        algo_config(Algo.PPO, {"network": {"placement_priors": True}})
+    assert "\n" not in str(e.value)
+
+
+def test_placement_prior_needs_ppo_or_impala_and_a_layout() -> None:
+    from edgemigrate.policies.rllib.toyenv import make_toy_env
+    from edgemigrate.policies.rllib.trainer import TrainSpec
+
+    prior = {"network": {"placement_prior": True}}
+    for algo, layout in ((Algo.PG, {"users": 1, "containers": 1, "nodes": 2, "slot": 0.5}), (Algo.PPO, None)):
+        with pytest.raises(EdgeMigrateError, match="placement_prior needs PPO or IMPALA"):
+            TrainSpec(algo=algo, hyper=algo_config(algo, prior), env_name="toy", env_creator=make_toy_env,
+                      env_config={}, seed=0, timesteps=10, module_layout=layout)
 
 
 @pytest.mark.parametrize("bad", [{"sgd_minibatch_size": 64}, {"learning_rate": 1e-3}])

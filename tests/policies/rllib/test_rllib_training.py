@@ -100,3 +100,31 @@ def test_mobilekube_training_results_folder(local_ray: None, tmp_path: Path) -> 
     assert env.action_space.contains(agent.act(obs, info))
     with pytest.raises(EdgeMigrateError, match=r"observation size 24 values does not match the env's 36 values"):
         load_agent(run / "impala" / "checkpoint", {**env_cfg, "n_users": 8})
+    # the utilisation feature makes the observation 3 values longer: a one-hot-only checkpoint is refused
+    with pytest.raises(EdgeMigrateError, match=r"observation size 24 values does not match the env's 27 values"):
+        load_agent(run / "impala" / "checkpoint", {**env_cfg, "obs_utilisation": True})
+
+
+@pytest.mark.slow
+def test_placement_prior_trains_and_never_picks_a_full_node(local_ray: None, tmp_path: Path) -> None:
+    env_cfg = {"n_users": 4, "n_services": 4, "n_nodes": 3, "node_cpu": 0.25, "obs_utilisation": True}
+    req = TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=200, seed=1,
+                          env_overrides={**env_cfg, "episode_steps": 20},
+                          hyper_overrides={"ppo": {**TINY[Algo.PPO], "network": {"placement_prior": True}}})
+    run = run_training(req, tmp_path, command=["test"])
+    agent = load_agent(run / "ppo" / "checkpoint", {**env_cfg, "seed": 1, "training": False})
+    from edgemigrate.envs.mobilekube import MobileKubeEnv
+
+    env = MobileKubeEnv({**env_cfg, "seed": 1, "training": False, "episode_steps": 20})
+    obs, info = env.reset(seed=0)
+    for _ in range(20):  # node_cpu 0.25 = two containers: a node holding two is full for every other container
+        placement = info["placement"]
+        a = agent.act(obs, info)
+        full = {k for k in range(3) if (placement == k).sum() == 2}
+        assert all(a[j] == placement[j] or a[j] not in full for j in range(4)), (placement, a)
+        obs, _, _, trunc, info = env.step(a)
+        if trunc:
+            break
+    with pytest.raises(EdgeMigrateError, match="placement_prior reads the node utilisation"):
+        run_training(TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=100, env_overrides={"n_nodes": 3},
+                                     hyper_overrides={"ppo": {"network": {"placement_prior": True}}}), tmp_path)

@@ -106,7 +106,8 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
         spec = TrainSpec(algo=algo, hyper=hyper, env_name="MobileKube-v0", env_creator=make_mobilekube_env,
                          env_config=env_cfg.to_dict(), seed=req.seed, timesteps=req.timesteps,
                          num_env_runners=req.num_env_runners, num_envs_per_env_runner=req.num_envs_per_env_runner,
-                         ray_address=req.ray_address, info_keys=INFO_KEYS, checkpoint_every=req.checkpoint_every)
+                         ray_address=req.ray_address, info_keys=INFO_KEYS, checkpoint_every=req.checkpoint_every,
+                         module_layout=_layout(env_cfg) if hyper.network.placement_prior else None)
         folder = run / algo.value
         folder.mkdir()
         log_csv = _CsvLog(folder / "train.csv", algo.value, progress)
@@ -119,6 +120,14 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
 
     plot_training(run, [a.value for a in req.algos])
     return run
+
+
+def _layout(cfg: MobileKubeConfig) -> dict[str, float]:
+    """The observation layout ``policies/rllib/packing.py`` reads; the prior needs the utilisation feature."""
+    if not cfg.obs_utilisation:
+        raise ConfigError("network.placement_prior reads the node utilisation: add --set obs_utilisation=true")
+    return {"users": cfg.n_users, "containers": cfg.n_services, "nodes": cfg.n_nodes,
+            "slot": cfg.service_cpu / cfg.node_cpu}
 
 
 class _CsvLog:

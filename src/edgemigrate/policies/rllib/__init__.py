@@ -2,7 +2,8 @@
 
 ``config`` holds Table II's hyperparameters, ``pg`` the vanilla policy gradient RLlib no longer ships,
 ``trainer`` the training loop (any env creator; local Ray or ``--ray ADDRESS``), ``agent`` the deterministic
-policy loaded from a checkpoint, ``toyenv`` a seconds-to-train env with MobileKube-v0's contract for tests.
+policy loaded from a checkpoint, ``packing`` the placement-prior module that lets PPO / IMPALA learn to pack,
+``toyenv`` a seconds-to-train env with MobileKube-v0's contract for tests.
 Importing this package does not import Ray; the modules that need it import it inside their functions.
 """
 

@@ -32,6 +32,10 @@ class NetworkConfig:
     activation: str = "tanh"
     """Hidden activation. Table II prints "Linear"; two linear layers collapse into one linear map of the one-hot
     observation, so we use tanh (RLlib's default for fully connected nets); ``linear`` reproduces the table."""
+    placement_prior: bool = False
+    """PPO / IMPALA only: add the keep-placement prior, the learned preference for loaded nodes and the mask of
+    full nodes to the MLP's logits (``policies/rllib/packing.py``). Not in the paper: without it no agent
+    learned to pack (docs/mobilekube.md). Needs an env whose observation carries the node utilisation."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -117,12 +121,24 @@ def algo_config(algo: Algo, overrides: dict[str, Any] | None = None) -> AlgoConf
     if bad:
         raise ValidationError(f"{algo.value}: unknown hyperparameter(s) {', '.join(bad)}; "
                               f"expected some of {', '.join(sorted(names))}")
+    net = overrides.get("network")
+    if isinstance(net, dict):  # from the CLI: --set 'ppo.network={"placement_prior": true}'
+        try:
+            net = NetworkConfig(**{**as_dict_network(base.network), **net,
+                                   "hidden": tuple(net.get("hidden", base.network.hidden))})
+        except TypeError as exc:
+            raise ValidationError(f"{algo.value}.network: {exc}") from None
+        overrides = {**overrides, "network": net}
     return replace(base, **overrides)
+
+
+def as_dict_network(net: NetworkConfig) -> dict[str, Any]:
+    return {"hidden": list(net.hidden), "activation": net.activation, "placement_prior": net.placement_prior}
 
 
 def as_dict(cfg: AlgoConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        out[f.name] = {"hidden": list(v.hidden), "activation": v.activation} if isinstance(v, NetworkConfig) else v
+        out[f.name] = as_dict_network(v) if isinstance(v, NetworkConfig) else v
     return out

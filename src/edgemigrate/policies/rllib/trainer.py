@@ -56,6 +56,8 @@ class TrainSpec:
     smoothing_episodes: int = 20
     """Episodes the per-iteration means (return, info values) are averaged over. RLlib's default, 100, spans
     ten 1000-step iterations of 100-step episodes and flattens the training curves."""
+    module_layout: Mapping[str, float] | None = None
+    """Observation layout for ``network.placement_prior`` (``packing.layout``); required when that is set."""
     checkpoint_every: int = 0
     """Also save the checkpoint every this many iterations (0 = only at the end): a long run that is stopped
     early keeps its latest agent."""
@@ -63,6 +65,8 @@ class TrainSpec:
     def __post_init__(self) -> None:
         if self.timesteps < 1:
             raise ValidationError(f"timesteps: expected >= 1, got {self.timesteps}")
+        if self.hyper.network.placement_prior and (self.module_layout is None or isinstance(self.hyper, PGConfig)):
+            raise ValidationError("network.placement_prior needs PPO or IMPALA and the env's observation layout")
         if self.num_env_runners < 1 and self.algo is Algo.IMPALA:
             raise ValidationError("num_env_runners: IMPALA samples asynchronously, it needs >= 1 env runner")
 
@@ -135,12 +139,23 @@ def build_config(spec: TrainSpec, registered_env: str) -> Any:
         cfg = cfg.env_runners(rollout_fragment_length=h.rollout_fragment_length)
     else:  # pragma: no cover - the union is closed
         raise ValidationError(f"unknown hyperparameter type {type(h).__name__}")
+    if h.network.placement_prior:
+        from dataclasses import asdict
+
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from edgemigrate.policies.rllib.packing import LAYOUT_KEY, PlacementPriorPPOModule
+
+        cfg = cfg.rl_module(rl_module_spec=RLModuleSpec(
+            module_class=PlacementPriorPPOModule,
+            model_config={**asdict(net), LAYOUT_KEY: dict(spec.module_layout or {})}))
+    else:
+        cfg = cfg.rl_module(model_config=net)
     return (cfg.environment(registered_env, env_config=dict(spec.env_config))
             .framework("torch")
             .env_runners(num_env_runners=spec.num_env_runners, num_envs_per_env_runner=spec.num_envs_per_env_runner,
                          num_cpus_per_env_runner=spec.runner_cpus)
             .learners(num_learners=spec.num_learners)
-            .rl_module(model_config=net)
             .callbacks(on_episode_end=_on_episode_end, on_sample_end=_on_sample_end)
             # one iteration = at least one train batch of samples: IMPALA's asynchronous training step returns
             # after every fragment, and RLlib's default for it is a 10 s clock instead (rows would depend on speed)
