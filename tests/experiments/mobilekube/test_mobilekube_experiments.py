@@ -99,3 +99,13 @@ def test_a_checkpoint_path_goes_to_the_rllib_loader(tmp_path: Path, capsys: pyte
     if importlib.util.find_spec("edgemigrate.policies.rllib") is None:
         assert "RLlib agents need edgemigrate.policies.rllib" in err and str(ckpt) in err
     assert not any((tmp_path / "res").iterdir())  # no half-written results folder
+
+
+@pytest.mark.parametrize("users, services", [(16, 16), (32, 16), (48, 16), (4, 4)])
+def test_training_env_has_the_services_evaluate_has(users: int, services: int) -> None:
+    """A checkpoint trained with the defaults fits ``evaluate`` at the same number of users (16 services shared
+    by 16/32/48 users, sec. VII); fewer users than that get one service each."""
+    from edgemigrate.experiments.mobilekube.training import TrainingRequest
+
+    assert TrainingRequest(users=users).env_config().n_services == services
+    assert MobileKubeConfig().n_services == 16

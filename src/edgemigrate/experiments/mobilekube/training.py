@@ -73,7 +73,8 @@ class TrainingRequest:
 
     def env_config(self) -> MobileKubeConfig:
         over = dict(self.env_overrides)
-        over.setdefault("n_services", self.users)
+        # as evaluate and the env: 16 services shared by 16/32/48 users (sec. VII); fewer only for fewer users
+        over.setdefault("n_services", min(self.users, MobileKubeConfig().n_services))
         return MobileKubeConfig.from_mapping({**over, "n_users": self.users, "seed": self.seed, "training": True})
 
 
