@@ -16,7 +16,7 @@ from edgemigrate.core.errors import ConfigError, DataFormatError
 from edgemigrate.experiments.handover import MIGRATION_KEYS, HandoverConfig
 from edgemigrate.experiments.handover.analysis import Request, gaps, moves, read_requests, run_summary
 from edgemigrate.experiments.handover.bed import RunRecord
-from edgemigrate.experiments.handover.report import summarise, targets
+from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
 
 T0 = 1000.0
 STEP = 0.02  # one answered request every 20 ms
@@ -112,7 +112,10 @@ def test_an_old_mu_handover_is_not_paired_with_a_later_migration(tmp_path: Path)
 
 @pytest.mark.parametrize("line", ['{"seq": 1, "send_s": "x", "recv_s": null, "reply": null}', "[1, 2]",
                                   "not json", '{"seq": true, "send_s": 1.0, "recv_s": 1.1, "reply": 3}',
-                                  '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000])
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000,
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 3, "proc_s": 0.5}',
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": null, "reply": null, "proc_s": 0.01}',
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 3, "proc_s": -0.01}'])
 def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Path, line: str) -> None:
     p = tmp_path / "requests.jsonl"
     p.write_text('{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 1}\n' + line + "\n")
@@ -127,3 +130,27 @@ def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Pat
 def test_bad_configs_name_the_key(kw: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"handover.{key}"):
         HandoverConfig(**kw)
+
+
+def test_e2e_delay_is_split_into_processing_and_transmission(tmp_path: Path) -> None:
+    """Fig. 4's breakdown: facedetect replies carry proc_s; the rest of each delay is transmission."""
+    rows = []
+    for planner, proc, total in (("orchestrated", 0.15, 0.20), ("nearest", 0.15, 0.30)):
+        folder = tmp_path / planner
+        folder.mkdir()
+        lines = [json.dumps({"seq": i + 1, "send_s": T0 + i, "recv_s": T0 + i + total, "server": "edge1",
+                             "bs": "bs1", "reply": i + 1, "error": None, "proc_s": proc}) for i in range(10)]
+        (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
+        rec = RunRecord("facedetect", planner, 0, folder, [], {"start_s": T0, "counter_ok": True}, [], LINK)
+        row, _ = run_summary(rec, 0.5)
+        assert row["mean_proc_s"] == pytest.approx(proc)
+        assert row["mean_trans_s"] == pytest.approx(total - proc)
+        assert row["mean_proc_s"] + row["mean_trans_s"] == pytest.approx(row["mean_delay_s"])
+        rows.append(row)
+    summary = summarise(rows, [])
+    goal = targets(summary)[0]
+    assert goal["trans_reduction"] == pytest.approx(1 - 0.05 / 0.15)
+    md = markdown(summary, targets(summary), "note")
+    assert "of it processing ms" in md and "| 150.0 +- 0.0 | 50.0 +- 0.0 |" in md
+    paths = plots(summary, tmp_path)
+    assert (tmp_path / "fig4_e2e_delay.png") in paths and (tmp_path / "fig4_e2e_delay.png").stat().st_size > 0
