@@ -137,6 +137,8 @@ class Plan:
     does not happen. ``task_delay_s`` is n_u * ``delay_s``. ``optimal`` is the MILP's proof of optimality
     (None for the heuristic planners); ``candidates`` the number of MILP columns. ``uncovered`` lists the
     users no BS covers (3d), left in place by :func:`edgemigrate.planning.coverage.plan_covered`.
+    ``precopy``: the migrations were priced with the snapshot's pre-copy model, so a backend's migrate call
+    (leave-running rounds + frozen round) starts at ``premigration_at_s`` and freezes at ``migration_at_s``.
     """
 
     planner: str
@@ -153,6 +155,7 @@ class Plan:
     optimal: bool | None = None
     candidates: int = 0
     uncovered: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    precopy: bool = False
 
     @property
     def profit_s(self) -> float:
@@ -192,4 +195,4 @@ def evaluate(snap: Snapshot, planner: str, server: ArrayLike, bs: ArrayLike, tim
         a.setflags(write=False)
     return Plan(planner=planner, server=server, bs=bs, delay_s=new, task_delay_s=weighted, gain_s=gain,
                 downtime_s=down, premigration_at_s=t_pre, migration_at_s=t_mig, handover_at_s=t_ho, timing=timing,
-                optimal=optimal, candidates=candidates)
+                optimal=optimal, candidates=candidates, precopy=snap.precopy is not None)
