@@ -154,3 +154,22 @@ def test_e2e_delay_is_split_into_processing_and_transmission(tmp_path: Path) -> 
     assert "of it processing ms" in md and "| 150.0 +- 0.0 | 50.0 +- 0.0 |" in md
     paths = plots(summary, tmp_path)
     assert (tmp_path / "fig4_e2e_delay.png") in paths and (tmp_path / "fig4_e2e_delay.png").stat().st_size > 0
+
+
+def test_the_beds_precopy_model_is_fitted_to_the_runs_migrations(tmp_path: Path) -> None:
+    """The planners' pre-copy model comes from measured migrations; a row it cannot use is left out."""
+    from edgemigrate.experiments.handover.bed import HandoverBed
+
+    (tmp_path / "o").mkdir()
+    _log(tmp_path / "o" / "requests.jsonl", [(5.0, 5.8)])
+    rec = RunRecord("counter", "orchestrated", 0, tmp_path / "o",
+                    [_migration(3.0, 5.0, 5.8), {"event": "handover", "start_s": T0 + 5.0, "end_s": T0 + 5.5}],
+                    {"start_s": T0, "counter_ok": True, "handovers_at_s": []}, [], LINK)
+    _, rows = run_summary(rec, 0.5)
+    bed = HandoverBed(HandoverConfig(), tmp_path / "bed")
+    assert bed.precopy_model("counter") is None  # nothing measured yet: eq. 5
+    bed.add_samples("counter", rows + [dict(rows[0], frozen_s=math.nan), dict(rows[0], pre_bytes=0)])
+    assert len(bed.samples["counter"]) == 1
+    model = bed.precopy_model("counter")
+    assert model is not None and model.rounds == 1 and model.resident_bytes == pytest.approx(30_000_000)
+    assert bed.precopy_model("facedetect") is None
