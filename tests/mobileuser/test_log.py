@@ -46,6 +46,9 @@ def test_read_log_file(tmp_path: Path) -> None:
     ('{"seq": 1, "send_s": 0, "server": "Edge 1"}', "'server'"),
     ('{"seq": 1, "send_s": 0, "error": "' + "x" * 300 + '"}', "'error' must be a string"),
     ("{" + " " * 5000 + "}", "at most 4096"),
+    ('{"seq": 1, "send_s": 0, "recv_s": 1, "proc_s": -0.1}', "'proc_s' must be"),
+    ('{"seq": 1, "send_s": 0, "recv_s": 1, "proc_s": 2}', "'proc_s' 2.0 exceeds the request's delay"),
+    ('{"seq": 1, "send_s": 0, "proc_s": 0.1}', "'proc_s' 0.1 exceeds"),
 ])
 def test_hostile_lines_are_rejected_naming_the_key(line: str, match: str) -> None:
     with pytest.raises(DataFormatError, match=match) as info:

@@ -72,7 +72,7 @@ class CounterServers:
         self.counter = Counter()
         self.requests = 0
 
-    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float) -> bytes:
+    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float, body: bytes = b"") -> bytes:
         assert endpoint == (SERVICE_IP, PORT)
         self.requests += 1
         self.clock.sleep(RTT_S)
@@ -230,7 +230,7 @@ def test_while_discovery_cannot_place_a_moving_service_the_last_endpoint_is_used
     real = servers.request
     fail_once = iter([True])
 
-    def flaky(endpoint: tuple[str, int], payload: bytes, timeout_s: float) -> bytes:
+    def flaky(endpoint: tuple[str, int], payload: bytes, timeout_s: float, body: bytes = b"") -> bytes:
         if next(fail_once, False):
             raise EngineError("service 10.77.2.0:7000 closed the connection")
         return real(endpoint, payload, timeout_s)

@@ -69,7 +69,10 @@ def actions_from_plan(plan: Plan, index: SnapshotIndex, server_now: np.ndarray, 
             continue
         kind = (ActionKind.MIGRATION_HANDOVER if moves and hands
                 else ActionKind.MIGRATION if moves else ActionKind.HANDOVER)
-        mig_at = _opt(plan.migration_at_s[u]) if moves else None
+        # priced as pre-copy, the backend's migrate runs the leave-running rounds and the frozen one in one
+        # call: it starts at the pre-migration trigger so that its freeze falls at the migration trigger (fig. 2)
+        start = plan.premigration_at_s if plan.precopy else plan.migration_at_s
+        mig_at = _opt(start[u]) if moves else None
         ho_at = _opt(plan.handover_at_s[u]) if hands else None
         action = Action(new_action_id(), kind, user, service,
                         source_host=index.hosts[s0] if moves else None, dest_host=index.hosts[s1] if moves else None,

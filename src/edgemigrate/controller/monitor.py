@@ -9,6 +9,14 @@ From the store the monitor decides which users need a new plan (an SLA miss, or 
 the current one by the hysteresis or a current link below the receiver minimum: the triggers of sec. III)
 and builds the :class:`~edgemigrate.planning.Snapshot` the planner reads, with a :class:`SnapshotIndex` to
 map the planner's indices back to names.
+
+RSSI prediction (Ngo et al. 2020, fig. 2: the pre-migration must be triggered before the handover is due,
+t_trig-pre-mig = t_ho - (1 + 10 %) T_pre-mig, so the controller must know t_ho in advance): each BS's RSSI at
+t' = now + horizon is extrapolated from the least-squares line through the user's last
+:data:`RSSI_TREND_REPORTS` reports of it (:func:`rssi_trend_dbm`). The snapshot's RSSI now and at t' are that
+line's values, so the planner's ``handover_instant_s`` is the line's crossing of the hysteresis (or of the
+receiver minimum), and :meth:`Monitor.needs_replan` triggers as soon as the predicted RSSI at t' calls for a
+handover, early enough for the pre-copy to end at the crossing.
 """
 
 from __future__ import annotations
@@ -36,13 +44,42 @@ from edgemigrate.controller.store import (
 )
 from edgemigrate.controller.store.rows import MAX_REPORT_ITEMS
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.costs.handover import fit_size_coefficient
+from edgemigrate.costs.handover import PrecopyModel, fit_size_coefficient
 from edgemigrate.planning import BaseStations, Servers, Snapshot, Users
 
 _MU_KEYS = frozenset({"user", "at_s", "delays", "rssi"})
 _DELAY_KEYS = frozenset({"service", "e2e_delay_s", "task_size_bytes"})
 _RSSI_KEYS = frozenset({"base_station", "rssi_dbm"})
 MAX_CLOCK_SKEW_S = 300.0  # a report stamped further in the future than this is refused
+# RSSI trend: the MU reports every 0.5-1 s; 6 reports span 3-6 s, a few metres of walk over which the
+# log-distance path loss is close to a line, and the slope of a walk past a BS is a few dB/s at most
+RSSI_TREND_REPORTS = 6
+MIN_TREND_SPAN_S = 1.0  # reports closer together than this give no slope (the newest value is used)
+MAX_RSSI_SLOPE_DB_PER_S = 20.0  # a hostile or glitched series cannot extrapolate further than this
+TREND_FLOOR_DBM = -200.0  # the store's range: an extrapolation stays inside it
+TREND_CEIL_DBM = 50.0
+
+
+def rssi_trend_dbm(times_s: Any, rssi_dbm: Any, at_s: float, *, last: int = RSSI_TREND_REPORTS) -> float:
+    """One BS's RSSI at ``at_s`` from the least-squares line through the newest ``last`` (time, RSSI) reports.
+
+    With fewer than two reports, or reports spanning less than :data:`MIN_TREND_SPAN_S`, the newest value
+    (no trend is known). The slope is bounded by :data:`MAX_RSSI_SLOPE_DB_PER_S` and the result by the
+    store's RSSI range; ``-inf`` (never heard) stays ``-inf``. A pure function of its arguments."""
+    t = np.asarray(times_s, dtype=np.float64)
+    y = np.asarray(rssi_dbm, dtype=np.float64)
+    if t.shape != y.shape or t.ndim != 1:
+        raise ValidationError(f"rssi trend: {t.shape} times and {y.shape} values")
+    if t.size == 0:
+        return -math.inf
+    order = np.argsort(t, kind="stable")[-last:]
+    t, y = t[order], y[order]
+    if not np.all(np.isfinite(y)) or not np.all(np.isfinite(t)) or t[-1] - t[0] < MIN_TREND_SPAN_S:
+        return float(y[-1])
+    tc = t - t.mean()
+    slope = float(np.dot(tc, y - y.mean()) / np.dot(tc, tc))
+    slope = min(max(slope, -MAX_RSSI_SLOPE_DB_PER_S), MAX_RSSI_SLOPE_DB_PER_S)
+    return float(min(max(y.mean() + slope * (at_s - t.mean()), TREND_FLOOR_DBM), TREND_CEIL_DBM))
 
 
 def _keys(obj: Any, allowed: frozenset[str], required: frozenset[str], what: str) -> Mapping[str, Any]:
@@ -129,6 +166,13 @@ class SnapshotDefaults:
     horizon_s: float = 5.0
     min_rssi_dbm: float = -82.0
     hysteresis_db: float = 3.0
+    # RSSI prediction over the last reports (module doc); False: the newest report now and at t' alike
+    predict_rssi: bool = True
+    # the migration strategy's model: a fitted pre-copy model (controller/sim/measurements.py fits one from
+    # measured migrations) or None for eq. 5's stop-and-copy with psi/rho; host pairs' RTTs for it
+    precopy: PrecopyModel | None = None
+    host_rtt_s: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    server_rtt_s: float = 0.0  # a host pair not in host_rtt_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +234,25 @@ class Monitor:
             out[s.base_station] = s.rssi_dbm  # oldest first: the newest sample wins
         return out
 
+    def _rssi_now_next(self, user: str, since_s: float, now_s: float) -> dict[str, tuple[float, float]]:
+        """Per BS the user heard: its RSSI now and at t' = now + horizon (the trend line's, or the newest
+        report for both without prediction)."""
+        d = self.defaults
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        for s in self.store.rssi_samples(user, since_s=since_s, limit=RSSI_TREND_REPORTS * 64):
+            ts, vs = series.setdefault(s.base_station, ([], []))
+            ts.append(s.at_s)
+            vs.append(s.rssi_dbm)
+        if not d.predict_rssi:
+            return {bs: (vs[-1], vs[-1]) for bs, (_, vs) in series.items()}
+        return {bs: (rssi_trend_dbm(ts, vs, now_s), rssi_trend_dbm(ts, vs, now_s + d.horizon_s))
+                for bs, (ts, vs) in series.items()}
+
     def needs_replan(self) -> list[str]:
         """Users with a placement whose recent reports call for a move (sec. III's triggers)."""
         d = self.defaults
-        since = max(0.0, self.clock() - d.window_s)
+        now = self.clock()
+        since = max(0.0, now - d.window_s)
         sla = {u.name: u.sla_delay_s for u in self.store.users()}
         out = []
         for user in sorted({p.user for p in self.store.placements()}):
@@ -202,13 +261,16 @@ class Monitor:
             if sla.get(user) is not None and delays and float(np.mean(delays)) > sla[user]:
                 out.append(user)
                 continue
-            rssi = self._latest_rssi(user, since)
-            if not rssi:
+            heard = self._rssi_now_next(user, since, now)
+            if not heard:
                 continue
-            cur = max((rssi.get(b, -math.inf) for b in cur_bs), default=-math.inf)
-            best = max(rssi.values())
-            if cur < d.min_rssi_dbm or best - cur >= d.hysteresis_db:
-                out.append(user)
+            # now, or predicted at t' (a handover the pre-migration must start for before it is due)
+            for k in (0, 1):
+                cur = max((heard[b][k] for b in cur_bs if b in heard), default=-math.inf)
+                best = max(v[k] for v in heard.values())
+                if cur < d.min_rssi_dbm or best - cur >= d.hysteresis_db:
+                    out.append(user)
+                    break
         return out
 
     def snapshot(self, replan: set[str] | None = None) -> tuple[Snapshot, SnapshotIndex]:
@@ -232,10 +294,13 @@ class Monitor:
                          for h in hosts] for b in bss], dtype=np.float64)
         backhaul = np.repeat(np.array([[b.bandwidth_bps] for b in bss], dtype=np.float64), len(hosts), axis=1)
         stations = BaseStations(backhaul, rtt, np.array([b.max_users for b in bss]))
-        users = self._users(pairs, h_idx, b_idx, max(0.0, now - d.window_s))
+        users = self._users(pairs, h_idx, b_idx, max(0.0, now - d.window_s), now)
         mask = None if replan is None else np.array([p.user in replan for p in pairs], dtype=bool)
+        names = [h.name for h in hosts]
+        host_rtt = np.array([[0.0 if a == b else d.host_rtt_s.get((a, b), d.host_rtt_s.get((b, a), d.server_rtt_s))
+                              for b in names] for a in names], dtype=np.float64)
         snap = Snapshot(servers, stations, users, now_s=now, horizon_s=d.horizon_s, min_rssi_dbm=d.min_rssi_dbm,
-                        hysteresis_db=d.hysteresis_db, replan=mask)
+                        hysteresis_db=d.hysteresis_db, replan=mask, precopy=d.precopy, server_rtt_s=host_rtt)
         index = SnapshotIndex(tuple(h.name for h in hosts), tuple(b.name for b in bss),
                               tuple((p.user, p.service) for p in pairs))
         return snap, index
@@ -259,17 +324,20 @@ class Monitor:
         return fit_size_coefficient([r.size_bytes for r in hist], [r.duration_s for r in hist], float(cpu_power),
                                     name=f"{host}.{kind.value}")
 
-    def _users(self, pairs: list[Placement], h_idx: dict[str, int], b_idx: dict[str, int], since: float) -> Users:
+    def _users(self, pairs: list[Placement], h_idx: dict[str, int], b_idx: dict[str, int], since: float,
+               now: float) -> Users:
         d = self.defaults
         n, nb = len(pairs), len(b_idx)
         rssi = np.full((n, nb), -np.inf)
+        rssi_next = np.full((n, nb), -np.inf)
         task_bytes, tasks, proc = np.full(n, d.task_bytes), np.ones(n), np.full(n, d.proc_s)
         for u, p in enumerate(pairs):
-            heard = self._latest_rssi(p.user, since)
-            for bs, value in heard.items():
-                rssi[u, b_idx[bs]] = value
+            heard = self._rssi_now_next(p.user, since, now)
+            for bs, (value, later) in heard.items():
+                if bs in b_idx:
+                    rssi[u, b_idx[bs]], rssi_next[u, b_idx[bs]] = value, later
             if p.base_station not in heard:
-                rssi[u, b_idx[p.base_station]] = d.unreported_rssi_dbm
+                rssi[u, b_idx[p.base_station]] = rssi_next[u, b_idx[p.base_station]] = d.unreported_rssi_dbm
             samples = [s for s in self.store.task_delays(p.user, since_s=since) if s.service == p.service]
             sizes = [s.task_size_bytes for s in samples if s.task_size_bytes]
             if sizes:
@@ -277,7 +345,7 @@ class Monitor:
             tasks[u] = max(1, len(samples))
         full = np.full(n, 1.0)
         return Users(server=[h_idx[p.host] for p in pairs], bs=[b_idx[p.base_station] for p in pairs],
-                     rssi_now_dbm=rssi, rssi_next_dbm=rssi.copy(), task_bytes=task_bytes, tasks=tasks, proc_s=proc,
+                     rssi_now_dbm=rssi, rssi_next_dbm=rssi_next, task_bytes=task_bytes, tasks=tasks, proc_s=proc,
                      cpu_cores=full * d.user_cpu_cores, memory_bytes=full * d.user_memory_bytes,
                      disk_bytes=full * d.user_disk_bytes, image_bytes=full * d.image_bytes,
                      checkpoint_bytes=full * d.checkpoint_bytes, delta_bytes=full * d.delta_bytes)

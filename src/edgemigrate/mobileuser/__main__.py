@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
+from pathlib import Path
 
 from edgemigrate.controller.store import open_store
 from edgemigrate.core.errors import EdgeMigrateError, ValidationError
 from edgemigrate.mobileuser.log import check_counter, read_log, write_record
-from edgemigrate.mobileuser.mu import MobileUser, MuConfig, request_for
+from edgemigrate.mobileuser.mu import MAX_BODY_BYTES, MobileUser, MuConfig, request_for
 from edgemigrate.mobileuser.path import SPEED_SIMPLE_M_PER_S, BackAndForthPath
 from edgemigrate.mobileuser.radio import DEFAULT_HYSTERESIS_DB, RadioModel, default_sites
 from edgemigrate.mobileuser.reporter import ControllerReporter, Reporter, StoreReporter, check_endpoint
@@ -36,6 +38,25 @@ def _endpoint(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+BUNDLED_IMAGE = "astronaut.jpg"  # data/faces/: 512 x 512, 53 KB, one face (workloads/facedetect.py)
+
+
+def load_image(name: str) -> bytes | None:
+    """The bytes to upload: the bundled image by its name, a file, or None for ``none``; bounded before read."""
+    if name == "none":
+        return None
+    if name == BUNDLED_IMAGE:
+        return resources.files("edgemigrate").joinpath("data", "faces", BUNDLED_IMAGE).read_bytes()
+    p = Path(name)
+    try:
+        size = p.stat().st_size
+        if not 0 < size <= MAX_BODY_BYTES:
+            raise ValidationError(f"--image {p}: {size} bytes, expected 1..{MAX_BODY_BYTES}")
+        return p.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"--image {p}: {exc.strerror}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m edgemigrate.mobileuser", description=__doc__.split("\n")[0])
     ap.add_argument("--testbed", required=True)
@@ -47,7 +68,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", help="central store URL, e.g. sqlite:////tmp/em.db (with --endpoint; tests)")
     ap.add_argument("--endpoint", type=_endpoint, help="the service's IP:PORT for discovery (with --store)")
     ap.add_argument("--kind", choices=("counter", "facedetect"), default="counter",
-                    help="the service's request: INC (counter) or DETECT <user> (facedetect)")
+                    help="the service's request: INC (counter) or UPLOAD <user> <n> + an image (facedetect)")
+    ap.add_argument("--image", default=BUNDLED_IMAGE,
+                    help="facedetect: the PNG/JPEG uploaded with every request (the same all run; default: the "
+                         f"bundled {BUNDLED_IMAGE}); 'none': DETECT on the service's own copy, nothing uploaded")
     ap.add_argument("--log", required=True, help="request log (JSON lines)")
     ap.add_argument("--duration-s", type=float, required=True)
     ap.add_argument("--speed-m-per-s", type=float, default=SPEED_SIMPLE_M_PER_S)
@@ -77,13 +101,14 @@ def _reporter(args: argparse.Namespace) -> tuple[Reporter, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        image = load_image(args.image) if args.kind == "facedetect" else None
         tb = Testbed.load(args.testbed)
         sites = default_sites(len(tb.base_stations()), args.bs_spacing_m)
         path = BackAndForthPath(sites[0].x_m, 0.0, sites[-1].x_m, 0.0, args.speed_m_per_s)
         cfg = MuConfig(args.user, args.service, path, RadioModel(sites, hysteresis_db=args.hysteresis_db),
                        coordinated=args.coordinated, report_every_s=args.report_every_s,
                        request_gap_s=args.request_gap_s, request_timeout_s=args.request_timeout_s,
-                       request=request_for(args.kind, args.user))
+                       request=request_for(args.kind, args.user, image), body=image or b"")
         reporter, closer = _reporter(args)
         radio = TestbedRadio(args.testbed, args.host)
 

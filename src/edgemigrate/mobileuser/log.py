@@ -2,7 +2,9 @@
 
 Every offloading request is logged: ``seq`` (the MU's own count), ``send_s``/``recv_s`` (the MU's clock;
 ``recv_s`` is null when no reply came), ``server`` (the host that held the service when the reply arrived),
-``bs`` (the serving base station at send time), ``reply`` (the counter the service returned) and ``error``.
+``bs`` (the serving base station at send time), ``reply`` (the counter the service returned), ``error`` and
+``proc_s`` (the server's processing time when its reply carries one - facedetect's UPLOAD - else null; the rest
+of the delay, ``recv_s - send_s - proc_s``, is transmission, propagation and queueing: Ngo et al. 2020, fig. 4).
 
 Ngo et al. 2020, sec. V-A check the service's counter "before and after migration to ensure consistent state".
 We check every reply: the Simple counter service increments once per request, so consecutive answered
@@ -25,7 +27,7 @@ from edgemigrate.core.ids import check_id
 
 MAX_LINE_BYTES = 4096  # a record is ~200 bytes; anything longer is not ours
 MAX_ERROR_CHARS = 200
-_FIELDS = ("seq", "send_s", "recv_s", "server", "bs", "reply", "error")
+_FIELDS = ("seq", "send_s", "recv_s", "server", "bs", "reply", "error", "proc_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class RequestRecord:
     bs: str | None
     reply: int | None
     error: str | None = None
+    proc_s: float | None = None
 
     @property
     def answered(self) -> bool:
@@ -94,8 +97,11 @@ def parse_line(line: str, where: str = "request log") -> RequestRecord:
     assert send_s is not None
     if recv_s is not None and recv_s < send_s:
         raise DataFormatError(where, None, f"'recv_s' {recv_s} is before 'send_s' {send_s}")
+    proc_s = _num(raw, "proc_s", where, optional=True)
+    if proc_s is not None and (recv_s is None or proc_s > recv_s - send_s + 1e-6):
+        raise DataFormatError(where, None, f"'proc_s' {proc_s} exceeds the request's delay")
     return RequestRecord(seq, send_s, recv_s, _opt_id(raw, "server", where), _opt_id(raw, "bs", where), reply,
-                         error)
+                         error, proc_s)
 
 
 def read_log(path: str | Path, *, max_records: int = 10_000_000) -> Iterator[RequestRecord]:

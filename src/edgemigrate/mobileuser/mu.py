@@ -11,6 +11,7 @@ triggers handovers (through the testbed) and the MU only follows what its radio 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,13 +32,20 @@ from edgemigrate.mobileuser.transport import Transport
 REQUEST = b"INC"  # the Simple counter service's request (any line increments)
 MAX_COUNTER_DIGITS = 19
 MAX_REQUEST_BYTES = 200
+# an uploaded image (facedetect's UPLOAD): the service's own bound (workloads/facedetect.py MAX_UPLOAD_BYTES)
+MAX_BODY_BYTES = 4 << 20
+PROC_TOKEN = b"proc_s="
+MAX_PROC_S = 3600.0
 ERROR_PAUSE_S = 0.05  # after a failed request: a refused connection must not become a busy loop
 
 
-def request_for(kind: str, user: str) -> bytes:
-    """The offloading request of a service kind: ``INC`` for the counter, ``DETECT <user>`` for facedetect
-    (both reply with the counter first, ``workloads/facedetect.py``)."""
+def request_for(kind: str, user: str, image: bytes | None = None) -> bytes:
+    """The offloading request of a service kind: ``INC`` for the counter, ``DETECT <user>`` for facedetect on
+    its bundled image, or with ``image`` ``UPLOAD <user> <n>`` (the n image bytes follow as the request's
+    body; all reply with the counter first, ``workloads/facedetect.py``)."""
     if kind == "facedetect":
+        if image is not None:
+            return f"UPLOAD {check_id(user, 'mu.user')} {len(image)}".encode()
         return f"DETECT {check_id(user, 'mu.user')}".encode()
     if kind == "counter":
         return REQUEST
@@ -64,6 +72,7 @@ class MuConfig:
     request_gap_s: float = 0.0  # pause between requests; 0 = back to back, "continuously"
     request_timeout_s: float = 2.0
     request: bytes = REQUEST  # one line; the reply's first token is the service's counter
+    body: bytes = b""  # sent after the line (an UPLOAD's image): the task size S_u of eq. 4 with the line
 
     def __post_init__(self) -> None:
         check_id(self.user, "mu.user")
@@ -71,6 +80,8 @@ class MuConfig:
         if not isinstance(self.request, bytes) or not 0 < len(self.request) <= MAX_REQUEST_BYTES \
                 or b"\n" in self.request or not self.request.isascii():
             raise ValidationError(f"mu.request: expected one ASCII line of 1..{MAX_REQUEST_BYTES} bytes")
+        if not isinstance(self.body, bytes) or len(self.body) > MAX_BODY_BYTES:
+            raise ValidationError(f"mu.body: expected at most {MAX_BODY_BYTES} bytes")
         for key, hi in (("report_every_s", 3600.0), ("request_gap_s", 3600.0), ("request_timeout_s", 600.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= hi:
@@ -86,6 +97,22 @@ def parse_counter(reply: bytes) -> int:
     if not text.isdigit() or len(text) > MAX_COUNTER_DIGITS:
         raise DataFormatError("counter reply", None, f"expected up to {MAX_COUNTER_DIGITS} digits, got {reply[:40]!r}")
     return int(text)
+
+
+def parse_proc_s(reply: bytes) -> float | None:
+    """The server's processing time in a reply (its last token ``proc_s=<s>``, facedetect's UPLOAD), or None
+    when the reply has none; a malformed or out-of-range one is a DataFormatError."""
+    parts = reply.rsplit(maxsplit=1)
+    if len(parts) < 2 or not parts[1].startswith(PROC_TOKEN):
+        return None
+    try:
+        v = float(parts[1][len(PROC_TOKEN):].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        v = math.nan
+    if not 0.0 <= v <= MAX_PROC_S:
+        raise DataFormatError("reply", None, f"proc_s must be a number of seconds in [0, {MAX_PROC_S:g}], "
+                                             f"got {parts[1][:40]!r}")
+    return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +164,7 @@ class MobileUser:
         record = self._request()
         self.sink(record)
         if record.delay_s is not None:
-            self._delays.append(TaskDelay(cfg.service, record.delay_s, len(cfg.request) + 1))
+            self._delays.append(TaskDelay(cfg.service, record.delay_s, len(cfg.request) + 1 + len(cfg.body)))
         if cfg.request_gap_s > 0:
             self.sleep(cfg.request_gap_s)
         return record
@@ -195,10 +222,14 @@ class MobileUser:
             if self.endpoint is None or self._stale:
                 self._discover()
             assert self.endpoint is not None
-            reply = parse_counter(self.transport.request(self.endpoint, cfg.request, cfg.request_timeout_s))
+            line = self.transport.request(self.endpoint, cfg.request, cfg.request_timeout_s, body=cfg.body)
+            reply, proc_s = parse_counter(line), parse_proc_s(line)
         except (OSError, EdgeMigrateError) as exc:
             self._stale = True  # rediscover: the service may have moved
             self.sleep(ERROR_PAUSE_S)
             msg = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             return RequestRecord(self.seq, send_s, None, None, bs, None, msg)
-        return RequestRecord(self.seq, send_s, self.clock(), self.locate(), bs, reply)
+        recv_s = self.clock()
+        # the server's processing time cannot exceed what the MU waited (clocks differ in resolution only)
+        proc = None if proc_s is None else min(proc_s, recv_s - send_s)
+        return RequestRecord(self.seq, send_s, recv_s, self.locate(), bs, reply, None, proc)

@@ -1,4 +1,5 @@
-"""One offloading request over TCP: a line to the service, a bounded line back.
+"""One offloading request over TCP: a line (and an optional body, an uploaded image) to the service, a bounded
+line back.
 
 The connection is kept open between requests (Ngo et al. 2020's MU sends requests continuously; a migrated
 service keeps its established connections, restored by CRIU), and dropped on any failure so that the next
@@ -13,12 +14,13 @@ from typing import Protocol
 
 from edgemigrate.core.errors import EngineError
 
-MAX_REPLY_BYTES = 128  # a counter, PONG or a digest: far less
+MAX_REPLY_BYTES = 256  # a counter, PONG, a digest or a face reply with its boxes and proc_s: far less
 
 
 class Transport(Protocol):
-    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float) -> bytes:
-        """Send one request line, return the reply line (without the newline); raise on failure."""
+    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float, body: bytes = b"") -> bytes:
+        """Send one request line and then ``body`` (raw bytes), return the reply line (without the newline);
+        raise on failure."""
 
     def close(self) -> None: ...
 
@@ -40,11 +42,11 @@ class TcpLineTransport:
         self._endpoint = endpoint
         return self._sock
 
-    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float) -> bytes:
+    def request(self, endpoint: tuple[str, int], payload: bytes, timeout_s: float, body: bytes = b"") -> bytes:
         try:
             sock = self._connect(endpoint, timeout_s)
             sock.settimeout(timeout_s)
-            sock.sendall(payload.rstrip(b"\n") + b"\n")
+            sock.sendall(payload.rstrip(b"\n") + b"\n" + body)
             while b"\n" not in self._buf:
                 chunk = sock.recv(MAX_REPLY_BYTES)
                 if not chunk:

@@ -66,12 +66,25 @@ def delay_s(snap: Snapshot, users: ArrayLike, bss: ArrayLike, servers: ArrayLike
 
 
 def migration_times_s(snap: Snapshot, users: ArrayLike, servers: ArrayLike) -> tuple[F64, F64]:
-    """Eq. 5: (T_pre-mig, T_mig) of moving ``users``' containers to ``servers``; both 0 where they stay."""
+    """(T_pre-mig, T_mig) of moving ``users``' containers to ``servers``; both 0 where they stay.
+
+    Stop-and-copy (``snap.precopy`` None): eq. 5 of Ngo et al. 2020 with psi/rho and the three sizes. Pre-copy
+    (the engine the testbed runs): the fitted model of ``costs.handover.precopy_times_s`` (Clark et al.
+    2005) over the link and RTT between the two servers; T_pre-mig is its leave-running rounds (total -
+    frozen: the service keeps answering) and T_mig its frozen window, the outage eq. 2's DT counts. Eq. 5
+    would charge a pre-copied service the stop-and-copy outage of its whole image (psi * S_Du / C_s + the
+    restore of S_Du + S_lambda), which for a pre-copy engine is several times the real frozen window.
+    """
     u, s = np.asarray(users), np.asarray(servers)
     U, S = snap.users, snap.servers
     src = U.server[u]
     moves = src != s
     link = np.where(moves, S.link_bps[src, s], 1.0)
+    if snap.precopy is not None:
+        rtt = 0.0 if snap.server_rtt_s is None else snap.server_rtt_s[src, s]
+        frozen, total, _ = ho.precopy_times_s(snap.precopy, link, rtt)
+        frozen, total = np.broadcast_to(frozen, moves.shape), np.broadcast_to(total, moves.shape)
+        return np.where(moves, total - frozen, 0.0), np.where(moves, frozen, 0.0)
     pre = ho.premigration_s(S.psi[src], U.image_bytes[u], U.checkpoint_bytes[u], S.cpu_power[src], link)
     mig = ho.migration_s(S.psi[src], S.rho[s], U.image_bytes[u], U.checkpoint_bytes[u], U.delta_bytes[u],
                          S.cpu_power[src], S.cpu_power[s], link)
@@ -124,6 +137,8 @@ class Plan:
     does not happen. ``task_delay_s`` is n_u * ``delay_s``. ``optimal`` is the MILP's proof of optimality
     (None for the heuristic planners); ``candidates`` the number of MILP columns. ``uncovered`` lists the
     users no BS covers (3d), left in place by :func:`edgemigrate.planning.coverage.plan_covered`.
+    ``precopy``: the migrations were priced with the snapshot's pre-copy model, so a backend's migrate call
+    (leave-running rounds + frozen round) starts at ``premigration_at_s`` and freezes at ``migration_at_s``.
     """
 
     planner: str
@@ -140,6 +155,7 @@ class Plan:
     optimal: bool | None = None
     candidates: int = 0
     uncovered: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    precopy: bool = False
 
     @property
     def profit_s(self) -> float:
@@ -179,4 +195,4 @@ def evaluate(snap: Snapshot, planner: str, server: ArrayLike, bs: ArrayLike, tim
         a.setflags(write=False)
     return Plan(planner=planner, server=server, bs=bs, delay_s=new, task_delay_s=weighted, gain_s=gain,
                 downtime_s=down, premigration_at_s=t_pre, migration_at_s=t_mig, handover_at_s=t_ho, timing=timing,
-                optimal=optimal, candidates=candidates)
+                optimal=optimal, candidates=candidates, precopy=snap.precopy is not None)

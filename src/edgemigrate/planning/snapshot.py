@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from edgemigrate.core.errors import ValidationError
+from edgemigrate.costs.handover import PrecopyModel
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -178,7 +179,9 @@ class Snapshot:
     0.5 s the paper's handover time (sec. V-A), 3 dB a common Wi-Fi roaming hysteresis (the paper gives none).
     ``replan`` marks the users whose monitor triggered the planner this round (sec. III: an SLA miss or a due
     handover; :func:`edgemigrate.planning.triggered_users`); the others keep their server and BS and only take
-    up capacity. None replans everyone.
+    up capacity. None replans everyone. ``precopy`` is the fitted pre-copy model of the migrations the backend
+    runs (Clark et al. 2005, ``costs.handover.precopy_times_s``; None: stop-and-copy, eq. 5) and
+    ``server_rtt_s[s, s']`` the RTT between servers it needs (None: 0).
     """
 
     servers: Servers
@@ -191,8 +194,15 @@ class Snapshot:
     handover_s: float = 0.5
     margin: float = 0.1
     replan: NDArray[np.bool_] | None = None
+    precopy: PrecopyModel | None = None
+    server_rtt_s: F64 | None = None
 
     def __post_init__(self) -> None:
+        if self.precopy is not None and not isinstance(self.precopy, PrecopyModel):
+            raise ValidationError("snapshot.precopy must be a PrecopyModel or None")
+        if self.server_rtt_s is not None:
+            n = self.servers.n if isinstance(self.servers, Servers) else 0
+            object.__setattr__(self, "server_rtt_s", _array("snapshot.server_rtt_s", self.server_rtt_s, (n, n)))
         for name, kind in (("servers", Servers), ("bss", BaseStations), ("users", Users)):
             if not isinstance(getattr(self, name), kind):
                 raise ValidationError(f"snapshot.{name} must be a {kind.__name__}")

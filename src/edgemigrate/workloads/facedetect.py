@@ -25,6 +25,11 @@ service)::
                             image = a bundled image id (default "astronaut"; IMAGES lists them) or
                             b64:<base64 of a PNG or JPEG>, at most MAX_IMAGE_BYTES bytes and
                             MAX_IMAGE_PIXELS pixels (checked in its header before it is decoded)
+    UPLOAD user n        -> <counter> <faces> [x,y,w,h ...] proc_s=<server-side processing time, s>
+    <n raw bytes>           the line is followed by exactly n bytes of a PNG or JPEG (1 <= n <=
+                            MAX_UPLOAD_BYTES, checked before anything is buffered for it; MAX_IMAGE_PIXELS as
+                            above). proc_s spans decoding and detection, so that a client can split its
+                            end-to-end delay into processing and transmission (Ngo et al. 2020, fig. 4)
     GET user             -> <user's counter>  (0 for an unknown user; no increment)
     USERS                -> <number of users with a counter>
     IMAGES               -> <bundled image ids, space-separated>
@@ -34,7 +39,10 @@ service)::
 
 A bad request gets ``ERR <key>: <reason>`` (one line; the counter is not incremented) and the server goes on
 serving it and every other connection; so does a line longer than the bound, which is read to its end and
-dropped. Run: ``python -m edgemigrate.workloads.facedetect --host 10.77.2.0 --port 7002 --resident-mb 200``.
+dropped. A failed ``UPLOAD`` (a bad or oversized length, a payload that is not a bounded image, a connection
+that ends or stalls for :data:`UPLOAD_STALL_S` before all n bytes came) is answered with its ``ERR`` line and
+that connection is closed: after a bad length the server cannot tell where the next request starts, and one
+rule for every upload failure keeps the client's side simple. Each counts in ``STATS``' errors. Run: ``python -m edgemigrate.workloads.facedetect --host 10.77.2.0 --port 7002 --resident-mb 200``.
 """
 
 from __future__ import annotations
@@ -42,21 +50,25 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.workloads.lineserver import Handler, LineServer
+from edgemigrate.workloads.lineserver import RECV_BYTES, Handler, LineServer
 from edgemigrate.workloads.memory import ResidentMemory
 
 DEFAULT_PORT = 7002
@@ -73,7 +85,11 @@ MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_PIXELS = 1 << 21  # decoded, checked from the header before decoding (1920 x 1080 fits)
 MAX_B64_CHARS = 4 * -(-MAX_IMAGE_BYTES // 3)
 MAX_LINE_BYTES = MAX_B64_CHARS + 256  # "DETECT <user> b64:" + the image
-MAX_CONNECTIONS = 32  # each may buffer up to MAX_LINE_BYTES
+MAX_CONNECTIONS = 32  # each may buffer up to MAX_LINE_BYTES, or MAX_UPLOAD_BYTES during an UPLOAD
+# a raw upload: no base64 inflation, so the line bound does not limit it; 4 MiB holds any JPEG or PNG within
+# MAX_IMAGE_PIXELS (an uncompressed 8-bit RGB PNG of 2 Mpx is 6 MB, but nobody uploads one of those)
+MAX_UPLOAD_BYTES = 4 << 20
+UPLOAD_STALL_S = 30.0  # an upload whose bytes stop coming for this long is dropped (its buffer freed)
 MAX_USERS = 65536
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 DEFAULT_IMAGE = "astronaut"
@@ -108,15 +124,36 @@ class FaceReply:
 
     counter: int
     boxes: tuple[Box, ...]
+    proc_s: float | None = None  # the server's processing time (UPLOAD replies only)
 
 
-def format_reply(counter: int, boxes: tuple[Box, ...]) -> bytes:
-    return " ".join([str(counter), str(len(boxes)), *(f"{b.x},{b.y},{b.w},{b.h}" for b in boxes)]).encode()
+PROC_TOKEN = "proc_s="
+MAX_PROC_S = 3600.0
+
+
+def format_reply(counter: int, boxes: tuple[Box, ...], proc_s: float | None = None) -> bytes:
+    parts = [str(counter), str(len(boxes)), *(f"{b.x},{b.y},{b.w},{b.h}" for b in boxes)]
+    if proc_s is not None:
+        parts.append(f"{PROC_TOKEN}{proc_s:.6f}")
+    return " ".join(parts).encode()
+
+
+def parse_proc_s(token: str) -> float:
+    """The ``proc_s=<seconds>`` token of an UPLOAD reply: a finite number in [0, MAX_PROC_S]."""
+    try:
+        v = float(token[len(PROC_TOKEN):]) if token.startswith(PROC_TOKEN) else math.nan
+    except ValueError:
+        v = math.nan
+    if not 0.0 <= v <= MAX_PROC_S:  # NaN fails this too
+        raise ValidationError(f"reply: expected {PROC_TOKEN}<seconds in [0, {MAX_PROC_S:g}]>, got {token[:40]!r}")
+    return v
 
 
 def parse_reply(line: str) -> FaceReply:
-    """Parse a ``DETECT`` reply (for clients such as the virtual mobile user); ValidationError if malformed."""
+    """Parse a ``DETECT`` or ``UPLOAD`` reply (for clients such as the virtual mobile user); ValidationError if
+    malformed."""
     parts = line.split()
+    proc_s = parse_proc_s(parts.pop()) if parts and parts[-1].startswith(PROC_TOKEN) else None
     if line.startswith("ERR") or len(parts) < 2:
         raise ValidationError(f"reply: not a DETECT reply: {line[:80]!r}")
     try:
@@ -126,7 +163,7 @@ def parse_reply(line: str) -> FaceReply:
         raise ValidationError(f"reply: malformed DETECT reply: {line[:80]!r}") from None
     if n != len(boxes):
         raise ValidationError(f"reply: {n} faces announced, {len(boxes)} boxes given")
-    return FaceReply(counter, boxes)
+    return FaceReply(counter, boxes, proc_s)
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -161,10 +198,10 @@ def image_size(data: bytes) -> tuple[int, int]:
     raise ValidationError("image: JPEG without a frame header")
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
     """A PNG or JPEG as an 8-bit grayscale array, its size checked against the bounds before decoding."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValidationError(f"image: {len(data)} bytes, at most {MAX_IMAGE_BYTES}")
+    if len(data) > max_bytes:
+        raise ValidationError(f"image: {len(data)} bytes, at most {max_bytes}")
     w, h = image_size(data)
     if not (1 <= w <= MAX_IMAGE_SIDE and 1 <= h <= MAX_IMAGE_SIDE and w * h <= MAX_IMAGE_PIXELS):
         raise ValidationError(f"image: {w} x {h} pixels, at most {MAX_IMAGE_SIDE} a side and {MAX_IMAGE_PIXELS}")
@@ -248,8 +285,10 @@ class FaceService:
     default_image = DEFAULT_IMAGE  # what DETECT without an image argument runs on
 
     def __init__(self, detector: FaceDetector, images: dict[str, np.ndarray], resident_mb: float = 0.0,
-                 seed: int = 0, max_users: int = MAX_USERS) -> None:
+                 seed: int = 0, max_users: int = MAX_USERS, *,
+                 proc_clock: Callable[[], float] = time.perf_counter) -> None:
         self.detector = detector
+        self.proc_clock = proc_clock  # times an UPLOAD's decoding + detection (its reply's proc_s)
         self.images = images
         self.memory = ResidentMemory(resident_mb, seed)
         self.max_users = max_users
@@ -305,28 +344,95 @@ class FaceService:
             gray = self.images[image]
         else:
             raise ValidationError(f"image: unknown id {image[:40]!r}; bundled: {' '.join(self.images)}")
+        return format_reply(*self._count(user, gray))
+
+    def _count(self, user: str, gray: np.ndarray) -> tuple[int, tuple[Box, ...]]:
         if user not in self.counters and len(self.counters) >= self.max_users:
             raise ValidationError(f"user: {len(self.counters)} users already, at most {self.max_users}")
         boxes = self.detector.detect(gray)
         self.counters[user] = self.counters.get(user, 0) + 1
         self.faces += len(boxes)
-        return format_reply(self.counters[user], boxes)
+        return self.counters[user], boxes
+
+    # -- UPLOAD: the header line, then the raw image (BoundedLineServer frames it) --
+
+    def upload_length(self, line: bytes) -> int | None:
+        """The payload length an ``UPLOAD user n`` line announces; None for any other line. A bad header raises
+        ValidationError (counted): a non-decimal n, n outside 1..MAX_UPLOAD_BYTES, a bad user."""
+        if not line[:7].upper() == b"UPLOAD ":
+            return None
+        self.requests += 1
+        parts = line.split(b" ")
+        try:
+            if len(parts) != 3:
+                raise ValidationError("upload: expected 'UPLOAD <user> <bytes>'")
+            _user(parts[1].decode("ascii", "replace"))
+            n = parts[2]
+            if not n.isdigit() or len(n) > 10 or not 1 <= int(n) <= MAX_UPLOAD_BYTES:
+                raise ValidationError(f"upload: length {n[:16]!r} must be 1..{MAX_UPLOAD_BYTES} bytes")
+        except ValidationError:
+            self.errors += 1
+            raise
+        return int(n)
+
+    def upload(self, line: bytes, payload: bytes) -> bytes:
+        """The reply to an ``UPLOAD`` whose ``payload`` came in full; ValidationError (counted) if it is not a
+        bounded PNG/JPEG."""
+        user = line.split(b" ")[1].decode("ascii")
+        t0 = self.proc_clock()
+        try:
+            gray = decode_image(payload, MAX_UPLOAD_BYTES)
+            counter, boxes = self._count(user, gray)
+        except ValidationError:
+            self.errors += 1
+            raise
+        return format_reply(counter, boxes, max(0.0, self.proc_clock() - t0))
+
+    def upload_failed(self, reason: str) -> None:
+        """An upload the connection broke off (it ended or stalled before its n bytes): one more error."""
+        del reason
+        self.errors += 1
+
+
+class Uploads(Protocol):
+    """What :class:`BoundedLineServer` needs from a service to frame ``UPLOAD`` (:class:`FaceService` has it)."""
+
+    def upload_length(self, line: bytes) -> int | None: ...
+
+    def upload(self, line: bytes, payload: bytes) -> bytes: ...
+
+    def upload_failed(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Upload:
+    line: bytes
+    n_bytes: int
+    last_s: float  # when its last bytes came (for UPLOAD_STALL_S)
 
 
 class BoundedLineServer(LineServer):
-    """:class:`LineServer` with its own line bound, sized for an image upload, and a connection bound.
+    """:class:`LineServer` with its own line bound, sized for an image upload, a connection bound and, with
+    ``uploads``, the framing of ``UPLOAD user n`` + n raw bytes.
 
     A line longer than ``max_line_bytes`` does not close the connection (as the base loop does): it is read to
     its newline without being kept and answered with one ``ERR`` line in its place, so a client's replies stay
-    in request order. Buffered bytes per connection stay below ``max_line_bytes`` plus one receive.
+    in request order. Buffered bytes per connection stay below ``max_line_bytes`` plus one receive, or the
+    announced upload length (at most MAX_UPLOAD_BYTES, checked before any byte of it is kept) plus one
+    receive. A failed upload is answered with its ``ERR`` line and the connection closed (module doc).
     """
 
     def __init__(self, host: str, port: int, handler: Handler, *, max_line_bytes: int = MAX_LINE_BYTES,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
-        super().__init__(host, port, handler)
+                 max_connections: int = MAX_CONNECTIONS, uploads: Uploads | None = None,
+                 clock: Callable[[], float] = time.monotonic, stall_s: float = UPLOAD_STALL_S) -> None:
+        super().__init__(host, port, handler, tick=self.expire_stalled, tick_s=1.0)
         self.max_line_bytes = max_line_bytes
         self.max_connections = max_connections
+        self.uploads = uploads
+        self.clock = clock
+        self.stall_s = stall_s
         self._skipping: set[socket.socket] = set()
+        self._pending: dict[socket.socket, _Upload] = {}
 
     def _accept(self) -> None:
         if len(self.buffers) < self.max_connections:
@@ -340,26 +446,88 @@ class BoundedLineServer(LineServer):
 
     def _close(self, conn: socket.socket) -> None:
         self._skipping.discard(conn)
+        self._pending.pop(conn, None)
         super()._close(conn)
 
+    def _fail(self, conn: socket.socket, replies: bytearray, reason: str) -> None:
+        """Answer what came before, then the failed upload's ERR line, and close the connection."""
+        if self.uploads is not None:
+            self.uploads.upload_failed(reason)
+        replies += b"ERR " + " ".join(reason.split()).encode("ascii", "replace") + b"\n"
+        with contextlib.suppress(OSError):
+            conn.setblocking(True)
+            conn.settimeout(1.0)  # a client that reads nothing must not hold the loop
+            conn.sendall(self.outbox.get(conn, b"") + replies)
+        self._close(conn)
+
+    def expire_stalled(self, now: float) -> None:
+        """Drop the uploads whose bytes stopped coming (the tick of the base loop; ``now`` is its clock, the
+        stall is measured on ``self.clock``)."""
+        del now
+        t = self.clock()
+        for conn, up in list(self._pending.items()):
+            if t - up.last_s > self.stall_s:
+                self._fail(conn, bytearray(), f"upload: {len(self.buffers.get(conn, b''))} of {up.n_bytes} bytes "
+                                              f"came, then nothing for {self.stall_s:g} s")
+
     def _serve(self, conn: socket.socket) -> None:
-        buf = self._receive(conn)
-        if buf is None:
+        try:
+            data = conn.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
             return
+        except OSError:
+            self._close(conn)
+            return
+        buf = self.buffers[conn]
+        if not data:  # the client closed (or half-closed) its side
+            up = self._pending.get(conn)
+            if up is not None:
+                self._fail(conn, bytearray(), f"upload: connection ended after {len(buf)} of {up.n_bytes} bytes")
+            else:
+                self._close(conn)
+            return
+        buf += data
         replies = bytearray()
         too_long = f"ERR request: line longer than {self.max_line_bytes} bytes\n".encode()
-        while (nl := buf.find(b"\n")) >= 0:
+        while True:
+            up = self._pending.get(conn)
+            if up is not None:
+                up.last_s = self.clock()
+                if len(buf) < up.n_bytes:
+                    break
+                payload = bytes(buf[: up.n_bytes])
+                del buf[: up.n_bytes]
+                del self._pending[conn]
+                assert self.uploads is not None
+                try:
+                    replies += self.uploads.upload(up.line, payload) + b"\n"
+                except ValidationError as exc:
+                    self._fail(conn, replies, str(exc))
+                    return
+                continue
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
             line = bytes(buf[:nl]).rstrip(b"\r")
             del buf[: nl + 1]
             if conn in self._skipping or len(line) > self.max_line_bytes:
                 self._skipping.discard(conn)
                 replies += too_long
-            else:
+                continue
+            try:
+                n = self.uploads.upload_length(line) if self.uploads is not None else None
+            except ValidationError as exc:
+                self._fail(conn, replies, str(exc))
+                return
+            if n is None:
                 replies += self.handler(line) + b"\n"
-        if len(buf) > self.max_line_bytes:
-            self._skipping.add(conn)
-        if conn in self._skipping:
-            buf.clear()
+            else:
+                self._pending[conn] = _Upload(line, n, self.clock())
+        if conn not in self._pending:
+            if len(buf) > self.max_line_bytes:
+                self._skipping.add(conn)
+            if conn in self._skipping:
+                buf.clear()
         if replies:
             self._send(conn, replies)
 
@@ -387,7 +555,7 @@ def serve(name: str, doc: str, argv: list[str] | None, default_port: int, defaul
     cv2.setNumThreads(1)
     cv2.ocl.setUseOpenCL(False)
     service = make_service(args)
-    server = BoundedLineServer(args.host, args.port, service.handle)
+    server = BoundedLineServer(args.host, args.port, service.handle, uploads=service)
     print(f"{name} listening on {args.host}:{server.port} resident_bytes={service.memory.size_bytes} "
           f"threads={len(os.listdir('/proc/self/task'))}", flush=True)
     server.serve_forever()

@@ -16,7 +16,7 @@ from edgemigrate.core.errors import ConfigError, DataFormatError
 from edgemigrate.experiments.handover import MIGRATION_KEYS, HandoverConfig
 from edgemigrate.experiments.handover.analysis import Request, gaps, moves, read_requests, run_summary
 from edgemigrate.experiments.handover.bed import RunRecord
-from edgemigrate.experiments.handover.report import summarise, targets
+from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
 
 T0 = 1000.0
 STEP = 0.02  # one answered request every 20 ms
@@ -112,7 +112,10 @@ def test_an_old_mu_handover_is_not_paired_with_a_later_migration(tmp_path: Path)
 
 @pytest.mark.parametrize("line", ['{"seq": 1, "send_s": "x", "recv_s": null, "reply": null}', "[1, 2]",
                                   "not json", '{"seq": true, "send_s": 1.0, "recv_s": 1.1, "reply": 3}',
-                                  '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000])
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000,
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 3, "proc_s": 0.5}',
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": null, "reply": null, "proc_s": 0.01}',
+                                  '{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 3, "proc_s": -0.01}'])
 def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Path, line: str) -> None:
     p = tmp_path / "requests.jsonl"
     p.write_text('{"seq": 1, "send_s": 1.0, "recv_s": 1.1, "reply": 1}\n' + line + "\n")
@@ -127,3 +130,46 @@ def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Pat
 def test_bad_configs_name_the_key(kw: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"handover.{key}"):
         HandoverConfig(**kw)
+
+
+def test_e2e_delay_is_split_into_processing_and_transmission(tmp_path: Path) -> None:
+    """Fig. 4's breakdown: facedetect replies carry proc_s; the rest of each delay is transmission."""
+    rows = []
+    for planner, proc, total in (("orchestrated", 0.15, 0.20), ("nearest", 0.15, 0.30)):
+        folder = tmp_path / planner
+        folder.mkdir()
+        lines = [json.dumps({"seq": i + 1, "send_s": T0 + i, "recv_s": T0 + i + total, "server": "edge1",
+                             "bs": "bs1", "reply": i + 1, "error": None, "proc_s": proc}) for i in range(10)]
+        (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
+        rec = RunRecord("facedetect", planner, 0, folder, [], {"start_s": T0, "counter_ok": True}, [], LINK)
+        row, _ = run_summary(rec, 0.5)
+        assert row["mean_proc_s"] == pytest.approx(proc)
+        assert row["mean_trans_s"] == pytest.approx(total - proc)
+        assert row["mean_proc_s"] + row["mean_trans_s"] == pytest.approx(row["mean_delay_s"])
+        rows.append(row)
+    summary = summarise(rows, [])
+    goal = targets(summary)[0]
+    assert goal["trans_reduction"] == pytest.approx(1 - 0.05 / 0.15)
+    md = markdown(summary, targets(summary), "note")
+    assert "of it processing ms" in md and "| 150.0 +- 0.0 | 50.0 +- 0.0 |" in md
+    paths = plots(summary, tmp_path)
+    assert (tmp_path / "fig4_e2e_delay.png") in paths and (tmp_path / "fig4_e2e_delay.png").stat().st_size > 0
+
+
+def test_the_beds_precopy_model_is_fitted_to_the_runs_migrations(tmp_path: Path) -> None:
+    """The planners' pre-copy model comes from measured migrations; a row it cannot use is left out."""
+    from edgemigrate.experiments.handover.bed import HandoverBed
+
+    (tmp_path / "o").mkdir()
+    _log(tmp_path / "o" / "requests.jsonl", [(5.0, 5.8)])
+    rec = RunRecord("counter", "orchestrated", 0, tmp_path / "o",
+                    [_migration(3.0, 5.0, 5.8), {"event": "handover", "start_s": T0 + 5.0, "end_s": T0 + 5.5}],
+                    {"start_s": T0, "counter_ok": True, "handovers_at_s": []}, [], LINK)
+    _, rows = run_summary(rec, 0.5)
+    bed = HandoverBed(HandoverConfig(), tmp_path / "bed")
+    assert bed.precopy_model("counter") is None  # nothing measured yet: eq. 5
+    bed.add_samples("counter", rows + [dict(rows[0], frozen_s=math.nan), dict(rows[0], pre_bytes=0)])
+    assert len(bed.samples["counter"]) == 1
+    model = bed.precopy_model("counter")
+    assert model is not None and model.rounds == 1 and model.resident_bytes == pytest.approx(30_000_000)
+    assert bed.precopy_model("facedetect") is None

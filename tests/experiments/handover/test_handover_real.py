@@ -36,6 +36,11 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def test_a_warm_up_migration_fitted_the_planners_precopy_model(folder: Path) -> None:
+    model = json.loads((folder / "precopy_warmup.json").read_text())["counter"]
+    assert model is not None and model["rounds"] >= 1 and model["resident_bytes"] > 16e6  # 16 MB + the runtime
+
+
 def test_files_of_the_results_folder(folder: Path) -> None:
     for name in ("config.json", "manifest.json", "runs.csv", "migrations.jsonl", "summary.csv", "summary.json",
                  "summary.md", "fig4_e2e_delay.png", "fig5_downtime.png", "table1_bytes_per_phase.png"):

@@ -13,6 +13,9 @@ Results folder (``results/testbed-handover__<planners>__<seed>__<time>/``):
   (every migration with the agents' statistics and every handover the controller made, monotonic times),
   ``actions.json`` (the controller's actions), ``mu_summary.json`` (the MU's counter check, its own
   handovers), ``controller.log``, ``mu.log``;
+* ``precopy_warmup.json``: per service the pre-copy model (``costs.handover.PrecopyModel``) fitted to one
+  warm-up migration edge1 -> edge2 before the runs; the planners price migrations with it, refitted after
+  every run with all migrations measured so far (null: the warm-up failed; eq. 5 until a run measured one);
 * ``runs.csv``: one row per run; ``summary.csv``/``summary.json``/``summary.md``: per service and planner,
   mean +- 95 % CI, and whether each target holds; ``fig4_e2e_delay.png``, ``fig5_downtime.png``,
   ``frozen.png``, ``table1_bytes_per_phase.png``;

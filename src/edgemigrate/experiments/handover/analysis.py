@@ -13,6 +13,12 @@ radio outage (the migration phase and the handover of Ngo et al. 2020, sec. IV-B
 of the pre-copy dumps, which every planner pays alike. The engine's own number, ``frozen_s``, is the
 agents' frozen window.
 
+*E2E delay breakdown* (Ngo et al. 2020, fig. 4): a facedetect reply carries the server's processing time
+(``proc_s`` in the log: decoding the uploaded image and detecting); the rest of each request's delay is
+transmission (eq. 4's S / min(B(RSSI), B_bs) with RTT_bs, plus queueing on the way). ``mean_proc_s`` and
+``mean_trans_s`` are their means over the requests whose reply carried it (NaN for the counter, whose
+replies carry none: its few microseconds of work leave it all transmission).
+
 The request log is the MU's file (``mobileuser/log.py`` writes it; this package sits on the same layer as
 ``mobileuser`` and reads the file, not the module): each line is checked before use.
 """
@@ -45,6 +51,7 @@ class Request:
     send_s: float
     recv_s: float | None
     reply: int | None
+    proc_s: float | None = None
 
 
 def read_requests(path: Path) -> list[Request]:
@@ -63,11 +70,15 @@ def read_requests(path: Path) -> list[Request]:
             if not isinstance(raw, dict):
                 raise DataFormatError(where, None, "expected an object")
             seq, send, recv, reply = raw.get("seq"), raw.get("send_s"), raw.get("recv_s"), raw.get("reply")
+            proc = raw.get("proc_s")
             ok = isinstance(seq, int) and not isinstance(seq, bool) and _num(send) and (recv is None or _num(recv)) \
                 and (reply is None or (isinstance(reply, int) and not isinstance(reply, bool)))
             if not ok:
                 raise DataFormatError(where, None, "expected seq, send_s, recv_s (or null), reply (or null)")
-            out.append(Request(seq, float(send), None if recv is None else float(recv), reply))
+            if proc is not None and not (_num(proc) and recv is not None and 0 <= proc <= recv - send + 1e-6):
+                raise DataFormatError(where, None, "'proc_s' must be null or a number in [0, recv_s - send_s]")
+            out.append(Request(seq, float(send), None if recv is None else float(recv), reply,
+                               None if proc is None else float(proc)))
     return out
 
 
@@ -221,6 +232,8 @@ def run_summary(rec: RunRecord, outage_s: float) -> tuple[dict[str, Any], list[d
                                        for mv in mvs for a, b in mv.core_windows())]
     moved = [g for g in run_gaps if id(g) in counted]
     delays = np.array([r.recv_s - r.send_s for r in requests if r.recv_s is not None and r.reply is not None])
+    split = np.array([(r.proc_s, r.recv_s - r.send_s - r.proc_s) for r in requests
+                      if r.recv_s is not None and r.reply is not None and r.proc_s is not None]).reshape(-1, 2)
     pre = sum(r["pre_bytes"] for r in mig_rows)
     final = sum(r["final_bytes"] for r in mig_rows)
     row = {
@@ -235,6 +248,8 @@ def run_summary(rec: RunRecord, outage_s: float) -> tuple[dict[str, Any], list[d
         "frozen_s": float(sum(r["frozen_s"] for r in mig_rows)),
         "mean_delay_s": float(delays.mean()) if delays.size else math.nan,
         "p95_delay_s": float(np.percentile(delays, 95)) if delays.size else math.nan,
+        "mean_proc_s": float(split[:, 0].mean()) if split.size else math.nan,
+        "mean_trans_s": float(split[:, 1].mean()) if split.size else math.nan,
         "normal_interval_s": normal,
         "requests": len(requests), "answered": int(delays.size),
         "pre_bytes": int(pre), "final_bytes": int(final),

@@ -35,9 +35,11 @@ from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.controller.api import issue_mu_cert
 from edgemigrate.controller.monitor import Monitor, SnapshotDefaults
 from edgemigrate.controller.service import Controller, serve
+from edgemigrate.controller.sim.measurements import parse_record, record_from_stats
 from edgemigrate.controller.store import BaseStation, Host, HostRole, Placement, User, open_store
 from edgemigrate.controller.testbed_backend import TestbedBackend, TestbedHandover
 from edgemigrate.core.errors import EdgeMigrateError, EngineError
+from edgemigrate.costs.handover import MigrationSample, PrecopyModel, fit_precopy
 from edgemigrate.engine.transport.tls import create_pki
 from edgemigrate.experiments.handover.design import TESTBED, HandoverConfig, ServiceSetup
 from edgemigrate.planning import make_planner
@@ -78,6 +80,8 @@ class HandoverBed:
         self.cfg = cfg
         self.root = root
         self.cluster: LocalCluster | None = None
+        # per service, the measured pre-copy migrations the planners' model is fitted to (warm-up + runs)
+        self.samples: dict[str, list[MigrationSample]] = {}
 
     # ------------------------------------------------------------------ bring-up
     def up(self) -> None:
@@ -124,12 +128,60 @@ class HandoverBed:
             store.put_user(User(USER))
         return url
 
-    def _defaults(self) -> SnapshotDefaults:
-        """What the monitor does not measure: the testbed's real BS -> server RTTs and the edge links."""
+    def precopy_model(self, service: str) -> PrecopyModel | None:
+        """The pre-copy model (Clark et al. 2005) fitted to ``service``'s measured migrations so far, or None
+        (the planners then price eq. 5's stop-and-copy) before any."""
+        samples = self.samples.get(service)
+        return fit_precopy(samples) if samples else None
+
+    def add_samples(self, service: str, rows: list[dict[str, Any]]) -> None:
+        """The migration rows of a run (``analysis.migration_rows``) as samples of the model's fit; a row the
+        fit cannot use (no pre-copy round, a NaN from a failed statistic) is left out."""
+        for r in rows:
+            try:
+                rec = parse_record({"service": r["service"], "planner": r["planner"], "repeat": r["repeat"],
+                                    "pre_bytes": r["pre_bytes"], "final_bytes": r["final_bytes"],
+                                    "link_bps": r["link_bps"], "rtt_s": r["rtt_s"], "frozen_s": r["frozen_s"],
+                                    "restore_s": r["restore_s"], "downtime_s": r["frozen_s"],
+                                    "total_s": r["total_s"], "handover_outage_s": r["handover_outage_s"],
+                                    "rounds": max(1, int(r["n_rounds"]) - 1),
+                                    "wire_bytes": int(r["pre_wire_bytes"]) + int(r["final_wire_bytes"])})
+            except (EdgeMigrateError, KeyError, TypeError, ValueError) as exc:
+                log.warning("migration row of %s not used for the pre-copy fit: %s", service, exc)
+                continue
+            if rec.sample.pre_bytes > 0:
+                self.samples.setdefault(service, []).append(rec.sample)
+
+    def warm_up(self, service: str) -> None:
+        """One real migration edge1 -> edge2 of ``service`` before its runs, so that the first orchestrated run
+        already plans with a model fitted on this machine (its load included) rather than eq. 5's defaults."""
+        c = self.cluster
+        assert c is not None
+        setup = self.cfg.setup(service)
+        spec = ServiceSpec(service, ServiceKind(setup.kind), self.tb.service_ip(0), PORT, setup.resident_mb)
+        c.stop_all(service)
+        try:
+            self._deploy(spec)
+            stats = c.migrate(service, "edge2", src="edge1")
+            link = self.tb.link("edge1", "edge2")
+            rec = parse_record(record_from_stats(stats, service=service, planner="warmup", repeat=0,
+                                                 link_bps=link.rate_mbit * 1e6, rtt_s=link.rtt_ms / 1000.0))
+            self.samples.setdefault(service, []).append(rec.sample)
+        except EdgeMigrateError as exc:  # the runs still run; the first plans price eq. 5 instead
+            log.warning("warm-up migration of %s failed: %s", service, exc)
+        finally:
+            c.stop_all(service)
+
+    def _defaults(self, service: str) -> SnapshotDefaults:
+        """What the monitor does not measure: the testbed's real BS -> server and server -> server RTTs, the
+        edge links, and the pre-copy model fitted so far."""
         tb = self.tb
         rtt = {(b.name, h): tb.bs_link(b.name, h).rtt_ms / 1000.0 for b in tb.base_stations() for h in SERVERS}
+        host_rtt = {(a, b): tb.link(a, b).rtt_ms / 1000.0 for a in SERVERS for b in SERVERS if a < b}
         return SnapshotDefaults(link_bps=tb.link("edge1", "edge2").rate_mbit * 1e6, edge_rtt_s=0.002,
-                                cloud_rtt_s=0.152, bs_host_rtt_s=rtt, min_rssi_dbm=self.cfg.cell_edge_rssi_dbm())
+                                cloud_rtt_s=0.152, bs_host_rtt_s=rtt, min_rssi_dbm=self.cfg.cell_edge_rssi_dbm(),
+                                horizon_s=self.cfg.horizon_s, precopy=self.precopy_model(service),
+                                host_rtt_s=host_rtt)
 
     def _reset_radio(self) -> None:
         tb = self.tb
@@ -152,7 +204,7 @@ class HandoverBed:
         events: list[dict[str, Any]] = []
         coordinated = planner == "orchestrated"
         hook = TestbedHandover(cfg.testbed_name, {USER: CLIENT}, cfg.handover_outage_s) if coordinated else None
-        with _controller(url, c, planner, seed, hook, events, self._defaults(), cfg.controller_interval_s,
+        with _controller(url, c, planner, seed, hook, events, self._defaults(service), cfg.controller_interval_s,
                          folder) as (ip, port):
             summary = self._mu(service, setup, folder, ip, port, coordinated)
             _settle(url)

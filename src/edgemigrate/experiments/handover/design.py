@@ -78,6 +78,9 @@ class HandoverConfig:
     # user on its first BS forever: the emulated air link has no rate, so nothing in eq. 4 prices a weak but
     # working link for a few-byte request, and a cell that never ends needs no handover.
     cell_edge_fraction: float = 0.6
+    # the planner's t' = now + horizon: long enough that at 0.5 m/s the old cell's predicted end is in sight
+    # as soon as the next BS is usable (4 m before the hysteresis point), so the pre-copy can start in time
+    horizon_s: float = 8.0
     setups: Mapping[str, ServiceSetup] = field(default_factory=lambda: dict(DEFAULT_SETUPS))
     testbed_name: str = "ho"
     subnet: str | None = None  # None: TESTBED's
@@ -93,7 +96,8 @@ class HandoverConfig:
             raise ConfigError(f"handover.repeats: expected an integer in [1, 100], got {self.repeats!r}")
         for key, lo, hi in (("bs_spacing_m", 5.0, 200.0), ("request_gap_s", 0.0, 1.0),
                             ("report_every_s", 0.05, 10.0), ("controller_interval_s", 0.05, 10.0),
-                            ("handover_outage_s", 0.0, 10.0), ("cell_edge_fraction", 0.5, 1.0)):
+                            ("handover_outage_s", 0.0, 10.0), ("cell_edge_fraction", 0.5, 1.0),
+                            ("horizon_s", 0.5, 60.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
                 raise ConfigError(f"handover.{key}: expected a number in [{lo:g}, {hi:g}], got {v!r}")
@@ -117,6 +121,7 @@ class HandoverConfig:
                 "request_gap_s": self.request_gap_s, "report_every_s": self.report_every_s,
                 "controller_interval_s": self.controller_interval_s, "handover_outage_s": self.handover_outage_s,
                 "cell_edge_fraction": self.cell_edge_fraction, "cell_edge_rssi_dbm": self.cell_edge_rssi_dbm(),
+                "horizon_s": self.horizon_s,
                 "setups": {k: {"kind": v.kind, "resident_mb": v.resident_mb, "speed_m_per_s": v.speed_m_per_s,
                                "duration_s": self.setup(k).duration_s, "request_timeout_s": v.request_timeout_s} for k, v in self.setups.items()},
                 "testbed_name": self.testbed_name, "testbed": dict(TESTBED) | ({"subnet": self.subnet}

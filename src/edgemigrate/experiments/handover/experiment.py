@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from edgemigrate.experiments.results import manifest, write_json
 
 RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "handovers", "failed_migrations",
                "downtime_s", "frozen_downtime_s", "longest_gap_s", "other_gaps_s", "frozen_s", "mean_delay_s", "p95_delay_s",
+               "mean_proc_s", "mean_trans_s",
                "normal_interval_s", "requests", "answered", "pre_bytes", "final_bytes", "final_over_pre",
                "counter_ok", "moves_unverified")
 
@@ -47,6 +49,14 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
     bed.up()
     try:
         total = cfg.repeats * len(cfg.services) * len(cfg.planners)
+        warm: dict[str, Any] = {}
+        for service in cfg.services:
+            bed.warm_up(service)
+            model = bed.precopy_model(service)
+            warm[service] = None if model is None else dataclasses.asdict(model)
+            progress(json.dumps({"warm_up": service, "precopy_model": warm[service]}))
+        # the model the first runs plan with (later runs refit it with every migration measured before them)
+        write_json(folder / "precopy_warmup.json", warm)
         for repeat in range(cfg.repeats):
             for service in cfg.services:
                 for planner in cfg.planners:
@@ -66,6 +76,7 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
                     row["seed"] = seed
                     runs.append(row)
                     migs += rows
+                    bed.add_samples(service, rows)
                     with (folder / "migrations.jsonl").open("a") as fh:
                         fh.writelines(line + "\n" for line in iter_jsonl(rows))
                     _write_runs(folder / "runs.csv", runs)
@@ -96,7 +107,8 @@ def write_summary(folder: Path, config: dict[str, Any], runs: list[dict[str, Any
         progress(json.dumps({"summary": r["service"], "planner": r["planner"], "repeats": r["repeats"]}
                             | {k: r[k] for k in ("downtime_s", "downtime_s_ci95", "frozen_downtime_s",
                                                  "frozen_downtime_s_ci95", "frozen_s", "frozen_s_ci95",
-                                                 "mean_delay_s", "mean_delay_s_ci95", "migrations",
+                                                 "mean_delay_s", "mean_delay_s_ci95", "mean_proc_s",
+                                                 "mean_trans_s", "migrations",
                                                  "final_over_pre", "final_over_pre_max", "counter_ok")}))
     for g in goals:
         progress(json.dumps({"target": g}))
