@@ -55,6 +55,8 @@ def _good(tmp_path: Path) -> Path:
     (json.dumps(_rec(repeat=True)), "repeat = True: expected an integer"),
     (json.dumps(_rec(restore_s=2.0)), "restore_s = 2.0 exceeds frozen_s"),
     (json.dumps(_rec(rounds=0)), "rounds = 0: expected an integer in [1, 100]"),
+    (json.dumps(_rec(n_rounds=0)), "n_rounds = 0: expected an integer in [1, 101]"),
+    (json.dumps(_rec(pre_wire_bytes="x", final_wire_bytes=1)), "pre_wire_bytes: expected a number"),
     ("[1, 2]", "expected a JSON object"),
 ])
 def test_a_bad_record_is_a_one_line_error_naming_file_line_and_key(tmp_path: Path, line: str, says: str) -> None:
@@ -63,6 +65,18 @@ def test_a_bad_record_is_a_one_line_error_naming_file_line_and_key(tmp_path: Pat
         load_migrations(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}:3: ") and says in msg and "\n" not in msg, msg
+
+
+def test_the_handover_experiments_own_rows_load(tmp_path: Path) -> None:
+    """``calibrate --from`` a results folder: its rows carry the analysis' extra columns (``n_rounds`` counts
+    the final round; wire bytes per phase), which are read as the experiment defines them."""
+    extra = {"src": "edge1", "dst": "edge2", "n_rounds": 3, "pre_wire_bytes": 12_000_000, "final_wire_bytes": 9_000,
+             "longest_gap_s": 1.1, "frozen_downtime_s": 0.8, "handover_overlap_s": 0.5, "handover_lead_s": 0.0,
+             "start_s": 11.2, "counter_ok": None}
+    (rec,) = load_migrations(_write(tmp_path, [json.dumps(_rec(**extra))]))
+    assert rec.sample.rounds == 2 and rec.sample.wire_bytes == 12_009_000
+    (same,) = load_migrations(_write(tmp_path, [json.dumps(_rec(**extra, rounds=5, wire_bytes=7))]))
+    assert same.sample.rounds == 5 and same.sample.wire_bytes == 7  # the contract's keys win
 
 
 def test_an_oversized_line_is_refused_before_it_is_decoded(tmp_path: Path) -> None:

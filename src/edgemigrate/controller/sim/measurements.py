@@ -39,6 +39,11 @@ MAX_BYTES = float(1 << 44)  # 16 TiB: larger is a unit mistake
 RECORD_KEYS = ("service", "planner", "repeat", "pre_bytes", "final_bytes", "link_bps", "rtt_s", "frozen_s",
                "restore_s", "downtime_s", "total_s", "handover_outage_s")
 OPTIONAL_KEYS = ("rounds", "resident_bytes", "wire_bytes")
+# what the testbed handover experiment writes beside the contract (``experiments/handover/analysis.py``): read
+# as the experiment defines them (``n_rounds`` counts the final round too; the wire bytes are split by phase),
+# the rest is information for people and is not used by the fit
+ANALYSIS_KEYS = ("src", "dst", "n_rounds", "pre_wire_bytes", "final_wire_bytes", "longest_gap_s",
+                 "frozen_downtime_s", "handover_overlap_s", "handover_lead_s", "start_s", "counter_ok")
 _SECONDS = frozenset({"rtt_s", "frozen_s", "restore_s", "downtime_s", "total_s", "handover_outage_s"})
 _BYTES = frozenset({"pre_bytes", "final_bytes", "resident_bytes", "wire_bytes"})
 
@@ -74,9 +79,10 @@ def parse_record(obj: Any) -> MigrationRecord:
     """One decoded line -> a :class:`MigrationRecord`, or a :class:`ValidationError` naming the key."""
     if not isinstance(obj, dict):
         raise ValidationError(f"expected a JSON object, got {type(obj).__name__}")
-    extra = sorted(str(k) for k in set(obj) - set(RECORD_KEYS) - set(OPTIONAL_KEYS))
+    extra = sorted(str(k) for k in set(obj) - set(RECORD_KEYS) - set(OPTIONAL_KEYS) - set(ANALYSIS_KEYS))
     if extra:
         raise ValidationError(f"{extra[0][:40]}: unknown key")
+    obj = _from_analysis(obj)
     missing = [k for k in RECORD_KEYS if k not in obj]
     if missing:
         raise ValidationError(f"{missing[0]}: missing")
@@ -95,6 +101,18 @@ def parse_record(obj: Any) -> MigrationRecord:
     sample = MigrationSample(v["pre_bytes"], v["final_bytes"], link, v["rtt_s"], v["frozen_s"], v["restore_s"],
                              v["total_s"], rounds, v.get("resident_bytes"), v.get("wire_bytes"))
     return MigrationRecord(service, planner, repeat, sample, v["downtime_s"], v["handover_outage_s"])
+
+
+def _from_analysis(obj: dict[str, Any]) -> dict[str, Any]:
+    """The contract's ``rounds``/``wire_bytes`` from the experiment's ``n_rounds`` and per-phase wire bytes
+    when a line has only those; the informational keys are dropped."""
+    out = {k: v for k, v in obj.items() if k not in ANALYSIS_KEYS}
+    if "rounds" not in obj and "n_rounds" in obj:
+        out["rounds"] = max(1, _int(obj["n_rounds"], "n_rounds", 1, 101) - 1)  # leave-running rounds only
+    if "wire_bytes" not in obj and "pre_wire_bytes" in obj and "final_wire_bytes" in obj:
+        out["wire_bytes"] = _num(obj["pre_wire_bytes"], "pre_wire_bytes", MAX_BYTES) + \
+            _num(obj["final_wire_bytes"], "final_wire_bytes", MAX_BYTES)
+    return out
 
 
 def load_migrations(path: Path) -> list[MigrationRecord]:

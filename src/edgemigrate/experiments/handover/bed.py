@@ -139,13 +139,8 @@ class HandoverBed:
         fit cannot use (no pre-copy round, a NaN from a failed statistic) is left out."""
         for r in rows:
             try:
-                rec = parse_record({"service": r["service"], "planner": r["planner"], "repeat": r["repeat"],
-                                    "pre_bytes": r["pre_bytes"], "final_bytes": r["final_bytes"],
-                                    "link_bps": r["link_bps"], "rtt_s": r["rtt_s"], "frozen_s": r["frozen_s"],
-                                    "restore_s": r["restore_s"], "downtime_s": r["frozen_s"],
-                                    "total_s": r["total_s"], "handover_outage_s": r["handover_outage_s"],
-                                    "rounds": max(1, int(r["n_rounds"]) - 1),
-                                    "wire_bytes": int(r["pre_wire_bytes"]) + int(r["final_wire_bytes"])})
+                # the fit needs the engine's frozen window, not the user-seen downtime (NaN-free, bounded)
+                rec = parse_record(dict(r, downtime_s=r["frozen_s"]))
             except (EdgeMigrateError, KeyError, TypeError, ValueError) as exc:
                 log.warning("migration row of %s not used for the pre-copy fit: %s", service, exc)
                 continue
