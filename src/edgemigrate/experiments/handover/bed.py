@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import subprocess
@@ -43,7 +42,7 @@ from edgemigrate.costs.handover import MigrationSample, PrecopyModel, fit_precop
 from edgemigrate.engine.transport.tls import create_pki
 from edgemigrate.experiments.handover.design import TESTBED, HandoverConfig, ServiceSetup
 from edgemigrate.planning import make_planner
-from edgemigrate.testbed import Testbed, config_from_mapping
+from edgemigrate.testbed import Testbed, config_from_mapping, free_subnet
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class HandoverBed:
         name = cfg.testbed_name
         if name in Testbed.names():
             Testbed.load(name).down()
-        raw = dict(TESTBED) | {"subnet": cfg.subnet or free_subnet()}
+        raw = dict(TESTBED) | {"subnet": cfg.subnet or free_subnet(150, 199)}
         Testbed.up(config_from_mapping(raw, where="handover testbed"), name=name)
         self.root.mkdir(parents=True, exist_ok=True)
         pki = create_pki(self.root / "pki", list(SERVERS))
@@ -249,23 +248,6 @@ class HandoverBed:
         summary = json.loads(lines[-1])
         (folder / "mu_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return dict(summary)
-
-
-def free_subnet() -> str:
-    """A 10.x.0.0/16 (x in 150..199) that no route of this namespace overlaps: other testbeds may be up."""
-    out = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True,
-                         check=True).stdout
-    used = []
-    for r in json.loads(out or "[]"):
-        dst = r.get("dst", "") if isinstance(r, dict) else ""
-        if dst and dst != "default":
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
-    for x in range(150, 200):
-        net = ipaddress.IPv4Network(f"10.{x}.0.0/16")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise EngineError("no free 10.150-199.0.0/16 subnet for the handover testbed")
 
 
 def _settle(url: str) -> None:
