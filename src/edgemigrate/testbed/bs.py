@@ -12,11 +12,23 @@ A mobile user (MU) is identified by its client host and sends from the client's 
 3000``) sends it via the serving BS; the servers' replies to the MU address go through the router's shaped
 path server -> serving BS. Everything else of the client (its agent, ssh-like tooling) keeps the direct link.
 
-The outage blackholes the MU at its old serving BS in both directions (an ``ip rule ... blackhole`` for what
-the MU sends, a blackhole route for what reaches the BS for it): packets sent meanwhile are lost without an
-error to the sender, like frames sent into a radio link that is gone. Ngo et al. 2020 emulate their
-handover with ``iptables`` path rules and a 500 ms handover time (their sec. V-A); we use the routing table
-because the testbed already manages every other path there.
+The outage is lossless, as a cellular handover is: 3GPP TS 36.300, sec. 10.1.2.3 (X2 data forwarding) has the
+source BS buffer the user's downlink packets during the handover and forward them to the target, and the user
+keeps its uplink packets until it is attached again. Here, while the MU of the old BS is in its outage, the
+user-space link emulator (``testbed/forwarder.py``) holds every packet on the old BS's shaped paths (both
+directions, bounded per path) and releases them when the handover completes, after the routes point at the new
+BS: the held downlink then reaches the MU through the new BS, the held uplink continues on the old BS's path
+(the one difference from X2: those few packets pay the old path's delay, not the new one's). A packet capture
+of the facedetect run showed why it matters: with the outage dropping packets, a reply the restored service
+sent into the outage came 1 s later, when the restored socket's first retransmission timer expired (a socket
+restored by CRIU starts from the initial 1 s RTO), and a request sent into the outage waited for the MU's
+backed-off retransmission; both planners lost 0.5-1 s per move to TCP, not to the radio.
+
+Holding needs the user-space emulator (``emulator = "tun"``) and an old BS that serves no other MU (the hold is
+per path, not per user); otherwise the outage blackholes the MU at its old BS in both directions (an
+``ip rule ... blackhole`` for what the MU sends, a blackhole route for what reaches the BS for it), as Ngo et
+al. 2020 emulate theirs with ``iptables`` path rules and a 500 ms handover time (their sec. V-A).
+:func:`outage_mode` says which one a handover uses.
 
 Imports only :mod:`edgemigrate.core` and the testbed's own modules; :class:`~edgemigrate.testbed.Testbed` is
 only an annotation here (it calls these functions, never the other way round).
@@ -25,6 +37,7 @@ only an annotation here (it calls these functions, never the other way round).
 from __future__ import annotations
 
 import json
+import signal
 from typing import TYPE_CHECKING, Any
 
 import edgemigrate.testbed.netops as netops
@@ -39,6 +52,8 @@ if TYPE_CHECKING:
 HANDOVER_OUTAGE_S = 0.5  # Ngo et al. 2020, sec. V-A: "the handover time of the virtual MU is set to 500ms"
 MAX_OUTAGE_S = 60.0
 OUTAGE_RULE_PREF = 100  # before the main table in the BS
+HOLD = "hold"  # the outage modes (module docstring)
+BLACKHOLE = "blackhole"
 
 
 def link_key(bs: str, host: str) -> str:
@@ -93,13 +108,16 @@ def _mac(direction: int, b: BsInfo, j: int) -> str:
 
 
 def forwarder_devices(tb: Testbed) -> dict[str, dict[str, float]]:
-    """The user-space emulator's parameters of every BS path device (one-way delay and loss)."""
+    """The user-space emulator's parameters of every BS path device (one-way delay, loss, and the hold of a BS
+whose MU is in a lossless handover outage)."""
+    held = {m["bs"] for m in tb._state.get("mu", {}).values() if m.get("outage") == HOLD}
     out = {}
     for b in tb.base_stations():
         for h in _servers(tb.plan):
             spec = _spec(tb, b, h)
             for dev in (b.uplink(h.index), b.downlink(h.index)):
-                out[dev] = {"delay_s": spec.one_way_delay_s, "loss": spec.loss}
+                out[dev] = {"delay_s": spec.one_way_delay_s, "loss": spec.loss} | ({"hold": True}
+                                                                                   if b.name in held else {})
     return out
 
 
@@ -204,26 +222,48 @@ def tx_packets(tb: Testbed, bs_name: str, host: str, *, up: bool) -> int:
         raise EngineError(f"cannot read the packet counter of {bs_name} -> {host}: {exc}") from None
 
 
+def outage_mode(tb: Testbed, client: str) -> str:
+    """How a handover of ``client``'s MU would cut its radio now: ``hold`` (lossless) or ``blackhole``."""
+    mu = _mu(tb, client)
+    others = [m for c, m in tb._state.get("mu", {}).items() if c != client and m.get("bs") == mu["bs"]]
+    return HOLD if tb.emulator is Emulator.TUN and not others else BLACKHOLE
+
+
+def _update_forwarder(tb: Testbed) -> None:
+    tb._write_forwarder_params()
+    tb._signal_forwarder(signal.SIGHUP)
+
+
 def begin_outage(tb: Testbed, client: str) -> None:
-    """Blackhole the MU at its serving BS, both directions (caller holds the lock and saves)."""
+    """Cut the MU's radio at its serving BS, both directions: hold its packets (lossless) or blackhole them
+    (module docstring; caller holds the lock and saves)."""
     mu = _mu(tb, client)
     if mu.get("outage"):
         raise ConfigError(f"mobile user on '{client}' is already in a handover")
+    mode = outage_mode(tb, client)
+    if mode == HOLD:
+        mu["outage"] = HOLD
+        _update_forwarder(tb)
+        return
     c, b = tb.host(client), tb.bs(mu["bs"])
     ip, (_, a) = tb.plan.mu_ip(c), tb.plan.air_if(b, c)
     netops.ip_batch(b.netns, [f"rule add from {ip} iif {a} blackhole pref {OUTAGE_RULE_PREF}",
                               f"route replace blackhole {ip}/32"])
-    mu["outage"] = True
+    mu["outage"] = BLACKHOLE
 
 
 def switch(tb: Testbed, client: str, to_bs: str) -> None:
-    """Route the MU via ``to_bs`` and lift the old BS's blackhole (caller holds the lock and saves)."""
+    """Route the MU via ``to_bs``, then release what the old BS held or lift its blackhole (caller holds the
+    lock and saves). The routes change first, so that held downlink packets leave towards the new BS."""
     mu = _mu(tb, client)
     c, new = tb.host(client), tb.bs(to_bs)
     old = tb.bs(mu["bs"])
     _route_mu(tb, c, new)
     ip, (_, a) = tb.plan.mu_ip(c), tb.plan.air_if(old, c)
-    if mu.get("outage"):
+    outage = mu.get("outage")
+    mu["bs"], mu["outage"] = new.name, False
+    if outage == HOLD:
+        _update_forwarder(tb)
+    elif outage:  # BLACKHOLE, or True in a state file written before the modes existed
         netops.ip_batch(old.netns, [f"rule del pref {OUTAGE_RULE_PREF}", f"route replace {ip}/32 dev {a} src {old.ip}"],
                         force=True)
-    mu["bs"], mu["outage"] = new.name, False
