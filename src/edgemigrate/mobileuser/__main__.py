@@ -23,7 +23,7 @@ from edgemigrate.mobileuser.mu import MAX_BODY_BYTES, MobileUser, MuConfig, requ
 from edgemigrate.mobileuser.path import SPEED_SIMPLE_M_PER_S, BackAndForthPath
 from edgemigrate.mobileuser.radio import DEFAULT_HYSTERESIS_DB, RadioModel, default_sites
 from edgemigrate.mobileuser.reporter import ControllerReporter, Reporter, StoreReporter, check_endpoint
-from edgemigrate.mobileuser.testbed import TestbedRadio, service_locator
+from edgemigrate.mobileuser.testbed import TestbedAirLink, TestbedRadio, service_locator
 from edgemigrate.mobileuser.transport import TcpLineTransport
 from edgemigrate.testbed import Testbed
 
@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--request-timeout-s", type=float, default=2.0,
                     help="give up on a reply after this long, reconnect and rediscover")
     ap.add_argument("--report-every-s", type=float, default=1.0)
+    ap.add_argument("--no-air-rate", action="store_true",
+                    help="leave the radio links' rate alone (default: B(RSSI) of eq. 4 at every report)")
     return ap
 
 
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                        request=request_for(args.kind, args.user, image), body=image or b"")
         reporter, closer = _reporter(args)
         radio = TestbedRadio(args.testbed, args.host)
+        air = None if args.no_air_rate else TestbedAirLink(args.testbed, args.host)
 
         def locate() -> str | None:  # the host holding the address the MU last discovered
             return service_locator(args.testbed, mu.endpoint[0])() if mu.endpoint is not None else None
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with open(args.log, "a", encoding="utf-8") as fh:
                 mu = MobileUser(cfg, reporter=reporter, link=radio, transport=TcpLineTransport(tb.mu_ip(args.host)),
-                                locate=locate, sink=lambda r: write_record(fh, r))
+                                locate=locate, sink=lambda r: write_record(fh, r),
+                                air=None if air is None else air.update)
                 sent = mu.run(args.duration_s)
             radio.wait()
         finally:
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                           "handovers": [[h.at_s - mu.start_s, h.from_bs, h.to_bs] for h in mu.handovers],
                           "handovers_at_s": [h.at_s for h in mu.handovers], "radio_errors": radio.errors,
                           "report_errors": mu.report_errors, "discover_errors": mu.discover_errors,
+                          "air_rates": [] if air is None else air.changes,
+                          "air_errors": [] if air is None else air.errors,
                           "counter_ok": check.ok, "violations": list(check.violations)}), flush=True)
         return 0 if check.ok else 1
     except EdgeMigrateError as exc:

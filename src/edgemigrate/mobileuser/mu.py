@@ -128,7 +128,8 @@ class MobileUser:
     def __init__(self, config: MuConfig, *, reporter: Reporter, link: RadioLink, transport: Transport,
                  locate: Callable[[], str | None], sink: Callable[[RequestRecord], None],
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 wall_clock: Callable[[], float] | None = None) -> None:
+                 wall_clock: Callable[[], float] | None = None,
+                 air: Callable[[dict[str, float]], object] | None = None) -> None:
         self.config = config
         # reports are stamped on the wall clock: the controller windows them against its own time.time();
         # a virtual ``clock`` without a wall clock stamps them with itself (unit tests)
@@ -138,6 +139,8 @@ class MobileUser:
         self.transport = transport
         self.locate = locate
         self.sink = sink
+        # the radio link's rate from the RSSI (testbed.TestbedAirLink), updated with every report
+        self.air = air
         self.clock = clock
         self.sleep = sleep
         self.start_s = clock()
@@ -160,6 +163,8 @@ class MobileUser:
         if not cfg.coordinated:
             self._maybe_hand_over(xy)
         if self.clock() >= self._next_report_s:
+            if self.air is not None:
+                self.air(rssi)
             self._report(rssi)
         record = self._request()
         self.sink(record)

@@ -52,6 +52,12 @@ if TYPE_CHECKING:
 HANDOVER_OUTAGE_S = 0.5  # Ngo et al. 2020, sec. V-A: "the handover time of the virtual MU is set to 500ms"
 MAX_OUTAGE_S = 60.0
 OUTAGE_RULE_PREF = 100  # before the main table in the BS
+# the air link's rate before the MU first sets it from its RSSI (``set_air_rates``): 802.11n's fastest MCS of
+# the planner's B(RSSI) table (costs/handover.py, 20 MHz, one stream), so an unset link is never the bottleneck
+AIR_INITIAL_RATE_BPS = 65e6
+AIR_MIN_RATE_BPS = 1e5  # tbf needs a rate > 0; the planner's B(RSSI) is 0 only beyond every cell here
+AIR_BURST_S = 0.004  # as the testbed's wired paths (testbed.TBF_BURST_S): 4 ms of the rate, >= 2 MTUs
+AIR_QUEUE_S = 0.05  # queue limit: 50 ms of the rate (a Wi-Fi AP's queue), at least 4 MTUs
 HOLD = "hold"  # the outage modes (module docstring)
 BLACKHOLE = "blackhole"
 
@@ -157,6 +163,8 @@ def build(tb: Testbed) -> None:
             netops.ip(c.netns, "link", "set", w, "up")
             blines += [f"link set {a} up", f"route add {p.mu_ip(c)}/32 dev {a} src {b.ip}"]
         netops.ip_batch(b.netns, blines)
+        for c in _clients(p):
+            _air_qdisc(tb, b, c, "add", AIR_INITIAL_RATE_BPS)
     netops.ip_batch(r, rlines)
     netops.sysctl(r, {f"net.ipv4.conf.{d}.rp_filter": "0" for d in devs})
     for b in bss:
@@ -168,6 +176,47 @@ def build(tb: Testbed) -> None:
         ip = p.mu_ip(c)
         netops.ip_batch(c.netns, [f"addr add {ip}/32 dev lo", f"rule add from {ip} lookup {MU_TABLE} pref {MU_TABLE}"])
         _route_mu(tb, c, tb.bs(serving(tb, c.name)))
+
+
+def air_tbf_args(rate_bps: float, mtu_bytes: int) -> list[str]:
+    """``tc`` arguments of the air link's ``tbf`` at ``rate_bps`` (B(RSSI) of Ngo et al. 2020, eq. 4)."""
+    rate = max(float(rate_bps), AIR_MIN_RATE_BPS)
+    burst = max(int(rate / 8.0 * AIR_BURST_S), 2 * mtu_bytes + 128)
+    limit = max(int(rate / 8.0 * AIR_QUEUE_S), 4 * mtu_bytes)
+    return ["tbf", "rate", f"{int(rate)}bit", "burst", str(burst), "limit", str(limit)]
+
+
+def _air_qdisc(tb: Testbed, b: BsInfo, c: HostInfo, verb: str, rate_bps: float) -> None:
+    """``verb`` (add/change) the tbf of both directions of ``c``'s radio link to ``b``: the client's end
+    ``w<k>`` (uplink) and the BS's end ``a<c>`` (downlink)."""
+    w, a = tb.plan.air_if(b, c)
+    args = air_tbf_args(rate_bps, tb.config.mtu_bytes)
+    netops.tc(c.netns, "qdisc", verb, "dev", w, "root", "handle", "1:", *args)
+    netops.tc(b.netns, "qdisc", verb, "dev", a, "root", "handle", "1:", *args)
+
+
+def set_air_rates(tb: Testbed, client: str, rates_bps: dict[str, float]) -> None:
+    """Set the rate of ``client``'s radio link to each named BS (B(RSSI) of eq. 4 for the MU's RSSI of that
+    BS). ``tc qdisc change`` keeps the queue: packets on the link are not dropped by a rate change. Touches no
+    state file (the MU calls it as it moves; its run log records the rates)."""
+    c = tb.host(client)
+    _mu(tb, client)
+    for name, rate in rates_bps.items():
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0.0 <= rate <= 1e12:
+            raise ConfigError(f"air link rate of {client} to {name}: expected bits/s in [0, 1e12], got {rate!r}")
+        _air_qdisc(tb, tb.bs(name), c, "change", rate)
+
+
+def air_rate_bps(tb: Testbed, client: str, bs_name: str, *, up: bool = True) -> float:
+    """The rate ``tc`` has configured on ``client``'s radio link to ``bs_name`` (uplink: the client's end)."""
+    c, b = tb.host(client), tb.bs(bs_name)
+    w, a = tb.plan.air_if(b, c)
+    out = netops.tc(c.netns if up else b.netns, "-j", "qdisc", "show", "dev", w if up else a)
+    try:
+        qd = next(q for q in json.loads(out.stdout) if q.get("kind") == "tbf")
+        return float(qd["options"]["rate"]) * 8.0
+    except (ValueError, KeyError, StopIteration, TypeError) as exc:
+        raise EngineError(f"cannot read the air link rate of {client} -> {bs_name}: {exc}") from None
 
 
 def _route_mu(tb: Testbed, c: HostInfo, b: BsInfo) -> None:
