@@ -97,3 +97,14 @@ def test_orchestrated_hands_over_at_the_freeze_and_nearest_by_the_mus_hysteresis
     assert [h[1:] for h in near["handovers"]][:1] == [["bs1", "bs2"]]
     row = next(m for m in _jsonl(folder / "migrations.jsonl") if m["planner"] == "orchestrated")
     assert row["handover_outage_s"] == 0.5 and row["handover_overlap_s"] > 0
+
+
+def test_the_radio_link_was_lossless_and_rated_by_the_mus_rssi(folder: Path) -> None:
+    from edgemigrate.costs.handover import WIFI_80211N_20MHZ_RATE_MBIT
+
+    for planner in ("orchestrated", "nearest"):
+        summary = json.loads((folder / "runs" / f"counter__{planner}__0" / "mu_summary.json").read_text())
+        assert summary["outage_mode"] in ("hold", "blackhole")  # hold wherever the user-space emulator runs
+        assert summary["air_rates"] and not summary["air_errors"]
+        # every rate set is a step of the planner's B(RSSI) table (costs.handover.wifi_rate_bps)
+        assert {r for _, _, r in summary["air_rates"]} <= {m * 1e6 for m in WIFI_80211N_20MHZ_RATE_MBIT}

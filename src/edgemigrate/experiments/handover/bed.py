@@ -43,6 +43,7 @@ from edgemigrate.engine.transport.tls import create_pki
 from edgemigrate.experiments.handover.design import TESTBED, HandoverConfig, ServiceSetup
 from edgemigrate.planning import make_planner
 from edgemigrate.testbed import Testbed, config_from_mapping, free_subnet
+from edgemigrate.testbed.bs import outage_mode
 
 log = logging.getLogger(__name__)
 
@@ -239,13 +240,14 @@ class HandoverBed:
                 "--request-timeout-s", str(setup.request_timeout_s)]
         if coordinated:
             argv.append("--coordinated")
+        mode = outage_mode(self.tb, CLIENT)  # hold (lossless) or blackhole: testbed/bs.py
         with (folder / "mu.log").open("wb") as err:
             proc = self.tb.popen_in(CLIENT, argv, stdout=subprocess.PIPE, stderr=err)
             out, _ = proc.communicate(timeout=setup.duration_s + 600)
         lines = out.decode(errors="replace").strip().splitlines()
         if proc.returncode not in (0, 1) or not lines:
             raise EngineError(f"the MU failed (exit {proc.returncode}); see {folder / 'mu.log'}")
-        summary = json.loads(lines[-1])
+        summary = json.loads(lines[-1]) | {"outage_mode": mode}
         (folder / "mu_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return dict(summary)
 
