@@ -152,3 +152,27 @@ def test_set_bs_link_changes_the_path(bs_testbed: Testbed) -> None:
     assert Testbed.load(tb.name).bs_link("bs1", "cloud") == new
     with pytest.raises(ConfigError, match="is a client"):
         tb.set_bs_link("bs1", "client1", rtt_ms=1)
+
+
+def test_a_bs_shared_by_two_mus_blackholes_instead_of_holding() -> None:
+    """The hold is per BS path, not per user: with another MU on the old BS the outage must not stall that MU's
+    traffic, so it falls back to the blackhole (and what is sent into it is lost)."""
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cfg = config_from_mapping({"edges": 1, "clouds": 0, "clients": 2, "subnet": unique_subnet(19),
+                               "mgmt_link": False, "base_stations": {"count": 2}})
+    tb = Testbed.up(cfg, name=unique_name("s"))
+    try:
+        assert tb.serving_bs("client1") == tb.serving_bs("client2") == "bs1"
+        assert bs_ops.outage_mode(tb, "client1") == bs_ops.BLACKHOLE
+        tb.begin_handover("client1")
+        got, _ = mu_ping(tb, tb.host_ip("edge1"), 2)
+        assert got == 0  # blackholed: lost, not held
+        tb.complete_handover("client1", "bs2")
+        assert mu_ping(tb, tb.host_ip("edge1"), 2)[0] == 2
+        # alone on bs2 now: a handover from there holds (with the user-space emulator)
+        want = bs_ops.HOLD if tb.emulator is Emulator.TUN else bs_ops.BLACKHOLE
+        assert bs_ops.outage_mode(tb, "client1") == want
+    finally:
+        tb.down()
