@@ -157,6 +157,18 @@ def test_coordinated_mode_leaves_handovers_to_the_controller(store: Store) -> No
     assert mu.step().bs == "bs3"
 
 
+def test_the_air_link_gets_the_rssi_of_every_report(store: Store) -> None:
+    """The MU hands each report's RSSI to its air link (testbed.TestbedAirLink sets B(RSSI) from it)."""
+    mu, clock, _, _, _ = make_mu(store)
+    got: list[tuple[float, dict[str, float]]] = []
+    mu.air = lambda rssi: got.append((clock(), rssi))
+    mu.run(10.0)
+    reported = store.rssi_samples("mu1", limit=10_000)
+    assert len(got) == len(reported) // 3 >= 9  # once per report (every virtual second), not per request
+    for at_s, rssi in got:
+        assert rssi == mu.config.radio.rssi_dbm(mu.config.path.position_m(at_s - mu.start_s))
+
+
 def test_discovery_failure_is_logged_and_retried(store: Store) -> None:
     store.remove_placement("mu1", "simple")
     mu, _, servers, _, records = make_mu(store)
