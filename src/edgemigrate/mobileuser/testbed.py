@@ -6,7 +6,8 @@ move its service at any time, and the state file is where those changes are reco
 A handover the MU decides itself (the uncoordinated RSSI hysteresis of the baseline planners) runs in a
 background thread: the radio is gone for the outage while the MU keeps sending, exactly as when the
 controller hands it over (the coordinated case). A blocking handover would let the baseline MU wait out the
-outage silently and skip the TCP retransmissions its requests suffer otherwise, which would favour it.
+outage silently and skip the wait its requests suffer otherwise (held by the lossless outage, or lost and
+retransmitted by TCP with the blackhole fallback, ``testbed/bs.py``), which would favour it.
 
 :class:`TestbedAirLink` gives the radio link to each BS the rate the planner's eq. 4 assumes for the MU's RSSI
 of that BS, B(RSSI) (``costs.handover.wifi_rate_bps``, Ngo et al. 2020, eq. 4 and their ref. [15]), as the MU

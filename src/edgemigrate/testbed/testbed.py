@@ -233,7 +233,8 @@ class Testbed:
         return bs_ops.tx_packets(self, bs_name, host, up=up)
 
     def begin_handover(self, client: str) -> None:
-        """Start the radio outage of ``client``'s mobile user: its serving BS drops its packets both ways."""
+        """Start the radio outage of ``client``'s mobile user: its serving BS holds (or drops) its packets both
+        ways (``testbed/bs.py``)."""
         with self._locked():
             bs_ops.begin_outage(self, client)
             self._save()
