@@ -18,7 +18,7 @@ once every device is attached.
 A device with ``"hold": true`` keeps every packet it reads (at most ``MAX_HELD_BYTES``; beyond that it drops,
 as a full buffer does) and writes none until a reload clears the flag; then the held packets leave at once, in
 order, each no earlier than its own delay. This is the lossless handover of a base station (``testbed/bs.py``):
-3GPP TS 36.300, sec. 10.1.2.1 (X2 data forwarding) buffers a user's packets during the radio outage instead of
+3GPP TS 36.300, sec. 10.1.2.3 (X2 data forwarding) buffers a user's packets during the radio outage instead of
 dropping them.
 """
 
