@@ -15,10 +15,10 @@ from edgemigrate.core.errors import ConfigError
 from edgemigrate.costs.handover import wifi_rate_bps
 from edgemigrate.mobileuser.radio import RadioModel, default_sites
 from edgemigrate.mobileuser.testbed import TestbedAirLink
-from edgemigrate.testbed import Testbed, config_from_mapping
+from edgemigrate.testbed import Testbed
 from edgemigrate.testbed import bs as bs_ops
 
-from ..testbed.conftest import netns_skip_reason, unique_name, unique_subnet
+from ..testbed.conftest import two_bs_testbed
 
 pytestmark = pytest.mark.netns
 
@@ -27,16 +27,8 @@ SPACING_M = 80.0  # wide enough that the walk crosses several of 802.11n's MCS s
 
 @pytest.fixture(scope="module")
 def air_testbed() -> Iterator[Testbed]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    cfg = config_from_mapping({"edges": 1, "clouds": 0, "clients": 1, "subnet": unique_subnet(17),
-                               "mgmt_link": False, "base_stations": {"count": 2}})
-    tb = Testbed.up(cfg, name=unique_name("a"))
-    try:
+    with two_bs_testbed("a", 17, edges=1, clouds=0, clients=1) as tb:
         yield tb
-    finally:
-        tb.down()
 
 
 def test_a_new_link_starts_at_the_fastest_rate(air_testbed: Testbed) -> None:

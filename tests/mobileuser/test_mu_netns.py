@@ -17,9 +17,9 @@ import pytest
 
 from edgemigrate.controller.store import BaseStation, Host, HostRole, Placement, User, open_store
 from edgemigrate.mobileuser import check_counter, default_sites, read_log
-from edgemigrate.testbed import Testbed, config_from_mapping
+from edgemigrate.testbed import Testbed
 
-from ..testbed.conftest import netns_skip_reason, unique_name, unique_subnet
+from ..testbed.conftest import two_bs_testbed
 
 pytestmark = pytest.mark.netns
 PORT = 7000
@@ -27,16 +27,8 @@ PORT = 7000
 
 @pytest.fixture(scope="module")
 def testbed() -> Iterator[Testbed]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    cfg = config_from_mapping({"edges": 2, "clouds": 1, "clients": 1, "subnet": unique_subnet(11),
-                               "mgmt_link": False, "base_stations": {"count": 2}})
-    tb = Testbed.up(cfg, name=unique_name("u"))
-    try:
+    with two_bs_testbed("u", 11, edges=2, clouds=1, clients=1) as tb:
         yield tb
-    finally:
-        tb.down()
 
 
 def test_mu_offloads_through_its_serving_bs_and_hands_over(testbed: Testbed, tmp_path: Path) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
+import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from edgemigrate.testbed import Testbed, TestbedConfig
+from edgemigrate.testbed import Testbed, TestbedConfig, config_from_mapping
 
 NEEDS = ("ip", "tc", "nsenter", "sysctl", "ping")
 
@@ -36,23 +34,20 @@ def unique_subnet(offset: int) -> str:
     return f"10.{200 + (os.getpid() + offset) % 50}.0.0/16"
 
 
-def free_subnet() -> str:
-    """A /16 that no route of the root namespace overlaps (for testbeds with a management link)."""
-    out = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True,
-                         check=True).stdout
-    used = []
-    for r in json.loads(out or "[]"):
-        dst = r.get("dst", "")
-        if dst and dst != "default":
-            try:
-                used.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
-            except ValueError:
-                continue
-    for k in range(50):
-        net = ipaddress.IPv4Network(f"10.{200 + (os.getpid() + k) % 50}.0.0/16")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free 10.200-249.0.0/16 subnet")
+@contextlib.contextmanager
+def two_bs_testbed(tag: str, subnet_offset: int, *, edges: int, clouds: int, clients: int) -> Iterator[Testbed]:
+    """A testbed with two base stations, skipped without root/tools, always torn down."""
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cfg = config_from_mapping({"edges": edges, "clouds": clouds, "clients": clients,
+                               "subnet": unique_subnet(subnet_offset), "mgmt_link": False,
+                               "base_stations": {"count": 2}})
+    tb = Testbed.up(cfg, name=unique_name(tag))
+    try:
+        yield tb
+    finally:
+        tb.down()
 
 
 @pytest.fixture(scope="module")

@@ -16,28 +16,20 @@ from collections.abc import Iterator
 import pytest
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.testbed import Testbed, config_from_mapping, netops
+from edgemigrate.testbed import Testbed, netops
 from edgemigrate.testbed import bs as bs_ops
 from edgemigrate.testbed.config import Emulator
 from edgemigrate.testbed.plan import MU_TABLE
 
-from .conftest import netns_skip_reason, unique_name, unique_subnet
+from .conftest import two_bs_testbed
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture(scope="module")
 def bs_testbed() -> Iterator[Testbed]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    cfg = config_from_mapping({"edges": 2, "clouds": 1, "clients": 1, "subnet": unique_subnet(7),
-                               "mgmt_link": False, "base_stations": {"count": 2}})
-    tb = Testbed.up(cfg, name=unique_name("b"))
-    try:
+    with two_bs_testbed("b", 7, edges=2, clouds=1, clients=1) as tb:
         yield tb
-    finally:
-        tb.down()
 
 
 def mu_ping(tb: Testbed, dst_ip: str, count: int) -> tuple[int, float]:
@@ -157,13 +149,7 @@ def test_set_bs_link_changes_the_path(bs_testbed: Testbed) -> None:
 def test_a_bs_shared_by_two_mus_blackholes_instead_of_holding() -> None:
     """The hold is per BS path, not per user: with another MU on the old BS the outage must not stall that MU's
     traffic, so it falls back to the blackhole (and what is sent into it is lost)."""
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    cfg = config_from_mapping({"edges": 1, "clouds": 0, "clients": 2, "subnet": unique_subnet(19),
-                               "mgmt_link": False, "base_stations": {"count": 2}})
-    tb = Testbed.up(cfg, name=unique_name("s"))
-    try:
+    with two_bs_testbed("s", 19, edges=1, clouds=0, clients=2) as tb:
         assert tb.serving_bs("client1") == tb.serving_bs("client2") == "bs1"
         assert bs_ops.outage_mode(tb, "client1") == bs_ops.BLACKHOLE
         tb.begin_handover("client1")
@@ -174,5 +160,3 @@ def test_a_bs_shared_by_two_mus_blackholes_instead_of_holding() -> None:
         # alone on bs2 now: a handover from there holds (with the user-space emulator)
         want = bs_ops.HOLD if tb.emulator is Emulator.TUN else bs_ops.BLACKHOLE
         assert bs_ops.outage_mode(tb, "client1") == want
-    finally:
-        tb.down()

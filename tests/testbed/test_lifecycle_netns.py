@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemigrate.testbed import Testbed, TestbedConfig
+from edgemigrate.testbed import Testbed, TestbedConfig, free_subnet
 from edgemigrate.testbed.capabilities import criu_info
-from tests.testbed.conftest import free_subnet, netns_skip_reason, unique_name, unique_subnet
+from tests.testbed.conftest import netns_skip_reason, unique_name, unique_subnet
 
 PY = sys.executable
 
