@@ -24,6 +24,7 @@ from typing import Any
 
 from edgemigrate.control.address import AddressMover, TestbedAddressMover
 from edgemigrate.control.config import AgentConfig
+from edgemigrate.control.faults import FAULTS, FreezeFailingRuntime
 from edgemigrate.control.grants import GrantBook
 from edgemigrate.control.health import HEALTH_TIMEOUT_S, parse_addr, peer_service_state, wait_healthy
 from edgemigrate.control.netns import in_netns
@@ -102,6 +103,8 @@ class Agent:
         self.store = AgentStore(cfg.state_dir)
         self.runtime: Runtime = runtime or RuncCriuRuntime(
             cfg.state_dir / "runc", cfg.netns_path, cfg.image_root / "work", cfg.state_dir / "logs")
+        if cfg.fault in FAULTS:  # fault test: the freezer of a starved service (control/faults.py)
+            self.runtime = FreezeFailingRuntime(self.runtime, FAULTS[cfg.fault])
         self.mover = mover or (TestbedAddressMover(cfg.testbed) if cfg.testbed else None)
         check_id(cfg.host, "agent --host")
         _refuse_operator_keys(cfg.pki_dir)
