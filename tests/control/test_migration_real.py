@@ -164,6 +164,35 @@ def test_killed_agent_mid_transfer_leaves_service_running_once(clean, victim: st
     bed.tb.set_link("edge1", "edge2", rate_mbit=100, rtt_ms=50)
 
 
+@pytest.mark.parametrize("fault", ["unable-to-freeze", "never-freezes"])
+def test_a_freezer_that_misses_its_deadline_is_retried_a_bounded_number_of_times(clean, fault: str) -> None:
+    """runc's "unable to freeze" (a starved service's cgroup freezer missing runc's deadline) cannot be provoked
+    on demand, so the source agent runs with an injected failure of its real runtime (``control/faults.py``:
+    the first freezing calls fail with runc's own text, the container left thawed as runc leaves it). Two
+    failures: the first pre-copy dump is retried twice and the migration completes, the retries in its
+    statistics. A freezer that never freezes: the retries are bounded, the migration fails before the point of
+    no return and the service runs on at the source, its state intact."""
+    bed = clean
+    bed.agents["edge1"].restart("--inject-fault", fault)
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        if fault == "unable-to-freeze":
+            stats = bed.migrate("counter", "edge2", "precopy")
+            assert stats["ok"] and stats["freeze_retries"] == 2, stats
+            assert [r["freeze_retries"] for r in stats["rounds"]][0] == 2
+            assert sum(r["freeze_retries"] for r in stats["rounds"][1:]) == 0
+            serves = "edge2"
+        else:
+            with pytest.raises(MigrationFailed, match=r"unable to freeze \(4 attempts\)"):
+                bed.migrate("counter", "edge2", "precopy")
+            serves = "edge1"
+        _assert_once_and_intact(bed, spec, probe, host=serves)
+    finally:
+        bed.agents["edge1"].restart()
+
+
 def _runc_status(bed, host: str, name: str) -> str | None:
     import json
     import subprocess

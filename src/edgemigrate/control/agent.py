@@ -24,6 +24,7 @@ from typing import Any
 
 from edgemigrate.control.address import AddressMover, TestbedAddressMover
 from edgemigrate.control.config import AgentConfig
+from edgemigrate.control.faults import FAULTS, FreezeFailingRuntime
 from edgemigrate.control.grants import GrantBook
 from edgemigrate.control.health import HEALTH_TIMEOUT_S, parse_addr, peer_service_state, wait_healthy
 from edgemigrate.control.netns import in_netns
@@ -102,6 +103,8 @@ class Agent:
         self.store = AgentStore(cfg.state_dir)
         self.runtime: Runtime = runtime or RuncCriuRuntime(
             cfg.state_dir / "runc", cfg.netns_path, cfg.image_root / "work", cfg.state_dir / "logs")
+        if cfg.fault in FAULTS:  # fault test: the freezer of a starved service (control/faults.py)
+            self.runtime = FreezeFailingRuntime(self.runtime, FAULTS[cfg.fault])
         self.mover = mover or (TestbedAddressMover(cfg.testbed) if cfg.testbed else None)
         check_id(cfg.host, "agent --host")
         _refuse_operator_keys(cfg.pki_dir)
@@ -310,7 +313,9 @@ class Agent:
             raise ProtocolError(f"REPORT from {conn.peer}: not the client, this host, or a granted neighbour")
         services = {name: (spec, self.runtime.state(name).value) for name, spec in self.store.services().items()}
         report = await asyncio.to_thread(build_report, self.cfg.host, self.meter, services, self.cfg.netns_path)
-        extra = {}
+        extra: dict[str, Any] = {}
+        if "release" in m.body:  # the source reports a migration admitted here as over (control/grants.py)
+            extra["released"] = self.grants.release(m.body["release"], conn.peer)
         if "admit" in m.body:  # a granted source asks this host to admit a migration (control/grants.py)
             extra["admission"] = self.grants.admit(m.body["admit"], conn.peer, report.cpu_used_fraction,
                                                    report.cpu_cores)
@@ -439,6 +444,7 @@ class Agent:
             await self._restore(inc, ev)
         elif isinstance(ev, Committed):
             assert inc.spec is not None
+            self._settle(inc, "arrived")
             self.store.put_service(inc.spec)
             self.store.drop_session(inc.sess.session)
             inc.finished = True
@@ -477,10 +483,17 @@ class Agent:
         if not ev.manifest.chunks:
             await self._finish_round(inc, inc.receiver)
 
+    def _settle(self, inc: _Incoming, how: str) -> None:
+        """An incoming session ended (here, on the event loop, where the grant book lives): the reservation its
+        admission made goes now, not at its expiry (control/grants.py)."""
+        if inc.spec is not None and inc.src_host and self.grants.settle(inc.src_host, inc.spec.name):
+            log.info("%s: reservation of %s from %s released (%s)", self.cfg.host, inc.spec.name, inc.src_host, how)
+
     async def _on_aborted(self, inc: _Incoming, ev: Aborted) -> None:
         if inc.finished:
             return
         inc.finished = True
+        self._settle(inc, "kept in doubt" if ev.cleanup is DestCleanup.KEEP_IN_DOUBT and inc.restored else "failed")
         if ev.cleanup is DestCleanup.KEEP_IN_DOUBT and inc.restored and inc.spec is not None:
             # the source may have passed the point of no return: keep serving; it will ask our status
             self.store.put_service(inc.spec)

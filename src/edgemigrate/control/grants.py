@@ -18,10 +18,18 @@ expiry. ``GRANT`` goes to the source and to every listed neighbour; each keeps o
 a neighbour must stay below after taking a service (Algorithm 1's High boundary as a load). Then the source
 first asks the neighbour to admit the move (``REPORT`` with ``admit``: token, service, the service's measured
 demand in cores); the neighbour checks its measured CPU use plus the reservations it already gave plus this
-demand against the bound (the load half of ``costs.shareon.admits``), and if it admits, keeps a reservation for ``RESERVATION_TTL_S``
-(until the arrived service shows in its measured load). Its ``HELLO`` for that service from that source is
-accepted only while that reservation stands; several sources that chose the same idle neighbour from the same
-stale report are thus admitted only as far as it has room, and the others go on to their next candidate.
+demand against the bound (the load half of ``costs.shareon.admits``), and if it admits, keeps a reservation.
+Its ``HELLO`` for that service from that source is accepted only while that reservation stands; several
+sources that chose the same idle neighbour from the same stale report are thus admitted only as far as it has
+room, and the others go on to their next candidate.
+
+The reservation is **released as soon as the migration is over**: by the neighbour itself when its incoming
+session for that service from that source ends (committed: the service runs here and its load is measured
+from the next report on; failed: nothing came), and by the source's report of the outcome (``REPORT`` with
+``release``: token, service, ``completed``/``failed``), which also covers a migration that failed before it
+reached the neighbour (a source-side dump error, a refused or lost HELLO). Only the grant's source may release
+its own reservations. ``RESERVATION_TTL_S`` stays as the safety net for a report that is lost: a reservation
+nobody released lapses then, so a dead source cannot hold a neighbour's room for ever.
 
 Unlike a one-time token a grant is not burned by use (the node may migrate several times while it lasts);
 it is bounded by its expiry (at most :data:`MAX_GRANT_TTL_S`) and by its scope. Hashes are in memory only: a
@@ -54,9 +62,10 @@ MAX_GRANT_TTL_S = 24 * 3600.0  # an experiment or a shift; the operator renews i
 MAX_NEIGHBOURS = 64
 MAX_SERVICES = 256
 MAX_GRANTS = 16  # grants one host holds at once (expired ones are purged first)
-RESERVATION_TTL_S = 30.0  # a transfer plus a few report periods, after which the service is in the measured load
+RESERVATION_TTL_S = 30.0  # safety net only: a transfer plus a few report periods, if no release ever comes
 MAX_RESERVATIONS = 64
 MAX_DEMAND_CORES = 1024.0
+RELEASE_OUTCOMES = ("completed", "failed")
 
 
 class GrantPolicy(enum.Enum):
@@ -238,6 +247,36 @@ class GrantBook:
         return {"admitted": ok, "used_fraction": float(used_fraction), "reserved_fraction": float(reserved),
                 "demand_fraction": frac, "admit_below": grant.admit_below}
 
+    def settle(self, src_host: str, service: str) -> bool:
+        """This host's own incoming session of ``service`` from ``src_host`` ended (committed or failed): its
+        reservation goes. Returns whether there was one."""
+        return self._reserved.pop((src_host, service), None) is not None
+
+    def release(self, body: Any, src_host: str | None) -> bool:
+        """The source's report (``REPORT.release``) that a migration it was admitted for is over: its
+        reservation goes. Only under a live grant whose source is the verified peer, for a listed service;
+        every field is the peer's, checked here. Returns whether a reservation was released (False: none was
+        left - the session's own end or the expiry came first)."""
+        if not isinstance(body, dict) or set(body) != {"token", "service", "outcome"}:
+            raise ProtocolError("REPORT.release: expected exactly token, service, outcome")
+        token, service, outcome = body["token"], body["service"], body["outcome"]
+        if not isinstance(token, str) or not isinstance(service, str):
+            raise ProtocolError("REPORT.release: token and service must be strings")
+        if outcome not in RELEASE_OUTCOMES:
+            raise ProtocolError(f"REPORT.release.outcome: {str(outcome)[:40]!r} is not one of "
+                                f"{'/'.join(RELEASE_OUTCOMES)}")
+        try:
+            service = check_id(service, "REPORT.release.service")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if src_host is None:
+            raise ProtocolError("REPORT.release without a peer certificate")
+        what = f"release of {service} from {src_host} on {self.host}"
+        grant = self._find(token, GrantRole.NEIGHBOUR, what)
+        if grant.source != src_host or service not in grant.services:
+            raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
+        return self._live_reservations().pop((src_host, service), None) is not None
+
     def linked(self, peer: str | None) -> bool:
         """Whether a live grant links this host and ``peer`` (so ``peer`` may ask for this host's report)."""
         return peer is not None and any(peer in g.peers_of(self.host) for _, g in self._live().values())
@@ -252,6 +291,28 @@ def grant_body(token: str, source: str, neighbours: Sequence[str], services: Seq
 
 
 # ------------------------------------------------------------------------------------------ client side
+async def report_outcome(pki_dir: Path, host: str, to_host: str, to_addr: tuple[str, int], token: str,
+                         service: str, completed: bool, timeout_s: float = 10.0) -> bool:
+    """A node's loop tells neighbour ``to_host`` (with ``host``'s own certificate) that the migration of
+    ``service`` it admitted is over, so its reservation goes now rather than at its expiry; returns whether
+    the neighbour still held one. Raises a ProtocolError / EngineError when refused, unreachable or garbage
+    (the caller logs it: the expiry is the safety net)."""
+    conn = await connect(to_addr[0], to_addr[1], tls.client_context(pki_dir, host), to_host, timeout_s)
+    try:
+        await conn.send(MsgType.REPORT, release={"token": token, "service": service,
+                                                 "outcome": "completed" if completed else "failed"})
+        reply = await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
+    except TimeoutError:
+        raise ProtocolError(f"no answer to the release from {to_host} within {timeout_s:.0f} s") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    released = reply.body.get("released")
+    if not isinstance(released, bool):
+        raise ProtocolError(f"REPORT_REPLY from {to_host}: no release answer")
+    return released
+
+
 async def grant(d: AgentDirectory, source: str, neighbours: Sequence[str], services: Sequence[str], ttl_s: float,
                 policy: GrantPolicy = GrantPolicy.SHAREON, admit_below: float | None = None) -> str:
     """The operator grants ``source`` a standing authorisation (sent to it and to every neighbour); returns

@@ -28,11 +28,12 @@ import contextlib
 import enum
 import logging
 import os
+import re
 import resource
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ from edgemigrate.engine.adaptive.netstate import NetworkMonitor
 from edgemigrate.engine.adaptive.selectors import Selector
 from edgemigrate.engine.adaptive.sender import send_round
 from edgemigrate.engine.checkpoint import netlock
-from edgemigrate.engine.checkpoint.runtime import ContainerState, Runtime
+from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, Runtime
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
@@ -81,6 +82,13 @@ DONE_WAIT_S = 5.0  # DONE after COMMIT (best effort: the migration is complete e
 PROGRESS_SEND_S = 5.0  # one progress report to the client (a slow client must not stall the migration)
 IN_DOUBT_QUERY_S = 30.0  # how long to ask the destination about an in-doubt restore
 IN_DOUBT_POLL_S = 0.5  # between those questions while it says "restoring"
+# A starved service (a load of 20 on 2 cores, measured) can miss the cgroup freezer's deadline: runc says
+# "unable to freeze" (runc pause, libcontainer/cgroups/fs/freezer.go), CRIU "Unable to freeze cgroup" (its
+# own freeze of a pre-copy dump), our runtime "did not freeze" (runc.py _freeze). Each thaws the service
+# again, so the same call is simply tried again after a backoff; every other error fails the round at once.
+FREEZE_ATTEMPTS = 4
+FREEZE_BACKOFF_S = 0.25  # doubled after each failed attempt (0.25 + 0.5 + 1 s at most)
+FREEZE_FAILED = re.compile(r"unable to freeze|did not freeze", re.IGNORECASE)
 
 
 class SourceHost(Protocol):
@@ -226,6 +234,8 @@ class _Migration:
         self.profile_s = 0.0
         self.token = token
         self.resolved = False  # committed at the destination, or running here again: the images may go
+        self.freeze_attempts = FREEZE_ATTEMPTS
+        self.freeze_backoff_s = FREEZE_BACKOFF_S
 
     # ------------------------------------------------------------------------------------- plumbing
     async def _flush(self) -> None:
@@ -351,6 +361,7 @@ class _Migration:
         d = self.work / f"round-{k}"
         name = self.spec.name
         t0 = time.perf_counter()
+        freeze_retries = 0
         try:
             t_pause = t_lock = t0
             if final:
@@ -358,12 +369,14 @@ class _Migration:
                 # the kernel, queued in the socket and dumped with it, so its client waits for the reply
                 # (sent as soon as the copy runs) - not for its retransmission timeout, which a request
                 # the lock dropped would cost it (+0.21 s steps, doubling; 7.4 s frozen became a 13.8 s gap).
-                await asyncio.to_thread(self.agent.runtime.pause, name)
+                freeze_retries += await self._until_frozen(f"pause of {name}", self.agent.runtime.pause, name)
                 t_pause = time.perf_counter()
                 self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
                                                           self.spec.ip)
                 t_lock = time.perf_counter()
-            cs = await asyncio.to_thread(self.agent.runtime.checkpoint, name, d, leave_running=True)
+            # a final round's container is paused already (no freeze left to fail); a pre-copy dump freezes
+            cs, retries = await self._checkpoint(name, d)
+            freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
@@ -410,7 +423,7 @@ class _Migration:
             "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
             "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
-            "pause_s": round(t_pause - t0, 4), "lock_s": round(t_lock - t_pause, 4),
+            "pause_s": round(t_pause - t0, 4), "lock_s": round(t_lock - t_pause, 4), "freeze_retries": freeze_retries,
             "pages_written": cs.pages_written, "pages_skipped_parent": cs.pages_skipped_parent,
             "memdump_s": round(cs.memdump_s, 4), "memwrite_s": round(cs.memwrite_s, 4),
             "wire_bytes": wire.wire_bytes, "link_bytes_per_s": round(self._link_rate(wire.wire_bytes, wire.transfer_s)),
@@ -419,6 +432,35 @@ class _Migration:
         self.rounds.append(stats)
         await self._progress({"round": stats})
         return d
+
+    async def _until_frozen(self, what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> int:
+        """Run a freezing runtime call (in a thread), retrying only a freezer that missed its deadline, at most
+        ``freeze_attempts`` times with a doubling backoff; returns how many retries it took. The last failure
+        (or any other error) propagates: the round fails before the point of no return, as without retries."""
+        for attempt in range(self.freeze_attempts):
+            try:
+                await asyncio.to_thread(call, *args, **kwargs)
+                return attempt
+            except EdgeMigrateError as exc:
+                if not FREEZE_FAILED.search(str(exc)):
+                    raise
+                if attempt + 1 == self.freeze_attempts:
+                    raise EngineError(f"{exc} ({self.freeze_attempts} attempts)") from None
+                log.warning("%s: %s; trying again (%d of %d)", what, exc, attempt + 2, self.freeze_attempts)
+                await asyncio.sleep(self.freeze_backoff_s * 2**attempt)
+        raise EngineError(f"{what}: no attempt made (freeze_attempts={self.freeze_attempts})")
+
+    async def _checkpoint(self, name: str, image_dir: Path) -> tuple[CheckpointStats, int]:
+        """One round's dump, retried like :meth:`_until_frozen`: a failed dump's partial image folder goes first
+        (the runtime creates it afresh)."""
+        out: list[CheckpointStats] = []
+
+        def dump() -> None:
+            shutil.rmtree(image_dir, ignore_errors=True)
+            out.append(self.agent.runtime.checkpoint(name, image_dir, leave_running=True))
+
+        retries = await self._until_frozen(f"checkpoint of {name}", dump)
+        return out[-1], retries
 
     def _link_rate(self, wire_bytes: int, transfer_s: float) -> float:
         """The link's rate: the monitor's goodput estimate, else its lower bound, else this round's average."""
@@ -471,6 +513,7 @@ class _Migration:
             "bytes_sent": sum(r["payload_bytes"] for r in self.rounds), "source_cpu_s": round(_cpu_s() - cpu0, 3),
             "bytes_on_wire": sum(r["wire_bytes"] for r in self.rounds), **self.comp.to_dict(),
             "selector_profile_s": round(self.profile_s, 4),
+            "freeze_retries": sum(r["freeze_retries"] for r in self.rounds),
             "selector_profiles": [
                 {"codec": p.codec, "level": p.level,
                  "compress_megabytes_per_s": round(p.compress_bytes_per_s / 1e6, 1),

@@ -228,12 +228,6 @@ class Monitor:
             recs.append(rec)
         return recs
 
-    def _latest_rssi(self, user: str, since_s: float) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for s in self.store.rssi_samples(user, since_s=since_s):
-            out[s.base_station] = s.rssi_dbm  # oldest first: the newest sample wins
-        return out
-
     def _rssi_now_next(self, user: str, since_s: float, now_s: float) -> dict[str, tuple[float, float]]:
         """Per BS the user heard: its RSSI now and at t' = now + horizon (the trend line's, or the newest
         report for both without prediction)."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgemigrate.control.grants import ask_admission, node_migrate
+from edgemigrate.control.grants import ask_admission, node_migrate, report_outcome
 from edgemigrate.control.reports import HostReport, query_report
 from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.costs.shareon import alpha_from_measurement
@@ -200,6 +200,22 @@ class NodeLoop:
         out |= {"t_s": self.clock(), "t_start_s": t0, "service": d.container_id, "to": d.destination_id}
         self.migrations.append(out)
         self.record(out)
+        if self.cfg.admission:
+            await self._release(d, bool(out["ok"]))
+
+    async def _release(self, d: MigrationDecision, completed: bool) -> None:
+        """Tell the destination the move it admitted is over, so its reservation goes now (it also goes when
+        the destination's own session ends; a lost release only lapses at the reservation's expiry)."""
+        try:
+            released = await report_outcome(self.cfg.pki_dir, self.cfg.host, d.destination_id,
+                                            self.cfg.agents[d.destination_id], self.cfg.token, d.container_id,
+                                            completed)
+        except (EdgeMigrateError, OSError) as exc:
+            log.warning("%s: release of %s at %s failed (it expires there): %s", self.cfg.host, d.container_id,
+                        d.destination_id, exc)
+            released = None
+        self.record({"event": "release", "t_s": self.clock(), "service": d.container_id, "to": d.destination_id,
+                     "completed": completed, "released": released})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every ``period_s`` until ``stop`` is set; a failing round is logged, never fatal."""

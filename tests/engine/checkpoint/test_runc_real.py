@@ -136,17 +136,15 @@ def test_precopy_dumps_delta_rebuild_and_restore_keep_a_tcp_client(netns: str, t
 
 
 def _page_daemons(image_dir: Path) -> list[int]:
-    """PIDs of ``criu lazy-pages`` processes serving ``image_dir`` (read from /proc)."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"lazy-pages" in argv and str(image_dir).encode() in argv:
-                out.append(int(proc.name))
-    return out
+    """PIDs of ``criu lazy-pages`` processes serving ``image_dir`` (read from /proc; not their ``timeout``)."""
+    return [p for p in _page_groups(image_dir) if _argv0(p).endswith(b"criu")]
+
+
+def _argv0(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return b""
 
 
 def _digest(sock: socket.socket) -> bytes:
@@ -239,3 +237,109 @@ def test_pause_freezes_only_a_freezer_that_runc_recorded_under_the_freezer_root(
     (tmp_path / "runc/ghost/state.json").write_text("{not json")
     with pytest.raises(CriuError, match="pause of ghost"):
         rt.pause("ghost")
+
+
+def _gone(pids: list[int]) -> bool:
+    """None of ``pids`` runs (a zombie waiting for init to reap it has ended)."""
+    for p in pids:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            return False
+    return True
+
+
+def _wait_gone(image_dir: Path, what: str, give_up_s: float = 60.0) -> None:
+    """Wait for every page daemon of ``image_dir`` to exit; a give-up with context, not a timing check."""
+    deadline = time.monotonic() + give_up_s
+    while _page_daemons(image_dir) or _page_groups(image_dir):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: page daemons {_page_daemons(image_dir)} of {image_dir} still run")
+        time.sleep(0.05)
+
+
+def _page_groups(image_dir: Path) -> list[int]:
+    """Every process (``timeout`` and CRIU) whose argv names ``image_dir`` as a lazy-pages image folder."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"lazy-pages" in argv and str(image_dir).encode() in argv:
+                out.append(int(proc.name))
+    return out
+
+
+def _dumped_counter(rt: RuncCriuRuntime, netns: str, tmp_path: Path, images: Path) -> tuple[Path, Path]:
+    """A counter run, dumped (not left running) into ``images/src/round-1``; returns (image folder, bundle)."""
+    spec = ServiceSpec("counter", ServiceKind.COUNTER, SERVICE_IP, 7000, resident_mb=8)
+    bundle = build_bundle(spec, netns, tmp_path / "bundle")
+    rt.run("counter", bundle)
+    _connect_counter(netns, tmp_path).close()
+    return rt.checkpoint("counter", images / "src/round-1", leave_running=False).image_dir, bundle
+
+
+def test_a_page_daemon_no_restore_takes_is_killed_with_its_group(netns: str, tmp_path: Path) -> None:
+    """``prepare_restore`` whose restore never comes (the source aborted): after ``lazy_connect_timeout_s``
+    the daemon's whole process group (``timeout`` and CRIU) is killed and its work folder removed."""
+    if not lazy_pages_supported():
+        pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
+    images = tmp_path / "images"
+    rt = RuncCriuRuntime(tmp_path / "runc", netns, images / "work", tmp_path / "logs", lazy_min_pages_bytes=0,
+                         lazy_connect_timeout_s=1.0)
+    try:
+        image_dir, _ = _dumped_counter(rt, netns, tmp_path, images)
+        rt.prepare_restore("counter", image_dir)
+        group = _page_groups(image_dir)
+        [criu] = _page_daemons(image_dir)
+        [leader] = [p for p in group if _argv0(p) == b"timeout"]  # CRIU under coreutils timeout
+        assert os.getpgid(criu) == os.getpgid(leader) == leader  # a session of its own: killed as one group
+        work = rt.work_dir(image_dir, "restore-work")
+        assert (work / "lazy-pages.owner").is_file()
+        _wait_gone(image_dir, "a head start no restore took")
+        assert _gone(group) and not work.exists() and rt.wait_pages("counter") == 0.0
+        assert rt.state("counter") is ContainerState.ABSENT
+    finally:
+        rt.kill("counter")
+
+
+def test_a_restarted_runtime_ends_what_a_crashed_one_left(netns: str, tmp_path: Path) -> None:
+    """A new runtime on the same work root (an agent restarted after a crash) kills a head-start daemon the
+    old one left, kills a lazily restored copy whose pages were never waited for (so never committed), and
+    removes their work folders; a hostile owner record naming an unrelated process kills nothing."""
+    if not lazy_pages_supported():
+        pytest.skip("this kernel does not let CRIU restore lazily (criu check --feature uffd-noncoop)")
+    images = tmp_path / "images"
+    args = (tmp_path / "runc", netns, images / "work", tmp_path / "logs")
+    crashed = RuncCriuRuntime(*args, lazy_min_pages_bytes=0)
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        image_dir, bundle = _dumped_counter(crashed, netns, tmp_path, images)
+        crashed.prepare_restore("counter", image_dir)
+        daemons = _page_groups(image_dir)
+        assert daemons
+        hostile = images / "work" / "x-round-9.restore-work"
+        hostile.mkdir()
+        (hostile / "lazy-pages.owner").write_text(f'{{"pgid": {bystander.pid}, "container": "counter", '
+                                                  '"pid": null}')
+        (images / "work" / "y-round-9.restore-work").mkdir()
+        (images / "work" / "y-round-9.restore-work" / "lazy-pages.owner").write_bytes(b"{" * 100_000)
+        RuncCriuRuntime(*args, lazy_min_pages_bytes=0)  # the restart: the head start's daemon is ended
+        assert _gone(daemons) and bystander.poll() is None
+        assert not any(p.name.endswith(".restore-work") for p in (images / "work").iterdir())
+        # a lazy restore whose wait_pages never ran: the copy is killed by its pid, with its daemon if alive
+        restored = crashed.restore("counter", bundle, image_dir, lazy_pages=True)
+        assert restored.lazy_pages and crashed.pid("counter") == restored.pid
+        after = RuncCriuRuntime(*args, lazy_min_pages_bytes=0)
+        assert after.state("counter") is ContainerState.ABSENT
+        _wait_gone(image_dir, "a restarted runtime")
+        assert not any(p.name.endswith(".restore-work") for p in (images / "work").iterdir())
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        crashed.kill("counter")

@@ -6,7 +6,6 @@ One in-process Ray (2 CPUs) serves the whole module: ``train`` joins it instead 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ ray = pytest.importorskip("ray")
 
 TINY = {Algo.PG: {"train_batch_size": 100}, Algo.PPO: {"train_batch_size": 100, "minibatch_size": 50, "num_epochs": 2},
         Algo.IMPALA: {"train_batch_size": 100, "rollout_fragment_length": 20, "minibatch_size": 20}}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.mark.slow

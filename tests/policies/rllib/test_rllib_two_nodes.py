@@ -1,9 +1,11 @@
 """``--ray ADDRESS``: IMPALA trains on an existing two-node Ray cluster with env runners on both nodes.
 
 The fixture starts a real cluster the way a user would: ``ray start --head`` and ``ray start --address`` (one CPU
-each, their own temp folders), both with ``--block`` in a new session so that teardown ends exactly the
-processes this test started (their process groups) - never ``ray stop``, which would end every Ray on the
-machine. The driver ships our package to the cluster (``py_modules``), as it would to other machines.
+each, the head's temp folder its own), both with ``--block`` in a new session. Teardown ends exactly the
+processes this test started: their process groups first, then by PID every process of the two trees noted
+before (Ray's workers and agents live in sessions of their own) or naming the cluster's temp folder or GCS port
+(``procs.py``) - never ``ray stop``, which would end every Ray on the machine. The driver ships our package to
+the cluster (``py_modules``), as it would to other machines.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.policies.rllib.procs import end, tree
 
 ray = pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")
@@ -104,9 +108,13 @@ def two_nodes(tmp_path: Path) -> Iterator[Cluster]:
                                     cluster.logs[1]))
         yield cluster
     finally:
-        for proc in reversed(cluster.procs):
-            _stop(proc)
-        shutil.rmtree(short, ignore_errors=True)
+        started = tree([p.pid for p in cluster.procs], [str(short), f":{port} "])
+        try:
+            for proc in reversed(cluster.procs):
+                _stop(proc)
+            end(started, "two-node Ray cluster")
+        finally:
+            shutil.rmtree(short, ignore_errors=True)
 
 
 DRIVER = """

@@ -24,14 +24,24 @@ Facts this driver is built on:
   started (``docs/results/precopy-stall``). Until then the image folder must stay and the daemon must not
   fail: a closed userfaultfd would leave the missing pages reading as zeros, so :meth:`wait_pages`
   reports a failed copy and the caller discards the container.
+* a page daemon never outlives its purpose: it runs in a process group of its own under coreutils
+  ``timeout -s KILL`` (``LAZY_CONNECT_TIMEOUT_S + LAZY_COPY_TIMEOUT_S``, which holds even when the agent that
+  started it is gone), a daemon started ahead of its restore (:meth:`prepare_restore`) that no restore takes
+  within ``lazy_connect_timeout_s`` is killed, and every stop kills the whole group by its id. Its work folder
+  records its group and container (``lazy-pages.owner``) until :meth:`wait_pages` or :meth:`kill` is done
+  with it, so a new runtime on the same work root (an agent restarted after a crash) kills what is left
+  (:func:`reap_stale_page_daemons`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -39,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgemigrate.core.errors import EngineError
+from edgemigrate.core.ids import ID_PATTERN
 from edgemigrate.engine.checkpoint.kdat import ensure_kdat_cache
 from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, RestoreStats
 from edgemigrate.engine.delta import IMG_SERVICE_MAGIC, decode_varint
@@ -54,12 +65,19 @@ LAZY_SOCKET = "lazy-pages.socket"  # criu/uffd.c LAZY_PAGES_SOCK_NAME, relative 
 LAZY_START_TIMEOUT_S = 10.0  # the daemon reads the image's process tree and listens
 LAZY_COPY_TIMEOUT_S = 120.0  # every page in (a local copy: seconds for gigabytes)
 LAZY_LOG = "lazy-pages.log"
+LAZY_OWNER = "lazy-pages.owner"  # {"pgid", "container", "pid"}: what a restarted agent must end
+LAZY_OWNER_MAX_BYTES = 4096
+# a daemon started ahead of its restore waits this long for the restore to connect (the restore follows
+# the address take-over, normally well under a second later) before it is killed
+LAZY_CONNECT_TIMEOUT_S = 30.0
+RESTORE_WORK = "restore-work"
 # Below this much page data a restore stays eager: the daemon's start (~40 ms idle, 0.1-0.2 s at a load of 20
 # on 2 cores) then costs more than copying the pages in (eager, measured ~2.5 ms/MB at that load: a 200 MB
 # counter's restore 0.93 s eager, 0.43 s lazy; a 3 MB Redis gained nothing and waited for the daemon).
 LAZY_MIN_PAGES_BYTES = 64 << 20
 STATS_MAGIC = 0x57093306
 _US = 1e-6
+_CONTAINER_ID = re.compile(ID_PATTERN)  # containers are named after checked service names
 
 
 class CriuError(EngineError):
@@ -136,7 +154,7 @@ def lazy_pages_supported(criu: str = "criu") -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _LazyCopy:
-    """A running ``criu lazy-pages`` daemon and the work folder it logs into."""
+    """A running ``criu lazy-pages`` daemon (the leader of its own process group) and its work folder."""
 
     proc: subprocess.Popen[bytes]
     work: Path
@@ -146,9 +164,11 @@ class RuncCriuRuntime:
     """:class:`~edgemigrate.engine.checkpoint.runtime.Runtime` over runc (cgroupfs) and CRIU."""
 
     def __init__(self, state_root: Path, netns_path: str | None, work_root: Path, log_dir: Path,
-                 runc: str = "runc", lazy_min_pages_bytes: int = LAZY_MIN_PAGES_BYTES) -> None:
+                 runc: str = "runc", lazy_min_pages_bytes: int = LAZY_MIN_PAGES_BYTES,
+                 lazy_connect_timeout_s: float = LAZY_CONNECT_TIMEOUT_S) -> None:
         self.state_root = state_root
         self.lazy_min_pages_bytes = lazy_min_pages_bytes
+        self.lazy_connect_timeout_s = lazy_connect_timeout_s
         # CRIU's kernel probe cached first (~45-60 ms of every dump and restore on a host without a tmpfs
         # /run, see kdat.py); asked now, not on the first restore: ``criu check`` took ~0.1 s inside a frozen
         # window (measured)
@@ -165,6 +185,8 @@ class RuncCriuRuntime:
         self._lazy: dict[str, _LazyCopy] = {}  # container -> its page daemon, until wait_pages or kill
         self._prepared: dict[str, _LazyCopy] = {}  # container -> a daemon started ahead of its restore
         self._lazy_lock = threading.Lock()
+        # what a previous runtime on this work root (an agent that crashed) left running
+        reap_stale_page_daemons(work_root, self)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _argv(self, *args: str) -> list[str]:
@@ -315,7 +337,7 @@ class RuncCriuRuntime:
     def restore(self, container_id: str, bundle: Path, image_dir: Path, *, lazy_pages: bool = False) -> RestoreStats:
         """Restore; with ``lazy_pages`` (and a kernel that allows it) the memory follows in the background
         (see the module docstring) and the caller must :meth:`wait_pages` before it trusts the container."""
-        work = self.work_dir(image_dir, "restore-work")
+        work = self.work_dir(image_dir, RESTORE_WORK)
         lazy = lazy_pages and self._lazy_pays(image_dir)
         with self._lazy_lock:
             prepared = self._prepared.pop(container_id, None)
@@ -329,7 +351,7 @@ class RuncCriuRuntime:
                           "--image-path", str(image_dir), "--work-path", str(work), "--bundle", str(bundle),
                           container_id)
         t0 = time.perf_counter()
-        daemon = (prepared or self._start_lazy_pages(image_dir, work)) if lazy else None
+        daemon = (prepared or self._start_lazy_pages(image_dir, work, container_id)) if lazy else None
         try:
             self._spawn_with_pipes(argv, container_id)
         except CriuError as exc:
@@ -343,6 +365,7 @@ class RuncCriuRuntime:
         if daemon is None:
             shutil.rmtree(work, ignore_errors=True)
         else:
+            _write_owner(daemon, container_id, pid)  # a restarted agent kills this copy only, by its pid
             with self._lazy_lock:
                 self._lazy[container_id] = daemon
         return RestoreStats(pid, duration, daemon is not None)
@@ -353,14 +376,29 @@ class RuncCriuRuntime:
         destination, taking the service address over. The restore uses it; :meth:`kill` ends it unused."""
         if not self._lazy_pays(image_dir):
             return
-        work = self.work_dir(image_dir, "restore-work")
+        work = self.work_dir(image_dir, RESTORE_WORK)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        daemon = self._start_lazy_pages(image_dir, work)
+        daemon = self._start_lazy_pages(image_dir, work, container_id)
         with self._lazy_lock:
             old = self._prepared.pop(container_id, None)
             self._prepared[container_id] = daemon
         _stop(old)
+        # no restore may come (the source aborted, the agent's session died): the head start is bounded
+        timer = threading.Timer(self.lazy_connect_timeout_s, self._expire_prepared, (container_id, daemon))
+        timer.daemon = True
+        timer.start()
+
+    def _expire_prepared(self, container_id: str, daemon: _LazyCopy) -> None:
+        """Kill a daemon started ahead of a restore that has not taken it (a taken one is left alone)."""
+        with self._lazy_lock:
+            if self._prepared.get(container_id) is not daemon:
+                return
+            del self._prepared[container_id]
+        log.warning("no restore of %s took its page daemon in %.0f s; killed", container_id,
+                    self.lazy_connect_timeout_s)
+        _stop(daemon)
+        shutil.rmtree(daemon.work, ignore_errors=True)
 
     def _lazy_pays(self, image_dir: Path) -> bool:
         """A lazy restore is possible here and the image holds enough pages for it to pay."""
@@ -372,12 +410,19 @@ class RuncCriuRuntime:
             return False
         return pages >= self.lazy_min_pages_bytes
 
-    def _start_lazy_pages(self, image_dir: Path, work: Path) -> _LazyCopy:
-        """Start ``criu lazy-pages`` on the image folder and wait until it listens on its socket."""
-        proc = subprocess.Popen(["criu", "lazy-pages", "--images-dir", str(image_dir), "--work-dir", str(work),
+    def _start_lazy_pages(self, image_dir: Path, work: Path, container_id: str) -> _LazyCopy:
+        """Start ``criu lazy-pages`` on the image folder and wait until it listens on its socket.
+
+        Under ``timeout -s KILL`` in a new session: its whole life is bounded even if this process dies
+        before it can stop it, and :func:`_stop` kills the group (``timeout`` and CRIU) by its id."""
+        lifetime_s = self.lazy_connect_timeout_s + LAZY_COPY_TIMEOUT_S
+        proc = subprocess.Popen(["timeout", "-s", "KILL", f"{lifetime_s:.0f}",
+                                 "criu", "lazy-pages", "--images-dir", str(image_dir), "--work-dir", str(work),
                                  "-v2", "--log-file", LAZY_LOG], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+                                start_new_session=True)
         daemon = _LazyCopy(proc, work)
+        _write_owner(daemon, container_id, None)
         deadline = time.perf_counter() + LAZY_START_TIMEOUT_S
         while not (work / LAZY_SOCKET).exists():
             if proc.poll() is not None or time.perf_counter() > deadline:
@@ -400,6 +445,7 @@ class RuncCriuRuntime:
             _stop(daemon)
             rc = None
         if rc != 0:
+            _stop(daemon)  # the caller discards the container; the log stays
             raise CriuError(f"lazy page copy of {container_id} failed (exit {rc}): {_lazy_log_tail(daemon.work)}")
         shutil.rmtree(daemon.work, ignore_errors=True)
         return time.perf_counter() - t0
@@ -482,9 +528,83 @@ class RuncCriuRuntime:
 
 
 def _stop(daemon: _LazyCopy | None) -> None:
-    if daemon is not None and daemon.proc.poll() is None:
-        daemon.proc.kill()
+    """Kill a page daemon's process group (``timeout`` and CRIU) by its id and reap the leader; its owner
+    record goes with it, so a restarted agent finds nothing of it to end (the log stays)."""
+    if daemon is None:
+        return
+    (daemon.work / LAZY_OWNER).unlink(missing_ok=True)
+    if daemon.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.proc.pid, signal.SIGKILL)  # the leader's pid is the group's id (new session)
         daemon.proc.wait(timeout=30)
+    # a leader already reaped is not signalled: its group id may belong to someone else by now (timeout
+    # exits only after CRIU has)
+
+
+def _write_owner(daemon: _LazyCopy, container_id: str, pid: int | None) -> None:
+    tmp = daemon.work / (LAZY_OWNER + ".tmp")
+    tmp.write_text(json.dumps({"pgid": daemon.proc.pid, "container": container_id, "pid": pid}))
+    tmp.replace(daemon.work / LAZY_OWNER)
+
+
+def _read_owner(work: Path) -> tuple[int, str, int | None] | None:
+    """A work folder's owner record, or None when it is missing or malformed (never trusted further)."""
+    try:
+        with (work / LAZY_OWNER).open("rb") as f:
+            obj = json.loads(f.read(LAZY_OWNER_MAX_BYTES + 1)[:LAZY_OWNER_MAX_BYTES])
+    except (OSError, ValueError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    pgid, container, pid = obj.get("pgid"), obj.get("container"), obj.get("pid")
+    if not (isinstance(pgid, int) and pgid > 1 and isinstance(container, str) and _CONTAINER_ID.fullmatch(container)
+            and (pid is None or (isinstance(pid, int) and pid > 1))):
+        return None
+    return pgid, container, pid
+
+
+def _group_serves(pgid: int, work: Path) -> bool:
+    """Whether process ``pgid`` is still a page daemon of ``work`` (its pid may have been reused since)."""
+    try:
+        argv = Path(f"/proc/{pgid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    try:
+        return b"lazy-pages" in argv and str(work).encode() in argv and os.getpgid(pgid) == pgid
+    except ProcessLookupError:
+        return False
+
+
+def reap_stale_page_daemons(work_root: Path, runtime: RuncCriuRuntime) -> list[str]:
+    """End what a previous runtime on ``work_root`` left of its lazy restores; returns the containers killed.
+
+    A work folder with an owner record is one whose :meth:`RuncCriuRuntime.wait_pages` never finished, so
+    the destination never answered RESTORED for that copy (wait_pages comes first): the copy was never
+    committed and its memory may be incomplete. Its daemon's group is killed (only if the pid still runs
+    that daemon), the container is killed if it is the one restored there (same pid; or, when the restore
+    itself was cut short, whatever runs under that name now - nothing else can, the restore held the name),
+    and the folder goes."""
+    killed: list[str] = []
+    try:
+        folders = [d for d in work_root.iterdir() if d.is_dir() and d.name.endswith("." + RESTORE_WORK)]
+    except OSError:
+        return killed
+    for work in folders:
+        owner = _read_owner(work)
+        if owner is not None:
+            pgid, container, pid = owner
+            if _group_serves(pgid, work):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+                log.warning("killed the stale page daemon of %s (process group %d)", work.name, pgid)
+            now = runtime.pid(container)
+            if now is not None and (pid is None or now == pid):
+                log.warning("killing %s: restored lazily by a previous agent that never saw its pages in",
+                            container)
+                runtime.kill(container)
+                killed.append(container)
+        shutil.rmtree(work, ignore_errors=True)
+    return killed
 
 
 def _lazy_log_tail(work: Path) -> str:

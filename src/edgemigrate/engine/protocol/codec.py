@@ -102,8 +102,10 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
 # optional keys (may be absent; if present, of this type)
 _OPTIONAL: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.MIGRATE: {"compression": str, "page_codec": str, "pipeline": str},
-    MsgType.REPORT: {"admit": dict},  # a granted source asks admission of a migration (control/grants.py)
-    MsgType.REPORT_REPLY: {"admission": dict},
+    # a granted source asks admission of a migration, or reports that one it was admitted for is over
+    # (control/grants.py)
+    MsgType.REPORT: {"admit": dict, "release": dict},
+    MsgType.REPORT_REPLY: {"admission": dict, "released": bool},
     MsgType.GRANT: {"admit_below": float},
 }
 
