@@ -31,10 +31,12 @@ async def _release(env: Env, src: str, token: str, service: str, completed: bool
 
 
 @pytest.mark.parametrize("completed", [True, False])
-def test_the_sources_report_releases_its_reservation_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            completed: bool) -> None:
-    """A migration that failed at the source before it reached the neighbour (or one whose end the neighbour
-    did not see): the source's report frees the room now; a HELLO after it is no longer admitted."""
+def test_the_sources_report_releases_its_reservation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     completed: bool) -> None:
+    """A migration that failed at the source before it reached the neighbour: the source's report frees the
+    room now. One that completed: the room stays reserved until the neighbour's load readings hold the
+    service (each REPORT is a reading; the second after the arrival covers it in full), not until the expiry.
+    Either way a HELLO after it is no longer admitted."""
     async def body(env: Env) -> None:
         env.agent.meter = FixedMeter(0.5)
         token = await _grant(env, source="edge1", neighbours=["edge2"], services=SERVICES, admit_below=0.85)
@@ -42,8 +44,8 @@ def test_the_sources_report_releases_its_reservation_at_once(tmp_path: Path, mon
         assert env.agent.grants.reserved_fraction() == pytest.approx(0.2)
         assert not (await _ask(env, "edge1", token, "db", 0.4))["admitted"]  # 0.5 + 0.2 + 0.2 > 0.85
         assert await _release(env, "edge1", token, "web", completed) is True
-        assert env.agent.grants.reserved_fraction() == 0.0
-        assert await _release(env, "edge1", token, "web", completed) is False  # nothing left to release
+        assert env.agent.grants.reserved_fraction() == (pytest.approx(0.2) if completed else 0.0)
+        assert await _release(env, "edge1", token, "web", completed) is False  # nothing more to release
         assert (await _ask(env, "edge1", token, "db", 0.4))["admitted"]  # the room is back before any expiry
         conn, reply = await _say_hello(env, "s1", token, spec=_spec("web"))  # web's reservation is gone
         await conn.close()
@@ -69,6 +71,32 @@ def test_the_neighbours_own_session_end_releases_the_reservation(tmp_path: Path,
         assert await _release(env, "edge1", token, "web", False) is False  # the late report finds nothing
 
     _run(tmp_path, monkeypatch, body)
+
+
+def test_an_arrived_service_stays_reserved_until_two_load_readings_hold_it() -> None:
+    clock = Clock()
+    book = GrantBook("edge2", clock=clock)
+    book.add(body := _body(admit_below=0.85, services=["web"], ttl_s=3600.0))
+    assert book.admit({"token": body["token"], "service": "web", "demand_cores": 0.2}, "edge1", 0.1, 2.0)["admitted"]
+    book.measured()  # readings before the arrival do not count
+    assert book.settle("edge1", "web", arrived=True) is True
+    assert book.release({"token": body["token"], "service": "web", "outcome": "completed"}, "edge1") is False
+    book.measured()  # the window of this reading holds the service only from its arrival
+    assert book.reserved_fraction() == pytest.approx(0.1)
+    book.measured()
+    assert book.reserved_fraction() == 0.0
+    assert book.settle("edge1", "web", arrived=False) is False
+
+
+def test_a_failed_arrival_after_a_completed_report_releases_at_once() -> None:
+    """The source reported completed, then the neighbour's own session failed (kept in doubt is not an
+    arrival): the failure wins, the room is free now."""
+    book = GrantBook("edge2", clock=Clock())
+    book.add(body := _body(admit_below=0.85, services=["web"], ttl_s=3600.0))
+    assert book.admit({"token": body["token"], "service": "web", "demand_cores": 0.2}, "edge1", 0.1, 2.0)["admitted"]
+    assert book.release({"token": body["token"], "service": "web", "outcome": "completed"}, "edge1") is True
+    assert book.settle("edge1", "web", arrived=False) is True
+    assert book.reserved_fraction() == 0.0
 
 
 def test_a_lost_report_lapses_only_at_the_safety_net_expiry() -> None:

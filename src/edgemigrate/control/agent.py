@@ -313,6 +313,7 @@ class Agent:
             raise ProtocolError(f"REPORT from {conn.peer}: not the client, this host, or a granted neighbour")
         services = {name: (spec, self.runtime.state(name).value) for name, spec in self.store.services().items()}
         report = await asyncio.to_thread(build_report, self.cfg.host, self.meter, services, self.cfg.netns_path)
+        self.grants.measured()
         extra: dict[str, Any] = {}
         if "release" in m.body:  # the source reports a migration admitted here as over (control/grants.py)
             extra["released"] = self.grants.release(m.body["release"], conn.peer)
@@ -485,9 +486,11 @@ class Agent:
 
     def _settle(self, inc: _Incoming, how: str) -> None:
         """An incoming session ended (here, on the event loop, where the grant book lives): the reservation its
-        admission made goes now, not at its expiry (control/grants.py)."""
-        if inc.spec is not None and inc.src_host and self.grants.settle(inc.src_host, inc.spec.name):
-            log.info("%s: reservation of %s from %s released (%s)", self.cfg.host, inc.spec.name, inc.src_host, how)
+        admission made goes now if the move failed, once the load readings hold the service if it arrived - not
+        at its expiry (control/grants.py)."""
+        if inc.spec is not None and inc.src_host and self.grants.settle(inc.src_host, inc.spec.name,
+                                                                          arrived=how == "arrived"):
+            log.info("%s: reservation of %s from %s settled (%s)", self.cfg.host, inc.spec.name, inc.src_host, how)
 
     async def _on_aborted(self, inc: _Incoming, ev: Aborted) -> None:
         if inc.finished:

@@ -23,11 +23,14 @@ Its ``HELLO`` for that service from that source is accepted only while that rese
 sources that chose the same idle neighbour from the same stale report are thus admitted only as far as it has
 room, and the others go on to their next candidate.
 
-The reservation is **released as soon as the migration is over**: by the neighbour itself when its incoming
-session for that service from that source ends (committed: the service runs here and its load is measured
-from the next report on; failed: nothing came), and by the source's report of the outcome (``REPORT`` with
+The reservation is **released when the migration is over**: by the neighbour itself when its incoming
+session for that service from that source ends, and by the source's report of the outcome (``REPORT`` with
 ``release``: token, service, ``completed``/``failed``), which also covers a migration that failed before it
-reached the neighbour (a source-side dump error, a refused or lost HELLO). Only the grant's source may release
+reached the neighbour (a source-side dump error, a refused or lost HELLO). A failed move's reservation goes at
+once (nothing came); an arrived service's stays until the host's load readings hold it: the meter reports the
+use between two readings, so the first reading after the arrival sees it only in part and the second in full
+(``MEASURED_AFTER``); releasing at arrival would let the next source be admitted against a load that does not
+yet show the service. Only the grant's source may release
 its own reservations. ``RESERVATION_TTL_S`` stays as the safety net for a report that is lost: a reservation
 nobody released lapses then, so a dead source cannot hold a neighbour's room for ever.
 
@@ -66,6 +69,7 @@ RESERVATION_TTL_S = 30.0  # safety net only: a transfer plus a few report period
 MAX_RESERVATIONS = 64
 MAX_DEMAND_CORES = 1024.0
 RELEASE_OUTCOMES = ("completed", "failed")
+MEASURED_AFTER = 2  # load readings after an arrival until the meter's window holds it in full
 
 
 class GrantPolicy(enum.Enum):
@@ -122,6 +126,10 @@ class GrantBook:
         self._grants: dict[str, tuple[GrantRole, StandingGrant]] = {}
         # (source, service) -> (demand as a fraction of this host's capacity, expiry): admitted, not yet measured
         self._reserved: dict[tuple[str, str], tuple[float, float]] = {}
+        # (source, service) -> the report count when it arrived: the meter's use is between two readings, so
+        # the reading after the arrival covers it only in part; the one after that in full (MEASURED_AFTER)
+        self._arrived: dict[tuple[str, str], int] = {}
+        self._readings = 0
 
     def __len__(self) -> int:
         return len(self._live())
@@ -204,8 +212,15 @@ class GrantBook:
 
     def _live_reservations(self) -> dict[tuple[str, str], tuple[float, float]]:
         now = self.clock()
-        self._reserved = {k: v for k, v in self._reserved.items() if v[1] > now}
+        measured = {k for k, at in self._arrived.items() if self._readings - at >= MEASURED_AFTER}
+        self._reserved = {k: v for k, v in self._reserved.items() if v[1] > now and k not in measured}
+        self._arrived = {k: at for k, at in self._arrived.items() if k in self._reserved}
         return self._reserved
+
+    def measured(self) -> None:
+        """The host took a load reading (a report): reservations of services that arrived before the previous
+        reading are now in the measured use and go."""
+        self._readings += 1
 
     def reserved_fraction(self) -> float:
         """The load this host has promised to migrations it admitted and does not yet measure."""
@@ -247,10 +262,23 @@ class GrantBook:
         return {"admitted": ok, "used_fraction": float(used_fraction), "reserved_fraction": float(reserved),
                 "demand_fraction": frac, "admit_below": grant.admit_below}
 
-    def settle(self, src_host: str, service: str) -> bool:
-        """This host's own incoming session of ``service`` from ``src_host`` ended (committed or failed): its
-        reservation goes. Returns whether there was one."""
-        return self._reserved.pop((src_host, service), None) is not None
+    def settle(self, src_host: str, service: str, *, arrived: bool) -> bool:
+        """This host's own incoming session of ``service`` from ``src_host`` ended. Failed: its reservation goes.
+        Arrived: it stays until the load readings include the service (:meth:`measured`). Returns whether
+        there was one."""
+        return self._end((src_host, service), arrived)
+
+    def _end(self, key: tuple[str, str], arrived: bool) -> bool:
+        if key not in self._live_reservations():
+            return False
+        if not arrived:
+            del self._reserved[key]
+            self._arrived.pop(key, None)
+            return True
+        if key in self._arrived:  # the other of the two reports of one arrival (session end, source's REPORT)
+            return False
+        self._arrived[key] = self._readings
+        return True
 
     def release(self, body: Any, src_host: str | None) -> bool:
         """The source's report (``REPORT.release``) that a migration it was admitted for is over: its
@@ -275,7 +303,7 @@ class GrantBook:
         grant = self._find(token, GrantRole.NEIGHBOUR, what)
         if grant.source != src_host or service not in grant.services:
             raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
-        return self._live_reservations().pop((src_host, service), None) is not None
+        return self._end((src_host, service), outcome == "completed")
 
     def linked(self, peer: str | None) -> bool:
         """Whether a live grant links this host and ``peer`` (so ``peer`` may ask for this host's report)."""
