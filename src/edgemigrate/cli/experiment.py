@@ -220,9 +220,12 @@ experiment.add_command(compression)
                    "(impala.lr=5e-4, ppo.num_epochs=10). Repeatable.")
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder under which the results folder is created.")
+@click.option("--init-from", type=click.Path(path_type=Path, exists=True), default=None, metavar="CHECKPOINT",
+              help="Warm start from a checkpoint: its parameters that match by name and shape are copied.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | None, env_runners: int,
-          envs_per_runner: int, checkpoint_every: int, overrides: tuple[str, ...], out_root: Path, quiet: bool) -> None:
+          envs_per_runner: int, checkpoint_every: int, overrides: tuple[str, ...], out_root: Path,
+          init_from: Path | None, quiet: bool) -> None:
     """Train Mobile-Kube agents on edgemigrate/MobileKube-v0 (synthetic taxi movements) and plot the curves."""
     from edgemigrate.experiments.mobilekube.training import (
         TrainingRequest,
@@ -235,7 +238,7 @@ def train(algos: str, users: int, timesteps: int, seed: int, ray_address: str | 
     req = TrainingRequest(algos=parse_algos(algos), users=users, timesteps=timesteps, seed=seed,
                           ray_address=ray_address, num_env_runners=env_runners,
                           num_envs_per_env_runner=envs_per_runner, checkpoint_every=checkpoint_every,
-                          env_overrides=env_over, hyper_overrides=hyper_over)
+                          env_overrides=env_over, hyper_overrides=hyper_over, init_from=init_from)
 
     def progress(algo: str, row: dict[str, float]) -> None:
         if not quiet:

@@ -21,7 +21,8 @@ def test_defaults_are_table_ii() -> None:
 def test_overrides_replace_only_named_fields() -> None:
     cfg = algo_config(Algo.IMPALA, {"lr": 1e-3})
     assert cfg.lr == pytest.approx(1e-3) and cfg.train_batch_size == 1000
-    assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh", "placement_prior": False}
+    assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh", "placement_prior": False,
+                                       "near_prior": True}
 
 
 def test_network_override_from_a_dict_keeps_table_ii_layers() -> None:

@@ -118,3 +118,33 @@ def test_placement_prior_trains_and_never_picks_a_full_node(local_ray: None, tmp
     with pytest.raises(EdgeMigrateError, match="placement_prior reads the node utilisation"):
         run_training(TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=100, env_overrides={"n_nodes": 3},
                                      hyper_overrides={"ppo": {"network": {"placement_prior": True}}}), tmp_path)
+
+
+@pytest.mark.slow
+def test_warm_start_copies_what_fits_and_adds_the_near_term(local_ray: None, tmp_path: Path) -> None:
+    env_cfg = {"n_services": 4, "n_nodes": 3, "node_cpu": 0.25, "obs_utilisation": True, "episode_steps": 20}
+    ppo = {**TINY[Algo.PPO], "network": {"placement_prior": True, "near_prior": False}}
+    old = run_training(TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=100, seed=1, env_overrides=env_cfg,
+                                       hyper_overrides={"ppo": ppo}), tmp_path / "old", command=["test"])
+    ckpt = old / "ppo" / "checkpoint"
+    assert not (old / "ppo" / "warm_start.json").exists()
+    near = {**TINY[Algo.PPO], "network": {"placement_prior": True}}
+    # same size, now with the near term: every old parameter is copied, the new weight and env buffers are not
+    same = run_training(TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=100, seed=1, env_overrides=env_cfg,
+                                        hyper_overrides={"ppo": near}, init_from=ckpt), tmp_path / "same")
+    import json
+
+    warm = json.loads((same / "ppo" / "warm_start.json").read_text())
+    assert {"stay_raw", "join_raw", "encoder.actor_encoder.net.mlp.0.weight"} <= set(warm["loaded"])
+    assert set(warm["kept"]) == {"near_raw", "delay_norm", "user_mix"}
+    assert json.loads((same / "config.json").read_text())["init_from"] == str(ckpt)
+    # 8 users: the first layers see a longer observation and keep their initialisation; the scalars carry over
+    other = run_training(TrainingRequest(algos=(Algo.PPO,), users=8, timesteps=100, seed=1, env_overrides=env_cfg,
+                                         hyper_overrides={"ppo": near}, init_from=ckpt), tmp_path / "other")
+    warm8 = json.loads((other / "ppo" / "warm_start.json").read_text())
+    assert {"stay_raw", "join_raw", "pi.net.mlp.0.weight"} <= set(warm8["loaded"])
+    assert {"encoder.actor_encoder.net.mlp.0.weight", "encoder.critic_encoder.net.mlp.0.weight"} <= set(warm8["kept"])
+    with pytest.raises(EdgeMigrateError, match="not an RLlib algorithm checkpoint") as e:
+        run_training(TrainingRequest(algos=(Algo.PPO,), users=4, timesteps=100, seed=1, env_overrides=env_cfg,
+                                     hyper_overrides={"ppo": near}, init_from=tmp_path), tmp_path / "bad")
+    assert "\n" not in str(e.value)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgemigrate.core.errors import ConfigError
-from edgemigrate.envs.mobilekube import MobileKubeConfig, MobileKubeEnv
+from edgemigrate.envs.mobilekube import MobileKubeConfig, MobileKubeEnv, build_network, build_problem
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 from edgemigrate.policies.rllib.agent import PlacementAgent
 from edgemigrate.policies.rllib.agent import load_agent as load_rllib_agent
@@ -70,6 +70,8 @@ class TrainingRequest:
     """MobileKubeConfig fields other than ``n_users`` (e.g. ``n_nodes``, ``episode_steps``, ``w2``)."""
     hyper_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """algo name -> hyperparameter overrides (``policies/rllib/config.py`` field names)."""
+    init_from: Path | None = None
+    """Warm start every algorithm from this checkpoint (``policies/rllib/trainer.py: warm_start``)."""
 
     def env_config(self) -> MobileKubeConfig:
         over = dict(self.env_overrides)
@@ -97,7 +99,7 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
     run = new_run_dir(out_root, run_name(f"mobilekube-{req.users}u", tag, req.seed))
     write_json(run / "config.json", {
         "env": env_cfg.to_dict(), "timesteps": req.timesteps, "seed": req.seed, "ray_address": req.ray_address,
-        "num_env_runners": req.num_env_runners, "num_envs_per_env_runner": req.num_envs_per_env_runner,
+        "init_from": str(req.init_from) if req.init_from else None, "num_env_runners": req.num_env_runners, "num_envs_per_env_runner": req.num_envs_per_env_runner,
         "algorithms": {a.value: as_dict(h) for a, h in hypers.items()},
         "source": "Ghafouri et al. 2022, Table II (hyperparameters), sec. VII (setting)"})
     write_json(run / "manifest.json", manifest(req.seed, list(command) if command else list(sys.argv),
@@ -108,13 +110,17 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
                          env_config=env_cfg.to_dict(), seed=req.seed, timesteps=req.timesteps,
                          num_env_runners=req.num_env_runners, num_envs_per_env_runner=req.num_envs_per_env_runner,
                          ray_address=req.ray_address, info_keys=INFO_KEYS, checkpoint_every=req.checkpoint_every,
-                         module_layout=_layout(env_cfg) if hyper.network.placement_prior else None)
+                         module_layout=_layout(env_cfg, hyper.network.near_prior)
+                         if hyper.network.placement_prior else None,
+                         init_from=req.init_from)
         folder = run / algo.value
         folder.mkdir()
         log_csv = _CsvLog(folder / "train.csv", algo.value, progress)
         outcome = train(spec, folder / "checkpoint", on_iteration=log_csv)
         write_table(folder / "train.csv", _columns(outcome.rows))
         write_json(folder / "env_runners.json", [{"node_id": n, "env_steps": s} for n, s in outcome.runner_nodes])
+        if outcome.warm_started:
+            write_json(folder / "warm_start.json", {"from": str(req.init_from), **outcome.warm_started})
         outcomes[algo] = outcome
     _write_summary(run, outcomes, env_cfg)
     from edgemigrate.experiments.mobilekube.training_plots import plot_training
@@ -123,12 +129,22 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
     return run
 
 
-def _layout(cfg: MobileKubeConfig) -> dict[str, float]:
-    """The observation layout ``policies/rllib/packing.py`` reads; the prior needs the utilisation feature."""
+def _layout(cfg: MobileKubeConfig, near: bool = True) -> dict[str, Any]:
+    """The observation layout ``policies/rllib/packing.py`` reads; the prior needs the utilisation feature.
+
+    It carries the env's fixed station -> node delays (eqs. 5-6, fixed by ``cfg.seed``) and the user -> container
+    map for the prior's nearness term (``near``); the stations users are at come from the observation itself.
+    """
     if not cfg.obs_utilisation:
         raise ConfigError("network.placement_prior reads the node utilisation: add --set obs_utilisation=true")
-    return {"users": cfg.n_users, "containers": cfg.n_services, "nodes": cfg.n_nodes,
-            "slot": cfg.service_cpu / cfg.node_cpu}
+    from edgemigrate.policies.rllib.packing import layout  # imports ray: only where a prior is trained
+
+    slot = cfg.service_cpu / cfg.node_cpu
+    if not near:
+        return layout(cfg.n_users, cfg.n_services, cfg.n_nodes, slot)
+    problem = build_problem(cfg, build_network(cfg))
+    return layout(cfg.n_users, cfg.n_services, cfg.n_nodes, slot,
+                  delay_sn_s=problem.delay_sn_s, user_service=problem.user_service)
 
 
 class _CsvLog:

@@ -36,6 +36,9 @@ class NetworkConfig:
     """PPO / IMPALA only: add the keep-placement prior, the learned preference for loaded nodes and the mask of
     full nodes to the MLP's logits (``policies/rllib/packing.py``). Not in the paper: without it no agent
     learned to pack (docs/mobilekube.md). Needs an env whose observation carries the node utilisation."""
+    near_prior: bool = True
+    """With ``placement_prior``: also the learned preference for nodes near the container's users (the
+    ``near`` term of ``policies/rllib/packing.py``); false = the stay / join / mask prior alone (the ablation)."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -133,7 +136,8 @@ def algo_config(algo: Algo, overrides: dict[str, Any] | None = None) -> AlgoConf
 
 
 def as_dict_network(net: NetworkConfig) -> dict[str, Any]:
-    return {"hidden": list(net.hidden), "activation": net.activation, "placement_prior": net.placement_prior}
+    return {"hidden": list(net.hidden), "activation": net.activation, "placement_prior": net.placement_prior,
+            "near_prior": net.near_prior}
 
 
 def as_dict(cfg: AlgoConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A placement policy module that can learn to pack: Table II's MLP plus three placement-aware terms.
+"""A placement policy module that can learn to pack: Table II's MLP plus four placement-aware terms.
 
 Why (measured, docs/mobilekube.md "Why PPO did not pack"): with ``MultiDiscrete`` container -> node actions
 every container's head samples independently, and under a near-uniform policy the expected reward of "put
@@ -14,26 +14,48 @@ The module adds to the MLP's logits of container ``j`` on node ``k`` (one shared
 - ``join * containers_k``: a preference for loaded nodes, in containers (the utilisation over one container's
   share: a node with three more containers than this one's gets ``3 * join``; initial 0, learned from eq. 13's
   energy term);
+- ``near * -delay_jk``: a preference for nodes close to the container's users (initial :data:`NEAR_INIT`,
+  learned from eq. 13's latency term). ``delay_jk`` is the mean over ``j``'s users of the backhaul delay from
+  the user's station (read from the observation's one-hots) to node ``k`` - the ``d_net`` of eqs. 5-6 - less
+  the access delay every path shares, over the largest such backhaul delay, so it lies in [0, 1]. The delay matrix is the env's fixed network
+  (``layout(..., delay_sn_s=...)``), not anything that changes during an episode: the term sees only what the
+  observation determines;
 - a mask (-1e9) on nodes that have no room for ``j`` now (sec. V's capacity constraints 3-4 applied per
   container to the current loads; the joint action can still overfill a node, which the env penalises).
 
-The MLP (two 64-unit layers, Table II) sees the same observation and learns everything else (latency). The
-observation must carry the utilisation (``MobileKubeConfig.obs_utilisation``); the layout comes in the module's
-``model_config["placement_layout"]``.
+Why the ``near`` term (measured, docs/mobilekube.md): with stay / join / mask alone the 16-user agent learned
+to pack (5.56 empty servers) but its latency stayed 6 % under best-fit's where the optimum shows 38 %: which
+of the powered nodes is near a user is a product of a station one-hot and a fixed delay row, which the
+64-unit MLP would have to learn per (user, station, node) from w2 = 0.05's small share of the reward.
+
+The MLP (two 64-unit layers, Table II) sees the same observation and learns everything else. The observation
+must carry the utilisation (``MobileKubeConfig.obs_utilisation``); the layout comes in the module's
+``model_config["placement_layout"]``. A layout without ``delay_sn_s`` (checkpoints from before the ``near``
+term) builds the module without it, so those checkpoints load and act as they were trained.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
+
+from edgemigrate.core.errors import ValidationError
 
 LAYOUT_KEY = "placement_layout"
 STAY_INIT = 2.0
 """Initial weight of the keep-placement prior: with 8 nodes, e^2 / (e^2 + 7) = 51 % to stay at the start, so a
 container's node next step is predictable yet half of them still explore."""
 MASKED = -1.0e9
+NEAR_INIT = 0.5
+"""Initial weight of the nearness term: the nearest node's logit is at most 0.5 above the farthest one's, small
+against the stay prior (2.0) and a packing ``join`` (a trained 16-user agent: 0.29 per container, ~2.3 between
+a node of 12 containers and one of 4), so the untrained policy still packs; PPO moves it from there."""
+ENV_BUFFERS = ("delay_norm", "user_mix")
+"""Module buffers that describe the env (its delays, its users), not learned: a warm start never copies them."""
 PRIOR_SCALE = 10.0
 """The two scalars are stored divided by this: Adam moves a parameter by about ``lr`` per step whatever its
 gradient, so at Table II's lr 3e-4 (80 steps per 1000-step batch with 10 epochs) a scalar moves at most ~0.024
@@ -41,13 +63,47 @@ per 1000 env steps, and a packing ``join`` weight (~1 per container, against ``s
 steps; scaled, it can move ~0.24 per batch. The MLP's own weights keep the table's rate."""
 
 
-def layout(users: int, containers: int, nodes: int, slot: float) -> dict[str, float]:
-    """The observation layout the module needs; ``slot`` = one container's CPU over a node's capacity."""
-    return {"users": users, "containers": containers, "nodes": nodes, "slot": slot}
+def layout(users: int, containers: int, nodes: int, slot: float, delay_sn_s: Any = None,
+           user_service: Any = None) -> dict[str, Any]:
+    """The observation layout the module needs; ``slot`` = one container's CPU over a node's capacity.
+
+    ``delay_sn_s`` (stations x nodes, seconds; stations are the ``nodes`` one-hot columns of the users) and
+    ``user_service`` (the container of every user) enable the ``near`` term; plain lists, so the layout stays
+    JSON and pickles into the checkpoint with the module's config.
+    """
+    out: dict[str, Any] = {"users": users, "containers": containers, "nodes": nodes, "slot": slot}
+    if delay_sn_s is not None:
+        d = np.asarray(delay_sn_s, dtype=np.float64)
+        us = np.asarray(user_service if user_service is not None else np.arange(users) % containers, dtype=np.int64)
+        if d.shape != (nodes, nodes) or not np.all(np.isfinite(d)) or d.min() < 0:
+            raise ValidationError(f"placement layout: delay_sn_s must be {nodes} x {nodes} finite delays >= 0, "
+                                  f"got shape {d.shape}")
+        if us.shape != (users,) or us.min() < 0 or us.max() >= containers or len(np.unique(us)) != containers:
+            raise ValidationError(f"placement layout: user_service must map {users} users onto all {containers} "
+                                  "containers")
+        out["delay_sn_s"] = d.tolist()
+        out["user_service"] = us.tolist()
+    return out
+
+
+def near_feature(users_onehot: Any, mix: Any, delay_norm: Any) -> Any:
+    """``-delay_jk`` for a batch: ``users_onehot`` (b, o, m) user -> station, ``mix`` (n, o) each container's
+    mean over its users, ``delay_norm`` (m stations, m nodes) in [0, 1]; returns (b, n, m), 0 = as near as the
+    network allows, -1 = the farthest node from every user of the container."""
+    import torch
+
+    return -torch.matmul(mix, torch.matmul(users_onehot, delay_norm))
+
+
+def user_mix(user_service: Any, containers: int) -> NDArray[np.float32]:
+    """(n, o): row ``j`` averages the users of container ``j``."""
+    us = np.asarray(user_service, dtype=np.int64)
+    mix = (us[None, :] == np.arange(containers)[:, None]).astype(np.float32)
+    return mix / mix.sum(axis=1, keepdims=True)
 
 
 class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
-    """PPO's / IMPALA's default torch module with the stay / join / room terms (module docstring)."""
+    """PPO's / IMPALA's default torch module with the stay / join / near / room terms (module docstring)."""
 
     def setup(self) -> None:
         import torch
@@ -58,6 +114,14 @@ class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
         self._slot = float(lay["slot"])
         self.stay_raw = torch.nn.Parameter(torch.tensor(STAY_INIT / PRIOR_SCALE))
         self.join_raw = torch.nn.Parameter(torch.tensor(0.0))
+        self.near_raw: Any = None
+        if lay.get("delay_sn_s") is not None:
+            d = np.asarray(lay["delay_sn_s"], dtype=np.float64)
+            # buffers, not parameters: the network is fixed; saved with the module so a checkpoint is self-contained
+            span = max(float(d.max() - d.min()), 1e-12)
+            self.register_buffer("delay_norm", torch.as_tensor((d - d.min()) / span, dtype=torch.float32))
+            self.register_buffer("user_mix", torch.as_tensor(user_mix(lay["user_service"], self._n)))
+            self.near_raw = torch.nn.Parameter(torch.tensor(NEAR_INIT / PRIOR_SCALE))
 
     def _prior(self, obs: Any, logits: Any) -> Any:
         import torch
@@ -65,7 +129,11 @@ class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
         b, o, n, m = obs.shape[0], self._o, self._n, self._m
         on = obs[:, o * m:(o + n) * m].reshape(b, n, m)
         util = obs[:, (o + n) * m:(o + n) * m + m].reshape(b, 1, m)
-        out = logits.reshape(b, n, m) + PRIOR_SCALE * (self.stay_raw * on + self.join_raw * util / self._slot)
+        terms = self.stay_raw * on + self.join_raw * util / self._slot
+        if self.near_raw is not None:
+            users = obs[:, :o * m].reshape(b, o, m)
+            terms = terms + self.near_raw * near_feature(users, self.user_mix, self.delay_norm)
+        out = logits.reshape(b, n, m) + PRIOR_SCALE * terms
         full = (util + self._slot * (1.0 - on)) > 1.0 + 1e-6
         return torch.where(full, torch.full_like(out, MASKED), out).reshape(b, n * m)
 

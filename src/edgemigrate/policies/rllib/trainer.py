@@ -56,11 +56,14 @@ class TrainSpec:
     smoothing_episodes: int = 20
     """Episodes the per-iteration means (return, info values) are averaged over. RLlib's default, 100, spans
     ten 1000-step iterations of 100-step episodes and flattens the training curves."""
-    module_layout: Mapping[str, float] | None = None
+    module_layout: Mapping[str, Any] | None = None
     """Observation layout for ``network.placement_prior`` (``packing.layout``); required when that is set."""
     checkpoint_every: int = 0
     """Also save the checkpoint every this many iterations (0 = only at the end): a long run that is stopped
     early keeps its latest agent."""
+    init_from: Path | None = None
+    """Warm start: an algorithm checkpoint whose RL module's parameters are copied into the new module where the
+    name and shape match (``warm_start``); the rest keeps its initialisation, the optimiser starts fresh."""
 
     def __post_init__(self) -> None:
         if self.timesteps < 1:
@@ -77,6 +80,8 @@ class TrainOutcome:
     checkpoint: Path
     runner_nodes: list[tuple[str, int]] = field(default_factory=list)
     """(Ray node id, env steps it sampled) per remote env runner."""
+    warm_started: Mapping[str, list[str]] = field(default_factory=dict)
+    """``loaded`` / ``kept`` parameter names of a warm start (empty without ``init_from``)."""
 
 
 # -- callbacks run inside the env runners -------------------------------------------------------------------
@@ -164,6 +169,47 @@ def build_config(spec: TrainSpec, registered_env: str) -> Any:
             .debugging(seed=spec.seed, log_level="ERROR"))
 
 
+# -- warm start -------------------------------------------------------------------------------------------
+
+def warm_start(algo: Any, checkpoint: Path) -> dict[str, list[str]]:
+    """Copy a checkpoint's RL module parameters into ``algo``'s where name and shape match; returns the names.
+
+    Why by name and shape: a checkpoint of the same env size continues as it was (every parameter matches, and
+    a term added to the module since - e.g. the prior's ``near_raw`` - keeps its initial value); one of another
+    number of users has a differently sized first layer, and then only the size-free parts (the prior's
+    learned scalars, the later layers) carry over. Fixed buffers of the env (``packing.ENV_BUFFERS``) always
+    come from the new env, never from the checkpoint.
+    """
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from edgemigrate.core.errors import ConfigError
+    from edgemigrate.policies.rllib.agent import MODULE_PATH
+    from edgemigrate.policies.rllib.packing import ENV_BUFFERS
+
+    module_dir = Path(checkpoint).joinpath(*MODULE_PATH)
+    if not module_dir.is_dir():
+        raise ConfigError(f"--init-from {checkpoint}: not an RLlib algorithm checkpoint (no {'/'.join(MODULE_PATH)})")
+    theirs = RLModule.from_checkpoint(str(module_dir.resolve())).get_state()
+    weights = algo.learner_group.get_weights()
+    ours = weights[DEFAULT_MODULE_ID]
+    loaded: list[str] = []
+    kept: list[str] = []
+    for name, value in ours.items():
+        old = theirs.get(name)
+        if name not in ENV_BUFFERS and old is not None and np.shape(old) == np.shape(value):
+            ours[name] = np.asarray(old)
+            loaded.append(name)
+        else:
+            kept.append(name)
+    if not loaded:
+        raise ConfigError(f"--init-from {checkpoint}: no parameter of that checkpoint fits this module")
+    algo.learner_group.set_weights(weights)
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+    log.info("warm start from %s: loaded %s; kept initial %s", checkpoint, loaded, kept)
+    return {"loaded": loaded, "kept": kept}
+
+
 # -- the loop ---------------------------------------------------------------------------------------------
 
 def _get(result: Mapping[str, Any], *path: str, default: float = math.nan) -> float:
@@ -211,6 +257,7 @@ def train(spec: TrainSpec, checkpoint_dir: Path,
         registered = f"edgemigrate-rllib:{spec.env_name}"
         register_env(registered, spec.env_creator)
         algo = build_config(spec, registered).build_algo()
+        warm = warm_start(algo, spec.init_from) if spec.init_from is not None else {}
         rows: list[dict[str, float]] = []
         t0 = time.monotonic()
         for it in range(1, spec.max_iterations + 1):
@@ -226,7 +273,8 @@ def train(spec: TrainSpec, checkpoint_dir: Path,
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         algo.save_to_path(str(checkpoint_dir.resolve()))
         nodes = algo.env_runner_group.foreach_env_runner(_runner_node, local_env_runner=False)
-        return TrainOutcome(rows=rows, checkpoint=checkpoint_dir, runner_nodes=[tuple(n) for n in nodes])
+        return TrainOutcome(rows=rows, checkpoint=checkpoint_dir, runner_nodes=[tuple(n) for n in nodes],
+                            warm_started=warm)
     finally:
         if algo is not None:
             algo.stop()
