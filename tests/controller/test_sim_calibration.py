@@ -115,6 +115,19 @@ def test_measured_handover_outage_becomes_the_simulated_t_ho(tmp_path: Path) -> 
     assert SimBackend(load_scenario("handover-testbed"), cal).scenario.handover_s == pytest.approx(0.7)
 
 
+def test_with_handovers_only_the_coordinated_moves_are_compared(tmp_path: Path) -> None:
+    """A nearest move's handover is a separate gap, so its recorded downtime is the migration's alone and not
+    what the simulator's max(T_mig, T_ho) is; the orchestrated moves' are."""
+    lines = [json.dumps(_rec(planner=p, handover_outage_s=0.5, downtime_s=d, repeat=i))
+             for i, (p, d) in enumerate([("orchestrated", 0.5), ("nearest", 0.9), ("orchestrated", 0.6),
+                                         ("random", 1.1)])]
+    cal = parse_calibration(fit_calibration(load_migrations(_write(tmp_path, lines))))
+    assert cal.measured_downtimes_s("counter") == (0.5, 0.6)
+    assert cal.samples["counter"] == 4  # the model is fitted on every move: the engine does not know the planner
+    only_nearest = _write(tmp_path, [lines[1]])
+    assert parse_calibration(fit_calibration(load_migrations(only_nearest))).measured_downtimes_s("counter") == (0.9,)
+
+
 def test_the_simulated_precopy_downtime_matches_the_fitted_median(tmp_path: Path) -> None:
     cal = parse_calibration(fit_calibration(load_migrations(_good(tmp_path))))
     backend = SimBackend(load_scenario("handover-testbed"), cal)

@@ -188,7 +188,22 @@ def _model_json(model: PrecopyModel, records: list[MigrationRecord]) -> dict[str
             "restore_base_s": model.restore_base_s, "restore_s_per_byte": model.restore_s_per_byte,
             "rounds": model.rounds, "wire_ratio": model.wire_ratio, "frozen_rtts": model.frozen_rtts,
             "samples": len(records),
-            "measured_downtime_s": [r.downtime_s for r in records][:1000]}
+            "measured_downtime_s": comparable_downtimes(records)}
+
+
+# Planners whose migration and handover share one outage (Ngo et al. 2020, fig. 2): only their moves measure
+# what the simulator's per-migration downtime with a handover is (max(T_mig, T_ho), eq. 2). An uncoordinated
+# planner's move has its handover as a separate gap, so its recorded downtime is the migration's alone.
+COORDINATED_PLANNERS = frozenset({"orchestrated"})
+
+
+def comparable_downtimes(records: list[MigrationRecord]) -> list[float]:
+    """The measured downtimes the simulator's are compared with: with handovers, the coordinated moves' (if
+    there are any); without, every migration's frozen window as recorded."""
+    if any(r.handover_outage_s > 0 for r in records):
+        coordinated = [r for r in records if r.planner in COORDINATED_PLANNERS]
+        records = coordinated or records
+    return [r.downtime_s for r in records][:1000]
 
 
 def fit_calibration(records: Iterable[MigrationRecord], service: str | None = None) -> dict[str, Any]:
@@ -198,7 +213,8 @@ def fit_calibration(records: Iterable[MigrationRecord], service: str | None = No
     :func:`~edgemigrate.costs.handover.fit_precopy` from the records with ``pre_bytes`` > 0 (a record
     without leave-running rounds was a stop-and-copy move, which eq. 5 models instead). The measured
     downtimes kept for comparison are those of the fitted service (all of them when several); ``handover_s``
-    is the median measured handover outage when any record had a handover.
+    is the median measured handover outage when any record had a handover. With handovers, the downtimes kept
+    are the coordinated planners' moves (:func:`comparable_downtimes`).
     """
     by_service: dict[str, list[MigrationRecord]] = {}
     for r in records:
@@ -211,7 +227,7 @@ def fit_calibration(records: Iterable[MigrationRecord], service: str | None = No
     body: dict[str, Any] = {
         "format": CALIBRATION_FORMAT, "strategy": PRECOPY,
         "services": {s: _model_json(fit_precopy([r.sample for r in rs]), rs) for s, rs in sorted(by_service.items())},
-        "measured_downtime_s": [r.downtime_s for r in used][:1000],
+        "measured_downtime_s": comparable_downtimes(used),
     }
     outages = [r.handover_outage_s for r in used if r.handover_outage_s > 0]
     if outages:
