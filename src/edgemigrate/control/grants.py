@@ -41,8 +41,6 @@ restarted agent forgets its grants and the operator grants again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import hashlib
 import re
@@ -54,6 +52,7 @@ from typing import Any
 
 from edgemigrate.control import client
 from edgemigrate.control.client import AgentDirectory
+from edgemigrate.control.reports import report_exchange
 from edgemigrate.control.tokens import new_token
 from edgemigrate.core.ids import check_id
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
@@ -325,16 +324,9 @@ async def report_outcome(pki_dir: Path, host: str, to_host: str, to_addr: tuple[
     ``service`` it admitted is over, so its reservation goes now rather than at its expiry; returns whether
     the neighbour still held one. Raises a ProtocolError / EngineError when refused, unreachable or garbage
     (the caller logs it: the expiry is the safety net)."""
-    conn = await connect(to_addr[0], to_addr[1], tls.client_context(pki_dir, host), to_host, timeout_s)
-    try:
-        await conn.send(MsgType.REPORT, release={"token": token, "service": service,
-                                                 "outcome": "completed" if completed else "failed"})
-        reply = await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
-    except TimeoutError:
-        raise ProtocolError(f"no answer to the release from {to_host} within {timeout_s:.0f} s") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await conn.close()
+    reply = await report_exchange(tls.client_context(pki_dir, host), to_host, to_addr, timeout_s,
+                                  "answer to the release", release={"token": token, "service": service,
+                                                                    "outcome": "completed" if completed else "failed"})
     released = reply.body.get("released")
     if not isinstance(released, bool):
         raise ProtocolError(f"REPORT_REPLY from {to_host}: no release answer")
@@ -368,16 +360,10 @@ async def ask_admission(pki_dir: Path, host: str, to_host: str, to_addr: tuple[s
     """A node's loop asks neighbour ``to_host`` (with ``host``'s own certificate) to admit ``service`` with
     its measured ``demand_cores``; returns the neighbour's ``admission`` body (``admitted`` checked to be a
     bool). Raises a ProtocolError / EngineError when refused outright, unreachable or answering garbage."""
-    conn = await connect(to_addr[0], to_addr[1], tls.client_context(pki_dir, host), to_host, timeout_s)
-    try:
-        await conn.send(MsgType.REPORT, admit={"token": token, "service": service,
-                                               "demand_cores": float(min(max(demand_cores, 0.0), MAX_DEMAND_CORES))})
-        reply = await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
-    except TimeoutError:
-        raise ProtocolError(f"no admission answer from {to_host} within {timeout_s:.0f} s") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await conn.close()
+    demand = float(min(max(demand_cores, 0.0), MAX_DEMAND_CORES))
+    reply = await report_exchange(tls.client_context(pki_dir, host), to_host, to_addr, timeout_s,
+                                  "admission answer", admit={"token": token, "service": service,
+                                                             "demand_cores": demand})
     adm = reply.body.get("admission")
     if not isinstance(adm, dict) or not isinstance(adm.get("admitted"), bool):
         raise ProtocolError(f"REPORT_REPLY from {to_host}: no admission answer")

@@ -43,7 +43,7 @@ from edgemigrate.control.netns import in_netns
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import EngineError, ValidationError
 from edgemigrate.core.ids import check_id
-from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
+from edgemigrate.engine.protocol.codec import Message, MsgType, ProtocolError
 from edgemigrate.engine.strictjson import loads_untrusted
 from edgemigrate.engine.transport.streams import connect
 
@@ -308,19 +308,26 @@ def build_report(host: str, meter: ResourceMeter, services: Mapping[str, tuple[S
     return HostReport(host, time.time(), meter.cpu_cores(), frac, usage, used, total, tuple(out))
 
 
+async def report_exchange(ctx: ssl.SSLContext, host: str, addr: tuple[str, int], timeout_s: float, what: str,
+                          **body: Any) -> Message:
+    """One ``REPORT`` (with ``body``: an admission request, a release) to the agent of ``host`` and its
+    ``REPORT_REPLY``, on a connection of its own. ``what`` names the answer in the timeout's error."""
+    conn = await connect(addr[0], addr[1], ctx, host, timeout_s)
+    try:
+        await conn.send(MsgType.REPORT, **body)
+        return await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
+    except TimeoutError:
+        raise EngineError(f"no {what} from {host} within {timeout_s:.0f} s") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
 async def query_report(ctx: ssl.SSLContext, host: str, addr: tuple[str, int],
                        timeout_s: float = REPORT_TIMEOUT_S) -> HostReport:
     """Ask the agent of ``host`` at ``addr`` for its report (with the operator's ``client`` context or a
     host's own). Raises an :class:`~edgemigrate.core.errors.EngineError` (refused, unreachable, garbage)."""
-    conn = await connect(addr[0], addr[1], ctx, host, timeout_s)
-    try:
-        await conn.send(MsgType.REPORT)
-        reply = await asyncio.wait_for(conn.expect(MsgType.REPORT_REPLY), timeout_s)
-    except TimeoutError:
-        raise EngineError(f"no report from {host} within {timeout_s:.0f} s") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await conn.close()
+    reply = await report_exchange(ctx, host, addr, timeout_s, "report")
     if reply.body["host"] != host:
         raise ReportError(f"REPORT_REPLY.host: {reply.body['host'][:40]!r} from the agent of {host}")
     report = HostReport.from_dict(reply.body["report"])
