@@ -230,23 +230,10 @@ class GrantBook:
         live grant for that source and service and, if the grant sets ``admit_below``, only if this host's
         measured use plus its reservations plus the service's demand stays below it. Every field is the
         peer's: checked here. Returns the reply's ``admission`` body; raises for an unauthorised request."""
-        if not isinstance(body, dict) or set(body) != {"token", "service", "demand_cores"}:
-            raise ProtocolError("REPORT.admit: expected exactly token, service, demand_cores")
-        token, service, demand = body["token"], body["service"], body["demand_cores"]
-        if not isinstance(token, str) or not isinstance(service, str):
-            raise ProtocolError("REPORT.admit: token and service must be strings")
-        try:
-            service = check_id(service, "REPORT.admit.service")
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+        token, service, src_host, demand = self._source_request(body, "admit", "demand_cores", src_host)
         if isinstance(demand, bool) or not isinstance(demand, (int, float)) or not 0 <= demand <= MAX_DEMAND_CORES:
             raise ProtocolError(f"REPORT.admit.demand_cores: {str(demand)[:40]} outside [0, {MAX_DEMAND_CORES:g}]")
-        if src_host is None:
-            raise ProtocolError("REPORT.admit without a peer certificate")
-        what = f"admission of {service} from {src_host} to {self.host}"
-        grant = self._find(token, GrantRole.NEIGHBOUR, what)
-        if grant.source != src_host or service not in grant.services:
-            raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
+        grant = self._source_grant(token, src_host, service, f"admission of {service} from {src_host} to {self.host}")
         live = self._live_reservations()
         live.pop((src_host, service), None)  # asking again replaces this service's own reservation
         frac = float(demand) / max(cpu_cores, 1e-9)
@@ -260,6 +247,31 @@ class GrantBook:
             live[(src_host, service)] = (frac, self.clock() + RESERVATION_TTL_S)
         return {"admitted": ok, "used_fraction": float(used_fraction), "reserved_fraction": float(reserved),
                 "demand_fraction": frac, "admit_below": grant.admit_below}
+
+    @staticmethod
+    def _source_request(body: Any, kind: str, extra: str, src_host: str | None) -> tuple[str, str, str, Any]:
+        """The fields of a granted source's ``REPORT.<kind>`` (token, service, ``extra``), checked: exactly
+        those keys, strings, the service an identifier, a verified peer. Returns them with the peer."""
+        if not isinstance(body, dict) or set(body) != {"token", "service", extra}:
+            raise ProtocolError(f"REPORT.{kind}: expected exactly token, service, {extra}")
+        token, service = body["token"], body["service"]
+        if not isinstance(token, str) or not isinstance(service, str):
+            raise ProtocolError(f"REPORT.{kind}: token and service must be strings")
+        try:
+            service = check_id(service, f"REPORT.{kind}.service")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if src_host is None:
+            raise ProtocolError(f"REPORT.{kind} without a peer certificate")
+        return token, service, src_host, body[extra]
+
+    def _source_grant(self, token: str, src_host: str, service: str, what: str) -> StandingGrant:
+        """The live neighbour grant ``token`` names, refused unless its source is ``src_host`` and it lists
+        ``service``."""
+        grant = self._find(token, GrantRole.NEIGHBOUR, what)
+        if grant.source != src_host or service not in grant.services:
+            raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
+        return grant
 
     def settle(self, src_host: str, service: str, *, arrived: bool) -> bool:
         """This host's own incoming session of ``service`` from ``src_host`` ended. Failed: its reservation goes.
@@ -284,24 +296,11 @@ class GrantBook:
         reservation goes. Only under a live grant whose source is the verified peer, for a listed service;
         every field is the peer's, checked here. Returns whether a reservation was released (False: none was
         left - the session's own end or the expiry came first)."""
-        if not isinstance(body, dict) or set(body) != {"token", "service", "outcome"}:
-            raise ProtocolError("REPORT.release: expected exactly token, service, outcome")
-        token, service, outcome = body["token"], body["service"], body["outcome"]
-        if not isinstance(token, str) or not isinstance(service, str):
-            raise ProtocolError("REPORT.release: token and service must be strings")
+        token, service, src_host, outcome = self._source_request(body, "release", "outcome", src_host)
         if outcome not in RELEASE_OUTCOMES:
             raise ProtocolError(f"REPORT.release.outcome: {str(outcome)[:40]!r} is not one of "
                                 f"{'/'.join(RELEASE_OUTCOMES)}")
-        try:
-            service = check_id(service, "REPORT.release.service")
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
-        if src_host is None:
-            raise ProtocolError("REPORT.release without a peer certificate")
-        what = f"release of {service} from {src_host} on {self.host}"
-        grant = self._find(token, GrantRole.NEIGHBOUR, what)
-        if grant.source != src_host or service not in grant.services:
-            raise ProtocolError(f"{what}: the grant is for source {grant.source} and {', '.join(grant.services)}")
+        self._source_grant(token, src_host, service, f"release of {service} from {src_host} on {self.host}")
         return self._end((src_host, service), outcome == "completed")
 
     def linked(self, peer: str | None) -> bool:
