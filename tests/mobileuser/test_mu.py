@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from edgemigrate.controller.store import (
@@ -30,6 +31,7 @@ from edgemigrate.mobileuser import (
     default_sites,
 )
 from edgemigrate.mobileuser.mu import parse_counter
+from edgemigrate.radio import WIFI_PATHLOSS
 from edgemigrate.workloads.counter import Counter
 
 SERVICE_IP, PORT = "10.77.2.0", 7000
@@ -100,14 +102,14 @@ def store() -> Iterator[Store]:
         s.close()
 
 
-def make_mu(store: Store, *, coordinated: bool = False, gap_s: float = 0.05):
+def make_mu(store: Store, *, coordinated: bool = False, gap_s: float = 0.05, min_rssi_dbm: float = -82.0):
     clock = VirtualClock()
     servers = CounterServers(clock)
     link = FakeLink(clock)
     records: list[RequestRecord] = []
     path = BackAndForthPath(0.0, 0.0, 120.0, 0.0, speed_m_per_s=1.0)
-    cfg = MuConfig("mu1", "simple", path, RadioModel(default_sites(), hysteresis_db=3.0), coordinated=coordinated,
-                   report_every_s=1.0, request_gap_s=gap_s)
+    radio = RadioModel(default_sites(), hysteresis_db=3.0, min_rssi_dbm=min_rssi_dbm)
+    cfg = MuConfig("mu1", "simple", path, radio, coordinated=coordinated, report_every_s=1.0, request_gap_s=gap_s)
     mu = MobileUser(cfg, reporter=StoreReporter.fixed(store, {"simple": (SERVICE_IP, PORT)}), link=link,
                     transport=servers, locate=lambda: servers.host, sink=records.append, clock=clock,
                     sleep=clock.sleep)
@@ -155,6 +157,21 @@ def test_coordinated_mode_leaves_handovers_to_the_controller(store: Store) -> No
     assert {r.bs for r in records} == {"bs1"}
     link.bs = "bs3"  # the controller's plan switched it
     assert mu.step().bs == "bs3"
+
+
+def test_coordinated_mode_re_attaches_on_its_own_past_the_cell_edge(store: Store) -> None:
+    """No controller handover came in time: below the receiver minimum the MU re-attaches to the strongest BS
+    itself (a radio link failure), once per cell edge, and not a step earlier."""
+    sites = default_sites()
+    edge_m = 40.0
+    edge_dbm = float(WIFI_PATHLOSS.rssi_dbm(np.array([edge_m]))[0])
+    mu, _, _, link, _ = make_mu(store, coordinated=True, min_rssi_dbm=edge_dbm)
+    mu.run(110.0)
+    assert [(h.from_bs, h.to_bs) for h in mu.handovers] == [("bs1", "bs2"), ("bs2", "bs3")]
+    assert [bs for _, bs in link.log] == ["bs2", "bs3"]
+    xs = [mu.config.path.position_m(h.at_s - mu.start_s)[0] for h in mu.handovers]
+    assert sites[0].x_m + edge_m <= xs[0] < sites[0].x_m + edge_m + 1.0  # 1 m: one step of the walk
+    assert sites[1].x_m + edge_m <= xs[1] < sites[1].x_m + edge_m + 1.0
 
 
 def test_the_air_link_gets_the_rssi_of_every_report(store: Store) -> None:

@@ -21,7 +21,12 @@ from edgemigrate.core.errors import EdgeMigrateError, ValidationError
 from edgemigrate.mobileuser.log import check_counter, read_log, write_record
 from edgemigrate.mobileuser.mu import MAX_BODY_BYTES, MobileUser, MuConfig, request_for
 from edgemigrate.mobileuser.path import SPEED_SIMPLE_M_PER_S, BackAndForthPath
-from edgemigrate.mobileuser.radio import DEFAULT_HYSTERESIS_DB, RadioModel, default_sites
+from edgemigrate.mobileuser.radio import (
+    DEFAULT_HYSTERESIS_DB,
+    DEFAULT_MIN_RSSI_DBM,
+    RadioModel,
+    default_sites,
+)
 from edgemigrate.mobileuser.reporter import ControllerReporter, Reporter, StoreReporter, check_endpoint
 from edgemigrate.mobileuser.testbed import TestbedAirLink, TestbedRadio, service_locator
 from edgemigrate.mobileuser.transport import TcpLineTransport
@@ -77,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--speed-m-per-s", type=float, default=SPEED_SIMPLE_M_PER_S)
     ap.add_argument("--bs-spacing-m", type=float, default=60.0)
     ap.add_argument("--hysteresis-db", type=float, default=DEFAULT_HYSTERESIS_DB)
+    ap.add_argument("--min-rssi-dbm", type=float, default=DEFAULT_MIN_RSSI_DBM,
+                    help="receiver minimum: below it the serving BS is lost (a cell's edge)")
     ap.add_argument("--coordinated", action="store_true", help="handovers come from the controller's plan")
     ap.add_argument("--request-gap-s", type=float, default=0.0)
     ap.add_argument("--request-timeout-s", type=float, default=2.0,
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         tb = Testbed.load(args.testbed)
         sites = default_sites(len(tb.base_stations()), args.bs_spacing_m)
         path = BackAndForthPath(sites[0].x_m, 0.0, sites[-1].x_m, 0.0, args.speed_m_per_s)
-        cfg = MuConfig(args.user, args.service, path, RadioModel(sites, hysteresis_db=args.hysteresis_db),
+        cfg = MuConfig(args.user, args.service, path, RadioModel(sites, hysteresis_db=args.hysteresis_db,
+                                                               min_rssi_dbm=args.min_rssi_dbm),
                        coordinated=args.coordinated, report_every_s=args.report_every_s,
                        request_gap_s=args.request_gap_s, request_timeout_s=args.request_timeout_s,
                        request=request_for(args.kind, args.user, image), body=image or b"")

@@ -6,7 +6,8 @@ tests and on a real testbed: the clock and sleep, the :class:`~.reporter.Reporte
 :class:`RadioLink` (which BS serves it; a handover), the :class:`~.transport.Transport` (one request) and a
 locator telling which server holds the service (for the log). In the *uncoordinated* mode the MU hands
 itself over by RSSI hysteresis (:class:`~.radio.RadioModel`); in the *coordinated* mode the controller's plan
-triggers handovers (through the testbed) and the MU only follows what its radio link reports.
+triggers handovers (through the testbed) and the MU only follows what its radio link reports - until its
+serving BS falls below the receiver minimum: then it re-attaches on its own (a radio link failure).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from edgemigrate.core.errors import DataFormatError, EdgeMigrateError, Validatio
 from edgemigrate.core.ids import check_id
 from edgemigrate.mobileuser.log import MAX_ERROR_CHARS, RequestRecord
 from edgemigrate.mobileuser.path import BackAndForthPath
-from edgemigrate.mobileuser.radio import RadioModel
+from edgemigrate.mobileuser.radio import RadioModel, strongest
 from edgemigrate.mobileuser.reporter import Reporter, check_endpoint
 from edgemigrate.mobileuser.transport import Transport
 
@@ -162,6 +163,8 @@ class MobileUser:
         rssi = cfg.radio.rssi_dbm(xy)
         if not cfg.coordinated:
             self._maybe_hand_over(xy)
+        else:
+            self._maybe_lose_link(rssi)
         if self.clock() >= self._next_report_s:
             if self.air is not None:
                 self.air(rssi)
@@ -201,6 +204,18 @@ class MobileUser:
         serving = self.link.serving()
         target = self.config.radio.choose(xy, serving)
         if target is not None and target != serving:
+            self.handovers.append(Handover(self.clock(), serving, target))
+            self.link.handover(target)
+
+    def _maybe_lose_link(self, rssi: dict[str, float]) -> None:
+        """Coordinated, the controller hands the MU over - but not past the serving BS's cell edge: below the
+        receiver minimum nothing decodes, and the MU re-attaches to the strongest BS on its own (a radio link
+        failure), as a real one does however late the controller's handover would come."""
+        serving = self.link.serving()
+        if rssi.get(serving, -math.inf) >= self.config.radio.min_rssi_dbm:
+            return
+        target = strongest(rssi, self.config.radio.names)
+        if target != serving and rssi[target] >= self.config.radio.min_rssi_dbm:
             self.handovers.append(Handover(self.clock(), serving, target))
             self.link.handover(target)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from edgemigrate.core.errors import ConfigError, DataFormatError
+from edgemigrate.costs.handover import PrecopyModel
 from edgemigrate.experiments.handover import MIGRATION_KEYS, HandoverConfig
 from edgemigrate.experiments.handover.analysis import Request, gaps, moves, read_requests, run_summary
-from edgemigrate.experiments.handover.bed import RunRecord
+from edgemigrate.experiments.handover.bed import RunRecord, planner_horizon_s
 from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
 
 T0 = 1000.0
@@ -110,6 +111,18 @@ def test_an_old_mu_handover_is_not_paired_with_a_later_migration(tmp_path: Path)
     assert [(m.migration is not None, m.handover_s) for m in mvs] == [(False, T0 + 1.0), (True, None)]
 
 
+def test_an_orchestrated_mus_own_handover_at_the_cell_edge_replaces_the_controllers_late_one(tmp_path: Path) -> None:
+    """The freeze came past the old cell's edge: the MU re-attached itself at 4.0 and the controller's handover
+    at the freeze (6.0) found it on bs2 already. The move's handover is the MU's; an unrelated controller
+    handover later (to bs3) stays."""
+    rec = RunRecord("counter", "orchestrated", 0, tmp_path, [_migration(1.0, 6.0, 6.8)],
+                    {"start_s": T0, "handovers_at_s": [T0 + 4.0], "handovers": [[4.0, "bs1", "bs2"]]}, [], LINK)
+    rec.events += [{"event": "handover", "start_s": T0 + 6.0, "end_s": T0 + 6.0, "to_bs": "bs2"},
+                   {"event": "handover", "start_s": T0 + 30.0, "end_s": T0 + 30.5, "to_bs": "bs3"}]
+    mvs = moves(rec, 0.5)
+    assert [(m.migration is not None, m.handover_s) for m in mvs] == [(True, T0 + 4.0), (False, T0 + 30.0)]
+
+
 @pytest.mark.parametrize("line", ['{"seq": 1, "send_s": "x", "recv_s": null, "reply": null}', "[1, 2]",
                                   "not json", '{"seq": true, "send_s": 1.0, "recv_s": 1.1, "reply": 3}',
                                   '{"seq": 1, "send_s": 1.0, "recv_s": NaN, "reply": 3}', "x" * 5000,
@@ -126,7 +139,8 @@ def test_bad_request_log_lines_are_one_line_errors_naming_the_line(tmp_path: Pat
 @pytest.mark.parametrize(("kw", "key"), [({"services": ("counter", "yolo")}, "services"),
                                          ({"planners": ()}, "planners"), ({"repeats": 0}, "repeats"),
                                          ({"bs_spacing_m": math.nan}, "bs_spacing_m"),
-                                         ({"duration_s": 1.0}, "duration_s")])
+                                         ({"duration_s": 1.0}, "duration_s"),
+                                         ({"compression": "zstd"}, "compression")])
 def test_bad_configs_name_the_key(kw: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"handover.{key}"):
         HandoverConfig(**kw)
@@ -173,3 +187,22 @@ def test_the_beds_precopy_model_is_fitted_to_the_runs_migrations(tmp_path: Path)
     model = bed.precopy_model("counter")
     assert model is not None and model.rounds == 1 and model.resident_bytes == pytest.approx(30_000_000)
     assert bed.precopy_model("facedetect") is None
+
+
+def test_only_the_orchestrated_planner_looks_one_pre_migration_ahead() -> None:
+    """~200 MB uncompressed over 100 Mbit/s: 2 leave-running rounds of ~19 s together; the orchestrated planner
+    must see the crossing (1 + 10 %) x that + one report period ahead, the handover-triggered ones do not."""
+    cfg = HandoverConfig()
+    model = PrecopyModel(resident_bytes=200e6, dirty_bytes_per_s=20e3, round_overhead_s=1.0, final_overhead_s=0.2,
+                         restore_base_s=0.2, restore_s_per_byte=0.0, rounds=2, wire_ratio=1.0, frozen_rtts=1.0)
+    pre_s = (1.0 + 200e6 * 8 / 100e6 + 0.05) + (1.0 + min(200e6, 20e3 * 17.05) * 8 / 100e6 + 0.05)
+    got = planner_horizon_s(cfg, "orchestrated", model, 100e6, 0.05)
+    assert got == pytest.approx(1.1 * pre_s + cfg.report_every_s, rel=1e-6)
+    assert got > cfg.horizon_s
+    for baseline in ("nearest", "random"):  # triggered by the MU's handover: no look-ahead past the next report
+        assert planner_horizon_s(cfg, baseline, model, 100e6, 0.05) == cfg.report_every_s
+        assert planner_horizon_s(cfg, baseline, None, 100e6, 0.05) == cfg.report_every_s
+    assert planner_horizon_s(cfg, "orchestrated", None, 100e6, 0.05) == cfg.horizon_s  # eq. 5 before a fit
+    small = PrecopyModel(resident_bytes=1e6, dirty_bytes_per_s=0.0, round_overhead_s=0.1, final_overhead_s=0.1,
+                         restore_base_s=0.1, restore_s_per_byte=0.0, rounds=1, wire_ratio=1.0, frozen_rtts=1.0)
+    assert planner_horizon_s(cfg, "orchestrated", small, 100e6, 0.05) == cfg.horizon_s  # never shorter

@@ -144,7 +144,7 @@ def moves(rec: RunRecord, outage_s: float) -> list[Move]:
     controller's (it starts at the freeze); for the baselines the MU's own handover that came before it."""
     migs = sorted((e for e in rec.events if e["event"] == "migration" and e.get("ok")), key=lambda e: e["start_s"])
     if rec.planner == "orchestrated":
-        hos = sorted(e["start_s"] for e in rec.events if e["event"] == "handover")
+        hos = _coordinated_handovers(rec)
     else:
         hos = sorted(float(t) for t in rec.mu_summary.get("handovers_at_s", []))
     out, used = [], set()
@@ -158,6 +158,22 @@ def moves(rec: RunRecord, outage_s: float) -> list[Move]:
         out.append(Move(m, None if i is None else hos[i], outage_s))
     out += [Move(None, t, outage_s) for i, t in enumerate(hos) if i not in used]
     return sorted(out, key=lambda mv: mv.window()[0])
+
+
+def _coordinated_handovers(rec: RunRecord) -> list[float]:
+    """The controller's handovers, except those the MU had already made itself (at its serving BS's cell edge,
+    before a late freeze: the controller's then found it on the new BS and did nothing), whose instants are
+    the MU's."""
+    own = [(float(t), str(h[2])) for t, h in zip(rec.mu_summary.get("handovers_at_s", []),
+                                                  rec.mu_summary.get("handovers", []), strict=False)]
+    out = list(t for t, _ in own)
+    for e in rec.events:
+        if e["event"] != "handover":
+            continue
+        t = float(e["start_s"])
+        if not any(bs == e.get("to_bs") and t - 60.0 < t_own <= t for t_own, bs in own):
+            out.append(t)
+    return sorted(out)
 
 
 def _counter_ok(requests: Sequence[Request], t0: float, t1: float) -> bool | None:

@@ -38,7 +38,7 @@ from edgemigrate.controller.sim.measurements import parse_record, record_from_st
 from edgemigrate.controller.store import BaseStation, Host, HostRole, Placement, User, open_store
 from edgemigrate.controller.testbed_backend import TestbedBackend, TestbedHandover
 from edgemigrate.core.errors import EdgeMigrateError, EngineError
-from edgemigrate.costs.handover import MigrationSample, PrecopyModel, fit_precopy
+from edgemigrate.costs.handover import MigrationSample, PrecopyModel, fit_precopy, precopy_times_s
 from edgemigrate.engine.transport.tls import create_pki
 from edgemigrate.experiments.handover.design import TESTBED, HandoverConfig, ServiceSetup
 from edgemigrate.planning import make_planner
@@ -157,7 +157,7 @@ class HandoverBed:
         c.stop_all(service)
         try:
             self._deploy(spec)
-            stats = c.migrate(service, "edge2", src="edge1")
+            stats = c.migrate(service, "edge2", src="edge1", compression=self.cfg.compression)
             link = self.tb.link("edge1", "edge2")
             rec = parse_record(record_from_stats(stats, service=service, planner="warmup", repeat=0,
                                                  link_bps=link.rate_mbit * 1e6, rtt_s=link.rtt_ms / 1000.0))
@@ -167,16 +167,19 @@ class HandoverBed:
         finally:
             c.stop_all(service)
 
-    def _defaults(self, service: str) -> SnapshotDefaults:
+    def _defaults(self, service: str, planner: str) -> SnapshotDefaults:
         """What the monitor does not measure: the testbed's real BS -> server and server -> server RTTs, the
         edge links, and the pre-copy model fitted so far."""
         tb = self.tb
         rtt = {(b.name, h): tb.bs_link(b.name, h).rtt_ms / 1000.0 for b in tb.base_stations() for h in SERVERS}
         host_rtt = {(a, b): tb.link(a, b).rtt_ms / 1000.0 for a in SERVERS for b in SERVERS if a < b}
-        return SnapshotDefaults(link_bps=tb.link("edge1", "edge2").rate_mbit * 1e6, edge_rtt_s=0.002,
+        link = tb.link("edge1", "edge2")
+        model = self.precopy_model(service)
+        return SnapshotDefaults(link_bps=link.rate_mbit * 1e6, edge_rtt_s=0.002,
                                 cloud_rtt_s=0.152, bs_host_rtt_s=rtt, min_rssi_dbm=self.cfg.cell_edge_rssi_dbm(),
-                                horizon_s=self.cfg.horizon_s, precopy=self.precopy_model(service),
-                                host_rtt_s=host_rtt)
+                                horizon_s=planner_horizon_s(self.cfg, planner, model, link.rate_mbit * 1e6,
+                                                            link.rtt_ms / 1000.0),
+                                precopy=model, host_rtt_s=host_rtt)
 
     def _reset_radio(self) -> None:
         tb = self.tb
@@ -199,7 +202,7 @@ class HandoverBed:
         events: list[dict[str, Any]] = []
         coordinated = planner == "orchestrated"
         hook = TestbedHandover(cfg.testbed_name, {USER: CLIENT}, cfg.handover_outage_s) if coordinated else None
-        with _controller(url, c, planner, seed, hook, events, self._defaults(service), cfg.controller_interval_s,
+        with _controller(url, c, planner, seed, hook, events, self._defaults(service, planner), cfg,
                          folder) as (ip, port):
             summary = self._mu(service, setup, folder, ip, port, coordinated)
             _settle(url)
@@ -237,7 +240,8 @@ class HandoverBed:
                 "--log", str(folder / "requests.jsonl"), "--duration-s", str(setup.duration_s),
                 "--speed-m-per-s", str(setup.speed_m_per_s), "--bs-spacing-m", str(cfg.bs_spacing_m),
                 "--request-gap-s", str(cfg.request_gap_s), "--report-every-s", str(cfg.report_every_s),
-                "--request-timeout-s", str(setup.request_timeout_s)]
+                "--request-timeout-s", str(setup.request_timeout_s),
+                "--min-rssi-dbm", repr(cfg.cell_edge_rssi_dbm())]
         if coordinated:
             argv.append("--coordinated")
         mode = outage_mode(self.tb, CLIENT)  # hold (lossless) or blackhole: testbed/bs.py
@@ -250,6 +254,25 @@ class HandoverBed:
         summary = json.loads(lines[-1]) | {"outage_mode": mode}
         (folder / "mu_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return dict(summary)
+
+
+def planner_horizon_s(cfg: HandoverConfig, planner: str, model: PrecopyModel | None, link_bps: float,
+                      rtt_s: float) -> float:
+    """The planner's t' - t. The baselines look one report period ahead: they are triggered by the handover
+    (Ngo et al. 2020, sec. V-A), so their hysteresis at t' is the MU's own, now; a longer look-ahead would
+    start their pre-copy at a predicted handover, before the real one. Orchestrated: the configured horizon,
+    or longer when a pre-migration takes longer: the crossing must be in sight (1 + 10 %) x T_pre-mig ahead
+    (fig. 2's margin), plus a report period for the RSSI trend to show it, or the pre-copy starts too late
+    to end at the handover."""
+    if planner != "orchestrated":
+        return cfg.report_every_s
+    if model is None:
+        return cfg.horizon_s
+    frozen, total, _ = precopy_times_s(model, link_bps, rtt_s)
+    pre_s = float(total) - float(frozen)
+    horizon = min(60.0, max(cfg.horizon_s, 1.1 * pre_s + cfg.report_every_s))
+    log.info("planner horizon %.1f s (fitted pre-migration %.1f s)", horizon, pre_s)
+    return horizon
 
 
 def _settle(url: str) -> None:
@@ -266,7 +289,7 @@ def _settle(url: str) -> None:
 
 @contextlib.contextmanager
 def _controller(url: str, c: LocalCluster, planner: str, seed: int, hook: TestbedHandover | None,
-                events: list[dict[str, Any]], defaults: SnapshotDefaults, interval_s: float,
+                events: list[dict[str, Any]], defaults: SnapshotDefaults, cfg: HandoverConfig,
                 folder: Path) -> Iterator[tuple[str, int]]:
     """The controller of ``planner`` serving on the testbed's management address, on a thread of its own."""
     tb = Testbed.load(c.name)
@@ -282,12 +305,13 @@ def _controller(url: str, c: LocalCluster, planner: str, seed: int, hook: Testbe
     async def main() -> None:
         store = open_store(url)  # opened on the controller's thread: SQLite connections stay on theirs
         store_box.append(store)
-        kw: dict[str, Any] = {"handover_at_freeze": hook is not None, "observer": events.append}
+        kw: dict[str, Any] = {"handover_at_freeze": hook is not None, "observer": events.append,
+                              "compression": cfg.compression}
         if hook is not None:
             kw["handover_hook"] = hook
         backend = TestbedBackend(c.directory, **kw)
         ctl = Controller.build(store, backend, make_planner(planner), monitor=Monitor(store, defaults), seed=seed)
-        await serve(ctl, c.pki, ip, 0, interval_s=interval_s, ready=ready.append)
+        await serve(ctl, c.pki, ip, 0, interval_s=cfg.controller_interval_s, ready=ready.append)
 
     def thread_main() -> None:
         asyncio.set_event_loop(loop)

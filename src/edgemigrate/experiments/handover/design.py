@@ -8,7 +8,7 @@ an edge, 75 Mbit/s, 152 ms to the cloud).
 Path and timing (ours, for runs that fit a CI budget; the paper runs 1,600 s): base stations 20 m apart, the
 MU walks bs1 -> bs3 and back at the paper's speeds (1 m/s for Simple, 0.5 m/s for the compute service), so it
 crosses a cell border every ~20 s (Simple) or ~40 s (facedetect): the 3 dB hysteresis points are 11.3 m and
-31.3 m out, so a 45 s (Simple) or 70 s (facedetect) run sees two moves.
+31.3 m out, so a 42 s (Simple) or 85 s (facedetect) run sees two moves.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from edgemigrate.radio import WIFI_PATHLOSS
 
 SERVICES = ("counter", "facedetect")
 PLANNERS = ("orchestrated", "nearest", "random")
+COMPRESSIONS = ("none", "rule", "model")
 
 TESTBED: Mapping[str, Any] = {
     "edges": 3, "clouds": 1, "clients": 1, "subnet": "10.77.0.0/16", "emulator": "auto", "mgmt_link": True,
@@ -51,10 +52,15 @@ DEFAULT_SETUPS: Mapping[str, ServiceSetup] = {
     # Simple: a counter; 16 MB of resident memory makes a checkpoint of the paper's Simple order (table I).
     # The MU waits 10 s for a reply: a shorter timeout than a migration's frozen window (1-3 s on a busy
     # machine) abandons the very connection CRIU restores and the destination's packet hold would answer
-    "counter": ServiceSetup("counter", 16.0, 1.0, 45.0, 10.0),
-    # facedetect: OpenCV (~90 MB, most of it file-backed libraries CRIU does not copy) + 10 MB; 0.5 m/s. A
+    # 42 s: both moves (cell borders at ~11 s and ~31 s) end inside the run, and no third starts (the
+    # orchestrated planner's would at ~44 s, when bs2 is usable again on the way back)
+    "counter": ServiceSetup("counter", 16.0, 1.0, 42.0, 10.0),
+    # facedetect: OpenCV (~90 MB, most of it file-backed libraries CRIU does not copy) + 160 MB standing in
+    # for a model's weights and buffers, so the pre-migration checkpoint is ~200 MB, OpenFace's 196.8 MB
+    # (Ngo et al. 2020, table I); 0.5 m/s. 85 s: every planner's second move (from ~63 s) ends inside the run,
+    # and no third one starts (the orchestrated one would at ~88 s, when bs2 is usable on the way back). A
     # request takes 0.15 s alone and several times that on a busy 2-core machine: 10 s before giving up
-    "facedetect": ServiceSetup("facedetect", 10.0, 0.5, 70.0, 10.0),
+    "facedetect": ServiceSetup("facedetect", 160.0, 0.5, 85.0, 10.0),
 }
 
 
@@ -73,14 +79,21 @@ class HandoverConfig:
     controller_interval_s: float = 0.5
     handover_outage_s: float = 0.5  # Ngo et al. 2020, sec. V-A
     # the planner's receiver minimum (SnapshotDefaults.min_rssi_dbm) is where a cell of this testbed ends:
-    # the old BS's RSSI at this fraction of the BS spacing. At 0.6 the old BS is lost 0.7 m past the 3 dB
-    # hysteresis point (at 0.565 of the spacing); with 20 m, -49.1 dBm. Without an edge the MILP keeps the
-    # user on its first BS forever: the emulated air link has no rate, so nothing in eq. 4 prices a weak but
-    # working link for a few-byte request, and a cell that never ends needs no handover.
-    cell_edge_fraction: float = 0.6
-    # the planner's t' = now + horizon: long enough that at 0.5 m/s the old cell's predicted end is in sight
-    # as soon as the next BS is usable (4 m before the hysteresis point), so the pre-copy can start in time
+    # the old BS's RSSI at this fraction of the BS spacing. At 0.8 the next BS is usable 4 m out of the old
+    # one (20 m spacing) and the old one is lost 4.7 m past the 3 dB hysteresis point (at 0.565 of the
+    # spacing): room for a pre-migration of ~20 s at 0.5 m/s to end before the old cell does (fig. 2). Without
+    # an edge the MILP keeps the user on its first BS forever: B(RSSI) is 65 Mbit/s up to 41 m, so nothing in
+    # eq. 4 prices a weak but working link, and a cell that never ends needs no handover.
+    cell_edge_fraction: float = 0.8
+    # the planner's t' = now + horizon, at least: the experiment lengthens it to (1 + 10 %) x the fitted
+    # pre-migration time plus a report period (``Bed._defaults``), so the crossing is in sight early enough
+    # for the pre-copy to end at it
     horizon_s: float = 8.0
+    # how the agents compress the checkpoint on the wire (``edgemigrate migrate --compression``). ``none`` by
+    # default: Ngo et al. 2020 migrate their delta checkpoints uncompressed, so a migration takes as long as
+    # theirs and the time a planner leaves the MU behind a remote server is theirs too. ``model`` (Zhang et
+    # al. 2019's per-chunk selector) shortens every planner's migration ~3x.
+    compression: str = "none"
     setups: Mapping[str, ServiceSetup] = field(default_factory=lambda: dict(DEFAULT_SETUPS))
     testbed_name: str = "ho"
     subnet: str | None = None  # None: TESTBED's
@@ -101,6 +114,8 @@ class HandoverConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
                 raise ConfigError(f"handover.{key}: expected a number in [{lo:g}, {hi:g}], got {v!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"handover.compression: unknown {self.compression!r} (choose from {', '.join(COMPRESSIONS)})")
         if self.duration_s is not None and not 5.0 <= self.duration_s <= 7200.0:
             raise ConfigError(f"handover.duration_s: expected a number in [5, 7200], got {self.duration_s!r}")
 
@@ -121,8 +136,9 @@ class HandoverConfig:
                 "request_gap_s": self.request_gap_s, "report_every_s": self.report_every_s,
                 "controller_interval_s": self.controller_interval_s, "handover_outage_s": self.handover_outage_s,
                 "cell_edge_fraction": self.cell_edge_fraction, "cell_edge_rssi_dbm": self.cell_edge_rssi_dbm(),
-                "horizon_s": self.horizon_s,
+                "horizon_s": self.horizon_s, "compression": self.compression,
                 "setups": {k: {"kind": v.kind, "resident_mb": v.resident_mb, "speed_m_per_s": v.speed_m_per_s,
-                               "duration_s": self.setup(k).duration_s, "request_timeout_s": v.request_timeout_s} for k, v in self.setups.items()},
+                               "duration_s": self.setup(k).duration_s, "request_timeout_s": v.request_timeout_s}
+                           for k, v in self.setups.items()},
                 "testbed_name": self.testbed_name, "testbed": dict(TESTBED) | ({"subnet": self.subnet}
                                                                                if self.subnet else {})}
