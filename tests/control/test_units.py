@@ -51,6 +51,26 @@ def test_stop_rule_weighs_the_final_rounds_saving_against_a_freeze(rounds: list[
     assert StopRule().another_round(rounds) is again
 
 
+@pytest.mark.parametrize(
+    ("dirty_bytes_per_s", "again"),
+    [
+        (None, True),  # no history: the first round's guess q = 1/2 makes a second round worth its freeze
+        (20e3, False),  # facedetect's measured 20 KB/s: 16 s of transfer dirty 320 KB of 200 MB, q = 0.0016
+        (6e6, True),  # a writer that dirties ~half the state while it is sent: another round pays
+        (1e9, False),  # one that dirties it all again (q = 1): another round saves nothing
+        (0.0, False),
+    ],
+)
+def test_a_known_dirty_rate_tells_whether_a_second_round_finds_anything(dirty_bytes_per_s: float | None,
+                                                                        again: bool) -> None:
+    """The first round sent 200 MB uncompressed over 100 Mbit/s (16 s) and froze the service 0.4 s."""
+    first = [_r(200_000_000, freeze_s=0.4)]
+    assert StopRule(dirty_bytes_per_s=dirty_bytes_per_s).another_round(first) is again
+    # a measured q (two rounds) wins over the estimate
+    two = [_r(200_000_000, freeze_s=0.4), _r(100_000_000, freeze_s=0.4)]
+    assert StopRule(dirty_bytes_per_s=0.0).another_round(two) is StopRule().another_round(two) is True
+
+
 def test_stop_rule_saving_is_largest_for_half_shrinking_deltas() -> None:
     rule = StopRule()
     # the same last round (50 MiB), reached by deltas that shrank by q

@@ -147,20 +147,31 @@ class StopRule:
     roughly geometrically: with ``q`` = last payload / the one before, stopping now leaves ``q * w`` wire time
     (``w`` = the last round's wire bytes / link rate) for the frozen round, one more round leaves ``q**2 * w``.
     The saving ``q * (1 - q) * w`` is nil when the deltas stop shrinking (q near 1) and when they are already
-    tiny (q near 0). Before a second round there is no ``q``: :data:`FIRST_SHRINK` (the saving's maximum,
+    tiny (q near 0). Before a second round there is no measured ``q``. With ``dirty_bytes_per_s`` - the
+    service's dirty rate measured on its earlier migrations, sent by the controller (Ngo et al. 2020, sec.
+    IV-B, likewise estimate the delta from checkpoints taken earlier) - ``q`` is what that rate dirties during
+    the first round's transfer, over its payload; without it :data:`FIRST_SHRINK` (the saving's maximum,
     ``w / 4``). The first round always runs: it is what makes the final round a delta at all, and it measures
     the link and the freeze. On a small, well-compressed service (Redis with ~3 MB) that one round is the
-    only one; on a large, slowly-dirtied one (the 200 MB counter) a second round finds almost nothing left."""
+    only one; on a large, slowly-dirtied one (the 200 MB counter) a second round finds almost nothing left,
+    and with its dirty rate known it is not run: this kernel has no dirty-page tracking, so every
+    leave-running round freezes the service for a dump of its whole memory."""
 
     max_rounds: int = MAX_PRECOPY_ROUNDS
     first_shrink: float = FIRST_SHRINK
+    dirty_bytes_per_s: float | None = None
 
     def expected_saving_s(self, rounds: Sequence[RoundCost]) -> float:
         """Wire time that one more leave-running round is expected to take off the final round."""
         last = rounds[-1]
         if last.link_bytes_per_s <= 0:
             return float("inf")
-        q = self.first_shrink if len(rounds) < 2 else last.payload_bytes / max(1, rounds[-2].payload_bytes)
+        if len(rounds) >= 2:
+            q = last.payload_bytes / max(1, rounds[-2].payload_bytes)
+        elif self.dirty_bytes_per_s is not None:
+            q = self.dirty_bytes_per_s * last.wire_bytes / last.link_bytes_per_s / max(1, last.payload_bytes)
+        else:
+            q = self.first_shrink
         q = min(max(q, 0.0), 1.0)
         return q * (1.0 - q) * last.wire_bytes / last.link_bytes_per_s
 
@@ -201,8 +212,10 @@ async def migrate_out(agent: SourceHost, client: FramedConnection, body: dict[st
             raise EngineError(f"service {name} is not running on {agent.cfg.host}")
         comp = CompressionConfig.parse(body.get("compression", "model"), body.get("page_codec", "none"),
                                        body.get("pipeline", "pipelined"))
+        dirty = body.get("dirty_bytes_per_s")  # the codec checked it: a finite number >= 0, or absent
         mig = _Migration(agent, services[name], check_id(body["to_host"], "to_host"), parse_addr(body["to_addr"]),
-                         strategy, client, compression=comp, token=body["token"])
+                         strategy, client, compression=comp, token=body["token"],
+                         stop_rule=StopRule(dirty_bytes_per_s=None if dirty is None else float(dirty)))
         return await mig.run()
 
 

@@ -99,6 +99,9 @@ class TestbedBackend:
     status_timeout_s: float = STATUS_TIMEOUT_S
     handover_hook: HandoverHook = field(default=_log_handover)
     handover_at_freeze: bool = False  # coordinate a migration's handover with its freeze (module docstring)
+    # per service, its dirty rate measured on earlier migrations: the source's stop rule then knows whether
+    # a second leave-running round would find anything (control/source.py StopRule)
+    dirty_bytes_per_s: Mapping[str, float] = field(default_factory=dict)
     # called with one dict per migration and handover, times on time.monotonic (experiments record them)
     observer: Observer | None = None
     name: str = "testbed"
@@ -162,7 +165,8 @@ class TestbedBackend:
 
         try:
             stats = await client.migrate(self.directory, service, dest_host, self.strategy, src_host=source_host,
-                                         compression=self.compression, on_progress=progress)
+                                         compression=self.compression, on_progress=progress,
+                                         dirty_bytes_per_s=self.dirty_bytes_per_s.get(service))
         except (MigrationFailed, TransportError, TimeoutError, OSError, EngineError, ConfigError) as exc:
             self._observe({"event": "migration", "service": service, "from": source_host, "to": dest_host,
                            "start_s": t0, "freeze_s": freeze[0] if freeze else None, "end_s": time.monotonic(),

@@ -110,3 +110,21 @@ def test_non_utf8_and_bom_are_refused() -> None:
         _decode(MsgType.HELLO_OK, '{"session":"a"}'.encode("utf-16"))
     with pytest.raises(ProtocolError):
         _decode(MsgType.HELLO_OK, b'\xef\xbb\xbf{"session":"a"}')
+
+
+_MIGRATE = {"service": "kv", "to_host": "edge2", "to_addr": "10.0.0.2:7443", "strategy": "precopy", "token": "t"}
+
+
+@pytest.mark.parametrize("value", [b"-1", b'"fast"', b"true", b"NaN", b"1e400", b"[1]", b"18446744073709551616"])
+def test_a_migrate_requests_dirty_rate_is_a_finite_number_at_least_0(value: bytes) -> None:
+    """The controller's dirty-rate hint steers the source's stop rule: a peer's bad one never gets there."""
+    payload = json.dumps(_MIGRATE).encode()[:-1] + b',"dirty_bytes_per_s":' + value + b"}"
+    with pytest.raises(ProtocolError):
+        _decode(MsgType.MIGRATE, payload)
+
+
+def test_a_migrate_request_with_or_without_a_dirty_rate_passes() -> None:
+    (msg,) = _decode(MsgType.MIGRATE, json.dumps(_MIGRATE | {"dirty_bytes_per_s": 20_000}).encode())
+    assert msg.body["dirty_bytes_per_s"] == 20_000
+    (msg,) = _decode(MsgType.MIGRATE, json.dumps(_MIGRATE).encode())
+    assert "dirty_bytes_per_s" not in msg.body

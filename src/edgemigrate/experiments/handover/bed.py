@@ -202,7 +202,13 @@ class HandoverBed:
         events: list[dict[str, Any]] = []
         coordinated = planner == "orchestrated"
         hook = TestbedHandover(cfg.testbed_name, {USER: CLIENT}, cfg.handover_outage_s) if coordinated else None
-        with _controller(url, c, planner, seed, hook, events, self._defaults(service, planner), cfg,
+        defaults = self._defaults(service, planner)
+        backend_kw: dict[str, Any] = {"handover_at_freeze": coordinated, "compression": cfg.compression}
+        if hook is not None:
+            backend_kw["handover_hook"] = hook
+        if defaults.precopy is not None:  # the delta estimate from the earlier migrations (sec. IV-B)
+            backend_kw["dirty_bytes_per_s"] = {service: defaults.precopy.dirty_bytes_per_s}
+        with _controller(url, c, planner, seed, backend_kw, events, defaults, cfg.controller_interval_s,
                          folder) as (ip, port):
             summary = self._mu(service, setup, folder, ip, port, coordinated)
             _settle(url)
@@ -288,8 +294,8 @@ def _settle(url: str) -> None:
 
 
 @contextlib.contextmanager
-def _controller(url: str, c: LocalCluster, planner: str, seed: int, hook: TestbedHandover | None,
-                events: list[dict[str, Any]], defaults: SnapshotDefaults, cfg: HandoverConfig,
+def _controller(url: str, c: LocalCluster, planner: str, seed: int, backend_kw: dict[str, Any],
+                events: list[dict[str, Any]], defaults: SnapshotDefaults, interval_s: float,
                 folder: Path) -> Iterator[tuple[str, int]]:
     """The controller of ``planner`` serving on the testbed's management address, on a thread of its own."""
     tb = Testbed.load(c.name)
@@ -305,13 +311,9 @@ def _controller(url: str, c: LocalCluster, planner: str, seed: int, hook: Testbe
     async def main() -> None:
         store = open_store(url)  # opened on the controller's thread: SQLite connections stay on theirs
         store_box.append(store)
-        kw: dict[str, Any] = {"handover_at_freeze": hook is not None, "observer": events.append,
-                              "compression": cfg.compression}
-        if hook is not None:
-            kw["handover_hook"] = hook
-        backend = TestbedBackend(c.directory, **kw)
+        backend = TestbedBackend(c.directory, observer=events.append, **backend_kw)
         ctl = Controller.build(store, backend, make_planner(planner), monitor=Monitor(store, defaults), seed=seed)
-        await serve(ctl, c.pki, ip, 0, interval_s=cfg.controller_interval_s, ready=ready.append)
+        await serve(ctl, c.pki, ip, 0, interval_s=interval_s, ready=ready.append)
 
     def thread_main() -> None:
         asyncio.set_event_loop(loop)
