@@ -85,9 +85,9 @@ class HandoverConfig:
     # an edge the MILP keeps the user on its first BS forever: B(RSSI) is 65 Mbit/s up to 41 m, so nothing in
     # eq. 4 prices a weak but working link, and a cell that never ends needs no handover.
     cell_edge_fraction: float = 0.8
-    # the planner's t' = now + horizon, at least: the experiment lengthens it to (1 + 10 %) x the fitted
-    # pre-migration time plus a report period (``Bed._defaults``), so the crossing is in sight early enough
-    # for the pre-copy to end at it
+    # the orchestrated planner's t' = now + horizon, at least: the experiment lengthens it to (1 + 10 %) x the
+    # fitted pre-migration time plus a report period (``bed.planner_horizon_s``), so the crossing is in sight
+    # early enough for the pre-copy to end at it; the baselines look one report period ahead
     horizon_s: float = 8.0
     # how the agents compress the checkpoint on the wire (``edgemigrate migrate --compression``). ``none`` by
     # default: Ngo et al. 2020 migrate their delta checkpoints uncompressed, so a migration takes as long as
