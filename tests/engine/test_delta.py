@@ -120,3 +120,36 @@ def test_old_format_without_field5_and_flags() -> None:
         delta.parse_pagemap(data)
     pm = delta.parse_pagemap(head + entry([(1, 2)]) + entry([(1, 0x2000), (2, 3)]))
     assert pm.n_stored_pages == 3 and pm.pages_id == 2
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_shifted_layout_diffs_in_place_and_rebuilds_in_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            kernel_copy: bool) -> None:
+    """Pages inserted near the start shift every later page by the same amount: the diff compares those
+    shifted stretches block by block and the rebuild copies them as runs - in the kernel or, where
+    ``copy_file_range`` fails, through a read and a write - to the same bytes."""
+    monkeypatch.setattr(delta, "BLOCK_PAGES", 8)
+    if not kernel_copy:
+        def refuse(*_: object) -> int:
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(delta.os, "copy_file_range", refuse)
+    words = PAGE_SIZE_BYTES // 8
+    rng = np.random.default_rng(5)
+    prev = rng.integers(0, 2**63, size=(60, words), dtype=np.uint64)
+    new = rng.integers(0, 2**63, size=(3, words), dtype=np.uint64)
+    cur = np.concatenate([prev[:4], new, prev[4:]])
+    cur[[20, 41], 9] += np.uint64(1)  # two pages of the shifted stretch rewritten
+    _write_dump(tmp_path / "a", [(0x100000, 4, PE_PRESENT), (0x300000, 56, PE_PRESENT)], prev)
+    _write_dump(tmp_path / "b", [(0x100000, 4, PE_PRESENT), (0x200000, 3, PE_PRESENT), (0x300000, 56, PE_PRESENT)],
+                cur)
+    pa = delta.read_pagemap(tmp_path / "a/pagemap-1.img")
+    pb = delta.read_pagemap(tmp_path / "b/pagemap-1.img")
+    changed = delta.changed_pages(pa, tmp_path / "a/pages-1.img", pb, tmp_path / "b/pages-1.img")
+    assert np.flatnonzero(changed).tolist() == [4, 5, 6, 20, 41]
+    out = tmp_path / "o.img"
+    data = delta.read_changed(tmp_path / "b/pages-1.img", changed)
+    delta.rebuild_pages(pa, tmp_path / "a/pages-1.img", pb, changed, data, out)
+    assert out.read_bytes() == cur.tobytes()
+    (tmp_path / "a/pages-1.img").write_bytes(prev[:59].tobytes())  # one page short of its pagemap
+    with pytest.raises(DataFormatError, match="does not match its pagemap"):
+        delta.rebuild_pages(pa, tmp_path / "a/pages-1.img", pb, changed, data, out)

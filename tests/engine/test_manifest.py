@@ -9,6 +9,7 @@ import pytest
 from edgemigrate.engine import delta
 from edgemigrate.engine.delta import PAGE_SIZE_BYTES, PE_PRESENT
 from edgemigrate.engine.manifest import (
+    SPARE_SLACK_BYTES,
     FileKind,
     IntegrityError,
     Manifest,
@@ -141,3 +142,28 @@ def test_oversized_and_inconsistent_declarations_rejected(tmp_path: Path) -> Non
     kind["files"][0]["kind"] = "fulll"
     with pytest.raises(ManifestError, match="kind"):
         Manifest.from_dict(kind)
+
+
+def test_a_verified_round_allocates_the_next_rounds_pages_file(tmp_path: Path) -> None:
+    """After a pre-copy round the destination allocates a spare pages file; the next round's rebuild (here a
+    final round whose layout grew by two pages) writes into it - consuming it - and yields the exact dump."""
+    rng = np.random.default_rng(4)
+    pages = rng.integers(0, 2**63, size=(64, WORDS), dtype=np.uint64)
+    _dump(tmp_path / "src/1", pages)
+    grown = np.concatenate([pages, rng.integers(0, 2**63, size=(2, WORDS), dtype=np.uint64)])
+    grown[10, 3] += np.uint64(1)
+    _dump(tmp_path / "src/2", grown)
+    p1 = plan_round("svc", 1, False, tmp_path / "src/1", None)
+    wire = Manifest.from_dict(json.loads(json.dumps(p1.manifest.to_dict())))
+    rx = RoundReceiver(wire, tmp_path / "dst/round-1", None)
+    for spec, data in p1.iter_chunks():
+        rx.accept_chunk(spec.index, bytes(data))
+    d1 = rx.finish()
+    rx.prepare_spares()
+    spare = tmp_path / "dst/.spare-pages-1.img"
+    assert spare.stat().st_size == 64 * PAGE_SIZE_BYTES + SPARE_SLACK_BYTES
+    p2 = plan_round("svc", 2, True, tmp_path / "src/2", tmp_path / "src/1")
+    assert p2.changed_pages == 3
+    d2 = _transfer(p2, tmp_path / "dst/round-2", d1)
+    assert not spare.exists()
+    assert (d2 / "pages-1.img").read_bytes() == grown.tobytes()

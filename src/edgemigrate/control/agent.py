@@ -86,6 +86,7 @@ class _Incoming:
     dir: Path | None = None
     rounds: list[Path] = field(default_factory=list)
     receiver: RoundReceiver | None = None
+    spares: asyncio.Task[None] | None = None  # the next round's pages file being allocated (held, not awaited)
     receiver_changed: asyncio.Event = field(default_factory=asyncio.Event)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claimed_ip_from: str | None = None
@@ -616,8 +617,16 @@ class Agent:
         inc.rounds = [*inc.rounds[-1:], out]
         events = inc.sess.round_verified(rx.received_bytes, time.perf_counter() - t0)
         await self._flush(inc)
+        if not rx.manifest.final:  # the next round may be the final one: allocate its pages file now
+            inc.spares = asyncio.create_task(asyncio.to_thread(self._prepare_spares, rx))
         for ev in events:  # a pipelined RESTORE of the final round
             await self._dest_event(inc, ev)
+
+    def _prepare_spares(self, rx: RoundReceiver) -> None:
+        try:
+            rx.prepare_spares()
+        except OSError as exc:  # only a rebuild's speed depends on it
+            log.warning("%s: no spare pages file for round %d+1: %s", self.cfg.host, rx.manifest.round_index, exc)
 
     async def _restore(self, inc: _Incoming, ev: RestoreRequested) -> None:
         assert inc.spec is not None and inc.bundle is not None

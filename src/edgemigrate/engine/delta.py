@@ -253,6 +253,12 @@ def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx:
             changed[start:stop] = (cur_arr[start:stop] != prev_arr[start:stop]).any(axis=1)
             return
         block_idx = idx[start:stop]
+        first = int(block_idx[0])
+        if first >= 0 and np.array_equal(block_idx, np.arange(first, first + stop - start)):
+            # a shifted but contiguous stretch (pages added or dropped elsewhere in the dump): compare the
+            # two slices in place instead of gathering copies of both
+            changed[start:stop] = (cur_arr[start:stop] != prev_arr[first : first + stop - start]).any(axis=1)
+            return
         matched = np.flatnonzero(block_idx >= 0)
         if matched.size:
             changed[start + matched] = (cur_arr[start + matched] != prev_arr[block_idx[matched]]).any(axis=1)
@@ -354,8 +360,16 @@ def rebuild_pages(
     changed: NDArray[np.bool_],
     changed_data: bytes | memoryview,
     out_path: Path,
+    spare: Path | None = None,
 ) -> None:
     """Write the full current pages file from the previous round's file plus the changed pages.
+
+    The file is written as runs: a run of changed pages from the delta, a run of unchanged pages that lie in
+    the same order in the previous file by one in-kernel copy (``copy_file_range``). A final round whose page
+    layout changed (the heap grew by a few pages, a mapping came or went) rebuilds its ~200 MB while the
+    service is frozen: one kernel copy instead of gathering every page through NumPy halves that, and
+    writing into ``spare`` - a file allocated ahead (:func:`allocate_spare`), consumed here - halves it again
+    (on tmpfs most of a fresh file's cost is allocating its pages: 0.10 s vs 0.05 s for 200 MB here).
 
     Raises :class:`DataFormatError` if the delta does not fit the pagemap (wrong page count, an unchanged
     page whose address the previous dump did not store).
@@ -368,34 +382,75 @@ def rebuild_pages(
         raise DataFormatError(
             out_path, None, f"delta holds {len(changed_data)} bytes for {n_changed} changed pages"
         )
-    words = PAGE_SIZE_BYTES // 8
-    delta_arr = np.frombuffer(changed_data, dtype=np.uint64).reshape(n_changed, words)
     if prev_pagemap is None or prev_pages is None:
         if n_changed != n_cur:
             raise DataFormatError(out_path, None, "a first round must carry every page")
         idx = np.full(n_cur, -1, dtype=np.int64)
-        prev_arr, prev_mm = np.zeros((0, words), dtype=np.uint64), None
     else:
         idx = _match(prev_pagemap.stored_page_vaddrs(), cur_pagemap.stored_page_vaddrs())
-        prev_arr, prev_mm = _page_array(prev_pages, prev_pagemap.n_stored_pages)
-    try:
         if np.any(idx[~changed] < 0):
             raise DataFormatError(out_path, None, "delta marks a page unchanged that the previous round lacks")
-        delta_pos = np.cumsum(changed) - 1  # index into delta_arr for changed pages
-        tmp = out_path.with_name(out_path.name + ".part")
-        with tmp.open("wb") as fh:
-            for start in range(0, n_cur, BLOCK_PAGES):
-                stop = min(start + BLOCK_PAGES, n_cur)
-                block = np.empty((stop - start, words), dtype=np.uint64)
-                ch = changed[start:stop]
-                block[ch] = delta_arr[delta_pos[start:stop][ch]]
-                block[~ch] = prev_arr[idx[start:stop][~ch]]
-                fh.write(block.tobytes())
-        tmp.replace(out_path)
+        if prev_pages.stat().st_size != prev_pagemap.n_stored_pages * PAGE_SIZE_BYTES:
+            raise DataFormatError(prev_pages, None, "pages file does not match its pagemap")
+    # source page of every output page: its index in the delta (changed) or in the previous file
+    src = np.where(changed, np.cumsum(changed) - 1, idx)
+    breaks = np.flatnonzero((changed[1:] != changed[:-1]) | (src[1:] != src[:-1] + 1)) + 1
+    starts = [0, *breaks.tolist()] if n_cur else []
+    stops = [*starts[1:], n_cur] if n_cur else []
+    tmp = out_path.with_name(out_path.name + ".part")
+    view = memoryview(changed_data).cast("B")
+    if spare is not None and spare.is_file() and not spare.is_symlink():
+        spare.rename(tmp)  # allocated ahead; every byte below its new size is written now
+        fo = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    else:
+        fo = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fi = os.open(prev_pages, os.O_RDONLY | os.O_CLOEXEC) if prev_pages is not None and n_changed < n_cur else -1
+    try:
+        os.ftruncate(fo, n_cur * PAGE_SIZE_BYTES)
+        for a, b in zip(starts, stops, strict=True):
+            first, count = int(src[a]) * PAGE_SIZE_BYTES, (b - a) * PAGE_SIZE_BYTES
+            if changed[a]:
+                _pwrite_all(fo, view[first : first + count], a * PAGE_SIZE_BYTES)
+            else:
+                _copy_range(fi, fo, count, first, a * PAGE_SIZE_BYTES)
     finally:
-        del prev_arr
-        if prev_mm is not None:
-            prev_mm.close()
+        os.close(fo)
+        if fi >= 0:
+            os.close(fi)
+    tmp.replace(out_path)
+
+
+def allocate_spare(path: Path, size_bytes: int) -> None:
+    """Allocate ``size_bytes`` for a later :func:`rebuild_pages` (``spare=path``), off the frozen path. It is
+    written under a temporary name and renamed when complete, so a rebuild never takes a half-made spare."""
+    tmp = path.with_name(path.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        if size_bytes > 0:
+            os.posix_fallocate(fd, 0, size_bytes)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):  # pwrite may write less than asked
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def _copy_range(fi: int, fo: int, count: int, src_offset: int, dst_offset: int) -> None:
+    """``count`` bytes from ``fi`` to ``fo`` inside the kernel; read and written here where it cannot."""
+    done = 0
+    while done < count:
+        try:
+            n = os.copy_file_range(fi, fo, count - done, src_offset + done, dst_offset + done)
+        except OSError:  # EXDEV/EINVAL/ENOSYS on file systems or kernels without it
+            n = len(piece := os.pread(fi, min(count - done, 8 << 20), src_offset + done))
+            _pwrite_all(fo, memoryview(piece), dst_offset + done)
+        if n == 0:
+            raise DataFormatError(f"fd {fi}", None, "previous pages file ended early")
+        done += n
 
 
 def pagemap_files(image_dir: Path) -> list[str]:

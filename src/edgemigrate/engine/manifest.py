@@ -397,6 +397,10 @@ def plan_round(
 # a pages file's delta is staged under this prefix until the rebuild; manifest names start with a letter
 # or digit, so a staged payload can never take the place of an image file
 _STAGED_PREFIX = ".payload-"
+# the next round's pages file is allocated ahead under this prefix, beside the round folders (same rule)
+_SPARE_PREFIX = ".spare-"
+# room for the pages a service touches between two rounds (the rest is allocated on demand)
+SPARE_SLACK_BYTES = 4 << 20
 # open payload files kept per receiver; chunks arrive file by file, so more would only hold descriptors
 _MAX_OPEN_FILES = 16
 
@@ -500,6 +504,18 @@ class RoundReceiver:
                 raise IntegrityError(f"round {m.round_index}: {f.name} rebuilt to the wrong size")
         return self.round_dir
 
+    def _spare(self, name: str) -> Path:
+        return self.round_dir.parent / (_SPARE_PREFIX + name)
+
+    def prepare_spares(self) -> None:
+        """Allocate, beside this (verified) round, a file per pages file for the next round's rebuild to write
+        into (:func:`delta.allocate_spare`): the next round may be the final one, rebuilt while the service is
+        frozen. Peak use stays that of a rebuild (the spare becomes the next round's file); in between a
+        spare holds a pages file's size."""
+        for f in self.manifest.files:
+            if f.kind is FileKind.PAGES:
+                delta.allocate_spare(self._spare(f.name), f.size_bytes + SPARE_SLACK_BYTES)
+
     def _prev(self, name: str, what: str) -> Path:
         if self.prev_dir is None or not (self.prev_dir / name).exists():
             raise IntegrityError(f"round {self.manifest.round_index}: {what} is missing from the previous round")
@@ -562,6 +578,6 @@ class RoundReceiver:
                     delta.patch_pages(prev_pages, changed, changed_data, out)
                     return
                 prev_pm = delta.read_pagemap(self._prev(pagemap, f"base pagemap {pagemap}"))
-            delta.rebuild_pages(prev_pm, prev_pages, pm, changed, changed_data, out)
+            delta.rebuild_pages(prev_pm, prev_pages, pm, changed, changed_data, out, spare=self._spare(f.name))
         except DataFormatError as exc:
             raise IntegrityError(f"round {rnd}: {exc}") from None
