@@ -618,15 +618,18 @@ class Agent:
         events = inc.sess.round_verified(rx.received_bytes, time.perf_counter() - t0)
         await self._flush(inc)
         if not rx.manifest.final:  # the next round may be the final one: allocate its pages file now
-            inc.spares = asyncio.create_task(asyncio.to_thread(self._prepare_spares, rx))
+            inc.spares = asyncio.create_task(asyncio.to_thread(self._prepare_spares, inc, rx))
         for ev in events:  # a pipelined RESTORE of the final round
             await self._dest_event(inc, ev)
 
-    def _prepare_spares(self, rx: RoundReceiver) -> None:
+    def _prepare_spares(self, inc: _Incoming, rx: RoundReceiver) -> None:
         try:
             rx.prepare_spares()
         except OSError as exc:  # only a rebuild's speed depends on it
             log.warning("%s: no spare pages file for round %d+1: %s", self.cfg.host, rx.manifest.round_index, exc)
+        finally:
+            if inc.finished and inc.dir is not None:  # the session ended meanwhile: its cleanup may have missed it
+                shutil.rmtree(inc.dir, ignore_errors=True)
 
     async def _restore(self, inc: _Incoming, ev: RestoreRequested) -> None:
         assert inc.spec is not None and inc.bundle is not None
