@@ -93,14 +93,14 @@ def _probe(c: LocalCluster, ip: str, port: int) -> Probe:
 
 
 def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
-               compression: str = "model") -> dict[str, Any]:
+               compression: str = "model", precopy_read: str = "dump") -> dict[str, Any]:
     tb = c.tb
     kind = ServiceKind.COUNTER if service == "counter" else ServiceKind.REDIS
     spec = ServiceSpec(service, kind, tb.service_ip(0), PORT if service == "counter" else 6379, resident_mb)
     c.deploy("edge1", spec)
     try:
         probe = _probe(c, spec.ip, spec.port) if service == "counter" else None
-        stats = c.migrate(service, "edge2", strategy, src="edge1", compression=compression)
+        stats = c.migrate(service, "edge2", strategy, src="edge1", compression=compression, precopy_read=precopy_read)
         time.sleep(0.5)
         res = probe.stop() if probe else None
     finally:
@@ -113,12 +113,13 @@ def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
         "frozen_s_per_round": [r["criu_frozen_s"] for r in stats["rounds"]],
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
+        "precopy_read": stats.get("precopy_read", "dump"),
         "state_intact": bool(res.monotonic and not res.jumps and res.error is None) if res else None,
     }
 
 
 def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb: float, compression: str,
-                      plot_dir: Path | None, tag: str) -> dict[str, Any]:
+                      plot_dir: Path | None, tag: str, precopy_read: str = "dump") -> dict[str, Any]:
     """``run_engine`` with real clients on client1 (``--client-load``): see ``benchmarks/client_load.py``."""
     import client_load as cl
 
@@ -146,7 +147,8 @@ def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb:
             load = cl.RedisLoad(ns, spec.ip, spec.port, work)
         t_start = time.time()
         stats = c.run(client.migrate(c.directory, service, "edge2", strategy, src_host="edge1",
-                                     on_progress=on_progress, compression=compression))
+                                     on_progress=on_progress, compression=compression,
+                                     precopy_read=precopy_read))
         t_end = time.time()
         time.sleep(1.0)
         extra: dict[str, Any] = {}
@@ -193,6 +195,7 @@ def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb:
             "plan_s", "transfer_s", "rebuild_s")},
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
+        "precopy_read": stats.get("precopy_read", "dump"),
         # the longest gap is the final round's (it spans the restore); pre-copy aims at a stall <= 1.5x that
         # gap (docs/results/precopy-stall)
         "stall_over_final_gap": round(gm["stall_s"] / gm["max_gap_s"], 3) if gm["max_gap_s"] else None,
@@ -323,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="archive compression of the podman baseline (podman's default: zstd)")
     ap.add_argument("--compression", default="model",
                     help="engine data-path selector: none, fixed:CODEC:LEVEL, rule or model (default model)")
+    ap.add_argument("--precopy-read", choices=["dump", "live"], action="append",
+                    help="how pre-copy rounds read memory, repeatable (runs alternate per repeat); default dump")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
@@ -349,15 +354,16 @@ def main(argv: list[str] | None = None) -> int:
                 for strategy in strategies:
                     if strategy == "podman" and args.service != "counter":
                         continue
-                    for rep in range(args.repeats):
+                    reads = (args.precopy_read or ["dump"]) if strategy == "precopy" else ["dump"]
+                    for rep, read in ((r, x) for r in range(args.repeats) for x in reads):
                         if strategy == "podman":
                             m = run_podman(c, args.resident_mb, args.podman_compress)
                         elif args.client_load:
-                            tag = f"{args.service}_{strategy}_{rate:g}mbit_{rtt:g}ms_r{rep}"
+                            tag = f"{args.service}_{strategy}-{read}_{rate:g}mbit_{rtt:g}ms_r{rep}"
                             m = run_engine_loaded(c, args.service, strategy, args.resident_mb, args.compression,
-                                                  args.plot_dir, tag)
+                                                  args.plot_dir, tag, read)
                         else:
-                            m = run_engine(c, args.service, strategy, args.resident_mb, args.compression)
+                            m = run_engine(c, args.service, strategy, args.resident_mb, args.compression, read)
                         line = {"bench": "migration", "service": args.service, "strategy": strategy,
                                 "rate_mbit": rate, "rtt_ms": rtt, **m, "resident_mb": args.resident_mb,
                                 "repeat": rep, "git_sha": sha, "unix_time": round(time.time(), 1)}

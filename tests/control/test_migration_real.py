@@ -68,6 +68,36 @@ def test_precopy_200mb_counter_final_round_small_and_client_stall_bounded(clean)
     assert bed.where_running("counter") == ["edge2"]
 
 
+def test_live_precopy_rounds_never_freeze_and_keep_state(clean) -> None:
+    """``precopy_read="live"``: the pre-copy round reads the counter's memory while it runs (CRIU reports no
+    frozen time for it), and the final round's content diff still leaves only a small frozen round; the
+    probe sees every increment in order across the move and back."""
+    bed = clean
+    bed.tb.set_link("edge1", "edge2", rate_mbit=1000, rtt_ms=5)
+    spec = _counter(bed, 64)
+    bed.deploy("edge1", spec)
+    probe = _probe(bed, spec)
+    for src, to in (("edge1", "edge2"), ("edge2", "edge1")):
+        stats = bed.migrate("counter", to, "precopy", src=src, precopy_read="live")
+        assert stats["ok"] and stats["precopy_read"] == "live" and stats["n_rounds"] >= 2, stats
+        first, final = stats["rounds"][0], stats["rounds"][-1]
+        assert first["criu_frozen_s"] == 0.0 and first["freezing_s"] == 0.0 and first["pause_s"] == 0.0, first
+        assert final["payload_bytes"] <= 0.05 * first["payload_bytes"], stats
+        assert bed.where_running("counter") == [to]
+    time.sleep(0.3)
+    res = probe.stop()
+    assert res.monotonic and not res.jumps and res.error is None and res.reconnects == 0, res
+
+
+def test_an_unknown_precopy_read_is_refused_in_one_line(clean) -> None:
+    bed = clean
+    bed.deploy("edge1", _counter(bed, 4))
+    with pytest.raises(MigrationFailed, match="precopy_read 'fuzzy': expected dump or live") as err:
+        bed.migrate("counter", "edge2", "precopy", precopy_read="fuzzy")
+    assert "\n" not in str(err.value)
+    assert bed.where_running("counter") == ["edge1"]
+
+
 @pytest.mark.parametrize("strategy", ["precopy", "stop-and-copy"])
 def test_consecutive_counter_migrations_keep_state(clean, strategy: str) -> None:
     bed = clean

@@ -147,9 +147,12 @@ def stop_cmd(obj: dict, name: str, host: str) -> None:
               help="Codec for CRIU pages-*.img (e.g. wkdm); none = the selector's choice.")
 @click.option("--pipeline", type=click.Choice(["pipelined", "serial"]), default="pipelined", show_default=True,
               help="Overlap compression with sending, or compress each chunk only after the previous was sent.")
+@click.option("--precopy-read", type=click.Choice(["dump", "live"]), default="dump", show_default=True,
+              help="Pre-copy rounds as CRIU leave-running dumps (each freezes the service while it writes all its "
+                   "memory when the kernel has no dirty tracking) or read while the service runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
 def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, port: int, compression: str,
-            page_codec: str, pipeline: str, as_json: bool) -> None:
+            page_codec: str, pipeline: str, precopy_read: str, as_json: bool) -> None:
     """Move the running SERVICE to host --to (pre-copy deltas or stop-and-copy), compressed per chunk."""
     from edgemigrate.control import client
     from edgemigrate.engine.adaptive.config import CompressionConfig
@@ -166,7 +169,7 @@ def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, 
                        f"{r['image_bytes'] / 1e6:.2f} MB image in {r['transfer_s']:.2f} s", err=True)
 
     stats = asyncio.run(client.migrate(d, service, to_host, strategy, on_progress=progress, compression=compression,
-                                       page_codec=page_codec, pipeline=pipeline))
+                                       page_codec=page_codec, pipeline=pipeline, precopy_read=precopy_read))
     if as_json:
         click.echo(json.dumps(stats))
     else:

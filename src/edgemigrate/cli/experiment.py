@@ -263,14 +263,17 @@ experiment.add_command(mobilekube)
               help="Seconds the MU walks per run [default: 42 for counter, 85 for facedetect].")
 @click.option("--compression", type=click.Choice(["none", "rule", "model"]), default="none", show_default=True,
               help="How the agents compress checkpoints on the wire; none as in Ngo et al. 2020.")
+@click.option("--precopy-read", type=click.Choice(["dump", "live"]), default="dump", show_default=True,
+              help="Pre-copy rounds as CRIU leave-running dumps (they freeze the service) or read live.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--testbed-name", default="ho", show_default=True, help="Name of the testbed it brings up (root).")
 @click.option("--no-plots", is_flag=True)
 @click.option("--reanalyse", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="Recompute the tables and figures of this results folder from its records; nothing runs.")
-def handover(services: str, planners: str, repeats: int, duration_s: float | None, compression: str, seed: int,
-             out_root: Path, testbed_name: str, no_plots: bool, reanalyse: Path | None) -> None:
+def handover(services: str, planners: str, repeats: int, duration_s: float | None, compression: str,
+             precopy_read: str, seed: int, out_root: Path, testbed_name: str, no_plots: bool,
+             reanalyse: Path | None) -> None:
     """Ngo et al. 2020, sec. V (figs. 4-6, table I): bring up the testbed (3 edges, cloud, 3 base stations),
     agents and the controller with each planner, walk the virtual MU past the base stations, and record every
     request, migration and handover. Needs root, CRIU and runc. Prints one JSON line per run."""
@@ -283,6 +286,7 @@ def handover(services: str, planners: str, repeats: int, duration_s: float | Non
         return
     cfg = HandoverConfig(services=tuple(s.strip() for s in services.split(",") if s.strip()),
                          planners=tuple(p.strip() for p in planners.split(",") if p.strip()), repeats=repeats,
-                         duration_s=duration_s, seed=seed, testbed_name=testbed_name, compression=compression)
+                         duration_s=duration_s, seed=seed, testbed_name=testbed_name, compression=compression,
+                         precopy_read=precopy_read)
     folder = run_experiment(cfg, out_root, plot=not no_plots, progress=click.echo)
     click.echo(f"results: {folder}")

@@ -49,7 +49,7 @@ from edgemigrate.engine.adaptive.config import PROFILE_SAMPLE_BYTES, Compression
 from edgemigrate.engine.adaptive.netstate import NetworkMonitor
 from edgemigrate.engine.adaptive.selectors import Selector
 from edgemigrate.engine.adaptive.sender import send_round
-from edgemigrate.engine.checkpoint import netlock
+from edgemigrate.engine.checkpoint import livecopy, netlock
 from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, Runtime
 from edgemigrate.engine.manifest import plan_round
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 # Stop rule of the pre-copy phase (named so experiments can cite them)
 MAX_PRECOPY_ROUNDS = 5  # leave-running rounds before the final frozen one
+MIN_ROUND_SAVING_S = 0.05  # frozen transfer another leave-running round must save at least
 FIRST_SHRINK = 0.5  # the next round's share of the first, before a second round has measured it
 # Waits, on top of the agent's I/O timeout where they are a reply to a round or to the restore
 DESTINATION_WORK_S = 30.0  # the destination's own work before it answers: rebuild + verify, restore + health
@@ -125,6 +126,16 @@ class Strategy(enum.Enum):
 
 class MigrationError(EngineError):
     """A migration failed; the message says where the service runs now."""
+
+
+class PrecopyRead(enum.Enum):
+    """How a leave-running round reads the service's memory. ``DUMP``: CRIU's ``dump --leave-running`` (a
+    complete image; without dirty tracking it freezes the service while it writes all its memory). ``LIVE``:
+    the memory read while the service runs (:mod:`edgemigrate.engine.checkpoint.livecopy`; not frozen at all:
+    the final round's content diff resends what changed meanwhile)."""
+
+    DUMP = "dump"
+    LIVE = "live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +192,8 @@ class StopRule:
             return True
         if len(rounds) >= self.max_rounds:
             return False
-        return self.expected_saving_s(rounds) > rounds[-1].freeze_s
+        # a round that freezes nothing (a live copy) still delays the move by a whole round: not for crumbs
+        return self.expected_saving_s(rounds) > max(rounds[-1].freeze_s, MIN_ROUND_SAVING_S)
 
 
 class _FailedError(Exception):
@@ -213,17 +225,24 @@ async def migrate_out(agent: SourceHost, client: FramedConnection, body: dict[st
         comp = CompressionConfig.parse(body.get("compression", "model"), body.get("page_codec", "none"),
                                        body.get("pipeline", "pipelined"))
         dirty = body.get("dirty_bytes_per_s")  # the codec checked it: a finite number >= 0, or absent
+        try:
+            read = PrecopyRead(body.get("precopy_read", PrecopyRead.DUMP.value))
+        except ValueError:
+            raise ConfigError(f"precopy_read {body['precopy_read']!r}: expected dump or live") from None
         mig = _Migration(agent, services[name], check_id(body["to_host"], "to_host"), parse_addr(body["to_addr"]),
                          strategy, client, compression=comp, token=body["token"],
-                         stop_rule=StopRule(dirty_bytes_per_s=None if dirty is None else float(dirty)))
+                         stop_rule=StopRule(dirty_bytes_per_s=None if dirty is None else float(dirty)),
+                         precopy_read=read)
         return await mig.run()
 
 
 class _Migration:
     def __init__(self, agent: SourceHost, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
                  strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None,
-                 compression: CompressionConfig | None = None, token: str = "") -> None:
+                 compression: CompressionConfig | None = None, token: str = "",
+                 precopy_read: PrecopyRead = PrecopyRead.DUMP) -> None:
         self.agent = agent
+        self.precopy_read = precopy_read
         self.spec = spec
         self.to_host = to_host
         self.to_addr = to_addr
@@ -388,8 +407,11 @@ class _Migration:
                                                           self.spec.ip)
                 t_lock = time.perf_counter()
             # a final round's container is paused already (no freeze left to fail); a pre-copy dump freezes
-            cs, retries = await self._checkpoint(name, d)
-            freeze_retries += retries
+            if not final and self.precopy_read is PrecopyRead.LIVE:
+                cs = await asyncio.to_thread(self._copy_live, name, d)
+            else:
+                cs, retries = await self._checkpoint(name, d)
+                freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
@@ -475,6 +497,13 @@ class _Migration:
         retries = await self._until_frozen(f"checkpoint of {name}", dump)
         return out[-1], retries
 
+    def _copy_live(self, name: str, image_dir: Path) -> CheckpointStats:
+        pid = self.agent.runtime.pid(name)
+        if pid is None:
+            raise EngineError(f"live copy: {name} is not running")
+        shutil.rmtree(image_dir, ignore_errors=True)
+        return livecopy.copy_memory(pid, image_dir)
+
     def _link_rate(self, wire_bytes: int, transfer_s: float) -> float:
         """The link's rate: the monitor's goodput estimate, else its lower bound, else this round's average."""
         st = self.monitor.state
@@ -520,6 +549,7 @@ class _Migration:
         return {
             "service": self.spec.name, "strategy": self.strategy.value, "from": self.agent.cfg.host,
             "to": self.to_host, "ok": True, "rounds": self.rounds, "n_rounds": len(self.rounds),
+            "precopy_read": self.precopy_read.value,
             "total_s": round(time.perf_counter() - t_start, 4),
             "frozen_window_s": round(t_restored - t_freeze, 4), "restore_s": round(ev.restore_s, 4),
             "final_round_bytes": final["payload_bytes"], "full_checkpoint_bytes": final["image_bytes"],

@@ -102,6 +102,7 @@ class TestbedBackend:
     # per service, its dirty rate measured on earlier migrations: the source's stop rule then knows whether
     # a second leave-running round would find anything (control/source.py StopRule)
     dirty_bytes_per_s: Mapping[str, float] = field(default_factory=dict)
+    precopy_read: str = "dump"  # how pre-copy rounds read memory (control/source.py PrecopyRead)
     # called with one dict per migration and handover, times on time.monotonic (experiments record them)
     observer: Observer | None = None
     name: str = "testbed"
@@ -166,7 +167,8 @@ class TestbedBackend:
         try:
             stats = await client.migrate(self.directory, service, dest_host, self.strategy, src_host=source_host,
                                          compression=self.compression, on_progress=progress,
-                                         dirty_bytes_per_s=self.dirty_bytes_per_s.get(service))
+                                         dirty_bytes_per_s=self.dirty_bytes_per_s.get(service),
+                                         precopy_read=self.precopy_read)
         except (MigrationFailed, TransportError, TimeoutError, OSError, EngineError, ConfigError) as exc:
             self._observe({"event": "migration", "service": service, "from": source_host, "to": dest_host,
                            "start_s": t0, "freeze_s": freeze[0] if freeze else None, "end_s": time.monotonic(),

@@ -128,3 +128,14 @@ def test_a_migrate_request_with_or_without_a_dirty_rate_passes() -> None:
     assert msg.body["dirty_bytes_per_s"] == 20_000
     (msg,) = _decode(MsgType.MIGRATE, json.dumps(_MIGRATE).encode())
     assert "dirty_bytes_per_s" not in msg.body
+
+
+@pytest.mark.parametrize("value", [b"1", b"null", b"true", b'["live"]', b'{"a":1}'])
+def test_a_migrate_requests_precopy_read_is_a_string(value: bytes) -> None:
+    """How the source reads memory in pre-copy rounds: a peer's non-string never reaches the agent (which
+    refuses any string but dump or live with one line, tests/control/test_migration_real.py)."""
+    payload = json.dumps(_MIGRATE).encode()[:-1] + b',"precopy_read":' + value + b"}"
+    with pytest.raises(ProtocolError):
+        _decode(MsgType.MIGRATE, payload)
+    (msg,) = _decode(MsgType.MIGRATE, json.dumps(_MIGRATE | {"precopy_read": "live"}).encode())
+    assert msg.body["precopy_read"] == "live"

@@ -101,8 +101,10 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
 
 # optional keys (may be absent; if present, of this type)
 _OPTIONAL: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
-    # dirty_bytes_per_s: the service's dirty rate from its earlier migrations, for the pre-copy stop rule
-    MsgType.MIGRATE: {"compression": str, "page_codec": str, "pipeline": str, "dirty_bytes_per_s": float},
+    # dirty_bytes_per_s: the service's dirty rate from its earlier migrations, for the pre-copy stop rule;
+    # precopy_read: how pre-copy rounds read memory ("dump" or "live", control/source.py PrecopyRead)
+    MsgType.MIGRATE: {"compression": str, "page_codec": str, "pipeline": str, "dirty_bytes_per_s": float,
+                      "precopy_read": str},
     # a granted source asks admission of a migration, or reports that one it was admitted for is over
     # (control/grants.py)
     MsgType.REPORT: {"admit": dict, "release": dict},

@@ -157,7 +157,8 @@ class HandoverBed:
         c.stop_all(service)
         try:
             self._deploy(spec)
-            stats = c.migrate(service, "edge2", src="edge1", compression=self.cfg.compression)
+            stats = c.migrate(service, "edge2", src="edge1", compression=self.cfg.compression,
+                              precopy_read=self.cfg.precopy_read)
             link = self.tb.link("edge1", "edge2")
             rec = parse_record(record_from_stats(stats, service=service, planner="warmup", repeat=0,
                                                  link_bps=link.rate_mbit * 1e6, rtt_s=link.rtt_ms / 1000.0))
@@ -203,7 +204,8 @@ class HandoverBed:
         coordinated = planner == "orchestrated"
         hook = TestbedHandover(cfg.testbed_name, {USER: CLIENT}, cfg.handover_outage_s) if coordinated else None
         defaults = self._defaults(service, planner)
-        backend_kw: dict[str, Any] = {"handover_at_freeze": coordinated, "compression": cfg.compression}
+        backend_kw: dict[str, Any] = {"handover_at_freeze": coordinated, "compression": cfg.compression,
+                                      "precopy_read": cfg.precopy_read}
         if hook is not None:
             backend_kw["handover_hook"] = hook
         if defaults.precopy is not None:  # the delta estimate from the earlier migrations (sec. IV-B)

@@ -26,6 +26,7 @@ from edgemigrate.radio import WIFI_PATHLOSS
 SERVICES = ("counter", "facedetect")
 PLANNERS = ("orchestrated", "nearest", "random")
 COMPRESSIONS = ("none", "rule", "model")
+PRECOPY_READS = ("dump", "live")
 
 TESTBED: Mapping[str, Any] = {
     "edges": 3, "clouds": 1, "clients": 1, "subnet": "10.77.0.0/16", "emulator": "auto", "mgmt_link": True,
@@ -94,6 +95,10 @@ class HandoverConfig:
     # theirs and the time a planner leaves the MU behind a remote server is theirs too. ``model`` (Zhang et
     # al. 2019's per-chunk selector) shortens every planner's migration ~3x.
     compression: str = "none"
+    # how the agents read memory in pre-copy rounds (``edgemigrate migrate --precopy-read``): ``dump``, CRIU's
+    # leave-running dump, freezes the service for a dump of its whole memory on this kernel (no dirty
+    # tracking); ``live`` reads it while the service runs (engine/checkpoint/livecopy.py)
+    precopy_read: str = "dump"
     setups: Mapping[str, ServiceSetup] = field(default_factory=lambda: dict(DEFAULT_SETUPS))
     testbed_name: str = "ho"
     subnet: str | None = None  # None: TESTBED's
@@ -116,6 +121,9 @@ class HandoverConfig:
                 raise ConfigError(f"handover.{key}: expected a number in [{lo:g}, {hi:g}], got {v!r}")
         if self.compression not in COMPRESSIONS:
             raise ConfigError(f"handover.compression: unknown {self.compression!r} (choose from {', '.join(COMPRESSIONS)})")
+        if self.precopy_read not in PRECOPY_READS:
+            raise ConfigError(f"handover.precopy_read: unknown {self.precopy_read!r} (choose from "
+                              f"{', '.join(PRECOPY_READS)})")
         if self.duration_s is not None and not 5.0 <= self.duration_s <= 7200.0:
             raise ConfigError(f"handover.duration_s: expected a number in [5, 7200], got {self.duration_s!r}")
 
@@ -136,7 +144,7 @@ class HandoverConfig:
                 "request_gap_s": self.request_gap_s, "report_every_s": self.report_every_s,
                 "controller_interval_s": self.controller_interval_s, "handover_outage_s": self.handover_outage_s,
                 "cell_edge_fraction": self.cell_edge_fraction, "cell_edge_rssi_dbm": self.cell_edge_rssi_dbm(),
-                "horizon_s": self.horizon_s, "compression": self.compression,
+                "horizon_s": self.horizon_s, "compression": self.compression, "precopy_read": self.precopy_read,
                 "setups": {k: {"kind": v.kind, "resident_mb": v.resident_mb, "speed_m_per_s": v.speed_m_per_s,
                                "duration_s": self.setup(k).duration_s, "request_timeout_s": v.request_timeout_s}
                            for k, v in self.setups.items()},
