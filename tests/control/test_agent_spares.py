@@ -5,29 +5,16 @@ appeared)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from edgemigrate.control.agent import Agent, AgentConfig
+from edgemigrate.control.agent import Agent
 from edgemigrate.engine import delta
-from edgemigrate.engine.checkpoint.runtime import ContainerState
 from edgemigrate.engine.delta import PAGE_SIZE_BYTES, PE_PRESENT
 from edgemigrate.engine.manifest import Manifest, RoundReceiver, plan_round
-from edgemigrate.engine.transport.tls import create_pki, host_dir
-
-
-class _Runtime:
-    def state(self, container_id: str) -> ContainerState:
-        return ContainerState.ABSENT
-
-
-def _agent(tmp_path: Path) -> Agent:
-    pki = create_pki(tmp_path / "pki", ["edge1", "edge2"])
-    cfg = AgentConfig(host="edge2", listen_ip="127.0.0.1", port=1, pki_dir=host_dir(pki, "edge2"),
-                      state_dir=tmp_path / "state", image_root=tmp_path / "images")
-    return Agent(cfg, runtime=_Runtime(), mover=None)  # type: ignore[arg-type]
 
 
 def _verified_round(src: Path, session_dir: Path) -> RoundReceiver:
@@ -44,8 +31,8 @@ def _verified_round(src: Path, session_dir: Path) -> RoundReceiver:
     return rx
 
 
-def test_spare_is_allocated_beside_the_rounds(tmp_path: Path) -> None:
-    agent = _agent(tmp_path)
+def test_spare_is_allocated_beside_the_rounds(tmp_path: Path, bare_agent: Callable[[], Agent]) -> None:
+    agent = bare_agent()
     session = tmp_path / "incoming/s1"
     rx = _verified_round(tmp_path / "src", session)
     agent._prepare_spares(SimpleNamespace(finished=False, dir=session), rx)  # type: ignore[arg-type]
@@ -53,8 +40,8 @@ def test_spare_is_allocated_beside_the_rounds(tmp_path: Path) -> None:
     assert not list(session.glob("*.part"))
 
 
-def test_a_session_that_ended_meanwhile_leaves_no_spare(tmp_path: Path) -> None:
-    agent = _agent(tmp_path)
+def test_a_session_that_ended_meanwhile_leaves_no_spare(tmp_path: Path, bare_agent: Callable[[], Agent]) -> None:
+    agent = bare_agent()
     session = tmp_path / "incoming/s1"
     rx = _verified_round(tmp_path / "src", session)
     agent._prepare_spares(SimpleNamespace(finished=True, dir=session), rx)  # type: ignore[arg-type]
