@@ -162,6 +162,9 @@ def test_a_verified_round_allocates_the_next_rounds_pages_file(tmp_path: Path) -
     rx.prepare_spares()
     spare = tmp_path / "dst/.spare-pages-1.img"
     assert spare.stat().st_size == 64 * PAGE_SIZE_BYTES + SPARE_SLACK_BYTES
+    inode = spare.stat().st_ino
+    rx.prepare_spares()  # a spare large enough is kept, not allocated again
+    assert spare.stat().st_ino == inode
     p2 = plan_round("svc", 2, True, tmp_path / "src/2", tmp_path / "src/1")
     assert p2.changed_pages == 3
     d2 = _transfer(p2, tmp_path / "dst/round-2", d1)

@@ -166,7 +166,8 @@ class StopRule:
     the link and the freeze. On a small, well-compressed service (Redis with ~3 MB) that one round is the
     only one; on a large, slowly-dirtied one (the 200 MB counter) a second round finds almost nothing left,
     and with its dirty rate known it is not run: this kernel has no dirty-page tracking, so every
-    leave-running round freezes the service for a dump of its whole memory."""
+    leave-running CRIU round freezes the service for a dump of its whole memory. A round that freezes nothing
+    (:class:`PrecopyRead` ``LIVE``) must still save :data:`MIN_ROUND_SAVING_S`: it delays the move by a round."""
 
     max_rounds: int = MAX_PRECOPY_ROUNDS
     first_shrink: float = FIRST_SHRINK

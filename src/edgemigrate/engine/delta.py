@@ -20,6 +20,7 @@ and work in bounded blocks so a multi-GB dump never needs twice its size in RAM.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -412,7 +413,7 @@ def rebuild_pages(
             if changed[a]:
                 _pwrite_all(fo, view[first : first + count], a * PAGE_SIZE_BYTES)
             else:
-                _copy_range(fi, fo, count, first, a * PAGE_SIZE_BYTES)
+                _copy_range(fi, fo, count, first, a * PAGE_SIZE_BYTES, prev_pages)
     finally:
         os.close(fo)
         if fi >= 0:
@@ -422,7 +423,11 @@ def rebuild_pages(
 
 def allocate_spare(path: Path, size_bytes: int) -> None:
     """Allocate ``size_bytes`` for a later :func:`rebuild_pages` (``spare=path``), off the frozen path. It is
-    written under a temporary name and renamed when complete, so a rebuild never takes a half-made spare."""
+    written under a temporary name and renamed when complete, so a rebuild never takes a half-made spare. A
+    spare still there from an earlier round (its rebuild patched in place instead) is kept if large enough."""
+    with contextlib.suppress(FileNotFoundError):
+        if not path.is_symlink() and path.stat().st_size >= size_bytes:
+            return
     tmp = path.with_name(path.name + ".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
@@ -439,7 +444,7 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         done += os.pwrite(fd, data[done:], offset + done)
 
 
-def _copy_range(fi: int, fo: int, count: int, src_offset: int, dst_offset: int) -> None:
+def _copy_range(fi: int, fo: int, count: int, src_offset: int, dst_offset: int, src: Path | None) -> None:
     """``count`` bytes from ``fi`` to ``fo`` inside the kernel; read and written here where it cannot."""
     done = 0
     while done < count:
@@ -449,7 +454,7 @@ def _copy_range(fi: int, fo: int, count: int, src_offset: int, dst_offset: int) 
             n = len(piece := os.pread(fi, min(count - done, 8 << 20), src_offset + done))
             _pwrite_all(fo, memoryview(piece), dst_offset + done)
         if n == 0:
-            raise DataFormatError(f"fd {fi}", None, "previous pages file ended early")
+            raise DataFormatError(src, None, "previous pages file ended early (changed while read)")
         done += n
 
 

@@ -77,7 +77,11 @@ for _ in range(600):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root (CAP_SYS_PTRACE)")
-def test_a_running_process_is_read_without_stopping_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slice_pages", [livecopy.PAGEMAP_SLICE_PAGES, 64])
+def test_a_running_process_is_read_without_stopping_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       slice_pages: int) -> None:
+    """Also with the pagemap read in small slices (how a huge sparse mapping is read): same pages."""
+    monkeypatch.setattr(livecopy, "PAGEMAP_SLICE_PAGES", slice_pages)
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
     try:
         addr = int(child.stdout.readline())  # type: ignore[union-attr]

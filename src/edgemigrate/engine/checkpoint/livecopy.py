@@ -37,6 +37,7 @@ PM_SWAPPED = 1 << 62
 PM_FILE = 1 << 61  # file-backed or shared anonymous: not in CRIU's private dump
 SPECIAL_MAPPINGS = frozenset({"[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]"})
 READ_CHUNK_BYTES = 8 << 20  # one pread at most (bounded buffer)
+PAGEMAP_SLICE_PAGES = 1 << 20  # pagemap words read at once (8 MiB): a huge sparse mapping is read in slices
 _VMA_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$")
 _KB_FIELD = re.compile(r"^(Anonymous|Swap):\s+(\d+) kB$")
 
@@ -130,12 +131,13 @@ def copy_process(pid: int, ns_pid: int, out_dir: Path) -> int:
     out_fd = os.open(out_dir / f"pages-{ns_pid}.img", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         for m in mappings:
-            n = (m.end - m.start) // PAGE_SIZE_BYTES
-            raw = os.pread(pm_fd, n * 8, (m.start // PAGE_SIZE_BYTES) * 8)
-            words = np.frombuffer(raw[: len(raw) // 8 * 8], dtype=np.uint64)
-            for first, count in _runs(dumped_pages(words)):
-                for vaddr, k in _copy_run(mem_fd, out_fd, m.start + first * PAGE_SIZE_BYTES, count):
-                    entries.append((vaddr, k, PE_PRESENT))
+            for start in range(m.start, m.end, PAGEMAP_SLICE_PAGES * PAGE_SIZE_BYTES):
+                n = min(PAGEMAP_SLICE_PAGES, (m.end - start) // PAGE_SIZE_BYTES)
+                raw = os.pread(pm_fd, n * 8, (start // PAGE_SIZE_BYTES) * 8)
+                words = np.frombuffer(raw[: len(raw) // 8 * 8], dtype=np.uint64)
+                for first, count in _runs(dumped_pages(words)):
+                    for vaddr, k in _copy_run(mem_fd, out_fd, start + first * PAGE_SIZE_BYTES, count):
+                        entries.append((vaddr, k, PE_PRESENT))
     finally:
         for fd in (pm_fd, mem_fd, out_fd):
             os.close(fd)
