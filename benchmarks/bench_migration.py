@@ -93,7 +93,7 @@ def _probe(c: LocalCluster, ip: str, port: int) -> Probe:
 
 
 def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
-               compression: str = "model", precopy_read: str = "dump") -> dict[str, Any]:
+               compression: str = "model", precopy_read: str = "live") -> dict[str, Any]:
     tb = c.tb
     kind = ServiceKind.COUNTER if service == "counter" else ServiceKind.REDIS
     spec = ServiceSpec(service, kind, tb.service_ip(0), PORT if service == "counter" else 6379, resident_mb)
@@ -113,13 +113,13 @@ def run_engine(c: LocalCluster, service: str, strategy: str, resident_mb: float,
         "frozen_s_per_round": [r["criu_frozen_s"] for r in stats["rounds"]],
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
-        "precopy_read": stats.get("precopy_read", "dump"),
+        "precopy_read": stats.get("precopy_read", precopy_read),
         "state_intact": bool(res.monotonic and not res.jumps and res.error is None) if res else None,
     }
 
 
 def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb: float, compression: str,
-                      plot_dir: Path | None, tag: str, precopy_read: str = "dump") -> dict[str, Any]:
+                      plot_dir: Path | None, tag: str, precopy_read: str = "live") -> dict[str, Any]:
     """``run_engine`` with real clients on client1 (``--client-load``): see ``benchmarks/client_load.py``."""
     import client_load as cl
 
@@ -195,7 +195,7 @@ def run_engine_loaded(c: LocalCluster, service: str, strategy: str, resident_mb:
             "plan_s", "transfer_s", "rebuild_s")},
         "n_rounds": stats["n_rounds"], "bytes_sent": stats["bytes_sent"], "cpu_s": stats["source_cpu_s"],
         "bytes_on_wire": stats["bytes_on_wire"], "compression": stats["compression"],
-        "precopy_read": stats.get("precopy_read", "dump"),
+        "precopy_read": stats.get("precopy_read", precopy_read),
         # the longest gap is the final round's (it spans the restore); pre-copy aims at a stall <= 1.5x that
         # gap (docs/results/precopy-stall)
         "stall_over_final_gap": round(gm["stall_s"] / gm["max_gap_s"], 3) if gm["max_gap_s"] else None,
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compression", default="model",
                     help="engine data-path selector: none, fixed:CODEC:LEVEL, rule or model (default model)")
     ap.add_argument("--precopy-read", choices=["dump", "live"], action="append",
-                    help="how pre-copy rounds read memory, repeatable (runs alternate per repeat); default dump")
+                    help="how pre-copy rounds read memory, repeatable (runs alternate per repeat); default live")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/migration.jsonl"))
     ap.add_argument("--name", default="bench", help="testbed name")
     ap.add_argument("--subnet", default="10.199.0.0/16")
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 for strategy in strategies:
                     if strategy == "podman" and args.service != "counter":
                         continue
-                    reads = (args.precopy_read or ["dump"]) if strategy == "precopy" else ["dump"]
+                    reads = (args.precopy_read or ["live"]) if strategy == "precopy" else ["live"]
                     for rep, read in ((r, x) for r in range(args.repeats) for x in reads):
                         if strategy == "podman":
                             m = run_podman(c, args.resident_mb, args.podman_compress)

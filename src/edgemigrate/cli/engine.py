@@ -147,9 +147,9 @@ def stop_cmd(obj: dict, name: str, host: str) -> None:
               help="Codec for CRIU pages-*.img (e.g. wkdm); none = the selector's choice.")
 @click.option("--pipeline", type=click.Choice(["pipelined", "serial"]), default="pipelined", show_default=True,
               help="Overlap compression with sending, or compress each chunk only after the previous was sent.")
-@click.option("--precopy-read", type=click.Choice(["dump", "live"]), default="dump", show_default=True,
-              help="Pre-copy rounds as CRIU leave-running dumps (each freezes the service while it writes all its "
-                   "memory when the kernel has no dirty tracking) or read while the service runs.")
+@click.option("--precopy-read", type=click.Choice(["live", "dump"]), default="live", show_default=True,
+              help="Pre-copy rounds read the service's memory while it runs, or as CRIU leave-running dumps (each "
+                   "freezes the service while it writes all its memory when the kernel has no dirty tracking).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
 def migrate(service: str, to_host: str, strategy: str, testbed: str, pki: Path, port: int, compression: str,
             page_codec: str, pipeline: str, precopy_read: str, as_json: bool) -> None:

@@ -263,8 +263,9 @@ experiment.add_command(mobilekube)
               help="Seconds the MU walks per run [default: 42 for counter, 85 for facedetect].")
 @click.option("--compression", type=click.Choice(["none", "rule", "model"]), default="none", show_default=True,
               help="How the agents compress checkpoints on the wire; none as in Ngo et al. 2020.")
-@click.option("--precopy-read", type=click.Choice(["dump", "live"]), default="dump", show_default=True,
-              help="Pre-copy rounds as CRIU leave-running dumps (they freeze the service) or read live.")
+@click.option("--precopy-read", type=click.Choice(["live", "dump"]), default="live", show_default=True,
+              help="Pre-copy rounds read live (the service keeps running) or as CRIU leave-running dumps "
+                   "(they freeze the service).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--testbed-name", default="ho", show_default=True, help="Name of the testbed it brings up (root).")

@@ -96,14 +96,14 @@ async def authorize(d: AgentDirectory, name: str, src_host: str, to_host: str,
 async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, src_host: str | None = None,
                   on_progress: Callable[[dict[str, Any]], None] | None = None, compression: str = "model",
                   page_codec: str = "none", pipeline: str = "pipelined",
-                  dirty_bytes_per_s: float | None = None, precopy_read: str = "dump") -> dict[str, Any]:
+                  dirty_bytes_per_s: float | None = None, precopy_read: str = "live") -> dict[str, Any]:
     """Ask the agent running ``name`` to migrate it to ``to_host``; returns the agent's statistics.
 
     ``compression``: ``none``, ``fixed:CODEC:LEVEL``, ``rule`` or ``model`` (per-chunk selector);
     ``page_codec``: ``none`` or e.g. ``wkdm`` for ``pages-*.img``; ``pipeline``: ``pipelined`` or ``serial``;
     ``dirty_bytes_per_s``: the service's dirty rate measured on earlier migrations, if known (the source's
     pre-copy stop rule then skips a leave-running round that would find almost nothing dirty);
-    ``precopy_read``: ``dump`` (CRIU's leave-running dump) or ``live`` (memory read while the service runs).
+    ``precopy_read``: ``live`` (memory read while the service runs) or ``dump`` (CRIU's leave-running dump).
     """
     src = src_host or await locate(d, name)
     ip, port = d.addr(src)
@@ -114,11 +114,10 @@ async def migrate(d: AgentDirectory, name: str, to_host: str, strategy: str, *, 
         raise MigrationFailed(f"cannot announce the migration of {name} to {to_host}: {exc}") from None
     conn = await connect(ip, port, tls.client_context(d.pki_dir, tls.CLIENT_NAME), src)
     body = {"service": name, "to_host": to_host, "to_addr": f"{to_ip}:{to_port}", "strategy": strategy,
-            "compression": compression, "page_codec": page_codec, "pipeline": pipeline, "token": token}
+            "compression": compression, "page_codec": page_codec, "pipeline": pipeline, "token": token,
+            "precopy_read": precopy_read}
     if dirty_bytes_per_s is not None:
         body["dirty_bytes_per_s"] = float(dirty_bytes_per_s)
-    if precopy_read != "dump":  # agents that predate the key accept a MIGRATE without it
-        body["precopy_read"] = precopy_read
     return await run_migrate(conn, src, body, on_progress)
 
 

@@ -138,6 +138,12 @@ class PrecopyRead(enum.Enum):
     LIVE = "live"
 
 
+# Live by default: measured on Redis under 10 client connections and the 200 MB counter
+# (docs/results/precopy-stall, "Live pre-copy rounds"), a live round stalls no client, while a CRIU round
+# freezes the service for a dump of all its memory on a kernel without dirty-page tracking.
+DEFAULT_PRECOPY_READ = PrecopyRead.LIVE
+
+
 @dataclass(frozen=True, slots=True)
 class RoundCost:
     """What a leave-running round sent and what its clients felt, as the stop rule weighs it."""
@@ -227,7 +233,7 @@ async def migrate_out(agent: SourceHost, client: FramedConnection, body: dict[st
                                        body.get("pipeline", "pipelined"))
         dirty = body.get("dirty_bytes_per_s")  # the codec checked it: a finite number >= 0, or absent
         try:
-            read = PrecopyRead(body.get("precopy_read", PrecopyRead.DUMP.value))
+            read = PrecopyRead(body.get("precopy_read", DEFAULT_PRECOPY_READ.value))
         except ValueError:
             raise ConfigError(f"precopy_read {body['precopy_read']!r}: expected dump or live") from None
         mig = _Migration(agent, services[name], check_id(body["to_host"], "to_host"), parse_addr(body["to_addr"]),
@@ -241,7 +247,7 @@ class _Migration:
     def __init__(self, agent: SourceHost, spec: ServiceSpec, to_host: str, to_addr: tuple[str, int],
                  strategy: Strategy, client: FramedConnection | None, stop_rule: StopRule | None = None,
                  compression: CompressionConfig | None = None, token: str = "",
-                 precopy_read: PrecopyRead = PrecopyRead.DUMP) -> None:
+                 precopy_read: PrecopyRead = DEFAULT_PRECOPY_READ) -> None:
         self.agent = agent
         self.precopy_read = precopy_read
         self.spec = spec

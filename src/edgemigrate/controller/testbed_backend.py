@@ -102,7 +102,7 @@ class TestbedBackend:
     # per service, its dirty rate measured on earlier migrations: the source's stop rule then knows whether
     # a second leave-running round would find anything (control/source.py StopRule)
     dirty_bytes_per_s: Mapping[str, float] = field(default_factory=dict)
-    precopy_read: str = "dump"  # how pre-copy rounds read memory (control/source.py PrecopyRead)
+    precopy_read: str = "live"  # how pre-copy rounds read memory (control/source.py PrecopyRead)
     # called with one dict per migration and handover, times on time.monotonic (experiments record them)
     observer: Observer | None = None
     name: str = "testbed"

@@ -1,7 +1,8 @@
 """Page-level deltas between two CRIU dumps (user-space pre-copy).
 
 This kernel has no soft-dirty tracking, so CRIU's own ``--track-mem``/pre-dump cannot be used. Instead,
-every pre-copy round is a full ``criu dump --leave-running`` and we compute the *delta memory state* of
+every pre-copy round holds all the private memory (read live by :mod:`.checkpoint.livecopy`, or a full
+``criu dump --leave-running``) and we compute the *delta memory state* of
 Ngo et al. 2020 (section IV-B, "delta checkpoint": the difference between this checkpoint and the previous one)
 page by page in user space:
 

@@ -112,9 +112,8 @@ def test_the_radio_link_was_lossless_and_rated_by_the_mus_rssi(folder: Path) -> 
 
 def test_with_its_dirty_rate_known_a_move_runs_one_leave_running_round(folder: Path) -> None:
     """The warm-up measured the counter's dirty rate (kilobytes per second); the controller sends it with
-    every migration, and the source's stop rule then sees that a second leave-running round - which freezes
-    the service for a dump of its whole memory on this kernel - would find almost nothing: one round, then
-    the frozen one."""
+    every migration, and the source's stop rule then sees that a second leave-running round - which delays
+    the move by a round - would find almost nothing: one round, then the frozen one."""
     model = json.loads((folder / "precopy_warmup.json").read_text())["counter"]
     assert model["dirty_bytes_per_s"] < 1e6
     migs = _jsonl(folder / "migrations.jsonl")

@@ -95,10 +95,10 @@ class HandoverConfig:
     # theirs and the time a planner leaves the MU behind a remote server is theirs too. ``model`` (Zhang et
     # al. 2019's per-chunk selector) shortens every planner's migration ~3x.
     compression: str = "none"
-    # how the agents read memory in pre-copy rounds (``edgemigrate migrate --precopy-read``): ``dump``, CRIU's
-    # leave-running dump, freezes the service for a dump of its whole memory on this kernel (no dirty
-    # tracking); ``live`` reads it while the service runs (engine/checkpoint/livecopy.py)
-    precopy_read: str = "dump"
+    # how the agents read memory in pre-copy rounds (``edgemigrate migrate --precopy-read``): ``live`` reads
+    # it while the service runs (engine/checkpoint/livecopy.py); ``dump``, CRIU's leave-running dump, freezes
+    # the service for a dump of its whole memory on a kernel without dirty tracking
+    precopy_read: str = "live"
     setups: Mapping[str, ServiceSetup] = field(default_factory=lambda: dict(DEFAULT_SETUPS))
     testbed_name: str = "ho"
     subnet: str | None = None  # None: TESTBED's
