@@ -83,12 +83,34 @@ def test_live_precopy_rounds_never_freeze_and_keep_state(clean) -> None:
         stats = bed.migrate("counter", to, "precopy", src=src)
         assert stats["ok"] and stats["precopy_read"] == "live" and stats["n_rounds"] >= 2, stats
         first, final = stats["rounds"][0], stats["rounds"][-1]
+        assert first["read"] == "live" and not stats["live_fallbacks"], stats
         assert first["criu_frozen_s"] == 0.0 and first["freezing_s"] == 0.0 and first["pause_s"] == 0.0, first
         assert final["payload_bytes"] <= 0.05 * first["payload_bytes"], stats
         assert bed.where_running("counter") == [to]
     time.sleep(0.3)
     res = probe.stop()
     assert res.monotonic and not res.jumps and res.error is None and res.reconnects == 0, res
+
+
+def test_a_live_round_that_fails_becomes_a_criu_dump_and_the_move_goes_on(clean) -> None:
+    """Reading the running memory can fail where a ptrace policy refuses ``/proc/<pid>/mem``; the source agent
+    runs with an injected failure of its live read (``--inject-fault live-read-fails``). Each live round is
+    dumped by CRIU instead, its reason in the statistics, and the move completes with the state intact."""
+    bed = clean
+    bed.agents["edge1"].restart("--inject-fault", "live-read-fails")
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        probe = _probe(bed, spec)
+        stats = bed.migrate("counter", "edge2", "precopy")
+        assert stats["ok"] and stats["precopy_read"] == "live", stats
+        pre = [r for r in stats["rounds"] if not r["final"]]
+        assert pre and all(r["read"] == "dump" for r in pre), stats["rounds"]
+        assert len(stats["live_fallbacks"]) == len(pre), stats["live_fallbacks"]
+        assert all("injected failure" in why for why in stats["live_fallbacks"])
+        _assert_once_and_intact(bed, spec, probe, host="edge2")
+    finally:
+        bed.agents["edge1"].restart()
 
 
 def test_an_unknown_precopy_read_is_refused_in_one_line(clean) -> None:

@@ -250,6 +250,7 @@ class _Migration:
                  precopy_read: PrecopyRead = DEFAULT_PRECOPY_READ) -> None:
         self.agent = agent
         self.precopy_read = precopy_read
+        self.live_fallbacks: list[str] = []  # live pre-copy rounds that became CRIU dumps, and why
         self.spec = spec
         self.to_host = to_host
         self.to_addr = to_addr
@@ -414,9 +415,10 @@ class _Migration:
                                                           self.spec.ip)
                 t_lock = time.perf_counter()
             # a final round's container is paused already (no freeze left to fail); a pre-copy dump freezes
-            if not final and self.precopy_read is PrecopyRead.LIVE:
-                cs = await asyncio.to_thread(self._copy_live, name, d)
-            else:
+            live = not final and self.precopy_read is PrecopyRead.LIVE
+            cs = await self._copy_live_or_none(name, d, k) if live else None
+            read = PrecopyRead.DUMP if cs is None else PrecopyRead.LIVE
+            if cs is None:
                 cs, retries = await self._checkpoint(name, d)
                 freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
@@ -460,7 +462,7 @@ class _Migration:
         if prev is not None and prev != d:
             shutil.rmtree(prev, ignore_errors=True)
         stats = {
-            "round": k, "final": final, "leave_running": not final, "image_bytes": cs.image_bytes,
+            "round": k, "final": final, "leave_running": not final, "read": read.value, "image_bytes": cs.image_bytes,
             "payload_bytes": plan.manifest.payload_bytes, "changed_pages": plan.changed_pages,
             "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
             "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
@@ -504,7 +506,21 @@ class _Migration:
         retries = await self._until_frozen(f"checkpoint of {name}", dump)
         return out[-1], retries
 
+    async def _copy_live_or_none(self, name: str, image_dir: Path, k: int) -> CheckpointStats | None:
+        """A live pre-copy round, or None when reading the running memory fails (``/proc/<pid>/mem`` refused
+        by a ptrace policy, a process the kernel would not describe): the round is then CRIU's dump - a
+        pre-copy round is an optimisation, so its failure must not fail the move. The reason goes in the
+        statistics (``live_fallbacks``) and the log."""
+        try:
+            return await asyncio.to_thread(self._copy_live, name, image_dir)
+        except EngineError as exc:
+            self.live_fallbacks.append(f"round {k}: {exc}")
+            log.warning("%s: live pre-copy round %d failed (%s); dumping it with CRIU instead", name, k, exc)
+            return None
+
     def _copy_live(self, name: str, image_dir: Path) -> CheckpointStats:
+        if self.agent.cfg.fault == "live-read-fails":
+            raise EngineError(f"live copy of {name}: injected failure (fault test)")
         pid = self.agent.runtime.pid(name)
         if pid is None:
             raise EngineError(f"live copy: {name} is not running")
@@ -556,7 +572,7 @@ class _Migration:
         return {
             "service": self.spec.name, "strategy": self.strategy.value, "from": self.agent.cfg.host,
             "to": self.to_host, "ok": True, "rounds": self.rounds, "n_rounds": len(self.rounds),
-            "precopy_read": self.precopy_read.value,
+            "precopy_read": self.precopy_read.value, "live_fallbacks": list(self.live_fallbacks),
             "total_s": round(time.perf_counter() - t_start, 4),
             "frozen_window_s": round(t_restored - t_freeze, 4), "restore_s": round(ev.restore_s, 4),
             "final_round_bytes": final["payload_bytes"], "full_checkpoint_bytes": final["image_bytes"],
