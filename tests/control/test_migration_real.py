@@ -7,9 +7,11 @@ cycles the consecutive-migration tests do (30 migrations in a row = 10 cycles), 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +28,19 @@ PORT = 7000
 
 def _counter(bed, resident_mb: float, name: str = "counter") -> ServiceSpec:
     return ServiceSpec(name, ServiceKind.COUNTER, bed.tb.service_ip(0), PORT, resident_mb)
+
+
+@contextlib.contextmanager
+def _faulty_source(bed, fault: str) -> Iterator[tuple[ServiceSpec, Probe]]:
+    """edge1's agent with ``fault`` injected (``edgemigrate agent --inject-fault``), a 16 MB counter deployed
+    on it and probed; the agent restarted without the fault afterwards, whatever happened."""
+    bed.agents["edge1"].restart("--inject-fault", fault)
+    try:
+        spec = _counter(bed, 16)
+        bed.deploy("edge1", spec)
+        yield spec, _probe(bed, spec)
+    finally:
+        bed.agents["edge1"].restart()
 
 
 def _probe(bed, spec: ServiceSpec) -> Probe:
@@ -97,11 +112,7 @@ def test_a_live_round_that_fails_becomes_a_criu_dump_and_the_move_goes_on(clean)
     runs with an injected failure of its live read (``--inject-fault live-read-fails``). Each live round is
     dumped by CRIU instead, its reason in the statistics, and the move completes with the state intact."""
     bed = clean
-    bed.agents["edge1"].restart("--inject-fault", "live-read-fails")
-    try:
-        spec = _counter(bed, 16)
-        bed.deploy("edge1", spec)
-        probe = _probe(bed, spec)
+    with _faulty_source(bed, "live-read-fails") as (spec, probe):
         stats = bed.migrate("counter", "edge2", "precopy")
         assert stats["ok"] and stats["precopy_read"] == "live", stats
         pre = [r for r in stats["rounds"] if not r["final"]]
@@ -109,8 +120,6 @@ def test_a_live_round_that_fails_becomes_a_criu_dump_and_the_move_goes_on(clean)
         assert len(stats["live_fallbacks"]) == len(pre), stats["live_fallbacks"]
         assert all("injected failure" in why for why in stats["live_fallbacks"])
         _assert_once_and_intact(bed, spec, probe, host="edge2")
-    finally:
-        bed.agents["edge1"].restart()
 
 
 def test_an_unknown_precopy_read_is_refused_in_one_line(clean) -> None:
@@ -230,11 +239,7 @@ def test_a_freezer_that_misses_its_deadline_is_retried_a_bounded_number_of_times
     nothing) the final round's pause. A freezer that never freezes: the retries are bounded, the migration
     fails before the point of no return and the service runs on at the source, its state intact."""
     bed = clean
-    bed.agents["edge1"].restart("--inject-fault", fault)
-    try:
-        spec = _counter(bed, 16)
-        bed.deploy("edge1", spec)
-        probe = _probe(bed, spec)
+    with _faulty_source(bed, fault) as (spec, probe):
         if fault == "unable-to-freeze":
             stats = bed.migrate("counter", "edge2", "precopy", precopy_read=read)
             assert stats["ok"] and stats["freeze_retries"] == 2, stats
@@ -247,8 +252,6 @@ def test_a_freezer_that_misses_its_deadline_is_retried_a_bounded_number_of_times
                 bed.migrate("counter", "edge2", "precopy", precopy_read=read)
             serves = "edge1"
         _assert_once_and_intact(bed, spec, probe, host=serves)
-    finally:
-        bed.agents["edge1"].restart()
 
 
 def _runc_status(bed, host: str, name: str) -> str | None:
@@ -267,11 +270,7 @@ def test_source_agent_dying_with_its_copy_paused_is_resolved_on_restart(clean, f
     """Dead after its final dump, the destination never restored: the restart thaws the paused copy. Dead after
     committing, the destination serves: the restart kills the paused copy, its sockets aborted under the lock."""
     bed = clean
-    bed.agents["edge1"].restart("--inject-fault", fault)
-    try:
-        spec = _counter(bed, 16)
-        bed.deploy("edge1", spec)
-        probe = _probe(bed, spec)
+    with _faulty_source(bed, fault) as (spec, probe):
         with pytest.raises(MigrationFailed, match="closed the connection"):
             bed.migrate("counter", "edge2", "precopy")
         assert _runc_status(bed, "edge1", "counter") == "paused"  # frozen since its final dump
@@ -282,8 +281,6 @@ def test_source_agent_dying_with_its_copy_paused_is_resolved_on_restart(clean, f
             assert _runc_status(bed, "edge1", "counter") is None
             assert not any(bed.tb.exec_in("edge1", ["ss", "-t", "-n", "-H", "src", spec.ip]).stdout.split())
         _assert_once_and_intact(bed, spec, probe, host=serves)
-    finally:
-        bed.agents["edge1"].restart()
 
 
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
@@ -341,17 +338,11 @@ def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
 def test_corrupt_chunk_is_refused_and_service_resumes_at_source(clean, repeat: int) -> None:
     bed = clean
-    bed.agents["edge1"].restart("--inject-fault", "corrupt-chunk")
-    try:
-        spec = _counter(bed, 16)
-        bed.deploy("edge1", spec)
-        probe = _probe(bed, spec)
+    with _faulty_source(bed, "corrupt-chunk") as (spec, probe):
         with pytest.raises(MigrationFailed, match="sha256") as err:
             bed.migrate("counter", "edge2", "precopy")
         assert "resumed on edge1" in str(err.value)
         _assert_once_and_intact(bed, spec, probe)
-    finally:
-        bed.agents["edge1"].restart()
 
 
 def test_agent_with_certificate_from_another_ca_is_rejected(clean, tmp_path) -> None:

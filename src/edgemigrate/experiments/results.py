@@ -29,7 +29,8 @@ from numpy.typing import NDArray
 from edgemigrate import __version__
 from edgemigrate.core.runs import new_run_dir, run_name
 
-__all__ = ["git_sha", "manifest", "new_run_dir", "read_table", "run_name", "versions", "write_json", "write_table"]
+__all__ = ["git_sha", "json_line", "manifest", "new_run_dir", "read_table", "run_name", "strict_json", "versions",
+           "write_json", "write_table"]
 
 VERSIONED = ("numpy", "scipy", "gymnasium", "torch", "matplotlib", "click")
 
@@ -58,7 +59,25 @@ def versions() -> dict[str, str]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    path.write_text(json.dumps(strict_json(data), indent=2, sort_keys=False, default=_json_default,
+                               allow_nan=False) + "\n")
+
+
+def json_line(data: Any) -> str:
+    """One line of strict JSON (the experiments' progress lines): what ``jq`` and JavaScript can read."""
+    return json.dumps(strict_json(data), default=_json_default, allow_nan=False)
+
+
+def strict_json(data: Any) -> Any:
+    """``data`` with every non-finite float (a mean over no values, a ratio to zero) as ``None``: strict JSON
+    has no NaN or Infinity, and a reader should see "no value", not a parse error."""
+    if isinstance(data, float | np.floating):
+        return float(data) if np.isfinite(data) else None
+    if isinstance(data, Mapping):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict_json(v) for v in data]
+    return data
 
 
 def _json_default(obj: Any) -> Any:

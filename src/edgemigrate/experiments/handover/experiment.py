@@ -20,7 +20,7 @@ from edgemigrate.experiments.handover.bed import HandoverBed
 from edgemigrate.experiments.handover.design import HandoverConfig
 from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
 from edgemigrate.experiments.handover.timeline import load_record, timeline_figures
-from edgemigrate.experiments.results import manifest, write_json
+from edgemigrate.experiments.results import json_line, manifest, write_json
 
 RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "handovers", "failed_migrations",
                "downtime_s", "frozen_downtime_s", "longest_gap_s", "other_gaps_s", "frozen_s", "mean_delay_s", "p95_delay_s",
@@ -54,7 +54,7 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
             bed.warm_up(service)
             model = bed.precopy_model(service)
             warm[service] = None if model is None else dataclasses.asdict(model)
-            progress(json.dumps({"warm_up": service, "precopy_model": warm[service]}))
+            progress(json_line({"warm_up": service, "precopy_model": warm[service]}))
         # the model the first runs plan with (later runs refit it with every migration measured before them)
         write_json(folder / "precopy_warmup.json", warm)
         for repeat in range(cfg.repeats):
@@ -67,7 +67,7 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
                     except EdgeMigrateError as exc:  # one broken run is reported, the others still run
                         failed.append({"service": service, "planner": planner, "repeat": repeat,
                                        "error": str(exc)[:500]})
-                        progress(json.dumps({"run_failed": failed[-1]}))
+                        progress(json_line({"run_failed": failed[-1]}))
                         write_json(folder / "failed_runs.json", failed)
                         continue
                     (rec.folder / "events.json").write_text(json.dumps(rec.events, indent=1) + "\n")
@@ -80,7 +80,7 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
                     with (folder / "migrations.jsonl").open("a") as fh:
                         fh.writelines(line + "\n" for line in iter_jsonl(rows))
                     _write_runs(folder / "runs.csv", runs)
-                    progress(json.dumps({"run": len(runs), "of": total} | {k: row[k] for k in RUN_COLUMNS}))
+                    progress(json_line({"run": len(runs), "of": total} | {k: row[k] for k in RUN_COLUMNS}))
     finally:
         bed.down()
         shutil.rmtree(bed.root, ignore_errors=True)
@@ -104,14 +104,14 @@ def write_summary(folder: Path, config: dict[str, Any], runs: list[dict[str, Any
         plots(summary, folder)
         timeline_figures(folder, config["services"], config["planners"], float(config["handover_outage_s"]), folder)
     for r in summary:
-        progress(json.dumps({"summary": r["service"], "planner": r["planner"], "repeats": r["repeats"]}
+        progress(json_line({"summary": r["service"], "planner": r["planner"], "repeats": r["repeats"]}
                             | {k: r[k] for k in ("downtime_s", "downtime_s_ci95", "frozen_downtime_s",
                                                  "frozen_downtime_s_ci95", "frozen_s", "frozen_s_ci95",
                                                  "mean_delay_s", "mean_delay_s_ci95", "mean_proc_s",
                                                  "mean_trans_s", "migrations",
                                                  "final_over_pre", "final_over_pre_max", "counter_ok")}))
     for g in goals:
-        progress(json.dumps({"target": g}))
+        progress(json_line({"target": g}))
 
 
 def reanalyse(folder: Path, *, plot: bool = True, progress: Callable[[str], None] = print) -> None:
