@@ -74,6 +74,29 @@ def test_diff_and_rebuild_with_moved_and_new_mappings(tmp_path: Path) -> None:
     assert out.read_bytes() == (tmp_path / "r2/pages-1.img").read_bytes()
 
 
+def test_the_same_layout_under_other_pagemap_entries_is_patched_in_place(tmp_path: Path) -> None:
+    """A live round writes one entry per run of pages, CRIU splits and flags its entries otherwise: the same
+    pages in the same order are patched in place (the previous file consumed, the spare left unused)."""
+    rng = np.random.default_rng(5)
+    words = PAGE_SIZE_BYTES // 8
+    prev_pages = rng.integers(0, 2**63, size=(6, words), dtype=np.uint64)
+    _write_dump(tmp_path / "r1", [(0x10000, 6, PE_PRESENT)], prev_pages)
+    cur_pages = prev_pages.copy()
+    cur_pages[4, 7] ^= 1
+    _write_dump(tmp_path / "r2", [(0x10000, 2, PE_PRESENT), (0x12000, 4, PE_PRESENT | delta.PE_LAZY)], cur_pages)
+    prev_pm = delta.read_pagemap(tmp_path / "r1/pagemap-1.img")
+    cur_pm = delta.read_pagemap(tmp_path / "r2/pagemap-1.img")
+    changed = delta.changed_pages(prev_pm, tmp_path / "r1/pages-1.img", cur_pm, tmp_path / "r2/pages-1.img")
+    assert np.flatnonzero(changed).tolist() == [4]
+    spare = tmp_path / "spare.img"
+    delta.allocate_spare(spare, 6 * PAGE_SIZE_BYTES)
+    out = tmp_path / "rebuilt.img"
+    delta.rebuild_pages(prev_pm, tmp_path / "r1/pages-1.img", cur_pm, changed,
+                        delta.read_changed(tmp_path / "r2/pages-1.img", changed), out, spare=spare)
+    assert out.read_bytes() == (tmp_path / "r2/pages-1.img").read_bytes()
+    assert not (tmp_path / "r1/pages-1.img").exists() and spare.exists()
+
+
 def test_rebuild_refuses_inconsistent_delta(tmp_path: Path) -> None:
     words = PAGE_SIZE_BYTES // 8
     pages = np.arange(3 * words, dtype=np.uint64).reshape(3, words)

@@ -373,6 +373,10 @@ def rebuild_pages(
     writing into ``spare`` - a file allocated ahead (:func:`allocate_spare`), consumed here - halves it again
     (on tmpfs most of a fresh file's cost is allocating its pages: 0.10 s vs 0.05 s for 200 MB here).
 
+    The same pages in the same order under a pagemap written differently (a live round's runs against
+    CRIU's entries, which split and flag them otherwise) are patched in place, as an identical pagemap is
+    (:func:`patch_pages`: the previous file is consumed, ``spare`` left for the caller).
+
     Raises :class:`DataFormatError` if the delta does not fit the pagemap (wrong page count, an unchanged
     page whose address the previous dump did not store).
     """
@@ -394,6 +398,9 @@ def rebuild_pages(
             raise DataFormatError(out_path, None, "delta marks a page unchanged that the previous round lacks")
         if prev_pages.stat().st_size != prev_pagemap.n_stored_pages * PAGE_SIZE_BYTES:
             raise DataFormatError(prev_pages, None, "pages file does not match its pagemap")
+        if n_cur == prev_pagemap.n_stored_pages and _identity(idx):
+            patch_pages(prev_pages, changed, changed_data, out_path)
+            return
     # source page of every output page: its index in the delta (changed) or in the previous file
     src = np.where(changed, np.cumsum(changed) - 1, idx)
     breaks = np.flatnonzero((changed[1:] != changed[:-1]) | (src[1:] != src[:-1] + 1)) + 1

@@ -34,6 +34,7 @@ Anonymous:             0 kB
 
 def test_smaps_gives_each_mapping_its_anonymous_memory() -> None:
     maps = livecopy.read_mappings(SMAPS)
+    assert [m.executable for m in maps] == [False, True, False, True]
     assert [(m.start, m.end, m.private, m.name, m.anon_kb) for m in maps] == [
         (0x55D0C0000000, 0x55D0C0021000, True, "[heap]", 16),
         (0x7F0000000000, 0x7F0000100000, True, "/usr/lib/libc.so.6", 0),
@@ -44,8 +45,11 @@ def test_smaps_gives_each_mapping_its_anonymous_memory() -> None:
 
 def test_a_private_dump_holds_present_or_swapped_anonymous_pages() -> None:
     present, swapped, file_page = livecopy.PM_PRESENT, livecopy.PM_SWAPPED, livecopy.PM_FILE
-    words = np.array([0, present | 77, swapped, present | file_page, present | swapped], dtype=np.uint64)
-    assert livecopy.dumped_pages(words).tolist() == [False, True, True, False, True]
+    words = np.array([0, present | 77, swapped, present | file_page, present | swapped, present | 5, swapped | 5],
+                     dtype=np.uint64)
+    assert livecopy.dumped_pages(words).tolist() == [False, True, True, False, True, True, True]
+    # the zero page (frame 5 here) is left out when present; a swap entry's bits are no frame
+    assert livecopy.dumped_pages(words, zero_pfn=5).tolist() == [False, True, True, False, True, False, True]
     assert livecopy._runs(np.array([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=bool)) == [(0, 2), (3, 1), (6, 3)]
     assert livecopy._runs(np.zeros(4, dtype=bool)) == []
 
@@ -98,6 +102,41 @@ def test_a_running_process_is_read_without_stopping_it(tmp_path: Path, monkeypat
     for a in range(first + PAGE_SIZE_BYTES, first + (1 << 20), PAGE_SIZE_BYTES):  # pages the child never rewrites
         (i,) = np.flatnonzero(vaddrs == a)
         assert (pages[i] == 0xAB).all()
+
+
+ZERO_PAGES_CHILD = """
+import mmap, time
+m = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(0, 64, 2):
+    m[i * 4096] = 1  # written: dumped
+for i in range(1, 64, 4):
+    _ = m[i * 4096]  # only read: maps the zero page, which CRIU leaves out
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.criu
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root (CAP_SYS_PTRACE)")
+def test_a_live_round_holds_exactly_the_pages_criu_dumps(tmp_path: Path) -> None:
+    """The same pages in the same order as CRIU's dump right after it - zero pages left out, the vdso and the
+    page CRIU's parasite injection writes to included - so the final round finds the live round's layout
+    and the destination patches its pages file in place."""
+    child = subprocess.Popen([sys.executable, "-c", ZERO_PAGES_CHILD], stdout=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        (tmp_path / "live").mkdir()
+        livecopy.copy_process(child.pid, child.pid, tmp_path / "live")
+        subprocess.run(["criu", "dump", "-t", str(child.pid), "-D", str(tmp_path), "--leave-running",
+                        "--shell-job", "-o", "dump.log"], check=True, capture_output=True)
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+    live = delta.read_pagemap(tmp_path / "live" / f"pagemap-{child.pid}.img").stored_page_vaddrs()
+    dumped = delta.read_pagemap(tmp_path / f"pagemap-{child.pid}.img").stored_page_vaddrs()
+    assert live.tolist() == dumped.tolist()
 
 
 def test_a_container_that_is_gone_is_an_engine_error(tmp_path: Path) -> None:

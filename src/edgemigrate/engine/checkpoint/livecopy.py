@@ -8,10 +8,17 @@ the previous round's page at the same address *by content* (:func:`edgemigrate.e
 and sends every page that differs. So a pre-copy round may read the memory of the running processes while
 they keep writing it: a page torn by a concurrent write differs from the final dump's and is sent again then.
 
-Pages read: those of each private mapping that are present or swapped and not file-backed (bit 61 of
-``/proc/<pid>/pagemap``) - the pages CRIU dumps - through ``/proc/<pid>/mem``. Only mappings that hold
-anonymous memory at all (``/proc/<pid>/smaps``) have their pagemap read, so a runtime's huge reserved but
-untouched regions cost nothing. A page that vanishes while it is read (unmapped meanwhile) is left out.
+Pages read: exactly the set CRIU's final dump will hold, so that the final round finds the same page layout
+and the destination patches the previous pages file in place instead of rebuilding it while the service is
+frozen (CRIU 4.2, ``criu/mem.c`` ``should_dump_page``, checked against real dumps): of each private mapping
+the pages present or swapped, not file-backed (bit 61 of ``/proc/<pid>/pagemap``) and not the kernel's zero
+page (an untouched page that was only read; CRIU leaves it out by its PFN); every ``[vdso]`` page (CRIU's
+parasite reads the vdso, so all its pages are present when CRIU dumps); and the
+first page of the first executable mapping, where CRIU's parasite injection writes its syscall through
+ptrace (and restores it), which turns that page anonymous from the first CRIU call on. Read through
+``/proc/<pid>/mem``. Only mappings that hold anonymous memory at all (``/proc/<pid>/smaps``) have their
+pagemap read, so a runtime's huge reserved but untouched regions cost nothing. A page that vanishes while
+it is read (unmapped meanwhile) is left out.
 
 The folder holds, per process of the container, ``pagemap-<pid inside the container>.img`` (CRIU's format
 and name: the final dump's pagemaps are named by the same pids) and its ``pages-<that pid>.img``, nothing
@@ -20,6 +27,8 @@ else. It is only ever the base of the next round's delta, never restored.
 
 from __future__ import annotations
 
+import functools
+import mmap
 import os
 import re
 import time
@@ -35,6 +44,8 @@ from edgemigrate.engine.delta import PAGE_SIZE_BYTES, PE_PRESENT, encode_pagemap
 PM_PRESENT = 1 << 63
 PM_SWAPPED = 1 << 62
 PM_FILE = 1 << 61  # file-backed or shared anonymous: not in CRIU's private dump
+PM_PFN_MASK = (1 << 55) - 1  # bits 0-54: the page frame of a present page (0 unless CAP_SYS_ADMIN)
+VDSO = "[vdso]"  # CRIU dumps all its pages although the kernel marks them file-backed
 SPECIAL_MAPPINGS = frozenset({"[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]"})
 READ_CHUNK_BYTES = 8 << 20  # one pread at most (bounded buffer)
 PAGEMAP_SLICE_PAGES = 1 << 20  # pagemap words read at once (8 MiB): a huge sparse mapping is read in slices
@@ -49,6 +60,7 @@ class Mapping:
     private: bool
     name: str
     anon_kb: int  # Anonymous + Swap from smaps: 0 means no page of it is in a private dump
+    executable: bool = False
 
 
 def read_mappings(smaps_text: str) -> list[Mapping]:
@@ -60,7 +72,7 @@ def read_mappings(smaps_text: str) -> list[Mapping]:
         if m:
             if cur is not None:
                 out.append(Mapping(*cur))  # type: ignore[arg-type]
-            cur = [int(m[1], 16), int(m[2], 16), m[3][3] == "p", m[4].strip(), 0]
+            cur = [int(m[1], 16), int(m[2], 16), m[3][3] == "p", m[4].strip(), 0, m[3][2] == "x"]
             continue
         f = _KB_FIELD.match(line)
         if f and cur is not None:
@@ -70,11 +82,40 @@ def read_mappings(smaps_text: str) -> list[Mapping]:
     return out
 
 
-def dumped_pages(pagemap_words: np.ndarray) -> np.ndarray:
-    """Mask of the pages a private dump holds: present or swapped, and not file-backed."""
+def dumped_pages(pagemap_words: np.ndarray, zero_pfn: int = 0) -> np.ndarray:
+    """Mask of the pages a private dump holds: present or swapped, not file-backed, and not the zero page
+    ``zero_pfn`` (0: unknown, nothing excluded)."""
     w = pagemap_words.astype(np.uint64, copy=False)
     in_memory = (w & np.uint64(PM_PRESENT | PM_SWAPPED)) != 0
-    return in_memory & ((w & np.uint64(PM_FILE)) == 0)
+    in_memory &= (w & np.uint64(PM_FILE)) == 0
+    if zero_pfn:
+        present = (w & np.uint64(PM_PRESENT)) != 0
+        in_memory &= ~(present & ((w & np.uint64(PM_PFN_MASK)) == np.uint64(zero_pfn)))
+    return in_memory
+
+
+@functools.cache
+def zero_page_pfn() -> int:
+    """The page frame of the kernel's zero page, found as CRIU's kerndat finds it: a private anonymous page
+    that is only read maps it. 0 where page frames are hidden (without CAP_SYS_ADMIN)."""
+    page = mmap.mmap(-1, PAGE_SIZE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=mmap.PROT_READ)
+    try:
+        view = np.frombuffer(page, dtype=np.uint8)
+        if int(view[0]) != 0:
+            return 0
+        with open("/proc/self/pagemap", "rb") as fh:
+            fh.seek(view.ctypes.data // PAGE_SIZE_BYTES * 8)
+            word = int.from_bytes(fh.read(8), "little")
+        del view
+    finally:
+        page.close()
+    return word & PM_PFN_MASK if word & PM_PRESENT else 0
+
+
+def _first_executable(mappings: list[Mapping]) -> Mapping | None:
+    """The mapping CRIU's parasite injection writes to (compel's ``find_executable_area``: the first
+    executable one in ``/proc/<pid>/maps`` order)."""
+    return next((m for m in mappings if m.executable), None)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -123,8 +164,11 @@ def _copy_run(mem_fd: int, out_fd: int, vaddr: int, n_pages: int) -> list[tuple[
 def copy_process(pid: int, ns_pid: int, out_dir: Path) -> int:
     """Write ``pagemap-<ns_pid>.img`` and ``pages-<ns_pid>.img`` for one running process; returns its pages."""
     proc = Path(f"/proc/{pid}")
-    mappings = [m for m in read_mappings((proc / "smaps").read_text())
-                if m.private and m.anon_kb > 0 and m.name not in SPECIAL_MAPPINGS]
+    every = read_mappings((proc / "smaps").read_text())
+    injected = _first_executable(every)
+    mappings = [m for m in every if m.private and (m.name == VDSO or m is injected or
+                                                   (m.anon_kb > 0 and m.name not in SPECIAL_MAPPINGS))]
+    zero_pfn = zero_page_pfn()
     entries: list[tuple[int, int, int]] = []
     pm_fd = os.open(proc / "pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem_fd = os.open(proc / "mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -135,7 +179,10 @@ def copy_process(pid: int, ns_pid: int, out_dir: Path) -> int:
                 n = min(PAGEMAP_SLICE_PAGES, (m.end - start) // PAGE_SIZE_BYTES)
                 raw = os.pread(pm_fd, n * 8, (start // PAGE_SIZE_BYTES) * 8)
                 words = np.frombuffer(raw[: len(raw) // 8 * 8], dtype=np.uint64)
-                for first, count in _runs(dumped_pages(words)):
+                mask = np.ones(words.size, dtype=bool) if m.name == VDSO else dumped_pages(words, zero_pfn)
+                if m is injected and start == m.start and mask.size:
+                    mask[0] = True
+                for first, count in _runs(mask):
                     for vaddr, k in _copy_run(mem_fd, out_fd, start + first * PAGE_SIZE_BYTES, count):
                         entries.append((vaddr, k, PE_PRESENT))
     finally:
