@@ -13,12 +13,12 @@ and the destination patches the previous pages file in place instead of rebuildi
 frozen (CRIU 4.2, ``criu/mem.c`` ``should_dump_page``, checked against real dumps): of each private mapping
 the pages present or swapped, not file-backed (bit 61 of ``/proc/<pid>/pagemap``) and not the kernel's zero
 page (an untouched page that was only read; CRIU leaves it out by its PFN); every ``[vdso]`` page (CRIU's
-parasite reads the vdso, so all its pages are present when CRIU dumps); and the
-first page of the first executable mapping, where CRIU's parasite injection writes its syscall through
-ptrace (and restores it), which turns that page anonymous from the first CRIU call on. Read through
-``/proc/<pid>/mem``. Only mappings that hold anonymous memory at all (``/proc/<pid>/smaps``) have their
-pagemap read, so a runtime's huge reserved but untouched regions cost nothing. A page that vanishes while
-it is read (unmapped meanwhile) is left out.
+parasite reads the vdso, so all its pages are present when CRIU dumps); and the first page of the first
+executable mapping, where CRIU's parasite injection writes its syscall through ptrace (and restores it),
+which turns that page anonymous from the first CRIU call on. Read through ``/proc/<pid>/mem``. Only
+mappings that hold anonymous memory at all (``/proc/<pid>/smaps``) have their pagemap read, so a runtime's
+huge reserved but untouched regions cost nothing. A page that vanishes while it is read (unmapped
+meanwhile) is left out.
 
 The folder holds, per process of the container, ``pagemap-<pid inside the container>.img`` (CRIU's format
 and name: the final dump's pagemaps are named by the same pids) and its ``pages-<that pid>.img``, nothing
