@@ -414,13 +414,8 @@ class _Migration:
                 self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
                                                           self.spec.ip)
                 t_lock = time.perf_counter()
-            # a final round's container is paused already (no freeze left to fail); a pre-copy dump freezes
-            live = not final and self.precopy_read is PrecopyRead.LIVE
-            cs = await self._copy_live_or_none(name, d, k) if live else None
-            read = PrecopyRead.DUMP if cs is None else PrecopyRead.LIVE
-            if cs is None:
-                cs, retries = await self._checkpoint(name, d)
-                freeze_retries += retries
+            cs, read, retries = await self._read_round(name, d, k, final)
+            freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
@@ -505,6 +500,17 @@ class _Migration:
 
         retries = await self._until_frozen(f"checkpoint of {name}", dump)
         return out[-1], retries
+
+    async def _read_round(self, name: str, d: Path, k: int, final: bool) -> tuple[CheckpointStats, PrecopyRead, int]:
+        """Round ``k``'s image and how it was read, with the freeze retries it took: a live read for a pre-copy
+        round when asked for (CRIU's dump if it fails), else CRIU's dump - a final round's container is
+        paused already (no freeze left to fail), a pre-copy dump freezes it."""
+        live = not final and self.precopy_read is PrecopyRead.LIVE
+        cs = await self._copy_live_or_none(name, d, k) if live else None
+        if cs is not None:
+            return cs, PrecopyRead.LIVE, 0
+        cs, retries = await self._checkpoint(name, d)
+        return cs, PrecopyRead.DUMP, retries
 
     async def _copy_live_or_none(self, name: str, image_dir: Path, k: int) -> CheckpointStats | None:
         """A live pre-copy round, or None when reading the running memory fails (``/proc/<pid>/mem`` refused
