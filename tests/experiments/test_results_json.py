@@ -22,11 +22,12 @@ def _strict_load(text: str) -> object:
 
 def test_non_finite_floats_are_written_as_null(tmp_path: Path) -> None:
     data = {"mean_proc_s": math.nan, "ratio": np.float64(np.inf), "rows": [{"x": -math.inf, "y": 1.25}],
-            "pair": (np.float32(0.5), math.nan), "ok": True, "n": np.int64(3), "name": "counter"}
+            "pair": (np.float32(0.5), math.nan), "ok": True, "n": np.int64(3), "name": "counter",
+            "series": np.array([[1.0, np.nan], [np.inf, 2.0]])}
     write_json(tmp_path / "summary.json", data)
     back = _strict_load((tmp_path / "summary.json").read_text())
     assert back == {"mean_proc_s": None, "ratio": None, "rows": [{"x": None, "y": 1.25}], "pair": [0.5, None],
-                    "ok": True, "n": 3, "name": "counter"}
+                    "ok": True, "n": 3, "name": "counter", "series": [[1.0, None], [None, 2.0]]}
     assert _strict_load(json_line(data)) == back
 
 

@@ -77,6 +77,8 @@ def strict_json(data: Any) -> Any:
         return {k: strict_json(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
         return [strict_json(v) for v in data]
+    if isinstance(data, np.ndarray):  # its elements too: json would write a NaN in it, or refuse it
+        return strict_json(data.tolist())
     return data
 
 
