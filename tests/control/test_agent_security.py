@@ -545,6 +545,96 @@ def test_hostile_lock_rules_are_refused(tmp_path: Path, monkeypatch: pytest.Monk
     _run(tmp_path, monkeypatch, body)
 
 
+async def _announce_freeze(env: Env, rules: list[str], spec: ServiceSpec | None = None) -> tuple[FramedConnection, Message]:
+    """HELLO, the source's FROZEN with ``rules``, then an empty final round: its reply says the agent is done
+    with the announcement (ROUND_OK) or refused it (ABORT)."""
+    spec = spec or _spec()
+    token = await env.authorize(spec.name)
+    conn, reply = await _say_hello(env, "s1", token, spec=spec)
+    assert reply.type is MsgType.HELLO_OK, reply
+    await conn.send(MsgType.FROZEN, session="s1", netfilter_rules=rules)
+    m = Manifest(spec.name, 1, True, (), ())
+    await conn.send(MsgType.ROUND, session="s1", manifest=m.to_dict(), netfilter_rules=[])
+    reply = await asyncio.wait_for(conn.next_message(), 10)
+    assert isinstance(reply, Message)
+    return conn, reply
+
+
+def test_a_freeze_announcement_takes_the_address_and_a_lost_source_gets_it_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FROZEN: lock rules, hold and IP are taken before any image is verified (journaled first, so a restart
+    lifts them); the source lost before the restore: everything is given back, what was held is dropped."""
+    rules = [lock_rule(), lock_rule("OUTPUT")]
+
+    async def body(env: Env) -> None:
+        conn, reply = await _announce_freeze(env, rules)
+        assert reply.type is MsgType.ROUND_OK
+        assert env.applied == [rules[0], netlock.hold_rule(SERVICE_IP, 49152)]  # inbound only
+        assert env.mover.claims == [(SERVICE_IP, "edge2")] and env.runtime.restores == []
+        [rec] = env.agent.store.sessions()
+        assert rec.phase is SessionPhase.TAKEN_OVER and rec.role == "destination"
+        await conn.close()
+        await env.settle()
+        assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]
+        assert set(env.removed) == set(env.applied) and env.agent.store.sessions() == []
+        [h] = FakeHold.made
+        assert h.started and h.closed and not h.released
+
+    _run(tmp_path, monkeypatch, body)
+
+
+def test_after_a_freeze_announcement_the_restore_takes_nothing_twice(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = [lock_rule(), lock_rule("OUTPUT")]
+
+    async def body(env: Env) -> None:
+        conn, reply = await _announce_freeze(env, rules)
+        assert reply.type is MsgType.ROUND_OK
+        await conn.send(MsgType.RESTORE, session="s1", round=1, netfilter_rules=[])
+        reply = await asyncio.wait_for(conn.next_message(), 10)
+        await conn.close()
+        assert isinstance(reply, Message) and reply.type is MsgType.ABORT  # the fake restore fails
+        await env.settle()
+        hold = netlock.hold_rule(SERVICE_IP, 49152)
+        assert env.applied == [rules[0], hold, *netlock.service_lock_rules(SERVICE_IP)] and env.runtime.restores
+        assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]
+        [h] = FakeHold.made
+        assert h.started and h.closed and not h.released
+
+    _run(tmp_path, monkeypatch, body)
+
+
+@pytest.mark.parametrize(("rules", "why"), [
+    ([lock_rule(local_ip="10.99.9.9")], "another address"),
+    ([netlock.hold_rule(SERVICE_IP, 7)], "not a connection lock"),
+    (["-A INPUT -j DROP"], "not a connection lock"),
+    ([7], "FROZEN.netfilter_rules"),
+])
+def test_a_freeze_announcement_with_hostile_rules_takes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                rules: list[Any], why: str) -> None:
+    async def body(env: Env) -> None:
+        conn, reply = await _announce_freeze(env, rules)
+        await conn.close()
+        assert reply.type is MsgType.ABORT and why in reply.body["reason"], reply
+        await env.settle()
+        assert env.applied == [] and env.mover.claims == [] and env.agent.store.sessions() == []
+
+    _run(tmp_path, monkeypatch, body)
+
+
+def test_a_freeze_announcement_for_an_address_held_elsewhere_takes_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    async def body(env: Env) -> None:
+        env.mover.held[SERVICE_IP] = "edge3"
+        conn, reply = await _announce_freeze(env, [lock_rule()])
+        await conn.close()
+        assert reply.type is MsgType.ABORT and "held by edge3" in reply.body["reason"], reply
+        await env.settle()
+        assert env.mover.claims == [] and env.agent.store.sessions() == []
+
+    _run(tmp_path, monkeypatch, body)
+
+
 @pytest.mark.parametrize(("setup", "why"), [
     ("outside", "outside the testbed subnet"),
     ("other-host", "held by edge3"),

@@ -335,6 +335,48 @@ def test_link_cut_mid_transfer_rolls_back(clean, repeat: int) -> None:
         time.sleep(0.5)
 
 
+def test_the_destination_holds_the_address_from_the_freeze_on(clean) -> None:
+    """The source announces its freeze before it dumps: while it is stalled there (injected), the service is
+    paused at the source and not yet restored anywhere, yet its address already routes to the destination,
+    whose hold queues what clients send (the probe's retransmissions, a new client's SYN) for the restored
+    copy instead of the source's lock dropping it. The new client is served by the restored copy."""
+    import socket
+
+    from edgemigrate.control.netns import in_netns
+
+    bed = clean
+    with _faulty_source(bed, "stall-after-freeze") as (spec, probe):
+        t, box = _migrate_in_thread(bed, "counter", "edge2")
+        deadline = time.monotonic() + 60
+        while bed.tb.services().get(spec.ip) != "edge2":  # a bounded wait, not a timing check
+            assert time.monotonic() < deadline, "the address never moved"
+            time.sleep(0.02)
+        assert _runc_status(bed, "edge1", "counter") == "paused"
+        assert _runc_status(bed, "edge2", "counter") is None  # taken over before anything was restored
+        reply: dict[str, object] = {}
+
+        def new_client() -> None:
+            with in_netns(bed.tb.netns_path("client1")):
+                s = socket.create_connection((spec.ip, spec.port), timeout=30)
+            with s, s.makefile("rb") as f:
+                s.sendall(b"INC\n")
+                reply["value"] = int(f.readline())
+
+        c = threading.Thread(target=new_client, daemon=True)
+        c.start()
+        t.join(90)
+        c.join(30)
+        assert box.get("stats", {}).get("ok"), box
+        assert isinstance(reply.get("value"), int) and reply["value"] > 0, reply
+        held = [ln for ln in bed.agents["edge2"].log_path.read_text().splitlines() if "packets held" in ln]
+        assert held and int(held[-1].rsplit(",", 1)[1].split()[0]) >= 1, held[-1:]
+        time.sleep(0.5)
+        res = probe.stop()
+        value = int(reply["value"])  # the new client's increment is the one value the probe skipped
+        assert res.error is None and res.jumps == ((value - 1, value + 1),), res
+        assert bed.where_running(spec.name) == ["edge2"] and bed.tb.services()[spec.ip] == "edge2"
+
+
 @pytest.mark.parametrize("repeat", range(FAULT_REPEATS))
 def test_corrupt_chunk_is_refused_and_service_resumes_at_source(clean, repeat: int) -> None:
     bed = clean

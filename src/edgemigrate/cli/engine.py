@@ -42,7 +42,8 @@ def _dir(testbed: str, pki: Path, port: int) -> AgentDirectory:
                    "[default: 16]; 0 = the kernel's autotuning.")
 @click.option("--inject-fault", type=click.Choice(["corrupt-chunk", "die-after-final-dump", "die-after-commit",
                                                           "die-after-restore", "unable-to-freeze",
-                                                          "never-freezes", "live-read-fails"]), hidden=True,
+                                                          "never-freezes", "live-read-fails",
+                                                          "stall-after-freeze"]), hidden=True,
               help="Fault injection for the fault tests.")
 @click.pass_context
 def agent(ctx: click.Context, host: str | None, listen_ip: str | None, port: int, pki: Path,

@@ -54,6 +54,7 @@ from edgemigrate.engine.protocol.session import (
     HelloReceived,
     RestoreRequested,
     RoundAnnounced,
+    SourceFrozen,
 )
 from edgemigrate.engine.transport import tls
 from edgemigrate.engine.transport.streams import FramedConnection, size_receive_buffer
@@ -90,7 +91,8 @@ class _Incoming:
     receiver_changed: asyncio.Event = field(default_factory=asyncio.Event)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claimed_ip_from: str | None = None
-    rules_pending: tuple[str, ...] = ()  # the final round's lock rules, installed once that round verified
+    taken_over: bool = False  # lock rules, packet hold and (with a mover) the service IP are here
+    rules_pending: tuple[str, ...] = ()  # the source's lock rules, installed when the address is taken over
     rules: tuple[str, ...] = ()  # lock rules installed here
     hold: PacketHold | None = None  # incoming packets held (not dropped) while restoring
     hold_rule: str | None = None
@@ -440,6 +442,8 @@ class Agent:
     async def _dest_event(self, inc: _Incoming, ev: object) -> None:
         if isinstance(ev, HelloReceived):
             await self._on_hello(inc, ev)
+        elif isinstance(ev, SourceFrozen):
+            await self._on_source_frozen(inc, ev)
         elif isinstance(ev, RoundAnnounced):
             await self._on_round(inc, ev)
         elif isinstance(ev, RestoreRequested):
@@ -471,12 +475,26 @@ class Agent:
         inc.sess.accept(round_limit, SESSION_ROUNDS * round_limit)
         await self._flush(inc)
 
+    async def _on_source_frozen(self, inc: _Incoming, ev: SourceFrozen) -> None:
+        """The source is frozen for its final dump: take the address over now (see :class:`SourceFrozen`).
+        Journaled first, so that a restart of this agent lifts what it installed; a failure (or any later
+        one before the restore) gives the address back like a failed restore does."""
+        assert inc.spec is not None
+        try:
+            inc.rules_pending = tuple(netlock.check_service_rules(ev.netfilter_rules, inc.spec.ip))
+            self.store.put_session(SessionRecord(inc.sess.session, "destination", inc.spec, inc.src_host,
+                                                 inc.src_addr, SessionPhase.TAKEN_OVER, ""))
+            await asyncio.to_thread(self._take_over, inc)
+        except EdgeMigrateError as exc:
+            await self._dest_fail(inc, f"taking over {inc.spec.ip} failed: {exc}")
+
     async def _on_round(self, inc: _Incoming, ev: RoundAnnounced) -> None:
         assert inc.dir is not None and inc.spec is not None
         prev = inc.rounds[-1] if inc.rounds else None
         try:
-            # lock rules are only checked now; they are installed once this round verified (see _take_over)
-            inc.rules_pending = tuple(netlock.check_service_rules(ev.netfilter_rules, inc.spec.ip))
+            # lock rules are only checked now; they are installed when the address is taken over (_take_over)
+            checked = netlock.check_service_rules(ev.netfilter_rules, inc.spec.ip)
+            inc.rules_pending = tuple(dict.fromkeys([*inc.rules_pending, *checked]))
             inc.receiver = RoundReceiver(ev.manifest, round_dir(inc.dir, ev.manifest.round_index), prev)
         except (EdgeMigrateError, OSError) as exc:
             await self._dest_fail(inc, f"round {ev.manifest.round_index} refused: {exc}")
@@ -510,9 +528,10 @@ class Agent:
         await asyncio.to_thread(self._cleanup_incoming, inc, True)
 
     def _take_over(self, inc: _Incoming) -> None:
-        """After the final round verified: lock rules first (so no reset reaches a client), then the service
-        IP - only an address of the testbed's service range that no other service here owns, held by the
-        source (or by nobody)."""
+        """When the source froze the service (or at the latest, before the restore): lock rules first (so no
+        reset reaches a client), then the packet hold, then the service IP - only an address of the testbed's
+        service range that no other service here owns, held by the source (or by nobody). Again after that,
+        it only installs lock rules it did not have."""
         assert inc.spec is not None
         spec = inc.spec
         owners = [n for n, s in self.store.services().items() if s.ip == spec.ip and n != spec.name]
@@ -525,12 +544,16 @@ class Agent:
             if where not in (None, inc.src_host, self.cfg.host):
                 raise EngineError(f"service IP {spec.ip} is held by {where}, not by the source {inc.src_host}")
         new = [r for r in netlock.inbound(inc.rules_pending) if r not in inc.rules]
-        netlock.apply_rules(self.cfg.netns_path, new)
-        inc.rules = (*inc.rules, *new)
+        if new:
+            netlock.apply_rules(self.cfg.netns_path, new)
+            inc.rules = (*inc.rules, *new)
+        if inc.taken_over:
+            return
         self._hold_packets(inc)
         if self.mover is not None:
             inc.claimed_ip_from = where or inc.src_host
             self.mover.claim(spec.ip, self.cfg.host)
+        inc.taken_over = True
 
     def _hold_packets(self, inc: _Incoming) -> None:
         """Queue the service address's incoming packets in front of the lock (best effort: without a hold
@@ -645,8 +668,8 @@ class Agent:
             # CRIU restores credentials, capabilities, no_new_privs, seccomp and mount flags from the image,
             # not from the bundle: an image that would grant more than this host's own bundle is refused
             await asyncio.to_thread(check_image, inc.rounds[-1], policy_from_bundle(inc.bundle))
-            # the checked image's page daemon starts while the address is taken over (both inside the
-            # clients' wait); without it the restore starts its own
+            # the checked image's page daemon starts while the address is taken over (normally done when
+            # the source announced its freeze); without it the restore starts its own
             prepared = asyncio.create_task(asyncio.to_thread(self.runtime.prepare_restore, spec.name,
                                                              inc.rounds[-1]))
             try:

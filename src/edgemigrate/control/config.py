@@ -24,7 +24,7 @@ class AgentConfig:
     testbed: str | None = None
     io_timeout_s: float = IO_TIMEOUT_S
     # fault injection: "corrupt-chunk", "die-after-final-dump", "die-after-commit", "die-after-restore",
-    # "unable-to-freeze", "never-freezes", "live-read-fails"
+    # "unable-to-freeze", "never-freezes", "live-read-fails", "stall-after-freeze"
     fault: str | None = None
     data_rcvbuf_bytes: int = DATA_RCVBUF_BYTES  # receive buffer of incoming data connections; 0 = autotuning
     max_connections: int = MAX_CONNECTIONS

@@ -8,9 +8,11 @@ the last delta is sent (migration phase), so runc's teardown of a dumped contain
 frozen window and a failure before the point of no return only has to thaw it. Strategy ``stop-and-copy``
 does only the final frozen round, with every page.
 
-Pre-copy rounds take no network lock; the final round's lock rules travel with it. After the destination
-rebuilt and verified the final image, it holds the address's incoming packets, claims the service IP,
-restores lazily (the memory follows from its local, verified image through userfaultfd while the service
+Pre-copy rounds take no network lock. Once the service is paused and its address locked here, the source
+announces it (``FROZEN``, with the lock rules) and the destination takes the address over at once: its
+lock, a hold of the address's incoming packets, the service IP - so that what clients send while the
+service is frozen queues there instead of being dropped by the lock here. After the destination rebuilt
+and verified the final image it restores lazily (the memory follows from its local, verified image through userfaultfd while the service
 already answers), lets the held packets in, waits until every page is in, health-checks, and answers
 ``RESTORED`` - the point of no return.
 (Why each step is where it is, measured: ``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image locally if
@@ -79,6 +81,7 @@ FIRST_SHRINK = 0.5  # the next round's share of the first, before a second round
 # Waits, on top of the agent's I/O timeout where they are a reply to a round or to the restore
 DESTINATION_WORK_S = 30.0  # the destination's own work before it answers: rebuild + verify, restore + health
 REFUSAL_WAIT_S = 1.0  # after a data connection failed: the destination may say why on the control connection
+FAULT_STALL_S = 3.0  # fault "stall-after-freeze": long enough for a test to look at the frozen window
 DONE_WAIT_S = 5.0  # DONE after COMMIT (best effort: the migration is complete either way)
 PROGRESS_SEND_S = 5.0  # one progress report to the client (a slow client must not stall the migration)
 IN_DOUBT_QUERY_S = 30.0  # how long to ask the destination about an in-doubt restore
@@ -405,15 +408,7 @@ class _Migration:
         try:
             t_pause = t_lock = t0
             if final:
-                # Paused first, locked second: a request that arrives in between is still acknowledged by
-                # the kernel, queued in the socket and dumped with it, so its client waits for the reply
-                # (sent as soon as the copy runs) - not for its retransmission timeout, which a request
-                # the lock dropped would cost it (+0.21 s steps, doubling; 7.4 s frozen became a 13.8 s gap).
-                freeze_retries += await self._until_frozen(f"pause of {name}", self.agent.runtime.pause, name)
-                t_pause = time.perf_counter()
-                self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path,
-                                                          self.spec.ip)
-                t_lock = time.perf_counter()
+                freeze_retries, t_pause, t_lock = await self._pause_and_lock(name)
             cs, read, retries = await self._read_round(name, d, k, final)
             freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
@@ -471,6 +466,26 @@ class _Migration:
         self.rounds.append(stats)
         await self._progress({"round": stats})
         return d
+
+    async def _pause_and_lock(self, name: str) -> tuple[int, float, float]:
+        """The final round's freeze: returns the freezer retries and when the pause and the lock were done.
+
+        Paused first, locked second: a request that arrives in between is still acknowledged by the kernel,
+        queued in the socket and dumped with it, so its client waits for the reply (sent as soon as the copy
+        runs) - not for its retransmission timeout, which a request the lock dropped would cost it (+0.21 s
+        steps, doubling; 7.4 s frozen became a 13.8 s gap). Then the destination is told to take the address
+        over at once, so that those retransmissions queue there (held for the restored sockets) instead of
+        being dropped here until the restore: without that, a request the lock dropped waited for the
+        client's retransmission after the service was back (+0.08 s on the 200 MB counter)."""
+        retries = await self._until_frozen(f"pause of {name}", self.agent.runtime.pause, name)
+        t_pause = time.perf_counter()
+        self.lock_rules = await asyncio.to_thread(netlock.lock_service, self.agent.cfg.netns_path, self.spec.ip)
+        t_lock = time.perf_counter()
+        self.sess.announce_frozen(self.lock_rules)
+        await self._flush()
+        if self.agent.cfg.fault == "stall-after-freeze":
+            await asyncio.sleep(FAULT_STALL_S)  # fault test: the frozen window, stretched before the dump
+        return retries, t_pause, t_lock
 
     async def _until_frozen(self, what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> int:
         """Run a freezing runtime call (in a thread), retrying only a freezer that missed its deadline, at most

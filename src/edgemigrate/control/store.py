@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class SessionPhase(enum.Enum):
     PRECOPY = "precopy"  # source still running (leave-running rounds)
     FROZEN = "frozen"  # source dumped for good; final image in image_dir
+    TAKEN_OVER = "taken-over"  # destination: the service address is here (held), nothing restored yet
     RESTORING = "restoring"  # destination: restore requested
     COMMITTED = "committed"
 

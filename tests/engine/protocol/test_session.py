@@ -22,6 +22,7 @@ from edgemigrate.engine.protocol.session import (
     RestoreRequested,
     RoundAnnounced,
     RoundVerified,
+    SourceFrozen,
     SourceRecovery,
     SourceSession,
     SourceState,
@@ -290,6 +291,56 @@ def test_pipelined_restore_saves_a_round_trip() -> None:
     s_ev, d_ev = _pump(src, dst)
     assert s_ev == [RoundVerified(2, 4, 0.0, True), Restored(7, 0.1), Finished("s1")]
     assert d_ev == [Committed("s1")]
+
+
+def test_freeze_announced_before_the_final_round() -> None:
+    """The source tells the destination it froze (with the lock rules) before it dumps: the destination
+    takes the address over while the final round is still being made; the session goes on as before."""
+    src, dst = _to_ready(1)
+    src.mark_frozen()
+    src.announce_frozen(["-A INPUT -j DROP"])
+    assert src.state is SourceState.FROZEN_ANNOUNCED and src.frozen
+    _, d_ev = _pump(src, dst)
+    assert d_ev == [SourceFrozen(("-A INPUT -j DROP",))] and dst.state is DestState.SOURCE_FROZEN
+    src.send_round(_manifest(2, True), ["-A INPUT -j DROP"])
+    src.send_restore([])
+    _, d_ev = _pump(src, dst)
+    assert isinstance(d_ev[0], RoundAnnounced) and dst.state is DestState.RESTORE_QUEUED
+    (ev,) = dst.round_verified(4, 0.0)
+    assert ev == RestoreRequested(2, ())
+    dst.restored(7, 0.1)
+    s_ev, d_ev = _pump(src, dst)
+    assert s_ev == [RoundVerified(2, 4, 0.0, True), Restored(7, 0.1), Finished("s1")]
+
+
+def test_freeze_announcement_hostile_variants_abort() -> None:
+    # rules that are not strings
+    _, dst = _to_ready(1)
+    (ev,) = dst.receive_data(codec.encode(MsgType.FROZEN, session="s1", netfilter_rules=[1]))
+    assert isinstance(ev, Aborted) and "FROZEN.netfilter_rules" in ev.reason and ev.cleanup is DestCleanup.DISCARD
+    # a leave-running round after the freeze
+    _, dst2 = _to_ready(1)
+    dst2.receive_data(codec.encode(MsgType.FROZEN, session="s1", netfilter_rules=[]))
+    (ev,) = dst2.receive_data(codec.encode(MsgType.ROUND, session="s1", manifest=_manifest(2, False).to_dict(),
+                                           netfilter_rules=[]))
+    assert isinstance(ev, Aborted) and "cannot receive a ROUND" in ev.reason
+    # announced twice, or before HELLO was accepted
+    _, dst3 = _to_ready(1)
+    dst3.receive_data(codec.encode(MsgType.FROZEN, session="s1", netfilter_rules=[]))
+    (ev,) = dst3.receive_data(codec.encode(MsgType.FROZEN, session="s1", netfilter_rules=[]))
+    assert isinstance(ev, Aborted) and "unexpected FROZEN" in ev.reason
+    d = DestSession("?")
+    (ev,) = d.receive_data(codec.encode(MsgType.FROZEN, session="s1", netfilter_rules=[]))
+    assert isinstance(ev, Aborted) and "expected HELLO" in ev.reason
+    # the source's connection lost after the announcement: the source resumes here, the destination discards
+    src4, dst4 = _to_ready(1)
+    src4.mark_frozen()
+    src4.announce_frozen([])
+    _pump(src4, dst4)
+    (f,) = src4.connection_lost()
+    assert isinstance(f, Failed) and f.recovery is SourceRecovery.RESUME_HERE
+    (a,) = dst4.connection_lost()
+    assert isinstance(a, Aborted) and a.cleanup is DestCleanup.DISCARD
 
 
 def test_restored_before_final_round_ok_is_a_protocol_error() -> None:

@@ -46,6 +46,7 @@ SOURCE_STIMULI: dict[SourceInput, Callable[[SourceSession], object]] = {
     SourceInput.SEND_HELLO: lambda s: s.hello(SPEC, "edge-a", "precopy"),
     SourceInput.SEND_ROUND: lambda s: s.send_round(_manifest(s.rounds_sent + 1, False)),
     SourceInput.FREEZE: lambda s: s.mark_frozen(),
+    SourceInput.ANNOUNCE_FROZEN: lambda s: s.announce_frozen([]),
     SourceInput.SEND_FINAL_ROUND: lambda s: s.send_round(_manifest(s.rounds_sent + 1, True)),
     SourceInput.SEND_RESTORE: lambda s: s.send_restore([]),
     SourceInput.LOCAL_FAILURE: lambda s: s.abort("local failure"),
@@ -70,6 +71,7 @@ DEST_STIMULI: dict[DestInput, Callable[[DestSession], object]] = {
         _msg(MsgType.HELLO, service=SPEC, src_host="edge-a", src_addr="", strategy="precopy", token="")),
     DestInput.GOT_ROUND: lambda d: d.receive_data(
         _msg(MsgType.ROUND, manifest=_manifest(d.rounds_verified + 1, False).to_dict(), netfilter_rules=[])),
+    DestInput.GOT_FROZEN: lambda d: d.receive_data(_msg(MsgType.FROZEN, netfilter_rules=[])),
     DestInput.GOT_FINAL_ROUND: lambda d: d.receive_data(
         _msg(MsgType.ROUND, manifest=_manifest(d.rounds_verified + 1, True).to_dict(), netfilter_rules=[])),
     DestInput.GOT_RESTORE: lambda d: d.receive_data(
@@ -78,7 +80,8 @@ DEST_STIMULI: dict[DestInput, Callable[[DestSession], object]] = {
     DestInput.GOT_ABORT: lambda d: d.receive_data(_msg(MsgType.ABORT, reason="peer failure")),
 }
 
-SOURCE_CALLS = {SourceInput.SEND_HELLO, SourceInput.SEND_ROUND, SourceInput.FREEZE, SourceInput.SEND_FINAL_ROUND,
+SOURCE_CALLS = {SourceInput.SEND_HELLO, SourceInput.SEND_ROUND, SourceInput.FREEZE, SourceInput.ANNOUNCE_FROZEN,
+                SourceInput.SEND_FINAL_ROUND,
                 SourceInput.SEND_RESTORE, SourceInput.PEER_RUNNING, SourceInput.PEER_NOT_RUNNING}
 DEST_CALLS = {DestInput.ACCEPT, DestInput.VERIFIED, DestInput.RESTORED}
 

@@ -50,6 +50,7 @@ class MsgType(enum.IntEnum):
     COMMIT = 7
     DONE = 8
     ABORT = 9
+    FROZEN = 10  # source -> destination: paused and locked for the final dump; take the address over
     # client (CLI/controller) <-> agent
     MIGRATE = 20
     PROGRESS = 21
@@ -74,6 +75,7 @@ _SCHEMA: dict[MsgType, dict[str, type | tuple[type, ...]]] = {
     MsgType.HELLO: {"session": str, "service": dict, "src_host": str, "src_addr": str, "strategy": str,
                     "token": str},
     MsgType.HELLO_OK: {"session": str},
+    MsgType.FROZEN: {"session": str, "netfilter_rules": list},
     MsgType.ROUND: {"session": str, "manifest": dict, "netfilter_rules": list},
     MsgType.ROUND_OK: {"session": str, "round": int, "received_bytes": int, "rebuild_s": float},
     MsgType.RESTORE: {"session": str, "round": int, "netfilter_rules": list},

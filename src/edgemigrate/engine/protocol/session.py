@@ -40,6 +40,7 @@ class SourceState(enum.Enum):
     READY = "ready"  # destination accepted; a (next) leave-running round or the final one may be sent
     ROUND_SENT = "round-sent"  # a leave-running round is on its way
     FROZEN = "frozen"  # paused for the final dump; only the final round may follow
+    FROZEN_ANNOUNCED = "frozen-announced"  # paused and locked, and the destination told to take the address
     FINAL_SENT = "final-sent"
     FINAL_VERIFIED = "final-verified"
     RESTORE_PIPELINED = "restore-pipelined"  # restore requested before the final round's ROUND_OK
@@ -57,6 +58,7 @@ class SourceInput(enum.Enum):
     SEND_HELLO = "say hello"
     SEND_ROUND = "send a round"
     FREEZE = "freeze the service"
+    ANNOUNCE_FROZEN = "announce the freeze"
     SEND_FINAL_ROUND = "send the final round"
     SEND_RESTORE = "request the restore"
     LOCAL_FAILURE = "abort"
@@ -81,7 +83,7 @@ class SourceRecovery(enum.Enum):
 
 _S, _SI = SourceState, SourceInput
 _SOURCE_RUNNING = (_S.IDLE, _S.HELLO_SENT, _S.READY, _S.ROUND_SENT)  # the service runs here
-_SOURCE_FROZEN = (_S.FROZEN, _S.FINAL_SENT, _S.FINAL_VERIFIED)  # frozen; the destination cannot have restored
+_SOURCE_FROZEN = (_S.FROZEN, _S.FROZEN_ANNOUNCED, _S.FINAL_SENT, _S.FINAL_VERIFIED)  # frozen; the destination cannot have restored
 _SOURCE_RESTORE_ASKED = (_S.RESTORE_PIPELINED, _S.RESTORE_SENT)  # the destination may be restoring
 _SOURCE_FAILED = (_S.ABORTED, _S.ABORTED_FROZEN, _S.IN_DOUBT)
 _LOCAL_FAILURES = (_SI.LOCAL_FAILURE, _SI.CONNECTION_LOST)
@@ -92,6 +94,8 @@ SOURCE_TRANSITIONS: Mapping[tuple[SourceState, SourceInput], SourceState] = {
     (_S.READY, _SI.SEND_ROUND): _S.ROUND_SENT,
     (_S.ROUND_SENT, _SI.GOT_ROUND_OK): _S.READY,
     (_S.READY, _SI.FREEZE): _S.FROZEN,
+    (_S.FROZEN, _SI.ANNOUNCE_FROZEN): _S.FROZEN_ANNOUNCED,
+    (_S.FROZEN_ANNOUNCED, _SI.SEND_FINAL_ROUND): _S.FINAL_SENT,
     (_S.READY, _SI.SEND_FINAL_ROUND): _S.FINAL_SENT,  # stop-and-copy may announce the frozen round at once
     (_S.FROZEN, _SI.SEND_FINAL_ROUND): _S.FINAL_SENT,
     (_S.FINAL_SENT, _SI.GOT_ROUND_OK): _S.FINAL_VERIFIED,
@@ -135,6 +139,7 @@ class DestState(enum.Enum):
     HELLO_RECEIVED = "hello-received"
     READY = "ready"
     RECEIVING = "receiving"  # a leave-running round
+    SOURCE_FROZEN = "source-frozen"  # the source froze the service; the address is taken over here, held
     RECEIVING_FINAL = "receiving-final"
     RESTORE_QUEUED = "restore-queued"  # receiving the final round; its (pipelined) restore waits for it
     FINAL_VERIFIED = "final-verified"
@@ -154,6 +159,7 @@ class DestInput(enum.Enum):
     CONNECTION_LOST = "lose the connection"
     GOT_HELLO = "receive HELLO"
     GOT_ROUND = "receive a ROUND"
+    GOT_FROZEN = "receive FROZEN"
     GOT_FINAL_ROUND = "receive the final ROUND"
     GOT_RESTORE = "receive RESTORE"
     GOT_COMMIT = "receive COMMIT"
@@ -169,7 +175,7 @@ class DestCleanup(enum.Enum):
 
 
 _D, _DI = DestState, DestInput
-_DEST_BEFORE_RESTORE = (_D.IDLE, _D.HELLO_RECEIVED, _D.READY, _D.RECEIVING, _D.RECEIVING_FINAL,
+_DEST_BEFORE_RESTORE = (_D.IDLE, _D.HELLO_RECEIVED, _D.READY, _D.RECEIVING, _D.SOURCE_FROZEN, _D.RECEIVING_FINAL,
                         _D.RESTORE_QUEUED, _D.FINAL_VERIFIED)
 
 DEST_TRANSITIONS: Mapping[tuple[DestState, DestInput], DestState] = {
@@ -177,7 +183,9 @@ DEST_TRANSITIONS: Mapping[tuple[DestState, DestInput], DestState] = {
     (_D.HELLO_RECEIVED, _DI.ACCEPT): _D.READY,
     (_D.READY, _DI.GOT_ROUND): _D.RECEIVING,
     (_D.RECEIVING, _DI.VERIFIED): _D.READY,
+    (_D.READY, _DI.GOT_FROZEN): _D.SOURCE_FROZEN,
     (_D.READY, _DI.GOT_FINAL_ROUND): _D.RECEIVING_FINAL,
+    (_D.SOURCE_FROZEN, _DI.GOT_FINAL_ROUND): _D.RECEIVING_FINAL,
     (_D.RECEIVING_FINAL, _DI.VERIFIED): _D.FINAL_VERIFIED,
     (_D.RECEIVING_FINAL, _DI.GOT_RESTORE): _D.RESTORE_QUEUED,  # acted on once the final round is verified
     (_D.RESTORE_QUEUED, _DI.VERIFIED): _D.RESTORING,
@@ -254,6 +262,16 @@ class RoundAnnounced:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceFrozen:
+    """The source paused the service and locked its address for the final dump: the destination takes the
+    address over now (lock rules, then a hold, then the IP), so that what clients send during the frozen
+    window - their retransmissions - queues here for the restored sockets instead of being dropped at the
+    source's lock (a dropped request costs its client a retransmission timeout after the service is back)."""
+
+    netfilter_rules: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RestoreRequested:
     round_index: int
     netfilter_rules: tuple[str, ...]
@@ -273,7 +291,7 @@ class Aborted:
 
 
 SourceEvent = PeerReady | RoundVerified | Restored | Finished | Failed
-DestEvent = HelloReceived | RoundAnnounced | RestoreRequested | Committed | Aborted
+DestEvent = HelloReceived | SourceFrozen | RoundAnnounced | RestoreRequested | Committed | Aborted
 
 _State = TypeVar("_State", SourceState, DestState)
 _Input = TypeVar("_Input", SourceInput, DestInput)
@@ -364,6 +382,12 @@ class SourceSession(_Base):
     def mark_frozen(self) -> None:
         """The source has been paused for its final dump (before the final manifest could be sent)."""
         self._advance(SourceInput.FREEZE)
+
+    def announce_frozen(self, netfilter_rules: list[str] | tuple[str, ...]) -> None:
+        """Tell the destination the service is paused and its address locked here (with the lock rules, which
+        the destination installs before it takes the address over)."""
+        self._advance(SourceInput.ANNOUNCE_FROZEN)
+        self._send(MsgType.FROZEN, netfilter_rules=list(netfilter_rules))
 
     def send_restore(self, netfilter_rules: list[str]) -> None:
         """Ask for the restore. Allowed right after the final round (pipelined: the destination restores as
@@ -533,9 +557,11 @@ class DestSession(_Base):
             return self.abort(f"protocol error from source: {exc}")
 
     def _handle(self, m: Message) -> list[DestEvent]:
-        if m.type is MsgType.ROUND and (self.state, DestInput.GOT_ROUND) in DEST_TRANSITIONS:
+        if m.type is MsgType.ROUND and any((self.state, i) in DEST_TRANSITIONS
+                                           for i in (DestInput.GOT_ROUND, DestInput.GOT_FINAL_ROUND)):
             return self._on_round(m)
-        inp = {MsgType.HELLO: DestInput.GOT_HELLO, MsgType.RESTORE: DestInput.GOT_RESTORE,
+        inp = {MsgType.HELLO: DestInput.GOT_HELLO, MsgType.FROZEN: DestInput.GOT_FROZEN,
+               MsgType.RESTORE: DestInput.GOT_RESTORE,
                MsgType.COMMIT: DestInput.GOT_COMMIT, MsgType.ABORT: DestInput.GOT_ABORT}.get(m.type)
         if inp is None or (self.state, inp) not in DEST_TRANSITIONS:
             raise ProtocolError(f"unexpected {m.type.name} in state {self.state.value}")
@@ -549,6 +575,12 @@ class DestSession(_Base):
                                   m.body["src_addr"], m.body["token"])]
         if inp is DestInput.GOT_RESTORE:
             return self._on_restore(m)
+        if inp is DestInput.GOT_FROZEN:
+            rules = m.body["netfilter_rules"]
+            if not all(isinstance(r, str) for r in rules):
+                raise ProtocolError("FROZEN.netfilter_rules: expected strings")
+            self._advance(inp)
+            return [SourceFrozen(tuple(rules))]
         self._advance(inp)  # COMMIT
         self._send(MsgType.DONE)
         return [Committed(self.session)]
