@@ -53,7 +53,9 @@ from edgemigrate.engine.adaptive.selectors import Selector
 from edgemigrate.engine.adaptive.sender import send_round
 from edgemigrate.engine.checkpoint import livecopy, netlock
 from edgemigrate.engine.checkpoint.runtime import CheckpointStats, ContainerState, Runtime
+from edgemigrate.engine.delta import KnownPrefix
 from edgemigrate.engine.manifest import plan_round
+from edgemigrate.engine.prefix_diff import PrefixDiff
 from edgemigrate.engine.protocol.codec import MsgType, ProtocolError
 from edgemigrate.engine.protocol.session import (
     Failed,
@@ -409,14 +411,14 @@ class _Migration:
             t_pause = t_lock = t0
             if final:
                 freeze_retries, t_pause, t_lock = await self._pause_and_lock(name)
-            cs, read, retries = await self._read_round(name, d, k, final)
+            cs, read, retries, known = await self._read_round(name, d, k, final, prev)
             freeze_retries += retries
             if final and self.agent.cfg.fault == "die-after-final-dump":
                 os._exit(137)  # fault test: the agent dies with the service frozen; its restart must resume it
             t1 = time.perf_counter()
             # the model selector profiles its codecs on real image bytes while the round is planned (hashed)
             selector_task = asyncio.create_task(self._ensure_selector(d)) if self.selector is None else None
-            plan = await asyncio.to_thread(plan_round, name, k, final, d, prev)
+            plan = await asyncio.to_thread(plan_round, name, k, final, d, prev, known=known)
             if selector_task is not None:
                 await selector_task
         except EdgeMigrateError as exc:
@@ -454,7 +456,8 @@ class _Migration:
         stats = {
             "round": k, "final": final, "leave_running": not final, "read": read.value, "image_bytes": cs.image_bytes,
             "payload_bytes": plan.manifest.payload_bytes, "changed_pages": plan.changed_pages,
-            "stored_pages": plan.stored_pages, "dump_s": round(cs.duration_s, 4),
+            "stored_pages": plan.stored_pages, "compared_ahead_pages": plan.compared_ahead_pages,
+            "dump_s": round(cs.duration_s, 4),
             "criu_frozen_s": round(cs.frozen_s, 4), "freezing_s": round(cs.freezing_s, 4), "plan_s": round(t2 - t1, 4),
             "transfer_s": round(t3 - t2, 4), "rebuild_s": round(ev.rebuild_s, 4), "round_s": round(t3 - t0, 4),
             "pause_s": round(t_pause - t0, 4), "lock_s": round(t_lock - t_pause, 4), "freeze_retries": freeze_retries,
@@ -516,16 +519,25 @@ class _Migration:
         retries = await self._until_frozen(f"checkpoint of {name}", dump)
         return out[-1], retries
 
-    async def _read_round(self, name: str, d: Path, k: int, final: bool) -> tuple[CheckpointStats, PrecopyRead, int]:
+    async def _read_round(self, name: str, d: Path, k: int, final: bool, prev: Path | None
+                          ) -> tuple[CheckpointStats, PrecopyRead, int, dict[str, KnownPrefix]]:
         """Round ``k``'s image and how it was read, with the freeze retries it took: a live read for a pre-copy
         round when asked for (CRIU's dump if it fails), else CRIU's dump - a final round's container is
-        paused already (no freeze left to fail), a pre-copy dump freezes it."""
+        paused already (no freeze left to fail), a pre-copy dump freezes it. A final round's pages are
+        compared with ``prev``'s while CRIU writes them (:mod:`edgemigrate.engine.prefix_diff`): what that
+        compared is returned for the round's plan."""
         live = not final and self.precopy_read is PrecopyRead.LIVE
         cs = await self._copy_live_or_none(name, d, k) if live else None
         if cs is not None:
-            return cs, PrecopyRead.LIVE, 0
-        cs, retries = await self._checkpoint(name, d)
-        return cs, PrecopyRead.DUMP, retries
+            return cs, PrecopyRead.LIVE, 0, {}
+        if not final or prev is None:
+            cs, retries = await self._checkpoint(name, d)
+            return cs, PrecopyRead.DUMP, retries, {}
+        with PrefixDiff(d, prev) as ahead:
+            cs, retries = await self._checkpoint(name, d)
+        if ahead.error:
+            log.warning("%s: no comparison ahead of round %d's plan: %s", name, k, ahead.error)
+        return cs, PrecopyRead.DUMP, retries, ahead.result()
 
     async def _copy_live_or_none(self, name: str, image_dir: Path, k: int) -> CheckpointStats | None:
         """A live pre-copy round, or None when reading the running memory fails (``/proc/<pid>/mem`` refused

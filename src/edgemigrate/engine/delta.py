@@ -213,6 +213,16 @@ def read_pagemap(path: Path) -> Pagemap:
     return parse_pagemap(path.read_bytes(), path)
 
 
+@dataclass(frozen=True, slots=True)
+class KnownPrefix:
+    """The first ``changed.size`` pages of a pages file, already compared with the same positions of the
+    previous round's ``prev_pages`` (:mod:`.prefix_diff`, while the dump was written). Valid only if both dumps
+    hold the same pages in the same order, which :func:`changed_pages` checks before it uses it."""
+
+    prev_pages: str
+    changed: NDArray[np.bool_]
+
+
 def _page_array(path: Path, n_pages: int) -> tuple[NDArray[np.uint64], mmap.mmap | None]:
     """Map a pages file read-only as an ``(n_pages, 512)`` uint64 array (no copy)."""
     size = path.stat().st_size
@@ -245,8 +255,9 @@ def _identity(idx: NDArray[np.int64]) -> bool:
 
 
 def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx: NDArray[np.int64],
-                 changed: NDArray[np.bool_], same_layout: bool) -> None:
-    """Fill ``changed`` block by block; NumPy releases the GIL, so blocks run on several cores."""
+                 changed: NDArray[np.bool_], same_layout: bool, first_page: int = 0) -> None:
+    """Fill ``changed`` from ``first_page`` on, block by block; NumPy releases the GIL, so blocks run on
+    several cores."""
     n_cur = changed.size
 
     def block(start: int) -> None:
@@ -265,7 +276,7 @@ def _diff_blocks(cur_arr: NDArray[np.uint64], prev_arr: NDArray[np.uint64], idx:
         if matched.size:
             changed[start + matched] = (cur_arr[start + matched] != prev_arr[block_idx[matched]]).any(axis=1)
 
-    starts = range(0, n_cur, BLOCK_PAGES)
+    starts = range(first_page, n_cur, BLOCK_PAGES)
     if len(starts) > 1 and DIFF_THREADS > 1:
         with ThreadPoolExecutor(DIFF_THREADS) as pool:
             list(pool.map(block, starts))
@@ -279,26 +290,43 @@ def changed_pages(
     prev_pages: Path | None,
     cur_pagemap: Pagemap,
     cur_pages: Path,
+    known: KnownPrefix | None = None,
 ) -> NDArray[np.bool_]:
     """Boolean mask over the current pages file: True where the page must be sent.
 
     A page is unchanged only if the previous dump stored the same virtual address with identical bytes.
     With no previous dump every page is changed (the first, full pre-copy round). When both dumps have the
-    same page layout (the usual case between rounds) blocks are compared in place, without gathering.
+    same page layout (the usual case between rounds) blocks are compared in place, without gathering, and a
+    ``known`` prefix compared against the same previous file while the dump was written is taken as is.
     """
+    return changed_pages_counted(prev_pagemap, prev_pages, cur_pagemap, cur_pages, known)[0]
+
+
+def changed_pages_counted(
+    prev_pagemap: Pagemap | None,
+    prev_pages: Path | None,
+    cur_pagemap: Pagemap,
+    cur_pages: Path,
+    known: KnownPrefix | None = None,
+) -> tuple[NDArray[np.bool_], int]:
+    """:func:`changed_pages`, and how many pages of ``known`` it took."""
     n_cur = cur_pagemap.n_stored_pages
     cur_arr, cur_mm = _page_array(cur_pages, n_cur)
     try:
         if prev_pagemap is None or prev_pages is None:
-            return np.ones(n_cur, dtype=bool)
+            return np.ones(n_cur, dtype=bool), 0
         prev_arr, prev_mm = _page_array(prev_pages, prev_pagemap.n_stored_pages)
         try:
             idx = _match(prev_pagemap.stored_page_vaddrs(), cur_pagemap.stored_page_vaddrs())
             changed = idx < 0
             same_layout = _identity(idx) and prev_arr.shape[0] >= n_cur
-
-            _diff_blocks(cur_arr, prev_arr, idx, changed, same_layout)
-            return changed
+            first = 0
+            if (same_layout and known is not None and known.prev_pages == prev_pages.name
+                    and known.changed.size <= n_cur):
+                first = known.changed.size
+                changed[:first] = known.changed
+            _diff_blocks(cur_arr, prev_arr, idx, changed, same_layout, first)
+            return changed, first
         finally:
             del prev_arr
             if prev_mm is not None:

@@ -25,7 +25,7 @@ import mmap
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,6 +311,7 @@ class RoundPlan:
     payloads: dict[str, bytes] = field(default_factory=dict)
     changed_pages: int = 0
     stored_pages: int = 0
+    compared_ahead_pages: int = 0  # pages whose comparison was done while the dump was written (used)
 
     def iter_chunks(self) -> Iterator[tuple[ChunkSpec, memoryview]]:
         views = {name: memoryview(data) for name, data in self.payloads.items()}
@@ -331,8 +332,10 @@ def plan_round(
     cur_dir: Path,
     prev_dir: Path | None,
     chunk_size_bytes: int = CHUNK_SIZE_BYTES,
+    known: Mapping[str, delta.KnownPrefix] | None = None,
 ) -> RoundPlan:
     """Describe ``cur_dir`` as a round against ``prev_dir`` (the previous round, already at the destination).
+    ``known``: pages files' prefixes compared while the dump was written (:mod:`.prefix_diff`).
 
     Pages files become deltas (changed pages only); other files are sent whole unless byte-identical to the
     previous round. Final rounds skip the whole-file hash of pages files to keep the frozen time short; their
@@ -349,6 +352,7 @@ def plan_round(
     payloads: dict[str, bytes] = {}
     changed_total = 0
     stored_total = 0
+    ahead = 0
     for name in names:
         path = cur_dir / name
         size = path.stat().st_size
@@ -363,7 +367,9 @@ def plan_round(
                     base = prev_pm.pages_name
                 else:
                     prev_pm = None
-            changed = delta.changed_pages(prev_pm, prev_pages, pm, path)
+            changed, used = delta.changed_pages_counted(prev_pm, prev_pages, pm, path,
+                                                        known.get(name) if known else None)
+            ahead += used
             bitmap = np.packbits(changed).tobytes()
             pad = b"\0" * (bitmap_bytes(changed.size) - len(bitmap))  # pages stay 4 KiB-aligned (WKdm)
             payload = bitmap + pad + delta.read_changed(path, changed)
@@ -388,7 +394,7 @@ def plan_round(
             piece = data[off : off + chunk_size_bytes]
             chunks.append(ChunkSpec(len(chunks), f.name, off, len(piece), hashlib.sha256(piece).hexdigest()))
     manifest = Manifest(service, round_index, final, tuple(files), tuple(chunks))
-    return RoundPlan(manifest, payloads, changed_total, stored_total)
+    return RoundPlan(manifest, payloads, changed_total, stored_total, ahead)
 
 
 # ------------------------------------------------------------------------------------------ destination
