@@ -476,12 +476,14 @@ def test_rules_and_the_ip_wait_for_a_verified_round(tmp_path: Path, monkeypatch:
     _run(tmp_path, monkeypatch, body)
 
 
-def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("announced", [False, True])
+def test_after_verification_rules_and_ip_are_taken_and_given_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 announced: bool) -> None:
+    """Taken when the source announced its freeze (FROZEN), else before the restore - once either way."""
     rules = [lock_rule(), lock_rule("OUTPUT")]
 
     async def body(env: Env) -> None:
-        conn, reply = await _final_round(env, rules)
+        conn, reply = await (_announce_freeze(env, rules) if announced else _final_round(env, rules))
         assert reply.type is MsgType.ROUND_OK
         await conn.send(MsgType.RESTORE, session="s1", round=1, netfilter_rules=[])
         reply = await asyncio.wait_for(conn.next_message(), 10)
@@ -577,27 +579,6 @@ def test_a_freeze_announcement_takes_the_address_and_a_lost_source_gets_it_back(
         await env.settle()
         assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]
         assert set(env.removed) == set(env.applied) and env.agent.store.sessions() == []
-        [h] = FakeHold.made
-        assert h.started and h.closed and not h.released
-
-    _run(tmp_path, monkeypatch, body)
-
-
-def test_after_a_freeze_announcement_the_restore_takes_nothing_twice(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    rules = [lock_rule(), lock_rule("OUTPUT")]
-
-    async def body(env: Env) -> None:
-        conn, reply = await _announce_freeze(env, rules)
-        assert reply.type is MsgType.ROUND_OK
-        await conn.send(MsgType.RESTORE, session="s1", round=1, netfilter_rules=[])
-        reply = await asyncio.wait_for(conn.next_message(), 10)
-        await conn.close()
-        assert isinstance(reply, Message) and reply.type is MsgType.ABORT  # the fake restore fails
-        await env.settle()
-        hold = netlock.hold_rule(SERVICE_IP, 49152)
-        assert env.applied == [rules[0], hold, *netlock.service_lock_rules(SERVICE_IP)] and env.runtime.restores
-        assert env.mover.claims == [(SERVICE_IP, "edge2"), (SERVICE_IP, "edge1")]
         [h] = FakeHold.made
         assert h.started and h.closed and not h.released
 
