@@ -12,12 +12,12 @@ Pre-copy rounds take no network lock. Once the service is paused and its address
 announces it (``FROZEN``, with the lock rules) and the destination takes the address over at once: its
 lock, a hold of the address's incoming packets, the service IP - so that what clients send while the
 service is frozen queues there instead of being dropped by the lock here. After the destination rebuilt
-and verified the final image it restores lazily (the memory follows from its local, verified image through userfaultfd while the service
-already answers), lets the held packets in, waits until every page is in, health-checks, and answers
-``RESTORED`` - the point of no return.
-(Why each step is where it is, measured: ``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image locally if
-the source was already frozen); a failure while the destination might be restoring is resolved by asking
-the destination agent for the service's status first.
+and verified the final image it restores lazily (the memory follows from its local, verified image through
+userfaultfd while the service already answers), lets the held packets in, waits until every page is in,
+health-checks, and answers ``RESTORED`` - the point of no return. (Why each step is where it is, measured:
+``docs/results/precopy-stall``.) Any failure before it resumes the service here (restoring the final image
+locally if the source was already frozen); a failure while the destination might be restoring is resolved
+by asking the destination agent for the service's status first.
 
 The agent running a migration is seen here only through :class:`SourceHost` (this module never imports the
 agent), so the source side can be driven by a fake host in tests.
