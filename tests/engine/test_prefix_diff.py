@@ -4,10 +4,10 @@ is exactly what the full comparison finds, and it is used only when it can be tr
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+from tests.waiting import wait_until
 
 from edgemigrate.engine import delta
 from edgemigrate.engine.delta import BLOCK_PAGES, PAGE_SIZE_BYTES, PE_PRESENT, KnownPrefix
@@ -28,13 +28,6 @@ def _prev_round(d: Path, pages: np.ndarray) -> delta.Pagemap:
     return delta.read_pagemap(d / "pagemap-1.img")
 
 
-def _wait(cond, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not cond():  # a bounded wait for the follower's thread, not a timing check
-        assert time.monotonic() < deadline, what
-        time.sleep(0.002)
-
-
 def _write_followed(cur: Path, pages: np.ndarray, ahead: PrefixDiff) -> None:
     """Write ``pages`` as CRIU does (appending), letting the follower compare the first blocks meanwhile."""
     cur.mkdir()
@@ -43,7 +36,8 @@ def _write_followed(cur: Path, pages: np.ndarray, ahead: PrefixDiff) -> None:
     with (cur / "pages-1.img").open("wb") as fh:
         fh.write(data[:first])
         fh.flush()
-        _wait(lambda: ahead.compared_pages >= BLOCK_PAGES, "the follower never compared the written blocks")
+        wait_until(lambda: ahead.compared_pages >= BLOCK_PAGES, "the follower to compare the written blocks",
+                   poll_s=0.002)
         for off in range(first, len(data), 1 << 20):
             fh.write(data[off : off + (1 << 20)])
     (cur / "pagemap-1.img").write_bytes(delta.encode_pagemap(1, [(0x10000, pages.shape[0], PE_PRESENT)]))

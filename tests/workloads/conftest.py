@@ -6,8 +6,7 @@ import re
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 PY = sys.executable
@@ -32,15 +31,6 @@ def service(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], in
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
-    """Poll ``cond`` (a guard against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 class LineClient:

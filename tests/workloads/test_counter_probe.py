@@ -6,7 +6,8 @@ from pathlib import Path
 
 from edgemigrate.workloads.memory import PAGE_BYTES, ResidentMemory
 from edgemigrate.workloads.probe import Probe
-from tests.workloads.conftest import LineClient, free_port, service, wait_until
+from tests.waiting import wait_until
+from tests.workloads.conftest import LineClient, free_port, service
 
 
 def _rss_bytes(pid: int) -> int:

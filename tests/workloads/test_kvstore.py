@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from edgemigrate.workloads.kvstore import KVStore
-from tests.workloads.conftest import LineClient, service, wait_until
+from tests.waiting import wait_until
+from tests.workloads.conftest import LineClient, service
 
 
 def test_protocol_over_tcp() -> None:
