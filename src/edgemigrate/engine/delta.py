@@ -217,7 +217,7 @@ def read_pagemap(path: Path) -> Pagemap:
 class KnownPrefix:
     """The first ``changed.size`` pages of a pages file, already compared with the same positions of the
     previous round's ``prev_pages`` (:mod:`.prefix_diff`, while the dump was written). Valid only if both dumps
-    hold the same pages in the same order, which :func:`changed_pages` checks before it uses it."""
+    hold the same pages in the same order, which :func:`changed_pages_counted` checks before it uses it."""
 
     prev_pages: str
     changed: NDArray[np.bool_]
@@ -290,16 +290,14 @@ def changed_pages(
     prev_pages: Path | None,
     cur_pagemap: Pagemap,
     cur_pages: Path,
-    known: KnownPrefix | None = None,
 ) -> NDArray[np.bool_]:
     """Boolean mask over the current pages file: True where the page must be sent.
 
     A page is unchanged only if the previous dump stored the same virtual address with identical bytes.
     With no previous dump every page is changed (the first, full pre-copy round). When both dumps have the
-    same page layout (the usual case between rounds) blocks are compared in place, without gathering, and a
-    ``known`` prefix compared against the same previous file while the dump was written is taken as is.
+    same page layout (the usual case between rounds) blocks are compared in place, without gathering.
     """
-    return changed_pages_counted(prev_pagemap, prev_pages, cur_pagemap, cur_pages, known)[0]
+    return changed_pages_counted(prev_pagemap, prev_pages, cur_pagemap, cur_pages)[0]
 
 
 def changed_pages_counted(
@@ -309,7 +307,8 @@ def changed_pages_counted(
     cur_pages: Path,
     known: KnownPrefix | None = None,
 ) -> tuple[NDArray[np.bool_], int]:
-    """:func:`changed_pages`, and how many pages of ``known`` it took."""
+    """:func:`changed_pages`, taking a ``known`` prefix - compared against the same previous file while the
+    dump was written - as is when the layouts match; returns the mask and how many pages of ``known`` it took."""
     n_cur = cur_pagemap.n_stored_pages
     cur_arr, cur_mm = _page_array(cur_pages, n_cur)
     try:

@@ -8,7 +8,7 @@ follows each ``pages-*.img`` that the previous round also has, comparing page ``
 file's page ``i``. That is the comparison :func:`.delta.changed_pages` makes when both dumps hold the same
 pages in the same order (the usual case since live rounds read exactly CRIU's page set), and it is used
 only then: the result (:class:`.delta.KnownPrefix`) names the previous file it was compared with, and
-``changed_pages`` checks the layout before it trusts it.
+``delta.changed_pages_counted`` checks the layout before it trusts it.
 
 Only pages below the size seen at the *previous* poll are compared (bytes below a size just read are written,
 but one poll later there is no doubt about it on any memory model), only whole blocks while the file grows,
