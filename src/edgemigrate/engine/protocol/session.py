@@ -463,6 +463,13 @@ class SourceSession(_Base):
         return [Finished(self.session)]  # DONE
 
 
+def _string_rules(m: Message) -> tuple[str, ...]:
+    rules = m.body["netfilter_rules"]
+    if not all(isinstance(r, str) for r in rules):
+        raise ProtocolError(f"{m.type.name}.netfilter_rules: expected strings")
+    return tuple(rules)
+
+
 class DestSession(_Base):
     """The receiving side. Emits events; the agent answers with :meth:`accept`, :meth:`round_verified` ..."""
 
@@ -576,11 +583,9 @@ class DestSession(_Base):
         if inp is DestInput.GOT_RESTORE:
             return self._on_restore(m)
         if inp is DestInput.GOT_FROZEN:
-            rules = m.body["netfilter_rules"]
-            if not all(isinstance(r, str) for r in rules):
-                raise ProtocolError("FROZEN.netfilter_rules: expected strings")
+            rules = _string_rules(m)
             self._advance(inp)
-            return [SourceFrozen(tuple(rules))]
+            return [SourceFrozen(rules)]
         self._advance(inp)  # COMMIT
         self._send(MsgType.DONE)
         return [Committed(self.session)]
@@ -605,10 +610,7 @@ class DestSession(_Base):
         expected = self.manifest.round_index
         if m.body["round"] != expected:
             raise ProtocolError(f"RESTORE of round {m.body['round']}, expected {expected}")
-        rules = m.body["netfilter_rules"]
-        if not all(isinstance(r, str) for r in rules):
-            raise ProtocolError("RESTORE.netfilter_rules: expected strings")
-        ev = RestoreRequested(expected, tuple(rules))
+        ev = RestoreRequested(expected, _string_rules(m))
         if self._advance(DestInput.GOT_RESTORE) is DestState.RECEIVING_FINAL:
             self._queued_restore = ev  # round_verified returns it
             return []
