@@ -16,18 +16,14 @@ import pytest
 from edgemigrate.testbed import Testbed, TestbedConfig, free_subnet
 from edgemigrate.testbed.capabilities import criu_info
 from tests.testbed.conftest import netns_skip_reason, unique_name, unique_subnet
+from tests.waiting import wait_until
 
 PY = sys.executable
 
 
-def _wait_listening(tb: Testbed, host: str, port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        out = tb.exec_in(host, ["ss", "-Hltn", f"sport = :{port}"]).stdout
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {host}:{port}")
+def _wait_listening(tb: Testbed, host: str, port: int) -> None:
+    wait_until(lambda: bool(tb.exec_in(host, ["ss", "-Hltn", f"sport = :{port}"]).stdout.strip()),
+               f"something to listen on {host}:{port}", poll_s=0.05)
 
 
 @pytest.mark.netns

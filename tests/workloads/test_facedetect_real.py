@@ -18,6 +18,7 @@ import pytest
 
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.workloads.facedetect import ASTRONAUT_FACE, parse_reply
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.criu, pytest.mark.netns]
 
@@ -118,13 +119,12 @@ def test_precopy_migration_keeps_per_user_counters_and_detection(clean) -> None:
         streamer.start()
     assert stats["resident_bytes"] == RESIDENT_MB << 20
     assert _threads(bed, "edge1", "faces") == 1
-    while len(streamer.counters) < 3 and streamer.is_alive():
-        time.sleep(0.05)
+    wait_until(lambda: len(streamer.counters) >= 3 or not streamer.is_alive(), "three answered requests",
+               poll_s=0.05)
     moved = bed.migrate("faces", "edge2", "precopy")
     n_before = len(streamer.counters)
-    deadline = time.monotonic() + 60
-    while len(streamer.counters) < n_before + 3 and streamer.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)  # a few requests served by the restored copy
+    wait_until(lambda: len(streamer.counters) >= n_before + 3 or not streamer.is_alive(),
+               "three requests answered by the restored copy", poll_s=0.05)
     streamer.stop_event.set()
     streamer.join(60)
     assert moved["ok"] and moved["to"] == "edge2", moved

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from edgemigrate.workloads.loadgen import (
     phase_stats,
     timeline,
 )
+from tests.waiting import wait_until
 
 PAGE_BYTES = 200_000
 RUN_PAGES = 30  # the real run goes on until ab has read this many pages
@@ -42,15 +43,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_until(cond: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
-    """Poll ``cond`` (a guard against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +66,8 @@ def ab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadResult]:
         gen = LoadGenerator(f"http://127.0.0.1:{port}/", tmp / "load", LoadConfig(concurrency=4), iface="lo")
         gen.start()
         try:
-            _wait_until(lambda: gen.progress().nic_samples >= 5
-                        and gen.progress().read_bytes >= RUN_PAGES * PAGE_BYTES, f"{RUN_PAGES} pages")
+            wait_until(lambda: gen.progress().nic_samples >= 5
+                       and gen.progress().read_bytes >= RUN_PAGES * PAGE_BYTES, f"{RUN_PAGES} pages")
         except BaseException:
             gen.kill()
             raise
@@ -165,12 +157,12 @@ def test_failed_requests_are_counted_in_the_second_they_fail(tmp_path: Path) -> 
         gen = LoadGenerator(f"http://127.0.0.1:{port}/", tmp_path / "load", LoadConfig(concurrency=2), iface="lo")
         gen.start()
         # ab read more than its 2 connections can hold incomplete: at least one request completed
-        _wait_until(lambda: gen.progress().read_bytes > 3 * page_bytes, "a completed request")
+        wait_until(lambda: gen.progress().read_bytes > 3 * page_bytes, "a completed request")
     finally:
         killed = time.time()  # no failure can be reported before this
         srv.kill()
         srv.wait(10)
-    _wait_until(lambda: gen.progress().errors_reported > 0, "ab to report a failed request")
+    wait_until(lambda: gen.progress().errors_reported > 0, "ab to report a failed request")
     res = gen.stop()
     assert res.summary.complete > 0 and res.summary.failed > 0
     assert res.error_t_s.size > 0 and (res.error_t_s >= killed).all()

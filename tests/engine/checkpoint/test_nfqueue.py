@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
+from tests.waiting import wait_until
 
 from edgemigrate.control.netns import in_netns
 from edgemigrate.engine.checkpoint import netlock
@@ -37,11 +37,7 @@ def netns() -> Iterator[str]:
 
 
 def _wait_held(hold: PacketHold, n: int) -> None:
-    deadline = time.monotonic() + 30
-    while hold.held < n:
-        if time.monotonic() > deadline:  # a wait that gave up, not a timing check
-            pytest.fail(f"the queue never saw {n} packet(s)")
-        time.sleep(0.01)
+    wait_until(lambda: hold.held >= n, f"the queue to see {n} packet(s)")
 
 
 def test_held_packets_arrive_when_released_and_not_before(netns: str) -> None:
