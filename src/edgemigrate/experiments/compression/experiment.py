@@ -36,6 +36,7 @@ from edgemigrate.cluster import LocalCluster, real_engine_skip_reason
 from edgemigrate.control.spec import ServiceKind, ServiceSpec
 from edgemigrate.core.errors import ConfigError, EngineError
 from edgemigrate.engine.adaptive.config import CompressionConfig
+from edgemigrate.experiments.results import json_line as _strict_line
 from edgemigrate.experiments.results import manifest, new_run_dir, run_name, write_json, write_table
 
 WORKLOADS = ("counter", "kvstore", "redis", "web")
@@ -343,16 +344,17 @@ def row_of(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_line(row: dict[str, Any]) -> str:
-    return json.dumps({"bench": "compression", "workload": row["workload"], "selector": row["selector"],
-                       "page_codec": row["page_codec"], "pipeline": row["pipeline"], "rate_mbit": row["rate_mbit"],
-                       "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
-                       "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
-                       "utilisation": round(row["utilisation"], 3),
-                       **({"link_util": round(row["link_util"], 3)} if row.get("link_util") is not None else {}),
-                       "choices": row["choices"],
-                       **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s", "fast_phase_mb")
-                          if k in row},
-                       **_load_summary(row.get("load"))})
+    """The run's progress line: strict JSON (a quantity with no value is null, never NaN)."""
+    return _strict_line({"bench": "compression", "workload": row["workload"], "selector": row["selector"],
+                         "page_codec": row["page_codec"], "pipeline": row["pipeline"], "rate_mbit": row["rate_mbit"],
+                         "change_to_mbit": row["change_to_mbit"], "total_s": row["total_s"],
+                         "bytes_on_wire": row["bytes_on_wire"], "raw_bytes": row["raw_bytes"],
+                         "utilisation": round(row["utilisation"], 3),
+                         **({"link_util": round(row["link_util"], 3)} if row.get("link_util") is not None else {}),
+                         "choices": row["choices"],
+                         **{k: round(row[k], 3) for k in ("pred_serial_s", "pred_pipelined_s", "fast_phase_mb")
+                            if k in row},
+                         **_load_summary(row.get("load"))})
 
 
 def _load_summary(load: dict[str, Any] | None) -> dict[str, float]:

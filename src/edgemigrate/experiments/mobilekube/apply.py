@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import os
 import socket
@@ -57,7 +56,7 @@ from edgemigrate.core.errors import ConfigError
 from edgemigrate.core.runs import new_run_dir, run_name
 from edgemigrate.core.stats import mean_ci95
 from edgemigrate.envs.mobilekube import MobileKubeEnv
-from edgemigrate.experiments.results import manifest, write_json, write_table
+from edgemigrate.experiments.results import json_line, manifest, write_json, write_table
 from edgemigrate.planning import make_planner
 from edgemigrate.policies.mobilekube import AGENTS, PlacementAgent, make_agent
 from edgemigrate.workloads.probe import Probe, ProbeResult
@@ -457,5 +456,4 @@ def _cell(v: Any) -> Any:
 
 def json_lines(result: ApplyResult) -> list[str]:
     """The summary as JSON lines (one per backend/strategy), as the benchmarks print them."""
-    return [json.dumps({"experiment": "mobilekube-apply", "run": k, **v}, default=float)
-            for k, v in result.summary.items()]
+    return [json_line({"experiment": "mobilekube-apply", "run": k, **v}) for k, v in result.summary.items()]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -51,7 +50,7 @@ from edgemigrate.costs.shareon import RegionThresholds
 from edgemigrate.edgenode.loop import NodeLoop, NodeLoopConfig, jsonl_recorder
 from edgemigrate.engine.transport import tls
 from edgemigrate.engine.transport.tls import host_dir
-from edgemigrate.experiments.results import manifest, write_json, write_table
+from edgemigrate.experiments.results import json_line, manifest, write_json, write_table
 from edgemigrate.policies.shareon import ShareOnAgent, ShareOnParams
 
 log = logging.getLogger(__name__)
@@ -510,7 +509,7 @@ def run_emulation(cfg: EmulationConfig, out_root: Path, progress: Callable[[str]
                 pair.append(run_once(cluster, cfg, mode, rep, record))
             results.append((pair[0], pair[1]))
             s = summarise(pair[0], pair[1], cfg)
-            progress(json.dumps({k: v for k, v in s.items() if not isinstance(v, float) or np.isfinite(v)}))
+            progress(json_line(s))
     finally:
         cluster.stop_all(SERVICE)
         cluster.down()
