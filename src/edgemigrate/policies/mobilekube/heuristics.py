@@ -18,9 +18,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edgemigrate.costs.mobilekube import Problem
 from edgemigrate.policies.mobilekube.base import AGENTS, state
 
 EPS = 1e-9
+
+
+class _Room:
+    """What is left on each node while one action is being built (both baselines place containers one by one)."""
+
+    def __init__(self, p: Problem) -> None:
+        self.p = p
+        self.cpu, self.mem = p.node_cpu.copy(), p.node_mem_bytes.copy()
+
+    def fits(self, node: int, j: int) -> bool:
+        return bool(self.cpu[node] >= self.p.cpu[j] - EPS and self.mem[node] >= self.p.mem_bytes[j] * (1 - EPS))
+
+    def take(self, node: int, j: int) -> None:
+        self.cpu[node] -= self.p.cpu[j]
+        self.mem[node] -= self.p.mem_bytes[j]
 
 
 @AGENTS.register("best-fit")
@@ -32,20 +48,19 @@ class BestFit:
         m = p.n_nodes
         held = np.bincount(placement, minlength=m)
         open_order = sorted(range(m), key=lambda i: (-held[i], i))
-        cpu_left, mem_left = p.node_cpu.copy(), p.node_mem_bytes.copy()
+        room = _Room(p)
         opened: list[int] = []
         out = np.empty(p.n_containers, dtype=np.int64)
         # biggest first (first-fit decreasing's order), ties by id
         for j in sorted(range(p.n_containers), key=lambda j: (-p.cpu[j], -p.mem_bytes[j], j)):
-            fit = [i for i in opened if cpu_left[i] >= p.cpu[j] - EPS and mem_left[i] >= p.mem_bytes[j] * (1 - EPS)]
+            fit = [i for i in opened if room.fits(i, j)]
             if fit:
-                node = min(fit, key=lambda i: (cpu_left[i] / p.node_cpu[i], opened.index(i)))
+                node = min(fit, key=lambda i: (room.cpu[i] / p.node_cpu[i], opened.index(i)))
             else:
-                node = next(i for i in open_order if i not in opened and cpu_left[i] >= p.cpu[j] - EPS)
+                node = next(i for i in open_order if i not in opened and room.fits(i, j))
                 opened.append(node)
             out[j] = node
-            cpu_left[node] -= p.cpu[j]
-            mem_left[node] -= p.mem_bytes[j]
+            room.take(node, j)
         return out
 
 
@@ -59,16 +74,15 @@ class LatencyGreedy:
         # (n, m) summed delay of each container's users to each node
         cost = np.zeros((n, m))
         np.add.at(cost, p.user_service, p.delay_sn_s[stations])
-        cpu_left, mem_left = p.node_cpu.copy(), p.node_mem_bytes.copy()
+        room = _Room(p)
         out = np.empty(n, dtype=np.int64)
         for j in range(n):
             stay_bonus = np.where(np.arange(m) == placement[j], -1e-12, 0.0)  # ties keep the current node
             for node in np.argsort(cost[j] + stay_bonus, kind="stable"):
-                if cpu_left[node] >= p.cpu[j] - EPS and mem_left[node] >= p.mem_bytes[j] * (1 - EPS):
+                if room.fits(int(node), j):
                     break
             out[j] = node
-            cpu_left[node] -= p.cpu[j]
-            mem_left[node] -= p.mem_bytes[j]
+            room.take(int(node), j)
         return out
 
 
