@@ -206,3 +206,20 @@ def test_only_the_orchestrated_planner_looks_one_pre_migration_ahead() -> None:
     small = PrecopyModel(resident_bytes=1e6, dirty_bytes_per_s=0.0, round_overhead_s=0.1, final_overhead_s=0.1,
                          restore_base_s=0.1, restore_s_per_byte=0.0, rounds=1, wire_ratio=1.0, frozen_rtts=1.0)
     assert planner_horizon_s(cfg, "orchestrated", small, 100e6, 0.05) == cfg.horizon_s  # never shorter
+
+
+def test_a_runs_seed_depends_on_names_not_on_the_runs_lists() -> None:
+    """The stored full experiment's seeds are what ``run_seed`` derives (its results stay reproducible), and a
+    one-service, one-planner run draws the same seed as that run in the full experiment."""
+    import csv
+
+    from edgemigrate.experiments.handover.experiment import run_seed
+
+    path = Path(__file__).resolve().parents[3] / "docs" / "results" / "handover" / "runs.csv"
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 60
+    for r in rows:
+        assert int(r["seed"]) == run_seed(0, r["service"], r["planner"], int(r["repeat"])), r
+    assert run_seed(0, "facedetect", "random", 3) != run_seed(0, "counter", "random", 3)
+    assert run_seed(1, "facedetect", "random", 3) != run_seed(0, "facedetect", "random", 3)

@@ -17,7 +17,7 @@ from edgemigrate.core.errors import EdgeMigrateError
 from edgemigrate.core.runs import new_run_dir, run_name
 from edgemigrate.experiments.handover.analysis import MIGRATION_KEYS, iter_jsonl, run_summary
 from edgemigrate.experiments.handover.bed import HandoverBed
-from edgemigrate.experiments.handover.design import HandoverConfig
+from edgemigrate.experiments.handover.design import PLANNERS, SERVICES, HandoverConfig
 from edgemigrate.experiments.handover.report import markdown, plots, summarise, targets
 from edgemigrate.experiments.handover.timeline import load_record, timeline_figures
 from edgemigrate.experiments.results import json_line, manifest, write_json
@@ -29,9 +29,11 @@ RUN_COLUMNS = ("service", "planner", "repeat", "seed", "moves", "migrations", "h
                "counter_ok", "moves_unverified")
 
 
-def run_seed(cfg: HandoverConfig, service: str, planner: str, repeat: int) -> int:
-    """The controller's seed (the random planner's draws) of one run, derived from the experiment's seed."""
-    key = [cfg.seed, repeat, list(cfg.services).index(service), list(cfg.planners).index(planner)]
+def run_seed(seed: int, service: str, planner: str, repeat: int) -> int:
+    """The controller's seed (the random planner's draws) of one run, derived from the experiment's seed.
+    Services and planners enter by their place in the catalogue (``SERVICES``, ``PLANNERS``), not in this run's
+    lists, so a run of one service or one planner draws what the same run does in the full experiment."""
+    key = [seed, repeat, SERVICES.index(service), PLANNERS.index(planner)]
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
@@ -60,7 +62,7 @@ def run_experiment(cfg: HandoverConfig, out_root: Path, *, plot: bool = True,
         for repeat in range(cfg.repeats):
             for service in cfg.services:
                 for planner in cfg.planners:
-                    seed = run_seed(cfg, service, planner, repeat)
+                    seed = run_seed(cfg.seed, service, planner, repeat)
                     try:
                         rec = bed.run(service, planner, repeat, folder / "runs" / f"{service}__{planner}__{repeat}",
                                       seed)
@@ -131,8 +133,7 @@ def reanalyse(folder: Path, *, plot: bool = True, progress: Callable[[str], None
         rec = load_record(d, link)
         service, planner, repeat = rec.service, rec.planner, rec.repeat
         row, rows = run_summary(rec, float(config["handover_outage_s"]))
-        key = [config["seed"], int(repeat), config["services"].index(service), config["planners"].index(planner)]
-        row["seed"] = int(np.random.SeedSequence(key).generate_state(1)[0])  # as run_seed derived it
+        row["seed"] = run_seed(int(config["seed"]), service, planner, int(repeat))
         runs.append(row)
         migs += rows
     (folder / "migrations.jsonl").write_text("".join(line + "\n" for line in iter_jsonl(migs)))
