@@ -22,7 +22,7 @@ def test_overrides_replace_only_named_fields() -> None:
     cfg = algo_config(Algo.IMPALA, {"lr": 1e-3})
     assert cfg.lr == pytest.approx(1e-3) and cfg.train_batch_size == 1000
     assert as_dict(cfg)["network"] == {"hidden": [64, 64], "activation": "tanh", "placement_prior": False,
-                                       "near_prior": True}
+                                       "near_prior": True, "near_init": 0.5, "near_powered_only": False}
 
 
 def test_network_override_from_a_dict_keeps_table_ii_layers() -> None:
@@ -60,3 +60,14 @@ def test_bad_algorithm_and_network() -> None:
         NetworkConfig(hidden=(64, 0))
     with pytest.raises(EdgeMigrateError, match="network.activation"):
         NetworkConfig(activation="sigmoidish")
+
+
+@pytest.mark.parametrize("bad", [-0.5, 51, float("nan"), "4"])
+def test_a_bad_near_init_from_the_cli_is_a_one_line_error(bad: object) -> None:
+    with pytest.raises(EdgeMigrateError, match="network.near_init: expected a number in"):
+        algo_config(Algo.PPO, {"network": {"placement_prior": True, "near_init": bad}})
+
+
+def test_the_near_options_reach_the_network() -> None:
+    cfg = algo_config(Algo.PPO, {"network": {"placement_prior": True, "near_init": 6, "near_powered_only": True}})
+    assert cfg.network.near_init == 6 and cfg.network.near_powered_only

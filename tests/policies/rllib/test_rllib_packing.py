@@ -31,9 +31,13 @@ DELAY_S = np.array([[0.005, 0.007, 0.009], [0.007, 0.005, 0.007], [0.009, 0.007,
 USERS, CONTAINERS, NODES = 4, 2, 3
 
 
-def _module(with_delays: bool = True, slot: float = 0.5) -> PlacementPriorPPOModule:
+def _module(with_delays: bool = True, slot: float = 0.5, **near: object) -> PlacementPriorPPOModule:
     lay = layout(USERS, CONTAINERS, NODES, slot, delay_sn_s=DELAY_S if with_delays else None,
-                 user_service=[0, 1, 0, 1] if with_delays else None)
+                 user_service=[0, 1, 0, 1] if with_delays else None, **near)  # type: ignore[arg-type]
+    return _built(lay)
+
+
+def _built(lay: dict) -> PlacementPriorPPOModule:
     size = (USERS + CONTAINERS) * NODES + NODES
     return PlacementPriorPPOModule(
         observation_space=spaces.Box(0.0, 1.0, (size,), np.float32),
@@ -108,3 +112,31 @@ def test_a_layout_without_delays_builds_the_pre_near_module() -> None:
 def test_bad_layouts_are_one_line_errors(delay: np.ndarray, users: list[int], match: str) -> None:
     with pytest.raises(EdgeMigrateError, match=match):
         layout(USERS, CONTAINERS, NODES, 0.5, delay_sn_s=delay, user_service=users)
+
+
+def test_near_among_powered_nodes_counts_an_empty_node_as_the_farthest() -> None:
+    """Users all at station 2, containers on nodes 0 and 1 (node 2 empty): ungated, both containers are pulled
+    towards node 2 (which would power it); gated, node 2 scores as the farthest and each container's nearness
+    is only about the node the other one is on."""
+    obs = _obs(user_station=[2, 2, 2, 2], placement=[0, 1])
+    zero = torch.zeros(1, CONTAINERS * NODES)
+    free = _module(near_init=4.0)._prior(obs, zero).detach().numpy().reshape(CONTAINERS, NODES)
+    gated = _module(near_init=4.0, near_powered_only=True)._prior(obs, zero).detach().numpy().reshape(CONTAINERS, NODES)
+    np.testing.assert_allclose(free, [[STAY_INIT - 4.0, -2.0, 0.0], [-4.0, STAY_INIT - 2.0, 0.0]], atol=1e-5)
+    # container 0 (on node 0): node 1 holds container 1 -> its nearness -0.5; nodes 0 (only itself) and 2 (empty) -1
+    np.testing.assert_allclose(gated, [[STAY_INIT - 4.0, -2.0, -4.0], [-4.0, STAY_INIT - 4.0, -4.0]], atol=1e-5)
+    assert free[0].argmax() == 2 and gated[0].argmax() == 0  # with stay 2, only the ungated term opens node 2
+
+
+def test_near_init_sets_the_untrained_weight_and_old_layouts_build_as_trained() -> None:
+    assert float(_module(near_init=7.5).near_raw.detach()) * 10.0 == pytest.approx(7.5)
+    lay = layout(USERS, CONTAINERS, NODES, 0.5, delay_sn_s=DELAY_S, user_service=[0, 1, 0, 1])
+    old = {k: v for k, v in lay.items() if k not in ("near_init", "near_powered_only")}  # a checkpoint's layout
+    module = _built(old)
+    assert float(module.near_raw.detach()) * 10.0 == pytest.approx(NEAR_INIT) and not module._near_powered_only
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 51.0])
+def test_a_bad_near_init_is_a_one_line_error(bad: float) -> None:
+    with pytest.raises(EdgeMigrateError, match="near_init must be in"):
+        layout(USERS, CONTAINERS, NODES, 0.5, delay_sn_s=DELAY_S, user_service=[0, 1, 0, 1], near_init=bad)

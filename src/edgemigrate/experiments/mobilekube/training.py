@@ -30,7 +30,7 @@ from edgemigrate.experiments.results import manifest, new_run_dir, run_name, wri
 from edgemigrate.policies.rllib.agent import PlacementAgent
 from edgemigrate.policies.rllib.agent import load_agent as load_rllib_agent
 from edgemigrate.policies.rllib.cluster import probe
-from edgemigrate.policies.rllib.config import Algo, algo_config, as_dict, parse_algo
+from edgemigrate.policies.rllib.config import Algo, NetworkConfig, algo_config, as_dict, parse_algo
 from edgemigrate.policies.rllib.trainer import TrainOutcome, TrainSpec, train
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,7 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
                          env_config=env_cfg.to_dict(), seed=req.seed, timesteps=req.timesteps,
                          num_env_runners=req.num_env_runners, num_envs_per_env_runner=req.num_envs_per_env_runner,
                          ray_address=req.ray_address, info_keys=INFO_KEYS, checkpoint_every=req.checkpoint_every,
-                         module_layout=_layout(env_cfg, hyper.network.near_prior)
-                         if hyper.network.placement_prior else None,
+                         module_layout=_layout(env_cfg, hyper.network) if hyper.network.placement_prior else None,
                          init_from=req.init_from)
         folder = run / algo.value
         folder.mkdir()
@@ -129,22 +128,23 @@ def run_training(req: TrainingRequest, out_root: Path, progress: Callable[[str, 
     return run
 
 
-def _layout(cfg: MobileKubeConfig, near: bool = True) -> dict[str, Any]:
+def _layout(cfg: MobileKubeConfig, net: NetworkConfig) -> dict[str, Any]:
     """The observation layout ``policies/rllib/packing.py`` reads; the prior needs the utilisation feature.
 
     It carries the env's fixed station -> node delays (eqs. 5-6, fixed by ``cfg.seed``) and the user -> container
-    map for the prior's nearness term (``near``); the stations users are at come from the observation itself.
+    map for the prior's nearness term (``net.near_prior``); the stations users are at come from the observation.
     """
     if not cfg.obs_utilisation:
         raise ConfigError("network.placement_prior reads the node utilisation: add --set obs_utilisation=true")
     from edgemigrate.policies.rllib.packing import layout  # imports ray: only where a prior is trained
 
     slot = cfg.service_cpu / cfg.node_cpu
-    if not near:
+    if not net.near_prior:
         return layout(cfg.n_users, cfg.n_services, cfg.n_nodes, slot)
     problem = build_problem(cfg, build_network(cfg))
     return layout(cfg.n_users, cfg.n_services, cfg.n_nodes, slot,
-                  delay_sn_s=problem.delay_sn_s, user_service=problem.user_service)
+                  delay_sn_s=problem.delay_sn_s, user_service=problem.user_service, near_init=net.near_init,
+                  near_powered_only=net.near_powered_only)
 
 
 class _CsvLog:

@@ -25,6 +25,11 @@ class Algo(StrEnum):
     IMPALA = "impala"
 
 
+MAX_NEAR_INIT = 50.0
+"""Bound on the placement prior's initial ``near`` weight: far above any weight learned so far (8.7 after 330k
+steps); a larger start would drown the MLP's logits."""
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
     hidden: tuple[int, ...] = (64, 64)
@@ -39,6 +44,12 @@ class NetworkConfig:
     near_prior: bool = True
     """With ``placement_prior``: also the learned preference for nodes near the container's users (the
     ``near`` term of ``policies/rllib/packing.py``); false = the stay / join / mask prior alone (the ablation)."""
+    near_init: float = 0.5
+    """With ``near_prior``: the term's initial weight (``packing.NEAR_INIT``, 0.5: small against the stay prior, so
+    the untrained policy still packs; PPO moves it from there)."""
+    near_powered_only: bool = False
+    """With ``near_prior``: nearness among the nodes that already hold another container only, an empty node
+    counting as the farthest (``packing.py``): the term then only reassigns containers between powered nodes."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -46,6 +57,9 @@ class NetworkConfig:
         if self.activation not in ("tanh", "relu", "linear", "swish", "elu"):
             raise ValidationError(f"network.activation: expected tanh|relu|linear|swish|elu, "
                                   f"got {self.activation!r}")
+        if not (isinstance(self.near_init, int | float) and 0.0 <= self.near_init <= MAX_NEAR_INIT):
+            raise ValidationError(f"network.near_init: expected a number in [0, {MAX_NEAR_INIT:g}], "
+                                  f"got {self.near_init!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +151,7 @@ def algo_config(algo: Algo, overrides: dict[str, Any] | None = None) -> AlgoConf
 
 def as_dict_network(net: NetworkConfig) -> dict[str, Any]:
     return {"hidden": list(net.hidden), "activation": net.activation, "placement_prior": net.placement_prior,
-            "near_prior": net.near_prior}
+            "near_prior": net.near_prior, "near_init": net.near_init, "near_powered_only": net.near_powered_only}
 
 
 def as_dict(cfg: AlgoConfig) -> dict[str, Any]:

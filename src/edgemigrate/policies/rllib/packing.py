@@ -20,6 +20,9 @@ The module adds to the MLP's logits of container ``j`` on node ``k`` (one shared
   the access delay every path shares, over the largest such backhaul delay, so it lies in [0, 1]. The delay matrix is the env's fixed network
   (``layout(..., delay_sn_s=...)``), not anything that changes during an episode: the term sees only what the
   observation determines;
+  With ``near_powered_only`` only nodes that hold another container compete on nearness and an empty node
+  counts as the farthest, so the term moves containers between the nodes already powered and never pulls one
+  onto an empty node (which eq. 13's energy term would punish): its gradient then points one way;
 - a mask (-1e9) on nodes that have no room for ``j`` now (sec. V's capacity constraints 3-4 applied per
   container to the current loads; the joint action can still overfill a node, which the env penalises).
 
@@ -44,6 +47,7 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 
 from edgemigrate.core.errors import ValidationError
+from edgemigrate.policies.rllib.config import MAX_NEAR_INIT
 
 LAYOUT_KEY = "placement_layout"
 STAY_INIT = 2.0
@@ -64,12 +68,15 @@ steps; scaled, it can move ~0.24 per batch. The MLP's own weights keep the table
 
 
 def layout(users: int, containers: int, nodes: int, slot: float, delay_sn_s: Any = None,
-           user_service: Any = None) -> dict[str, Any]:
+           user_service: Any = None, *, near_init: float = NEAR_INIT,
+           near_powered_only: bool = False) -> dict[str, Any]:
     """The observation layout the module needs; ``slot`` = one container's CPU over a node's capacity.
 
     ``delay_sn_s`` (stations x nodes, seconds; stations are the ``nodes`` one-hot columns of the users) and
-    ``user_service`` (the container of every user) enable the ``near`` term; plain lists, so the layout stays
-    JSON and pickles into the checkpoint with the module's config.
+    ``user_service`` (the container of every user) enable the ``near`` term, with its initial weight
+    ``near_init`` and its ``near_powered_only`` form (module docstring); plain values, so the layout stays JSON
+    and pickles into the checkpoint with the module's config (a layout without the last two keys, from before
+    them, builds the module it was trained with).
     """
     out: dict[str, Any] = {"users": users, "containers": containers, "nodes": nodes, "slot": slot}
     if delay_sn_s is not None:
@@ -81,8 +88,12 @@ def layout(users: int, containers: int, nodes: int, slot: float, delay_sn_s: Any
         if us.shape != (users,) or us.min() < 0 or us.max() >= containers or len(np.unique(us)) != containers:
             raise ValidationError(f"placement layout: user_service must map {users} users onto all {containers} "
                                   "containers")
+        if not (np.isfinite(near_init) and 0.0 <= near_init <= MAX_NEAR_INIT):
+            raise ValidationError(f"placement layout: near_init must be in [0, {MAX_NEAR_INIT:g}], got {near_init}")
         out["delay_sn_s"] = d.tolist()
         out["user_service"] = us.tolist()
+        out["near_init"] = float(near_init)
+        out["near_powered_only"] = bool(near_powered_only)
     return out
 
 
@@ -115,13 +126,14 @@ class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
         self.stay_raw = torch.nn.Parameter(torch.tensor(STAY_INIT / PRIOR_SCALE))
         self.join_raw = torch.nn.Parameter(torch.tensor(0.0))
         self.near_raw: Any = None
+        self._near_powered_only = bool(lay.get("near_powered_only", False))
         if lay.get("delay_sn_s") is not None:
             d = np.asarray(lay["delay_sn_s"], dtype=np.float64)
             # buffers, not parameters: the network is fixed; saved with the module so a checkpoint is self-contained
             span = max(float(d.max() - d.min()), 1e-12)
             self.register_buffer("delay_norm", torch.as_tensor((d - d.min()) / span, dtype=torch.float32))
             self.register_buffer("user_mix", torch.as_tensor(user_mix(lay["user_service"], self._n)))
-            self.near_raw = torch.nn.Parameter(torch.tensor(NEAR_INIT / PRIOR_SCALE))
+            self.near_raw = torch.nn.Parameter(torch.tensor(float(lay.get("near_init", NEAR_INIT)) / PRIOR_SCALE))
 
     def _prior(self, obs: Any, logits: Any) -> Any:
         import torch
@@ -132,7 +144,11 @@ class PlacementPriorPPOModule(DefaultPPOTorchRLModule):  # type: ignore[misc]
         terms = self.stay_raw * on + self.join_raw * util / self._slot
         if self.near_raw is not None:
             users = obs[:, :o * m].reshape(b, o, m)
-            terms = terms + self.near_raw * near_feature(users, self.user_mix, self.delay_norm)
+            near = near_feature(users, self.user_mix, self.delay_norm)
+            if self._near_powered_only:
+                others = (util - self._slot * on) > 0.5 * self._slot  # node k holds a container other than j
+                near = torch.where(others, near, torch.full_like(near, -1.0))
+            terms = terms + self.near_raw * near
         out = logits.reshape(b, n, m) + PRIOR_SCALE * terms
         full = (util + self._slot * (1.0 - on)) > 1.0 + 1e-6
         return torch.where(full, torch.full_like(out, MASKED), out).reshape(b, n * m)
