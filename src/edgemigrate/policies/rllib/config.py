@@ -25,9 +25,14 @@ class Algo(StrEnum):
     IMPALA = "impala"
 
 
+NEAR_INIT = 0.5
+"""Default initial weight of the placement prior's nearness term (``packing.py``): the nearest node's logit is at
+most 0.5 above the farthest one's, small against the stay prior (2.0) and a packing ``join`` (a trained 16-user
+agent: 0.29 per container, ~2.3 between a node of 12 containers and one of 4), so the untrained policy still
+packs; PPO moves it from there. With ``near_powered_only`` it can start higher (4 in docs/mobilekube.md)."""
 MAX_NEAR_INIT = 50.0
-"""Bound on the placement prior's initial ``near`` weight: far above any weight learned so far (8.7 after 330k
-steps); a larger start would drown the MLP's logits."""
+"""Bound on the initial ``near`` weight: far above any weight learned so far (~10 after 300k steps); a larger
+start would drown the MLP's logits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +49,8 @@ class NetworkConfig:
     near_prior: bool = True
     """With ``placement_prior``: also the learned preference for nodes near the container's users (the
     ``near`` term of ``policies/rllib/packing.py``); false = the stay / join / mask prior alone (the ablation)."""
-    near_init: float = 0.5
-    """With ``near_prior``: the term's initial weight (``packing.NEAR_INIT``, 0.5: small against the stay prior, so
-    the untrained policy still packs; PPO moves it from there)."""
+    near_init: float = NEAR_INIT
+    """With ``near_prior``: the term's initial weight (:data:`NEAR_INIT`)."""
     near_powered_only: bool = False
     """With ``near_prior``: nearness among the nodes that already hold another container only, an empty node
     counting as the farthest (``packing.py``): the term then only reassigns containers between powered nodes."""

@@ -19,8 +19,7 @@ The module adds to the MLP's logits of container ``j`` on node ``k`` (one shared
   the user's station (read from the observation's one-hots) to node ``k`` - the ``d_net`` of eqs. 5-6 - less
   the access delay every path shares, over the largest such backhaul delay, so it lies in [0, 1]. The delay matrix is the env's fixed network
   (``layout(..., delay_sn_s=...)``), not anything that changes during an episode: the term sees only what the
-  observation determines;
-  With ``near_powered_only`` only nodes that hold another container compete on nearness and an empty node
+  observation determines. With ``near_powered_only`` only nodes that hold another container compete on nearness and an empty node
   counts as the farthest, so the term moves containers between the nodes already powered and never pulls one
   onto an empty node (which eq. 13's energy term would punish): its gradient then points one way;
 - a mask (-1e9) on nodes that have no room for ``j`` now (sec. V's capacity constraints 3-4 applied per
@@ -47,17 +46,13 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 
 from edgemigrate.core.errors import ValidationError
-from edgemigrate.policies.rllib.config import MAX_NEAR_INIT
+from edgemigrate.policies.rllib.config import MAX_NEAR_INIT, NEAR_INIT
 
 LAYOUT_KEY = "placement_layout"
 STAY_INIT = 2.0
 """Initial weight of the keep-placement prior: with 8 nodes, e^2 / (e^2 + 7) = 51 % to stay at the start, so a
 container's node next step is predictable yet half of them still explore."""
 MASKED = -1.0e9
-NEAR_INIT = 0.5
-"""Initial weight of the nearness term: the nearest node's logit is at most 0.5 above the farthest one's, small
-against the stay prior (2.0) and a packing ``join`` (a trained 16-user agent: 0.29 per container, ~2.3 between
-a node of 12 containers and one of 4), so the untrained policy still packs; PPO moves it from there."""
 ENV_BUFFERS = ("delay_norm", "user_mix")
 """Module buffers that describe the env (its delays, its users), not learned: a warm start never copies them."""
 PRIOR_SCALE = 10.0
