@@ -217,7 +217,8 @@ experiment.add_command(compression)
               help="Save the checkpoint every N iterations too (a run stopped early keeps its latest agent).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Env config (n_nodes=8, w2=0.05, episode_steps=100 ...) or ALGO.KEY=VALUE hyperparameter "
-                   "(impala.lr=5e-4, ppo.num_epochs=10). Repeatable.")
+                   "(impala.lr=5e-4, ppo.num_epochs=10), the network as JSON: ppo.network='{\"placement_prior\": "
+                   "true, \"near_init\": 4, \"near_powered_only\": true}' (docs/mobilekube.md). Repeatable.")
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder under which the results folder is created.")
 @click.option("--init-from", type=click.Path(path_type=Path, exists=True), default=None, metavar="CHECKPOINT",
